@@ -1,0 +1,30 @@
+"""lookalike: find similar images. Embed with a pretrained CNN, index, query.
+
+>>> import lookalike as lk
+>>> refs = lk.load_images("samples/clothing")          # doctest: +SKIP
+>>> model = lk.create(refs)                            # doctest: +SKIP
+>>> model.query(refs.head(3), k=5)                     # doctest: +SKIP
+"""
+
+from lookalike import config
+from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
+from lookalike.ingest.decode import ImageError
+from lookalike.ingest.sources import load_images
+from lookalike.model import ImageSimilarityModel, create, load_model
+from lookalike.storage import ModelFormatError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ImageError",
+    "ImageSimilarityModel",
+    "ModelFormatError",
+    "ModelSpec",
+    "Preprocessing",
+    "available_models",
+    "config",
+    "create",
+    "load_images",
+    "load_model",
+    "register",
+]

@@ -1,0 +1,164 @@
+"""Turn images into embeddings: decode in worker threads while ONNX Runtime infers in batches.
+
+Pillow releases the GIL while it decodes and resizes, and ONNX Runtime while
+it runs, so a small thread pool keeps both cores busy. A bounded window of
+pending decodes keeps memory flat however many images there are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from lookalike.config import execution_providers
+from lookalike.embed.registry import ModelSpec
+from lookalike.ingest.decode import ImageError, describe, load_rgb
+
+
+@dataclass
+class Extraction:
+    """Result of :meth:`Embedder.extract`."""
+
+    embeddings: np.ndarray  # (len(ok), dim) float32, rows in input order
+    ok: np.ndarray  # positions (into the input) of the rows of ``embeddings``
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Embedder:
+    """Runs one :class:`ModelSpec`: preprocessing, an ONNX Runtime session, batched extraction."""
+
+    def __init__(self, spec: ModelSpec, threads: int | None = None):
+        self.spec = spec
+        self.threads = threads or _cpu_count()
+        self._session = None
+
+    @property
+    def session(self):
+        """The ONNX Runtime session, created on first use."""
+        if self._session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(
+                str(self.spec.onnx_file()), options, providers=execution_providers()
+            )
+        return self._session
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """An RGB PIL image -> the network's (3, H, W) float32 input."""
+        prep = self.spec.preprocessing
+        width, height = prep.size
+        if prep.resize == "center_crop":
+            short = min(width, height) / prep.crop_fraction
+            ratio = short / min(image.size)
+            image = image.resize(
+                (max(width, round(image.size[0] * ratio)), max(height, round(image.size[1] * ratio))),
+                Image.BILINEAR,
+            )
+            left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
+            image = image.crop((left, top, left + width, top + height))
+        elif image.size != (width, height):
+            image = image.resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32)
+        if prep.channel_order == "BGR":
+            pixels = pixels[:, :, ::-1]
+        pixels = (pixels * np.float32(prep.scale) - np.asarray(prep.mean, np.float32)) / np.asarray(
+            prep.std, np.float32
+        )
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+    def load(self, source: Any) -> np.ndarray:
+        """Decode and preprocess one image; every failure is an :class:`ImageError`."""
+        try:
+            return self.preprocess(load_rgb(source, min_size=self.spec.preprocessing.size))
+        except ImageError:
+            raise
+        except Exception as exc:  # one odd file must never stop a batch
+            raise ImageError(describe(source), f"unexpected error while decoding ({type(exc).__name__}: {exc})")
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a preprocessed (n, 3, H, W) batch -> (n, dim) float32."""
+        out = self.session.run([self.spec.output_name], {self.spec.input_name: batch})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+
+    def extract(
+        self,
+        sources: Sequence[Any],
+        batch_size: int = 64,
+        verbose: bool = True,
+        ignore_failure: bool = True,
+        on_failure: Callable[[int, str], None] | None = None,
+    ) -> Extraction:
+        """Embed every image in ``sources`` (paths, bytes, PIL images or arrays).
+
+        Images that cannot be decoded are skipped and listed in
+        ``Extraction.failures`` (or raise :class:`ImageError` when
+        ``ignore_failure`` is False).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        total = len(sources)
+        out = np.empty((total, self.spec.dim), dtype=np.float32)
+        ok = np.zeros(total, dtype=bool)
+        failures: list[tuple[int, str]] = []
+        window = 2 * batch_size + self.threads
+        progress = tqdm(total=total, unit="img", desc="Embedding", disable=None if verbose else True, leave=False)
+        with ThreadPoolExecutor(self.threads) as pool:
+            pending: deque[tuple[int, Future]] = deque()
+            queue = iter(range(total))
+
+            def refill() -> None:
+                for position in queue:
+                    pending.append((position, pool.submit(self.load, sources[position])))
+                    if len(pending) >= window:
+                        return
+
+            def flush(arrays: list[np.ndarray], positions: list[int]) -> None:
+                if arrays:
+                    out[positions] = self.run(np.stack(arrays))
+                    ok[positions] = True
+                    progress.update(len(arrays))
+                    arrays.clear()
+                    positions.clear()
+
+            refill()
+            arrays: list[np.ndarray] = []
+            positions: list[int] = []
+            try:
+                while pending:
+                    position, future = pending.popleft()
+                    refill()
+                    try:
+                        arrays.append(future.result())
+                        positions.append(position)
+                    except ImageError as exc:
+                        if not ignore_failure:
+                            raise
+                        failures.append((position, exc.reason))
+                        if on_failure:
+                            on_failure(position, exc.reason)
+                        progress.update(1)
+                        continue
+                    if len(arrays) >= batch_size:
+                        flush(arrays, positions)
+                flush(arrays, positions)
+            finally:
+                for _, future in pending:
+                    future.cancel()
+                progress.close()
+        kept = np.flatnonzero(ok)
+        return Extraction(out[kept], kept, failures)

@@ -1,0 +1,81 @@
+"""Exact nearest-neighbour search in memory-bounded blocks (numpy BLAS + argpartition).
+
+Never builds an n x n matrix: queries and references are both taken in
+blocks, each block keeps only its best candidates, and the final top-k of
+each query is re-measured precisely and ordered by (distance, reference
+position), so ties always come out the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lookalike.index.metrics import block_distances, check_metric, exact_distances, row_norms
+
+#: Largest distance block held at once (floats): 2**24 floats = 64 MiB.
+BLOCK_FLOATS = 1 << 24
+#: Extra candidates kept per block so near-ties are settled by the precise re-measure.
+_MARGIN = 8
+
+
+class ExactIndex:
+    """Brute-force search over a (n, d) float32 matrix of references.
+
+    Parameters
+    ----------
+    vectors : numpy.ndarray
+        (n, d) float32 references; kept by reference, not copied (it may be memory-mapped).
+    metric : {"euclidean", "cosine", "dot"}
+    """
+
+    method = "brute_force"
+
+    def __init__(self, vectors: np.ndarray, metric: str = "euclidean"):
+        self.metric = check_metric(metric)
+        self.vectors = vectors
+        self._norms = row_norms(vectors) if len(vectors) else np.zeros(0, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest references of each query.
+
+        Returns
+        -------
+        distances : (m, min(k, n)) float64
+        positions : (m, min(k, n)) int64, positions in ``vectors``
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n = len(self.vectors)
+        k = min(k, n)
+        m = len(queries)
+        distances = np.empty((m, k), np.float64)
+        positions = np.empty((m, k), np.int64)
+        if k == 0 or m == 0:
+            return distances, positions
+        ref_block = min(n, 65536)
+        # Bound both the distance block and the gathered candidates (m, k, d) in float64.
+        dim = max(1, self.vectors.shape[1])
+        query_block = max(1, min(m, BLOCK_FLOATS // ref_block, BLOCK_FLOATS // (2 * (k + _MARGIN) * dim)))
+        q_norms = row_norms(queries)
+        for q0 in range(0, m, query_block):
+            q = queries[q0 : q0 + query_block]
+            cand_d = np.empty((len(q), 0), np.float32)
+            cand_i = np.empty((len(q), 0), np.int64)
+            for r0 in range(0, n, ref_block):
+                refs = self.vectors[r0 : r0 + ref_block]
+                block = block_distances(self.metric, q, q_norms[q0 : q0 + len(q)], refs, self._norms[r0 : r0 + len(refs)])
+                keep = min(k + _MARGIN, block.shape[1])
+                part = np.argpartition(block, keep - 1, axis=1)[:, :keep] if keep < block.shape[1] else np.broadcast_to(np.arange(block.shape[1]), block.shape)
+                cand_d = np.concatenate([cand_d, np.take_along_axis(block, part, 1)], axis=1)
+                cand_i = np.concatenate([cand_i, part + r0], axis=1)
+                if cand_d.shape[1] > k + _MARGIN:
+                    best = np.argpartition(cand_d, k + _MARGIN - 1, axis=1)[:, : k + _MARGIN]
+                    cand_d = np.take_along_axis(cand_d, best, 1)
+                    cand_i = np.take_along_axis(cand_i, best, 1)
+            precise = exact_distances(self.metric, q, self.vectors[cand_i])
+            order = np.lexsort((cand_i, precise), axis=-1)[:, :k]
+            distances[q0 : q0 + len(q)] = np.take_along_axis(precise, order, 1)
+            positions[q0 : q0 + len(q)] = np.take_along_axis(cand_i, order, 1)
+        return distances, positions

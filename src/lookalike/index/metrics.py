@@ -1,0 +1,60 @@
+"""Distance metrics. Every metric is a distance: smaller means more similar.
+
+- ``euclidean``: ``||q - r||`` (Turi Create's default)
+- ``cosine``: ``1 - cos(q, r)``, in [0, 2]
+- ``dot``: ``-q.r`` (for embeddings trained for inner-product search)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("euclidean", "cosine", "dot")
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return metric
+
+
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row, float32."""
+    return np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)).astype(np.float32)
+
+
+def block_distances(metric: str, queries: np.ndarray, q_norms: np.ndarray, refs: np.ndarray, r_norms: np.ndarray) -> np.ndarray:
+    """Fast (BLAS) distances between a block of queries and a block of references.
+
+    Squared euclidean is returned for ``euclidean`` (same order, no sqrt);
+    callers re-measure their final candidates with :func:`exact_distances`.
+    """
+    dots = queries @ refs.T
+    if metric == "euclidean":
+        dots *= -2.0
+        dots += q_norms[:, None] ** 2
+        dots += r_norms[None, :] ** 2
+        return dots
+    if metric == "cosine":
+        with np.errstate(divide="ignore"):
+            q_inv = np.where(q_norms > 0, 1.0 / q_norms, 0.0).astype(np.float32)
+            r_inv = np.where(r_norms > 0, 1.0 / r_norms, 0.0).astype(np.float32)
+        dots *= q_inv[:, None]
+        dots *= r_inv[None, :]
+        return 1.0 - dots
+    return -dots
+
+
+def exact_distances(metric: str, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Precise distances (float64) between each query (m, d) and its candidates (m, c, d)."""
+    q = queries.astype(np.float64)[:, None, :]
+    c = candidates.astype(np.float64)
+    if metric == "euclidean":
+        return np.sqrt(((c - q) ** 2).sum(-1))
+    dots = (c * q).sum(-1)
+    if metric == "dot":
+        return -dots
+    norms = np.linalg.norm(q, axis=-1) * np.linalg.norm(c, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, dots / norms, 0.0)
+    return np.clip(1.0 - cos, 0.0, 2.0)

@@ -1,0 +1,187 @@
+"""Open any supported image robustly and turn it into 8-bit RGB.
+
+Every failure becomes an :class:`ImageError` that names the image and says
+why, so callers can skip and report it instead of crashing a whole batch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Images with more pixels than this are refused as decompression bombs
+#: (Pillow's own warning threshold, about 89 megapixels).
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+class ImageError(ValueError):
+    """An image could not be read. ``source`` names it, ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the file header says, read without decoding pixels."""
+
+    width: int
+    height: int
+    format: str
+    mode: str
+
+
+def describe(source: Any) -> str:
+    """A short human name for an image source, for error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.dtype} {source.shape}>"
+    return f"<{type(source).__name__}>"
+
+
+def _open_file(source: Any) -> Image.Image:
+    """``Image.open`` with every failure turned into an ImageError."""
+    name = describe(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(name, "empty data (0 bytes)")
+        fp: Any = io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        try:
+            if path.stat().st_size == 0:
+                raise ImageError(name, "empty file (0 bytes)")
+        except FileNotFoundError:
+            raise ImageError(name, "file not found") from None
+        except PermissionError:
+            raise ImageError(name, "permission denied") from None
+        if path.is_dir():
+            raise ImageError(name, "is a directory, not an image")
+        fp = path
+    try:
+        with warnings.catch_warnings():
+            # A file above Pillow's limit is refused, not decoded with a warning.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(fp)
+    except PermissionError:
+        raise ImageError(name, "permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image, or a format Pillow cannot read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(name, "image dimensions exceed the decompression-bomb limit") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(name, f"unreadable image ({exc})") from None
+    _check_size(name, image)
+    return image
+
+
+def _check_size(name: str, image: Image.Image) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(name, f"invalid dimensions {width}x{height}")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            name,
+            f"{width}x{height} = {width * height:,} pixels exceeds the decompression-bomb "
+            f"limit of {MAX_IMAGE_PIXELS:,} (lookalike.ingest.decode.MAX_IMAGE_PIXELS)",
+        )
+
+
+def probe(source: str | os.PathLike) -> ImageInfo:
+    """Read an image file's header (size, format, mode) without decoding pixels."""
+    with _open_file(source) as image:
+        return ImageInfo(image.size[0], image.size[1], image.format or "", image.mode)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, scaling high bit depths and flattening alpha on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Pillow's convert() clips 16-bit values at 255: scale the range instead.
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _from_array(array: np.ndarray, name: str) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(name, "an image array must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)")
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
+            array = array * 255.0
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(array))
+    _check_size(name, image)
+    return image
+
+
+def load_rgb(source: Any, min_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode ``source`` (path, bytes, PIL image or HxWxC array) to an upright 8-bit RGB image.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes, PIL.Image.Image or numpy.ndarray
+        The image.
+    min_size : (width, height), optional
+        When given, a JPEG much larger than this is decoded at a reduced
+        scale (DCT-domain, ``Image.draft``) that is still at least this big:
+        several times faster for camera photos.
+
+    Raises
+    ------
+    ImageError
+        When the image is missing, unreadable, truncated, not an image, or too large.
+    """
+    name = describe(source)
+    if isinstance(source, Image.Image):
+        _check_size(name, source)
+        return to_rgb(ImageOps.exif_transpose(source))
+    if isinstance(source, np.ndarray):
+        return to_rgb(_from_array(source, name))
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise ImageError(name, "unsupported image type (expected a path, bytes, PIL image or array)")
+    image = _open_file(source)
+    try:
+        if min_size is not None and image.format == "JPEG":
+            # EXIF rotation may swap width and height: ask for enough in both.
+            side = max(min_size)
+            image.draft("RGB", (side, side))
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return to_rgb(upright)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(name, "image dimensions exceed the decompression-bomb limit") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "truncated image data" if "truncated" in str(exc) else f"cannot decode ({exc})"
+        raise ImageError(name, reason) from None
+    finally:
+        image.close()

@@ -1,0 +1,182 @@
+"""Turn what a user passes (folder, list, DataFrame, array, single image) into rows to embed.
+
+This is the validation edge of lookalike: every message names the parameter,
+the column or the file that is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from lookalike.ingest.sources import load_images
+
+_IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, Image.Image)
+#: Column names taken as the image column first when several could be.
+_PREFERRED_FEATURES = ("path", "image", "url", "file", "filename")
+
+
+def value_kind(value: Any) -> str | None:
+    """'image' for something decodable, 'vector' for a 1-D numeric embedding, else None."""
+    if isinstance(value, _IMAGE_TYPES):
+        return "image"
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1 and np.issubdtype(value.dtype, np.number):
+            return "vector"
+        if value.ndim in (2, 3):
+            return "image"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float, np.number)) for v in value):
+        return "vector"
+    return None
+
+
+def column_kind(column: pd.Series) -> str | None:
+    """The kind of a column, judged by its first non-null value."""
+    values = column.dropna()
+    return value_kind(values.iloc[0]) if len(values) else None
+
+
+def find_feature_column(table: pd.DataFrame, feature: str | None, want: str | None = None) -> str:
+    """The column holding images (or vectors): ``feature`` if given, else the only candidate.
+
+    ``want`` restricts the search to ``"image"`` or ``"vector"`` columns.
+    """
+    if feature is not None:
+        if feature not in table.columns:
+            raise ValueError(f"feature column {feature!r} is not in the dataset; its columns are {list(table.columns)}")
+        kind = column_kind(table[feature])
+        if kind is None or (want and kind != want):
+            expected = {"image": "image paths, bytes, PIL images or arrays", "vector": "1-D embedding arrays"}
+            raise ValueError(f"feature column {feature!r} does not hold {expected[want or 'image']}")
+        return feature
+    kinds = {name: column_kind(table[name]) for name in table.columns}
+    candidates = [name for name, kind in kinds.items() if kind and (want is None or kind == want)]
+    if not candidates:
+        what = "embedding vectors" if want == "vector" else "images (paths, bytes, PIL images or arrays)"
+        raise ValueError(f"no column of the dataset holds {what}; columns are {list(table.columns)}: pass feature=")
+    if len(candidates) > 1:
+        preferred = [c for c in _PREFERRED_FEATURES if c in candidates]
+        if preferred:
+            return preferred[0]
+        raise ValueError(f"several columns could hold the images {candidates}: pass feature= to choose one")
+    return candidates[0]
+
+
+def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
+    """A column of 1-D vectors -> one (n, d) float32 matrix, with a precise error for ragged rows."""
+    try:
+        matrix = np.stack([np.asarray(v, dtype=np.float32) for v in values])
+    except ValueError:
+        lengths = sorted({len(v) for v in values})
+        raise ValueError(f"{where}: embedding vectors must all have one length, found lengths {lengths[:5]}") from None
+    if matrix.ndim != 2:
+        raise ValueError(f"{where}: embeddings must be 1-D vectors")
+    if not np.isfinite(matrix).all():
+        bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+        raise ValueError(f"{where}: embedding row {bad} holds NaN or infinite values")
+    return matrix
+
+
+@dataclass
+class Rows:
+    """A dataset made uniform: a table, its image (or vector) column, and load failures."""
+
+    table: pd.DataFrame
+    feature: str | None  # None when ``vectors`` holds the data
+    vectors: np.ndarray | None = None
+    failures: list[dict] | None = None
+
+
+def as_rows(dataset: Any, feature: str | None, vectors_only: bool, recursive: bool = True) -> Rows:
+    """Normalise ``create``'s dataset argument (folder, list, DataFrame or 2-D array)."""
+    if isinstance(dataset, np.ndarray):
+        if dataset.ndim != 2 or not np.issubdtype(dataset.dtype, np.number):
+            raise ValueError(f"an array dataset must be a 2-D (n, d) matrix of embeddings, got shape {dataset.shape}")
+        return Rows(pd.DataFrame(index=range(len(dataset))), None, stack_vectors(list(dataset), "dataset"))
+    if isinstance(dataset, (str, os.PathLike)) or (
+        isinstance(dataset, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in dataset)
+    ):
+        if isinstance(dataset, (list, tuple)) and not dataset:
+            raise ValueError("dataset is empty: the list of paths has no entries")
+        if isinstance(dataset, (str, os.PathLike)) and Path(dataset).is_file():
+            dataset = [dataset]
+        table = load_images(dataset, recursive=recursive)
+        return Rows(table, "path", None, table.attrs.get("failures", []))
+    if isinstance(dataset, pd.DataFrame):
+        if len(dataset) == 0:
+            raise ValueError("dataset is empty: the DataFrame has no rows")
+        column = find_feature_column(dataset, feature, want="vector" if vectors_only else None)
+        if column_kind(dataset[column]) == "vector":
+            return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
+        return Rows(dataset, column, None, list(dataset.attrs.get("failures", [])))
+    raise TypeError(
+        "dataset must be a folder or file path, a list of paths, a pandas DataFrame, or a 2-D "
+        f"numpy array of embeddings; got {type(dataset).__name__}"
+    )
+
+
+def as_query_rows(dataset: Any, feature: str | None, dim: int) -> Rows:
+    """Normalise ``query``'s dataset: one image, a list of images, a DataFrame, or embeddings."""
+    if isinstance(dataset, (str, os.PathLike)):
+        if not Path(dataset).exists():
+            raise FileNotFoundError(f"query image not found: {dataset}")
+        return Rows(pd.DataFrame({"path": [str(dataset)]}), "path")
+    if isinstance(dataset, (bytes, bytearray, Image.Image)):
+        return Rows(pd.DataFrame({"image": [dataset]}), "image")
+    if isinstance(dataset, np.ndarray):
+        if np.issubdtype(dataset.dtype, np.floating) and dataset.ndim in (1, 2) and dataset.shape[-1] == dim:
+            matrix = dataset.reshape(-1, dim)
+            return Rows(pd.DataFrame(index=range(len(matrix))), None, stack_vectors(list(matrix), "query"))
+        if value_kind(dataset) == "image":
+            return Rows(pd.DataFrame({"image": [dataset]}), "image")
+        raise ValueError(
+            f"a query array must be an image (HxW or HxWxC) or embeddings of length {dim}, got shape {dataset.shape}"
+        )
+    if isinstance(dataset, (list, tuple)):
+        if not dataset:
+            raise ValueError("query dataset is empty")
+        kinds = {value_kind(v) for v in dataset}
+        if None in kinds or len(kinds) > 1:
+            bad = next(v for v in dataset if value_kind(v) is None or value_kind(v) != value_kind(dataset[0]))
+            raise TypeError(f"query list items must all be images or all embeddings; got {type(bad).__name__}")
+        for value in dataset:
+            if isinstance(value, (str, os.PathLike)) and not Path(value).exists():
+                raise FileNotFoundError(f"query image not found: {value}")
+        if kinds == {"vector"}:
+            return Rows(pd.DataFrame(index=range(len(dataset))), None, stack_vectors(dataset, "query"))
+        return Rows(pd.DataFrame({"image": list(dataset)}), "image")
+    if isinstance(dataset, pd.DataFrame):
+        if len(dataset) == 0:
+            raise ValueError("query dataset is empty: the DataFrame has no rows")
+        if feature is not None and feature not in dataset.columns:
+            feature = None  # the model's own feature name does not bind a new table
+        column = find_feature_column(dataset, feature)
+        if column_kind(dataset[column]) == "vector":
+            return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
+        return Rows(dataset, column)
+    raise TypeError(
+        "query dataset must be an image path, PIL image, bytes, numpy array, a list of those, "
+        f"or a pandas DataFrame; got {type(dataset).__name__}"
+    )
+
+
+def labels_of(table: pd.DataFrame, label: str | None, what: str, unique: bool = True) -> np.ndarray:
+    """The label column's values, or row numbers 0..n-1 when ``label`` is None."""
+    if label is None:
+        return np.arange(len(table))
+    if label not in table.columns:
+        raise ValueError(f"label column {label!r} is not in the {what}; its columns are {list(table.columns)}")
+    values = table[label].to_numpy()
+    if table[label].isna().any():
+        raise ValueError(f"label column {label!r} has missing values")
+    duplicated = table[label][table[label].duplicated()]
+    if unique and len(duplicated):
+        raise ValueError(f"label column {label!r} must be unique; {duplicated.iloc[0]!r} appears more than once")
+    return values

@@ -1,0 +1,466 @@
+"""The user-facing model: create, query, similarity_graph, summary, save and load.
+
+This is the only module that knows all the stages: ingest (what the user
+passed), embed (pixels to vectors), index (vectors to neighbours) and storage.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lookalike import storage
+from lookalike.embed.extractor import Embedder
+from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
+from lookalike.index import ExactIndex, check_metric
+from lookalike.ingest.decode import ImageError
+from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
+
+__all__ = ["ImageSimilarityModel", "create", "load_model"]
+
+_GRAPH_ALIASES = {"graph": "graph", "sgraph": "graph", "table": "table", "sframe": "table"}
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _check_radius(radius: Any) -> float | None:
+    if radius is None:
+        return None
+    if isinstance(radius, bool) or not isinstance(radius, Real) or radius < 0:
+        raise ValueError(f"radius must be a non-negative number or None, got {radius!r}")
+    return float(radius)
+
+
+def _storable_columns(table: pd.DataFrame, feature: str | None) -> pd.DataFrame:
+    """The columns worth keeping with the references: the paths and plain scalar metadata."""
+    keep = []
+    for name in table.columns:
+        column = table[name]
+        if column.dtype != object or name == feature:
+            keep.append(name)
+        elif column.map(lambda v: v is None or isinstance(v, str)).all():
+            keep.append(name)
+    kept = table[keep].reset_index(drop=True)
+    if feature in kept.columns and kept[feature].map(lambda v: isinstance(v, os.PathLike)).any():
+        kept[feature] = kept[feature].map(os.fspath)
+    if feature in kept.columns and not kept[feature].map(lambda v: isinstance(v, str)).all():
+        kept = kept.drop(columns=[feature])  # bytes, PIL images and arrays stay out of the saved model
+    return kept
+
+
+class ImageSimilarityModel:
+    """Nearest-neighbour search over image embeddings. Build one with :func:`lookalike.create`.
+
+    Attributes
+    ----------
+    embeddings : numpy.ndarray
+        (n, d) float32 embedding of each reference, in reference order.
+    labels : numpy.ndarray
+        The label of each reference.
+    references : pandas.DataFrame
+        The reference table as kept by the model (label, path and metadata columns).
+    failures : pandas.DataFrame
+        Images that could not be embedded: ``source`` and ``reason``.
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        references: pd.DataFrame,
+        labels: np.ndarray,
+        metric: str,
+        spec: ModelSpec | None,
+        failures: pd.DataFrame | None = None,
+        label: str | None = None,
+        feature: str | None = None,
+        batch_size: int = 64,
+        spec_record: dict | None = None,
+        training_time: float = 0.0,
+    ):
+        self.embeddings = embeddings
+        self.references = references
+        self.labels = np.asarray(labels)
+        self.metric = check_metric(metric)
+        self.label = label
+        self.feature = feature
+        self.batch_size = batch_size
+        self.failures = failures if failures is not None else pd.DataFrame({"source": [], "reason": []})
+        self.training_time = training_time
+        self._spec = spec
+        self._spec_record = spec_record or (spec.describe() if spec else None)
+        self._embedder: Embedder | None = None
+        self._index = ExactIndex(embeddings, metric)
+
+    # ---------------------------------------------------------------- embedding
+    @property
+    def model_name(self) -> str | None:
+        """Name of the embedding network, or None for precomputed embeddings."""
+        return self._spec_record["name"] if self._spec_record else None
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def _get_embedder(self) -> Embedder:
+        if self._spec_record is None:
+            raise ValueError(
+                "this model was built from precomputed embeddings (model=None): query it with "
+                f"embeddings of length {self.dim}, not images"
+            )
+        if self._spec is None:
+            self._spec = _spec_for_record(self._spec_record)
+        if self._embedder is None:
+            self._embedder = Embedder(self._spec)
+        return self._embedder
+
+    def _embed_rows(self, rows: Rows, verbose: bool, what: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """(embeddings, positions embedded, failures) for normalised rows."""
+        if rows.vectors is not None:
+            if rows.vectors.shape[1] != self.dim:
+                raise ValueError(
+                    f"{what} embeddings have length {rows.vectors.shape[1]}, but this model's "
+                    f"({self.model_name or 'precomputed'}) have length {self.dim}"
+                )
+            return rows.vectors, np.arange(len(rows.vectors)), []
+        embedder = self._get_embedder()
+        result = embedder.extract(rows.table[rows.feature].tolist(), batch_size=self.batch_size, verbose=verbose)
+        return result.embeddings, result.ok, result.failures
+
+    # ------------------------------------------------------------------- query
+    def query(
+        self, dataset: Any, label: str | None = None, k: int = 5, radius: float | None = None, verbose: bool = True
+    ) -> pd.DataFrame:
+        """The nearest references of each query image.
+
+        Parameters
+        ----------
+        dataset : path, PIL image, bytes, numpy array, list of those, or pandas.DataFrame
+            Query images (need not be references), or query embeddings.
+        label : str, optional
+            Column of a DataFrame ``dataset`` whose values name the queries;
+            row numbers when None.
+        k : int, default 5
+            Neighbours per query (all references when k exceeds their number).
+        radius : float, optional
+            Only neighbours at most this far.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``query_label, reference_label, distance, rank`` (rank 1 is nearest).
+
+        Examples
+        --------
+        >>> model.query("holiday.jpg", k=3)  # doctest: +SKIP
+           query_label  reference_label  distance  rank
+        0            0               17  12.61872     1
+        """
+        k = _check_k(k)
+        radius = _check_radius(radius)
+        rows = as_query_rows(dataset, self.feature, self.dim)
+        query_labels = labels_of(rows.table, label, "query dataset", unique=False)
+        vectors, positions, failures = self._embed_rows(rows, verbose, "query")
+        sources = rows.table[rows.feature].tolist() if rows.feature else []
+        for position, reason in failures:
+            warnings.warn(f"query image {_name(sources[position])} skipped: {reason}", RuntimeWarning, stacklevel=2)
+        if len(positions) == 0:
+            first = failures[0]
+            raise ImageError(_name(sources[first[0]]), first[1])
+        distances, neighbours = self._index.search(vectors, k)
+        return self._result_table(query_labels[positions], distances, neighbours, radius, "query_label", "reference_label")
+
+    def _result_table(
+        self, query_labels: np.ndarray, distances: np.ndarray, neighbours: np.ndarray, radius: float | None, src: str, dst: str
+    ) -> pd.DataFrame:
+        m, k = neighbours.shape
+        table = pd.DataFrame(
+            {
+                src: np.repeat(query_labels, k),
+                dst: self.labels[neighbours.ravel()] if k else self.labels[:0],
+                "distance": distances.ravel(),
+                "rank": np.tile(np.arange(1, k + 1), m),
+            }
+        )
+        if radius is not None:
+            table = table[table["distance"] <= radius].reset_index(drop=True)
+        return table
+
+    def similarity_graph(
+        self, k: int = 5, radius: float | None = None, include_self_edges: bool = False, output_type: str = "graph"
+    ):
+        """Each reference's ``k`` nearest other references.
+
+        Parameters
+        ----------
+        k : int, default 5
+        radius : float, optional
+            Only edges at most this long.
+        include_self_edges : bool, default False
+            Keep each reference's edge to itself (distance 0, rank 1).
+        output_type : {"graph", "table"}, default "graph"
+            ``"graph"``: a networkx DiGraph on the labels, edges carrying
+            ``distance`` and ``rank``. ``"table"``: a DataFrame
+            ``__src_id, __dst_id, distance, rank``. Turi's ``"SGraph"`` and
+            ``"SFrame"`` are accepted.
+        """
+        k = _check_k(k)
+        radius = _check_radius(radius)
+        kind = _GRAPH_ALIASES.get(str(output_type).lower())
+        if kind is None:
+            raise ValueError(f"output_type must be 'graph' or 'table' (or Turi's 'SGraph'/'SFrame'), got {output_type!r}")
+        n = len(self.labels)
+        distances, neighbours = self._index.search(self.embeddings, k if include_self_edges else k + 1)
+        if not include_self_edges:
+            distances, neighbours = _drop_self(distances, neighbours)
+        edges = self._result_table(self.labels, distances, neighbours, radius, "__src_id", "__dst_id")
+        if kind == "table":
+            return edges
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.labels.tolist() if n else [])
+        graph.add_edges_from(
+            (s, d, {"distance": float(w), "rank": int(r)})
+            for s, d, w, r in zip(edges["__src_id"].tolist(), edges["__dst_id"].tolist(), edges["distance"], edges["rank"])
+        )
+        return graph
+
+    def extract_features(self, dataset: Any, verbose: bool = True) -> np.ndarray:
+        """Embed images with the model's network: a (n, d) float32 array.
+
+        Rows of images that cannot be read are NaN, with a warning naming each one.
+        """
+        rows = as_query_rows(dataset, self.feature, self.dim)
+        vectors, positions, failures = self._embed_rows(rows, verbose, "dataset")
+        out = np.full((len(rows.table), self.dim), np.nan, dtype=np.float32)
+        out[positions] = vectors
+        sources = rows.table[rows.feature].tolist() if rows.feature else []
+        for position, reason in failures:
+            warnings.warn(f"image {_name(sources[position])} could not be embedded: {reason}", RuntimeWarning, stacklevel=2)
+        return out
+
+    # ----------------------------------------------------------------- summary
+    def _summary_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name or "precomputed",
+            "metric": self.metric,
+            "method": self._index.method,
+            "num_references": int(len(self.labels)),
+            "num_features": self.dim,
+            "num_failures": int(len(self.failures)),
+            "label": self.label,
+            "feature": self.feature,
+            "training_time": round(float(self.training_time), 3),
+        }
+
+    def summary(self, output: str | None = None):
+        """Describe the model, as Turi Create's ``summary``.
+
+        Parameters
+        ----------
+        output : {None, "str", "dict"}
+            None prints the summary, ``"str"`` returns it as text, ``"dict"`` as a dict.
+        """
+        values = self._summary_dict()
+        if output == "dict":
+            return values
+        width = max(map(len, values))
+        lines = ["Class                          : ImageSimilarityModel", ""]
+        lines += [f"{key:<{width}} : {value}" for key, value in values.items()]
+        text = "\n".join(lines)
+        if output == "str":
+            return text
+        if output is not None:
+            raise ValueError(f"output must be None, 'str' or 'dict', got {output!r}")
+        print(text)
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageSimilarityModel(model={self.model_name or 'precomputed'!r}, metric={self.metric!r}, "
+            f"references={len(self.labels)}, dim={self.dim}, failures={len(self.failures)})"
+        )
+
+    # ------------------------------------------------------------- save / load
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to a directory (``manifest.json``, ``embeddings.npy``, parquet tables), atomically."""
+        references = self.references.copy()
+        references[storage.LABEL_COLUMN] = self.labels
+        manifest = {
+            "metric": self.metric,
+            "count": int(len(self.labels)),
+            "dim": self.dim,
+            "label_column": self.label,
+            "feature_column": self.feature,
+            "batch_size": self.batch_size,
+            "training_time": self.training_time,
+            "embedding_model": self._spec_record,
+            "index": {"method": self._index.method},
+        }
+        storage.save(path, manifest, self.embeddings, references, self.failures)
+
+
+def _name(source: Any) -> str:
+    from lookalike.ingest.decode import describe
+
+    return describe(source)
+
+
+def _drop_self(distances: np.ndarray, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own position from its neighbours (or, if absent, its farthest one)."""
+    rows, width = neighbours.shape
+    drop = neighbours == np.arange(rows)[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    return distances[keep].reshape(rows, width - 1), neighbours[keep].reshape(rows, width - 1)
+
+
+def _spec_for_record(record: dict) -> ModelSpec:
+    """The registry spec matching a saved model's embedding-model record, or a clear error."""
+    name = record["name"]
+    if name.startswith("onnx:"):
+        spec = get_spec(record["source"], Preprocessing.from_dict(record["preprocessing"]))
+    else:
+        try:
+            spec = get_spec(name)
+        except ValueError:
+            raise ValueError(f"this model was built with {name!r}, which this lookalike does not know") from None
+    if spec.fingerprint != record.get("fingerprint"):
+        raise ValueError(
+            f"this model's embeddings were made by {name!r} with fingerprint {record.get('fingerprint')}, but "
+            f"{name!r} here has fingerprint {spec.fingerprint} (other weights or preprocessing): its query "
+            "embeddings would not be comparable. Rebuild the model with this version."
+        )
+    return spec
+
+
+def create(
+    dataset: Any,
+    label: str | None = None,
+    feature: str | None = None,
+    model: str | os.PathLike | ModelSpec | None = "squeezenet_v1.1",
+    metric: str = "euclidean",
+    batch_size: int = 64,
+    verbose: bool = True,
+    preprocessing: dict | Preprocessing | None = None,
+) -> ImageSimilarityModel:
+    """Embed every reference image and index the embeddings.
+
+    Parameters
+    ----------
+    dataset : folder path, list of paths, pandas.DataFrame, or 2-D numpy array
+        The reference images. A DataFrame's image column (``feature``) may
+        hold paths, bytes, PIL images or HxWxC arrays; with ``model=None`` it
+        holds 1-D embeddings instead, and a 2-D array is taken as embeddings.
+    label : str, optional
+        Column whose (unique) values name the references; row numbers when None.
+    feature : str, optional
+        The image column; found automatically when only one column holds images.
+    model : str, path or None, default "squeezenet_v1.1"
+        A registered network (see :func:`lookalike.available_models`), a local
+        ``.onnx`` file (with ``preprocessing=``), or None for precomputed embeddings.
+    metric : {"euclidean", "cosine", "dot"}, default "euclidean"
+    batch_size : int, default 64
+        Images per inference batch.
+    verbose : bool, default True
+        Show a progress bar while embedding.
+    preprocessing : dict, optional
+        For a local ``.onnx`` model: size, resize, channel_order, scale, mean, std.
+
+    Returns
+    -------
+    ImageSimilarityModel
+
+    Examples
+    --------
+    >>> import lookalike as lk
+    >>> refs = lk.load_images("samples/clothing")
+    >>> model = lk.create(refs, verbose=False)
+    >>> model.query(refs.head(2), k=3)["rank"].tolist()
+    [1, 2, 3, 1, 2, 3]
+    """
+    started = time.perf_counter()
+    check_metric(metric)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    spec = get_spec(model, preprocessing) if model is not None else None
+    rows = as_rows(dataset, feature, vectors_only=model is None)
+    load_failures = [{"source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
+    if len(rows.table) == 0:
+        detail = f" ({len(load_failures)} files could not be read, first: {load_failures[0]['source']}: {load_failures[0]['reason']})" if load_failures else ""
+        raise ValueError(f"dataset is empty: no images found in {dataset!r}{detail}")
+    labels = labels_of(rows.table, label, "dataset")
+    if spec is None:
+        if rows.vectors is None:
+            column = find_feature_column(rows.table, feature, want="vector")
+            rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
+        vectors, positions, failures = rows.vectors, np.arange(len(rows.vectors)), []
+    else:
+        if rows.vectors is not None:
+            raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
+        result = Embedder(spec).extract(rows.table[rows.feature].tolist(), batch_size=batch_size, verbose=verbose)
+        vectors, positions, failures = result.embeddings, result.ok, result.failures
+    sources = rows.table[rows.feature].tolist() if rows.feature else []
+    failure_rows = load_failures + [{"source": _name(sources[p]), "reason": r} for p, r in failures]
+    if len(positions) == 0:
+        raise ValueError(
+            f"none of the {len(rows.table)} images could be read; first failure: "
+            f"{failure_rows[0]['source']}: {failure_rows[0]['reason']}"
+        )
+    if failures and verbose:
+        warnings.warn(f"{len(failure_rows)} images skipped (see model.failures)", RuntimeWarning, stacklevel=2)
+    references = _storable_columns(rows.table.iloc[positions], rows.feature)
+    return ImageSimilarityModel(
+        embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
+        references=references,
+        labels=labels[positions],
+        metric=metric,
+        spec=spec,
+        failures=pd.DataFrame(failure_rows, columns=["source", "reason"]),
+        label=label,
+        feature=rows.feature,
+        batch_size=int(batch_size),
+        training_time=time.perf_counter() - started,
+    )
+
+
+def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
+    """Load a model saved with :meth:`ImageSimilarityModel.save`.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    lookalike.storage.ModelFormatError
+        ``path`` is not a lookalike model, is damaged, or is from a newer lookalike.
+    """
+    manifest, embeddings, references, failures = storage.load(path)
+    labels = references[storage.LABEL_COLUMN].to_numpy()
+    metric = manifest.get("metric")
+    try:
+        check_metric(metric)
+    except ValueError as exc:
+        raise storage.ModelFormatError(f"{path}: {exc}") from None
+    return ImageSimilarityModel(
+        embeddings=embeddings,
+        references=references.drop(columns=[storage.LABEL_COLUMN]),
+        labels=labels,
+        metric=metric,
+        spec=None,
+        failures=failures,
+        label=manifest.get("label_column"),
+        feature=manifest.get("feature_column"),
+        batch_size=int(manifest.get("batch_size", 64)),
+        spec_record=manifest.get("embedding_model"),
+        training_time=float(manifest.get("training_time", 0.0)),
+    )
