@@ -1,0 +1,168 @@
+"""The ``lookalike`` command: a thin shell over the Python API.
+
+User errors (bad paths, bad options, unreadable models) print one line and
+exit 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+import lookalike as lk
+from lookalike.index import METRICS
+
+_USER_ERRORS = (ValueError, TypeError, OSError, lk.ImageError)
+
+
+def _print_table(table: pd.DataFrame, as_json: bool) -> None:
+    if as_json:
+        print(table.to_json(orient="records"))
+    elif table.empty:
+        print("(no results)")
+    else:
+        print(table.to_string(index=False))
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        table.to_parquet(path, index=False)
+    elif suffix == ".csv":
+        table.to_csv(path, index=False)
+    elif suffix in (".json", ".jsonl"):
+        table.to_json(path, orient="records", lines=suffix == ".jsonl")
+    else:
+        raise ValueError(f"output {path} must end in .parquet, .csv, .json or .jsonl")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    model = lk.create(
+        args.sources if len(args.sources) > 1 else args.sources[0],
+        model=args.model,
+        metric=args.metric,
+        batch_size=args.batch_size,
+        verbose=not args.quiet,
+    )
+    model.save(args.output)
+    if args.report:
+        model.failures.to_csv(args.report, index=False)
+    summary = model.summary(output="dict")
+    if args.json:
+        print(json.dumps({**summary, "output": str(args.output)}))
+    else:
+        print(
+            f"indexed {summary['num_references']} images ({summary['num_failures']} skipped) "
+            f"with {summary['model']} in {summary['training_time']:.1f} s -> {args.output}"
+        )
+        for row in model.failures.head(10).itertuples():
+            print(f"  skipped {row.source}: {row.reason}", file=sys.stderr)
+        if len(model.failures) > 10:
+            print(f"  ... and {len(model.failures) - 10} more (--report FILE.csv lists them all)", file=sys.stderr)
+    return 0
+
+
+def _with_paths(model: lk.ImageSimilarityModel, table: pd.DataFrame, column: str, as_json: bool) -> pd.DataFrame:
+    """Add the reference path next to its label, which is what a person wants to see."""
+    if model.feature in model.references.columns and not as_json:
+        paths = pd.Series(model.references[model.feature].to_numpy(), index=model.labels)
+        table = table.assign(path=paths.reindex(table[column].to_numpy()).to_numpy())
+    return table
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    model = lk.load_model(args.model)
+    queries = pd.DataFrame({"query": [str(p) for p in args.images]})
+    for path in args.images:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"query image not found: {path}")
+    results = model.query(queries, label="query", k=args.k, radius=args.radius, verbose=not args.quiet)
+    _print_table(_with_paths(model, results, "reference_label", args.json), args.json)
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    model = lk.load_model(args.model)
+    edges = model.similarity_graph(
+        k=args.k, radius=args.radius, include_self_edges=args.include_self_edges, output_type="table"
+    )
+    if args.output:
+        _write_table(edges, args.output)
+        print(f"wrote {len(edges)} edges over {len(model.labels)} images to {args.output}")
+    else:
+        _print_table(edges, args.json)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model = lk.load_model(args.model)
+    if args.json:
+        print(json.dumps(model.summary(output="dict")))
+    else:
+        model.summary()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
+    parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="embed and index images into a model directory")
+    index.add_argument("sources", nargs="+", help="folders, files or glob patterns of images")
+    index.add_argument("-o", "--output", required=True, type=Path, help="model directory to write")
+    index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
+    index.add_argument("--metric", default="euclidean", choices=METRICS)
+    index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument("--report", type=Path, help="write every skipped file and the reason to this CSV")
+    index.set_defaults(run=cmd_index)
+
+    query = commands.add_parser("query", help="find the references most like some images")
+    query.add_argument("model", type=Path, help="a model directory made by 'lookalike index'")
+    query.add_argument("images", nargs="+", type=Path)
+    query.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
+    query.add_argument("--radius", type=float, help="only neighbours at most this far")
+    query.set_defaults(run=cmd_query)
+
+    graph = commands.add_parser("graph", help="every reference's k nearest neighbours (the similarity graph)")
+    graph.add_argument("model", type=Path)
+    graph.add_argument("-k", type=int, default=5)
+    graph.add_argument("--radius", type=float)
+    graph.add_argument("--include-self-edges", action="store_true")
+    graph.add_argument("-o", "--output", type=Path, help="edges file: .parquet, .csv, .json or .jsonl")
+    graph.set_defaults(run=cmd_graph)
+
+    info = commands.add_parser("info", help="describe a saved model")
+    info.add_argument("model", type=Path)
+    info.set_defaults(run=cmd_info)
+
+    for sub in (index, query, graph, info):
+        sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.debug:
+        warnings.simplefilter("ignore")  # skips are reported by the commands themselves
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("lookalike: interrupted", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"lookalike: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
