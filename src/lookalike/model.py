@@ -46,9 +46,7 @@ def _storable_columns(table: pd.DataFrame, feature: str | None) -> pd.DataFrame:
     keep = []
     for name in table.columns:
         column = table[name]
-        if column.dtype != object or name == feature:
-            keep.append(name)
-        elif column.map(lambda v: v is None or isinstance(v, str)).all():
+        if column.dtype != object or name == feature or column.map(lambda v: v is None or isinstance(v, str)).all():
             keep.append(name)
     kept = table[keep].reset_index(drop=True)
     if feature in kept.columns and kept[feature].map(lambda v: isinstance(v, os.PathLike)).any():
@@ -177,10 +175,18 @@ class ImageSimilarityModel:
             first = failures[0]
             raise ImageError(_name(sources[first[0]]), first[1])
         distances, neighbours = self._index.search(vectors, k)
-        return self._result_table(query_labels[positions], distances, neighbours, radius, "query_label", "reference_label")
+        return self._result_table(
+            query_labels[positions], distances, neighbours, radius, "query_label", "reference_label"
+        )
 
     def _result_table(
-        self, query_labels: np.ndarray, distances: np.ndarray, neighbours: np.ndarray, radius: float | None, src: str, dst: str
+        self,
+        query_labels: np.ndarray,
+        distances: np.ndarray,
+        neighbours: np.ndarray,
+        radius: float | None,
+        src: str,
+        dst: str,
     ) -> pd.DataFrame:
         m, k = neighbours.shape
         table = pd.DataFrame(
@@ -217,7 +223,9 @@ class ImageSimilarityModel:
         radius = _check_radius(radius)
         kind = _GRAPH_ALIASES.get(str(output_type).lower())
         if kind is None:
-            raise ValueError(f"output_type must be 'graph' or 'table' (or Turi's 'SGraph'/'SFrame'), got {output_type!r}")
+            raise ValueError(
+                f"output_type must be 'graph' or 'table' (or Turi's 'SGraph'/'SFrame'), got {output_type!r}"
+            )
         n = len(self.labels)
         distances, neighbours = self._index.search(self.embeddings, k if include_self_edges else k + 1)
         if not include_self_edges:
@@ -231,7 +239,9 @@ class ImageSimilarityModel:
         graph.add_nodes_from(self.labels.tolist() if n else [])
         graph.add_edges_from(
             (s, d, {"distance": float(w), "rank": int(r)})
-            for s, d, w, r in zip(edges["__src_id"].tolist(), edges["__dst_id"].tolist(), edges["distance"], edges["rank"])
+            for s, d, w, r in zip(
+                edges["__src_id"].tolist(), edges["__dst_id"].tolist(), edges["distance"], edges["rank"], strict=True
+            )
         )
         return graph
 
@@ -246,7 +256,9 @@ class ImageSimilarityModel:
         out[positions] = vectors
         sources = rows.table[rows.feature].tolist() if rows.feature else []
         for position, reason in failures:
-            warnings.warn(f"image {_name(sources[position])} could not be embedded: {reason}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"image {_name(sources[position])} could not be embedded: {reason}", RuntimeWarning, stacklevel=2
+            )
         return out
 
     # ----------------------------------------------------------------- summary
@@ -397,7 +409,11 @@ def create(
     rows = as_rows(dataset, feature, vectors_only=model is None)
     load_failures = [{"source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
     if len(rows.table) == 0:
-        detail = f" ({len(load_failures)} files could not be read, first: {load_failures[0]['source']}: {load_failures[0]['reason']})" if load_failures else ""
+        detail = (
+            f" ({len(load_failures)} files could not be read, first: {load_failures[0]['source']}: {load_failures[0]['reason']})"
+            if load_failures
+            else ""
+        )
         raise ValueError(f"dataset is empty: no images found in {dataset!r}{detail}")
     labels = labels_of(rows.table, label, "dataset")
     if spec is None:

@@ -1,10 +1,10 @@
 """The on-disk model format: a directory written atomically, read with validation, no pickle.
 
-    MODEL/
-      manifest.json        format name + version, embedding model spec, metric, counts
-      embeddings.npy       (n, d) float32, memory-mapped on load
-      references.parquet   labels (column ``__label``), paths and metadata
-      failures.parquet     images that could not be embedded, and why
+MODEL/
+  manifest.json        format name + version, embedding model spec, metric, counts
+  embeddings.npy       (n, d) float32, memory-mapped on load
+  references.parquet   labels (column ``__label``), paths and metadata
+  failures.parquet     images that could not be embedded, and why
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def save(
             references.to_parquet(staging / "references.parquet", index=False)
             failures.to_parquet(staging / "failures.parquet", index=False)
         except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ValueError(f"cannot save the reference table (labels and metadata must be plain values): {exc}") from None
+            raise ValueError(
+                f"cannot save the reference table (labels and metadata must be plain values): {exc}"
+            ) from None
         for name, data in (extra_files or {}).items():
             (staging / name).write_bytes(data)
         full_manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}

@@ -53,9 +53,7 @@ class Embedder:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(
-                str(self.spec.onnx_file()), options, providers=execution_providers()
-            )
+            self._session = ort.InferenceSession(str(self.spec.onnx_file()), options, providers=execution_providers())
         return self._session
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
@@ -88,7 +86,9 @@ class Embedder:
         except ImageError:
             raise
         except Exception as exc:  # one odd file must never stop a batch
-            raise ImageError(describe(source), f"unexpected error while decoding ({type(exc).__name__}: {exc})")
+            raise ImageError(
+                describe(source), f"unexpected error while decoding ({type(exc).__name__}: {exc})"
+            ) from None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Embed a preprocessed (n, 3, H, W) batch -> (n, dim) float32."""

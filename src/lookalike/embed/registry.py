@@ -134,9 +134,7 @@ def get_spec(model: str | os.PathLike | ModelSpec, preprocessing: dict | Preproc
         return _REGISTRY[model]
     if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx"):
         return onnx_file_spec(Path(model), preprocessing)
-    raise ValueError(
-        f"unknown model {model!r}: use one of {available_models()} or a path to a local .onnx file"
-    )
+    raise ValueError(f"unknown model {model!r}: use one of {available_models()} or a path to a local .onnx file")
 
 
 def onnx_file_spec(path: Path, preprocessing: dict | Preprocessing | None) -> ModelSpec:

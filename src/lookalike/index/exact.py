@@ -65,9 +65,15 @@ class ExactIndex:
             cand_i = np.empty((len(q), 0), np.int64)
             for r0 in range(0, n, ref_block):
                 refs = self.vectors[r0 : r0 + ref_block]
-                block = block_distances(self.metric, q, q_norms[q0 : q0 + len(q)], refs, self._norms[r0 : r0 + len(refs)])
+                block = block_distances(
+                    self.metric, q, q_norms[q0 : q0 + len(q)], refs, self._norms[r0 : r0 + len(refs)]
+                )
                 keep = min(k + _MARGIN, block.shape[1])
-                part = np.argpartition(block, keep - 1, axis=1)[:, :keep] if keep < block.shape[1] else np.broadcast_to(np.arange(block.shape[1]), block.shape)
+                part = (
+                    np.argpartition(block, keep - 1, axis=1)[:, :keep]
+                    if keep < block.shape[1]
+                    else np.broadcast_to(np.arange(block.shape[1]), block.shape)
+                )
                 cand_d = np.concatenate([cand_d, np.take_along_axis(block, part, 1)], axis=1)
                 cand_i = np.concatenate([cand_i, part + r0], axis=1)
                 if cand_d.shape[1] > k + _MARGIN:

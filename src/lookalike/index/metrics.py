@@ -23,7 +23,9 @@ def row_norms(vectors: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)).astype(np.float32)
 
 
-def block_distances(metric: str, queries: np.ndarray, q_norms: np.ndarray, refs: np.ndarray, r_norms: np.ndarray) -> np.ndarray:
+def block_distances(
+    metric: str, queries: np.ndarray, q_norms: np.ndarray, refs: np.ndarray, r_norms: np.ndarray
+) -> np.ndarray:
     """Fast (BLAS) distances between a block of queries and a block of references.
 
     Squared euclidean is returned for ``euclidean`` (same order, no sqrt);

@@ -19,8 +19,28 @@ from lookalike.ingest.decode import ImageError, probe
 
 #: File extensions taken as images when walking a folder (compared lower-case).
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-     ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif", ".avif", ".ico", ".tga"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".gif",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".ico",
+        ".tga",
+    }
 )
 
 _PROBE_THREADS = 8  # header reads are mostly I/O waits: more threads than cores pay off
@@ -121,7 +141,7 @@ def load_images(
     files = list_image_files(url, recursive=recursive)
     rows, failures = [], []
     with ThreadPoolExecutor(_PROBE_THREADS) as pool:
-        for path, header in zip(files, pool.map(_read_header, files)):
+        for path, header in zip(files, pool.map(_read_header, files), strict=True):
             if isinstance(header, str):
                 if not ignore_failure:
                     raise ImageError(str(path), header)
