@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from lookalike import storage
+from lookalike.config import cache_dir
+from lookalike.embed.cache import EmbeddingCache
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, check_metric
@@ -365,6 +367,7 @@ def create(
     batch_size: int = 64,
     verbose: bool = True,
     preprocessing: dict | Preprocessing | None = None,
+    cache: bool = True,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -388,6 +391,11 @@ def create(
         Show a progress bar while embedding.
     preprocessing : dict, optional
         For a local ``.onnx`` model: size, resize, channel_order, scale, mean, std.
+    cache : bool, default True
+        Reuse and store embeddings of image files in the on-disk cache
+        (``lookalike.config.cache_dir()``), keyed by path, size, mtime and
+        model: re-indexing a folder embeds only new or changed files, and an
+        interrupted run resumes where it stopped.
 
     Returns
     -------
@@ -424,8 +432,17 @@ def create(
     else:
         if rows.vectors is not None:
             raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
-        result = Embedder(spec).extract(rows.table[rows.feature].tolist(), batch_size=batch_size, verbose=verbose)
+        sources = rows.table[rows.feature].tolist()
+        store = EmbeddingCache(cache_dir() / "embeddings.sqlite", spec.fingerprint, spec.dim) if cache else None
+        try:
+            result = Embedder(spec).extract(sources, batch_size=batch_size, verbose=verbose, cache=store)
+        finally:
+            if store is not None:
+                store.close()
         vectors, positions, failures = result.embeddings, result.ok, result.failures
+        headers = pd.DataFrame(
+            [(i.width, i.height, i.format) for i in result.info], columns=["width", "height", "format"]
+        )
     sources = rows.table[rows.feature].tolist() if rows.feature else []
     failure_rows = load_failures + [{"source": _name(sources[p]), "reason": r} for p, r in failures]
     if len(positions) == 0:
@@ -436,6 +453,9 @@ def create(
     if failures and verbose:
         warnings.warn(f"{len(failure_rows)} images skipped (see model.failures)", RuntimeWarning, stacklevel=2)
     references = _storable_columns(rows.table.iloc[positions], rows.feature)
+    if spec is not None:
+        for column in [c for c in headers.columns if c not in references.columns]:
+            references[column] = headers[column].to_numpy()
     return ImageSimilarityModel(
         embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
         references=references,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +19,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lookalike.config import execution_providers
+from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.registry import ModelSpec
-from lookalike.ingest.decode import ImageError, describe, load_rgb
+from lookalike.ingest.decode import ImageError, ImageInfo, decode_image, describe
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Extraction:
     embeddings: np.ndarray  # (len(ok), dim) float32, rows in input order
     ok: np.ndarray  # positions (into the input) of the rows of ``embeddings``
     failures: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+    info: list[ImageInfo] = field(default_factory=list)  # header of each embedded image, aligned with ``ok``
+    cached: int = 0  # how many embeddings came from the cache
 
 
 def _cpu_count() -> int:
@@ -81,8 +84,12 @@ class Embedder:
 
     def load(self, source: Any) -> np.ndarray:
         """Decode and preprocess one image; every failure is an :class:`ImageError`."""
+        return self._load(source)[0]
+
+    def _load(self, source: Any) -> tuple[np.ndarray, ImageInfo]:
         try:
-            return self.preprocess(load_rgb(source, min_size=self.spec.preprocessing.size))
+            image, info = decode_image(source, min_size=self.spec.preprocessing.size)
+            return self.preprocess(image), info
         except ImageError:
             raise
         except Exception as exc:  # one odd file must never stop a batch
@@ -101,39 +108,59 @@ class Embedder:
         batch_size: int = 64,
         verbose: bool = True,
         ignore_failure: bool = True,
-        on_failure: Callable[[int, str], None] | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> Extraction:
         """Embed every image in ``sources`` (paths, bytes, PIL images or arrays).
 
         Images that cannot be decoded are skipped and listed in
         ``Extraction.failures`` (or raise :class:`ImageError` when
-        ``ignore_failure`` is False).
+        ``ignore_failure`` is False). With a ``cache``, files whose path, size
+        and mtime are unchanged are not decoded again, and each batch is
+        stored as soon as it is embedded.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         total = len(sources)
         out = np.empty((total, self.spec.dim), dtype=np.float32)
         ok = np.zeros(total, dtype=bool)
+        infos: list[ImageInfo | None] = [None] * total
         failures: list[tuple[int, str]] = []
+        keys: list[FileKey | None] = [None] * total
+        if cache is not None:
+            keys = [FileKey.of(s) if isinstance(s, (str, os.PathLike)) else None for s in sources]
+            for position, hit in cache.get(keys).items():
+                out[position], ok[position] = hit.vector, True
+                infos[position] = ImageInfo(hit.width, hit.height, hit.format, "")
+        cached = int(ok.sum())
+        todo = np.flatnonzero(~ok)
         window = 2 * batch_size + self.threads
-        progress = tqdm(total=total, unit="img", desc="Embedding", disable=None if verbose else True, leave=False)
+        progress = tqdm(
+            total=total, initial=cached, unit="img", desc="Embedding", disable=None if verbose else True, leave=False
+        )
         with ThreadPoolExecutor(self.threads) as pool:
             pending: deque[tuple[int, Future]] = deque()
-            queue = iter(range(total))
+            queue = iter(todo.tolist())
 
             def refill() -> None:
                 for position in queue:
-                    pending.append((position, pool.submit(self.load, sources[position])))
+                    pending.append((position, pool.submit(self._load, sources[position])))
                     if len(pending) >= window:
                         return
 
             def flush(arrays: list[np.ndarray], positions: list[int]) -> None:
-                if arrays:
-                    out[positions] = self.run(np.stack(arrays))
-                    ok[positions] = True
-                    progress.update(len(arrays))
-                    arrays.clear()
-                    positions.clear()
+                if not arrays:
+                    return
+                out[positions] = self.run(np.stack(arrays))
+                ok[positions] = True
+                if cache is not None:
+                    cache.put(
+                        (keys[p], out[p], infos[p].width, infos[p].height, infos[p].format)
+                        for p in positions
+                        if keys[p] is not None
+                    )
+                progress.update(len(arrays))
+                arrays.clear()
+                positions.clear()
 
             refill()
             arrays: list[np.ndarray] = []
@@ -143,16 +170,15 @@ class Embedder:
                     position, future = pending.popleft()
                     refill()
                     try:
-                        arrays.append(future.result())
-                        positions.append(position)
+                        array, infos[position] = future.result()
                     except ImageError as exc:
                         if not ignore_failure:
                             raise
                         failures.append((position, exc.reason))
-                        if on_failure:
-                            on_failure(position, exc.reason)
                         progress.update(1)
                         continue
+                    arrays.append(array)
+                    positions.append(position)
                     if len(arrays) >= batch_size:
                         flush(arrays, positions)
                 flush(arrays, positions)
@@ -161,4 +187,4 @@ class Embedder:
                     future.cancel()
                 progress.close()
         kept = np.flatnonzero(ok)
-        return Extraction(out[kept], kept, failures)
+        return Extraction(out[kept], kept, sorted(failures), [infos[p] for p in kept], cached)

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: Images with more pixels than this are refused as decompression bombs
 #: (Pillow's own warning threshold, about 89 megapixels).
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+ORIENTATION_TAG = 0x0112
 
 
 class ImageError(ValueError):
@@ -157,15 +158,23 @@ def load_rgb(source: Any, min_size: tuple[int, int] | None = None) -> Image.Imag
     ImageError
         When the image is missing, unreadable, truncated, not an image, or too large.
     """
+    return decode_image(source, min_size)[0]
+
+
+def decode_image(source: Any, min_size: tuple[int, int] | None = None) -> tuple[Image.Image, ImageInfo]:
+    """:func:`load_rgb`, plus what the source's header said (full size, format, mode)."""
     name = describe(source)
     if isinstance(source, Image.Image):
         _check_size(name, source)
-        return to_rgb(ImageOps.exif_transpose(source))
+        info = ImageInfo(source.size[0], source.size[1], source.format or "", source.mode)
+        return to_rgb(_upright(source)), info
     if isinstance(source, np.ndarray):
-        return to_rgb(_from_array(source, name))
+        image = _from_array(source, name)
+        return to_rgb(image), ImageInfo(image.size[0], image.size[1], "", image.mode)
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         raise ImageError(name, "unsupported image type (expected a path, bytes, PIL image or array)")
     image = _open_file(source)
+    info = ImageInfo(image.size[0], image.size[1], image.format or "", image.mode)
     try:
         if min_size is not None and image.format == "JPEG":
             # EXIF rotation may swap width and height: ask for enough in both.
@@ -174,8 +183,9 @@ def load_rgb(source: Any, min_size: tuple[int, int] | None = None) -> Image.Imag
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        return to_rgb(upright)
+        result = to_rgb(_upright(image))
+        # ``finally`` closes ``image``, which would free the pixels of a result that is the same object.
+        return (result.copy() if result is image else result), info
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -185,3 +195,10 @@ def load_rgb(source: Any, min_size: tuple[int, int] | None = None) -> Image.Imag
         raise ImageError(name, reason) from None
     finally:
         image.close()
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; skip the copy ``exif_transpose`` makes when there is none."""
+    if image.getexif().get(ORIENTATION_TAG, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)

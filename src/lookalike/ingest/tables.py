@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lookalike.ingest.sources import load_images
+from lookalike.ingest.sources import list_image_files
 
 _IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, Image.Image)
 #: Column names taken as the image column first when several could be.
@@ -105,10 +105,9 @@ def as_rows(dataset: Any, feature: str | None, vectors_only: bool, recursive: bo
     ):
         if isinstance(dataset, (list, tuple)) and not dataset:
             raise ValueError("dataset is empty: the list of paths has no entries")
-        if isinstance(dataset, (str, os.PathLike)) and Path(dataset).is_file():
-            dataset = [dataset]
-        table = load_images(dataset, recursive=recursive)
-        return Rows(table, "path", None, table.attrs.get("failures", []))
+        # Headers are not probed here: the decoder reads them anyway, and cached files need neither.
+        files = list_image_files(dataset, recursive=recursive)
+        return Rows(pd.DataFrame({"path": [str(f) for f in files]}), "path", None, [])
     if isinstance(dataset, pd.DataFrame):
         if len(dataset) == 0:
             raise ValueError("dataset is empty: the DataFrame has no rows")
