@@ -132,7 +132,10 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ImageError(name, "an image array must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)")
-    if array.dtype != np.uint8:
+    if array.dtype == np.uint16:
+        # 16-bit pixels span 0..65535: scale them, as to_rgb does for 16-bit files, instead of clipping at 255.
+        array = (array.astype(np.float32) * (255.0 / 65535.0)).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
             array = array * 255.0
         array = np.clip(array, 0, 255).astype(np.uint8)

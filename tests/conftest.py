@@ -1,0 +1,222 @@
+"""Shared fixtures: where the real photos are, a session model on the vendored samples, odd and bad images.
+
+Every image used by the tests is either a real photo (``samples/clothing`` in
+the repo, ``../shared/data`` beside it) or generated here with Pillow/numpy.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+import lookalike as lk
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples" / "clothing"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_REASON = "needs ../shared/data (real photo sets); present in CI"
+CLASSES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_shared() -> Path:
+    """SHARED_DATA, or skip (locally) / fail (in CI, where the data must be present)."""
+    if (SHARED_DATA / "imagenet-sample").is_dir() and (SHARED_DATA / "neardup").is_dir():
+        return SHARED_DATA
+    if _in_ci():
+        pytest.fail(f"CI is set but {SHARED_DATA} is missing: tests that need the shared photo sets must run in CI")
+    pytest.skip(SHARED_REASON)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"needs_shared: {SHARED_REASON}")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("needs_shared") is not None:
+        require_shared()
+
+
+@pytest.fixture
+def needs_shared() -> Path:
+    """The shared data folder; skips the test when absent (fails in CI)."""
+    return require_shared()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lookalike_cache(tmp_path_factory):
+    """A fresh cache folder per session (so embeddings are really computed), never the user's own.
+
+    Its ``models/`` sub-folder links to one kept beside pytest's numbered temp
+    folders, so the ONNX conversion of SqueezeNet happens once, not every session.
+    (``config.cache_dir()`` reads ``$LOOKALIKE_CACHE`` at each call.)
+    """
+    models = tmp_path_factory.getbasetemp().parent / "lookalike-models"
+    models.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path_factory.mktemp("lookalike-cache", numbered=False)
+    (cache / "models").symlink_to(models, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOOKALIKE_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(autouse=True)
+def _reset_gpu_setting():
+    """Tests that change config.set_num_gpus must not leak the setting into others."""
+    before = lk.config.get_num_gpus()
+    yield
+    lk.config.set_num_gpus(before)
+
+
+@pytest.fixture(scope="session")
+def sample_refs():
+    """load_images on the 80 vendored photos (10 classes x 8)."""
+    return lk.load_images(SAMPLES)
+
+
+@pytest.fixture(scope="session")
+def sample_model(lookalike_cache):
+    """The default model (SqueezeNet, euclidean) on the 80 vendored photos, built once."""
+    return lk.create(SAMPLES, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def sample_classes(sample_model):
+    """The class (sub-folder name) of each reference of ``sample_model``, in reference order."""
+    return np.array([Path(p).parent.name for p in sample_model.references["path"]])
+
+
+# ---------------------------------------------------------------------------- image generators
+
+
+def pattern_rgb(width: int = 120, height: int = 80) -> Image.Image:
+    """An asymmetric RGB test card of flat blocks (survives JPEG well; every rotation looks different)."""
+    array = np.zeros((height, width, 3), np.uint8)
+    array[:, : width // 2] = (220, 30, 30)  # left half red
+    array[:, width // 2 :] = (30, 30, 220)  # right half blue
+    array[: height // 4, :] = (30, 200, 30)  # top band green
+    array[height // 2 :, : width // 4] = (240, 240, 40)  # bottom-left yellow
+    return Image.fromarray(array, "RGB")
+
+
+def noise_rgb(width: int = 300, height: int = 200, seed: int = 0) -> Image.Image:
+    """Random pixels: a JPEG of it is large, so half of it is clearly truncated."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+def write_jpeg(path: Path, image: Image.Image | None = None, **save_kw) -> Path:
+    (image or noise_rgb()).save(path, "JPEG", quality=save_kw.pop("quality", 90), **save_kw)
+    return path
+
+
+def write_zero_byte(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def write_truncated_jpeg(path: Path) -> Path:
+    buffer = io.BytesIO()
+    noise_rgb().save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_text_as_jpg(path: Path) -> Path:
+    path.write_text("this is a text file, not a photo\n" * 20)
+    return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def write_png_header_bomb(path: Path, width: int = 30000, height: int = 30000) -> Path:
+    """A tiny valid PNG whose IHDR declares ``width`` x ``height`` RGB pixels (Pillow reads only the header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(b"\x00" * 16)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+def write_exif_rotated_jpeg(path: Path, image: Image.Image, orientation: int = 6) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    image.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def copy_sample(dst: Path, index: int = 0) -> Path:
+    """Copy the ``index``-th vendored sample photo to ``dst``."""
+    src = sorted(SAMPLES.rglob("*.jpg"))[index]
+    shutil.copyfile(src, dst)
+    return dst
+
+
+@pytest.fixture
+def imagegen():
+    """The image generators above, for tests that build their own files."""
+    return SimpleNamespace(
+        pattern_rgb=pattern_rgb,
+        noise_rgb=noise_rgb,
+        write_jpeg=write_jpeg,
+        write_zero_byte=write_zero_byte,
+        write_truncated_jpeg=write_truncated_jpeg,
+        write_text_as_jpg=write_text_as_jpg,
+        write_png_header_bomb=write_png_header_bomb,
+        write_exif_rotated_jpeg=write_exif_rotated_jpeg,
+        copy_sample=copy_sample,
+        chmod_unreadable=chmod_unreadable,
+    )
+
+
+@pytest.fixture
+def bad_files(tmp_path) -> dict[str, Path]:
+    """One file of each kind of bad image, in their own folder: name -> path."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    return {
+        "zero": write_zero_byte(folder / "zero.jpg"),
+        "truncated": write_truncated_jpeg(folder / "truncated.jpg"),
+        "text": write_text_as_jpg(folder / "text.jpg"),
+        "bomb": write_png_header_bomb(folder / "bomb.png"),
+    }
+
+
+def chmod_unreadable(path: Path) -> None:
+    """chmod 000, or skip when the process can still read it (root ignores file modes)."""
+    path.chmod(0)
+    if os.access(path, os.R_OK):
+        path.chmod(0o644)
+        pytest.skip("running as root: chmod 000 does not stop root from reading, so no permission error can occur")
+
+
+class DecodingForbidden(AssertionError):
+    """Raised by ``forbid_decoding`` when something tries to decode pixels."""
+
+
+@pytest.fixture
+def forbid_decoding(monkeypatch):
+    """Make any pixel decoding (``Image.load`` of a file or an in-memory image) raise DecodingForbidden."""
+
+    def refuse(self, *args, **kwargs):
+        raise DecodingForbidden(f"pixels of {getattr(self, 'filename', '') or self!r} were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(Image.Image, "load", refuse)
+    return DecodingForbidden
