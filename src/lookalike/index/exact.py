@@ -70,14 +70,14 @@ class ExactIndex:
                 )
                 keep = min(k + _MARGIN, block.shape[1])
                 part = (
-                    np.argpartition(block, keep - 1, axis=1)[:, :keep]
+                    _smallest(block, np.arange(r0, r0 + block.shape[1]), keep)
                     if keep < block.shape[1]
                     else np.broadcast_to(np.arange(block.shape[1]), block.shape)
                 )
                 cand_d = np.concatenate([cand_d, np.take_along_axis(block, part, 1)], axis=1)
                 cand_i = np.concatenate([cand_i, part + r0], axis=1)
                 if cand_d.shape[1] > k + _MARGIN:
-                    best = np.argpartition(cand_d, k + _MARGIN - 1, axis=1)[:, : k + _MARGIN]
+                    best = _smallest(cand_d, cand_i, k + _MARGIN)
                     cand_d = np.take_along_axis(cand_d, best, 1)
                     cand_i = np.take_along_axis(cand_i, best, 1)
             precise = exact_distances(self.metric, q, self.vectors[cand_i])
@@ -85,3 +85,19 @@ class ExactIndex:
             distances[q0 : q0 + len(q)] = np.take_along_axis(precise, order, 1)
             positions[q0 : q0 + len(q)] = np.take_along_axis(cand_i, order, 1)
         return distances, positions
+
+
+def _smallest(values: np.ndarray, positions: np.ndarray, keep: int) -> np.ndarray:
+    """Column indices of the ``keep`` smallest values of each row; ties at the cut go to the lower position.
+
+    ``argpartition`` alone keeps an arbitrary subset of the values tied at the
+    cut, so with many equal distances (duplicate images) the lowest positions
+    could be dropped before the final (distance, position) ordering.
+    """
+    part = np.argpartition(values, keep - 1, axis=1)[:, :keep]
+    cut = np.take_along_axis(values, part, 1).max(axis=1)
+    crowded = np.flatnonzero((values <= cut[:, None]).sum(axis=1) > keep)
+    positions = np.broadcast_to(positions, values.shape)
+    for row in crowded:  # rare: only rows whose ties straddle the cut
+        part[row] = np.lexsort((positions[row], values[row]))[:keep]
+    return part
