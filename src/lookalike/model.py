@@ -167,7 +167,7 @@ class ImageSimilarityModel:
         """
         k = _check_k(k)
         radius = _check_radius(radius)
-        rows = as_query_rows(dataset, self.feature, self.dim)
+        rows = as_query_rows(dataset, self.feature, self.dim, label=label)
         query_labels = labels_of(rows.table, label, "query dataset", unique=False)
         vectors, positions, failures = self._embed_rows(rows, verbose, "query")
         sources = rows.table[rows.feature].tolist() if rows.feature else []
@@ -414,7 +414,7 @@ def create(
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     spec = get_spec(model, preprocessing) if model is not None else None
-    rows = as_rows(dataset, feature, vectors_only=model is None)
+    rows = as_rows(dataset, feature, vectors_only=model is None, label=label)
     load_failures = [{"source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
     if len(rows.table) == 0:
         detail = (
@@ -426,7 +426,7 @@ def create(
     labels = labels_of(rows.table, label, "dataset")
     if spec is None:
         if rows.vectors is None:
-            column = find_feature_column(rows.table, feature, want="vector")
+            column = find_feature_column(rows.table, feature, want="vector", label=label)
             rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
         vectors, positions, failures = rows.vectors, np.arange(len(rows.vectors)), []
     else:

@@ -43,10 +43,13 @@ def column_kind(column: pd.Series) -> str | None:
     return value_kind(values.iloc[0]) if len(values) else None
 
 
-def find_feature_column(table: pd.DataFrame, feature: str | None, want: str | None = None) -> str:
+def find_feature_column(
+    table: pd.DataFrame, feature: str | None, want: str | None = None, label: str | None = None
+) -> str:
     """The column holding images (or vectors): ``feature`` if given, else the only candidate.
 
-    ``want`` restricts the search to ``"image"`` or ``"vector"`` columns.
+    ``want`` restricts the search to ``"image"`` or ``"vector"`` columns; the
+    ``label`` column (strings that could pass for paths) is never a candidate.
     """
     if feature is not None:
         if feature not in table.columns:
@@ -57,7 +60,7 @@ def find_feature_column(table: pd.DataFrame, feature: str | None, want: str | No
             raise ValueError(f"feature column {feature!r} does not hold {expected[want or 'image']}")
         return feature
     kinds = {name: column_kind(table[name]) for name in table.columns}
-    candidates = [name for name, kind in kinds.items() if kind and (want is None or kind == want)]
+    candidates = [name for name, kind in kinds.items() if kind and (want is None or kind == want) and name != label]
     if not candidates:
         what = "embedding vectors" if want == "vector" else "images (paths, bytes, PIL images or arrays)"
         raise ValueError(f"no column of the dataset holds {what}; columns are {list(table.columns)}: pass feature=")
@@ -94,7 +97,9 @@ class Rows:
     failures: list[dict] | None = None
 
 
-def as_rows(dataset: Any, feature: str | None, vectors_only: bool, recursive: bool = True) -> Rows:
+def as_rows(
+    dataset: Any, feature: str | None, vectors_only: bool, recursive: bool = True, label: str | None = None
+) -> Rows:
     """Normalise ``create``'s dataset argument (folder, list, DataFrame or 2-D array)."""
     if isinstance(dataset, np.ndarray):
         if dataset.ndim != 2 or not np.issubdtype(dataset.dtype, np.number):
@@ -110,8 +115,14 @@ def as_rows(dataset: Any, feature: str | None, vectors_only: bool, recursive: bo
         return Rows(pd.DataFrame({"path": [str(f) for f in files]}), "path", None, [])
     if isinstance(dataset, pd.DataFrame):
         if len(dataset) == 0:
-            raise ValueError("dataset is empty: the DataFrame has no rows")
-        column = find_feature_column(dataset, feature, want="vector" if vectors_only else None)
+            failed = dataset.attrs.get("failures") or []  # load_images of a folder of unreadable files
+            detail = (
+                f" ({len(failed)} files could not be read, first: {failed[0]['path']}: {failed[0]['reason']})"
+                if failed
+                else ""
+            )
+            raise ValueError(f"dataset is empty: the DataFrame has no rows{detail}")
+        column = find_feature_column(dataset, feature, want="vector" if vectors_only else None, label=label)
         if column_kind(dataset[column]) == "vector":
             return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
         return Rows(dataset, column, None, list(dataset.attrs.get("failures", [])))
@@ -121,7 +132,7 @@ def as_rows(dataset: Any, feature: str | None, vectors_only: bool, recursive: bo
     )
 
 
-def as_query_rows(dataset: Any, feature: str | None, dim: int) -> Rows:
+def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None = None) -> Rows:
     """Normalise ``query``'s dataset: one image, a list of images, a DataFrame, or embeddings."""
     if isinstance(dataset, (str, os.PathLike)):
         if not Path(dataset).exists():
@@ -156,7 +167,7 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int) -> Rows:
             raise ValueError("query dataset is empty: the DataFrame has no rows")
         if feature is not None and feature not in dataset.columns:
             feature = None  # the model's own feature name does not bind a new table
-        column = find_feature_column(dataset, feature)
+        column = find_feature_column(dataset, feature, label=label)
         if column_kind(dataset[column]) == "vector":
             return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
         return Rows(dataset, column)
