@@ -39,6 +39,21 @@ def intra_inter(distances: np.ndarray, groups: np.ndarray) -> tuple[float, float
 # ------------------------------------------------------------------------------ real photos
 
 
+def test_shared_data_gate_skips_locally_and_fails_in_ci(monkeypatch, tmp_path):
+    import conftest
+
+    monkeypatch.setattr(conftest, "SHARED_DATA", tmp_path / "absent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"needs \.\./shared/data"):
+        conftest.require_shared()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        conftest.require_shared()
+    for name in ("imagenet-sample", "neardup"):
+        (tmp_path / "absent" / name).mkdir(parents=True)
+    assert conftest.require_shared() == tmp_path / "absent"
+
+
 @pytest.mark.needs_shared
 def test_imagenet_top5_accuracy(needs_shared):
     """The converted network classifies ImageNet photos as SqueezeNet 1.1 should (published top-5 ~0.80)."""
