@@ -136,3 +136,11 @@ def test_unknown_metric():
         check_metric("manhattan")
     with pytest.raises(ValueError, match="metric must be one of"):
         ExactIndex(np.zeros((2, 2), np.float32), "manhattan")
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_identical_vectors_are_exactly_zero_apart(metric):
+    refs = np.random.default_rng(3).normal(size=(50, 64)).astype(np.float32) * 37.0
+    distances, positions = ExactIndex(refs, metric).search(refs, 1)
+    assert (positions[:, 0] == np.arange(50)).all()
+    assert (distances[:, 0] == 0.0).all()  # radius=0 must find exact duplicates

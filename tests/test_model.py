@@ -184,6 +184,11 @@ def test_query_by_embedding_vectors(sample_model):
     pd.testing.assert_frame_equal(result, expected)
 
 
+def test_query_by_2d_float_array_of_wrong_width_is_refused(sample_model):
+    with pytest.raises(ValueError, match="length 100, but this model's have length 512"):
+        sample_model.query(np.ones((3, 100), np.float32), k=2)
+
+
 def test_query_k_larger_than_references_returns_all(sample_model):
     result = sample_model.query(PATHS[0], k=1000, verbose=False)
     check_turi_result(result, 1, 80)

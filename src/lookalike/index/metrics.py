@@ -53,10 +53,14 @@ def exact_distances(metric: str, queries: np.ndarray, candidates: np.ndarray) ->
     c = candidates.astype(np.float64)
     if metric == "euclidean":
         return np.sqrt(((c - q) ** 2).sum(-1))
-    dots = (c * q).sum(-1)
     if metric == "dot":
-        return -dots
-    norms = np.linalg.norm(q, axis=-1) * np.linalg.norm(c, axis=-1)
+        return -(c * q).sum(-1)
+    # 1 - cos = |u - v|^2 / 2 for unit vectors: exactly 0 for identical directions.
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(norms > 0, dots / norms, 0.0)
-    return np.clip(1.0 - cos, 0.0, 2.0)
+        qn = np.linalg.norm(q, axis=-1, keepdims=True)
+        cn = np.linalg.norm(c, axis=-1, keepdims=True)
+        q_unit = np.where(qn > 0, q / qn, 0.0)
+        c_unit = np.where(cn > 0, c / cn, 0.0)
+    half_sq = ((c_unit - q_unit) ** 2).sum(-1) / 2.0
+    # A zero vector has no direction: cosine similarity 0, distance 1.
+    return np.where((qn[..., 0] > 0) & (cn[..., 0] > 0), np.clip(half_sq, 0.0, 2.0), 1.0)

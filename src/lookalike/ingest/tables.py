@@ -141,7 +141,13 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
     if isinstance(dataset, (bytes, bytearray, Image.Image)):
         return Rows(pd.DataFrame({"image": [dataset]}), "image")
     if isinstance(dataset, np.ndarray):
-        if np.issubdtype(dataset.dtype, np.floating) and dataset.ndim in (1, 2) and dataset.shape[-1] == dim:
+        # Float arrays of 1 or 2 dimensions are embeddings; a float grayscale image must be HxWx1.
+        if np.issubdtype(dataset.dtype, np.floating) and dataset.ndim in (1, 2):
+            if dataset.shape[-1] != dim:
+                raise ValueError(
+                    f"query embeddings have length {dataset.shape[-1]}, but this model's have length {dim} "
+                    "(a float grayscale image must be passed as HxWx1)"
+                )
             matrix = dataset.reshape(-1, dim)
             return Rows(pd.DataFrame(index=range(len(matrix))), None, stack_vectors(list(matrix), "query"))
         if value_kind(dataset) == "image":
