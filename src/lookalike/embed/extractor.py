@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from lookalike.config import execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
+from lookalike.embed.frontend import PIXELS, with_pixel_input
 from lookalike.embed.registry import ModelSpec
 from lookalike.ingest.decode import ImageError, ImageInfo, decode_image, describe
 
@@ -49,38 +50,33 @@ class Embedder:
 
     @property
     def session(self):
-        """The ONNX Runtime session, created on first use."""
+        """The ONNX Runtime session (uint8 ``pixels`` input, see :mod:`.frontend`), created on first use."""
         if self._session is None:
+            import onnx
             import onnxruntime as ort
 
+            network = onnx.load(str(self.spec.onnx_file()))
+            wrapped = with_pixel_input(network, self.spec.input_name, self.spec.preprocessing)
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(str(self.spec.onnx_file()), options, providers=execution_providers())
+            self._session = ort.InferenceSession(wrapped.SerializeToString(), options, providers=execution_providers())
         return self._session
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """An RGB PIL image -> the network's (3, H, W) float32 input."""
+        """An RGB PIL image -> the network's (H, W, 3) uint8 input, resized as the spec says."""
         prep = self.spec.preprocessing
         width, height = prep.size
+        box = None
         if prep.resize == "center_crop":
-            short = min(width, height) / prep.crop_fraction
-            ratio = short / min(image.size)
-            image = image.resize(
-                (max(width, round(image.size[0] * ratio)), max(height, round(image.size[1] * ratio))),
-                Image.BILINEAR,
-            )
-            left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
-            image = image.crop((left, top, left + width, top + height))
-        elif image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(image, dtype=np.float32)
-        if prep.channel_order == "BGR":
-            pixels = pixels[:, :, ::-1]
-        pixels = (pixels * np.float32(prep.scale) - np.asarray(prep.mean, np.float32)) / np.asarray(
-            prep.std, np.float32
-        )
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+            # Scale the short side to size/crop_fraction, keep the centre: one resize of the source box.
+            scale = (min(width, height) / prep.crop_fraction) / min(image.size)
+            box_w, box_h = width / scale, height / scale
+            left, top = (image.size[0] - box_w) / 2, (image.size[1] - box_h) / 2
+            box = (left, top, left + box_w, top + box_h)
+        if image.size != (width, height) or box is not None:
+            image = image.resize((width, height), Image.BILINEAR, box=box)
+        return np.asarray(image)
 
     def load(self, source: Any) -> np.ndarray:
         """Decode and preprocess one image; every failure is an :class:`ImageError`."""
@@ -97,9 +93,9 @@ class Embedder:
                 describe(source), f"unexpected error while decoding ({type(exc).__name__}: {exc})"
             ) from None
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Embed a preprocessed (n, 3, H, W) batch -> (n, dim) float32."""
-        out = self.session.run([self.spec.output_name], {self.spec.input_name: batch})[0]
+    def run(self, batch: np.ndarray, output: str | None = None) -> np.ndarray:
+        """Run a preprocessed (n, H, W, 3) uint8 batch -> (n, dim) float32 (or another named output)."""
+        out = self.session.run([output or self.spec.output_name], {PIXELS: batch})[0]
         return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
 
     def extract(

@@ -19,6 +19,9 @@ from lookalike.embed import squeezenet
 from lookalike.embed.model_files import cached_build, file_sha256
 
 RESIZE_MODES = ("squash", "center_crop")
+#: Bump when decoding/resizing/normalising code changes the numbers it feeds a network,
+#: so cached embeddings made by older code are not mixed with new ones.
+PIPELINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class ModelSpec:
             "preprocessing": self.preprocessing.to_dict(),
             "output": self.output_name,
             "revision": self.revision,
+            "pipeline": PIPELINE_VERSION,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
