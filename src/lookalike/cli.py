@@ -54,10 +54,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         model.failures.to_csv(args.report, index=False)
     summary = model.summary(output="dict")
     if args.json:
-        print(json.dumps({**summary, "output": str(args.output)}))
+        print(json.dumps({**summary, **model.build_stats, "output": str(args.output)}))
     else:
+        stats = model.build_stats
         print(
-            f"indexed {summary['num_references']} images ({summary['num_failures']} skipped) "
+            f"indexed {summary['num_references']} images ({stats.get('embedded', 0)} embedded, "
+            f"{stats.get('from_cache', 0)} from cache, {summary['num_failures']} skipped) "
             f"with {summary['model']} in {summary['training_time']:.1f} s -> {args.output}"
         )
         for row in model.failures.head(10).itertuples():

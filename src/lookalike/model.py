@@ -96,6 +96,8 @@ class ImageSimilarityModel:
         self.batch_size = batch_size
         self.failures = failures if failures is not None else pd.DataFrame({"source": [], "reason": []})
         self.training_time = training_time
+        #: How the last create() got its embeddings: counts "embedded", "from_cache", "failed".
+        self.build_stats: dict[str, int] = {}
         self._spec = spec
         self._spec_record = spec_record or (spec.describe() if spec else None)
         self._embedder: Embedder | None = None
@@ -318,6 +320,7 @@ class ImageSimilarityModel:
             "feature_column": self.feature,
             "batch_size": self.batch_size,
             "training_time": self.training_time,
+            "build_stats": self.build_stats,
             "embedding_model": self._spec_record,
             "index": {"method": self._index.method},
         }
@@ -429,6 +432,7 @@ def create(
             column = find_feature_column(rows.table, feature, want="vector", label=label)
             rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
         vectors, positions, failures = rows.vectors, np.arange(len(rows.vectors)), []
+        from_cache = 0
     else:
         if rows.vectors is not None:
             raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
@@ -440,6 +444,7 @@ def create(
             if store is not None:
                 store.close()
         vectors, positions, failures = result.embeddings, result.ok, result.failures
+        from_cache = result.cached
         headers = pd.DataFrame(
             [(i.width, i.height, i.format) for i in result.info], columns=["width", "height", "format"]
         )
@@ -456,7 +461,7 @@ def create(
     if spec is not None:
         for column in [c for c in headers.columns if c not in references.columns]:
             references[column] = headers[column].to_numpy()
-    return ImageSimilarityModel(
+    model = ImageSimilarityModel(
         embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
         references=references,
         labels=labels[positions],
@@ -468,6 +473,12 @@ def create(
         batch_size=int(batch_size),
         training_time=time.perf_counter() - started,
     )
+    model.build_stats = {
+        "embedded": int(len(positions) - from_cache),
+        "from_cache": int(from_cache),
+        "failed": int(len(failure_rows)),
+    }
+    return model
 
 
 def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
@@ -487,7 +498,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         check_metric(metric)
     except ValueError as exc:
         raise storage.ModelFormatError(f"{path}: {exc}") from None
-    return ImageSimilarityModel(
+    model = ImageSimilarityModel(
         embeddings=embeddings,
         references=references.drop(columns=[storage.LABEL_COLUMN]),
         labels=labels,
@@ -500,3 +511,5 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         spec_record=manifest.get("embedding_model"),
         training_time=float(manifest.get("training_time", 0.0)),
     )
+    model.build_stats = dict(manifest.get("build_stats") or {})
+    return model
