@@ -36,6 +36,9 @@ class Extraction:
     cached: int = 0  # how many embeddings came from the cache
 
 
+GPU_BATCH_SIZE = 256
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -116,6 +119,8 @@ class Embedder:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if "CUDAExecutionProvider" in self.session.get_providers():
+            batch_size = max(batch_size, GPU_BATCH_SIZE)  # a GPU is only busy with big batches
         total = len(sources)
         out = np.empty((total, self.spec.dim), dtype=np.float32)
         ok = np.zeros(total, dtype=bool)
