@@ -8,6 +8,7 @@
 
 from lookalike import config
 from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
+from lookalike.evaluate import EvaluationReport, evaluate, evaluate_model
 from lookalike.ingest.decode import ImageError
 from lookalike.ingest.sources import load_images
 from lookalike.model import ImageSimilarityModel, create, load_model
@@ -16,6 +17,7 @@ from lookalike.storage import ModelFormatError
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvaluationReport",
     "ImageError",
     "ImageSimilarityModel",
     "ModelFormatError",
@@ -24,6 +26,8 @@ __all__ = [
     "available_models",
     "config",
     "create",
+    "evaluate",
+    "evaluate_model",
     "load_images",
     "load_model",
     "register",

@@ -22,6 +22,7 @@ from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, check_metric
 from lookalike.ingest.decode import ImageError
+from lookalike.ingest.download import DownloadSettings, localize
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 
 __all__ = ["ImageSimilarityModel", "create", "load_model"]
@@ -371,17 +372,22 @@ def create(
     verbose: bool = True,
     preprocessing: dict | Preprocessing | None = None,
     cache: bool = True,
+    download: DownloadSettings | dict | None = None,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
     Parameters
     ----------
-    dataset : folder path, list of paths, pandas.DataFrame, or 2-D numpy array
+    dataset : folder, glob, list of paths or URLs, table file, pandas.DataFrame, or 2-D numpy array
         The reference images. A DataFrame's image column (``feature``) may
-        hold paths, bytes, PIL images or HxWxC arrays; with ``model=None`` it
-        holds 1-D embeddings instead, and a 2-D array is taken as embeddings.
+        hold paths, http(s) URLs, bytes, PIL images or HxWxC arrays; with
+        ``model=None`` it holds 1-D embeddings instead, and a 2-D array is
+        taken as embeddings. A ``.csv``, ``.tsv``, ``.parquet`` or ``.txt``
+        file is read as such a table. URLs are downloaded first, into the
+        download cache (``lookalike.config.cache_dir() / "downloads"``).
     label : str, optional
-        Column whose (unique) values name the references; row numbers when None.
+        Column whose (unique) values name the references (a table's id
+        column); row numbers when None. Failures then carry an ``id`` column.
     feature : str, optional
         The image column; found automatically when only one column holds images.
     model : str, path or None, default "squeezenet_v1.1"
@@ -399,6 +405,9 @@ def create(
         (``lookalike.config.cache_dir()``), keyed by path, size, mtime and
         model: re-indexing a folder embeds only new or changed files, and an
         interrupted run resumes where it stopped.
+    download : dict or DownloadSettings, optional
+        For URLs: timeouts, total deadline, size cap, retries, concurrency
+        (see :class:`lookalike.ingest.download.DownloadSettings`).
 
     Returns
     -------
@@ -418,7 +427,7 @@ def create(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     spec = get_spec(model, preprocessing) if model is not None else None
     rows = as_rows(dataset, feature, vectors_only=model is None, label=label)
-    load_failures = [{"source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
+    load_failures = [{"id": f.get("id"), "source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
     if len(rows.table) == 0:
         detail = (
             f" ({len(load_failures)} files could not be read, first: {load_failures[0]['source']}: {load_failures[0]['reason']})"
@@ -432,24 +441,26 @@ def create(
             column = find_feature_column(rows.table, feature, want="vector", label=label)
             rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
         vectors, positions, failures = rows.vectors, np.arange(len(rows.vectors)), []
-        from_cache = 0
+        from_cache, downloads = 0, {}
     else:
         if rows.vectors is not None:
             raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
-        sources = rows.table[rows.feature].tolist()
+        local = localize(rows.table[rows.feature].tolist(), download, verbose=verbose)  # URLs -> downloaded files
         store = EmbeddingCache(cache_dir() / "embeddings.sqlite", spec.fingerprint, spec.dim) if cache else None
         try:
-            result = Embedder(spec).extract(sources, batch_size=batch_size, verbose=verbose, cache=store)
+            result = Embedder(spec).extract(local.sources, batch_size=batch_size, verbose=verbose, cache=store)
         finally:
             if store is not None:
                 store.close()
-        vectors, positions, failures = result.embeddings, result.ok, result.failures
+        vectors = result.embeddings
+        positions, failures = local.merge(result.ok, result.failures)
         from_cache = result.cached
+        downloads = local.stats()
         headers = pd.DataFrame(
             [(i.width, i.height, i.format) for i in result.info], columns=["width", "height", "format"]
         )
     sources = rows.table[rows.feature].tolist() if rows.feature else []
-    failure_rows = load_failures + [{"source": _name(sources[p]), "reason": r} for p, r in failures]
+    failure_rows = load_failures + [{"id": labels[p], "source": _name(sources[p]), "reason": r} for p, r in failures]
     if len(positions) == 0:
         raise ValueError(
             f"none of the {len(rows.table)} images could be read; first failure: "
@@ -467,7 +478,9 @@ def create(
         labels=labels[positions],
         metric=metric,
         spec=spec,
-        failures=pd.DataFrame(failure_rows, columns=["source", "reason"]),
+        failures=pd.DataFrame(
+            failure_rows, columns=["id", "source", "reason"] if label is not None else ["source", "reason"]
+        ),
         label=label,
         feature=rows.feature,
         batch_size=int(batch_size),
@@ -477,6 +490,7 @@ def create(
         "embedded": int(len(positions) - from_cache),
         "from_cache": int(from_cache),
         "failed": int(len(failure_rows)),
+        **downloads,
     }
     return model
 

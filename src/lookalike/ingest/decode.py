@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: (Pillow's own warning threshold, about 89 megapixels).
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
 ORIENTATION_TAG = 0x0112
+#: How to get the optional format plugins, for messages about formats Pillow cannot read alone.
+FORMATS_EXTRA = "pip install 'lookalike[formats]'"
+
+_plugins_lock = threading.Lock()
+_plugins_registered = False
 
 
 class ImageError(ValueError):
@@ -54,8 +60,90 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
+def register_plugins() -> None:
+    """Teach Pillow the formats of the optional ``formats`` extra (HEIC/HEIF via pillow-heif), once.
+
+    Called before the first image is opened rather than at import, so
+    ``import lookalike`` stays fast; without the extra nothing happens and
+    such files are reported as an unsupported format. (AVIF, WebP, TIFF and
+    the rest are read by Pillow itself.)
+    """
+    global _plugins_registered
+    if _plugins_registered:
+        return
+    with _plugins_lock:
+        if not _plugins_registered:
+            try:
+                from pillow_heif import register_heif_opener
+            except ImportError:
+                pass
+            else:
+                register_heif_opener()
+            _plugins_registered = True
+
+
+#: ISO media (``ftyp``) brands of still-image formats that Pillow reads only with a plugin.
+_HEIF_BRANDS = {
+    b"heic": "HEIC",
+    b"heix": "HEIC",
+    b"heim": "HEIC",
+    b"heis": "HEIC",
+    b"hevc": "HEIC",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+}
+#: Leading bytes of other formats lookalike does not decode.
+_OTHER_SIGNATURES = (
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"%PDF", "PDF"),
+    (b"8BPS", "Photoshop PSD"),
+)
+
+
+def _unidentified_reason(head: bytes) -> str:
+    """Why Pillow could not identify data starting with ``head``: a known unsupported format, text, or unknown."""
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _HEIF_BRANDS:
+            return f"unsupported format ({_HEIF_BRANDS[brand]}; {FORMATS_EXTRA} adds it)"
+        return f"unsupported format (ISO media file of brand {brand.decode('latin-1')!r}, not a still image)"
+    for signature, name in _OTHER_SIGNATURES:
+        if head.startswith(signature):
+            return f"unsupported format ({name})"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "not an image (an HTML page)"
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "unsupported format (SVG: vector images are not supported)"
+    if head and b"\x00" not in head and _is_utf8(head):
+        return "not an image (text)"
+    return "not an image, or a format Pillow cannot read"
+
+
+def _is_utf8(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the end of ``head``
+    return True
+
+
+def _read_head(fp: Any, size: int = 512) -> bytes:
+    if isinstance(fp, io.BytesIO):
+        return fp.getvalue()[:size]
+    try:
+        with open(fp, "rb") as file:
+            return file.read(size)
+    except OSError:
+        return b""
+
+
 def _open_file(source: Any) -> Image.Image:
     """``Image.open`` with every failure turned into an ImageError."""
+    register_plugins()
     name = describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -81,7 +169,7 @@ def _open_file(source: Any) -> Image.Image:
     except PermissionError:
         raise ImageError(name, "permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError(name, "not an image, or a format Pillow cannot read") from None
+        raise ImageError(name, _unidentified_reason(_read_head(fp))) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(name, "image dimensions exceed the decompression-bomb limit") from None
     except (OSError, SyntaxError, ValueError) as exc:

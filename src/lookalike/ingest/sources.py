@@ -1,7 +1,8 @@
-"""Find images: folders, globs, single files and lists of paths, into a table of paths.
+"""Find images: folders, globs, files, lists of paths or URLs, and tables (CSV, TSV, parquet, DataFrames).
 
 Only file headers are read here (size, format): no pixels are decoded, so
-listing a large collection is fast and its memory does not grow with image size.
+listing a large collection is fast and its memory does not grow with image
+size. URLs are downloaded first, into the download cache (:mod:`.download`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lookalike.ingest.columns import find_feature_column
 from lookalike.ingest.decode import ImageError, probe
+from lookalike.ingest.download import DownloadSettings, localize, url_scheme
 
 #: File extensions taken as images when walking a folder (compared lower-case).
 IMAGE_EXTENSIONS = frozenset(
@@ -43,7 +47,17 @@ IMAGE_EXTENSIONS = frozenset(
     }
 )
 
-_PROBE_THREADS = 8  # header reads are mostly I/O waits: more threads than cores pay off
+#: Table files taken as lists of images (one row an image), by extension.
+TABLE_EXTENSIONS = frozenset({".csv", ".tsv", ".parquet", ".pq", ".txt"})
+
+_PROBE_THREADS = 8
+_HEADER_COLUMNS = {
+    "width": "int64",
+    "height": "int64",
+    "format": object,
+    "bytes": "int64",
+    "mtime": "float64",
+}  # header reads are mostly I/O waits: more threads than cores pay off
 
 
 def list_image_files(url: str | os.PathLike | Sequence[str | os.PathLike], recursive: bool = True) -> list[Path]:
@@ -63,6 +77,8 @@ def list_image_files(url: str | os.PathLike | Sequence[str | os.PathLike], recur
         if path.is_dir():
             files.extend(_walk(path, recursive))
         elif path.exists():
+            if path.suffix.lower() in TABLE_EXTENSIONS:
+                raise ValueError(f"{source} is a table of images: pass it alone, not in a list with other sources")
             files.append(path)
         elif glob.has_magic(str(source)):
             for match in sorted(glob.glob(str(source), recursive=recursive)):
@@ -84,11 +100,58 @@ def _walk(folder: Path, recursive: bool) -> list[Path]:
     return found
 
 
-def _read_header(path: Path) -> tuple[int, int, str, int, float] | str:
+def is_table_file(source: Any) -> bool:
+    """True for a path (not a URL) ending in a table extension: .csv, .tsv, .parquet, .pq or .txt."""
+    return (
+        isinstance(source, (str, os.PathLike))
+        and url_scheme(os.fspath(source)) is None
+        and Path(source).suffix.lower() in TABLE_EXTENSIONS
+    )
+
+
+def read_table(path: str | os.PathLike, text_columns: Iterable[str | None] = ()) -> pd.DataFrame:
+    """Read a table of images: CSV, TSV, parquet, or a .txt list (one path or URL a line, column ``path``).
+
+    ``text_columns`` (the id and the path-or-URL column) are read from CSV as
+    text exactly as written, so an id such as ``007`` keeps its zeros.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such table file: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            table = pd.read_parquet(path)
+        elif suffix == ".txt":
+            lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+            table = pd.DataFrame({"path": [line for line in lines if line and not line.startswith("#")]})
+        else:
+            text = {name: str for name in text_columns if name is not None}
+            table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=text)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
+        raise ValueError(f"cannot read the table {path}: {exc}") from None
+    if len(table) == 0:
+        raise ValueError(f"the table {path} has no rows")
+    return table
+
+
+def expand_sources(source: str | os.PathLike | Sequence[str | os.PathLike], recursive: bool = True) -> list[str]:
+    """:func:`list_image_files`, keeping URLs (anything ``scheme://``) as they are, in place."""
+    entries = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    found: list[str] = []
+    for entry in entries:
+        if url_scheme(entry) is not None:
+            found.append(entry.strip())
+        else:
+            found.extend(str(path) for path in list_image_files(entry, recursive=recursive))
+    return found
+
+
+def _read_header(path: Any) -> tuple[int, int, str, int, float] | str:
     """(width, height, format, bytes, mtime), or the reason the file is unusable."""
     try:
         info = probe(path)
-        stat = path.stat()
+        stat = os.stat(path)
     except ImageError as exc:
         return exc.reason
     except OSError as exc:
@@ -97,39 +160,61 @@ def _read_header(path: Path) -> tuple[int, int, str, int, float] | str:
 
 
 def load_images(
-    url: str | os.PathLike | Sequence[str | os.PathLike],
+    url: str | os.PathLike | Sequence[str | os.PathLike] | pd.DataFrame,
     recursive: bool = True,
     with_path: bool = True,
     ignore_failure: bool = True,
     random_order: bool = False,
+    *,
+    feature: str | None = None,
+    label: str | None = None,
+    download: DownloadSettings | dict | None = None,
+    verbose: bool = True,
 ) -> pd.DataFrame:
-    """List the images in a folder (or glob, file, list of paths) as a table.
+    """List images (a folder, glob, file, URLs, or a table of paths or URLs) as a table of paths and headers.
 
     Like Turi Create's ``image_analysis.load_images``, but the table holds
-    paths and header metadata, never decoded pixels.
+    paths and header metadata, never decoded pixels. http(s) URLs are
+    downloaded into the download cache first (concurrently, with timeouts,
+    retries and a size cap; see :class:`~lookalike.ingest.download.DownloadSettings`).
 
     Parameters
     ----------
-    url : str, path-like or list of them
-        A folder, a glob pattern (``"photos/**/*.jpg"``), an image file, or a list of those.
+    url : str, path-like, list of them, or pandas.DataFrame
+        A folder, a glob pattern (``"photos/**/*.jpg"``), an image file or
+        URL, a list of those, a table file (``.csv``, ``.tsv``, ``.parquet``,
+        or ``.txt`` with one path or URL a line), or a DataFrame with a
+        column of paths or URLs.
     recursive : bool, default True
         Walk sub-folders.
     with_path : bool, default True
         Name the image column ``path`` (True) or ``image`` (False, as Turi's
-        image column). Either way it holds the file path, which is how
-        lookalike reaches the pixels.
+        image column). Either way it holds the file path (or URL), which is
+        how lookalike reaches the pixels. Tables keep their own column names.
     ignore_failure : bool, default True
-        Skip files that are not readable images and list them in
-        ``df.attrs["failures"]`` (a list of ``{"path", "reason"}``). When
-        False, the first such file raises :class:`~lookalike.ImageError`.
+        Skip images that cannot be read or downloaded and list them in
+        ``df.attrs["failures"]`` (a list of ``{"path", "reason"}``, plus
+        ``"id"`` with ``label``). When False, the first such image raises
+        :class:`~lookalike.ImageError`.
     random_order : bool, default False
-        Shuffle the rows (otherwise they are sorted by path).
+        Shuffle the rows (otherwise they keep the order of the table, or are sorted by path).
+    feature : str, optional
+        A table's column of paths or URLs; found automatically when only one
+        column (or one named ``path``, ``image``, ``url``..., or one holding
+        http(s) URLs) could be it.
+    label : str, optional
+        A table's id column: failures carry the id of their row.
+    download : dict or DownloadSettings, optional
+        Timeouts, size cap, retries and concurrency for URLs.
+    verbose : bool, default True
+        Show a progress bar while downloading.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``path`` (or ``image``), ``width``, ``height``, ``format``,
-        ``bytes``, ``mtime``.
+        ``bytes``, ``mtime``; a table keeps its own columns and gains the
+        header columns (for URLs, of the downloaded file).
 
     Examples
     --------
@@ -137,21 +222,35 @@ def load_images(
     >>> refs = lk.load_images("samples/clothing")
     >>> refs.columns.tolist()
     ['path', 'width', 'height', 'format', 'bytes', 'mtime']
+    >>> urls = lk.load_images("urls.csv", label="id", feature="url")  # doctest: +SKIP
     """
-    files = list_image_files(url, recursive=recursive)
-    rows, failures = [], []
+    if isinstance(url, pd.DataFrame) or is_table_file(url):
+        table = url.reset_index(drop=True) if isinstance(url, pd.DataFrame) else read_table(url, (label, feature))
+        column = find_feature_column(table, feature, want="image", label=label)
+        if not table[column].map(lambda v: isinstance(v, (str, os.PathLike)) or v is None or v != v).all():
+            raise ValueError(f"load_images reads image files and URLs, but column {column!r} holds other values")
+    else:
+        column = "path" if with_path else "image"
+        table = pd.DataFrame({column: expand_sources(url, recursive=recursive)})
+    values = table[column].tolist()
+    local = localize(values, download, verbose=verbose)
     with ThreadPoolExecutor(_PROBE_THREADS) as pool:
-        for path, header in zip(files, pool.map(_read_header, files), strict=True):
-            if isinstance(header, str):
-                if not ignore_failure:
-                    raise ImageError(str(path), header)
-                failures.append({"path": str(path), "reason": header})
-            else:
-                rows.append((str(path), *header))
-    column = "path" if with_path else "image"
-    table = pd.DataFrame(rows, columns=[column, "width", "height", "format", "bytes", "mtime"])
-    table = table.astype({"width": "int64", "height": "int64", "bytes": "int64", "mtime": "float64"})
+        headers = list(pool.map(_read_header, local.sources))
+    header_failures = [(p, h) for p, h in enumerate(headers) if isinstance(h, str)]
+    ok, failed = local.merge([p for p, h in enumerate(headers) if not isinstance(h, str)], header_failures)
+    if failed and not ignore_failure:
+        position, reason = failed[0]
+        raise ImageError(str(values[position]), reason)
+    ids = table[label].tolist() if label is not None and label in table.columns else None
+    failures = [
+        {**({"id": ids[p]} if ids is not None else {}), "path": str(values[p]), "reason": reason}
+        for p, reason in failed
+    ]
+    found = table.iloc[ok].reset_index(drop=True)
+    header = pd.DataFrame([h for h in headers if not isinstance(h, str)], columns=_HEADER_COLUMNS)
+    for name, dtype in _HEADER_COLUMNS.items():
+        found[name] = header[name].to_numpy(dtype=dtype)
     if random_order:
-        table = table.iloc[np.random.default_rng().permutation(len(table))].reset_index(drop=True)
-    table.attrs["failures"] = failures
-    return table
+        found = found.iloc[np.random.default_rng().permutation(len(found))].reset_index(drop=True)
+    found.attrs["failures"] = failures
+    return found

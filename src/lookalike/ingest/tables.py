@@ -16,60 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lookalike.ingest.sources import list_image_files
-
-_IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, Image.Image)
-#: Column names taken as the image column first when several could be.
-_PREFERRED_FEATURES = ("path", "image", "url", "file", "filename")
-
-
-def value_kind(value: Any) -> str | None:
-    """'image' for something decodable, 'vector' for a 1-D numeric embedding, else None."""
-    if isinstance(value, _IMAGE_TYPES):
-        return "image"
-    if isinstance(value, np.ndarray):
-        if value.ndim == 1 and np.issubdtype(value.dtype, np.number):
-            return "vector"
-        if value.ndim in (2, 3):
-            return "image"
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float, np.number)) for v in value):
-        return "vector"
-    return None
-
-
-def column_kind(column: pd.Series) -> str | None:
-    """The kind of a column, judged by its first non-null value."""
-    values = column.dropna()
-    return value_kind(values.iloc[0]) if len(values) else None
-
-
-def find_feature_column(
-    table: pd.DataFrame, feature: str | None, want: str | None = None, label: str | None = None
-) -> str:
-    """The column holding images (or vectors): ``feature`` if given, else the only candidate.
-
-    ``want`` restricts the search to ``"image"`` or ``"vector"`` columns; the
-    ``label`` column (strings that could pass for paths) is never a candidate.
-    """
-    if feature is not None:
-        if feature not in table.columns:
-            raise ValueError(f"feature column {feature!r} is not in the dataset; its columns are {list(table.columns)}")
-        kind = column_kind(table[feature])
-        if kind is None or (want and kind != want):
-            expected = {"image": "image paths, bytes, PIL images or arrays", "vector": "1-D embedding arrays"}
-            raise ValueError(f"feature column {feature!r} does not hold {expected[want or 'image']}")
-        return feature
-    kinds = {name: column_kind(table[name]) for name in table.columns}
-    candidates = [name for name, kind in kinds.items() if kind and (want is None or kind == want) and name != label]
-    if not candidates:
-        what = "embedding vectors" if want == "vector" else "images (paths, bytes, PIL images or arrays)"
-        raise ValueError(f"no column of the dataset holds {what}; columns are {list(table.columns)}: pass feature=")
-    if len(candidates) > 1:
-        preferred = [c for c in _PREFERRED_FEATURES if c in candidates]
-        if preferred:
-            return preferred[0]
-        raise ValueError(f"several columns could hold the images {candidates}: pass feature= to choose one")
-    return candidates[0]
+from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
+from lookalike.ingest.sources import expand_sources, is_table_file, read_table
 
 
 def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
@@ -100,19 +48,20 @@ class Rows:
 def as_rows(
     dataset: Any, feature: str | None, vectors_only: bool, recursive: bool = True, label: str | None = None
 ) -> Rows:
-    """Normalise ``create``'s dataset argument (folder, list, DataFrame or 2-D array)."""
+    """Normalise ``create``'s dataset argument (folder, glob, list of paths or URLs, table file, DataFrame, 2-D array)."""
     if isinstance(dataset, np.ndarray):
         if dataset.ndim != 2 or not np.issubdtype(dataset.dtype, np.number):
             raise ValueError(f"an array dataset must be a 2-D (n, d) matrix of embeddings, got shape {dataset.shape}")
         return Rows(pd.DataFrame(index=range(len(dataset))), None, stack_vectors(list(dataset), "dataset"))
-    if isinstance(dataset, (str, os.PathLike)) or (
+    if is_table_file(dataset):
+        dataset = read_table(dataset, (label, feature))
+    elif isinstance(dataset, (str, os.PathLike)) or (
         isinstance(dataset, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in dataset)
     ):
         if isinstance(dataset, (list, tuple)) and not dataset:
             raise ValueError("dataset is empty: the list of paths has no entries")
         # Headers are not probed here: the decoder reads them anyway, and cached files need neither.
-        files = list_image_files(dataset, recursive=recursive)
-        return Rows(pd.DataFrame({"path": [str(f) for f in files]}), "path", None, [])
+        return Rows(pd.DataFrame({"path": expand_sources(dataset, recursive=recursive)}), "path", None, [])
     if isinstance(dataset, pd.DataFrame):
         if len(dataset) == 0:
             failed = dataset.attrs.get("failures") or []  # load_images of a folder of unreadable files
@@ -127,7 +76,8 @@ def as_rows(
             return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
         return Rows(dataset, column, None, list(dataset.attrs.get("failures", [])))
     raise TypeError(
-        "dataset must be a folder or file path, a list of paths, a pandas DataFrame, or a 2-D "
+        "dataset must be a folder, file, glob or URL, a list of those, a table file (.csv, .tsv, .parquet, .txt), "
+        "a pandas DataFrame, or a 2-D "
         f"numpy array of embeddings; got {type(dataset).__name__}"
     )
 

@@ -1,0 +1,510 @@
+"""Retrieval quality on labelled images: precision@k, recall@k, mAP and the UKBench N-S score.
+
+Every reference is a query against all the references; its *relevant*
+results are the other members of its group (itself excluded, leave-one-out).
+Top-k hits come from the model's own index (what :meth:`query` returns), and
+average precision from each query's full ranking, computed in blocks of
+queries so that no n x n matrix is ever held.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lookalike.index.metrics import block_distances, row_norms
+from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.ingest.sources import list_image_files
+from lookalike.model import ImageSimilarityModel, _drop_self, create
+
+__all__ = ["EvaluationReport", "evaluate", "evaluate_model"]
+
+#: Distance cells (queries x references) ranked at once: 4M cells take under 100 MB with the sort's indices.
+RANK_BLOCK_CELLS = 1 << 22
+#: UKBench's N-S score is defined on groups of exactly this many images.
+NS_GROUP_SIZE = 4
+THUMBNAIL_PIXELS = 96
+
+
+@dataclass
+class EvaluationReport:
+    """Retrieval quality of one model on one labelled set.
+
+    Attributes
+    ----------
+    metrics : dict
+        ``precision@k`` and ``recall@k`` for each k, ``mAP``, and ``N-S``
+        (None unless every group has exactly 4 members).
+    queries : pandas.DataFrame
+        One row per reference, in reference order: ``label, path, group,
+        relevant`` (other members of its group), ``average_precision``,
+        ``first_relevant_rank`` and ``hits@k`` (group members among its top k
+        other references). A reference alone in its group is no query: its
+        ``average_precision`` and ``first_relevant_rank`` are missing.
+    k : tuple of int
+    metric : str
+    model_name : str
+        The embedding network, or ``"precomputed"``.
+    num_groups : int
+    failures : pandas.DataFrame
+        Images that could not be embedded (``source, reason``); they take no part.
+    seconds : float
+        Time taken by the evaluation (embedding excluded).
+    neighbours, distances : numpy.ndarray
+        Each reference's nearest other references (positions) and their
+        distances, ``max(k)`` of them: the results shown by :meth:`to_html`.
+    """
+
+    metrics: dict[str, float | None]
+    queries: pd.DataFrame
+    k: tuple[int, ...]
+    metric: str
+    model_name: str
+    num_groups: int
+    failures: pd.DataFrame
+    seconds: float
+    neighbours: np.ndarray = field(repr=False)
+    distances: np.ndarray = field(repr=False)
+
+    @property
+    def num_references(self) -> int:
+        return len(self.queries)
+
+    @property
+    def num_queries(self) -> int:
+        """References that have at least one other member in their group."""
+        return int((self.queries["relevant"] > 0).sum())
+
+    def to_dict(self, queries: bool = True) -> dict[str, Any]:
+        """The report as plain JSON-ready data; ``queries=False`` leaves out the per-query rows.
+
+        Examples
+        --------
+        >>> report.to_dict(queries=False)["metrics"]["mAP"]  # doctest: +SKIP
+        0.4123
+        """
+        out: dict[str, Any] = {
+            "metrics": dict(self.metrics),
+            "k": list(self.k),
+            "metric": self.metric,
+            "model": self.model_name,
+            "num_references": self.num_references,
+            "num_queries": self.num_queries,
+            "num_groups": self.num_groups,
+            "num_failures": int(len(self.failures)),
+            "seconds": round(self.seconds, 3),
+        }
+        if queries:
+            # pandas turns numpy scalars into JSON types and missing values into null.
+            out["queries"] = json.loads(self.queries.to_json(orient="records"))
+        return out
+
+    def to_json(self, path: str | os.PathLike | None = None, queries: bool = True) -> str:
+        """The report as JSON text, also written to ``path`` when given.
+
+        Examples
+        --------
+        >>> report.to_json("quality.json", queries=False)  # doctest: +SKIP
+        """
+        text = json.dumps(self.to_dict(queries=queries), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def worst(self, n: int = 20) -> pd.DataFrame:
+        """The ``n`` queries with the lowest average precision (worst first)."""
+        scored = self.queries.dropna(subset=["average_precision"])
+        return scored.sort_values("average_precision", kind="stable").head(n)
+
+    def to_text(self, worst: int = 5) -> str:
+        """A readable summary: the metrics table, then the ``worst`` queries.
+
+        Examples
+        --------
+        >>> print(report.to_text())  # doctest: +SKIP
+        Retrieval quality: 80 references in 10 groups (80 queries), squeezenet_v1.1, euclidean
+        """
+        lines = [
+            f"Retrieval quality: {self.num_references} references in {self.num_groups} groups "
+            f"({self.num_queries} queries), {self.model_name}, {self.metric}",
+            "",
+            f"{'metric':<14}{'value':>8}",
+        ]
+        for name, value in self.metrics.items():
+            shown = f"{value:8.4f}" if value is not None else f"{'-':>8}  (needs groups of exactly 4)"
+            lines.append(f"{name:<14}{shown}")
+        if len(self.failures):
+            lines += ["", f"{len(self.failures)} images could not be read and took no part (see .failures)"]
+        rows = self.worst(worst)
+        if len(rows):
+            lines += ["", f"Worst {len(rows)} queries (lowest average precision):"]
+            lines += [
+                f"  AP {row.average_precision:.3f}  first group member at rank {row.first_relevant_rank:<5} "
+                f"group {row.group}  {row.path if row.path is not None else row.label}"
+                for row in rows.itertuples()
+            ]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def to_html(self, path: str | os.PathLike, worst: int = 20) -> Path:
+        """Write a self-contained HTML page: the metrics and the ``worst`` queries with their top results.
+
+        Each query is shown beside its ``max(k)`` nearest other references as
+        small embedded JPEG thumbnails (no external files or links, so the page
+        works offline and can be mailed): a green border marks a member of the
+        query's group, a red one any other image; captions give rank and distance.
+
+        Examples
+        --------
+        >>> report.to_html("report.html", worst=10)  # doctest: +SKIP
+        PosixPath('report.html')
+        """
+        thumbnails: dict[int, str] = {}
+        paths = self.queries["path"].tolist()
+        groups = self.queries["group"].tolist()
+
+        def figure(position: int, css: str, caption: str) -> str:
+            if position not in thumbnails:
+                thumbnails[position] = _thumbnail_tag(paths[position], str(self.queries["label"].iloc[position]))
+            return f'<figure class="{css}">{thumbnails[position]}<figcaption>{caption}</figcaption></figure>'
+
+        sections = []
+        for number, row in enumerate(self.worst(worst).itertuples(), start=1):
+            position = int(row.Index)
+            cells = [figure(position, "query", f"query<br>{html.escape(str(row.group))}")]
+            for rank, (other, distance) in enumerate(
+                zip(self.neighbours[position], self.distances[position], strict=True), start=1
+            ):
+                same = groups[int(other)] == row.group
+                cells.append(
+                    figure(
+                        int(other),
+                        "same" if same else "other",
+                        f"{rank} &middot; {distance:.4g}<br>{html.escape(str(groups[int(other)]))}",
+                    )
+                )
+            name = html.escape(str(row.path if row.path is not None else row.label))
+            sections.append(
+                f"<section><h3>{number}. AP {row.average_precision:.3f} &middot; first group member at rank "
+                f"{row.first_relevant_rank} &middot; {name}</h3><div class=row>{''.join(cells)}</div></section>"
+            )
+        metrics_rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{'-' if value is None else f'{value:.4f}'}</td></tr>"
+            for name, value in self.metrics.items()
+        )
+        title = (
+            f"{self.num_references} references in {self.num_groups} groups ({self.num_queries} queries), "
+            f"model {self.model_name}, metric {self.metric}"
+        )
+        page = _HTML_PAGE.format(
+            title=html.escape(title),
+            metrics=metrics_rows,
+            count=len(sections),
+            sections="\n".join(sections) or "<p>No queries.</p>",
+            size=THUMBNAIL_PIXELS,
+        )
+        path = Path(path)
+        path.write_text(page, encoding="utf-8")
+        return path
+
+
+_HTML_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lookalike retrieval report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; }} td {{ padding: 2px 12px; border-bottom: 1px solid #ddd; }}
+td:last-child {{ text-align: right; font-variant-numeric: tabular-nums; }}
+h3 {{ font-size: 0.95em; font-weight: 600; margin: 1.2em 0 0.3em; word-break: break-all; }}
+.row {{ display: flex; flex-wrap: wrap; gap: 6px; }}
+figure {{ margin: 0; width: {size}px; font-size: 0.75em; text-align: center; }}
+figure img, figure .missing {{ width: {size}px; height: {size}px; object-fit: contain; background: #f4f4f4;
+  box-sizing: border-box; border: 4px solid #888; display: block; }}
+.missing {{ display: flex; align-items: center; justify-content: center; overflow: hidden; }}
+.query img, .query .missing {{ border-color: #36c; }}
+.same img, .same .missing {{ border-color: #2a2; }}
+.other img, .other .missing {{ border-color: #d22; }}
+</style></head><body>
+<h1>Retrieval quality</h1>
+<p>{title}</p>
+<table>{metrics}</table>
+<h2>The {count} worst queries (lowest average precision)</h2>
+<p>Blue: the query. Green: a member of its group. Red: another image. Caption: rank &middot; distance, group.</p>
+{sections}
+</body></html>
+"""
+
+
+def _thumbnail_tag(path: str | None, label: str) -> str:
+    """An <img> holding a small JPEG as a data URI, or a grey box naming the image when it cannot be read."""
+    if path is not None:
+        try:
+            image = load_rgb(path, min_size=(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+        except ImageError:
+            pass
+        else:
+            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=80)
+            data = base64.b64encode(buffer.getvalue()).decode("ascii")
+            alt = html.escape(Path(path).name, quote=True)
+            return f'<img src="data:image/jpeg;base64,{data}" alt="{alt}">'
+    return f'<div class="missing">{html.escape(label)}</div>'
+
+
+def _check_ks(k: int | Iterable[int]) -> tuple[int, ...]:
+    values = list(k) if isinstance(k, Iterable) else [k]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"k must be a positive integer or a sequence of them, got {k!r}")
+    return tuple(sorted({int(v) for v in values}))
+
+
+def _reference_paths(model: ImageSimilarityModel) -> list[str | None]:
+    """Each reference's file path (from the image column, or a ``path`` column), else None."""
+    table = model.references
+    for column in (model.feature, "path"):
+        if column in table.columns and table[column].map(lambda v: isinstance(v, str)).all():
+            return table[column].tolist()
+    return [None] * len(model.labels)
+
+
+def _average_precisions(
+    model: ImageSimilarityModel, codes: np.ndarray, relevant: np.ndarray, verbose: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact average precision and rank of the first relevant result of each query (NaN without relevant items).
+
+    Each block of queries is measured against every reference with the
+    index's own block distances and ranked by (distance, position), the order
+    :meth:`ImageSimilarityModel.query` uses, with the query itself left out.
+    A relevant item at rank r that is the m-th relevant one contributes m / r.
+    """
+    vectors = model.embeddings
+    n = len(vectors)
+    norms = row_norms(vectors)
+    ap = np.full(n, np.nan)
+    first = np.full(n, np.nan)
+    block = max(1, RANK_BLOCK_CELLS // n)
+    for q0 in tqdm(range(0, n, block), desc="Ranking", unit="block", disable=None if verbose else True, leave=False):
+        rows = np.arange(q0, min(n, q0 + block))
+        distances = block_distances(model.metric, vectors[rows], norms[rows], vectors, norms)
+        distances[np.arange(len(rows)), rows] = np.inf  # the query itself goes last, out of the ranking
+        order = np.argsort(distances, axis=1, kind="stable")  # stable: ties in reference order
+        is_relevant = codes[order] == codes[rows, None]
+        is_relevant[order == rows[:, None]] = False
+        row, column = np.nonzero(is_relevant)  # row-major: each query's relevant items, nearest first
+        counts = np.bincount(row, minlength=len(rows))
+        starts = np.cumsum(counts) - counts
+        nth = np.arange(len(row)) - starts[row] + 1
+        precision_sums = np.bincount(row, weights=nth / (column + 1), minlength=len(rows))
+        has = counts > 0
+        ap[rows[has]] = precision_sums[has] / relevant[rows[has]]
+        first[rows[has]] = column[starts[has]] + 1
+    return ap, first
+
+
+def evaluate_model(
+    model: ImageSimilarityModel,
+    groups: Sequence[Any] | np.ndarray,
+    k: int | Iterable[int] = (1, 4, 10),
+    verbose: bool = True,
+) -> EvaluationReport:
+    """Measure how well a built model retrieves each reference's group mates.
+
+    Every reference is a query against all the references. Leave-one-out
+    metrics (the query itself is not a result): ``precision@k`` (group mates
+    among the top k, over k), ``recall@k`` (over the number of group mates),
+    and ``mAP`` (mean average precision of each query's full ranking). A
+    reference alone in its group has no group mates and is not a query. When
+    every group has exactly 4 members, ``N-S`` is the UKBench score: the mean
+    number of group members among each query's top 4 results *itself
+    included* (4.0 is perfect).
+
+    Parameters
+    ----------
+    model : ImageSimilarityModel
+        A model from :func:`lookalike.create` or :func:`lookalike.load_model`,
+        for instance one built from precomputed embeddings (``model=None``).
+    groups : sequence
+        The group (class, near-duplicate set) of each reference, aligned with
+        ``model.labels``.
+    k : int or sequence of int, default (1, 4, 10)
+        Cut-offs for precision and recall.
+    verbose : bool, default True
+        Show a progress bar while ranking.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Examples
+    --------
+    >>> import numpy as np, lookalike as lk
+    >>> points = np.array([[0, 0], [1, 0], [10, 0], [11, 0]], dtype=np.float32)
+    >>> model = lk.create(points, model=None, verbose=False)
+    >>> report = lk.evaluate_model(model, ["a", "a", "b", "b"], k=1, verbose=False)
+    >>> report.metrics["precision@1"], report.metrics["mAP"], report.metrics["N-S"]  # N-S needs groups of 4
+    (1.0, 1.0, None)
+    """
+    started = time.perf_counter()
+    ks = _check_ks(k)
+    groups = np.asarray(groups)
+    n = len(model.labels)
+    if groups.ndim != 1 or len(groups) != n:
+        raise ValueError(f"groups must give one group per reference: expected {n} values, got shape {groups.shape}")
+    if pd.isna(groups).any():
+        raise ValueError("groups has missing values: every reference needs a group")
+    codes, names = pd.factorize(groups)
+    sizes = np.bincount(codes)
+    relevant = sizes[codes] - 1
+    queries = relevant > 0
+    if not queries.any():
+        raise ValueError("every group has a single member: nothing can be retrieved, there is nothing to measure")
+
+    # The model's own search, self included (ranked first unless an identical image precedes it).
+    distances, neighbours = model._index.search(model.embeddings, max(ks[-1] + 1, NS_GROUP_SIZE))
+    same = codes[neighbours] == codes[:, None]
+    ns = float(same[:, :NS_GROUP_SIZE].sum(axis=1).mean()) if (sizes == NS_GROUP_SIZE).all() else None
+    distances, neighbours = _drop_self(distances, neighbours)
+    distances, neighbours = distances[:, : ks[-1]], neighbours[:, : ks[-1]]
+    hits = {kk: (codes[neighbours[:, :kk]] == codes[:, None]).sum(axis=1) for kk in ks}
+
+    ap, first = _average_precisions(model, codes, relevant, verbose)
+    metrics: dict[str, float | None] = {}
+    for kk in ks:
+        metrics[f"precision@{kk}"] = float((hits[kk][queries] / kk).mean())
+        metrics[f"recall@{kk}"] = float((hits[kk][queries] / relevant[queries]).mean())
+    metrics["mAP"] = float(ap[queries].mean())
+    metrics["N-S"] = ns
+
+    table = pd.DataFrame(
+        {
+            "label": model.labels,
+            "path": _reference_paths(model),
+            "group": groups,
+            "relevant": relevant,
+            "average_precision": ap,
+            "first_relevant_rank": pd.Series(first).astype("Int64"),
+        }
+    )
+    for kk in ks:
+        table[f"hits@{kk}"] = hits[kk]
+    return EvaluationReport(
+        metrics=metrics,
+        queries=table,
+        k=ks,
+        metric=model.metric,
+        model_name=model.model_name or "precomputed",
+        num_groups=len(names),
+        failures=model.failures,
+        seconds=time.perf_counter() - started,
+        neighbours=neighbours,
+        distances=distances,
+    )
+
+
+def _folder_table(folder: Path) -> pd.DataFrame:
+    """``path, group`` for every image under ``folder``: the group is its top-level sub-folder."""
+    files = list_image_files(folder, recursive=True)
+    parts = [f.relative_to(folder).parts for f in files]
+    grouped = [(str(f), p[0]) for f, p in zip(files, parts, strict=True) if len(p) > 1]
+    loose = len(files) - len(grouped)
+    if loose:
+        warnings.warn(
+            f"{loose} images directly in {folder} belong to no group (groups are its sub-folders): left out",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if not grouped:
+        raise ValueError(f"no images in sub-folders of {folder}: evaluate needs one sub-folder of images per group")
+    return pd.DataFrame(grouped, columns=["path", "group"])
+
+
+def evaluate(
+    dataset: str | os.PathLike | pd.DataFrame,
+    group: str | None = None,
+    model: str | os.PathLike | None = "squeezenet_v1.1",
+    metric: str = "euclidean",
+    k: int | Iterable[int] = (1, 4, 10),
+    verbose: bool = True,
+    **create_kwargs: Any,
+) -> EvaluationReport:
+    """Embed a labelled image set and measure retrieval quality: precision@k, recall@k, mAP, N-S.
+
+    The images are embedded and indexed as :func:`lookalike.create` does
+    (with the same cache), then scored by :func:`evaluate_model`: every image
+    queries all the others, and the other images of its group are the right
+    answers.
+
+    Parameters
+    ----------
+    dataset : folder path or pandas.DataFrame
+        A folder whose immediate sub-folders are the groups (images found
+        recursively inside each), or a table with an image column and a group
+        column.
+    group : str, optional
+        The group column of a DataFrame ``dataset`` (required then; not used with a folder).
+    model : str or path, default "squeezenet_v1.1"
+        The embedding network, as for :func:`lookalike.create`.
+    metric : {"euclidean", "cosine", "dot"}, default "euclidean"
+    k : int or sequence of int, default (1, 4, 10)
+        Cut-offs for precision@k and recall@k.
+    verbose : bool, default True
+        Show progress bars.
+    **create_kwargs
+        Passed to :func:`lookalike.create` (``feature``, ``label``, ``batch_size``, ``cache``, ``preprocessing``).
+
+    Returns
+    -------
+    EvaluationReport
+        ``print(report)`` shows the metrics; ``report.to_html("report.html")``
+        shows the worst queries with their results.
+
+    Examples
+    --------
+    >>> import lookalike as lk
+    >>> report = lk.evaluate("samples/clothing", verbose=False)
+    >>> sorted(report.metrics)[:3]
+    ['N-S', 'mAP', 'precision@1']
+    """
+    if isinstance(dataset, ImageSimilarityModel):
+        raise TypeError("evaluate takes images; to score a model already built, use evaluate_model(model, groups)")
+    if isinstance(dataset, (str, os.PathLike)):
+        if group is not None:
+            raise ValueError("group= names a DataFrame column; a folder's groups are its sub-folders")
+        folder = Path(dataset)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {dataset}")
+        table, group = _folder_table(folder), "group"
+    elif isinstance(dataset, pd.DataFrame):
+        if group is None:
+            raise ValueError(f"pass group= to name the DataFrame's group column (columns: {list(dataset.columns)})")
+        if group not in dataset.columns:
+            raise ValueError(f"group column {group!r} is not in the dataset; its columns are {list(dataset.columns)}")
+        table = dataset.reset_index(drop=True)
+    else:
+        raise TypeError(
+            f"dataset must be a folder of group sub-folders or a pandas DataFrame, got {type(dataset).__name__}"
+        )
+    groups = table[group].to_numpy()
+    if pd.isna(groups).any():
+        raise ValueError(f"group column {group!r} has missing values")
+    # The group column is withheld so that its strings are never mistaken for image paths.
+    built = create(table.drop(columns=[group]), model=model, metric=metric, verbose=verbose, **create_kwargs)
+    label = create_kwargs.get("label")
+    # Unreadable images are left out of the model: find the table row of each reference kept.
+    kept = built.labels if label is None else pd.Index(table[label]).get_indexer(built.labels)
+    return evaluate_model(built, groups[kept], k=k, verbose=verbose)
