@@ -79,6 +79,14 @@ def _with_paths(model: lk.ImageSimilarityModel, table: pd.DataFrame, column: str
 
 def cmd_query(args: argparse.Namespace) -> int:
     model = lk.load_model(args.model)
+    if args.text is not None:
+        if args.images:
+            raise ValueError("give query images or --text, not both")
+        results = model.query_text(args.text, k=args.k, radius=args.radius)
+        _print_table(_with_paths(model, results, "reference_label", args.json), args.json)
+        return 0
+    if not args.images:
+        raise ValueError("give one or more query images, or --text 'a description'")
     queries = pd.DataFrame({"query": [str(p) for p in args.images]})
     for path in args.images:
         if not Path(path).exists():
@@ -110,6 +118,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from lookalike.embed import zoo
+
+    if args.action == "fetch":
+        if not args.name:
+            raise ValueError("usage: lookalike models fetch NAME")
+        paths = zoo.fetch(args.name)
+        print(
+            json.dumps({"name": args.name, "files": [str(p) for p in paths]})
+            if args.json
+            else f"{args.name}: {len(paths)} files verified in {zoo.hub_cache()}"
+        )
+        return 0
+    table = pd.DataFrame(zoo.list_models())
+    if not args.json:
+        table = table.assign(
+            cached=table["cached"].map({True: "yes", False: "no"}), text=table["text"].map({True: "text", False: ""})
+        )
+    _print_table(table.drop(columns=["source"]) if not args.json else table, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
     parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
@@ -127,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="find the references most like some images")
     query.add_argument("model", type=Path, help="a model directory made by 'lookalike index'")
-    query.add_argument("images", nargs="+", type=Path)
+    query.add_argument("images", nargs="*", type=Path)
+    query.add_argument("--text", help="find images matching this description (models with a text tower: clip-vit-b-32)")
     query.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
     query.add_argument("--radius", type=float, help="only neighbours at most this far")
     query.set_defaults(run=cmd_query)
@@ -144,7 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", type=Path)
     info.set_defaults(run=cmd_info)
 
-    for sub in (index, query, graph, info):
+    models = commands.add_parser("models", help="list the embedding models (size, cached) or fetch one")
+    models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    models.add_argument("name", nargs="?", help="model to fetch")
+    models.set_defaults(run=cmd_models)
+
+    for sub in (index, query, graph, info, models):
         sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser

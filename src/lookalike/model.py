@@ -266,6 +266,50 @@ class ImageSimilarityModel:
             )
         return out
 
+    def query_text(self, text: str | list[str], k: int = 5, radius: float | None = None) -> pd.DataFrame:
+        """The references that best match a description, for models with a text tower (``clip-vit-b-32``).
+
+        Parameters
+        ----------
+        text : str or list of str
+            One description per query; each names its rows in ``query_label``.
+        k : int, default 5
+        radius : float, optional
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``query_label, reference_label, distance, rank``, as :meth:`query`.
+
+        Examples
+        --------
+        >>> model = lk.create("photos/", model="clip-vit-b-32")  # doctest: +SKIP
+        >>> model.query_text("a red dress", k=10)  # doctest: +SKIP
+        """
+        from lookalike.embed.zoo import text_encoder
+
+        k = _check_k(k)
+        radius = _check_radius(radius)
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"text must be a non-empty string or a list of them, got {text!r}")
+        vectors = text_encoder(self._get_embedder().spec).encode(texts)
+        distances, neighbours = self._index.search(vectors, k)
+        labels = np.asarray(texts, dtype=object)
+        return self._result_table(labels, distances, neighbours, radius, "query_label", "reference_label")
+
+    def export_onnx(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
+        """Write one ONNX file that runs the whole query: uint8 pixels -> top-k references. See :mod:`lookalike.export`."""
+        from lookalike.export import export_onnx
+
+        return export_onnx(self, path, k=k)
+
+    def export_coreml(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
+        """Write a Core ML ``.mlpackage`` doing the whole query (needs ``lookalike[coreml]``). See :mod:`lookalike.export`."""
+        from lookalike.export import export_coreml
+
+        return export_coreml(self, path, k=k)
+
     # ----------------------------------------------------------------- summary
     def _summary_dict(self) -> dict[str, Any]:
         return {

@@ -188,3 +188,6 @@ register(
         revision=f"builder-{squeezenet.BUILDER_VERSION}",
     )
 )
+
+# The zoo registers its entries through register(); it imports this module, so it comes last.
+from lookalike.embed import zoo  # noqa: E402, F401
