@@ -1,0 +1,146 @@
+"""Running the explorer: in the foreground (``lookalike serve``) or in a background thread (``model.explore()``)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import webbrowser
+from dataclasses import dataclass, field
+from typing import Any
+
+from lookalike.server.security import LOOPBACK_NAMES, check_bind, is_loopback
+
+#: How long a background server may take to start before :func:`start_in_thread` gives up.
+START_TIMEOUT = 30.0
+
+
+def _uvicorn():
+    try:
+        import uvicorn
+    except ImportError:
+        raise ImportError("the web explorer needs the server extra: pip install 'lookalike[server]'") from None
+    return uvicorn
+
+
+def build_app(model_or_path: Any, host: str, token: str | None, **options: Any):
+    """``create_app`` after the bind check, answering only loopback Host headers when bound to loopback."""
+    check_bind(host, token)
+    _uvicorn()
+    from lookalike.server.app import create_app
+
+    if is_loopback(host) and ":" not in host:
+        # A page on another site cannot reach us through a DNS name it controls (DNS rebinding).
+        options.setdefault("allowed_hosts", LOOPBACK_NAMES)
+    return create_app(model_or_path, token=token, **options)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    return sock
+
+
+def page_url(host: str, port: int, token: str | None = None) -> str:
+    """The explorer's address; a token travels in the fragment, which browsers never send to servers.
+
+    Examples
+    --------
+    >>> page_url("127.0.0.1", 8000)
+    'http://127.0.0.1:8000/'
+    >>> page_url("::1", 8000, token="s3cret")
+    'http://[::1]:8000/#token=s3cret'
+    """
+    name = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{name}:{port}/" + (f"#token={token}" if token else "")
+
+
+@dataclass
+class RunningServer:
+    """A server running in a background thread. ``stop()`` shuts it down (also on leaving a ``with`` block)."""
+
+    url: str
+    host: str
+    port: int
+    _server: Any = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    @property
+    def api(self) -> str:
+        """Base address of the REST API."""
+        return self.url.split("#", 1)[0] + "api"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(
+    model_or_path: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    open_browser: bool = False,
+    **options: Any,
+) -> RunningServer:
+    """Serve the explorer from a daemon thread of this process; port 0 picks a free port.
+
+    Returns once the server accepts connections.
+
+    Examples
+    --------
+    >>> running = start_in_thread(model)  # doctest: +SKIP
+    >>> running.url                       # doctest: +SKIP
+    'http://127.0.0.1:40123/'
+    >>> running.stop()                    # doctest: +SKIP
+    """
+    uvicorn = _uvicorn()
+    app = build_app(model_or_path, host, token, **options)
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="lookalike-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the explorer did not start on {host}:{port}")
+        time.sleep(0.01)
+    running = RunningServer(page_url(host, port, token), host, port, server, thread)
+    if open_browser:
+        webbrowser.open(running.url)
+    return running
+
+
+def serve(
+    model_or_path: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    open_browser: bool = False,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Serve the explorer in the foreground until interrupted (what ``lookalike serve`` runs)."""
+    uvicorn = _uvicorn()
+    app = build_app(model_or_path, host, token, **options)
+    sock = _bind(host, port)
+    url = page_url(host, sock.getsockname()[1], token)
+    print(f"lookalike explorer on {url} (API docs: {url.split('#', 1)[0]}api/docs); Ctrl+C stops it", flush=True)
+    if open_browser:
+        webbrowser.open(url)
+    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])

@@ -1,0 +1,98 @@
+"""The JSON shapes of the REST API (they also make its OpenAPI spec)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    references: int
+
+
+class Summary(BaseModel):
+    """The model's own summary (``model.summary(output="dict")``) plus what the server offers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    num_references: int
+    has_images: bool = Field(description="whether the references are image files the server can show")
+    can_query_images: bool = Field(description="whether uploads can be embedded (False for precomputed embeddings)")
+    thumbnail_size: int
+    max_upload_bytes: int
+    max_upload_pixels: int
+
+
+class Reference(BaseModel):
+    index: int = Field(description="position in the model: the address of the reference in this API")
+    label: int | str
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class ReferencePage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[Reference]
+
+
+class Neighbour(Reference):
+    distance: float
+    rank: int
+
+
+class Neighbours(BaseModel):
+    query: Reference | None = Field(description="the reference whose neighbours these are (None for an upload)")
+    k: int
+    radius: float | None
+    neighbours: list[Neighbour]
+
+
+class UploadInfo(BaseModel):
+    width: int
+    height: int
+    format: str
+
+
+class UploadNeighbours(Neighbours):
+    upload: UploadInfo
+
+
+class Group(BaseModel):
+    size: int
+    max_distance: float = Field(description="the longest link inside the group")
+    members: list[Reference]
+
+
+class NearestDistances(BaseModel):
+    """Percentiles of each reference's distance to its nearest other reference: a scale for the threshold."""
+
+    p1: float
+    p5: float
+    p50: float
+    max: float
+
+
+class Duplicates(BaseModel):
+    threshold: float
+    k: int
+    total: int = Field(description="number of groups at this threshold")
+    offset: int
+    limit: int
+    groups: list[Group]
+    nearest: NearestDistances
+
+
+class Map(BaseModel):
+    total: int = Field(description="references in the model (the points may be an even sample of them)")
+    explained_variance: list[float]
+    index: list[int]
+    label: list[int | str]
+    x: list[float]
+    y: list[float]
+
+
+class Error(BaseModel):
+    detail: str
