@@ -6,6 +6,7 @@ the repo, ``../shared/data`` beside it) or generated here with Pillow/numpy.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "clothing"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_REASON = "needs ../shared/data (real photo sets); present in CI"
+NOBODY = 65534  # the uid of Debian's "nobody"
 CLASSES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())
 
 
@@ -181,7 +183,7 @@ def imagegen():
         write_png_header_bomb=write_png_header_bomb,
         write_exif_rotated_jpeg=write_exif_rotated_jpeg,
         copy_sample=copy_sample,
-        chmod_unreadable=chmod_unreadable,
+        unreadable=unreadable,
     )
 
 
@@ -198,12 +200,39 @@ def bad_files(tmp_path) -> dict[str, Path]:
     }
 
 
-def chmod_unreadable(path: Path) -> None:
-    """chmod 000, or skip when the process can still read it (root ignores file modes)."""
+@contextlib.contextmanager
+def unreadable(path: Path):
+    """Make ``path`` unreadable (chmod 000) for the duration of the block.
+
+    Root ignores file modes, so as root the block also runs with the
+    effective uid of ``nobody`` (the folders above ``path`` made traversable
+    meanwhile): the permission error is then as real as for any user.
+    """
     path.chmod(0)
-    if os.access(path, os.R_OK):
+    relaxed: list[tuple[Path, int]] = []
+    groups = os.getgroups()
+    try:
+        if os.geteuid() == 0:
+            for folder in path.parents:  # traversable, and the file's own folder listable
+                mode = folder.stat().st_mode & 0o7777
+                wanted = mode | (0o005 if folder == path.parent else 0o001)
+                if wanted != mode:
+                    relaxed.append((folder, mode))
+                    folder.chmod(wanted)
+            # Group bits beat "other" bits for a member of the file's group: drop root's groups too.
+            os.setgroups([])
+            os.setegid(NOBODY)
+            os.seteuid(NOBODY)
+        assert not os.access(path, os.R_OK, effective_ids=True), f"{path} is still readable"
+        yield path
+    finally:
+        if os.geteuid() != os.getuid():
+            os.seteuid(os.getuid())
+            os.setegid(os.getgid())
+            os.setgroups(groups)
+        for folder, mode in relaxed:
+            folder.chmod(mode)
         path.chmod(0o644)
-        pytest.skip("running as root: chmod 000 does not stop root from reading, so no permission error can occur")
 
 
 class DecodingForbidden(AssertionError):

@@ -11,6 +11,7 @@ from lookalike.embed.registry import ModelSpec, Preprocessing, available_models,
 from lookalike.evaluate import EvaluationReport, evaluate, evaluate_model
 from lookalike.ingest.decode import ImageError
 from lookalike.ingest.sources import load_images
+from lookalike.match import match
 from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.storage import ModelFormatError
 
@@ -30,5 +31,6 @@ __all__ = [
     "evaluate_model",
     "load_images",
     "load_model",
+    "match",
     "register",
 ]

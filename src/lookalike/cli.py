@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 import lookalike as lk
+from lookalike import dedup
+from lookalike.graph import STREAM_SUFFIXES, count_edges
 from lookalike.index import METRICS
 
 _USER_ERRORS = (ValueError, TypeError, OSError, lk.ImageError)
@@ -98,6 +100,16 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     model = lk.load_model(args.model)
+    if args.output and args.output.suffix.lower() in STREAM_SUFFIXES:  # streamed block by block
+        path = model.similarity_graph(
+            k=args.k,
+            radius=args.radius,
+            include_self_edges=args.include_self_edges,
+            output_type="table",
+            path=args.output,
+        )
+        print(f"wrote {count_edges(path)} edges over {len(model.labels)} images to {path}")
+        return 0
     edges = model.similarity_graph(
         k=args.k, radius=args.radius, include_self_edges=args.include_self_edges, output_type="table"
     )
@@ -140,6 +152,44 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_match(args: argparse.Namespace) -> int:
+    pairs = lk.match(args.a, args.b, threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet)
+    if args.output:
+        _write_table(pairs, args.output)
+        print(f"wrote {len(pairs)} pairs to {args.output}")
+    else:
+        _print_table(pairs, args.json)
+    return 0
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    model, root = dedup.open_source(args.source, metric=args.metric, verbose=not args.quiet)
+    duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k)
+    if args.report:
+        _write_table(duplicates, args.report)
+    if args.json:
+        print(duplicates.to_json(orient="records"))
+    else:
+        print(dedup.describe(duplicates))
+    others = int((~duplicates["keeper"]).sum())
+    if not (args.move_to or args.delete) or others == 0:
+        if others and not args.json:
+            print("dry run: nothing moved or deleted (--move-to DIR or --delete to act)")
+        return 0
+    if args.delete and not args.yes:
+        if not sys.stdin.isatty():
+            raise ValueError(f"refusing to delete {others} files without confirmation (no terminal): add --yes")
+        if input(f"delete {others} duplicate files (keepers stay)? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    results = dedup.apply_actions(duplicates, root, move_to=args.move_to, delete=args.delete)
+    done = results[results["status"] == "done"]
+    print(f"{'moved' if args.move_to else 'deleted'} {len(done)} files, skipped {len(results) - len(done)}")
+    for row in results[results["status"] == "skipped"].itertuples():
+        print(f"  skipped {row.path}: {row.reason}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
     parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
@@ -175,12 +225,34 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", type=Path)
     info.set_defaults(run=cmd_info)
 
+    match = commands.add_parser("match", help="pairs of look-alike images between two sets (folders or models)")
+    match.add_argument("a", help="set A: folder, glob, table file or saved model")
+    match.add_argument("b", help="set B: folder, glob, table file or saved model")
+    match.add_argument("--threshold", type=float, help="largest distance of a pair (cosine: 1 - similarity)")
+    match.add_argument("-k", type=int, help="at most the k nearest B images per A image")
+    match.add_argument("--metric", default="cosine", choices=METRICS)
+    match.add_argument("-o", "--output", type=Path, help="pairs file: .parquet, .csv, .json or .jsonl")
+    match.set_defaults(run=cmd_match)
+
+    dedup_cmd = commands.add_parser("dedup", help="find near-duplicate images; report (default), move or delete them")
+    dedup_cmd.add_argument("source", type=Path, help="a folder of images (indexed, with the cache) or a saved model")
+    dedup_cmd.add_argument("--threshold", type=float, help="largest distance of two duplicates (default: measured)")
+    dedup_cmd.add_argument("--keep", default="resolution", choices=dedup.POLICIES, help="keeper policy")
+    dedup_cmd.add_argument("--metric", default="cosine", choices=METRICS, help="for a folder (a model keeps its own)")
+    dedup_cmd.add_argument("-k", type=int, default=10, help="neighbours looked at per image (default: %(default)s)")
+    act = dedup_cmd.add_mutually_exclusive_group()
+    act.add_argument("--move-to", type=Path, help="move duplicates here, keeping their paths relative to SOURCE")
+    act.add_argument("--delete", action="store_true", help="delete duplicates (asks first unless --yes)")
+    dedup_cmd.add_argument("--yes", action="store_true", help="delete without asking")
+    dedup_cmd.add_argument("--report", type=Path, help="write the groups to .csv, .parquet, .json or .jsonl")
+    dedup_cmd.set_defaults(run=cmd_dedup)
+
     models = commands.add_parser("models", help="list the embedding models (size, cached) or fetch one")
     models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
     models.add_argument("name", nargs="?", help="model to fetch")
     models.set_defaults(run=cmd_models)
 
-    for sub in (index, query, graph, info, models):
+    for sub in (index, query, graph, info, match, dedup_cmd, models):
         sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lookalike.graph import drop_self
 from lookalike.index.metrics import block_distances, row_norms
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.ingest.sources import list_image_files
-from lookalike.model import ImageSimilarityModel, _drop_self, create
+from lookalike.model import ImageSimilarityModel, create
 
 __all__ = ["EvaluationReport", "evaluate", "evaluate_model"]
 
@@ -378,7 +379,7 @@ def evaluate_model(
     distances, neighbours = model._index.search(model.embeddings, max(ks[-1] + 1, NS_GROUP_SIZE))
     same = codes[neighbours] == codes[:, None]
     ns = float(same[:, :NS_GROUP_SIZE].sum(axis=1).mean()) if (sizes == NS_GROUP_SIZE).all() else None
-    distances, neighbours = _drop_self(distances, neighbours)
+    distances, neighbours = drop_self(distances, neighbours)
     distances, neighbours = distances[:, : ks[-1]], neighbours[:, : ks[-1]]
     hits = {kk: (codes[neighbours[:, :kk]] == codes[:, None]).sum(axis=1) for kk in ks}
 

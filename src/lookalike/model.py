@@ -10,12 +10,14 @@ import os
 import time
 import warnings
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lookalike import storage
+from lookalike import dedup, storage
+from lookalike import graph as graph_edges
 from lookalike.config import cache_dir
 from lookalike.embed.cache import EmbeddingCache
 from lookalike.embed.extractor import Embedder
@@ -207,9 +209,14 @@ class ImageSimilarityModel:
         return table
 
     def similarity_graph(
-        self, k: int = 5, radius: float | None = None, include_self_edges: bool = False, output_type: str = "graph"
+        self,
+        k: int = 5,
+        radius: float | None = None,
+        include_self_edges: bool = False,
+        output_type: str = "graph",
+        path: str | os.PathLike | None = None,
     ):
-        """Each reference's ``k`` nearest other references.
+        """Each reference's ``k`` nearest other references, searched in blocks (never an n x n matrix).
 
         Parameters
         ----------
@@ -223,6 +230,15 @@ class ImageSimilarityModel:
             ``distance`` and ``rank``. ``"table"``: a DataFrame
             ``__src_id, __dst_id, distance, rank``. Turi's ``"SGraph"`` and
             ``"SFrame"`` are accepted.
+        path : str or path, optional
+            With ``output_type="table"``: stream the edges to this ``.parquet``
+            or ``.csv`` file block by block (never all in memory) and return
+            its path; read it lazily with ``pyarrow.parquet.ParquetFile(path)``.
+
+        Examples
+        --------
+        >>> model.similarity_graph(k=5, output_type="table", path="edges.parquet")  # doctest: +SKIP
+        PosixPath('edges.parquet')
         """
         k = _check_k(k)
         radius = _check_radius(radius)
@@ -232,10 +248,12 @@ class ImageSimilarityModel:
                 f"output_type must be 'graph' or 'table' (or Turi's 'SGraph'/'SFrame'), got {output_type!r}"
             )
         n = len(self.labels)
-        distances, neighbours = self._index.search(self.embeddings, k if include_self_edges else k + 1)
-        if not include_self_edges:
-            distances, neighbours = _drop_self(distances, neighbours)
-        edges = self._result_table(self.labels, distances, neighbours, radius, "__src_id", "__dst_id")
+        if path is not None:
+            if kind != "table":
+                raise ValueError("path= streams edges to a file: use output_type='table' with it")
+            graph_edges.write_edges(self, path, k, radius, include_self_edges)
+            return Path(path)
+        edges = graph_edges.edge_table(self, k, radius, include_self_edges)
         if kind == "table":
             return edges
         import networkx as nx
@@ -249,6 +267,16 @@ class ImageSimilarityModel:
             )
         )
         return graph
+
+    def find_duplicates(self, threshold: float | None = None, keep: str = "resolution", k: int = 10) -> pd.DataFrame:
+        """Groups of near-duplicate references, each with a keeper: see :func:`lookalike.dedup.find_duplicates`.
+
+        Examples
+        --------
+        >>> dups = model.find_duplicates(keep="size")  # doctest: +SKIP
+        >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
+        """
+        return dedup.find_duplicates(self, threshold=threshold, keep=keep, k=k)
 
     def extract_features(self, dataset: Any, verbose: bool = True) -> np.ndarray:
         """Embed images with the model's network: a (n, d) float32 array.
@@ -376,15 +404,6 @@ def _name(source: Any) -> str:
     from lookalike.ingest.decode import describe
 
     return describe(source)
-
-
-def _drop_self(distances: np.ndarray, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own position from its neighbours (or, if absent, its farthest one)."""
-    rows, width = neighbours.shape
-    drop = neighbours == np.arange(rows)[:, None]
-    drop[~drop.any(axis=1), -1] = True
-    keep = ~drop
-    return distances[keep].reshape(rows, width - 1), neighbours[keep].reshape(rows, width - 1)
 
 
 def _spec_for_record(record: dict) -> ModelSpec:

@@ -1,0 +1,335 @@
+"""Near-duplicate groups, which image of each group to keep, and safe actions on the others.
+
+Groups are the connected components of the thresholded neighbour graph
+(each reference linked to those of its ``k`` nearest references that are
+within the threshold), built block by block with :mod:`lookalike.graph`.
+A keeper policy picks one image per group; the rest can be reported, moved
+(keeping their relative paths, never overwriting) or deleted. No action
+ever touches the keeper, a file that is the keeper under another name
+(hard or symbolic link), or a file outside the input folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from numbers import Integral, Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from networkx.utils import UnionFind
+
+from lookalike.graph import neighbour_blocks
+from lookalike.index.metrics import exact_distances
+
+if TYPE_CHECKING:
+    from lookalike.model import ImageSimilarityModel
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "POLICIES",
+    "apply_actions",
+    "default_threshold",
+    "describe",
+    "find_duplicates",
+    "open_source",
+]
+
+POLICIES = ("resolution", "size", "oldest")
+
+#: Default thresholds by (network, metric), measured on ../shared/data/neardup by
+#: benchmarks/dedup_threshold.py: the largest distance at which >= 99% of the pairs
+#: it links are true near-duplicates (see docs/dedup.md for precision and recall).
+DEFAULT_THRESHOLDS: dict[tuple[str, str], float] = {}
+
+
+def default_threshold(model: ImageSimilarityModel) -> float:
+    """The measured default threshold for the model's network and metric, or a clear error."""
+    key = (model.model_name, model.metric)
+    if key not in DEFAULT_THRESHOLDS:
+        known = ", ".join(f"{n} + {m}" for n, m in DEFAULT_THRESHOLDS)
+        raise ValueError(
+            f"no default dedup threshold for {model.model_name or 'precomputed embeddings'} with the "
+            f"{model.metric} metric (measured for: {known}): pass threshold="
+        )
+    return DEFAULT_THRESHOLDS[key]
+
+
+def find_duplicates(
+    model: ImageSimilarityModel, threshold: float | None = None, keep: str = "resolution", k: int = 10
+) -> pd.DataFrame:
+    """Groups of near-duplicate references, each with one image to keep.
+
+    Parameters
+    ----------
+    model : ImageSimilarityModel
+    threshold : float, optional
+        Largest distance (in the model's metric) between two linked images;
+        images linked by a chain of such links form a group. Default: the
+        value measured for the model's network and metric (see
+        ``DEFAULT_THRESHOLDS`` and docs/dedup.md).
+    keep : {"resolution", "size", "oldest"}, default "resolution"
+        Which image of a group to keep: the most pixels (width x height;
+        ties: the larger file), the largest file (ties: more pixels), or the
+        oldest modification time. Remaining ties go to the first path in
+        sorted order, so the choice never depends on the order of indexing.
+    k : int, default 10
+        Neighbours looked at per image; a group larger than ``k + 1`` is
+        still found whole through chains of links.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image in a group: ``group`` (0 is the largest group),
+        ``label``, ``keeper`` (bool, the first row of its group),
+        ``distance`` (to the group's keeper), then ``path``, ``width``,
+        ``height``, ``bytes``, ``mtime`` where known. Images without a
+        near-duplicate are not listed.
+
+    Examples
+    --------
+    >>> dups = model.find_duplicates(threshold=0.05)  # doctest: +SKIP
+    >>> dups[~dups.keeper].path.tolist()  # the images a dedup would remove  # doctest: +SKIP
+    ['photos/IMG_0001 (copy).jpg']
+    """
+    if threshold is None:
+        threshold = default_threshold(model)
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a number (a distance in the {model.metric} metric), got {threshold!r}")
+    if keep not in POLICIES:
+        raise ValueError(f"keep must be one of {POLICIES}, got {keep!r}")
+    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    groups = _components(model, float(threshold), int(k))
+    facts = _facts(model, keep)
+    rows = []
+    for number, members in enumerate(groups):
+        members = sorted(members, key=lambda p: _rank_key(keep, facts, p))
+        keeper = members[0]
+        distances = exact_distances(model.metric, model.embeddings[[keeper]], model.embeddings[members][None])[0]
+        distances[0] = 0.0
+        order = [0] + sorted(range(1, len(members)), key=lambda i: (distances[i], facts["sort_name"][members[i]]))
+        rows += [(number, members[i], i == 0, float(distances[i])) for i in order]
+    positions = np.array([r[1] for r in rows], np.int64)
+    table = pd.DataFrame(
+        {
+            "group": np.array([r[0] for r in rows], np.int64),
+            "label": model.labels[positions],
+            "keeper": np.array([r[2] for r in rows], bool),
+            "distance": np.array([r[3] for r in rows], np.float64),
+        }
+    )
+    for column in ("path", "width", "height", "bytes", "mtime"):
+        if column in facts:
+            table[column] = facts[column][positions]
+    return table
+
+
+def open_source(
+    source: str | os.PathLike, metric: str = "cosine", verbose: bool = True
+) -> tuple[ImageSimilarityModel, Path]:
+    """``(model, root)`` for a dedup of a folder (indexed now, with the embedding cache) or of a saved model.
+
+    ``root`` is the folder actions may touch: the folder itself, or for a
+    saved model the deepest folder holding all its images.
+    """
+    from lookalike import storage  # imported here: model.py imports this module
+    from lookalike.model import create, load_model
+
+    path = Path(source)
+    if storage._is_model_dir(path):
+        model = load_model(path)
+        if model.feature not in model.references.columns:
+            return model, path
+        folders = {os.path.dirname(os.path.abspath(p)) for p in model.references[model.feature]}
+        return model, Path(os.path.commonpath(sorted(folders)))
+    if not path.is_dir():
+        raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {source} is neither")
+    return create(str(path), metric=metric, verbose=verbose), path
+
+
+def _components(model: ImageSimilarityModel, threshold: float, k: int) -> list[list[int]]:
+    """Connected components (reference positions) of two or more, largest first, then by first position."""
+    links = UnionFind()
+    for start, distances, positions in neighbour_blocks(model, k):
+        rows, cols = np.nonzero(distances <= threshold)
+        for source, target in zip((rows + start).tolist(), positions[rows, cols].tolist(), strict=True):
+            links.union(source, target)
+    groups = [sorted(group) for group in links.to_sets() if len(group) > 1]
+    groups.sort(key=lambda g: (-len(g), g[0]))
+    return groups
+
+
+def _facts(model: ImageSimilarityModel, keep: str) -> dict[str, np.ndarray]:
+    """Per-reference columns the policies need: path, width, height, bytes and mtime (read from disk now)."""
+    refs = model.references
+    n = len(model.labels)
+    facts: dict[str, np.ndarray] = {}
+    has_paths = model.feature in refs.columns
+    if has_paths:
+        facts["path"] = refs[model.feature].to_numpy().astype(str)
+        stats = [_stat(p) for p in facts["path"]]
+        facts["bytes"] = np.array([s.st_size if s else -1 for s in stats], np.int64)
+        facts["mtime"] = np.array([s.st_mtime if s else np.nan for s in stats], np.float64)
+    for column in ("width", "height"):
+        if column in refs.columns:
+            facts[column] = refs[column].to_numpy()
+    facts["sort_name"] = facts["path"] if has_paths else np.array([str(v) for v in model.labels])
+    needs = {"resolution": ("width", "height"), "size": ("bytes",), "oldest": ("mtime",)}[keep]
+    missing = [c for c in needs if c not in facts]
+    if missing:
+        raise ValueError(
+            f"keep={keep!r} needs the {' and '.join(missing)} of each image, which this model does not have "
+            f"({'built from precomputed embeddings' if not has_paths else 'no image headers kept'}); "
+            f"use keep='size' or 'oldest' with image files"
+        )
+    facts["pixels"] = (
+        facts["width"].astype(np.int64) * facts["height"].astype(np.int64)
+        if "width" in facts
+        else np.zeros(n, np.int64)
+    )
+    return facts
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _rank_key(keep: str, facts: dict[str, np.ndarray], position: int) -> tuple:
+    """Sort key of a group member: the keeper sorts first."""
+    pixels = int(facts["pixels"][position])
+    size = int(facts["bytes"][position]) if "bytes" in facts else -1
+    name = facts["sort_name"][position]
+    if keep == "resolution":
+        return (-pixels, -size, name, position)
+    if keep == "size":
+        return (-size, -pixels, name, position)
+    mtime = facts["mtime"][position]
+    return (np.inf if np.isnan(mtime) else mtime, name, position)  # a file gone missing is never the oldest
+
+
+# -------------------------------------------------------------------------------------------------------- actions
+
+
+def apply_actions(
+    duplicates: pd.DataFrame, root: str | os.PathLike, move_to: str | os.PathLike | None = None, delete: bool = False
+) -> pd.DataFrame:
+    """Move or delete every non-keeper of ``duplicates`` (from :func:`find_duplicates`); what happened to each.
+
+    Parameters
+    ----------
+    duplicates : pandas.DataFrame
+        The table of :func:`find_duplicates`, with a ``path`` column.
+    root : str or path
+        The input folder: no file outside it (after resolving symbolic links
+        of its folders) is touched.
+    move_to : str or path, optional
+        Move each duplicate to ``move_to / <its path relative to root>``;
+        an existing file there is never overwritten (the duplicate stays).
+    delete : bool, default False
+        Delete each duplicate instead. Exactly one of ``move_to`` and
+        ``delete`` is required.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``path, action, destination, status ("done" or "skipped"), reason``.
+
+    Examples
+    --------
+    >>> apply_actions(model.find_duplicates(), "photos/", move_to="photos-dups/")  # doctest: +SKIP
+    """
+    if (move_to is None) == (not delete):
+        raise ValueError("give exactly one action: move_to=FOLDER or delete=True")
+    if "path" not in duplicates.columns:
+        raise ValueError("these duplicates have no file paths (precomputed embeddings): nothing to move or delete")
+    real_root = Path(os.path.realpath(root))
+    if not real_root.is_dir():
+        raise NotADirectoryError(f"input folder not found: {root}")
+    keepers = [p for p in duplicates.loc[duplicates["keeper"], "path"] if _stat(p) is not None]
+    kept_files = {(s.st_dev, s.st_ino) for s in map(os.stat, keepers)}
+    results = []
+    for path in duplicates.loc[~duplicates["keeper"], "path"]:
+        action = "move" if move_to is not None else "delete"
+        destination, reason = None, _refusal(path, real_root, kept_files)
+        if reason is None:
+            if move_to is not None:
+                destination = Path(move_to) / _inside(path, real_root)
+                reason = _move_new(Path(path), destination)
+            else:
+                os.unlink(path)  # a symbolic link is removed itself, never its target
+        results.append((path, action, destination and str(destination), "skipped" if reason else "done", reason or ""))
+    return pd.DataFrame(results, columns=["path", "action", "destination", "status", "reason"])
+
+
+def _inside(path: str, real_root: Path) -> Path | None:
+    """``path`` relative to the (resolved) root, resolving its folders but not the file itself; None if outside."""
+    folder = Path(os.path.realpath(os.path.dirname(os.path.abspath(path))))
+    try:
+        return folder.relative_to(real_root) / os.path.basename(path)
+    except ValueError:
+        return None
+
+
+def _refusal(path: str, real_root: Path, kept_files: set[tuple[int, int]]) -> str | None:
+    """Why ``path`` must not be touched, or None."""
+    if not os.path.lexists(path):
+        return "file no longer exists"
+    if _inside(path, real_root) is None:
+        return f"outside the input folder {real_root}"
+    target = _stat(path)
+    if target is not None and (target.st_dev, target.st_ino) in kept_files:
+        return "same file as a keeper (a link to it)"
+    return None
+
+
+def _move_new(source: Path, destination: Path) -> str | None:
+    """Move without ever overwriting; None on success, else why not."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # link() fails if the destination exists, atomically: no check-then-write race.
+        os.link(source, destination, follow_symlinks=False)
+    except FileExistsError:
+        return f"{destination} already exists"
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            raise
+        try:  # another file system: copy into a file that must not exist yet
+            with open(source, "rb") as src, open(destination, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+        except FileExistsError:
+            return f"{destination} already exists"
+        shutil.copystat(source, destination)
+    os.unlink(source)
+    return None
+
+
+def describe(duplicates: pd.DataFrame) -> str:
+    """A human-readable dry-run report: each group's keeper and the others with their distances."""
+    if duplicates.empty:
+        return "no near-duplicates found"
+    name = "path" if "path" in duplicates.columns else "label"
+    lines = []
+    for number, group in duplicates.groupby("group", sort=True):
+        keeper = group[group["keeper"]].iloc[0]
+        lines.append(f"group {number + 1} ({len(group)} images): keep {keeper[name]}{_size(keeper)}")
+        for row in group[~group["keeper"]].itertuples():
+            lines.append(f"    duplicate {getattr(row, name)}{_size(row._asdict())}  distance {row.distance:.4f}")
+    others = int((~duplicates["keeper"]).sum())
+    total = duplicates.loc[~duplicates["keeper"], "bytes"].clip(lower=0).sum() if "bytes" in duplicates else 0
+    lines.append(
+        f"{duplicates['group'].nunique()} groups, {others} duplicates" + (f" ({total / 1e6:.1f} MB)" if total else "")
+    )
+    return "\n".join(lines)
+
+
+def _size(row: Any) -> str:
+    if "width" in row and "bytes" in row:
+        return f"  ({int(row['width'])}x{int(row['height'])}, {int(row['bytes'])} bytes)"
+    return ""

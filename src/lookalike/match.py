@@ -1,0 +1,233 @@
+"""Set-to-set matching: which images of set A look like which images of set B.
+
+Seed 004 computed a dense cosine matrix between two sets (13,501 x 21,221)
+and kept the pairs above a similarity. Here both sets are embedded (or
+taken from saved models), and pairs are found in blocks: at most one
+``BLOCK_A x BLOCK_B`` block of distances exists at a time, whatever the sizes
+of A and B. Candidates from the fast float32 BLAS block are re-measured in
+float64 (:func:`lookalike.index.metrics.exact_distances`), so a pair's
+distance is the same as ``query`` reports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lookalike import storage
+from lookalike.embed.registry import ModelSpec
+from lookalike.index import ExactIndex, check_metric
+from lookalike.index.metrics import block_distances, exact_distances, row_norms
+from lookalike.model import ImageSimilarityModel, _spec_for_record, create, load_model
+
+__all__ = ["match"]
+
+#: Rows of A and of B in one block of distances: 4096 x 4096 float32 = 64 MiB.
+BLOCK_A = 4096
+BLOCK_B = 4096
+#: Relative slack on the fast float32 distances, so that no pair within the threshold is missed before re-measuring.
+_SLACK = 1e-4
+_DEFAULT_NETWORK = "squeezenet_v1.1"
+
+
+def match(
+    a: Any,
+    b: Any,
+    threshold: float | None = None,
+    k: int | None = None,
+    metric: str = "cosine",
+    model: str | os.PathLike | ModelSpec | None = "auto",
+    label_a: str | None = None,
+    label_b: str | None = None,
+    batch_size: int = 64,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Pairs (a, b) of images from two sets that look alike: all pairs within ``threshold`` and/or b's ``k`` nearest per a.
+
+    Parameters
+    ----------
+    a, b : folder, glob, list of paths, table file, pandas.DataFrame, 2-D array, saved model path, or ImageSimilarityModel
+        The two sets: anything :func:`lookalike.create` accepts (a 2-D numpy
+        array is taken as embeddings), a model directory saved with
+        ``model.save``, or a model object. Image sets are embedded with the
+        embedding cache, so matching the same folder again is fast.
+    threshold : float, optional
+        Largest distance of a pair, in ``metric`` (all metrics are distances:
+        smaller is closer). Seed 004's cosine *similarity* 0.845 is
+        ``threshold=0.155`` with ``metric="cosine"``.
+    k : int, optional
+        Keep at most the ``k`` nearest b images of each a image. With
+        ``threshold`` too, both conditions hold. At least one of ``threshold``
+        and ``k`` is required.
+    metric : {"cosine", "euclidean", "dot"}, default "cosine"
+        Used for both sets, whatever metric a saved model was built with.
+    model : str, path, ModelSpec or None, default "auto"
+        Network that embeds the image sets: ``"auto"`` takes the one a model
+        input was built with, else ``"squeezenet_v1.1"``; None means the
+        inputs are precomputed embeddings.
+    label_a, label_b : str, optional
+        Column naming the images of a DataFrame/table input (as ``create``'s
+        ``label``); row numbers when None.
+    batch_size : int, default 64
+    verbose : bool, default True
+        Progress bars while embedding.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``a_label, b_label, distance`` (float64), ordered by a, then distance,
+        then b; plus ``a_path, b_path`` when the sets are image files.
+
+    Raises
+    ------
+    ValueError
+        Neither ``threshold`` nor ``k``; a bad value; sets embedded by
+        different networks or of different dimensions.
+
+    Examples
+    --------
+    >>> import lookalike as lk
+    >>> pairs = lk.match("shop_photos/", "catalogue/", threshold=0.15, verbose=False)  # doctest: +SKIP
+    >>> pairs.columns.tolist()  # doctest: +SKIP
+    ['a_label', 'b_label', 'distance', 'a_path', 'b_path']
+    """
+    check_metric(metric)
+    threshold, k = _check_limits(threshold, k, metric)
+    model_a, model_b = _as_models(a, b, model, metric, (label_a, label_b), batch_size, verbose)
+    _check_comparable(model_a, model_b)
+    if k is not None:
+        # b's own index (approximate or exact) when it measures the same metric; exact search otherwise.
+        index = model_b._index if model_b.metric == metric else ExactIndex(model_b.embeddings, metric)
+        distances, positions = index.search(model_a.embeddings, k)
+        rows = np.repeat(np.arange(len(positions)), positions.shape[1])
+        a_pos, b_pos, dist = rows, positions.ravel(), distances.ravel()
+        if threshold is not None:
+            close = dist <= threshold
+            a_pos, b_pos, dist = a_pos[close], b_pos[close], dist[close]
+    else:
+        a_pos, b_pos, dist = _concat(pairs_within(model_a.embeddings, model_b.embeddings, metric, threshold))
+        order = np.lexsort((b_pos, dist, a_pos))
+        a_pos, b_pos, dist = a_pos[order], b_pos[order], dist[order]
+    table = pd.DataFrame({"a_label": model_a.labels[a_pos], "b_label": model_b.labels[b_pos], "distance": dist})
+    for name, m, pos in (("a_path", model_a, a_pos), ("b_path", model_b, b_pos)):
+        if m.feature in m.references.columns:
+            table[name] = m.references[m.feature].to_numpy()[pos]
+    return table
+
+
+def pairs_within(
+    a: np.ndarray, b: np.ndarray, metric: str, threshold: float, block_a: int = BLOCK_A, block_b: int = BLOCK_B
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(a positions, b positions, distances)`` of every pair at most ``threshold`` apart, block by block.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(5, 8)).astype(np.float32)
+    >>> [len(p) for p, _, _ in pairs_within(x, x, "euclidean", 0.0)]
+    [5]
+    """
+    a_norms, b_norms = row_norms(a), row_norms(b)
+    # block_distances gives squared euclidean: compare it with the squared threshold.
+    fast_threshold = threshold * threshold if metric == "euclidean" else threshold
+    for a0 in range(0, len(a), block_a):
+        qa, qn = a[a0 : a0 + block_a], a_norms[a0 : a0 + block_a]
+        for b0 in range(0, len(b), block_b):
+            rb, rn = b[b0 : b0 + block_b], b_norms[b0 : b0 + block_b]
+            fast = block_distances(metric, qa, qn, rb, rn)
+            i, j = np.nonzero(fast <= fast_threshold + _slack(metric, qn, rn))
+            del fast
+            if len(i) == 0:
+                continue
+            precise = exact_distances(metric, qa[i], rb[j][:, None, :])[:, 0]
+            close = precise <= threshold
+            yield a0 + i[close], b0 + j[close], precise[close]
+
+
+def _slack(metric: str, a_norms: np.ndarray, b_norms: np.ndarray) -> float:
+    """A bound on the float32 rounding error of a block's fast distances (generous: extra candidates are re-measured)."""
+    if metric == "cosine":
+        return _SLACK
+    a_max = float(a_norms.max(initial=0.0))
+    b_max = float(b_norms.max(initial=0.0))
+    if metric == "euclidean":
+        return _SLACK * (a_max * a_max + b_max * b_max)
+    return _SLACK * a_max * b_max
+
+
+def _concat(parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a_pos, b_pos, dist = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float64)]
+    for i, j, d in parts:
+        a_pos.append(i)
+        b_pos.append(j)
+        dist.append(d)
+    return np.concatenate(a_pos), np.concatenate(b_pos), np.concatenate(dist)
+
+
+def _check_limits(threshold: Any, k: Any, metric: str) -> tuple[float | None, int | None]:
+    if threshold is None and k is None:
+        raise ValueError("match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a)")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, Real) or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a number (a distance), got {threshold!r}")
+        if threshold < 0 and metric != "dot":  # only dot distances (-q.r) go below 0
+            raise ValueError(f"threshold must be a non-negative {metric} distance, got {threshold!r}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, Integral) or k < 1):
+        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    return (None if threshold is None else float(threshold)), (None if k is None else int(k))
+
+
+def _is_saved_model(source: Any) -> bool:
+    return isinstance(source, str | os.PathLike) and storage._is_model_dir(Path(source))
+
+
+def _as_models(
+    a: Any, b: Any, network: Any, metric: str, labels: tuple[str | None, str | None], batch_size: int, verbose: bool
+) -> tuple[ImageSimilarityModel, ImageSimilarityModel]:
+    """Each input as a model: given, loaded from disk, or created (embedded with the same network)."""
+    built: dict[str, ImageSimilarityModel] = {}
+    for name, source in (("a", a), ("b", b)):
+        if isinstance(source, ImageSimilarityModel):
+            built[name] = source
+        elif _is_saved_model(source):
+            built[name] = load_model(source)
+    if isinstance(network, str) and network == "auto":
+        records = [m._spec_record for m in built.values() if m._spec_record is not None]
+        network = _spec_for_record(records[0]) if records else _DEFAULT_NETWORK
+    for (name, source), label in zip((("a", a), ("b", b)), labels, strict=True):
+        if name not in built:
+            embeddings = isinstance(source, np.ndarray) and source.ndim == 2
+            try:
+                built[name] = create(
+                    source,
+                    label=label,
+                    model=None if embeddings else network,
+                    metric=metric,
+                    batch_size=batch_size,
+                    verbose=verbose,
+                )
+            except ValueError as exc:
+                raise ValueError(f"set {name}: {exc}") from exc
+    return built["a"], built["b"]
+
+
+def _check_comparable(a: ImageSimilarityModel, b: ImageSimilarityModel) -> None:
+    """Distances between two sets mean something only when one network embedded both."""
+    if a.dim != b.dim:
+        raise ValueError(
+            f"set a has {a.dim}-d embeddings ({a.model_name or 'precomputed'}) and set b {b.dim}-d "
+            f"({b.model_name or 'precomputed'}): they cannot be compared"
+        )
+    ra, rb = a._spec_record, b._spec_record
+    if ra is not None and rb is not None and ra.get("fingerprint") != rb.get("fingerprint"):
+        raise ValueError(
+            f"set a was embedded by {ra['name']!r} (fingerprint {ra.get('fingerprint')}) and set b by "
+            f"{rb['name']!r} (fingerprint {rb.get('fingerprint')}): distances between them mean nothing; "
+            "embed both with the same network"
+        )
