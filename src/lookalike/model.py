@@ -332,12 +332,6 @@ class ImageSimilarityModel:
 
         return export_onnx(self, path, k=k)
 
-    def export_coreml(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
-        """Write a Core ML ``.mlpackage`` doing the whole query (needs ``lookalike[coreml]``). See :mod:`lookalike.export`."""
-        from lookalike.export import export_coreml
-
-        return export_coreml(self, path, k=k)
-
     # ----------------------------------------------------------------- summary
     def _summary_dict(self) -> dict[str, Any]:
         return {

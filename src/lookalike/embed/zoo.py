@@ -256,8 +256,11 @@ def _prepare(entry: ZooEntry, source: Path) -> bytes:
 
 
 def prepared_onnx(entry: ZooEntry) -> Path:
-    """Path of the entry's runnable network: fetched, verified, embedding output named ``embedding``."""
-    source = fetch_file(entry.image, entry.name)
+    """Path of the entry's runnable network: fetched, verified, embedding output named ``embedding``.
+
+    A text tower's files are fetched too, so a model indexed online answers text queries offline.
+    """
+    source, *_ = [fetch_file(f, entry.name) for f in entry.files]
     digest = entry.image.sha256 or source.resolve().name
     path = cache_dir() / "models" / "zoo" / f"{entry.name}-{digest[:16]}.onnx"
     if not path.is_file():
@@ -274,9 +277,8 @@ def fetch(name: str) -> list[Path]:
     >>> lk.embed.zoo.fetch("dinov2-small")  # doctest: +SKIP
     """
     entry = get_entry(name)
-    paths = [fetch_file(f, name) for f in entry.files]
     prepared_onnx(entry)
-    return paths
+    return [fetch_file(f, name) for f in entry.files]
 
 
 def get_entry(name: str) -> ZooEntry:
@@ -286,7 +288,11 @@ def get_entry(name: str) -> ZooEntry:
 
 
 def is_cached(entry: ZooEntry) -> bool:
-    return all(cached_file(f) is not None for f in entry.files)
+    """Whether every file of ``entry`` is in the cache (False without huggingface_hub, which reads it)."""
+    try:
+        return all(cached_file(f) is not None for f in entry.files)
+    except ImportError:
+        return False
 
 
 def list_models() -> list[dict]:

@@ -1,0 +1,145 @@
+"""Export a model as one ONNX file that runs the whole query: pixels in, top-k references out.
+
+Turi Create's Core ML export returned the distance to every reference and
+left the ranking to the app. Here the graph is the embedding network (with
+its pixel normalisation, see :mod:`lookalike.embed.frontend`), the distances
+to the reference embeddings (stored in the file) and a ``TopK``, so an app
+with ONNX Runtime (mobile, web, any language) needs no Python and no index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import lookalike
+from lookalike.embed.frontend import PIXELS, with_pixel_input
+from lookalike.embed.model_files import atomic_write_bytes
+
+DISTANCES = "distances"
+INDICES = "indices"
+
+
+def _search_nodes(metric: str, embedding: str, references: np.ndarray, k: int) -> tuple[list, list]:
+    """Nodes and initializers: (batch, d) ``embedding`` -> ``distances``/``indices`` (batch, k), nearest first."""
+    from onnx import helper, numpy_helper
+
+    refs = references.astype(np.float64)
+    nodes = [helper.make_node("Flatten", [embedding], ["export/q"], axis=1)]
+    query = "export/q"
+    if metric == "cosine":
+        norms = np.linalg.norm(refs, axis=1, keepdims=True)
+        refs = np.divide(refs, norms, out=np.zeros_like(refs), where=norms > 0)
+        nodes += [
+            helper.make_node("Mul", ["export/q", "export/q"], ["export/q2"]),
+            helper.make_node("MatMul", ["export/q2", "export/ones"], ["export/sq"]),
+            helper.make_node("Sqrt", ["export/sq"], ["export/norm"]),
+            helper.make_node("Max", ["export/norm", "export/eps"], ["export/safe_norm"]),
+            helper.make_node("Div", ["export/q", "export/safe_norm"], ["export/unit"]),
+        ]
+        query = "export/unit"
+    nodes.append(helper.make_node("MatMul", [query, "export/references_t"], ["export/dots"]))
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(refs.T, dtype=np.float32), "export/references_t"),
+        numpy_helper.from_array(np.ones((references.shape[1], 1), np.float32), "export/ones"),
+        numpy_helper.from_array(np.array(1e-12, np.float32), "export/eps"),
+        numpy_helper.from_array(np.array([k], np.int64), "export/k"),
+    ]
+    if metric == "euclidean":
+        # |q - r|^2 = |q|^2 - 2 q.r + |r|^2, clipped at 0 against rounding, then sqrt.
+        nodes += [
+            helper.make_node("Mul", ["export/q", "export/q"], ["export/q2"]),
+            helper.make_node("MatMul", ["export/q2", "export/ones"], ["export/sq"]),
+            helper.make_node("Mul", ["export/dots", "export/minus_two"], ["export/cross"]),
+            helper.make_node("Add", ["export/cross", "export/sq"], ["export/partial"]),
+            helper.make_node("Add", ["export/partial", "export/ref_sq"], ["export/d2"]),
+            helper.make_node("Max", ["export/d2", "export/zero"], ["export/d2_clipped"]),
+            helper.make_node("Sqrt", ["export/d2_clipped"], ["export/distance"]),
+        ]
+        inits += [
+            numpy_helper.from_array(np.array(-2.0, np.float32), "export/minus_two"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "export/zero"),
+            numpy_helper.from_array((refs**2).sum(1)[None, :].astype(np.float32), "export/ref_sq"),
+        ]
+    elif metric == "cosine":
+        nodes.append(helper.make_node("Sub", ["export/one", "export/dots"], ["export/distance"]))
+        inits.append(numpy_helper.from_array(np.array(1.0, np.float32), "export/one"))
+    else:  # dot: -q.r
+        nodes.append(helper.make_node("Neg", ["export/dots"], ["export/distance"]))
+    nodes.append(
+        helper.make_node("TopK", ["export/distance", "export/k"], [DISTANCES, INDICES], axis=1, largest=0, sorted=1)
+    )
+    return nodes, inits
+
+
+def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
+    """Write ``model`` as one ONNX file answering "which k references look most like this image?".
+
+    Parameters
+    ----------
+    model : lookalike.ImageSimilarityModel
+        A model built from images (not from precomputed embeddings).
+    path : path
+        The ``.onnx`` file to write (atomically).
+    k : int, default 5
+        Neighbours returned per image (at most the number of references).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. Input ``pixels``: uint8 (batch, H, W, 3) RGB, resized as the
+        ``lookalike.preprocessing`` metadata says. Outputs ``distances``
+        (float32, batch × k, the model's metric, nearest first) and
+        ``indices`` (int64 positions into the ``lookalike.labels`` metadata).
+
+    Examples
+    --------
+    >>> model.export_onnx("search.onnx", k=5)  # doctest: +SKIP
+    >>> import onnxruntime as ort
+    >>> ort.InferenceSession("search.onnx").run(None, {"pixels": batch})  # doctest: +SKIP
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    spec = model._get_embedder().spec
+    k = min(k, len(model.labels))
+    graph_model = with_pixel_input(onnx.load(str(spec.onnx_file())), spec.input_name, spec.preprocessing)
+    graph = graph_model.graph
+    nodes, inits = _search_nodes(model.metric, spec.output_name, model.embeddings, k)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(DISTANCES, TensorProto.FLOAT, ["batch", k]),
+            helper.make_tensor_value_info(INDICES, TensorProto.INT64, ["batch", k]),
+        ]
+    )
+    width, height = spec.preprocessing.size
+    metadata = {
+        "lookalike.version": lookalike.__version__,
+        "lookalike.model": spec.name,
+        "lookalike.metric": model.metric,
+        "lookalike.k": str(k),
+        "lookalike.labels": json.dumps(model.labels.tolist(), default=str),
+        "lookalike.preprocessing": json.dumps(
+            {
+                **spec.preprocessing.to_dict(),
+                "input": f"{PIXELS}: uint8 (batch, {height}, {width}, 3) RGB; resize as 'resize' says, the graph normalises",
+            }
+        ),
+        "lookalike.outputs": f"{DISTANCES}: float32 (batch, {k}) nearest first; {INDICES}: int64 (batch, {k}) into lookalike.labels",
+    }
+    del graph_model.metadata_props[:]
+    for key, value in metadata.items():
+        graph_model.metadata_props.add(key=key, value=value)
+    graph_model.doc_string = "lookalike image similarity search: pixels -> top-k reference indices and distances"
+    onnx.checker.check_model(graph_model)
+    path = Path(path)
+    atomic_write_bytes(path, graph_model.SerializeToString())
+    return path

@@ -1,0 +1,71 @@
+"""The exported ONNX search graph, run in ONNX Runtime, answers as ``model.query`` does on real photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+import lookalike as lk
+from lookalike.embed.extractor import Embedder
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "clothing"
+ALL = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
+REFERENCES, QUERIES = ALL[::2], ALL[1::2][:12]  # queries are photos the model has not indexed
+
+
+def _run(path: Path, photos: list[str], spec) -> tuple[np.ndarray, np.ndarray]:
+    embedder = Embedder(spec)
+    batch = np.stack([embedder.load(p) for p in photos])
+    return ort.InferenceSession(str(path)).run(["distances", "indices"], {"pixels": batch})
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "dot"])
+def test_exported_graph_equals_query_on_real_photos(tmp_path, metric):
+    model = lk.create(REFERENCES, metric=metric, verbose=False)
+    path = model.export_onnx(tmp_path / "search.onnx", k=5)
+    distances, indices = _run(path, QUERIES, model._get_embedder().spec)
+    expected = model.query(QUERIES, k=5, verbose=False)
+    assert indices.shape == distances.shape == (len(QUERIES), 5) and indices.dtype == np.int64
+    np.testing.assert_array_equal(model.labels[indices.ravel()], expected["reference_label"].to_numpy())
+    np.testing.assert_allclose(distances.ravel(), expected["distance"], rtol=1e-4, atol=1e-4)
+
+
+def test_a_reference_finds_itself_first(tmp_path):
+    model = lk.create(REFERENCES[:20], verbose=False)
+    distances, indices = _run(model.export_onnx(tmp_path / "s.onnx", k=3), REFERENCES[:20], model._get_embedder().spec)
+    assert indices[:, 0].tolist() == list(range(20))
+    assert np.all(distances[:, 0] < 1e-2 * distances[:, 1])
+
+
+def test_metadata_documents_labels_preprocessing_and_outputs(tmp_path):
+    refs = pd.DataFrame({"image": REFERENCES[:10], "name": [Path(p).stem for p in REFERENCES[:10]]})
+    model = lk.create(refs, label="name", feature="image", verbose=False)
+    path = model.export_onnx(tmp_path / "search.onnx", k=50)
+    exported = onnx.load(str(path))
+    meta = {p.key: p.value for p in exported.metadata_props}
+    assert json.loads(meta["lookalike.labels"]) == model.labels.tolist() == refs["name"].tolist()
+    assert meta["lookalike.metric"] == "euclidean" and meta["lookalike.model"] == "squeezenet_v1.1"
+    assert meta["lookalike.k"] == "10"  # k is capped at the number of references
+    prep = json.loads(meta["lookalike.preprocessing"])
+    assert prep["size"] == [224, 224] and prep["channel_order"] == "BGR" and "uint8" in prep["input"]
+    [pixels] = exported.graph.input
+    assert pixels.name == "pixels" and pixels.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [o.name for o in exported.graph.output] == ["distances", "indices"]
+    assert "TopK" in {n.op_type for n in exported.graph.node}
+
+
+def test_bad_k_and_precomputed_models_are_refused(tmp_path):
+    model = lk.create(REFERENCES[:4], verbose=False)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be"):
+            model.export_onnx(tmp_path / "x.onnx", k=bad)
+    vectors = lk.create(np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32), model=None, verbose=False)
+    with pytest.raises(ValueError, match="precomputed"):
+        vectors.export_onnx(tmp_path / "y.onnx")
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
