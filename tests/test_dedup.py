@@ -1,0 +1,213 @@
+"""find_duplicates and `lookalike dedup`: groups, keepers, and safe move/delete on copies of real photos."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+import lookalike as lk
+from conftest import SAMPLES
+from lookalike.cli import main
+from lookalike.dedup import DEFAULT_THRESHOLDS, apply_actions
+
+PHOTOS = sorted(SAMPLES.rglob("*.jpg"))[::13][:6]  # six distinct photos from different classes
+
+
+def make_folder(root: Path) -> Path:
+    """Six real photos, plus near-duplicates of two of them (half size; JPEG quality 30; 90% crop) in sub-folders."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i, photo in enumerate(PHOTOS):
+        shutil.copyfile(photo, root / f"p{i}.jpg")
+    first = Image.open(PHOTOS[0]).convert("RGB")
+    first.resize((first.width // 2, first.height // 2)).save(root / "sub" / "p0_half.jpg", quality=90)
+    second = Image.open(PHOTOS[1]).convert("RGB")
+    second.save(root / "sub" / "p1_q30.jpg", quality=30)
+    w, h = second.size
+    second.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(root / "sub" / "deeper" / "p1_crop.jpg", quality=95)
+    return root
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    return make_folder(tmp_path / "photos")
+
+
+def groups_of(dups: pd.DataFrame, root: Path) -> list[list[str]]:
+    return [sorted(str(Path(p).relative_to(root)) for p in g["path"]) for _, g in dups.groupby("group")]
+
+
+def test_default_threshold_groups_the_generated_duplicates(photos):
+    model = lk.create(str(photos), metric="cosine", verbose=False)
+    dups = model.find_duplicates()
+    assert groups_of(dups, photos) == [
+        ["p1.jpg", "sub/deeper/p1_crop.jpg", "sub/p1_q30.jpg"],
+        ["p0.jpg", "sub/p0_half.jpg"],
+    ]
+    keepers = dups[dups["keeper"]]
+    assert [Path(p).name for p in keepers["path"]] == ["p1.jpg", "p0.jpg"]  # the full-resolution originals
+    assert dups.groupby("group")["keeper"].sum().tolist() == [1, 1] and dups["keeper"].iloc[0]
+    others = dups[~dups["keeper"]]
+    assert (others["distance"] > 0).all() and (
+        others["distance"] <= DEFAULT_THRESHOLDS[("squeezenet_v1.1", "cosine")]
+    ).all()
+    assert {"label", "distance", "path", "width", "height", "bytes", "mtime"} <= set(dups.columns)
+
+
+def test_keep_policies(photos):
+    model = lk.create(str(photos), metric="cosine", verbose=False)
+    half, original = photos / "sub" / "p0_half.jpg", photos / "p0.jpg"
+    os.utime(half, (1_000_000_000, 1_000_000_000))  # the half-size copy is now the oldest file (read at call time)
+    kept = {}
+    for policy in ("resolution", "size", "oldest"):
+        dups = model.find_duplicates(keep=policy)
+        group = dups[dups["path"].isin([str(half), str(original)])]
+        kept[policy] = Path(group.loc[group["keeper"], "path"].item()).name
+        for _, members in dups.groupby("group"):  # each keeper is its group's best by the policy
+            keeper = members[members["keeper"]].iloc[0]
+            sizes = members["path"].map(os.path.getsize)
+            if policy == "size":
+                assert os.path.getsize(keeper["path"]) == sizes.max()
+            if policy == "resolution":
+                assert keeper["width"] * keeper["height"] == (members["width"] * members["height"]).max()
+    assert kept == {"resolution": "p0.jpg", "size": "p0.jpg", "oldest": "p0_half.jpg"}
+
+
+def test_ties_are_broken_by_path_whatever_the_order(tmp_path):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for name in ("b.jpg", "a.jpg", "c.jpg"):
+        shutil.copyfile(PHOTOS[2], folder / name)
+        os.utime(folder / name, (2_000_000_000, 2_000_000_000))  # identical files, identical times
+    for order in (["c.jpg", "a.jpg", "b.jpg"], ["b.jpg", "c.jpg", "a.jpg"]):
+        model = lk.create([str(folder / n) for n in order], metric="cosine", verbose=False)
+        for policy in ("resolution", "size", "oldest"):
+            dups = model.find_duplicates(keep=policy)
+            assert Path(dups.loc[dups["keeper"], "path"].item()).name == "a.jpg"
+            assert dups["distance"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_dedup_errors(sample_model):
+    precomputed = lk.create(sample_model.embeddings, model=None)
+    with pytest.raises(ValueError, match="keep='resolution' needs the width and height"):
+        precomputed.find_duplicates(threshold=1.0)
+    with pytest.raises(ValueError, match="no default dedup threshold for precomputed embeddings"):
+        precomputed.find_duplicates()
+    with pytest.raises(ValueError, match="keep must be one of"):
+        sample_model.find_duplicates(keep="newest")
+    with pytest.raises(ValueError, match="threshold must be a number"):
+        sample_model.find_duplicates(threshold="close")
+    with pytest.raises(ValueError, match="no file paths"):
+        apply_actions(pd.DataFrame({"keeper": [True, False]}), SAMPLES, delete=True)
+    with pytest.raises(ValueError, match="exactly one action"):
+        apply_actions(pd.DataFrame({"keeper": [True, False], "path": ["a", "b"]}), SAMPLES)
+    assert sample_model.find_duplicates().empty  # 80 distinct photos: no duplicates at the default threshold
+
+
+def test_cli_dry_run_changes_nothing_and_reports(photos, tmp_path, capsys):
+    before = digest(photos)
+    report = tmp_path / "dups.csv"
+    assert main(["dedup", str(photos), "-q", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "group 1 (3 images): keep" in out and "dry run: nothing moved or deleted" in out
+    assert "2 groups, 3 duplicates" in out
+    assert digest(photos) == before
+    written = pd.read_csv(report)
+    assert written["keeper"].sum() == 2 and len(written) == 5
+
+
+def test_cli_move_keeps_relative_paths_and_never_overwrites(photos, tmp_path, capsys):
+    target = tmp_path / "moved"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "p1_q30.jpg").write_bytes(b"already here")
+    keepers = {name: (photos / name).read_bytes() for name in ("p0.jpg", "p1.jpg")}
+    assert main(["dedup", str(photos), "-q", "--move-to", str(target)]) == 0
+    assert "moved 2 files, skipped 1" in capsys.readouterr().out
+    assert (target / "sub" / "p0_half.jpg").is_file() and (target / "sub" / "deeper" / "p1_crop.jpg").is_file()
+    assert not (photos / "sub" / "p0_half.jpg").exists()
+    assert (target / "sub" / "p1_q30.jpg").read_bytes() == b"already here"  # not overwritten
+    assert (photos / "sub" / "p1_q30.jpg").is_file()  # so it stayed where it was
+    assert {name: (photos / name).read_bytes() for name in keepers} == keepers
+
+
+def run_cli(args: list[str], stdin=subprocess.DEVNULL, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", *args], stdin=stdin, capture_output=True, text=True, timeout=300, **kw
+    )
+
+
+def test_cli_delete_needs_confirmation(photos):
+    before = digest(photos)
+    refused = run_cli(["dedup", str(photos), "-q", "--delete"])
+    assert refused.returncode == 1 and "refusing to delete 3 files without confirmation" in refused.stderr
+    assert digest(photos) == before
+    for answer, deleted in ((b"n\n", False), (b"y\n", True)):
+        primary, secondary = pty.openpty()  # a real terminal on stdin: the command asks
+        try:
+            os.write(primary, answer)
+            asked = run_cli(["dedup", str(photos), "-q", "--delete"], stdin=secondary)
+        finally:
+            os.close(secondary)
+            os.close(primary)
+        assert asked.returncode == (0 if deleted else 1), asked.stderr
+        assert (photos / "sub" / "p1_q30.jpg").exists() != deleted
+    assert sorted(digest(photos)) == [f"p{i}.jpg" for i in range(6)]  # every keeper and every distinct photo
+
+
+def test_cli_delete_yes_on_a_saved_model(photos, tmp_path):
+    model = lk.create(str(photos), metric="cosine", verbose=False)
+    model.save(tmp_path / "photos.lookalike")
+    done = run_cli(["dedup", str(tmp_path / "photos.lookalike"), "-q", "--delete", "--yes"])
+    assert done.returncode == 0 and "deleted 3 files, skipped 0" in done.stdout, done.stderr
+    assert sorted(digest(photos)) == [f"p{i}.jpg" for i in range(6)]
+
+
+def test_actions_never_touch_outside_files_or_a_keeper_under_another_name(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    shutil.copyfile(PHOTOS[3], root / "a.jpg")
+    shutil.copyfile(PHOTOS[3], outside / "x.jpg")
+    (root / "elsewhere").symlink_to(outside, target_is_directory=True)  # a folder link leading out of root
+    (root / "b_link.jpg").symlink_to(root / "a.jpg")  # the keeper under another name
+    os.link(root / "a.jpg", root / "c_hard.jpg")  # and a hard link to it
+    paths = [root / "a.jpg", root / "elsewhere" / "x.jpg", root / "b_link.jpg", root / "c_hard.jpg"]
+    dups = lk.create([str(p) for p in paths], metric="cosine", verbose=False).find_duplicates()
+    assert Path(dups.loc[dups["keeper"], "path"].item()).name == "a.jpg" and len(dups) == 4
+    results = apply_actions(dups, root, delete=True).set_index("path")
+    assert (results["status"] == "skipped").all()
+    assert "outside the input folder" in results.loc[str(root / "elsewhere" / "x.jpg"), "reason"]
+    assert "same file as a keeper" in results.loc[str(root / "b_link.jpg"), "reason"]
+    assert "same file as a keeper" in results.loc[str(root / "c_hard.jpg"), "reason"]
+    assert all(os.path.lexists(p) for p in paths) and (outside / "x.jpg").is_file()
+
+
+@pytest.mark.needs_shared
+def test_neardup_groups_at_the_default_threshold(needs_shared):
+    """The default threshold links a photo only to its own light edits (measured: 044, 386, 388 and 418 have one)."""
+    neardup = needs_shared / "neardup"
+    folders = sorted(neardup.iterdir())[:30] + [neardup / name for name in ("386", "388", "418")]
+    model = lk.create([str(p) for f in folders for p in sorted(f.glob("*.jpg"))], metric="cosine", verbose=False)
+    dups = model.find_duplicates()
+    found = {
+        (Path(g["path"].iloc[0]).parent.name, tuple(Path(p).name for p in g["path"])) for _, g in dups.groupby("group")
+    }
+    assert found == {(name, ("original.jpg", "crop.jpg")) for name in ("044", "386", "388", "418")}
+    assert dups.loc[~dups["keeper"], "distance"].between(0.05, 0.12).all()
+    loose = model.find_duplicates(threshold=0.3)  # far looser: many more links, and photos get mixed
+    assert loose["group"].nunique() > len(found)
+    assert (loose["path"].map(lambda p: Path(p).parent.name).groupby(loose["group"]).nunique() > 1).any()
