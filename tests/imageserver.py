@@ -6,6 +6,7 @@ Routes (``GET``):
 ``/img/NAME``               the bytes registered as NAME (Content-Type: image/jpeg, whatever they are)
 ``/redirect/NAME``          302 to ``/img/NAME``
 ``/flaky/NAME``             HTTP 500 for the first ``flaky_failures`` requests, then NAME
+``/cut/NAME``               the full Content-Length of NAME, half its bytes, then the connection closes
 ``/status/CODE``            an empty response with that status (404, 410, 503...)
 ``/drip``                   a 200 whose body arrives one byte a second (never completes in time)
 ``/drip-headers``           the status line and headers one byte a second
@@ -68,6 +69,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(500, b"try again")
             else:
                 self._send(200, owner.files[name], {"Content-Type": "image/jpeg"})
+        elif kind == "cut":
+            data = owner.files[name]
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
         elif kind == "status":
             self._send(int(name))
         elif kind == "drip":

@@ -18,6 +18,8 @@ import lookalike as lk
 from lookalike import dedup
 from lookalike.graph import STREAM_SUFFIXES, count_edges
 from lookalike.index import METRICS
+from lookalike.ingest.options import add_download_options, download_options
+from lookalike.ingest.report import summarize_failures, write_report
 
 _USER_ERRORS = (ValueError, TypeError, OSError, lk.ImageError)
 
@@ -44,30 +46,41 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    output = args.output or Path(Path(args.sources[0].rstrip("/")).stem + ".lookalike")
     model = lk.create(
         args.sources if len(args.sources) > 1 else args.sources[0],
+        label=args.id_column,
+        feature=args.url_column,
         model=args.model,
         metric=args.metric,
         batch_size=args.batch_size,
         verbose=not args.quiet,
+        download=download_options(args),
     )
-    model.save(args.output)
+    model.save(output)
+    report = None
     if args.report:
-        model.failures.to_csv(args.report, index=False)
+        beside = output.with_name(output.name + ".failures.csv")
+        report = write_report(model.failures, beside if args.report is True else args.report)
     summary = model.summary(output="dict")
     if args.json:
-        print(json.dumps({**summary, **model.build_stats, "output": str(args.output)}))
+        print(json.dumps({**summary, **model.build_stats, "output": str(output), "report": report and str(report)}))
     else:
+        if len(model.failures):
+            total = len(model.failures) + summary["num_references"]
+            print(summarize_failures(model.failures, total), file=sys.stderr)
         stats = model.build_stats
         print(
             f"indexed {summary['num_references']} images ({stats.get('embedded', 0)} embedded, "
             f"{stats.get('from_cache', 0)} from cache, {summary['num_failures']} skipped) "
-            f"with {summary['model']} in {summary['training_time']:.1f} s -> {args.output}"
+            f"with {summary['model']} in {summary['training_time']:.1f} s -> {output}"
         )
         for row in model.failures.head(10).itertuples():
             print(f"  skipped {row.source}: {row.reason}", file=sys.stderr)
         if len(model.failures) > 10:
-            print(f"  ... and {len(model.failures) - 10} more (--report FILE.csv lists them all)", file=sys.stderr)
+            print(f"  ... and {len(model.failures) - 10} more (--report lists them all)", file=sys.stderr)
+        if report:
+            print(f"failure report: {report}", file=sys.stderr)
     return 0
 
 
@@ -197,12 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = commands.add_parser("index", help="embed and index images into a model directory")
-    index.add_argument("sources", nargs="+", help="folders, files or glob patterns of images")
-    index.add_argument("-o", "--output", required=True, type=Path, help="model directory to write")
+    index.add_argument("sources", nargs="+", help="folders, files, globs, URLs, or one table (.csv .tsv .parquet .txt)")
+    index.add_argument("-o", "--output", type=Path, help="model directory to write (default: SOURCE-NAME.lookalike)")
+    index.add_argument("--id-column", help="a table's id column: names the references and their failures")
+    index.add_argument("--url-column", "--path-column", help="a table's column of image paths or URLs")
+    add_download_options(index)
     index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
     index.add_argument("--metric", default="euclidean", choices=METRICS)
     index.add_argument("--batch-size", type=int, default=64)
-    index.add_argument("--report", type=Path, help="write every skipped file and the reason to this CSV")
+    index.add_argument(
+        "--report",
+        nargs="?",
+        const=True,
+        type=Path,
+        help="write every skipped input (id, source, reason) as CSV to REPORT (default: OUTPUT.failures.csv)",
+    )
     index.set_defaults(run=cmd_index)
 
     query = commands.add_parser("query", help="find the references most like some images")

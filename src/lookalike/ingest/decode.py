@@ -65,8 +65,9 @@ def register_plugins() -> None:
 
     Called before the first image is opened rather than at import, so
     ``import lookalike`` stays fast; without the extra nothing happens and
-    such files are reported as an unsupported format. (AVIF, WebP, TIFF and
-    the rest are read by Pillow itself.)
+    such files are reported as an unsupported format naming the extra.
+    (AVIF is read by Pillow itself from 11.3 on, which the extra requires;
+    WebP, TIFF and the rest by any Pillow.)
     """
     global _plugins_registered
     if _plugins_registered:
@@ -108,7 +109,9 @@ def _unidentified_reason(head: bytes) -> str:
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in _HEIF_BRANDS:
-            return f"unsupported format ({_HEIF_BRANDS[brand]}; {FORMATS_EXTRA} adds it)"
+            name = _HEIF_BRANDS[brand]
+            needs = "pillow-heif" if name != "AVIF" else "a Pillow built with AVIF, 11.3 or later"
+            return f"unsupported format ({name}: needs {needs}; {FORMATS_EXTRA} adds it)"
         return f"unsupported format (ISO media file of brand {brand.decode('latin-1')!r}, not a still image)"
     for signature, name in _OTHER_SIGNATURES:
         if head.startswith(signature):

@@ -25,6 +25,7 @@ loop) simply call :func:`download` or :func:`localize` and wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -167,9 +168,12 @@ class DownloadCache:
         return self.root / digest[:2] / digest
 
     def get(self, url: str) -> Path | None:
-        """The cached file of ``url``, or None."""
+        """The cached file of ``url``, or None (also for an empty file, which a crash before the data was flushed leaves)."""
         path = self.path(url)
-        return path if path.is_file() else None
+        try:
+            return path if path.stat().st_size > 0 else None
+        except OSError:
+            return None
 
     def writer(self, url: str) -> _PartFile:
         """A temporary file beside ``url``'s place: :meth:`_PartFile.commit` moves it there atomically."""
@@ -267,6 +271,9 @@ def _transport_reason(exc: Exception, settings: DownloadSettings) -> tuple[str, 
         return f"invalid URL ({exc})", False
     if isinstance(exc, httpx.ConnectError):
         return f"connection failed ({exc or type(exc).__name__})", True
+    if isinstance(exc, httpx.RemoteProtocolError) and "complete message body" in str(exc):
+        # h11's "peer closed connection without sending complete message body: received X bytes, expected Y"
+        return f"truncated download ({exc})", True
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
         return f"connection broken mid-response ({exc or type(exc).__name__})", True
     if isinstance(exc, OSError):  # writing the cache: a full disk, permissions
@@ -310,7 +317,8 @@ async def _fetch_all(
         limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
         follow_redirects=True,
         max_redirects=settings.max_redirects,
-        headers={"User-Agent": "lookalike (image similarity indexer)"},
+        # identity: a compressed body could inflate a thousandfold in memory before the size cap sees it
+        headers={"User-Agent": "lookalike (image similarity indexer)", "Accept-Encoding": "identity"},
     )
 
     async def worker() -> None:
@@ -327,21 +335,32 @@ def _run_in_thread(coroutine: Any) -> Any:
     """Run ``coroutine`` on a fresh event loop in a worker thread and wait; Ctrl-C cancels it cleanly.
 
     A thread of its own works whether or not the caller already runs an
-    event loop (Jupyter does), where ``asyncio.run`` would refuse.
+    event loop (Jupyter does), where ``asyncio.run`` would refuse. The wait is
+    on an Event, not ``Thread.join``: after a KeyboardInterrupt, a second
+    ``join`` can return before the thread ends (CPython gh-90882), which
+    would leave the cancelled downloads' partial files behind.
     """
     loop = asyncio.new_event_loop()
     task = loop.create_task(coroutine)
-    thread = threading.Thread(target=loop.run_until_complete, args=(task,), name="lookalike-download", daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    except BaseException:  # KeyboardInterrupt: stop the downloads (removing partial files) before giving up
-        loop.call_soon_threadsafe(task.cancel)
-        thread.join()
-        raise
-    finally:
-        if not thread.is_alive():
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(task)
+        except BaseException:  # task.result() below re-raises it in the caller's thread
+            pass
+        finally:
             loop.close()
+            finished.set()
+
+    threading.Thread(target=run, name="lookalike-download", daemon=True).start()
+    try:
+        finished.wait()
+    except BaseException:  # KeyboardInterrupt: stop the downloads (removing partial files) before giving up
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to cancel
+            loop.call_soon_threadsafe(task.cancel)
+        finished.wait()
+        raise
     return task.result()
 
 
@@ -401,6 +420,7 @@ def download(
     """
     settings = DownloadSettings.of(settings)
     cache = cache or DownloadCache()
+    urls = [url.strip() if isinstance(url, str) else url for url in urls]  # as typed in a CSV cell: " https://..."
     unique = list(dict.fromkeys(urls))
     if not unique:
         return []
