@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 import lookalike as lk
 from conftest import noise_rgb, write_png_header_bomb, write_truncated_jpeg
+from lookalike import dedup
 from lookalike.server.runner import start_in_thread
 from lookalike.server.security import check_bind
 from server_fixtures import *  # noqa: F403 - the server fixtures
@@ -216,22 +217,29 @@ def test_duplicates_find_the_copied_photo(small_server, small_model):
     result = small_server.get("/duplicates", params={"threshold": 1e-3}).json()
     assert result["total"] == 1
     group = result["groups"][0]
-    assert group["size"] == 2 and group["max_distance"] < 1e-3
+    assert group["size"] == 2
+    assert [m["keeper"] for m in group["members"]] == [True, False]
+    assert [m["distance"] for m in group["members"]] == [0.0, pytest.approx(0.0, abs=1e-3)]
     assert sorted(os.path.basename(m["path"]) for m in group["members"]) == ["copy-a.jpg", "copy-b.jpg"]
 
 
 def test_duplicate_groups_are_the_components_of_close_pairs(api, sample_model):
-    result = api.get("/duplicates", params={"k": 79, "limit": 200}).json()
-    threshold = result["threshold"]
-    assert threshold == pytest.approx(result["nearest"]["p5"])  # the default
+    assert api.get("/duplicates").json()["threshold"] == pytest.approx(dedup.default_threshold(sample_model))
+    threshold = api.get("/duplicates").json()["nearest"]["p5"]  # loose enough to group some of these photos
+    result = api.get("/duplicates", params={"threshold": threshold, "k": 79, "limit": 200}).json()
     vectors = sample_model.embeddings.astype(np.float64)
     distances = np.sqrt(((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(-1))
     close = nx.Graph()
-    close.add_edges_from((i, j) for i, j in zip(*np.nonzero(distances <= threshold * (1 + 1e-9)), strict=True) if i < j)
+    pairs = zip(*np.nonzero(distances <= threshold * (1 + 1e-9)), strict=True)
+    close.add_edges_from((i, j) for i, j in pairs if i < j)
     expected = sorted(sorted(c) for c in nx.connected_components(close))
     got = sorted(sorted(m["index"] for m in g["members"]) for g in result["groups"])
     assert got == expected and len(got) >= 1
-    assert all(g["max_distance"] <= threshold * (1 + 1e-9) for g in result["groups"])
+    for group in result["groups"]:  # keeper first (most pixels), the others by distance to it
+        keeper, *others = group["members"]
+        assert keeper["keeper"] and not any(m["keeper"] for m in others)
+        assert keeper["width"] * keeper["height"] == max(m["width"] * m["height"] for m in group["members"])
+        assert [m["distance"] for m in others] == sorted(m["distance"] for m in others)
     assert api.get("/duplicates", params={"threshold": 0}).json()["total"] == 0
 
 

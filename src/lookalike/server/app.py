@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
@@ -102,7 +102,7 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     guard = [Depends(bearer_guard(token))] if token else []
-    api = APIRouter(prefix="/api", dependencies=guard, responses=_errors(401) if token else {})
+    api = APIRouter(prefix="/api", dependencies=guard, responses=_errors(401, 422) if token else _errors(422))
 
     def reference_at(index: int) -> int:
         if index >= view.size:
@@ -164,7 +164,7 @@ def create_app(
     @api.get(
         "/references/{index}/neighbours",
         response_model=schemas.Neighbours,
-        responses=_errors(404, 422),
+        responses=_errors(404),
         tags=["search"],
     )
     def neighbours(index: Index, k: K = 10, radius: Radius = None) -> dict:
@@ -176,7 +176,7 @@ def create_app(
     @api.post(
         "/query",
         response_model=schemas.UploadNeighbours,
-        responses=_errors(400, 413, 415, 422),
+        responses=_errors(400, 413, 415),
         tags=["search"],
     )
     def query(
@@ -204,33 +204,46 @@ def create_app(
             "upload": {"width": info.width, "height": info.height, "format": info.format},
         }
 
-    @api.get("/duplicates", response_model=schemas.Duplicates, responses=_errors(422), tags=["search"])
+    @api.get("/duplicates", response_model=schemas.Duplicates, responses=_errors(400), tags=["search"])
     def duplicates(
         threshold: Annotated[
             float | None,
-            Query(ge=0, allow_inf_nan=False, description="largest distance of a link; default: 5th percentile"),
+            Query(ge=0, allow_inf_nan=False, description="largest distance of a link; default: measured for the model"),
         ] = None,
         k: Annotated[int, Query(ge=1, le=100, description="links looked at per reference")] = 10,
+        keep: Annotated[
+            Literal["resolution", "size", "oldest"], Query(description="which image of a group is the keeper")
+        ] = "resolution",
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
     ) -> dict:
-        """Groups of near-duplicate references (linked by distances at most ``threshold``), largest first."""
-        nearest = view.nearest_distances
+        """Groups of near-duplicate references (chains of links at most ``threshold`` long), largest first.
+
+        The groups are those of ``model.find_duplicates``: each lists its keeper first, then the
+        others by distance to it.
+        """
         if threshold is None:
-            threshold = nearest["p5"]
-        groups = view.duplicate_groups(float(threshold), k)
+            threshold = view.default_threshold()
+        try:
+            groups = view.duplicate_groups(float(threshold), k, keep)
+        except ValueError as exc:  # e.g. a keep policy needing facts the model does not have
+            raise HTTPException(400, str(exc)) from None
         page = [
-            {"size": len(members), "max_distance": longest, "members": [view.item(p) for p in members]}
-            for members, longest in groups[offset : offset + limit]
+            {
+                "size": len(members),
+                "members": [{**view.item(p), "keeper": keeper, "distance": d} for p, keeper, d in members],
+            }
+            for members in groups[offset : offset + limit]
         ]
         return {
             "threshold": threshold,
             "k": k,
+            "keep": keep,
             "total": len(groups),
             "offset": offset,
             "limit": limit,
             "groups": page,
-            "nearest": nearest,
+            "nearest": view.nearest_distances,
         }
 
     @api.get("/map", response_model=schemas.Map, tags=["model"])

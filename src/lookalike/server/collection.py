@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lookalike.server.duplicates import duplicate_groups
+from lookalike import dedup
 from lookalike.server.projection import pca_2d
 
 
@@ -132,11 +132,28 @@ class Collection:
         p1, p5, p50, top = np.percentile(distances, [1, 5, 50, 100])
         return {"p1": float(p1), "p5": float(p5), "p50": float(p50), "max": float(top)}
 
+    def default_threshold(self) -> float:
+        """The dedup threshold measured for the model's network and metric, else the 5th nearest-distance percentile."""
+        try:
+            return dedup.default_threshold(self.model)
+        except ValueError:  # no measured default for this network and metric
+            return self.nearest_distances["p5"]
+
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one Collection lives as long as its app
-    def duplicate_groups(self, threshold: float, k: int) -> list[tuple[list[int], float]]:
-        """(member positions, longest link) of each near-duplicate group, largest first."""
-        groups = duplicate_groups(self.model, threshold, k)
-        return [(self.positions_of(g.labels).tolist(), g.max_distance) for g in groups]
+    def duplicate_groups(self, threshold: float, k: int, keep: str) -> list[list[tuple[int, bool, float]]]:
+        """Near-duplicate groups from :func:`lookalike.dedup.find_duplicates`, largest first.
+
+        Each group is a list of (position, is the keeper, distance to the keeper), keeper first.
+        """
+        table = dedup.find_duplicates(self.model, threshold=threshold, keep=keep, k=k)
+        positions = self.positions_of(table["label"])
+        rows = zip(positions.tolist(), table["keeper"].tolist(), table["distance"].tolist(), strict=True)
+        groups: list[list[tuple[int, bool, float]]] = [
+            [] for _ in range(int(table["group"].max()) + 1 if len(table) else 0)
+        ]
+        for group, row in zip(table["group"].tolist(), rows, strict=True):
+            groups[group].append(row)
+        return groups
 
     # -------------------------------------------------------------------- map
     @functools.cached_property

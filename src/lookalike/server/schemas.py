@@ -60,10 +60,14 @@ class UploadNeighbours(Neighbours):
     upload: UploadInfo
 
 
+class Member(Reference):
+    keeper: bool = Field(description="the image of the group a dedup would keep (the first member)")
+    distance: float = Field(description="distance to the group's keeper")
+
+
 class Group(BaseModel):
     size: int
-    max_distance: float = Field(description="the longest link inside the group")
-    members: list[Reference]
+    members: list[Member]
 
 
 class NearestDistances(BaseModel):
@@ -78,6 +82,7 @@ class NearestDistances(BaseModel):
 class Duplicates(BaseModel):
     threshold: float
     k: int
+    keep: str
     total: int = Field(description="number of groups at this threshold")
     offset: int
     limit: int

@@ -72,11 +72,16 @@ function tile(item, onClick) {
   button.appendChild(thumbImage(item.index, String(item.label)));
   const caption = document.createElement("span");
   caption.className = "caption";
-  caption.textContent = String(item.label);
+  caption.textContent = item.path ? `${item.label} · ${item.path.split(/[\\/]/).pop()}` : String(item.label);
   if (item.distance !== undefined) {
     const distance = document.createElement("span");
     distance.className = "distance";
-    distance.textContent = `#${item.rank} · ${item.distance.toFixed(3)} `;
+    if (item.keeper !== undefined) {
+      distance.textContent = item.keeper ? "keep " : `${item.distance.toFixed(3)} `;
+      if (item.keeper) button.classList.add("keeper");
+    } else {
+      distance.textContent = `#${item.rank} · ${item.distance.toFixed(3)} `;
+    }
     caption.prepend(distance);
   }
   button.appendChild(caption);
@@ -165,7 +170,8 @@ async function loadDuplicates() {
       const box = document.createElement("div");
       box.className = "group";
       const title = document.createElement("h3");
-      title.textContent = `Group ${result.offset + i + 1}: ${group.size} images, longest link ${group.max_distance.toFixed(3)}`;
+      const farthest = Math.max(...group.members.map((m) => m.distance));
+      title.textContent = `Group ${result.offset + i + 1}: ${group.size} images, farthest ${farthest.toFixed(3)} from the one to keep`;
       const grid = document.createElement("div");
       grid.className = "grid";
       fill(grid, group.members, openNeighbours);
