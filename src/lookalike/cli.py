@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -203,6 +204,22 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lookalike.server.runner import serve
+
+    serve(
+        lk.load_model(args.model),
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("LOOKALIKE_TOKEN") or None,
+        cors=args.cors,
+        open_browser=args.open,
+        log_level="warning" if args.quiet else "info",
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
     parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
@@ -246,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe a saved model")
     info.add_argument("model", type=Path)
     info.set_defaults(run=cmd_info)
+
+    serve = commands.add_parser("serve", help="web explorer and REST API for a model (127.0.0.1 by default)")
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
+    serve.add_argument("--cors", action="append", metavar="ORIGIN", help="allow API calls from this origin")
+    serve.add_argument("--open", action="store_true", help="open the explorer in a web browser")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s)")
+    serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
+    serve.set_defaults(run=cmd_serve)
 
     match = commands.add_parser("match", help="pairs of look-alike images between two sets (folders or models)")
     match.add_argument("a", help="set A: folder, glob, table file or saved model")

@@ -393,6 +393,37 @@ class ImageSimilarityModel:
         }
         storage.save(path, manifest, self.embeddings, references, self.failures)
 
+    # ----------------------------------------------------------------- explore
+    def explore(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, open_browser: bool = True):
+        """Browse the model in a web browser, as Turi Create's ``explore()``: the explorer runs in a background thread.
+
+        Parameters
+        ----------
+        host : str, default "127.0.0.1"
+            Address to bind; anything beyond loopback needs ``token``.
+        port : int, default 0
+            0 picks a free port.
+        token : str, optional
+            Bearer token the API requires (the page gets it through the URL).
+        open_browser : bool, default True
+            Open the page with :mod:`webbrowser`.
+
+        Returns
+        -------
+        lookalike.server.runner.RunningServer
+            ``.url`` of the page, ``.stop()`` to shut it down (or use it in a ``with`` block).
+
+        Examples
+        --------
+        >>> running = model.explore()  # doctest: +SKIP
+        >>> running.url                # doctest: +SKIP
+        'http://127.0.0.1:40123/'
+        >>> running.stop()             # doctest: +SKIP
+        """
+        from lookalike.server.runner import start_in_thread
+
+        return start_in_thread(self, host=host, port=port, token=token, open_browser=open_browser)
+
 
 def _name(source: Any) -> str:
     from lookalike.ingest.decode import describe
