@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def save(
     embeddings: np.ndarray,
     references: pd.DataFrame,
     failures: pd.DataFrame,
-    extra_files: dict[str, bytes] | None = None,
+    extra_files: dict[str, bytes | Callable[[Path], None]] | None = None,
 ) -> Path:
     """Write a model directory atomically: readers see the old model or the new one, never half.
 
@@ -65,7 +66,8 @@ def save(
                 f"cannot save the reference table (labels and metadata must be plain values): {exc}"
             ) from None
         for name, data in (extra_files or {}).items():
-            (staging / name).write_bytes(data)
+            # bytes, or a function writing the file itself (a large faiss index is never held twice)
+            data(staging / name) if callable(data) else (staging / name).write_bytes(data)
         full_manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
         (staging / "manifest.json").write_text(json.dumps(full_manifest, indent=2, default=str))
         for item in staging.iterdir():

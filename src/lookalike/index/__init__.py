@@ -1,6 +1,29 @@
-"""Nearest-neighbour search over embeddings; knows nothing of images."""
+"""Nearest-neighbour search over embeddings; knows nothing of images.
 
+Every index answers ``search(queries, k) -> (distances (m, k) float64, positions (m, k) int64)``
+with the same distance definitions, and supports ``add``/``remove``:
+
+- ``brute_force``: :class:`ExactIndex` (numpy BLAS in blocks)
+- ``hnsw``, ``ivf`` or a faiss factory string: :class:`ApproximateIndex`
+
+:func:`build_index` picks one from a method name (``"auto"`` by size).
+"""
+
+from lookalike.index.approximate import ApproximateIndex, IndexFileError
 from lookalike.index.exact import ExactIndex
+from lookalike.index.factory import AUTO_THRESHOLD, METHODS, build_index, choose_method, describe_index, read_index
 from lookalike.index.metrics import METRICS, check_metric
 
-__all__ = ["METRICS", "ExactIndex", "check_metric"]
+__all__ = [
+    "AUTO_THRESHOLD",
+    "METHODS",
+    "METRICS",
+    "ApproximateIndex",
+    "ExactIndex",
+    "IndexFileError",
+    "build_index",
+    "check_metric",
+    "choose_method",
+    "describe_index",
+    "read_index",
+]

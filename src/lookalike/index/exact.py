@@ -38,6 +38,18 @@ class ExactIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def add(self, vectors: np.ndarray) -> None:
+        """Append references (they take the next positions)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.vectors = np.concatenate([self.vectors, vectors])
+        self._norms = np.concatenate([self._norms, row_norms(vectors)])
+
+    def remove(self, positions: np.ndarray) -> None:
+        """Drop the references at ``positions``; later references move up."""
+        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        self.vectors = np.delete(self.vectors, positions, axis=0)
+        self._norms = np.delete(self._norms, positions)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest references of each query.
 

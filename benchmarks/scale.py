@@ -1,0 +1,161 @@
+"""Index backends at scale: build time, query latency, recall@10 and peak memory as references grow.
+
+For each size (default 10k, 100k, 1M) and each method (brute_force, hnsw, ivf) a fresh
+worker process generates the same synthetic references, builds the index with
+``lookalike.index.build_index`` (which also tunes the search effort on 200 sampled
+references and records recall@10), then measures, side by side in one run:
+
+- build time (including the recall measurement and effort tuning);
+- single-query latency p50/p99 at k=10 (one query at a time, as an interactive user asks);
+- recall@10 on 500 held-out queries against exact search (``ExactIndex``, computed once per size);
+- adding 10,000 references and removing 1,000 (index-level add/remove), and recall after;
+- peak RSS of the worker (``ru_maxrss``): references + index + everything else.
+
+Data: synthetic 512-d float32 embeddings from a mixture of 1,000 Gaussians (centres ~ N(0, 1),
+spread 0.6), the shape of CNN embeddings of many photo groups. Never an n x n matrix.
+
+Run: ``python benchmarks/scale.py`` (writes ``benchmarks/results/scale.json``), or
+``python benchmarks/scale.py --sizes 10000 100000`` for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM = 512
+CENTRES = 1000
+QUERIES = 500
+LATENCY_QUERIES = 200
+K = 10
+RESULTS = Path(__file__).parent / "results" / "scale.json"
+
+
+def synthetic(n: int, seed: int, block: int = 100_000) -> np.ndarray:
+    """n clustered 512-d float32 vectors; the same centres for every seed, generated in blocks."""
+    centres = np.random.default_rng(12345).standard_normal((CENTRES, DIM), dtype=np.float32)
+    out = np.empty((n, DIM), np.float32)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, block):
+        rows = min(block, n - start)
+        out[start : start + rows] = centres[rng.integers(0, CENTRES, rows)]
+        out[start : start + rows] += 0.6 * rng.standard_normal((rows, DIM), dtype=np.float32)
+    return out
+
+
+def _latency(index, queries: np.ndarray, count: int) -> dict:
+    """Wall and CPU time per single query (CPU time is steadier on a busy machine)."""
+    wall, cpu = [], []
+    for row in queries[:count]:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        index.search(row[None, :], K)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    wall_ms, cpu_ms = np.array(wall) * 1e3, np.array(cpu) * 1e3
+    return {
+        "p50_ms": round(float(np.percentile(wall_ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(wall_ms, 99)), 3),
+        "cpu_p50_ms": round(float(np.percentile(cpu_ms, 50)), 3),
+        "queries": len(wall),
+    }
+
+
+def worker(n: int, method: str, metric: str, truth_path: Path) -> dict:
+    """One (size, method) measurement, in its own process so its peak RSS is its own."""
+    from lookalike.index import ExactIndex, build_index
+    from lookalike.index.recall import recall_at_k
+
+    refs = synthetic(n, seed=1)
+    queries = synthetic(QUERIES, seed=2)
+    extra = synthetic(10_000, seed=3)
+    if truth_path.exists():
+        truth = np.load(truth_path)
+    else:
+        truth, _ = ExactIndex(refs, metric).search(queries, K)
+        np.save(truth_path, truth)
+    started, cpu = time.perf_counter(), time.process_time()
+    index = build_index(refs, metric, method)
+    build_s, build_cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    batch_started = time.perf_counter()
+    found, _ = index.search(queries, K)
+    batch_s = time.perf_counter() - batch_started
+    result = {
+        "n": n,
+        "method": method,
+        "metric": metric,
+        "spec": getattr(index, "spec", "numpy BLAS"),
+        "search_effort": getattr(index, "search_effort", None),
+        "build_s": round(build_s, 2),
+        "build_cpu_s": round(build_cpu_s, 2),
+        "build_time_recall@10": (index.recall or {}).get("recall"),
+        "recall@10": round(recall_at_k(found, truth), 4),
+        "latency": _latency(index, queries, LATENCY_QUERIES if method != "brute_force" or n <= 100_000 else 20),
+        "batch_queries_per_s": round(len(queries) / batch_s, 1),
+    }
+    started = time.perf_counter()
+    index.add(extra)
+    result["add_10k_s"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    index.remove(np.arange(0, n, max(1, n // 1000))[:1000])
+    result["remove_1k_s"] = round(time.perf_counter() - started, 3)
+    after, _ = index.search(queries, K)
+    exact_after, _ = ExactIndex(index.vectors, metric).search(queries, K)
+    result["recall@10_after_add_remove"] = round(recall_at_k(after, exact_after), 4)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--methods", nargs="+", default=["brute_force", "hnsw", "ivf"])
+    parser.add_argument("--metric", default="euclidean")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--worker", nargs=3, metavar=("N", "METHOD", "TRUTH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        n, method, truth = args.worker
+        print(json.dumps(worker(int(n), method, args.metric, Path(truth))))
+        return
+    report = {
+        "what": "index backends vs size: build, single-query latency at k=10, recall@10 vs exact, add/remove, peak RSS",
+        "data": f"synthetic {DIM}-d float32, mixture of {CENTRES} Gaussians (centres N(0,1), spread 0.6); "
+        f"{QUERIES} held-out queries from the same mixture",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "note": "shared, noisy machine (other jobs ran at the same time): compare rows of one run, not absolute times",
+        "results": [],
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.sizes:
+            truth = Path(tmp) / f"truth-{n}.npy"
+            for method in args.methods:
+                started = time.perf_counter()
+                out = subprocess.run(
+                    [sys.executable, __file__, "--metric", args.metric, "--worker", str(n), method, str(truth)],
+                    capture_output=True,
+                    text=True,
+                )
+                if out.returncode != 0:
+                    row = {"n": n, "method": method, "error": out.stderr.strip().splitlines()[-1:]}
+                else:
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                row["wall_s"] = round(time.perf_counter() - started, 1)
+                report["results"].append(row)
+                print(json.dumps(row), flush=True)
+                args.output.write_text(json.dumps(report, indent=2))  # keep what is measured if cut off
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Approximate nearest-neighbour search with faiss (HNSW, IVF or any faiss factory string).
+
+Answers have the same shape and the same distances as :class:`~lookalike.index.exact.ExactIndex`:
+faiss proposes candidates, and each candidate's distance is re-measured with the exact
+index's own formula (:func:`~lookalike.index.metrics.exact_distances`), so an approximate
+answer differs from the exact one only by the neighbours it missed (its recall).
+
+How each metric is handed to faiss:
+
+- ``euclidean``: L2 on the raw vectors.
+- ``cosine``: L2 on unit-normalised copies (same order as 1 - cos; L2 graphs behave better than inner product).
+- ``dot``: inner product on the raw vectors.
+
+Removal: IVF indexes drop vectors for real (``remove_ids``; vectors carry explicit ids).
+HNSW graphs cannot drop a node, so removed vectors become tombstones, skipped at search
+time by an ``IDSelector``; once tombstones outnumber live vectors the graph is rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from lookalike.index.exact import ExactIndex
+from lookalike.index.metrics import check_metric, exact_distances
+
+#: Named methods -> faiss factory strings (IVF's list count depends on n, see :func:`factory_string`).
+NAMED = ("hnsw", "ivf")
+#: HNSW links per node: M=32 reached recall@10 0.97-1.0 at efSearch 16-32 on 100k clustered 512-d vectors (benchmarks/scale.py).
+HNSW_M = 32
+#: Extra candidates fetched per query, so near-ties are settled by the exact re-measure.
+_MARGIN = 8
+#: Search-effort ladder tried at build time until the sampled recall reaches the target.
+_EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+#: Adds of fewer vectors than this run on one thread: 3000 x 32-d into HNSW took 0.19 s CPU on one
+#: thread and 0.72 s on two (a busy 2-core machine), for a longer wall time too.
+_SMALL = 20_000
+_NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+class IndexFileError(ValueError):
+    """A saved ANN index file is missing, damaged, or does not match its model."""
+
+
+def factory_string(method: str, n: int) -> str:
+    """The faiss factory string for a named method (or ``method`` itself for an expert string).
+
+    Examples
+    --------
+    >>> factory_string("hnsw", 10_000)
+    'HNSW32'
+    >>> factory_string("ivf", 1_000_000)
+    'IVF1000,Flat'
+    """
+    if method == "hnsw":
+        return f"HNSW{HNSW_M}"
+    if method == "ivf":
+        # ~sqrt(n) lists: k-means training and the coarse search stay cheap on 2 cores.
+        return f"IVF{int(np.clip(round(np.sqrt(max(n, 1))), 1, 65536))},Flat"
+    return method
+
+
+def _faiss_metric(metric: str) -> int:
+    return faiss.METRIC_INNER_PRODUCT if metric == "dot" else faiss.METRIC_L2
+
+
+def _prepared(metric: str, vectors: np.ndarray) -> np.ndarray:
+    """The float32 rows faiss stores for ``metric`` (unit rows for cosine; zero rows stay zero)."""
+    rows = np.ascontiguousarray(vectors, dtype=np.float32)
+    if metric != "cosine":
+        return rows
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+class ApproximateIndex:
+    """A faiss index over (n, d) float32 references with :class:`ExactIndex`'s interface.
+
+    Parameters
+    ----------
+    vectors : numpy.ndarray
+        (n, d) float32 references (kept by reference: the exact re-measure reads them).
+    metric : {"euclidean", "cosine", "dot"}
+    method : str
+        ``"hnsw"``, ``"ivf"`` or a faiss factory string such as ``"IVF1024,Flat"`` or ``"HNSW16"``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> refs = rng.standard_normal((2000, 16)).astype(np.float32)
+    >>> index = ApproximateIndex(refs, "cosine", "hnsw")
+    >>> distances, positions = index.search(refs[:2], k=3)
+    >>> positions[:, 0].tolist()
+    [0, 1]
+    """
+
+    def __init__(self, vectors: np.ndarray, metric: str, method: str, _index: faiss.Index | None = None, _ids=None):
+        self.metric = check_metric(metric)
+        self.vectors = vectors
+        self.method = method
+        self.spec = factory_string(method, len(vectors))
+        self._viewed = False  # True when faiss maps the saved file: copy before changing it
+        if _index is None:
+            _index = self._build(vectors)
+            _ids = np.arange(len(vectors), dtype=np.int64)
+        self._index = _index
+        self._ivf = faiss.try_extract_index_ivf(_index)
+        #: faiss id of the reference at each position, ascending (appends get larger ids).
+        self._ids = np.asarray(_ids, dtype=np.int64)
+        self._set_tombstones()
+        self.search_effort = self._default_effort()
+
+    # ------------------------------------------------------------------ build
+    def _build(self, vectors: np.ndarray) -> faiss.Index:
+        dim = vectors.shape[1]
+        try:
+            index = faiss.index_factory(dim, self.spec, _faiss_metric(self.metric))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"method {self.method!r} is not a faiss index factory string: {_first_line(exc)}"
+            ) from None
+        if not index.is_trained:
+            index.train(_prepared(self.metric, _training_sample(vectors, self.spec)))
+        self._add_to(index, vectors, np.arange(len(vectors), dtype=np.int64))
+        return index
+
+    def _add_to(self, index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, block: int = 65536) -> None:
+        ivf = faiss.try_extract_index_ivf(index) is not None
+        threads = faiss.omp_get_max_threads()
+        if len(vectors) < _SMALL:  # OpenMP's start-up and spinning cost more than a small add gains
+            faiss.omp_set_num_threads(1)
+        try:
+            for start in range(0, len(vectors), block):  # blocks: the normalised copy stays small
+                rows = _prepared(self.metric, vectors[start : start + block])
+                if ivf:
+                    index.add_with_ids(rows, ids[start : start + block])
+                else:  # sequential ids: a graph never drops nodes, so the next id is ntotal
+                    index.add(rows)
+        finally:
+            faiss.omp_set_num_threads(threads)
+
+    def _set_tombstones(self) -> None:
+        """Ids in the faiss index that no longer belong to a reference, and the selector that skips them."""
+        if self._ivf is not None:
+            self._dead = np.zeros(0, np.int64)
+        else:
+            self._dead = np.setdiff1d(np.arange(self._index.ntotal, dtype=np.int64), self._ids, assume_unique=True)
+        # faiss does not own a selector's parts: keep the batch referenced as long as the selector.
+        self._dead_batch = faiss.IDSelectorBatch(self._dead) if len(self._dead) else None
+        self._selector = faiss.IDSelectorNot(self._dead_batch) if len(self._dead) else None
+
+    def _default_effort(self) -> int | None:
+        if self._ivf is not None:
+            return int(min(self._ivf.nlist, 8))
+        if isinstance(self._index, faiss.IndexHNSW):
+            return 32
+        return None
+
+    # ----------------------------------------------------------------- search
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _params(self, k: int, effort: int | None):
+        if self._ivf is not None:
+            return faiss.SearchParametersIVF(nprobe=int(effort or 1), sel=self._selector)
+        if isinstance(self._index, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(efSearch=int(max(effort or 16, k)), sel=self._selector)
+        return faiss.SearchParameters(sel=self._selector) if self._selector is not None else None
+
+    def search(self, queries: np.ndarray, k: int, effort: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest references of each query (approximately).
+
+        Parameters
+        ----------
+        queries : (m, d) array
+        k : int
+        effort : int, optional
+            efSearch (HNSW) or nprobe (IVF); the tuned ``search_effort`` when None.
+
+        Returns
+        -------
+        distances : (m, min(k, n)) float64, exact distances of the returned references
+        positions : (m, min(k, n)) int64, ordered by (distance, position)
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n, m = len(self), len(queries)
+        k = min(k, n)
+        if k == 0 or m == 0:
+            return np.empty((m, k), np.float64), np.empty((m, k), np.int64)
+        fetch = min(k + _MARGIN, n)
+        params = self._params(fetch, self.search_effort if effort is None else effort)
+        _, ids = self._index.search(_prepared(self.metric, queries), fetch, params=params)
+        found = ids >= 0
+        positions = np.searchsorted(self._ids, np.where(found, ids, 0))
+        positions = np.minimum(positions, n - 1)
+        found &= self._ids[positions] == ids
+        precise = exact_distances(self.metric, queries, self.vectors[positions])
+        precise[~found] = np.inf
+        order = np.lexsort((positions, precise), axis=-1)[:, :k]
+        distances = np.take_along_axis(precise, order, 1)
+        positions = np.take_along_axis(positions, order, 1)
+        short = np.flatnonzero(~np.isfinite(distances).all(axis=1))
+        if len(short):  # faiss found fewer than k (tiny sets, heavy filtering): answer those rows exactly
+            distances[short], positions[short] = ExactIndex(self.vectors, self.metric).search(queries[short], k)
+        return distances, positions
+
+    # ----------------------------------------------------------- add / remove
+    def _own(self) -> None:
+        """Copy a memory-mapped index into memory before changing it (faiss cannot grow a mapped file)."""
+        if self._viewed:
+            self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
+            self._ivf = faiss.try_extract_index_ivf(self._index)
+            self._viewed = False
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append references (they take the next positions)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(vectors) == 0:
+            return
+        self._own()
+        start = int(self._ids[-1]) + 1 if len(self._ids) else int(self._index.ntotal)
+        start = max(start, int(self._index.ntotal))
+        ids = np.arange(start, start + len(vectors), dtype=np.int64)
+        self._add_to(self._index, vectors, ids)
+        self._ids = np.concatenate([self._ids, ids])
+        self.vectors = np.concatenate([self.vectors, vectors])
+
+    def remove(self, positions: np.ndarray) -> None:
+        """Drop the references at ``positions``; later references move up."""
+        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        if len(positions) == 0:
+            return
+        self._own()
+        gone = self._ids[positions]
+        if self._ivf is not None:
+            self._index.remove_ids(faiss.IDSelectorBatch(gone))
+        self._ids = np.delete(self._ids, positions)
+        self.vectors = np.delete(self.vectors, positions, axis=0)
+        self._set_tombstones()
+        if len(self._dead) > len(self._ids):  # search would mostly skip tombstones: rebuild the graph
+            self._index = self._build(self.vectors)
+            self._ids = np.arange(len(self.vectors), dtype=np.int64)
+            self._set_tombstones()
+
+    # ------------------------------------------------------------- save/load
+    def describe(self) -> dict:
+        """What the manifest records about this index."""
+        return {
+            "spec": self.spec,
+            "search_effort": self.search_effort,
+            "effort_name": "nprobe" if self._ivf is not None else "efSearch",
+            "tombstones": int(len(self._dead)),
+        }
+
+    def files(self) -> dict:
+        """The files a saved model holds for this index: name -> function writing it to a path."""
+        ids = self._ids
+        return {
+            "index.faiss": lambda path: faiss.write_index(self._index, os.fspath(path)),
+            "index_ids.npy": lambda path: np.save(path, ids, allow_pickle=False),
+        }
+
+    @classmethod
+    def read(cls, folder: Path, vectors: np.ndarray, metric: str, method: str, record: dict) -> ApproximateIndex:
+        """Read an index written by :meth:`write`, memory-mapped where faiss allows.
+
+        Raises
+        ------
+        IndexFileError
+            The files are missing, damaged, or do not match ``vectors``.
+        """
+        path = folder / "index.faiss"
+        if not path.is_file() or not (folder / "index_ids.npy").is_file():
+            raise IndexFileError(f"the {method} index file {path.name} or index_ids.npy is missing")
+        try:
+            ids = np.load(folder / "index_ids.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexFileError(f"index_ids.npy is damaged ({exc})") from None
+        index, viewed = None, False
+        for flag in (getattr(faiss, "IO_FLAG_MMAP_IFC", None), 0):
+            if flag is None:
+                continue
+            try:
+                index, viewed = faiss.read_index(os.fspath(path), flag), bool(flag)
+                break
+            except RuntimeError as exc:
+                error = exc
+        if index is None:
+            raise IndexFileError(f"{path.name} is damaged or not a faiss index ({_first_line(error)})")
+        live = index.ntotal if faiss.try_extract_index_ivf(index) is not None else len(ids)
+        if ids.dtype != np.int64 or ids.shape != (len(vectors),) or live != len(vectors) or index.d != vectors.shape[1]:
+            raise IndexFileError(
+                f"{path.name} holds {index.ntotal} vectors of length {index.d} and index_ids.npy {ids.shape}, "
+                f"but the model has {vectors.shape}"
+            )
+        self = cls(vectors, metric, method, _index=index, _ids=ids)
+        self._viewed = viewed
+        self.spec = record.get("spec", self.spec)
+        self.search_effort = record.get("search_effort", self.search_effort)
+        return self
+
+    def efforts(self) -> tuple[int, ...]:
+        """Search efforts to try, cheapest first (empty when the index has no such knob)."""
+        if self._ivf is not None:
+            return tuple(p for p in _NPROBE_LADDER if p <= self._ivf.nlist) or (int(self._ivf.nlist),)
+        if isinstance(self._index, faiss.IndexHNSW):
+            return _EF_LADDER
+        return ()
+
+
+def _training_sample(vectors: np.ndarray, spec: str, per_list: int = 40) -> np.ndarray:
+    """Enough rows to train the coarse quantizer (faiss wants >= 39 per list), not all of them."""
+    lists = [int(part[3:]) for part in spec.split(",") if part.startswith("IVF") and part[3:].isdigit()]
+    want = max(lists[0] * per_list if lists else 0, 20_000)
+    if len(vectors) <= want:
+        return vectors
+    rows = np.sort(np.random.default_rng(0).choice(len(vectors), want, replace=False))
+    return vectors[rows]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

@@ -1,0 +1,131 @@
+"""Pick and build an index from a method name or faiss factory string, like ``faiss.index_factory``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.index.approximate import NAMED, ApproximateIndex
+from lookalike.index.exact import ExactIndex
+from lookalike.index.recall import tune
+
+METHODS = ("auto", "brute_force", *NAMED)
+#: At and above this many references ``auto`` builds HNSW. Below it exact search answers a
+#: 512-d query in a few ms on 2 cores and needs no build; above it HNSW answers in < 1 ms at
+#: recall@10 >= 0.95 (benchmarks/results/scale.json) and the build pays for itself.
+AUTO_THRESHOLD = 100_000
+
+
+def choose_method(method: str, n: int) -> tuple[str, str]:
+    """(method, reason) for a requested ``method`` and ``n`` references.
+
+    Examples
+    --------
+    >>> choose_method("auto", 5_000)[0]
+    'brute_force'
+    >>> choose_method("auto", 2_000_000)[0]
+    'hnsw'
+    """
+    if not isinstance(method, str) or not method:
+        raise ValueError(f"method must be one of {METHODS} or a faiss factory string, got {method!r}")
+    if method != "auto":
+        return method, "requested"
+    if n < AUTO_THRESHOLD:
+        return "brute_force", f"auto: {n} references < {AUTO_THRESHOLD}, exact search is fast enough"
+    return "hnsw", f"auto: {n} references >= {AUTO_THRESHOLD}, approximate search pays"
+
+
+def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "auto", recall_k: int = 10):
+    """An index over ``vectors``: exact, or approximate with its recall measured and search effort tuned.
+
+    Parameters
+    ----------
+    vectors : (n, d) float32 array
+    metric : {"euclidean", "cosine", "dot"}
+    method : str, default "auto"
+        ``"auto"``, ``"brute_force"``, ``"hnsw"``, ``"ivf"`` or a faiss factory string (``"IVF256,Flat"``).
+    recall_k : int, default 10
+        k of the recall@k measured at build time.
+
+    Returns
+    -------
+    ExactIndex or ApproximateIndex
+        With ``reason`` (why this method) and ``recall`` (None for exact search).
+
+    Examples
+    --------
+    >>> refs = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
+    >>> build_index(refs, "euclidean", "auto").method
+    'brute_force'
+    """
+    chosen, reason = choose_method(method, len(vectors))
+    if chosen == "brute_force":
+        index = ExactIndex(vectors, metric)
+        index.recall = None
+    else:
+        index = ApproximateIndex(vectors, metric, chosen)
+        index.recall = tune(index, k=recall_k)
+    index.reason = reason
+    return index
+
+
+def describe_index(index) -> dict:
+    """The manifest's ``index`` record (method, why, recall, faiss spec)."""
+    record = {
+        "method": index.method,
+        "reason": getattr(index, "reason", None),
+        "recall": getattr(index, "recall", None),
+    }
+    if isinstance(index, ApproximateIndex):
+        record.update(index.describe())
+    return record
+
+
+def read_index(folder: Path, record: dict | None, vectors: np.ndarray, metric: str):
+    """The index a saved model describes: exact, or read back from its faiss file.
+
+    Raises
+    ------
+    IndexFileError
+        The ANN index file is missing, damaged or does not match the embeddings.
+    """
+    record = record or {}
+    method = record.get("method", "brute_force")
+    if method == "brute_force":
+        index = ExactIndex(vectors, metric)
+    else:
+        index = ApproximateIndex.read(Path(folder), vectors, metric, method, record)
+    index.reason = record.get("reason")
+    index.recall = record.get("recall")
+    return index
+
+
+def remeasure(index) -> None:
+    """Re-measure an approximate index's recall after its references changed (keeps the tuned effort floor)."""
+    if isinstance(index, ApproximateIndex):
+        k = (index.recall or {}).get("k", 10)
+        index.recall = tune(index, k=k)
+
+
+def check_method(method: str) -> str:
+    """Validate ``method=`` before any work: a named method, or a factory string faiss can parse."""
+    if isinstance(method, str) and method in METHODS:
+        return method
+    if isinstance(method, str) and method:
+        import faiss
+
+        try:
+            faiss.index_factory(64, method)
+        except RuntimeError:
+            pass
+        else:
+            return method
+    raise ValueError(
+        f"method must be one of {METHODS} or a faiss index factory string like 'IVF1024,Flat', got {method!r}"
+    )
+
+
+def index_files(index) -> dict:
+    """Files a saved model holds for this index: name -> writer(path). None for exact search."""
+    return index.files() if isinstance(index, ApproximateIndex) else {}
