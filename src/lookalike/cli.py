@@ -57,6 +57,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         verbose=not args.quiet,
         download=download_options(args),
+        engine=args.engine,
+        ray_address=args.address,
+        ray_work_dir=args.work_dir,
     )
     model.save(output)
     report = None
@@ -235,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
     index.add_argument("--metric", default="euclidean", choices=METRICS)
     index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    index.add_argument("--address", help="Ray cluster to join with --engine ray (ray://HEAD:10001, auto)")
+    index.add_argument("--work-dir", help="--engine ray: folder or s3:// URI for the shards (shared by all nodes)")
     index.add_argument(
         "--report",
         nargs="?",

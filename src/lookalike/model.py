@@ -18,13 +18,12 @@ import pandas as pd
 
 from lookalike import dedup, storage
 from lookalike import graph as graph_edges
-from lookalike.config import cache_dir
-from lookalike.embed.cache import EmbeddingCache
+from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, check_metric
 from lookalike.ingest.decode import ImageError
-from lookalike.ingest.download import DownloadSettings, localize
+from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 
 __all__ = ["ImageSimilarityModel", "create", "load_model"]
@@ -461,6 +460,9 @@ def create(
     preprocessing: dict | Preprocessing | None = None,
     cache: bool = True,
     download: DownloadSettings | dict | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_work_dir: str | os.PathLike | None = None,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -496,6 +498,18 @@ def create(
     download : dict or DownloadSettings, optional
         For URLs: timeouts, total deadline, size cap, retries, concurrency
         (see :class:`lookalike.ingest.download.DownloadSettings`).
+    engine : {"local", "ray"}, default "local"
+        ``"ray"`` embeds on a Ray cluster (``pip install 'lookalike[ray]'``,
+        see ``docs/distributed.md``): an actor pool runs the same extractor,
+        writes parquet shards, and this process builds the model from them.
+        Folders, tables and ``s3://``/``gs://`` prefixes are accepted.
+    ray_address : str, optional
+        The cluster to join (``"ray://head:10001"``, ``"auto"``); a local one
+        is started when None and no Ray session is open.
+    ray_work_dir : str or path, optional
+        Where the Ray engine writes its shards (a re-run after a crash resumes
+        from them); shared storage on a multi-node cluster. Default: a folder
+        under ``config.cache_dir()`` named after the job.
 
     Returns
     -------
@@ -514,6 +528,12 @@ def create(
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     spec = get_spec(model, preprocessing) if model is not None else None
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        from lookalike.distributed import list_inputs
+
+        dataset = list_inputs(dataset)  # object-store prefixes -> one URI per image
     rows = as_rows(dataset, feature, vectors_only=model is None, label=label)
     load_failures = [{"id": f.get("id"), "source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
     if len(rows.table) == 0:
@@ -528,25 +548,22 @@ def create(
         if rows.vectors is None:
             column = find_feature_column(rows.table, feature, want="vector", label=label)
             rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
-        vectors, positions, failures = rows.vectors, np.arange(len(rows.vectors)), []
-        from_cache, downloads = 0, {}
+        embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))
     else:
         if rows.vectors is not None:
             raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
-        local = localize(rows.table[rows.feature].tolist(), download, verbose=verbose)  # URLs -> downloaded files
-        store = EmbeddingCache(cache_dir() / "embeddings.sqlite", spec.fingerprint, spec.dim) if cache else None
-        try:
-            result = Embedder(spec).extract(local.sources, batch_size=batch_size, verbose=verbose, cache=store)
-        finally:
-            if store is not None:
-                store.close()
-        vectors = result.embeddings
-        positions, failures = local.merge(result.ok, result.failures)
-        from_cache = result.cached
-        downloads = local.stats()
-        headers = pd.DataFrame(
-            [(i.width, i.height, i.format) for i in result.info], columns=["width", "height", "format"]
-        )
+        images = rows.table[rows.feature].tolist()
+        if engine == "ray":
+            from lookalike.distributed import embed_on_ray
+
+            embedded = embed_on_ray(
+                spec, images, batch_size, verbose, cache, download, address=ray_address, work_dir=ray_work_dir
+            )
+        else:
+            embedded = embed_sources(Embedder(spec), images, batch_size, verbose, cache, download)
+    # One assembly step for every engine: embeddings by input position -> references, labels, failures.
+    vectors, positions, failures, headers = embedded.vectors, embedded.positions, embedded.failures, embedded.headers
+    reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
     sources = rows.table[rows.feature].tolist() if rows.feature else []
     failure_rows = load_failures + [{"id": labels[p], "source": _name(sources[p]), "reason": r} for p, r in failures]
     if len(positions) == 0:
@@ -575,10 +592,10 @@ def create(
         training_time=time.perf_counter() - started,
     )
     model.build_stats = {
-        "embedded": int(len(positions) - from_cache),
-        "from_cache": int(from_cache),
+        "embedded": int(len(positions) - reused),
+        "from_cache": 0,
+        **embedded.stats,
         "failed": int(len(failure_rows)),
-        **downloads,
     }
     return model
 
