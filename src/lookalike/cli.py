@@ -22,7 +22,7 @@ from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 
-_USER_ERRORS = (ValueError, TypeError, OSError, lk.ImageError)
+_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, lk.ImageError)  # ImportError: a missing extra
 
 
 def _print_table(table: pd.DataFrame, as_json: bool) -> None:
@@ -106,11 +106,22 @@ def cmd_query(args: argparse.Namespace) -> int:
         return 0
     if not args.images:
         raise ValueError("give one or more query images, or --text 'a description'")
-    queries = pd.DataFrame({"query": [str(p) for p in args.images]})
+    from lookalike.verify import Verifier
+
+    # The label column is never taken for the image column: the paths go in both.
+    queries = pd.DataFrame({"image": [str(p) for p in args.images], "query": [str(p) for p in args.images]})
     for path in args.images:
         if not Path(path).exists():
             raise FileNotFoundError(f"query image not found: {path}")
-    results = model.query(queries, label="query", k=args.k, radius=args.radius, verbose=not args.quiet)
+    results = model.query(
+        queries,
+        label="query",
+        k=args.k,
+        radius=args.radius,
+        verbose=not args.quiet,
+        verify=Verifier(method=args.verify, min_inliers=args.min_inliers) if args.verify else False,
+        shortlist=args.shortlist,
+    )
     _print_table(_with_paths(model, results, "reference_label", args.json), args.json)
     return 0
 
@@ -181,7 +192,7 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     model, root = dedup.open_source(args.source, metric=args.metric, verbose=not args.quiet)
-    duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k)
+    duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k, verify=args.verify)
     if args.report:
         _write_table(duplicates, args.report)
     if args.json:
@@ -256,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--text", help="find images matching this description (models with a text tower: clip-vit-b-32)")
     query.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
     query.add_argument("--radius", type=float, help="only neighbours at most this far")
+    query.add_argument(
+        "--verify",
+        nargs="?",
+        const="sift",
+        choices=("sift", "orb"),
+        help="re-rank the shortlist by geometric verification (local features + RANSAC; lookalike[verify]); "
+        "adds an inliers column. Features: sift (default) or orb (faster)",
+    )
+    query.add_argument("--shortlist", type=int, default=20, help="with --verify: candidates checked per image")
+    query.add_argument("--min-inliers", type=int, default=15, help="with --verify: inliers that verify a match")
     query.set_defaults(run=cmd_query)
 
     graph = commands.add_parser("graph", help="every reference's k nearest neighbours (the similarity graph)")
@@ -296,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     dedup_cmd.add_argument("--keep", default="resolution", choices=dedup.POLICIES, help="keeper policy")
     dedup_cmd.add_argument("--metric", default="cosine", choices=METRICS, help="for a folder (a model keeps its own)")
     dedup_cmd.add_argument("-k", type=int, default=10, help="neighbours looked at per image (default: %(default)s)")
+    dedup_cmd.add_argument(
+        "--verify", action="store_true", help="link only images whose local features match (lookalike[verify])"
+    )
     act = dedup_cmd.add_mutually_exclusive_group()
     act.add_argument("--move-to", type=Path, help="move duplicates here, keeping their paths relative to SOURCE")
     act.add_argument("--delete", action="store_true", help="delete duplicates (asks first unless --yes)")

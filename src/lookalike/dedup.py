@@ -64,7 +64,11 @@ def default_threshold(model: ImageSimilarityModel) -> float:
 
 
 def find_duplicates(
-    model: ImageSimilarityModel, threshold: float | None = None, keep: str = "resolution", k: int = 10
+    model: ImageSimilarityModel,
+    threshold: float | None = None,
+    keep: str = "resolution",
+    k: int = 10,
+    verify: Any = False,
 ) -> pd.DataFrame:
     """Groups of near-duplicate references, each with one image to keep.
 
@@ -84,6 +88,11 @@ def find_duplicates(
     k : int, default 10
         Neighbours looked at per image; a group larger than ``k + 1`` is
         still found whole through chains of links.
+    verify : bool or lookalike.verify.Verifier, default False
+        Link two images only when geometric verification confirms them
+        (local features + RANSAC, see docs/verify.md; needs
+        ``lookalike[verify]``): a looser threshold then finds more copies
+        without merging look-alikes.
 
     Returns
     -------
@@ -108,7 +117,7 @@ def find_duplicates(
         raise ValueError(f"keep must be one of {POLICIES}, got {keep!r}")
     if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    groups = _components(model, float(threshold), int(k))
+    groups = _components(model, float(threshold), int(k), verify)
     facts = _facts(model, keep)
     rows = []
     for number, members in enumerate(groups):
@@ -156,12 +165,17 @@ def open_source(
     return create(str(path), metric=metric, verbose=verbose), path
 
 
-def _components(model: ImageSimilarityModel, threshold: float, k: int) -> list[list[int]]:
+def _components(model: ImageSimilarityModel, threshold: float, k: int, verify: Any = False) -> list[list[int]]:
     """Connected components (reference positions) of two or more, largest first, then by first position."""
     links = UnionFind()
     for start, distances, positions in neighbour_blocks(model, k):
         rows, cols = np.nonzero(distances <= threshold)
-        for source, target in zip((rows + start).tolist(), positions[rows, cols].tolist(), strict=True):
+        pairs = np.column_stack([rows + start, positions[rows, cols]])
+        if verify:
+            from lookalike.verify import verified_pairs
+
+            pairs = verified_pairs(model, pairs, verify)
+        for source, target in pairs.tolist():
             links.union(source, target)
     groups = [sorted(group) for group in links.to_sets() if len(group) > 1]
     groups.sort(key=lambda g: (-len(g), g[0]))

@@ -284,7 +284,11 @@ def _reference_paths(model: ImageSimilarityModel) -> list[str | None]:
 
 
 def _average_precisions(
-    model: ImageSimilarityModel, codes: np.ndarray, relevant: np.ndarray, verbose: bool
+    model: ImageSimilarityModel,
+    codes: np.ndarray,
+    relevant: np.ndarray,
+    verbose: bool,
+    shortlists: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact average precision and rank of the first relevant result of each query (NaN without relevant items).
 
@@ -292,6 +296,7 @@ def _average_precisions(
     index's own block distances and ranked by (distance, position), the order
     :meth:`ImageSimilarityModel.query` uses, with the query itself left out.
     A relevant item at rank r that is the m-th relevant one contributes m / r.
+    ``shortlists`` (re-ranked by verification) come first in their own order.
     """
     vectors = model.embeddings
     n = len(vectors)
@@ -304,6 +309,10 @@ def _average_precisions(
         distances = block_distances(model.metric, vectors[rows], norms[rows], vectors, norms)
         distances[np.arange(len(rows)), rows] = np.inf  # the query itself goes last, out of the ranking
         order = np.argsort(distances, axis=1, kind="stable")  # stable: ties in reference order
+        if shortlists is not None:
+            for i, row in enumerate(rows):
+                front = shortlists[row][shortlists[row] != row]
+                order[i] = np.concatenate([front, order[i][~np.isin(order[i], front)]])
         is_relevant = codes[order] == codes[rows, None]
         is_relevant[order == rows[:, None]] = False
         row, column = np.nonzero(is_relevant)  # row-major: each query's relevant items, nearest first
@@ -322,6 +331,8 @@ def evaluate_model(
     groups: Sequence[Any] | np.ndarray,
     k: int | Iterable[int] = (1, 4, 10),
     verbose: bool = True,
+    verify: Any = False,
+    shortlist: int = 20,
 ) -> EvaluationReport:
     """Measure how well a built model retrieves each reference's group mates.
 
@@ -346,6 +357,13 @@ def evaluate_model(
         Cut-offs for precision and recall.
     verbose : bool, default True
         Show a progress bar while ranking.
+    verify : bool or lookalike.verify.Verifier, default False
+        Re-rank each reference's ``shortlist`` nearest references by
+        geometric verification, as ``query(verify=...)`` does (needs
+        ``lookalike[verify]`` and the reference files); the metrics then
+        measure the re-ranked results.
+    shortlist : int, default 20
+        With ``verify``: the nearest references verified per query.
 
     Returns
     -------
@@ -376,14 +394,24 @@ def evaluate_model(
         raise ValueError("every group has a single member: nothing can be retrieved, there is nothing to measure")
 
     # The model's own search, self included (ranked first unless an identical image precedes it).
-    distances, neighbours = model._index.search(model.embeddings, max(ks[-1] + 1, NS_GROUP_SIZE))
+    width = max(ks[-1] + 1, NS_GROUP_SIZE)
+    shortlists = None
+    if verify:  # each reference's shortlist re-ranked as query(verify=) does (lookalike.verify)
+        from lookalike.verify import reference_paths, verify_query
+
+        width = max(width, shortlist)
+        paths = reference_paths(model)
+        distances, neighbours, _ = verify_query(model, model.embeddings, paths, width, verify, shortlist, verbose)
+        shortlists = neighbours
+    else:
+        distances, neighbours = model._index.search(model.embeddings, width)
     same = codes[neighbours] == codes[:, None]
     ns = float(same[:, :NS_GROUP_SIZE].sum(axis=1).mean()) if (sizes == NS_GROUP_SIZE).all() else None
     distances, neighbours = drop_self(distances, neighbours)
     distances, neighbours = distances[:, : ks[-1]], neighbours[:, : ks[-1]]
     hits = {kk: (codes[neighbours[:, :kk]] == codes[:, None]).sum(axis=1) for kk in ks}
 
-    ap, first = _average_precisions(model, codes, relevant, verbose)
+    ap, first = _average_precisions(model, codes, relevant, verbose, shortlists)
     metrics: dict[str, float | None] = {}
     for kk in ks:
         metrics[f"precision@{kk}"] = float((hits[kk][queries] / kk).mean())
@@ -441,6 +469,8 @@ def evaluate(
     metric: str = "euclidean",
     k: int | Iterable[int] = (1, 4, 10),
     verbose: bool = True,
+    verify: Any = False,
+    shortlist: int = 20,
     **create_kwargs: Any,
 ) -> EvaluationReport:
     """Embed a labelled image set and measure retrieval quality: precision@k, recall@k, mAP, N-S.
@@ -465,6 +495,8 @@ def evaluate(
         Cut-offs for precision@k and recall@k.
     verbose : bool, default True
         Show progress bars.
+    verify, shortlist
+        Re-rank by geometric verification: see :func:`evaluate_model`.
     **create_kwargs
         Passed to :func:`lookalike.create` (``feature``, ``label``, ``batch_size``, ``cache``, ``preprocessing``).
 
@@ -508,4 +540,4 @@ def evaluate(
     label = create_kwargs.get("label")
     # Unreadable images are left out of the model: find the table row of each reference kept.
     kept = built.labels if label is None else pd.Index(table[label]).get_indexer(built.labels)
-    return evaluate_model(built, groups[kept], k=k, verbose=verbose)
+    return evaluate_model(built, groups[kept], k=k, verbose=verbose, verify=verify, shortlist=shortlist)

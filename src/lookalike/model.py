@@ -142,7 +142,14 @@ class ImageSimilarityModel:
 
     # ------------------------------------------------------------------- query
     def query(
-        self, dataset: Any, label: str | None = None, k: int = 5, radius: float | None = None, verbose: bool = True
+        self,
+        dataset: Any,
+        label: str | None = None,
+        k: int = 5,
+        radius: float | None = None,
+        verbose: bool = True,
+        verify: Any = False,
+        shortlist: int = 20,
     ) -> pd.DataFrame:
         """The nearest references of each query image.
 
@@ -157,11 +164,20 @@ class ImageSimilarityModel:
             Neighbours per query (all references when k exceeds their number).
         radius : float, optional
             Only neighbours at most this far.
+        verify : bool or lookalike.verify.Verifier, default False
+            Geometric verification (``pip install 'lookalike[verify]'``, see
+            docs/verify.md): the ``max(k, shortlist)`` nearest references are
+            matched with the query by local features (SIFT + RANSAC, the
+            mirrored query too) and re-ranked: verified ones (at least 15
+            inliers) first, most inliers first, the others after in distance
+            order. Adds an ``inliers`` column. A ``Verifier`` sets the options.
+        shortlist : int, default 20
+            With ``verify``: how many nearest references are verified per query.
 
         Returns
         -------
         pandas.DataFrame
-            ``query_label, reference_label, distance, rank`` (rank 1 is nearest).
+            ``query_label, reference_label, distance, rank`` (rank 1 is nearest), and ``inliers`` with ``verify``.
 
         Examples
         --------
@@ -180,9 +196,16 @@ class ImageSimilarityModel:
         if len(positions) == 0:
             first = failures[0]
             raise ImageError(_name(sources[first[0]]), first[1])
-        distances, neighbours = self._index.search(vectors, k)
+        inliers = None
+        if verify:
+            from lookalike.verify import verify_query
+
+            queries = [sources[p] for p in positions] if sources else None
+            distances, neighbours, inliers = verify_query(self, vectors, queries, k, verify, shortlist, verbose)
+        else:
+            distances, neighbours = self._index.search(vectors, k)
         return self._result_table(
-            query_labels[positions], distances, neighbours, radius, "query_label", "reference_label"
+            query_labels[positions], distances, neighbours, radius, "query_label", "reference_label", inliers
         )
 
     def _result_table(
@@ -193,6 +216,7 @@ class ImageSimilarityModel:
         radius: float | None,
         src: str,
         dst: str,
+        inliers: np.ndarray | None = None,
     ) -> pd.DataFrame:
         m, k = neighbours.shape
         table = pd.DataFrame(
@@ -203,6 +227,8 @@ class ImageSimilarityModel:
                 "rank": np.tile(np.arange(1, k + 1), m),
             }
         )
+        if inliers is not None:
+            table["inliers"] = inliers.ravel()
         if radius is not None:
             table = table[table["distance"] <= radius].reset_index(drop=True)
         return table
@@ -267,7 +293,9 @@ class ImageSimilarityModel:
         )
         return graph
 
-    def find_duplicates(self, threshold: float | None = None, keep: str = "resolution", k: int = 10) -> pd.DataFrame:
+    def find_duplicates(
+        self, threshold: float | None = None, keep: str = "resolution", k: int = 10, verify: Any = False
+    ) -> pd.DataFrame:
         """Groups of near-duplicate references, each with a keeper: see :func:`lookalike.dedup.find_duplicates`.
 
         Examples
@@ -275,7 +303,7 @@ class ImageSimilarityModel:
         >>> dups = model.find_duplicates(keep="size")  # doctest: +SKIP
         >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
         """
-        return dedup.find_duplicates(self, threshold=threshold, keep=keep, k=k)
+        return dedup.find_duplicates(self, threshold=threshold, keep=keep, k=k, verify=verify)
 
     def extract_features(self, dataset: Any, verbose: bool = True) -> np.ndarray:
         """Embed images with the model's network: a (n, d) float32 array.

@@ -1,0 +1,509 @@
+"""Geometric verification: do two photos show the same scene? Local features, matching and RANSAC.
+
+Global embeddings find images that *look alike*; a near-duplicate (a crop, a
+rotated, re-coloured or mirrored copy) also shares many local features that
+sit at consistent positions. This module extracts local features (SIFT by
+default, ORB as the fast option) from each decoded image, matches them between
+a query and each candidate with Lowe's ratio test, and counts the matches
+that one affine transform explains (RANSAC). That inlier count re-ranks a
+shortlist of nearest neighbours: candidates with at least ``min_inliers``
+inliers come first (most inliers first), the others keep their order after
+them. The query is also matched mirrored, so flipped copies verify too.
+
+OpenCV is an optional dependency: ``pip install 'lookalike[verify]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from lookalike.ingest.decode import ImageError, load_rgb
+
+__all__ = [
+    "METHODS",
+    "VERIFY_EXTRA",
+    "LocalFeatures",
+    "Verifier",
+    "reference_paths",
+    "rerank",
+    "verified_pairs",
+    "verify_pairs",
+    "verify_query",
+    "verify_shortlist",
+]
+
+#: How to install what this module needs, for error messages.
+VERIFY_EXTRA = "pip install 'lookalike[verify]'"
+METHODS = ("sift", "orb")
+#: RANSAC's reprojection tolerance, as a fraction of the longer image side (5 px at 640).
+REPROJECTION_TOLERANCE = 0.008
+#: Fewer tentative matches than this cannot define an affine transform worth trusting.
+MIN_MATCHES = 4
+
+
+def _cv2():
+    """The cv2 module, or an ImportError that says which extra to install."""
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ImportError(
+            f"geometric verification needs OpenCV, which is not installed: {VERIFY_EXTRA} "
+            f"(or pip install opencv-python-headless) [{exc}]"
+        ) from exc
+    return cv2
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    """The local features of one image: keypoint positions and their descriptors.
+
+    Attributes
+    ----------
+    points : numpy.ndarray
+        (n, 2) float32 keypoint positions (x, y) in the downscaled image.
+    descriptors : numpy.ndarray
+        (n, d) uint8 descriptors (SIFT: 128 values, ORB: 32 bytes).
+    size : tuple of int
+        (width, height) of the downscaled image the features come from.
+    """
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+class Verifier:
+    """Counts the geometrically consistent local-feature matches between images.
+
+    Parameters
+    ----------
+    method : {"sift", "orb"}, default "sift"
+        Local features. SIFT is the more reliable; ORB is several times
+        faster to extract and less robust to blur, scale and re-colouring.
+    min_inliers : int, default 15
+        Inliers needed for a pair to count as verified (the same scene).
+    max_side : int, default 640
+        Images are decoded (EXIF orientation applied) and downscaled so that
+        their longer side is at most this many pixels before extraction.
+    max_features : int, default 1000
+        Keypoints kept per image (the strongest).
+    ratio : float, default 0.8
+        Lowe's ratio test: a match is kept when its nearest descriptor is
+        closer than ``ratio`` times the second nearest.
+    flip : bool, default True
+        Also match the mirrored query and keep the larger inlier count (the
+        mirrored query is tried only when the direct one does not verify).
+    threads : int, optional
+        Worker threads for batches of queries or pairs (OpenCV releases the
+        GIL); the number of CPUs when None.
+    cache_size : int, default 4096
+        Images whose features are kept in memory, by path (about 130 kB each
+        with SIFT), so a reference shortlisted by many queries is read once.
+
+    Examples
+    --------
+    >>> from lookalike.verify import Verifier
+    >>> verifier = Verifier(min_inliers=15)
+    >>> verifier.inliers("photo.jpg", "photo_cropped.jpg") >= verifier.min_inliers  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        method: str = "sift",
+        min_inliers: int = 15,
+        max_side: int = 640,
+        max_features: int = 1000,
+        ratio: float = 0.8,
+        flip: bool = True,
+        threads: int | None = None,
+        cache_size: int = 4096,
+    ):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 0 < ratio <= 1:
+            raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
+        self.method = method
+        self.min_inliers = _check_int("min_inliers", min_inliers, 1)
+        self.max_side = _check_int("max_side", max_side, 32)
+        self.max_features = _check_int("max_features", max_features, 8)
+        self.ratio = float(ratio)
+        self.flip = bool(flip)
+        self.threads = _check_int("threads", threads if threads is not None else os.cpu_count() or 1, 1)
+        self.cache_size = _check_int("cache_size", cache_size, 0)
+        self._cv2 = _cv2()
+        self._local = threading.local()  # OpenCV detectors and matchers are not shared between threads
+        self._cache: OrderedDict[tuple[str, bool], LocalFeatures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Verifier(method={self.method!r}, min_inliers={self.min_inliers}, max_side={self.max_side}, "
+            f"max_features={self.max_features}, ratio={self.ratio}, flip={self.flip})"
+        )
+
+    # ----------------------------------------------------------- features
+    def _tools(self):
+        tools = getattr(self._local, "tools", None)
+        if tools is None:
+            cv2 = self._cv2
+            if self.method == "sift":
+                tools = (cv2.SIFT_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_L2))
+            else:
+                tools = (cv2.ORB_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_HAMMING))
+            self._local.tools = tools
+        return tools
+
+    def _gray(self, source: Any) -> Image.Image:
+        """The decoded, upright image as 8-bit grey, longer side at most ``max_side``."""
+        image = load_rgb(source, min_size=(self.max_side, self.max_side))
+        image.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return image.convert("L")
+
+    def _extract(self, gray: Image.Image) -> LocalFeatures:
+        detector, _ = self._tools()
+        keypoints, descriptors = detector.detectAndCompute(np.asarray(gray), None)
+        if descriptors is None:  # a blank or tiny image has no keypoints
+            descriptors = np.zeros((0, 128 if self.method == "sift" else 32), np.uint8)
+        points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+        # SIFT's float descriptors hold whole numbers 0..255: uint8 keeps them exactly in a quarter of the memory.
+        return LocalFeatures(points, descriptors.astype(np.uint8, copy=False), gray.size)
+
+    def features(self, source: Any, mirrored: bool = False) -> LocalFeatures:
+        """The local features of an image (of its mirror image with ``mirrored=True``).
+
+        Features of image files are cached by path (see ``cache_size``).
+
+        Raises
+        ------
+        lookalike.ImageError
+            When the image cannot be read.
+        """
+        key = (os.fspath(source), mirrored) if isinstance(source, (str, os.PathLike)) else None
+        if key is not None:
+            with self._lock:
+                found = self._cache.get(key)
+                if found is not None:
+                    self._cache.move_to_end(key)
+                    return found
+        gray = self._gray(source)
+        found = self._extract(gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else gray)
+        if key is not None and self.cache_size:
+            with self._lock:
+                self._cache[key] = found
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return found
+
+    # ----------------------------------------------------------- matching
+    def match(self, query: LocalFeatures, reference: LocalFeatures) -> int:
+        """Inliers of the affine transform RANSAC finds between two feature sets (0 when none).
+
+        Tentative matches pass Lowe's ratio test and are one-to-one on the
+        reference side; the transform (rotation, uniform scale, translation)
+        must map each inlier within 0.8 % of the image size.
+        """
+        if len(query) < MIN_MATCHES or len(reference) < 2:
+            return 0
+        cv2 = self._cv2
+        _, matcher = self._tools()
+        best: dict[int, tuple[float, int]] = {}  # reference keypoint -> (distance, query keypoint)
+        ours, theirs = query.descriptors, reference.descriptors
+        if self.method == "sift":  # OpenCV's L2 matcher runs several times faster on float32 than on uint8
+            ours, theirs = ours.astype(np.float32), theirs.astype(np.float32)
+        for pair in matcher.knnMatch(ours, theirs, k=2):
+            if len(pair) == 2 and pair[0].distance < self.ratio * pair[1].distance:
+                m = pair[0]
+                if m.trainIdx not in best or m.distance < best[m.trainIdx][0]:
+                    best[m.trainIdx] = (m.distance, m.queryIdx)
+        if len(best) < MIN_MATCHES:
+            return 0
+        train = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
+        queried = np.fromiter((q for _, q in best.values()), dtype=np.int64, count=len(best))
+        tolerance = REPROJECTION_TOLERANCE * max(*query.size, *reference.size)
+        _, mask = cv2.estimateAffinePartial2D(
+            query.points[queried],
+            reference.points[train],
+            method=cv2.RANSAC,
+            ransacReprojThreshold=tolerance,
+            maxIters=2000,
+            confidence=0.995,
+        )
+        return 0 if mask is None else int(mask.sum())
+
+    def inliers(self, query: Any, reference: Any) -> int:
+        """Inliers between two images (paths, bytes, PIL images or arrays), trying the mirrored query too.
+
+        Examples
+        --------
+        >>> Verifier().inliers("a.jpg", "a_mirrored.jpg")  # doctest: +SKIP
+        212
+        """
+        return int(self._verify_one(query, [reference])[0])
+
+    def _verify_one(self, query: Any, references: Sequence[Any], on_error: Callable | None = None) -> np.ndarray:
+        """Inliers between one query and each reference; unreadable references get 0 (reported to on_error)."""
+        direct = self.features(query)
+        counts = np.zeros(len(references), dtype=np.int64)
+        targets: list[LocalFeatures | None] = []
+        for position, reference in enumerate(references):
+            try:
+                targets.append(self.features(reference))
+            except ImageError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+                targets.append(None)
+                continue
+            counts[position] = self.match(direct, targets[-1])
+        if self.flip:
+            weak = [p for p, t in enumerate(targets) if t is not None and counts[p] < self.min_inliers]
+            if weak:
+                mirrored = self.features(query, mirrored=True)
+                for position in weak:
+                    counts[position] = max(counts[position], self.match(mirrored, targets[position]))
+        return counts
+
+    def _map(self, function: Callable, items: Sequence, verbose: bool, unit: str) -> list:
+        """``function`` over ``items`` on the worker threads, in order, with a progress bar."""
+        bar = tqdm(total=len(items), desc="Verifying", unit=unit, disable=None if verbose else True, leave=False)
+        if self.threads == 1 or len(items) < 2:
+            results = []
+            for item in items:
+                results.append(function(item))
+                bar.update()
+        else:
+            with ThreadPoolExecutor(self.threads) as pool:
+                results = []
+                for result in pool.map(function, items):
+                    results.append(result)
+                    bar.update()
+        bar.close()
+        return results
+
+
+def _warn_once() -> Callable[[ImageError], None]:
+    seen: set[str] = set()
+
+    def warn(exc: ImageError) -> None:
+        if exc.source not in seen:
+            seen.add(exc.source)
+            warnings.warn(f"reference {exc.source} not verified: {exc.reason}", RuntimeWarning, stacklevel=4)
+
+    return warn
+
+
+def rerank(
+    distances: np.ndarray, neighbours: np.ndarray, inliers: np.ndarray, min_inliers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Re-order each row of a shortlist: verified candidates first, most inliers first; the rest after, as they were.
+
+    Ties among verified candidates keep their original (distance) order.
+
+    Parameters
+    ----------
+    distances, neighbours, inliers : numpy.ndarray
+        (m, s) arrays: each query's shortlist in its original order.
+    min_inliers : int
+        Inliers that make a candidate verified.
+
+    Returns
+    -------
+    distances, neighbours, inliers : numpy.ndarray
+        The same values, each row re-ordered.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d, n, i = rerank(np.array([[1.0, 2.0, 3.0]]), np.array([[7, 8, 9]]), np.array([[3, 40, 90]]), 15)
+    >>> n.tolist(), i.tolist()
+    ([[9, 8, 7]], [[90, 40, 3]])
+    """
+    verified = inliers >= min_inliers
+    columns = np.broadcast_to(np.arange(inliers.shape[1]), inliers.shape)
+    order = np.lexsort((columns, -np.where(verified, inliers, 0), ~verified), axis=-1)
+    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    return take(distances), take(neighbours), take(inliers)
+
+
+def verified_pairs(model, pairs: np.ndarray, verify: bool | Verifier, verbose: bool = False) -> np.ndarray:
+    """The pairs of reference positions of ``model`` that verify, each pair checked once (as ``(min, max)``).
+
+    What :func:`lookalike.dedup.find_duplicates` runs with ``verify=``.
+
+    Examples
+    --------
+    >>> verified_pairs(model, np.array([[0, 1], [1, 0], [0, 2]]), True)  # doctest: +SKIP
+    array([[0, 1]])
+    """
+    verifier = _as_verifier(verify)
+    pairs = np.unique(np.sort(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    if not len(pairs):
+        return pairs
+    return pairs[verify_pairs(pairs, reference_paths(model), verifier, verbose) >= verifier.min_inliers]
+
+
+def _as_verifier(verify: bool | Verifier) -> Verifier:
+    if isinstance(verify, Verifier):
+        return verify
+    if verify is True:
+        return Verifier()
+    raise TypeError(f"verify must be True or a lookalike.verify.Verifier, got {verify!r}")
+
+
+def reference_paths(model) -> list[str]:
+    """The file path of each reference of ``model``, or a clear error when the model does not keep them."""
+    from lookalike.evaluate import _reference_paths
+
+    paths = _reference_paths(model)
+    if any(p is None for p in paths):
+        raise ValueError(
+            "verify needs the reference images' files, but this model keeps no path for them "
+            "(it was built from in-memory images or embeddings): build it from files to verify"
+        )
+    return paths
+
+
+def verify_shortlist(
+    verify: bool | Verifier,
+    queries: Sequence[Any],
+    references: Sequence[Any],
+    distances: np.ndarray,
+    neighbours: np.ndarray,
+    verbose: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Verify each query against its shortlisted references and re-rank the shortlist.
+
+    Parameters
+    ----------
+    verify : True or Verifier
+        True for a default :class:`Verifier` (SIFT, 15 inliers, flip-aware).
+    queries : sequence
+        Query images (paths, bytes, PIL images or arrays), one per row.
+    references : sequence
+        The image of each reference position (paths).
+    distances, neighbours : numpy.ndarray
+        (m, s) shortlist of each query from the index, nearest first.
+    verbose : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    distances, neighbours, inliers : numpy.ndarray
+        The re-ranked shortlist (see :func:`rerank`) and each candidate's inlier count.
+        A reference that cannot be read is left unverified, with a warning.
+
+    Examples
+    --------
+    >>> d, n, inl = verify_shortlist(True, ["q.jpg"], paths, distances, neighbours)  # doctest: +SKIP
+    """
+    verifier = _as_verifier(verify)
+    if len(queries) != len(neighbours):
+        raise ValueError(f"got {len(queries)} queries for {len(neighbours)} shortlists")
+    on_error = _warn_once()
+    rows = verifier._map(
+        lambda row: verifier._verify_one(queries[row], [references[p] for p in neighbours[row]], on_error),
+        range(len(queries)),
+        verbose,
+        "query",
+    )
+    inliers = np.array(rows, dtype=np.int64).reshape(neighbours.shape)
+    return rerank(distances, neighbours, inliers, verifier.min_inliers)
+
+
+def verify_query(
+    model,
+    vectors: np.ndarray,
+    queries: Sequence[Any] | None,
+    k: int,
+    verify: bool | Verifier,
+    shortlist: int,
+    verbose: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's ``max(k, shortlist)`` nearest references after verification.
+
+    What :meth:`lookalike.ImageSimilarityModel.query` runs with ``verify=``:
+    ``vectors`` are the query embeddings, ``queries`` the query images.
+
+    Returns
+    -------
+    distances, neighbours, inliers : numpy.ndarray
+        (m, min(k, n)) each, re-ranked (see :func:`rerank`).
+    """
+    shortlist = _check_int("shortlist", shortlist, 1)
+    verifier = _as_verifier(verify)
+    if queries is None:
+        raise ValueError("verify needs the query images, but these queries are embeddings")
+    references = reference_paths(model)
+    distances, neighbours = model._index.search(vectors, max(k, shortlist))
+    distances, neighbours, inliers = verify_shortlist(verifier, queries, references, distances, neighbours, verbose)
+    return distances[:, :k], neighbours[:, :k], inliers[:, :k]
+
+
+def verify_pairs(
+    pairs: np.ndarray | Sequence[tuple[int, int]],
+    paths: Sequence[Any],
+    verify: bool | Verifier = True,
+    verbose: bool = True,
+) -> np.ndarray:
+    """Inlier count of each pair of images, e.g. to confirm candidate duplicates.
+
+    Parameters
+    ----------
+    pairs : (m, 2) array of int
+        Positions into ``paths``; the first of each pair is the query (its mirror image is tried too).
+    paths : sequence
+        The images (paths, or other sources :func:`lookalike.ingest.decode.load_rgb` reads).
+    verify : True or Verifier
+        The verifier to use (True: SIFT, 15 inliers, flip-aware).
+    verbose : bool, default True
+
+    Returns
+    -------
+    numpy.ndarray
+        (m,) int64 inliers; a pair is verified when this is at least ``verifier.min_inliers``.
+        A pair with an unreadable image gets 0, with a warning.
+
+    Examples
+    --------
+    >>> from lookalike.verify import Verifier, verify_pairs
+    >>> inliers = verify_pairs([(0, 1), (0, 2)], ["a.jpg", "a_crop.jpg", "b.jpg"])  # doctest: +SKIP
+    >>> inliers >= Verifier().min_inliers  # doctest: +SKIP
+    array([ True, False])
+    """
+    verifier = _as_verifier(verify)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) and (pairs.min() < 0 or pairs.max() >= len(paths)):
+        raise ValueError(f"pairs must hold positions into paths (0..{len(paths) - 1})")
+    on_error = _warn_once()
+
+    def one(pair: np.ndarray) -> int:
+        try:
+            return int(verifier._verify_one(paths[pair[0]], [paths[pair[1]]], on_error)[0])
+        except ImageError as exc:  # the query side of the pair
+            on_error(exc)
+            return 0
+
+    return np.array(verifier._map(one, list(pairs), verbose, "pair"), dtype=np.int64)
