@@ -78,8 +78,36 @@ def run(engine: str, folder: Path, work: Path, cpus: int) -> dict:
     )
     if done.returncode != 0:
         raise SystemExit(f"{engine} run failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # Ray may log to stdout after the script's own line: take the last line that is the result
+    result = next(json.loads(line) for line in reversed(done.stdout.splitlines()) if line.startswith('{"seconds"'))
     shutil.rmtree(cache, ignore_errors=True)
+    return result
+
+
+def summarize(runs: dict[str, list[dict]], cpus: int) -> dict:
+    """Medians over the rounds so far, the ray/local ratios, and the conditions of the measurement."""
+    images = runs["local"][0]["images"]
+    local_s = statistics.median(r["seconds"] for r in runs["local"])
+    ray_s = statistics.median(r["seconds"] for r in runs["ray"])
+    startup_s = statistics.median(r["startup"] for r in runs["ray"])
+    with open("/proc/loadavg") as stream:
+        load = stream.read().split()[:3]
+    result = {
+        "images": images,
+        "cpus": cpus,
+        "rounds": len(runs["ray"]),
+        "local_img_s": images / local_s,
+        "ray_img_s": images / ray_s,
+        "ray_incl_startup_img_s": images / (ray_s + startup_s),
+        "ratio_ray_over_local": local_s / ray_s,
+        "ratio_ray_incl_startup_over_local": local_s / (ray_s + startup_s),
+        "ray_startup_seconds": startup_s,
+        "per_core_img_s_local": images / local_s / cpus,
+        "runs": runs,
+        "load_average_at_end": load,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "note": "2 shared cores with other engineers' jobs running: absolute figures are noisy, the ratio is the result",
+    }
     return result
 
 
@@ -102,30 +130,9 @@ def main() -> None:
             runs[engine].append(run(engine, folder, args.work, cpus))
             last = runs[engine][-1]
             print(f"round {round_ + 1} {engine}: {last['images']} images in {last['seconds']:.1f} s", flush=True)
-    images = runs["local"][0]["images"]
-    local_s = statistics.median(r["seconds"] for r in runs["local"])
-    ray_s = statistics.median(r["seconds"] for r in runs["ray"])
-    startup_s = statistics.median(r["startup"] for r in runs["ray"])
-    with open("/proc/loadavg") as stream:
-        load = stream.read().split()[:3]
-    result = {
-        "images": images,
-        "cpus": cpus,
-        "rounds": args.rounds,
-        "local_img_s": images / local_s,
-        "ray_img_s": images / ray_s,
-        "ray_incl_startup_img_s": images / (ray_s + startup_s),
-        "ratio_ray_over_local": local_s / ray_s,
-        "ratio_ray_incl_startup_over_local": local_s / (ray_s + startup_s),
-        "ray_startup_seconds": startup_s,
-        "per_core_img_s_local": images / local_s / cpus,
-        "runs": runs,
-        "load_average_at_end": load,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "note": "2 shared cores with other engineers' jobs running: absolute figures are noisy, the ratio is the result",
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        result = summarize(runs, cpus)  # after every round: a run cut short still leaves its figures
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"local {result['local_img_s']:.1f} img/s, ray {result['ray_img_s']:.1f} img/s "
         f"(ratio {result['ratio_ray_over_local']:.2f}; with cluster start {result['ratio_ray_incl_startup_over_local']:.2f})"
