@@ -51,6 +51,8 @@ def describe(source: Any) -> str:
     """A short human name for an image source, for error messages."""
     if isinstance(source, (str, os.PathLike)):
         return str(source)
+    if source is None or (isinstance(source, float) and source != source):  # an empty cell of a table
+        return "(empty)"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, Image.Image):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lookalike.ingest.columns import find_feature_column
-from lookalike.ingest.decode import ImageError, probe
+from lookalike.ingest.decode import ImageError, describe, probe
 from lookalike.ingest.download import DownloadSettings, localize, url_scheme
 
 #: File extensions taken as images when walking a folder (compared lower-case).
@@ -240,10 +240,10 @@ def load_images(
     ok, failed = local.merge([p for p, h in enumerate(headers) if not isinstance(h, str)], header_failures)
     if failed and not ignore_failure:
         position, reason = failed[0]
-        raise ImageError(str(values[position]), reason)
+        raise ImageError(describe(values[position]), reason)
     ids = table[label].tolist() if label is not None and label in table.columns else None
     failures = [
-        {**({"id": ids[p]} if ids is not None else {}), "path": str(values[p]), "reason": reason}
+        {**({"id": ids[p]} if ids is not None else {}), "path": describe(values[p]), "reason": reason}
         for p, reason in failed
     ]
     found = table.iloc[ok].reset_index(drop=True)
