@@ -305,3 +305,42 @@ def test_neardup_ns_follows_the_ukbench_definition(needs_shared):
     assert report.metrics["N-S"] == pytest.approx(per_query.sum(axis=1).mean())
     assert report.metrics["N-S"] >= 1.8  # chance is about 1.02
     assert report.metrics["mAP"] > 0.4
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def test_cli_evaluate_reports_the_hand_computed_metrics(tmp_path, capsys):
+    """``lookalike evaluate`` on 3 class folders of 3 photos: JSON metrics equal a brute-force computation."""
+    from lookalike import cli
+
+    folder = tmp_path / "set"
+    for cls in ("hat", "pants", "shoes"):
+        (folder / cls).mkdir(parents=True)
+        for photo in sorted((SAMPLES / cls).iterdir())[:3]:
+            (folder / cls / photo.name).write_bytes(photo.read_bytes())
+    html_file = tmp_path / "worst.html"
+    code = cli.main(
+        ["evaluate", str(folder), "-k", "1", "2", "--metric", "cosine", "--json", "-q", "--html", str(html_file)]
+    )
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["num_references"] == 9 and data["num_groups"] == 3 and data["k"] == [1, 2]
+    files = sorted(str(p) for p in folder.glob("*/*.jpg"))
+    vectors = lk.create(files, verbose=False).embeddings
+    groups = np.array([Path(f).parent.name for f in files])
+    ap, hits1 = brute_force(vectors, groups, "cosine", 1)
+    _, hits2 = brute_force(vectors, groups, "cosine", 2)
+    assert data["metrics"]["mAP"] == pytest.approx(ap.mean(), rel=1e-9)
+    assert data["metrics"]["precision@1"] == pytest.approx(hits1.mean(), rel=1e-9)
+    assert data["metrics"]["precision@2"] == pytest.approx(hits2.mean() / 2, rel=1e-9)
+    assert data["metrics"]["recall@2"] == pytest.approx(hits2.mean() / 2, rel=1e-9)  # 2 mates each
+    assert data["metrics"]["N-S"] is None
+    page = html_file.read_text()
+    assert page.count("<section>") == 9 and page.count('<img src="data:image/jpeg;base64,') == 9 * 3
+    # The text table, and a one-line error for a bad option.
+    assert cli.main(["evaluate", str(folder), "-q", "--descriptor", "gem"]) == 0
+    text = capsys.readouterr().out
+    assert "mAP" in text and "precision@10" in text
+    assert cli.main(["evaluate", str(folder), "-q", "--descriptor", "{bad"]) == 1
+    assert "neither a preset name nor a JSON object" in capsys.readouterr().err

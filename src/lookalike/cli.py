@@ -234,6 +234,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _descriptor_option(value: str | None) -> str | dict | None:
+    """``--descriptor``: a preset name, or a JSON object of descriptor options."""
+    if value is None or not value.lstrip().startswith("{"):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"--descriptor {value!r} is neither a preset name nor a JSON object ({exc})") from None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    report = lk.evaluate(
+        args.folder,
+        model=args.model,
+        metric=args.metric,
+        k=args.k,
+        verbose=not args.quiet,
+        descriptor=_descriptor_option(args.descriptor),
+        train=args.train,
+    )
+    if args.html:
+        report.to_html(args.html, worst=args.worst)
+    if args.json:
+        print(report.to_json(queries=False))
+    else:
+        print(report.to_text(worst=min(args.worst, 10)))
+        if args.html:
+            print(f"\nHTML report of the {args.worst} worst queries: {args.html}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if not (args.onnx or args.coreml):
+        raise ValueError("say what to write: --onnx FILE.onnx and/or --coreml FILE.mlpackage")
+    model = lk.load_model(args.model)
+    written = [model.export_onnx(args.onnx, k=args.k)] if args.onnx else []
+    written += [model.export_coreml(args.coreml, k=args.k)] if args.coreml else []
+    if args.json:
+        print(json.dumps({"written": [str(path) for path in written], "k": min(args.k, len(model.labels))}))
+    else:
+        print("\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
     parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
@@ -332,7 +376,29 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", help="model to fetch")
     models.set_defaults(run=cmd_models)
 
-    for sub in (index, query, graph, info, match, dedup_cmd, models):
+    evaluate = commands.add_parser(
+        "evaluate", help="retrieval quality on a folder of group sub-folders: precision@k, recall@k, mAP, N-S"
+    )
+    evaluate.add_argument("folder", type=Path, help="a folder whose sub-folders are the groups (classes)")
+    evaluate.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
+    evaluate.add_argument("--metric", default="euclidean", choices=METRICS)
+    evaluate.add_argument(
+        "--descriptor", help="'plain', 'gem', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
+    )
+    evaluate.add_argument("--train", type=Path, help="learn an LDA projection from this folder of class sub-folders")
+    evaluate.add_argument("-k", type=int, nargs="+", default=[1, 4, 10], help="cut-offs (default: 1 4 10)")
+    evaluate.add_argument("--html", type=Path, help="write a self-contained HTML report of the worst queries here")
+    evaluate.add_argument("--worst", type=int, default=20, help="queries shown in the HTML report (default: 20)")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    export = commands.add_parser("export", help="write a model for apps: ONNX and/or Core ML, top-k inside")
+    export.add_argument("model", type=Path, help="a saved model directory")
+    export.add_argument("--onnx", type=Path, help="ONNX file to write (ONNX Runtime: mobile, web, any language)")
+    export.add_argument("--coreml", type=Path, help=".mlpackage to write (iOS/macOS apps; needs lookalike[coreml])")
+    export.add_argument("-k", type=int, default=5, help="neighbours returned per image (default: %(default)s)")
+    export.set_defaults(run=cmd_export)
+
+    for sub in (index, query, graph, info, match, dedup_cmd, models, evaluate):
         sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser

@@ -67,6 +67,10 @@ class EvaluationReport:
     neighbours, distances : numpy.ndarray
         Each reference's nearest other references (positions) and their
         distances, ``max(k)`` of them: the results shown by :meth:`to_html`.
+    descriptor : dict or None
+        The model's descriptor options (see :class:`lookalike.embed.registry.Descriptor`).
+    projection : str or None
+        The kind of projection applied to the embeddings (``"whiten"``, ``"lda"``), if any.
     """
 
     metrics: dict[str, float | None]
@@ -79,6 +83,8 @@ class EvaluationReport:
     seconds: float
     neighbours: np.ndarray = field(repr=False)
     distances: np.ndarray = field(repr=False)
+    descriptor: dict[str, Any] | None = None
+    projection: str | None = None
 
     @property
     def num_references(self) -> int:
@@ -102,6 +108,8 @@ class EvaluationReport:
             "k": list(self.k),
             "metric": self.metric,
             "model": self.model_name,
+            "descriptor": self.descriptor,
+            "projection": self.projection,
             "num_references": self.num_references,
             "num_queries": self.num_queries,
             "num_groups": self.num_groups,
@@ -130,6 +138,19 @@ class EvaluationReport:
         scored = self.queries.dropna(subset=["average_precision"])
         return scored.sort_values("average_precision", kind="stable").head(n)
 
+    def _settings(self) -> str:
+        """The model name with the non-plain parts of its descriptor and projection."""
+        parts = [self.model_name]
+        options = dict(self.descriptor or {})
+        if options.get("pooling") == "gem":
+            parts.append(f"GeM p={options.get('gem_p')}")
+        parts += [name for name in ("flip", "normalize") if options.get(name)]
+        if len(options.get("scales") or [1.0]) > 1:
+            parts.append("scales " + "/".join(f"{s:g}" for s in options["scales"]))
+        if self.projection:
+            parts.append(self.projection)
+        return " + ".join(parts)
+
     def to_text(self, worst: int = 5) -> str:
         """A readable summary: the metrics table, then the ``worst`` queries.
 
@@ -140,7 +161,7 @@ class EvaluationReport:
         """
         lines = [
             f"Retrieval quality: {self.num_references} references in {self.num_groups} groups "
-            f"({self.num_queries} queries), {self.model_name}, {self.metric}",
+            f"({self.num_queries} queries), {self._settings()}, {self.metric}",
             "",
             f"{'metric':<14}{'value':>8}",
         ]
@@ -210,7 +231,7 @@ class EvaluationReport:
         )
         title = (
             f"{self.num_references} references in {self.num_groups} groups ({self.num_queries} queries), "
-            f"model {self.model_name}, metric {self.metric}"
+            f"model {self._settings()}, metric {self.metric}"
         )
         page = _HTML_PAGE.format(
             title=html.escape(title),
@@ -442,6 +463,8 @@ def evaluate_model(
         seconds=time.perf_counter() - started,
         neighbours=neighbours,
         distances=distances,
+        descriptor=(model._spec_record or {}).get("descriptor"),
+        projection=model.projection.kind if model.projection is not None else None,
     )
 
 
@@ -462,6 +485,29 @@ def _folder_table(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(grouped, columns=["path", "group"])
 
 
+def _labelled_table(
+    dataset: str | os.PathLike | pd.DataFrame, group: str | None, what: str
+) -> tuple[pd.DataFrame, str]:
+    """(table, group column) of a folder of group sub-folders or of a DataFrame with a group column."""
+    if isinstance(dataset, (str, os.PathLike)):
+        if group is not None:
+            raise ValueError("group= names a DataFrame column; a folder's groups are its sub-folders")
+        folder = Path(dataset)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {dataset}")
+        return _folder_table(folder), "group"
+    if isinstance(dataset, pd.DataFrame):
+        if group is None:
+            raise ValueError(f"pass group= to name the DataFrame's group column (columns: {list(dataset.columns)})")
+        if group not in dataset.columns:
+            raise ValueError(f"group column {group!r} is not in the {what}; its columns are {list(dataset.columns)}")
+        table = dataset.reset_index(drop=True)
+        if table[group].isna().any():
+            raise ValueError(f"group column {group!r} has missing values")
+        return table, group
+    raise TypeError(f"{what} must be a folder of group sub-folders or a pandas DataFrame, got {type(dataset).__name__}")
+
+
 def evaluate(
     dataset: str | os.PathLike | pd.DataFrame,
     group: str | None = None,
@@ -469,6 +515,7 @@ def evaluate(
     metric: str = "euclidean",
     k: int | Iterable[int] = (1, 4, 10),
     verbose: bool = True,
+    train: str | os.PathLike | pd.DataFrame | None = None,
     verify: Any = False,
     shortlist: int = 20,
     **create_kwargs: Any,
@@ -495,10 +542,16 @@ def evaluate(
         Cut-offs for precision@k and recall@k.
     verbose : bool, default True
         Show progress bars.
+    train : folder path or pandas.DataFrame, optional
+        Other labelled images (same form as ``dataset``, same ``group``
+        column): learn an LDA projection from their groups (as
+        ``create(train_label=...)`` does) and measure it on ``dataset``,
+        which takes no part in the training.
     verify, shortlist
         Re-rank by geometric verification: see :func:`evaluate_model`.
     **create_kwargs
-        Passed to :func:`lookalike.create` (``feature``, ``label``, ``batch_size``, ``cache``, ``preprocessing``).
+        Passed to :func:`lookalike.create` (``descriptor``, ``feature``,
+        ``label``, ``batch_size``, ``cache``, ``preprocessing``).
 
     Returns
     -------
@@ -515,28 +568,19 @@ def evaluate(
     """
     if isinstance(dataset, ImageSimilarityModel):
         raise TypeError("evaluate takes images; to score a model already built, use evaluate_model(model, groups)")
-    if isinstance(dataset, (str, os.PathLike)):
-        if group is not None:
-            raise ValueError("group= names a DataFrame column; a folder's groups are its sub-folders")
-        folder = Path(dataset)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no such folder: {dataset}")
-        table, group = _folder_table(folder), "group"
-    elif isinstance(dataset, pd.DataFrame):
-        if group is None:
-            raise ValueError(f"pass group= to name the DataFrame's group column (columns: {list(dataset.columns)})")
-        if group not in dataset.columns:
-            raise ValueError(f"group column {group!r} is not in the dataset; its columns are {list(dataset.columns)}")
-        table = dataset.reset_index(drop=True)
-    else:
-        raise TypeError(
-            f"dataset must be a folder of group sub-folders or a pandas DataFrame, got {type(dataset).__name__}"
-        )
-    groups = table[group].to_numpy()
-    if pd.isna(groups).any():
-        raise ValueError(f"group column {group!r} has missing values")
+    table, group_column = _labelled_table(dataset, group, "dataset")
+    groups = table[group_column].to_numpy()
+    if train is not None:
+        if "projection" in create_kwargs or "train_label" in create_kwargs:
+            raise ValueError("train= learns the projection: do not also pass projection= or train_label=")
+        train_table, train_group = _labelled_table(train, group, "train set")
+        options = {key: value for key, value in create_kwargs.items() if key != "label"}
+        if isinstance(train, (str, os.PathLike)):
+            options["feature"] = "path"  # a folder's table: never take the group names for images
+        learned = create(train_table, model=model, metric=metric, verbose=verbose, train_label=train_group, **options)
+        create_kwargs = {**create_kwargs, "projection": learned.projection}
     # The group column is withheld so that its strings are never mistaken for image paths.
-    built = create(table.drop(columns=[group]), model=model, metric=metric, verbose=verbose, **create_kwargs)
+    built = create(table.drop(columns=[group_column]), model=model, metric=metric, verbose=verbose, **create_kwargs)
     label = create_kwargs.get("label")
     # Unreadable images are left out of the model: find the table row of each reference kept.
     kept = built.labels if label is None else pd.Index(table[label]).get_indexer(built.labels)

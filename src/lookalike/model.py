@@ -20,11 +20,12 @@ from lookalike import dedup, storage
 from lookalike import graph as graph_edges
 from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import Embedder
-from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
+from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, check_metric
 from lookalike.ingest.decode import ImageError
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
+from lookalike.projection import Projection, fit_projection
 
 __all__ = ["ImageSimilarityModel", "create", "load_model"]
 
@@ -88,8 +89,14 @@ class ImageSimilarityModel:
         batch_size: int = 64,
         spec_record: dict | None = None,
         training_time: float = 0.0,
+        projection: Projection | None = None,
+        features: np.ndarray | None = None,
     ):
         self.embeddings = embeddings
+        #: The fitted PCA-whitening or LDA applied to every embedding (None: the network's output as is).
+        self.projection = projection
+        #: Each reference's raw embedding (before the projection): what a projection is (re)fitted on.
+        self.features = embeddings if features is None else features
         self.references = references
         self.labels = np.asarray(labels)
         self.metric = check_metric(metric)
@@ -115,6 +122,29 @@ class ImageSimilarityModel:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
+    @property
+    def input_dim(self) -> int:
+        """Length of the raw embeddings (the network's output) that queries given as vectors must have."""
+        return int(self.features.shape[1])
+
+    def _project(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors if self.projection is None else self.projection.apply(vectors)
+
+    def refit_projection(self) -> None:
+        """Refit a PCA-whitening on the current references; the hook for ``add``/``remove``.
+
+        Call after changing the references (``self.features`` and the rest):
+        recomputes ``self.embeddings`` and the index. A learned (LDA)
+        projection stays as it was trained and only projects the new
+        references; a model without a projection is left as it is.
+        """
+        if self.projection is None:
+            return
+        if self.projection.kind == "whiten":
+            self.projection = self.projection.refit(self.features)
+        self.embeddings = self.projection.apply(self.features)
+        self._index = ExactIndex(self.embeddings, self.metric)
+
     def _get_embedder(self) -> Embedder:
         if self._spec_record is None:
             raise ValueError(
@@ -130,10 +160,10 @@ class ImageSimilarityModel:
     def _embed_rows(self, rows: Rows, verbose: bool, what: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """(embeddings, positions embedded, failures) for normalised rows."""
         if rows.vectors is not None:
-            if rows.vectors.shape[1] != self.dim:
+            if rows.vectors.shape[1] != self.input_dim:
                 raise ValueError(
                     f"{what} embeddings have length {rows.vectors.shape[1]}, but this model's "
-                    f"({self.model_name or 'precomputed'}) have length {self.dim}"
+                    f"({self.model_name or 'precomputed'}) have length {self.input_dim}"
                 )
             return rows.vectors, np.arange(len(rows.vectors)), []
         embedder = self._get_embedder()
@@ -187,9 +217,10 @@ class ImageSimilarityModel:
         """
         k = _check_k(k)
         radius = _check_radius(radius)
-        rows = as_query_rows(dataset, self.feature, self.dim, label=label)
+        rows = as_query_rows(dataset, self.feature, self.input_dim, label=label)
         query_labels = labels_of(rows.table, label, "query dataset", unique=False)
         vectors, positions, failures = self._embed_rows(rows, verbose, "query")
+        vectors = self._project(vectors)
         sources = rows.table[rows.feature].tolist() if rows.feature else []
         for position, reason in failures:
             warnings.warn(f"query image {_name(sources[position])} skipped: {reason}", RuntimeWarning, stacklevel=2)
@@ -310,9 +341,9 @@ class ImageSimilarityModel:
 
         Rows of images that cannot be read are NaN, with a warning naming each one.
         """
-        rows = as_query_rows(dataset, self.feature, self.dim)
+        rows = as_query_rows(dataset, self.feature, self.input_dim)
         vectors, positions, failures = self._embed_rows(rows, verbose, "dataset")
-        out = np.full((len(rows.table), self.dim), np.nan, dtype=np.float32)
+        out = np.full((len(rows.table), self.input_dim), np.nan, dtype=np.float32)
         out[positions] = vectors
         sources = rows.table[rows.feature].tolist() if rows.feature else []
         for position, reason in failures:
@@ -367,6 +398,7 @@ class ImageSimilarityModel:
             "method": self._index.method,
             "num_references": int(len(self.labels)),
             "num_features": self.dim,
+            "projection": self.projection.kind if self.projection is not None else None,
             "num_failures": int(len(self.failures)),
             "label": self.label,
             "feature": self.feature,
@@ -418,7 +450,11 @@ class ImageSimilarityModel:
             "embedding_model": self._spec_record,
             "index": {"method": self._index.method},
         }
-        storage.save(path, manifest, self.embeddings, references, self.failures)
+        extra = {}
+        if self.projection is not None:
+            manifest["projection"] = self.projection.record()
+            extra = {**self.projection.files(), FEATURES_FILE: storage.npy_bytes(self.features)}
+        storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
 
     # ----------------------------------------------------------------- explore
     def explore(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, open_browser: bool = True):
@@ -458,6 +494,10 @@ def _name(source: Any) -> str:
     return describe(source)
 
 
+#: Raw embeddings of a model with a projection, saved beside embeddings.npy so the projection can be refitted.
+FEATURES_FILE = "features.npy"
+
+
 def _spec_for_record(record: dict) -> ModelSpec:
     """The registry spec matching a saved model's embedding-model record, or a clear error."""
     name = record["name"]
@@ -468,6 +508,7 @@ def _spec_for_record(record: dict) -> ModelSpec:
             spec = get_spec(name)
         except ValueError:
             raise ValueError(f"this model was built with {name!r}, which this lookalike does not know") from None
+    spec = spec.with_descriptor(record.get("descriptor") or "plain")
     if spec.fingerprint != record.get("fingerprint"):
         raise ValueError(
             f"this model's embeddings were made by {name!r} with fingerprint {record.get('fingerprint')}, but "
@@ -491,6 +532,9 @@ def create(
     engine: str = "local",
     ray_address: str | None = None,
     ray_work_dir: str | os.PathLike | None = None,
+    descriptor: str | dict | Descriptor | None = None,
+    train_label: str | None = None,
+    projection: Projection | None = None,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -538,6 +582,25 @@ def create(
         Where the Ray engine writes its shards (a re-run after a crash resumes
         from them); shared storage on a multi-node cluster. Default: a folder
         under ``config.cache_dir()`` named after the job.
+    descriptor : {"plain", "fast", "best"}, dict or Descriptor, optional
+        How the network's feature map becomes the indexed vector: GeM
+        pooling, mirror-image and multi-scale averaging, unit length,
+        PCA-whitening fitted on the references (see ``docs/quality.md``).
+        Default: ``"plain"`` for images; with ``model=None`` only ``whiten``
+        applies, and nothing unless asked.
+    train_label : str, optional
+        A column of class labels: learn a linear discriminant projection
+        (LDA) from them on top of the network, apply it to the references
+        and to every query, and save it with the model.
+    projection : lookalike.projection.Projection, optional
+        A projection fitted elsewhere (for example ``other_model.projection``,
+        learned with ``train_label`` on a training set), applied as it is.
+    method : str, default "auto"
+        The index: ``"brute_force"`` (exact), ``"hnsw"`` or ``"ivf"``
+        (faiss, approximate; recall@10 measured at build time and shown by
+        ``summary()``), a faiss factory string such as ``"IVF1024,Flat"``,
+        or ``"auto"``: exact below ``lookalike.index.AUTO_THRESHOLD``
+        (50,000) references, IVF from there on (see ``docs/scale.md``).
 
     Returns
     -------
@@ -555,7 +618,13 @@ def create(
     check_metric(metric)
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    spec = get_spec(model, preprocessing) if model is not None else None
+    spec = get_spec(model, preprocessing).with_descriptor(descriptor) if model is not None else None
+    wanted = Descriptor.resolve(descriptor or {})  # model=None: nothing unless asked
+    if spec is None and wanted.in_graph is not None:
+        raise ValueError("model=None indexes precomputed embeddings: of descriptor options only whiten applies")
+    whiten = (spec.descriptor if spec is not None else wanted).whiten
+    if train_label is not None and projection is not None:
+        raise ValueError("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if engine == "ray":
@@ -605,8 +674,20 @@ def create(
     if spec is not None:
         for column in [c for c in headers.columns if c not in references.columns]:
             references[column] = headers[column].to_numpy()
+    features = np.ascontiguousarray(vectors, dtype=np.float32)
+    if train_label is not None:
+        if train_label not in rows.table.columns:
+            raise ValueError(f"train_label {train_label!r} is not a column of the dataset: {list(rows.table.columns)}")
+        references[train_label] = rows.table[train_label].to_numpy()[positions]
+        if references[train_label].isna().any():
+            raise ValueError(f"train_label column {train_label!r} has missing values: every reference needs a class")
+        projection = fit_projection("lda", features, references[train_label].to_numpy(), label_column=train_label)
+    elif projection is None and whiten:
+        projection = fit_projection("whiten", features)
     model = ImageSimilarityModel(
-        embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
+        embeddings=features if projection is None else projection.apply(features),
+        features=features,
+        projection=projection,
         references=references,
         labels=labels[positions],
         metric=metric,
@@ -645,8 +726,19 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         check_metric(metric)
     except ValueError as exc:
         raise storage.ModelFormatError(f"{path}: {exc}") from None
+    projection, features = None, None
+    if manifest.get("projection") is not None:
+        try:
+            projection = Projection.load(path, manifest["projection"])
+            features = np.load(Path(path) / FEATURES_FILE, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise storage.ModelFormatError(f"{path} is damaged: {exc}") from None
+        if features.shape != (len(embeddings), projection.input_dim):
+            raise storage.ModelFormatError(f"{path} is damaged: {FEATURES_FILE} does not match embeddings.npy")
     model = ImageSimilarityModel(
         embeddings=embeddings,
+        features=features,
+        projection=projection,
         references=references.drop(columns=[storage.LABEL_COLUMN]),
         labels=labels,
         metric=metric,

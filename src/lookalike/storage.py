@@ -9,6 +9,7 @@ MODEL/
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -29,6 +30,13 @@ _FILES = ("manifest.json", "embeddings.npy", "references.parquet", "failures.par
 
 class ModelFormatError(ValueError):
     """A saved model directory is missing, damaged, foreign or from a newer lookalike."""
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """A float32 array as the bytes of a ``.npy`` file (for ``save(extra_files=...)``)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def _is_model_dir(path: Path) -> bool:

@@ -59,7 +59,10 @@ class Embedder:
             import onnxruntime as ort
 
             network = onnx.load(str(self.spec.onnx_file()))
-            wrapped = with_pixel_input(network, self.spec.input_name, self.spec.preprocessing)
+            spec = self.spec
+            wrapped = with_pixel_input(
+                network, spec.input_name, spec.preprocessing, spec.descriptor, spec.feature_map, spec.output_name
+            )
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
@@ -69,7 +72,7 @@ class Embedder:
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """An RGB PIL image -> the network's (H, W, 3) uint8 input, resized as the spec says."""
         prep = self.spec.preprocessing
-        width, height = prep.size
+        width, height = self.spec.pixel_size
         box = None
         if prep.resize == "center_crop":
             # Scale the short side to size/crop_fraction, keep the centre: one resize of the source box.
@@ -87,7 +90,7 @@ class Embedder:
 
     def _load(self, source: Any) -> tuple[np.ndarray, ImageInfo]:
         try:
-            image, info = decode_image(source, min_size=self.spec.preprocessing.size)
+            image, info = decode_image(source, min_size=self.spec.pixel_size)
             return self.preprocess(image), info
         except ImageError:
             raise

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from lookalike.embed import squeezenet
 from lookalike.embed.model_files import cached_build, file_sha256
 
 RESIZE_MODES = ("squash", "center_crop")
+POOLINGS = ("avg", "gem")
 #: Bump when decoding/resizing/normalising code changes the numbers it feeds a network,
 #: so cached embeddings made by older code are not mixed with new ones.
 PIPELINE_VERSION = 2
@@ -66,6 +67,94 @@ class Preprocessing:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Descriptor:
+    """How a network's output becomes the vector that is indexed.
+
+    ``pooling="gem"`` replaces the average pool of the last feature map by
+    generalised-mean pooling, ``(mean(x ** gem_p)) ** (1 / gem_p)``: a
+    softer max that weighs the strongest activations more. ``flip`` averages
+    the image with its mirror image, ``scales`` averages several input sizes
+    (factors of the preprocessing size), ``normalize`` scales each vector to
+    unit length. All of these run inside the ONNX graph. ``whiten`` adds a
+    PCA-whitening fitted on the references (see :mod:`lookalike.projection`),
+    so it is not part of the graph nor of the embedding cache's key.
+    """
+
+    pooling: str = "avg"
+    gem_p: float = 3.0
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    normalize: bool = False
+    whiten: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"descriptor pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not isinstance(self.gem_p, (int, float)) or isinstance(self.gem_p, bool) or not 1.0 <= self.gem_p <= 16.0:
+            raise ValueError(f"descriptor gem_p must be a number from 1 to 16, got {self.gem_p!r}")
+        scales = tuple(self.scales)
+        if not scales or any(
+            not isinstance(s, (int, float)) or isinstance(s, bool) or not 0.25 <= s <= 4 for s in scales
+        ):
+            raise ValueError(f"descriptor scales must be factors from 0.25 to 4, got {self.scales!r}")
+        object.__setattr__(self, "scales", tuple(sorted({float(s) for s in scales})))
+
+    @property
+    def in_graph(self) -> dict[str, Any] | None:
+        """The part computed by the ONNX graph, or None when it is the network's plain output."""
+        # gem_p means nothing to average pooling and whiten is fitted outside: neither may split cache entries.
+        unused = {"whiten"} | ({"gem_p"} if self.pooling == "avg" else set())
+        graph = {k: v for k, v in asdict(self).items() if k not in unused}
+        return None if graph == {k: v for k, v in asdict(PLAIN).items() if k not in unused} else graph
+
+    @classmethod
+    def resolve(cls, value: str | dict | Descriptor | None) -> Descriptor:
+        """A preset name (see :data:`DESCRIPTORS`), a dict of fields, or a Descriptor.
+
+        Examples
+        --------
+        >>> Descriptor.resolve("plain").pooling
+        'avg'
+        >>> Descriptor.resolve({"pooling": "gem", "normalize": True}).gem_p
+        3.0
+        """
+        if value is None:
+            return DESCRIPTORS[DEFAULT_DESCRIPTOR]
+        if isinstance(value, Descriptor):
+            return value
+        if isinstance(value, str):
+            if value not in DESCRIPTORS:
+                raise ValueError(f"unknown descriptor {value!r}: use one of {sorted(DESCRIPTORS)} or a dict of options")
+            return DESCRIPTORS[value]
+        if isinstance(value, dict):
+            unknown = set(value) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(
+                    f"unknown descriptor keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+                )
+            return cls(**value)
+        raise TypeError(f"descriptor must be a preset name, a dict or a Descriptor, got {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "scales": list(self.scales)}
+
+
+PLAIN = Descriptor()
+#: Named descriptor settings for ``create(descriptor=...)`` (measured in docs/quality.md):
+#: "gem" is better than "plain" for every search at the same speed; "fast" (whitened) and "best"
+#: (whitened, mirror image and two scales, about 6x the inference) are for near-duplicate search:
+#: whitening fitted on a few hundred references hurts class-level retrieval.
+DESCRIPTORS = {
+    "plain": PLAIN,
+    "gem": Descriptor(pooling="gem", normalize=True),
+    "fast": Descriptor(pooling="gem", normalize=True, whiten=True),
+    "best": Descriptor(pooling="gem", flip=True, scales=(1.0, 1.43), normalize=True, whiten=True),
+}
+#: Stays "plain" until the dedup thresholds (calibrated on plain distances) are measured per descriptor.
+DEFAULT_DESCRIPTOR = "plain"
+
+
 #: Turi/Keras "caffe" preprocessing: BGR, ImageNet means subtracted, no scaling.
 CAFFE = Preprocessing(channel_order="BGR", scale=1.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
 
@@ -84,6 +173,10 @@ class ModelSpec:
     source: str = ""
     description: str = ""
     revision: str = ""  # the weights' version: part of the fingerprint
+    #: The last feature map (an intermediate tensor of a fully convolutional network), pooled by the
+    #: descriptor; empty when the network only offers its output (then only flip/normalize apply).
+    feature_map: str = ""
+    descriptor: Descriptor = PLAIN
 
     @property
     def fingerprint(self) -> str:
@@ -96,7 +189,31 @@ class ModelSpec:
             "revision": self.revision,
             "pipeline": PIPELINE_VERSION,
         }
+        if self.descriptor.in_graph is not None:  # plain output: the key (and cache) of earlier versions
+            key["descriptor"] = self.descriptor.in_graph
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        """(width, height) of the pixels fed to the graph: the preprocessing size at the largest scale."""
+        top = max(self.descriptor.scales)
+        return round(self.preprocessing.size[0] * top), round(self.preprocessing.size[1] * top)
+
+    def with_descriptor(self, descriptor: str | dict | Descriptor | None) -> ModelSpec:
+        """This spec computing ``descriptor`` (a preset name, dict or :class:`Descriptor`).
+
+        Examples
+        --------
+        >>> get_spec("squeezenet_v1.1").with_descriptor("best").descriptor.flip
+        True
+        """
+        wanted = Descriptor.resolve(descriptor)
+        if not self.feature_map and (wanted.pooling != "avg" or wanted.scales != (1.0,)):
+            raise ValueError(
+                f"model {self.name!r} exposes no feature map: its descriptor can only add flip, normalize "
+                "and whiten (pooling='gem' and several scales need a fully convolutional registered model)"
+            )
+        return replace(self, descriptor=wanted)
 
     def describe(self) -> dict[str, Any]:
         """The spec as plain data, for manifests and ``lookalike models``."""
@@ -107,6 +224,7 @@ class ModelSpec:
             "input_name": self.input_name,
             "output_name": self.output_name,
             "fingerprint": self.fingerprint,
+            "descriptor": self.descriptor.to_dict(),
             "license": self.license,
             "source": self.source,
         }
@@ -186,6 +304,7 @@ register(
         source="ndf 0.1.4 example_models/weights/squeezenet_weights.pkl, converted to ONNX",
         description="SqueezeNet v1.1, ImageNet; 512-d average-pooled fire9 features",
         revision=f"builder-{squeezenet.BUILDER_VERSION}",
+        feature_map=squeezenet.FEATURE_MAP,
     )
 )
 

@@ -33,6 +33,8 @@ _FIRES = {
     "fire9": (64, 256, 256),
 }
 _POOL_AFTER = {"conv1", "fire3", "fire5"}
+#: The last feature map (512 channels), the tensor that descriptors pool.
+FEATURE_MAP = "fire9/concat"
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
