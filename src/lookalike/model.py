@@ -390,6 +390,23 @@ class ImageSimilarityModel:
 
         return export_onnx(self, path, k=k)
 
+    def export_coreml(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
+        """Write a Core ML program (.mlpackage): 224x224 image -> embedding + top-k references. See :mod:`lookalike.export_coreml`."""
+        from lookalike.export_coreml import export_coreml
+
+        return export_coreml(self, path, k=k)
+
+    def show(self, results: pd.DataFrame, queries: Any = None, max_queries: int = 20):
+        """Query or similarity-graph results as a thumbnail grid for notebooks. See :func:`lookalike.display.result_grid`."""
+        from lookalike.display import result_grid
+
+        return result_grid(self, results, queries=queries, max_queries=max_queries)
+
+    def _repr_html_(self) -> str:
+        from lookalike.display import summary_html
+
+        return summary_html(self._summary_dict())
+
     # ----------------------------------------------------------------- summary
     def _summary_dict(self) -> dict[str, Any]:
         return {

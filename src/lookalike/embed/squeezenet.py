@@ -12,6 +12,7 @@ so that tests can check the network against ImageNet labels).
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -67,6 +68,27 @@ def load_weights(path: Path | None = None) -> dict[str, list[np.ndarray]]:
     return weights
 
 
+def trunk() -> Iterator[tuple[str, str, int]]:
+    """The network up to fire9, in order; every builder (ONNX, Core ML) walks this one list.
+
+    Steps are ``("conv", layer, stride)`` (TF 'same' padding, then ReLU),
+    ``("maxpool", name, 2)`` (3x3, stride 2, no padding) and ``("fire", name, 1)``
+    (``squeeze1x1`` + ReLU, then ``expand1x1`` and ``expand3x3`` + ReLU, concatenated on channels).
+    """
+    yield "conv", "conv1", 2
+    yield "maxpool", "pool1", 2
+    for fire in _FIRES:
+        yield "fire", fire, 1
+        if fire in _POOL_AFTER:
+            yield "maxpool", f"{fire}/pool", 2
+
+
+def conv_params(weights: dict[str, list[np.ndarray]], layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """A conv layer's kernel as float32 (out, in, H, W) and its float32 bias, the layout ONNX and Core ML take."""
+    kernel, bias = weights[layer]
+    return np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 0, 1)), np.asarray(bias, np.float32)
+
+
 def build_onnx(weights: dict[str, list[np.ndarray]] | None = None) -> bytes:
     """Return the serialized ONNX model (NCHW float32 input named ``image``)."""
     import onnx
@@ -77,9 +99,7 @@ def build_onnx(weights: dict[str, list[np.ndarray]] | None = None) -> bytes:
     initializers: list = []
 
     def conv(x: str, layer: str, stride: int = 1, relu: bool = True) -> str:
-        kernel, bias = weights[layer]
-        w = np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 0, 1))
-        b = np.asarray(bias, np.float32)
+        w, b = conv_params(weights, layer)
         initializers.append(numpy_helper.from_array(w, f"{layer}/W"))
         initializers.append(numpy_helper.from_array(b, f"{layer}/B"))
         out = f"{layer}/conv"
@@ -102,16 +122,18 @@ def build_onnx(weights: dict[str, list[np.ndarray]] | None = None) -> bytes:
         nodes.append(helper.make_node("MaxPool", [x], [name], kernel_shape=[3, 3], strides=[2, 2]))
         return name
 
-    x = conv("image", "conv1", stride=2)
-    x = maxpool(x, "pool1")
-    for fire in _FIRES:
-        squeeze = conv(x, f"{fire}/squeeze1x1")
-        e1 = conv(squeeze, f"{fire}/expand1x1")
-        e3 = conv(squeeze, f"{fire}/expand3x3")
-        x = f"{fire}/concat"
-        nodes.append(helper.make_node("Concat", [e1, e3], [x], axis=1))
-        if fire in _POOL_AFTER:
-            x = maxpool(x, f"{fire}/pool")
+    x = "image"
+    for kind, name, stride in trunk():
+        if kind == "conv":
+            x = conv(x, name, stride=stride)
+        elif kind == "maxpool":
+            x = maxpool(x, name)
+        else:
+            squeeze = conv(x, f"{name}/squeeze1x1")
+            e1 = conv(squeeze, f"{name}/expand1x1")
+            e3 = conv(squeeze, f"{name}/expand3x3")
+            x = f"{name}/concat"
+            nodes.append(helper.make_node("Concat", [e1, e3], [x], axis=1))
     feature_map = x
     nodes.append(helper.make_node("GlobalAveragePool", [feature_map], ["fire9/gap"]))
     nodes.append(helper.make_node("Flatten", ["fire9/gap"], ["embedding"], axis=1))
