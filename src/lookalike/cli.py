@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 import lookalike as lk
-from lookalike import dedup
+from lookalike import dedup, incremental
 from lookalike.graph import STREAM_SUFFIXES, count_edges
 from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
@@ -46,9 +46,22 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
         raise ValueError(f"output {path} must end in .parquet, .csv, .json or .jsonl")
 
 
+def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarityModel | None:
+    """The model already at ``output`` synced in place with the sources, or None when it must be built afresh."""
+    if args.rebuild or args.engine != "local" or not (output / "manifest.json").is_file():
+        return None
+    model = lk.load_model(output)
+    wanted = (args.model, args.metric, args.id_column)
+    if (model.model_name, model.metric, model.label) != wanted or args.method not in ("auto", model._index.method):
+        return None  # another network, metric, id column or index: nothing to reuse
+    sources = args.sources if len(args.sources) > 1 else args.sources[0]
+    incremental.sync(model, sources, verbose=not args.quiet, download=download_options(args))
+    return model
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     output = args.output or Path(Path(args.sources[0].rstrip("/")).stem + ".lookalike")
-    model = lk.create(
+    model = _updated_model(args, output) or lk.create(
         args.sources if len(args.sources) > 1 else args.sources[0],
         label=args.id_column,
         feature=args.url_column,
@@ -60,6 +73,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         engine=args.engine,
         ray_address=args.address,
         ray_work_dir=args.work_dir,
+        method=args.method,
     )
     model.save(output)
     report = None
@@ -79,6 +93,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"{stats.get('from_cache', 0)} from cache, {summary['num_failures']} skipped) "
             f"with {summary['model']} in {summary['training_time']:.1f} s -> {output}"
         )
+        if "added" in stats:
+            print(f"updated in place: {stats['added']} added, {stats['removed']} removed, {stats['changed']} changed")
         for row in model.failures.head(10).itertuples():
             print(f"  skipped {row.source}: {row.reason}", file=sys.stderr)
         if len(model.failures) > 10:
@@ -158,28 +174,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from lookalike.embed import zoo
-
-    if args.action == "fetch":
-        if not args.name:
-            raise ValueError("usage: lookalike models fetch NAME")
-        paths = zoo.fetch(args.name)
-        print(
-            json.dumps({"name": args.name, "files": [str(p) for p in paths]})
-            if args.json
-            else f"{args.name}: {len(paths)} files verified in {zoo.hub_cache()}"
-        )
-        return 0
-    table = pd.DataFrame(zoo.list_models())
-    if not args.json:
-        table = table.assign(
-            cached=table["cached"].map({True: "yes", False: "no"}), text=table["text"].map({True: "text", False: ""})
-        )
-    _print_table(table.drop(columns=["source"]) if not args.json else table, args.json)
-    return 0
-
-
 def cmd_match(args: argparse.Namespace) -> int:
     pairs = lk.match(args.a, args.b, threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet)
     if args.output:
@@ -231,6 +225,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning" if args.quiet else "info",
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
     )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from lookalike.embed import zoo
+
+    if args.action == "fetch":
+        if not args.name:
+            raise ValueError("usage: lookalike models fetch NAME")
+        paths = zoo.fetch(args.name)
+        print(
+            json.dumps({"name": args.name, "files": [str(p) for p in paths]})
+            if args.json
+            else f"{args.name}: {len(paths)} files verified in {zoo.hub_cache()}"
+        )
+        return 0
+    table = pd.DataFrame(zoo.list_models())
+    if not args.json:
+        table = table.assign(
+            cached=table["cached"].map({True: "yes", False: "no"}), text=table["text"].map({True: "text", False: ""})
+        )
+    _print_table(table.drop(columns=["source"]) if not args.json else table, args.json)
     return 0
 
 
@@ -293,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
     index.add_argument("--metric", default="euclidean", choices=METRICS)
     index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument(
+        "--method", default="auto", help="auto (default), brute_force, hnsw, ivf or a faiss factory string"
+    )
+    index.add_argument("--rebuild", action="store_true", help="rebuild OUTPUT from scratch instead of updating it")
     index.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
     index.add_argument("--address", help="Ray cluster to join with --engine ray (ray://HEAD:10001, auto)")
     index.add_argument("--work-dir", help="--engine ray: folder or s3:// URI for the shards (shared by all nodes)")
@@ -335,17 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", type=Path)
     info.set_defaults(run=cmd_info)
 
-    serve = commands.add_parser("serve", help="web explorer and REST API for a model (127.0.0.1 by default)")
-    serve.add_argument("model", type=Path)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
-    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
-    serve.add_argument("--cors", action="append", metavar="ORIGIN", help="allow API calls from this origin")
-    serve.add_argument("--open", action="store_true", help="open the explorer in a web browser")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s)")
-    serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
-    serve.set_defaults(run=cmd_serve)
-
     match = commands.add_parser("match", help="pairs of look-alike images between two sets (folders or models)")
     match.add_argument("a", help="set A: folder, glob, table file or saved model")
     match.add_argument("b", help="set B: folder, glob, table file or saved model")
@@ -370,6 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     dedup_cmd.add_argument("--yes", action="store_true", help="delete without asking")
     dedup_cmd.add_argument("--report", type=Path, help="write the groups to .csv, .parquet, .json or .jsonl")
     dedup_cmd.set_defaults(run=cmd_dedup)
+
+    serve = commands.add_parser("serve", help="web explorer and REST API for a model (127.0.0.1 by default)")
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
+    serve.add_argument("--cors", action="append", metavar="ORIGIN", help="allow API calls from this origin")
+    serve.add_argument("--open", action="store_true", help="open the explorer in a web browser")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s)")
+    serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
+    serve.set_defaults(run=cmd_serve)
 
     models = commands.add_parser("models", help="list the embedding models (size, cached) or fetch one")
     models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
@@ -398,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-k", type=int, default=5, help="neighbours returned per image (default: %(default)s)")
     export.set_defaults(run=cmd_export)
 
-    for sub in (index, query, graph, info, match, dedup_cmd, models, evaluate):
+    for sub in (index, query, graph, info, match, dedup_cmd, models, evaluate, export):
         sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lookalike import dedup, storage
+from lookalike import dedup, incremental, storage
 from lookalike import graph as graph_edges
 from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing, get_spec
-from lookalike.index import ExactIndex, check_metric
+from lookalike.index import ExactIndex, IndexFileError, build_index, check_metric, describe_index, read_index
+from lookalike.index.factory import check_method, index_files
 from lookalike.ingest.decode import ImageError
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
@@ -91,6 +92,7 @@ class ImageSimilarityModel:
         training_time: float = 0.0,
         projection: Projection | None = None,
         features: np.ndarray | None = None,
+        index=None,
     ):
         self.embeddings = embeddings
         #: The fitted PCA-whitening or LDA applied to every embedding (None: the network's output as is).
@@ -110,7 +112,7 @@ class ImageSimilarityModel:
         self._spec = spec
         self._spec_record = spec_record or (spec.describe() if spec else None)
         self._embedder: Embedder | None = None
-        self._index = ExactIndex(embeddings, metric)
+        self._index = index if index is not None else ExactIndex(embeddings, metric)
 
     # ---------------------------------------------------------------- embedding
     @property
@@ -143,7 +145,7 @@ class ImageSimilarityModel:
         if self.projection.kind == "whiten":
             self.projection = self.projection.refit(self.features)
         self.embeddings = self.projection.apply(self.features)
-        self._index = ExactIndex(self.embeddings, self.metric)
+        self._index = build_index(self.embeddings, self.metric, self._index.method)
 
     def _get_embedder(self) -> Embedder:
         if self._spec_record is None:
@@ -336,6 +338,36 @@ class ImageSimilarityModel:
         """
         return dedup.find_duplicates(self, threshold=threshold, keep=keep, k=k, verify=verify)
 
+    def add(
+        self, dataset: Any, verbose: bool = True, cache: bool = True, download: DownloadSettings | dict | None = None
+    ) -> None:
+        """Embed more reference images and add them to the index, without rebuilding it.
+
+        Parameters
+        ----------
+        dataset : any form :func:`create` takes
+            Only these images are embedded (through the embedding cache). With a
+            ``label`` column, their labels must be new; otherwise they are numbered on.
+        verbose, cache, download
+            As for :func:`create`.
+
+        Examples
+        --------
+        >>> model.add("new_photos/")  # doctest: +SKIP
+        >>> model.build_stats["added"]  # doctest: +SKIP
+        12
+        """
+        incremental.add(self, dataset, verbose=verbose, cache=cache, download=download)
+
+    def remove(self, labels: Any) -> None:
+        """Remove the references with these labels (each must exist, and be named once).
+
+        Examples
+        --------
+        >>> model.remove(["IMG_0001", "IMG_0002"])  # doctest: +SKIP
+        """
+        incremental.remove(self, labels)
+
     def extract_features(self, dataset: Any, verbose: bool = True) -> np.ndarray:
         """Embed images with the model's network: a (n, d) float32 array.
 
@@ -413,6 +445,8 @@ class ImageSimilarityModel:
             "model": self.model_name or "precomputed",
             "metric": self.metric,
             "method": self._index.method,
+            "method_reason": getattr(self._index, "reason", None),
+            "recall": getattr(self._index, "recall", None),
             "num_references": int(len(self.labels)),
             "num_features": self.dim,
             "projection": self.projection.kind if self.projection is not None else None,
@@ -465,12 +499,13 @@ class ImageSimilarityModel:
             "training_time": self.training_time,
             "build_stats": self.build_stats,
             "embedding_model": self._spec_record,
-            "index": {"method": self._index.method},
+            "index": describe_index(self._index),
         }
         extra = {}
         if self.projection is not None:
             manifest["projection"] = self.projection.record()
             extra = {**self.projection.files(), FEATURES_FILE: storage.npy_bytes(self.features)}
+        extra.update(index_files(self._index))
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
 
     # ----------------------------------------------------------------- explore
@@ -552,6 +587,7 @@ def create(
     descriptor: str | dict | Descriptor | None = None,
     train_label: str | None = None,
     projection: Projection | None = None,
+    method: str = "auto",
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -633,6 +669,7 @@ def create(
     """
     started = time.perf_counter()
     check_metric(metric)
+    check_method(method)
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     spec = get_spec(model, preprocessing).with_descriptor(descriptor) if model is not None else None
@@ -717,6 +754,8 @@ def create(
         batch_size=int(batch_size),
         training_time=time.perf_counter() - started,
     )
+    model._index = build_index(model.embeddings, metric, method)
+    model.training_time = time.perf_counter() - started
     model.build_stats = {
         "embedded": int(len(positions) - reused),
         "from_cache": 0,
@@ -752,7 +791,12 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
             raise storage.ModelFormatError(f"{path} is damaged: {exc}") from None
         if features.shape != (len(embeddings), projection.input_dim):
             raise storage.ModelFormatError(f"{path} is damaged: {FEATURES_FILE} does not match embeddings.npy")
+    try:
+        index = read_index(Path(path), manifest.get("index"), embeddings, metric)
+    except IndexFileError as exc:
+        raise storage.ModelFormatError(f"{path} is damaged: {exc}") from None
     model = ImageSimilarityModel(
+        index=index,
         embeddings=embeddings,
         features=features,
         projection=projection,
