@@ -90,7 +90,10 @@ class Embedder:
 
     def _load(self, source: Any) -> tuple[np.ndarray, ImageInfo]:
         try:
-            image, info = decode_image(source, min_size=self.spec.pixel_size)
+            # draft() only down to twice the input: the antialiased resize then does the rest. Drafting
+            # right down to the input size cost 0.02 N-S on neardup; camera photos keep most of the gain.
+            width, height = self.spec.pixel_size
+            image, info = decode_image(source, min_size=(2 * width, 2 * height))
             return self.preprocess(image), info
         except ImageError:
             raise

@@ -22,7 +22,7 @@ RESIZE_MODES = ("squash", "center_crop")
 POOLINGS = ("avg", "gem")
 #: Bump when decoding/resizing/normalising code changes the numbers it feeds a network,
 #: so cached embeddings made by older code are not mixed with new ones.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 @dataclass(frozen=True)
