@@ -18,6 +18,7 @@ import numpy as np
 import lookalike
 from lookalike.embed.frontend import PIXELS, with_pixel_input
 from lookalike.embed.model_files import atomic_write_bytes
+from lookalike.embed.registry import PLAIN
 
 DISTANCES = "distances"
 INDICES = "indices"
@@ -107,6 +108,13 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     spec = model._get_embedder().spec
+    # The exported graph is the network's plain output: refuse rather than export embeddings unlike the references'.
+    if spec.descriptor != PLAIN or model.projection is not None:
+        raise ValueError(
+            "ONNX export supports the plain descriptor without a learned projection only; this model uses "
+            f"descriptor {spec.descriptor.to_dict()} and projection "
+            f"{model.projection.kind if model.projection is not None else None}"
+        )
     k = min(k, len(model.labels))
     graph_model = with_pixel_input(onnx.load(str(spec.onnx_file())), spec.input_name, spec.preprocessing)
     graph = graph_model.graph
