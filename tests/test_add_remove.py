@@ -93,6 +93,31 @@ def test_hnsw_tombstones_are_saved_and_compacted(tmp_path):
     np.testing.assert_array_equal(distances, 0)
 
 
+def test_auto_index_follows_the_collection_size_across_add_save_and_remove(tmp_path, monkeypatch):
+    from lookalike.index import factory
+
+    monkeypatch.setattr(factory, "AUTO_THRESHOLD", 1500)
+    vectors = clustered(2000)
+    grown = lk.create(vectors[:1000], model=None)
+    pinned = lk.create(vectors[:1000], model=None, method="brute_force")
+    assert grown._index.method == pinned._index.method == "brute_force"
+    grown.add(vectors[1000:])
+    pinned.add(vectors[1000:])
+    # auto re-chooses once add crosses the threshold; an explicit method is kept whatever the size.
+    assert grown._index.method == "ivf" and grown.summary(output="dict")["recall"]["recall"] >= 0.95
+    assert pinned._index.method == "brute_force"
+    grown.save(tmp_path / "m")
+    loaded = lk.load_model(tmp_path / "m")
+    assert loaded._index.method == "ivf"
+    loaded.remove(np.arange(1000))  # back under the threshold: exact again, answers exact
+    assert loaded._index.method == "brute_force"
+    queries = clustered(30, seed=3)
+    expected = ExactIndex(vectors[1000:], "euclidean").search(queries, 5)
+    got = loaded.query(queries, k=5)
+    np.testing.assert_array_equal(got["distance"].to_numpy().reshape(30, 5), expected[0])
+    np.testing.assert_array_equal(got["reference_label"].to_numpy().reshape(30, 5), expected[1] + 1000)
+
+
 def test_index_level_add_remove_keeps_exact_answers_exact():
     vectors = clustered(500)
     index = build_index(vectors[:300], "dot", "brute_force")

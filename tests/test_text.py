@@ -171,3 +171,18 @@ def test_empty_text_is_refused(clip_like):
     for bad in ("", "   ", [], [3]):
         with pytest.raises(ValueError, match="text must be"):
             model.query_text(bad)
+
+
+def test_text_query_on_a_whitened_model_compares_with_the_raw_image_embeddings(clip_like):
+    """A whitening is fitted on image embeddings; text must not be pushed through it."""
+    from lookalike.projection import fit_projection
+
+    entry, model, _ = clip_like
+    whitening = fit_projection("whiten", model.features)
+    whitened = lk.create(PHOTOS, model=entry.name, projection=whitening, verbose=False, cache=False)
+    assert whitened.projection is not None
+    assert not np.allclose(whitened.embeddings, model.embeddings)  # the image-to-image space did change
+    ours = whitened.query_text(["red", "a blue dress"], k=5)
+    plain = model.query_text(["red", "a blue dress"], k=5)
+    assert ours["reference_label"].tolist() == plain["reference_label"].tolist()
+    np.testing.assert_allclose(ours["distance"], plain["distance"], rtol=1e-5, atol=1e-6)

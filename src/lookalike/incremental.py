@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lookalike.index import build_index
-from lookalike.index.factory import remeasure
+from lookalike.index.factory import after_change, requested_method
 
 if TYPE_CHECKING:
     from lookalike.model import ImageSimilarityModel
@@ -96,11 +96,9 @@ def _set_vectors(model: ImageSimilarityModel, features, embeddings, drop: np.nda
         model.features = model.embeddings
     if model.projection is not None and model.projection.kind == "whiten":
         # A whitening is fitted on the references: it changes with them, and so does every vector.
-        method = model._index.method
         model.refit_projection()
-        model._index = build_index(model.embeddings, model.metric, method)
     else:
-        remeasure(model._index)
+        model._index = after_change(model._index, model.embeddings, model.metric)
 
 
 def add(model: ImageSimilarityModel, dataset: Any, verbose: bool = True, cache: bool = True, download=None) -> None:
@@ -153,10 +151,10 @@ def sync(model: ImageSimilarityModel, sources: Any, verbose: bool = True, downlo
     differs = both[np.any(np.asarray(model.features[both]) != fresh.features[in_new[both]], axis=1)]
     added = np.flatnonzero(old.get_indexer(new) < 0)
     if len(gone) + len(differs) == len(model.labels):  # nothing survives: take the fresh set as it is
-        method = model._index.method
+        requested = requested_method(model._index)
         for name in ("labels", "references", "features", "embeddings", "projection"):
             setattr(model, name, getattr(fresh, name))
-        model._index = build_index(model.embeddings, model.metric, method)
+        model._index = build_index(model.embeddings, model.metric, requested)
         added = np.arange(len(new))
     else:
         if len(gone) or len(differs):

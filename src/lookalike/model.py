@@ -22,7 +22,7 @@ from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, IndexFileError, build_index, check_metric, describe_index, read_index
-from lookalike.index.factory import check_method, index_files
+from lookalike.index.factory import check_method, index_files, requested_method
 from lookalike.ingest.decode import ImageError
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
@@ -145,7 +145,7 @@ class ImageSimilarityModel:
         if self.projection.kind == "whiten":
             self.projection = self.projection.refit(self.features)
         self.embeddings = self.projection.apply(self.features)
-        self._index = build_index(self.embeddings, self.metric, self._index.method)
+        self._index = build_index(self.embeddings, self.metric, requested_method(self._index))
 
     def _get_embedder(self) -> Embedder:
         if self._spec_record is None:
@@ -412,7 +412,10 @@ class ImageSimilarityModel:
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"text must be a non-empty string or a list of them, got {text!r}")
         vectors = text_encoder(self._get_embedder().spec).encode(texts)
-        distances, neighbours = self._index.search(vectors, k)
+        # A projection is learned on image embeddings only (and LDA on image labels): it would not map
+        # text into the same space. So text is compared with the raw image embeddings, exactly.
+        index = self._index if self.projection is None else ExactIndex(self.features, self.metric)
+        distances, neighbours = index.search(vectors, k)
         labels = np.asarray(texts, dtype=object)
         return self._result_table(labels, distances, neighbours, radius, "query_label", "reference_label")
 

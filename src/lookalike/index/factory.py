@@ -73,6 +73,7 @@ def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "a
         index = ApproximateIndex(vectors, metric, chosen)
         index.recall = tune(index, k=recall_k)
     index.reason = reason
+    index.requested = method
     return index
 
 
@@ -82,6 +83,7 @@ def describe_index(index) -> dict:
         "method": index.method,
         "reason": getattr(index, "reason", None),
         "recall": getattr(index, "recall", None),
+        "requested": requested_method(index),
     }
     if isinstance(index, ApproximateIndex):
         record.update(index.describe())
@@ -104,14 +106,29 @@ def read_index(folder: Path, record: dict | None, vectors: np.ndarray, metric: s
         index = ApproximateIndex.read(Path(folder), vectors, metric, method, record)
     index.reason = record.get("reason")
     index.recall = record.get("recall")
+    # Models saved before "requested" was recorded say "auto: ..." in their reason.
+    index.requested = record.get("requested") or ("auto" if (index.reason or "").startswith("auto") else method)
     return index
 
 
-def remeasure(index) -> None:
-    """Re-measure an approximate index's recall after its references changed (keeps the tuned effort floor)."""
+def requested_method(index) -> str:
+    """The ``method=`` an index was built for (``"auto"`` re-chooses as the references change)."""
+    return getattr(index, "requested", index.method)
+
+
+def after_change(index, vectors: np.ndarray, metric: str):
+    """The index to use once references were added or removed in place.
+
+    An ``auto`` index whose size crossed :data:`AUTO_THRESHOLD` is rebuilt with the
+    method ``auto`` now picks (a collection grown past 50k by ``add`` becomes IVF);
+    otherwise an approximate index keeps its structure and has its recall re-measured.
+    """
+    if requested_method(index) == "auto" and choose_method("auto", len(vectors))[0] != index.method:
+        return build_index(vectors, metric, "auto")
     if isinstance(index, ApproximateIndex):
         k = (index.recall or {}).get("k", 10)
         index.recall = tune(index, k=k)
+    return index
 
 
 def check_method(method: str) -> str:
