@@ -13,6 +13,7 @@ import pytest
 
 import lookalike as lk
 from lookalike.embed.extractor import Embedder
+from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DESCRIPTORS, Descriptor
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "clothing"
 ALL = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
@@ -25,15 +26,33 @@ def _run(path: Path, photos: list[str], spec) -> tuple[np.ndarray, np.ndarray]:
     return ort.InferenceSession(str(path)).run(["distances", "indices"], {"pixels": batch})
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine", "dot"])
-def test_exported_graph_equals_query_on_real_photos(tmp_path, metric):
-    model = lk.create(REFERENCES, metric=metric, verbose=False)
-    path = model.export_onnx(tmp_path / "search.onnx", k=5)
-    distances, indices = _run(path, QUERIES, model._get_embedder().spec)
-    expected = model.query(QUERIES, k=5, verbose=False)
-    assert indices.shape == distances.shape == (len(QUERIES), 5) and indices.dtype == np.int64
+def _check_answers(model, path: Path, queries: list[str], k: int) -> None:
+    distances, indices = _run(path, queries, model._get_embedder().spec)
+    expected = model.query(queries, k=k, verbose=False)
+    assert indices.shape == distances.shape == (len(queries), k) and indices.dtype == np.int64
     np.testing.assert_array_equal(model.labels[indices.ravel()], expected["reference_label"].to_numpy())
     np.testing.assert_allclose(distances.ravel(), expected["distance"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("descriptor", [None, "plain"])  # None: the default, gem
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "dot"])
+def test_exported_graph_equals_query_on_real_photos(tmp_path, metric, descriptor):
+    model = lk.create(REFERENCES, metric=metric, descriptor=descriptor, verbose=False)
+    assert model._get_embedder().spec.descriptor == Descriptor.resolve(descriptor or DEFAULT_DESCRIPTOR)
+    _check_answers(model, model.export_onnx(tmp_path / "search.onnx", k=5), QUERIES, k=5)
+
+
+def test_mirror_image_and_two_scales_are_exported_as_embedded(tmp_path):
+    """GeM over the photo and its mirror image at 224 and 320 px, averaged, unit length: all in the exported graph."""
+    descriptor = {"pooling": "gem", "flip": True, "scales": [1.0, 1.43], "normalize": True}
+    model = lk.create(REFERENCES[:16], metric="cosine", descriptor=descriptor, verbose=False)
+    path = model.export_onnx(tmp_path / "search.onnx", k=4)
+    _check_answers(model, path, QUERIES[:6], k=4)
+    exported = onnx.load(str(path))
+    [pixels] = exported.graph.input
+    assert [d.dim_value for d in pixels.type.tensor_type.shape.dim[1:]] == [320, 320, 3]  # the largest scale
+    meta = {p.key: p.value for p in exported.metadata_props}
+    assert json.loads(meta["lookalike.descriptor"]) == model._get_embedder().spec.descriptor.to_dict()
 
 
 def test_a_reference_finds_itself_first(tmp_path):
@@ -58,6 +77,22 @@ def test_metadata_documents_labels_preprocessing_and_outputs(tmp_path):
     assert pixels.name == "pixels" and pixels.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [o.name for o in exported.graph.output] == ["distances", "indices"]
     assert "TopK" in {n.op_type for n in exported.graph.node}
+    assert json.loads(meta["lookalike.descriptor"]) == DESCRIPTORS[DEFAULT_DESCRIPTOR].to_dict()
+    # Only what the search needs: the trunk up to fire9, not the classifier head.
+    weights = {init.name for init in exported.graph.initializer}
+    assert "fire9/expand3x3/W" in weights and not any(name.startswith("conv10") for name in weights)
+
+
+def test_whitening_and_projections_are_refused(tmp_path):
+    """Whitening (fast, best) and learned projections are fitted outside the network's graph."""
+    for name in ("fast", "best"):
+        whitened = lk.create(REFERENCES[:4], descriptor=name, verbose=False)
+        with pytest.raises(ValueError, match='no whitening.*descriptor="gem"'):
+            whitened.export_onnx(tmp_path / "w.onnx")
+    projected = lk.create(REFERENCES[4:8], projection=whitened.projection, verbose=False)
+    with pytest.raises(ValueError, match="no learned projection.*projection whiten"):
+        projected.export_onnx(tmp_path / "p.onnx")
+    assert not any(tmp_path.iterdir())
 
 
 def test_bad_k_and_precomputed_models_are_refused(tmp_path):

@@ -18,7 +18,6 @@ import numpy as np
 import lookalike
 from lookalike.embed.frontend import PIXELS, with_pixel_input
 from lookalike.embed.model_files import atomic_write_bytes
-from lookalike.embed.registry import PLAIN
 
 DISTANCES = "distances"
 INDICES = "indices"
@@ -76,13 +75,34 @@ def _search_nodes(metric: str, embedding: str, references: np.ndarray, k: int) -
     return nodes, inits
 
 
+def _drop_unused(graph) -> None:
+    """Remove the nodes and weights no graph output depends on (the classifier head, the unpooled output)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    needed, stack = set(), [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            stack.extend(node.input)
+    kept = [node for node in graph.node if id(node) in needed]
+    used = {name for node in kept for name in node.input}
+    weights = [init for init in graph.initializer if init.name in used]
+    del graph.node[:], graph.initializer[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(weights)
+
+
 def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     """Write ``model`` as one ONNX file answering "which k references look most like this image?".
 
     Parameters
     ----------
     model : lookalike.ImageSimilarityModel
-        A model built from images (not from precomputed embeddings).
+        A model built from images (not from precomputed embeddings) whose
+        descriptor is computed inside the network's graph: ``"gem"`` (the
+        default), ``"plain"``, or options without ``whiten`` (GeM, mirror
+        image and several scales are exported as they are embedded). Whitened
+        descriptors (``"fast"``, ``"best"``) and learned projections are refused.
     path : path
         The ``.onnx`` file to write (atomically).
     k : int, default 5
@@ -92,7 +112,8 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     -------
     pathlib.Path
         ``path``. Input ``pixels``: uint8 (batch, H, W, 3) RGB, resized as the
-        ``lookalike.preprocessing`` metadata says. Outputs ``distances``
+        ``lookalike.preprocessing`` metadata says (H, W: the largest of the
+        descriptor's scales; the graph makes the smaller ones). Outputs ``distances``
         (float32, batch × k, the model's metric, nearest first) and
         ``indices`` (int64 positions into the ``lookalike.labels`` metadata).
 
@@ -108,15 +129,21 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     spec = model._get_embedder().spec
-    # The exported graph is the network's plain output: refuse rather than export embeddings unlike the references'.
-    if spec.descriptor != PLAIN or model.projection is not None:
+    # The graph computes what the embedder's graph computes: pooling, mirror image, scales, unit length. A
+    # whitening or LDA projection is fitted outside it: refuse rather than export embeddings unlike the references'.
+    if spec.descriptor.whiten or model.projection is not None:
         raise ValueError(
-            "ONNX export supports the plain descriptor without a learned projection only; this model uses "
-            f"descriptor {spec.descriptor.to_dict()} and projection "
-            f"{model.projection.kind if model.projection is not None else None}"
+            "ONNX export supports descriptors computed inside the network's graph (no whitening) and no learned "
+            f"projection; this model uses descriptor {spec.descriptor.to_dict()} and projection "
+            f"{model.projection.kind if model.projection is not None else None}: rebuild it with "
+            'descriptor="gem" (the default) or "plain" to export it'
         )
     k = min(k, len(model.labels))
-    graph_model = with_pixel_input(onnx.load(str(spec.onnx_file())), spec.input_name, spec.preprocessing)
+    network = onnx.load(str(spec.onnx_file()))
+    # The same construction as the embedder's session (lookalike.embed.extractor), so the vectors are the references'.
+    graph_model = with_pixel_input(
+        network, spec.input_name, spec.preprocessing, spec.descriptor, spec.feature_map, spec.output_name
+    )
     graph = graph_model.graph
     nodes, inits = _search_nodes(model.metric, spec.output_name, model.embeddings, k)
     graph.node.extend(nodes)
@@ -128,10 +155,12 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
             helper.make_tensor_value_info(INDICES, TensorProto.INT64, ["batch", k]),
         ]
     )
-    width, height = spec.preprocessing.size
+    _drop_unused(graph)
+    width, height = spec.pixel_size
     metadata = {
         "lookalike.version": lookalike.__version__,
         "lookalike.model": spec.name,
+        "lookalike.descriptor": json.dumps(spec.descriptor.to_dict()),
         "lookalike.metric": model.metric,
         "lookalike.k": str(k),
         "lookalike.labels": json.dumps(model.labels.tolist(), default=str),
