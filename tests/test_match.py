@@ -167,6 +167,23 @@ def test_cli_match_writes_pairs(models, set_b_with_edits, tmp_path, capsys):
     assert "threshold=" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("threshold", "k"), [(0.3, None), (None, 3), (0.25, 4)])
+def test_pairs_streamed_to_a_file_equal_the_table(models, tmp_path, monkeypatch, threshold, k):
+    import importlib
+
+    model_a, model_b = models
+    whole = lk.match(model_a, model_b, threshold=threshold, k=k)
+    monkeypatch.setattr(importlib.import_module("lookalike.match"), "BLOCK_A", 7)  # 40 photos: 6 blocks of A
+    blocked = lk.match(model_a, model_b, threshold=threshold, k=k)
+    pd.testing.assert_frame_equal(blocked, whole)
+    for suffix, read in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+        path = lk.match(model_a, model_b, threshold=threshold, k=k, path=tmp_path / f"pairs{suffix}")
+        assert path == tmp_path / f"pairs{suffix}" and not list(tmp_path.glob(".*partial"))
+        pd.testing.assert_frame_equal(read(path), whole, check_dtype=suffix == ".parquet")
+    with pytest.raises(ValueError, match=r"pairs\.txt must end in \.parquet or \.csv"):
+        lk.match(model_a, model_b, k=1, path=tmp_path / "pairs.txt")
+
+
 @pytest.mark.needs_shared
 def test_neardup_edits_match_their_originals(needs_shared):
     folders = sorted((needs_shared / "neardup").iterdir())[:40]

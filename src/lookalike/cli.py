@@ -17,10 +17,11 @@ import pandas as pd
 
 import lookalike as lk
 from lookalike import dedup, incremental
-from lookalike.graph import STREAM_SUFFIXES, count_edges
+from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
+from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 
 _USER_ERRORS = (ValueError, TypeError, OSError, ImportError, lk.ImageError)  # ImportError: a missing extra
 
@@ -32,18 +33,6 @@ def _print_table(table: pd.DataFrame, as_json: bool) -> None:
         print("(no results)")
     else:
         print(table.to_string(index=False))
-
-
-def _write_table(table: pd.DataFrame, path: Path) -> None:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        table.to_parquet(path, index=False)
-    elif suffix == ".csv":
-        table.to_csv(path, index=False)
-    elif suffix in (".json", ".jsonl"):
-        table.to_json(path, orient="records", lines=suffix == ".jsonl")
-    else:
-        raise ValueError(f"output {path} must end in .parquet, .csv, .json or .jsonl")
 
 
 def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarityModel | None:
@@ -143,6 +132,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    if args.output:
+        check_output(args.output, TABLE_SUFFIXES)
     model = lk.load_model(args.model)
     if args.output and args.output.suffix.lower() in STREAM_SUFFIXES:  # streamed block by block
         path = model.similarity_graph(
@@ -152,13 +143,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
             output_type="table",
             path=args.output,
         )
-        print(f"wrote {count_edges(path)} edges over {len(model.labels)} images to {path}")
+        print(f"wrote {count_rows(path)} edges over {len(model.labels)} images to {path}")
         return 0
     edges = model.similarity_graph(
         k=args.k, radius=args.radius, include_self_edges=args.include_self_edges, output_type="table"
     )
     if args.output:
-        _write_table(edges, args.output)
+        write_table(args.output, edges)
         print(f"wrote {len(edges)} edges over {len(model.labels)} images to {args.output}")
     else:
         _print_table(edges, args.json)
@@ -175,9 +166,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    pairs = lk.match(args.a, args.b, threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet)
     if args.output:
-        _write_table(pairs, args.output)
+        check_output(args.output, TABLE_SUFFIXES)  # before embedding anything
+    options = dict(threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet)
+    if args.output and args.output.suffix.lower() in STREAM_SUFFIXES:  # streamed block by block
+        path = lk.match(args.a, args.b, path=args.output, **options)
+        print(f"wrote {count_rows(path)} pairs to {path}")
+        return 0
+    pairs = lk.match(args.a, args.b, **options)
+    if args.output:
+        write_table(args.output, pairs)
         print(f"wrote {len(pairs)} pairs to {args.output}")
     else:
         _print_table(pairs, args.json)
@@ -188,7 +186,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     model, root = dedup.open_source(args.source, metric=args.metric, verbose=not args.quiet)
     duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k, verify=args.verify)
     if args.report:
-        _write_table(duplicates, args.report)
+        write_table(args.report, duplicates)
     if args.json:
         print(duplicates.to_json(orient="records"))
     else:
@@ -308,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_options(index)
     index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
     index.add_argument("--metric", default="euclidean", choices=METRICS)
-    index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument(
+        "--batch-size", type=int, default=BATCH_SIZE, help=f"images per inference call (default {BATCH_SIZE})"
+    )
     index.add_argument(
         "--method", default="auto", help="auto (default), brute_force, hnsw, ivf or a faiss factory string"
     )

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lookalike.results import label_type, write_blocks
+
 if TYPE_CHECKING:
     from lookalike.model import ImageSimilarityModel
 
 #: References whose neighbours are searched at once.
 BLOCK_QUERIES = 4096
-#: Files edges can be streamed to, by suffix.
-STREAM_SUFFIXES = (".parquet", ".csv")
 
 
 def drop_self(distances: np.ndarray, neighbours: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +87,8 @@ def edge_table(
 
 def edge_schema(labels: np.ndarray) -> pa.Schema:
     """The arrow schema of edge files; label columns take the labels' own type."""
-    label_type = pa.array(labels).type if len(labels) else pa.int64()
-    if pa.types.is_null(label_type):
-        label_type = pa.string()
-    return pa.schema(
-        [("__src_id", label_type), ("__dst_id", label_type), ("distance", pa.float64()), ("rank", pa.int64())]
-    )
+    label = label_type(labels)
+    return pa.schema([("__src_id", label), ("__dst_id", label), ("distance", pa.float64()), ("rank", pa.int64())])
 
 
 def write_edges(
@@ -106,46 +101,12 @@ def write_edges(
 ) -> int:
     """Stream the similarity graph's edges to ``path`` (``.parquet`` or ``.csv``), atomically; the edge count.
 
-    One block of edges is in memory at a time. The file appears only when
-    complete (written beside it, then renamed), so an interrupted run never
-    leaves a truncated file that looks whole.
+    One block of edges is in memory at a time (see :mod:`lookalike.results`).
 
     Examples
     --------
     >>> write_edges(model, "edges.parquet", k=5)  # doctest: +SKIP
     400
     """
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in STREAM_SUFFIXES:
-        raise ValueError(f"path {path} must end in {' or '.join(STREAM_SUFFIXES)} to stream edges")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder of the edges file does not exist: {path.parent}")
-    schema = edge_schema(model.labels)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    count = 0
-    try:
-        writer = pq.ParquetWriter(partial, schema) if suffix == ".parquet" else pcsv.CSVWriter(partial, schema)
-        with writer:
-            for edges in edge_blocks(model, k, radius, include_self_edges, block_size):
-                writer.write_table(pa.Table.from_pandas(edges, schema=schema, preserve_index=False))
-                count += len(edges)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return count
-
-
-def count_edges(path: str | os.PathLike) -> int:
-    """Rows of an edges file written by :func:`write_edges`, read from parquet metadata or streamed from CSV."""
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        return pq.read_metadata(path).num_rows
-    with pcsv.open_csv(path) as reader:
-        return sum(batch.num_rows for batch in reader)
+    blocks = edge_blocks(model, k, radius, include_self_edges, block_size)
+    return write_blocks(path, blocks, edge_schema(model.labels))

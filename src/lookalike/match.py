@@ -19,12 +19,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from lookalike import storage
+from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import ModelSpec
 from lookalike.index import ExactIndex, check_metric
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
 from lookalike.model import ImageSimilarityModel, _spec_for_record, create, load_model
+from lookalike.results import check_output, label_type, write_blocks
 
 __all__ = ["match"]
 
@@ -45,9 +48,10 @@ def match(
     model: str | os.PathLike | ModelSpec | None = "auto",
     label_a: str | None = None,
     label_b: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     verbose: bool = True,
-) -> pd.DataFrame:
+    path: str | os.PathLike | None = None,
+) -> pd.DataFrame | Path:
     """Pairs (a, b) of images from two sets that look alike: all pairs within ``threshold`` and/or b's ``k`` nearest per a.
 
     Parameters
@@ -74,15 +78,20 @@ def match(
     label_a, label_b : str, optional
         Column naming the images of a DataFrame/table input (as ``create``'s
         ``label``); row numbers when None.
-    batch_size : int, default 64
+    batch_size : int, default 16
     verbose : bool, default True
         Progress bars while embedding.
+    path : str or path, optional
+        A ``.parquet`` or ``.csv`` file to stream the pairs to, one block of
+        A at a time, instead of returning them: the pairs are never all in
+        memory, and the file appears only when complete.
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or pathlib.Path
         ``a_label, b_label, distance`` (float64), ordered by a, then distance,
-        then b; plus ``a_path, b_path`` when the sets are image files.
+        then b; plus ``a_path, b_path`` when the sets are image files. With
+        ``path``, that table is in the file and its path is returned.
 
     Raises
     ------
@@ -99,26 +108,68 @@ def match(
     """
     check_metric(metric)
     threshold, k = _check_limits(threshold, k, metric)
+    if path is not None:
+        path = check_output(path)  # before any embedding
     model_a, model_b = _as_models(a, b, model, metric, (label_a, label_b), batch_size, verbose)
     _check_comparable(model_a, model_b)
+    blocks = _pair_blocks(model_a, model_b, threshold, k, metric, BLOCK_A)
+    if path is not None:
+        write_blocks(path, blocks, _pair_schema(model_a, model_b))
+        return path
+    return pd.concat(blocks, ignore_index=True)
+
+
+def _pair_blocks(
+    model_a: ImageSimilarityModel,
+    model_b: ImageSimilarityModel,
+    threshold: float | None,
+    k: int | None,
+    metric: str,
+    block_a: int,
+) -> Iterator[pd.DataFrame]:
+    """The pairs table, one block of A at a time, already in the final order (a, then distance, then b)."""
     if k is not None:
         # b's own index (approximate or exact) when it measures the same metric; exact search otherwise.
         index = model_b._index if model_b.metric == metric else ExactIndex(model_b.embeddings, metric)
-        distances, positions = index.search(model_a.embeddings, k)
-        rows = np.repeat(np.arange(len(positions)), positions.shape[1])
-        a_pos, b_pos, dist = rows, positions.ravel(), distances.ravel()
-        if threshold is not None:
-            close = dist <= threshold
-            a_pos, b_pos, dist = a_pos[close], b_pos[close], dist[close]
-    else:
-        a_pos, b_pos, dist = _concat(pairs_within(model_a.embeddings, model_b.embeddings, metric, threshold))
-        order = np.lexsort((b_pos, dist, a_pos))
-        a_pos, b_pos, dist = a_pos[order], b_pos[order], dist[order]
+    for a0 in range(0, len(model_a.labels), block_a):
+        queries = model_a.embeddings[a0 : a0 + block_a]
+        if k is not None:
+            distances, positions = index.search(queries, k)
+            a_pos = np.repeat(np.arange(a0, a0 + len(positions)), positions.shape[1])
+            b_pos, dist = positions.ravel(), distances.ravel()
+            if threshold is not None:
+                close = dist <= threshold
+                a_pos, b_pos, dist = a_pos[close], b_pos[close], dist[close]
+        else:
+            a_pos, b_pos, dist = _concat(pairs_within(queries, model_b.embeddings, metric, threshold, block_a))
+            order = np.lexsort((b_pos, dist, a_pos))
+            a_pos, b_pos, dist = a_pos[order] + a0, b_pos[order], dist[order]
+        yield _pair_table(model_a, model_b, a_pos, b_pos, dist)
+
+
+def _pair_table(
+    model_a: ImageSimilarityModel, model_b: ImageSimilarityModel, a_pos: np.ndarray, b_pos: np.ndarray, dist: np.ndarray
+) -> pd.DataFrame:
     table = pd.DataFrame({"a_label": model_a.labels[a_pos], "b_label": model_b.labels[b_pos], "distance": dist})
     for name, m, pos in (("a_path", model_a, a_pos), ("b_path", model_b, b_pos)):
-        if m.feature in m.references.columns:
-            table[name] = m.references[m.feature].to_numpy()[pos]
+        if _has_paths(m):
+            table[name] = m.references[m.feature].take(pos).reset_index(drop=True)  # its dtype, even when empty
     return table
+
+
+def _has_paths(model: ImageSimilarityModel) -> bool:
+    return model.feature in model.references.columns
+
+
+def _pair_schema(model_a: ImageSimilarityModel, model_b: ImageSimilarityModel) -> pa.Schema:
+    """The arrow schema of a streamed pairs file (every block has the same columns and types)."""
+    fields = [
+        ("a_label", label_type(model_a.labels)),
+        ("b_label", label_type(model_b.labels)),
+        ("distance", pa.float64()),
+    ]
+    fields += [(name, pa.string()) for name, m in (("a_path", model_a), ("b_path", model_b)) if _has_paths(m)]
+    return pa.schema(fields)
 
 
 def pairs_within(

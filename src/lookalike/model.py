@@ -19,7 +19,7 @@ import pandas as pd
 from lookalike import dedup, incremental, storage
 from lookalike import graph as graph_edges
 from lookalike.embed.batch import Embedded, embed_sources
-from lookalike.embed.extractor import Embedder
+from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, IndexFileError, build_index, check_metric, describe_index, read_index
 from lookalike.index.factory import check_method, index_files, requested_method
@@ -87,7 +87,7 @@ class ImageSimilarityModel:
         failures: pd.DataFrame | None = None,
         label: str | None = None,
         feature: str | None = None,
-        batch_size: int = 64,
+        batch_size: int = BATCH_SIZE,
         spec_record: dict | None = None,
         training_time: float = 0.0,
         projection: Projection | None = None,
@@ -579,7 +579,7 @@ def create(
     feature: str | None = None,
     model: str | os.PathLike | ModelSpec | None = "squeezenet_v1.1",
     metric: str = "euclidean",
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     verbose: bool = True,
     preprocessing: dict | Preprocessing | None = None,
     cache: bool = True,
@@ -612,7 +612,7 @@ def create(
         A registered network (see :func:`lookalike.available_models`), a local
         ``.onnx`` file (with ``preprocessing=``), or None for precomputed embeddings.
     metric : {"euclidean", "cosine", "dot"}, default "euclidean"
-    batch_size : int, default 64
+    batch_size : int, default 16
         Images per inference batch.
     verbose : bool, default True
         Show a progress bar while embedding.
@@ -810,7 +810,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         failures=failures,
         label=manifest.get("label_column"),
         feature=manifest.get("feature_column"),
-        batch_size=int(manifest.get("batch_size", 64)),
+        batch_size=int(manifest.get("batch_size", BATCH_SIZE)),
         spec_record=manifest.get("embedding_model"),
         training_time=float(manifest.get("training_time", 0.0)),
     )

@@ -22,6 +22,7 @@ from lookalike.distributed.actor import EmbedActor
 from lookalike.distributed.inputs import filesystem, job_key
 from lookalike.distributed.shards import read_shards, to_embedded
 from lookalike.embed.batch import Embedded
+from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import ModelSpec
 from lookalike.ingest.decode import describe
 from lookalike.ingest.download import DownloadSettings
@@ -45,7 +46,7 @@ def _import_ray():
 def embed_on_ray(
     spec: ModelSpec,
     sources: Sequence[Any],
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     verbose: bool = True,
     cache: bool = True,
     download: DownloadSettings | dict | None = None,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from lookalike.config import cache_dir
 from lookalike.embed.cache import EmbeddingCache
-from lookalike.embed.extractor import Embedder
+from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.ingest.download import DownloadSettings, localize
 
 HEADER_COLUMNS = ["width", "height", "format"]
@@ -37,7 +37,7 @@ class Embedded:
 def embed_sources(
     embedder: Embedder,
     sources: Sequence[Any],
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     verbose: bool = True,
     cache: bool = True,
     download: DownloadSettings | dict | None = None,

@@ -34,15 +34,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.config import cache_dir
 from lookalike.ingest.decode import ImageError, probe
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: it costs ~0.1 s at startup, and most runs download nothing
 
 #: Schemes lookalike downloads; any other ``scheme://`` value is refused with a reason.
 URL_SCHEMES = ("http", "https")
@@ -257,6 +259,8 @@ async def _fetch_once(
 
 def _transport_reason(exc: Exception, settings: DownloadSettings) -> tuple[str, bool]:
     """(reason, worth retrying) for an exception raised while fetching."""
+    import httpx
+
     if isinstance(exc, httpx.ConnectTimeout):
         return f"timeout (no connection within {settings.connect_timeout:g} s)", True
     if isinstance(exc, httpx.PoolTimeout):
@@ -305,6 +309,8 @@ async def _fetch(client: httpx.AsyncClient, url: str, settings: DownloadSettings
 async def _fetch_all(
     urls: Sequence[str], settings: DownloadSettings, cache: DownloadCache, done: Callable[[Download], None]
 ) -> list[Download]:
+    import httpx
+
     results: list[Download | None] = [None] * len(urls)
     queue = iter(enumerate(urls))  # shared by the workers: one event loop thread, so no lock is needed
     client = httpx.AsyncClient(

@@ -1,0 +1,94 @@
+"""Result tables on disk (similarity graphs, matched pairs): streamed block by block, written atomically.
+
+A file appears only when complete (written beside it, then renamed), so an
+interrupted run never leaves a truncated file that looks whole; parquet and
+CSV are written one block at a time, so a result larger than memory is fine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+#: Files results can be streamed to, by suffix.
+STREAM_SUFFIXES = (".parquet", ".csv")
+#: Files results can be written to at all (JSON is written whole).
+TABLE_SUFFIXES = (*STREAM_SUFFIXES, ".json", ".jsonl")
+
+
+def label_type(labels: np.ndarray) -> pa.DataType:
+    """The arrow type of a column of labels (row numbers, strings...); string for an empty or all-null column."""
+    found = pa.array(labels).type if len(labels) else pa.int64()
+    return pa.string() if pa.types.is_null(found) else found
+
+
+def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] = STREAM_SUFFIXES) -> Path:
+    """``path`` as a Path, if results can be written there (a known suffix, an existing folder)."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        listed = ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
+        raise ValueError(f"output {path} must end in {listed}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder of the output file does not exist: {path.parent}")
+    return path
+
+
+def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema: pa.Schema) -> int:
+    """Stream ``blocks`` (DataFrames with ``schema``'s columns) to ``path`` (.parquet or .csv); the row count.
+
+    Examples
+    --------
+    >>> blocks = (pd.DataFrame({"x": [i, i + 1]}) for i in (0, 2))
+    >>> write_blocks("rows.parquet", blocks, pa.schema([("x", pa.int64())]))  # doctest: +SKIP
+    4
+    """
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path = check_output(path, STREAM_SUFFIXES)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    count = 0
+    try:
+        writer = (
+            pq.ParquetWriter(partial, schema) if path.suffix.lower() == ".parquet" else pcsv.CSVWriter(partial, schema)
+        )
+        with writer:
+            for block in blocks:
+                writer.write_table(pa.Table.from_pandas(block, schema=schema, preserve_index=False))
+                count += len(block)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write one DataFrame to ``path`` (.parquet, .csv, .json or .jsonl, by suffix), atomically."""
+    path = check_output(path, TABLE_SUFFIXES)
+    suffix = path.suffix.lower()
+    if suffix in STREAM_SUFFIXES:
+        write_blocks(path, [table], pa.Schema.from_pandas(table, preserve_index=False))
+        return
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        table.to_json(partial, orient="records", lines=suffix == ".jsonl")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Rows of a .parquet (from its metadata) or .csv file (streamed)."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return pq.read_metadata(path).num_rows
+    with pcsv.open_csv(path) as reader:
+        return sum(batch.num_rows for batch in reader)
