@@ -57,7 +57,7 @@ def _as_onnx(function) -> onnx.ModelProto:
         return var.name
 
     simple = {"relu": "Relu", "sqrt": "Sqrt", "identity": "Identity", "add": "Add", "sub": "Sub"}
-    simple |= {"mul": "Mul", "real_div": "Div", "maximum": "Max", "matmul": "MatMul"}
+    simple |= {"mul": "Mul", "real_div": "Div", "maximum": "Max", "matmul": "MatMul", "pow": "Pow"}
     for op in function.operations:
         kind, args, out = op.op_type, op.inputs, [v.name for v in op.outputs]
         value = {
@@ -129,7 +129,8 @@ def _run_saved(path: Path, photos: list[str], spec) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def references_model():
-    return lk.create(REFERENCES, verbose=False)
+    """The gem descriptor (GeM pooling, unit length), euclidean."""
+    return lk.create(REFERENCES, descriptor="gem", verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,30 @@ def test_saved_program_answers_as_query_on_real_photos(references_model, package
 def test_other_metrics_answer_as_query(tmp_path, metric):
     model = lk.create(REFERENCES, metric=metric, verbose=False)
     _check_answers(model, model.export_coreml(tmp_path / "Search.mlpackage", k=5), k=5)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_plain_descriptor_answers_as_query(tmp_path, metric):
+    """Average pooling, no unit length: Turi's embedding, still exportable."""
+    model = lk.create(REFERENCES, metric=metric, descriptor="plain", verbose=False)
+    path = model.export_coreml(tmp_path / "Search.mlpackage", k=5)
+    _check_answers(model, path, k=5)
+    _, function = _saved_program(path)
+    assert "pow" not in {op.op_type for op in function.operations}
+
+
+def test_gem_pooling_is_in_the_program(references_model, package):
+    """Clamp at 1e-6, cube, spatial mean, cube root, unit length: the descriptor the references were embedded with."""
+    _, function = _saved_program(package)
+    ops = [op for op in function.operations if op.op_type != "const"]
+    pows = [op for op in ops if op.op_type == "pow"]
+    assert [float(op.inputs["y"].val) for op in pows] == pytest.approx([3.0, 1.0 / 3.0])
+    clamp = next(op for op in ops if op.op_type == "maximum")
+    assert clamp.inputs["x"].op.op_type == "concat" and float(clamp.inputs["y"].val) == pytest.approx(1e-6)
+    meta = dict(ct.utils.load_spec(str(package)).description.metadata.userDefined)
+    assert json.loads(meta["lookalike.descriptor"]) == references_model._get_embedder().spec.descriptor.to_dict()
+    embedding = _run_saved(package, QUERIES[:3], references_model._get_embedder().spec)["embedding"]
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-5)
 
 
 def test_spec_takes_a_bgr_image_and_documents_labels(references_model, package):
@@ -204,8 +229,11 @@ def test_clear_errors(tmp_path, references_model):
     with pytest.raises(ValueError, match="k must be a positive integer"):
         references_model.export_coreml(tmp_path / "s.mlpackage", k=0)
     flipped = lk.create(REFERENCES[:4], descriptor="best", verbose=False)
-    with pytest.raises(ValueError, match="plain descriptor only.*export_onnx"):
+    with pytest.raises(ValueError, match="no mirror image.*descriptor='gem'.*export_onnx"):
         flipped.export_coreml(tmp_path / "s.mlpackage")
+    projected = lk.create(REFERENCES[4:8], projection=flipped.projection, verbose=False)  # gem + a whitening
+    with pytest.raises(ValueError, match="learned projection.*projection whiten"):
+        projected.export_coreml(tmp_path / "s.mlpackage")
     precomputed = lk.create(np.eye(3, dtype=np.float32), model=None, verbose=False)
     with pytest.raises(ValueError, match="precomputed embeddings"):
         precomputed.export_coreml(tmp_path / "s.mlpackage")

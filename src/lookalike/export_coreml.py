@@ -6,7 +6,9 @@ the same layer list as the ONNX build (:func:`lookalike.embed.squeezenet.trunk`,
 :func:`~lookalike.embed.squeezenet.conv_params`). The caffe preprocessing
 (BGR, mean subtraction) is the Core ML ``ImageType``'s own bias, so an iOS
 app hands it a ``CVPixelBuffer`` (e.g. from Vision, scaled to 224 x 224)
-and nothing else. The reference embeddings are constants in the program,
+and nothing else. The descriptor is built as the ONNX graph builds it
+(:mod:`lookalike.embed.frontend`): average or GeM pooling of fire9, then unit
+length when it asks for it. The reference embeddings are constants in the program,
 followed by the model's distance and a ``topk``, as in
 :mod:`lookalike.export`. Core ML models only run on Apple platforms; this
 module only needs coremltools to *write* one (it works on Linux).
@@ -24,7 +26,7 @@ import numpy as np
 
 import lookalike
 from lookalike.embed import squeezenet
-from lookalike.embed.registry import PLAIN
+from lookalike.embed.frontend import GEM_EPS
 
 IMAGE = "image"
 EMBEDDING = "embedding"
@@ -51,7 +53,7 @@ def _image_bias(spec) -> tuple[float, list[float]]:
 
 
 def _trunk(mb, image, weights: dict[str, list[np.ndarray]]):
-    """MIL ops of SqueezeNet up to the 512-d average pool of fire9 (the ONNX graph's ``embedding``)."""
+    """MIL ops of SqueezeNet up to fire9's feature map (batch, 512, 13, 13), the ONNX graph's ``feature_map``."""
 
     def conv(x, layer: str, stride: int = 1):
         w, b = squeezenet.conv_params(weights, layer)
@@ -74,7 +76,37 @@ def _trunk(mb, image, weights: dict[str, list[np.ndarray]]):
             squeeze = conv(x, f"{name}/squeeze1x1")
             e1, e3 = conv(squeeze, f"{name}/expand1x1"), conv(squeeze, f"{name}/expand3x3")
             x = mb.concat(values=[e1, e3], axis=1, name=f"{name}/concat")
-    return mb.reduce_mean(x=x, axes=[2, 3], keep_dims=False, name=EMBEDDING)
+    return x
+
+
+def _descriptor(mb, feature_map, descriptor):
+    """MIL ops pooling the feature map into the (batch, 512) ``embedding``, as lookalike.embed.frontend does."""
+    if descriptor.pooling == "avg":
+        pooled = mb.reduce_mean(x=feature_map, axes=[2, 3], keep_dims=False, name="descriptor/pooled")
+    else:  # GeM: (mean(max(x, eps) ** p)) ** (1 / p) over the spatial axes
+        clipped = mb.maximum(x=feature_map, y=np.float32(GEM_EPS), name="descriptor/clipped")
+        powered = mb.pow(x=clipped, y=np.float32(descriptor.gem_p), name="descriptor/powered")
+        mean = mb.reduce_mean(x=powered, axes=[2, 3], keep_dims=False, name="descriptor/mean")
+        pooled = mb.pow(x=mean, y=np.float32(1.0 / descriptor.gem_p), name="descriptor/pooled")
+    if descriptor.normalize:  # ONNX LpNormalization(p=2): x / |x|; the floor only guards an all-zero vector
+        norm = mb.sqrt(x=mb.reduce_sum(x=mb.mul(x=pooled, y=pooled), axes=[1], keep_dims=True))
+        pooled = mb.real_div(x=pooled, y=mb.maximum(x=norm, y=np.float32(1e-12)), name="descriptor/normalized")
+    return mb.identity(x=pooled, name=EMBEDDING)
+
+
+def _check_exportable(model, spec) -> None:
+    """Refuse what the program cannot compute as the references were computed, saying what to do instead."""
+    d = spec.descriptor
+    if spec.name == SUPPORTED and not (d.flip or d.scales != (1.0,) or d.whiten) and model.projection is None:
+        return
+    projection = model.projection.kind if model.projection is not None else None
+    raise ValueError(
+        f"Core ML export is built for {SUPPORTED!r} with average or GeM pooling (the 'plain' and 'gem' "
+        "descriptors, optionally unit length) and no mirror image, scales, whitening or learned projection; this "
+        f"model uses {spec.name!r} with descriptor {d.to_dict()} and projection {projection}. Rebuild it with "
+        "descriptor='gem' (the default) or 'plain' to export it, or use model.export_onnx "
+        "(which also exports the mirror image and scales)"
+    )
 
 
 def _search(mb, embedding, metric: str, references: np.ndarray, k: int):
@@ -121,8 +153,11 @@ def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
     Parameters
     ----------
     model : lookalike.ImageSimilarityModel
-        A model built from images with ``squeezenet_v1.1`` and the plain
-        descriptor (the only network whose weights lookalike holds).
+        A model built from images with ``squeezenet_v1.1`` (the only network
+        whose weights lookalike holds) and the ``"gem"`` (default) or
+        ``"plain"`` descriptor: average or GeM pooling, unit length or not.
+        Mirror image, several scales, whitening and learned projections are
+        refused (:meth:`export_onnx` exports the first two).
     path : path
         The ``.mlpackage`` folder to write (replaced if it exists).
     k : int, default 5
@@ -154,11 +189,7 @@ def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
     if path.suffix != ".mlpackage":
         raise ValueError(f"Core ML programs are saved as a .mlpackage folder, got {str(path)!r}")
     spec = model._get_embedder().spec
-    if spec.name != SUPPORTED or spec.descriptor != PLAIN:
-        raise ValueError(
-            f"Core ML export is built for {SUPPORTED!r} with the plain descriptor only; this model uses "
-            f"{spec.name!r} with descriptor {spec.descriptor.to_dict()}: use model.export_onnx instead"
-        )
+    _check_exportable(model, spec)
     k = min(k, len(model.labels))
     width, height = spec.preprocessing.size
     weights = squeezenet.load_weights()
@@ -166,7 +197,7 @@ def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, height, width))], opset_version=ct.target.iOS15)
     def program(image):
-        embedding = _trunk(mb, image, weights)
+        embedding = _descriptor(mb, _trunk(mb, image, weights), spec.descriptor)
         distances, indices = _search(mb, embedding, model.metric, references, k)
         return embedding, mb.identity(x=distances, name=DISTANCES), mb.identity(x=indices, name=INDICES)
 
@@ -194,6 +225,7 @@ def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
             "lookalike.k": str(k),
             "lookalike.labels": json.dumps(model.labels.tolist(), default=str),
             "lookalike.preprocessing": json.dumps(spec.preprocessing.to_dict()),
+            "lookalike.descriptor": json.dumps(spec.descriptor.to_dict()),
         }
     )
     _save_package(mlmodel, path)

@@ -21,6 +21,9 @@ import numpy as np
 from lookalike.embed.registry import Descriptor, Preprocessing
 
 PIXELS = "pixels"
+#: GeM clamps the feature map to at least this before the power, as Radenovic et al. do: a fractional
+#: power of a negative value is NaN. The Core ML export (lookalike.export_coreml) uses the same value.
+GEM_EPS = 1e-6
 
 
 def with_pixel_input(
@@ -147,7 +150,7 @@ def _add_descriptor(model, input_name: str, descriptor: Descriptor, feature_map:
     top = max(descriptor.scales)
     constants: dict[str, np.ndarray] = {}  # only those used: ONNX Runtime warns about the others
     if descriptor.pooling == "gem":
-        constants["descriptor/eps"] = np.array(1e-6, np.float32)
+        constants["descriptor/eps"] = np.array(GEM_EPS, np.float32)
         constants["descriptor/p"] = np.array(descriptor.gem_p, np.float32)
         constants["descriptor/inv_p"] = np.array(1.0 / descriptor.gem_p, np.float32)
     if descriptor.flip:
