@@ -129,8 +129,8 @@ def _run_saved(path: Path, photos: list[str], spec) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def references_model():
-    """The gem descriptor (GeM pooling, unit length), euclidean."""
-    return lk.create(REFERENCES, descriptor="gem", verbose=False)
+    """The default model: the gem descriptor (GeM pooling, unit length), euclidean."""
+    return lk.create(REFERENCES, verbose=False)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,8 @@ def test_lda_separates_classes_better_than_the_raw_features(sample_model, sample
     """Learn LDA from 5 of the 8 photos of each vendored class; the 3 others are better separated."""
     position = pd.Series(sample_classes).groupby(sample_classes).cumcount().to_numpy()
     train, held_out = position < 5, position >= 5
-    x = np.asarray(sample_model.features)
+    # Plain features, as measured below (the default gem features start higher: mAP 0.344 raw).
+    x = np.asarray(lk.create(SAMPLES, descriptor="plain", verbose=False).features)
     lda = fit_lda(x[train], sample_classes[train], shrinkage=0.5)
     assert lda.dim == 9  # classes - 1
 
@@ -105,10 +106,11 @@ def test_save_load_keeps_the_projection_without_pickle(lda_model, tmp_path):
         lk.load_model(tmp_path / "m")
 
 
-def test_whitening_is_refitted_on_the_references(sample_model, tmp_path):
-    model = lk.create(SAMPLES, descriptor={"whiten": True}, verbose=False)
+def test_whitening_is_refitted_on_the_references(tmp_path):
+    model = lk.create(SAMPLES, descriptor={"whiten": True}, verbose=False)  # average pooling + whitening
     assert model.projection.kind == "whiten" and model.dim == 512
-    np.testing.assert_allclose(model.features, sample_model.embeddings, atol=1e-5)
+    plain = lk.create(SAMPLES, descriptor="plain", verbose=False)
+    np.testing.assert_allclose(model.features, plain.embeddings, atol=1e-5)
     expected = fit_whitening(model.features)
     np.testing.assert_allclose(model.projection.matrix, expected.matrix, rtol=1e-4, atol=1e-6)
     # The refit hook (for add/remove): drop half the references, refit, and the index follows.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from networkx.utils import UnionFind
+from lookalike.embed.registry import Descriptor, descriptor_name
 
 from lookalike.graph import neighbour_blocks
 from lookalike.index.metrics import exact_distances
@@ -40,25 +41,62 @@ __all__ = [
 
 POLICIES = ("resolution", "size", "oldest")
 
-#: Default thresholds by (network, metric), measured on ../shared/data/neardup by
-#: benchmarks/dedup_threshold.py: the largest distance at which >= 99% of the pairs
-#: it links are true near-duplicates (see docs/dedup.md for precision and recall).
+#: Default thresholds by (network, descriptor preset, metric), measured on ../shared/data/neardup by
+#: benchmarks/dedup_threshold.py --descriptor NAME: the largest distance at which >= 99% of the pairs
+#: it links are true near-duplicates (see docs/dedup.md for precision and recall). Distances depend on the
+#: descriptor (gem vectors have unit length, plain ones do not), so each preset has its own.
 #: Neardup's hard edits (crops, rotations, overlays) are mostly beyond these distances; re-saved, resized
-#: and slightly cropped copies are within them (99-100% cosine, 92-97% euclidean).
-DEFAULT_THRESHOLDS: dict[tuple[str, str], float] = {
-    ("squeezenet_v1.1", "cosine"): 0.12,
-    ("squeezenet_v1.1", "euclidean"): 31.0,
+#: and slightly cropped copies are within them.
+DEFAULT_THRESHOLDS: dict[tuple[str, str, str], float] = {
+    ("squeezenet_v1.1", "plain", "cosine"): 0.12,
+    ("squeezenet_v1.1", "plain", "euclidean"): 31.0,
+    ("squeezenet_v1.1", "gem", "cosine"): 0.16,
+    ("squeezenet_v1.1", "gem", "euclidean"): 0.56,
 }
+
+def _descriptor_of(model: ImageSimilarityModel) -> str | None:
+    """The preset name of the model's descriptor, None for other settings or precomputed embeddings."""
+    if model._spec is not None:
+        return descriptor_name(model._spec.descriptor)
+    if model._spec_record is None:
+        return None
+    # A manifest written before descriptors existed has none: its vectors are the plain ones.
+    return descriptor_name(Descriptor.resolve(model._spec_record.get("descriptor") or "plain"))
+
 
 
 def default_threshold(model: ImageSimilarityModel) -> float:
-    """The measured default threshold for the model's network and metric, or a clear error."""
-    key = (model.model_name, model.metric)
-    if key not in DEFAULT_THRESHOLDS:
-        known = ", ".join(f"{n} + {m}" for n, m in DEFAULT_THRESHOLDS)
+    """The measured default threshold for the model's network, descriptor and metric, or a clear error.
+
+    Parameters
+    ----------
+    model : ImageSimilarityModel
+
+    Returns
+    -------
+    float
+        A distance in the model's metric (see :data:`DEFAULT_THRESHOLDS`).
+
+    Raises
+    ------
+    ValueError
+        When nothing was measured for this combination: other networks, the
+        ``dot`` metric, whitened (``fast``, ``best``) or custom descriptors,
+        learned projections, precomputed embeddings.
+    """
+    descriptor = _descriptor_of(model)
+    key = (model.model_name, descriptor, model.metric)
+    if key not in DEFAULT_THRESHOLDS or model.projection is not None:
+        known = ", ".join(f"{n} + {d} + {m}" for n, d, m in DEFAULT_THRESHOLDS)
+        if model.model_name is None:
+            what = "precomputed embeddings"
+        elif model.projection is not None and descriptor is not None:  # e.g. an LDA on top of a measured preset
+            what = f"{model.model_name} with the {descriptor} descriptor and a {model.projection.kind} projection"
+        else:
+            what = f"{model.model_name} with the {descriptor or 'custom'} descriptor"
         raise ValueError(
-            f"no default dedup threshold for {model.model_name or 'precomputed embeddings'} with the "
-            f"{model.metric} metric (measured for: {known}): pass threshold="
+            f"no default dedup threshold for {what} and the {model.metric} metric "
+            f"(measured for: {known}): pass threshold="
         )
     return DEFAULT_THRESHOLDS[key]
 
@@ -78,7 +116,7 @@ def find_duplicates(
     threshold : float, optional
         Largest distance (in the model's metric) between two linked images;
         images linked by a chain of such links form a group. Default: the
-        value measured for the model's network and metric (see
+        value measured for the model's network, descriptor and metric (see
         ``DEFAULT_THRESHOLDS`` and docs/dedup.md).
     keep : {"resolution", "size", "oldest"}, default "resolution"
         Which image of a group to keep: the most pixels (width x height;

@@ -563,6 +563,7 @@ def _spec_for_record(record: dict) -> ModelSpec:
             spec = get_spec(name)
         except ValueError:
             raise ValueError(f"this model was built with {name!r}, which this lookalike does not know") from None
+    # Manifests written before descriptors existed hold none: their embeddings are the plain ones, whatever the default.
     spec = spec.with_descriptor(record.get("descriptor") or "plain")
     if spec.fingerprint != record.get("fingerprint"):
         raise ValueError(
@@ -608,9 +609,11 @@ def create(
         column); row numbers when None. Failures then carry an ``id`` column.
     feature : str, optional
         The image column; found automatically when only one column holds images.
-    model : str, path or None, default "squeezenet_v1.1"
+    model : str, path, ModelSpec or None, default "squeezenet_v1.1"
         A registered network (see :func:`lookalike.available_models`), a local
         ``.onnx`` file (with ``preprocessing=``), or None for precomputed embeddings.
+        A :class:`~lookalike.embed.registry.ModelSpec` is used with its own
+        descriptor unless ``descriptor`` is given.
     metric : {"euclidean", "cosine", "dot"}, default "euclidean"
     batch_size : int, default 16
         Images per inference batch.
@@ -638,12 +641,16 @@ def create(
         Where the Ray engine writes its shards (a re-run after a crash resumes
         from them); shared storage on a multi-node cluster. Default: a folder
         under ``config.cache_dir()`` named after the job.
-    descriptor : {"plain", "fast", "best"}, dict or Descriptor, optional
+    descriptor : {"gem", "plain", "fast", "best"}, dict or Descriptor, optional
         How the network's feature map becomes the indexed vector: GeM
         pooling, mirror-image and multi-scale averaging, unit length,
         PCA-whitening fitted on the references (see ``docs/quality.md``).
-        Default: ``"plain"`` for images; with ``model=None`` only ``whiten``
-        applies, and nothing unless asked.
+        Default: ``"gem"`` (GeM pooling, unit length: better than the
+        average pool on every measured set, at the same speed) for networks
+        that expose their last feature map (``squeezenet_v1.1``), ``"plain"``
+        (the network's output) for the others; ``"plain"`` gives Turi's
+        embedding. With ``model=None`` only ``whiten`` applies, and nothing
+        unless asked.
     train_label : str, optional
         A column of class labels: learn a linear discriminant projection
         (LDA) from them on top of the network, apply it to the references
@@ -675,7 +682,12 @@ def create(
     check_method(method)
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    spec = get_spec(model, preprocessing).with_descriptor(descriptor) if model is not None else None
+    if model is None:
+        spec = None
+    elif isinstance(model, ModelSpec) and descriptor is None:
+        spec = model  # a spec carries its descriptor (lk.match embeds a folder as a saved model's spec says)
+    else:
+        spec = get_spec(model, preprocessing).with_descriptor(descriptor)
     wanted = Descriptor.resolve(descriptor or {})  # model=None: nothing unless asked
     if spec is None and wanted.in_graph is not None:
         raise ValueError("model=None indexes precomputed embeddings: of descriptor options only whiten applies")

@@ -151,8 +151,29 @@ DESCRIPTORS = {
     "fast": Descriptor(pooling="gem", normalize=True, whiten=True),
     "best": Descriptor(pooling="gem", flip=True, scales=(1.0, 1.43), normalize=True, whiten=True),
 }
-#: Stays "plain" until the dedup thresholds (calibrated on plain distances) are measured per descriptor.
-DEFAULT_DESCRIPTOR = "plain"
+#: "gem", measured better than "plain" on near-duplicates (neardup N-S 2.42 vs 1.98 euclidean / 2.18 cosine)
+#: and on classes (clothing mAP 0.383 vs 0.304 / 0.353) at the same speed: see docs/quality.md. Saved
+#: models keep the descriptor they were built with (manifests without one are plain).
+DEFAULT_DESCRIPTOR = "gem"
+
+
+def descriptor_name(descriptor: Descriptor) -> str | None:
+    """The preset name (a key of :data:`DESCRIPTORS`) computing ``descriptor``, or None for other settings.
+
+    Settings that do not change the vectors (``gem_p`` with average pooling) are ignored.
+
+    Examples
+    --------
+    >>> descriptor_name(Descriptor(pooling="gem", normalize=True))
+    'gem'
+    >>> descriptor_name(Descriptor(pooling="gem", gem_p=4.0)) is None
+    True
+    """
+
+    def key(d: Descriptor) -> tuple:
+        return d.in_graph, d.whiten
+
+    return next((name for name, preset in DESCRIPTORS.items() if key(preset) == key(descriptor)), None)
 
 
 #: Turi/Keras "caffe" preprocessing: BGR, ImageNet means subtracted, no scaling.
@@ -202,11 +223,18 @@ class ModelSpec:
     def with_descriptor(self, descriptor: str | dict | Descriptor | None) -> ModelSpec:
         """This spec computing ``descriptor`` (a preset name, dict or :class:`Descriptor`).
 
+        ``None`` is the default: :data:`DEFAULT_DESCRIPTOR` for a model that
+        exposes its last feature map, else ``"plain"`` (the network's own output).
+
         Examples
         --------
         >>> get_spec("squeezenet_v1.1").with_descriptor("best").descriptor.flip
         True
+        >>> get_spec("squeezenet_v1.1").with_descriptor(None).descriptor.pooling
+        'gem'
         """
+        if descriptor is None and not self.feature_map:
+            descriptor = "plain"  # GeM pools a feature map: zoo models and local files offer only their output
         wanted = Descriptor.resolve(descriptor)
         if not self.feature_map and (wanted.pooling != "avg" or wanted.scales != (1.0,)):
             raise ValueError(
