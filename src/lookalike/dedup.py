@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from networkx.utils import UnionFind
-from lookalike.embed.registry import Descriptor, descriptor_name
 
+from lookalike.embed.registry import Descriptor, descriptor_name
 from lookalike.graph import neighbour_blocks
 from lookalike.index.metrics import exact_distances
 
@@ -54,6 +53,7 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str, str], float] = {
     ("squeezenet_v1.1", "gem", "euclidean"): 0.56,
 }
 
+
 def _descriptor_of(model: ImageSimilarityModel) -> str | None:
     """The preset name of the model's descriptor, None for other settings or precomputed embeddings."""
     if model._spec is not None:
@@ -62,7 +62,6 @@ def _descriptor_of(model: ImageSimilarityModel) -> str | None:
         return None
     # A manifest written before descriptors existed has none: its vectors are the plain ones.
     return descriptor_name(Descriptor.resolve(model._spec_record.get("descriptor") or "plain"))
-
 
 
 def default_threshold(model: ImageSimilarityModel) -> float:
@@ -205,6 +204,8 @@ def open_source(
 
 def _components(model: ImageSimilarityModel, threshold: float, k: int, verify: Any = False) -> list[list[int]]:
     """Connected components (reference positions) of two or more, largest first, then by first position."""
+    from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it
+
     links = UnionFind()
     for start, distances, positions in neighbour_blocks(model, k):
         rows, cols = np.nonzero(distances <= threshold)
