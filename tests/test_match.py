@@ -74,14 +74,22 @@ def test_threshold_pairs_equal_brute_force(models, set_b_with_edits, metric):
     assert pairs.sort_values(["a_label", "distance"], kind="stable").index.tolist() == list(range(len(pairs)))
 
 
-def test_edited_copies_are_each_others_nearest(set_b_with_edits):
-    pairs = lk.match(SET_A, set_b_with_edits, k=1, verbose=False)
-    edits = {path: i for i, path in enumerate(set_b_with_edits) if Path(path).name.startswith("edit-")}
-    # A copy's original is the a image it was made from; another a image may still find an edit nearest
-    # (a hat finds the edited hat), but no unrelated pair is as close as a copy and its original.
-    own = pairs["b_path"].map(edits).sub(len(SET_B)).eq(pairs["a_label"])
+@pytest.mark.parametrize("descriptor", ["gem", "plain"])
+def test_edited_copies_are_each_others_nearest(set_b_with_edits, descriptor):
+    set_a = lk.create(SET_A, descriptor=descriptor, verbose=False)
+    set_b = lk.create(set_b_with_edits, descriptor=descriptor, verbose=False)
+    edits = {path: i - len(SET_B) for i, path in enumerate(set_b_with_edits) if Path(path).name.startswith("edit-")}
+    pairs = lk.match(set_a, set_b, k=1)
+    # Another a image may find an edit nearest (a hat finds the edited hat); each original finds its own.
+    own = pairs["b_path"].map(edits).eq(pairs["a_label"])
     assert sorted(pairs.loc[own, "a_label"]) == [0, 1, 2, 3, 4]
-    assert pairs.loc[own, "distance"].max() < pairs.loc[~own, "distance"].min()
+    back = lk.match(set_b, set_a, k=1)
+    copies = back[back["a_path"].isin(list(edits))]
+    assert (copies["b_label"].to_numpy() == copies["a_path"].map(edits).to_numpy()).all()  # and back again
+    if descriptor == "plain":
+        # Plain features also keep every copy closer than any unrelated pair. gem does not quite: a 10 %
+        # crop at JPEG quality 35 is 0.166 from its original, blue jeans and beige shorts on one hanger 0.165.
+        assert pairs.loc[own, "distance"].max() < pairs.loc[~own, "distance"].min()
 
 
 @pytest.mark.parametrize(("k", "with_threshold"), [(3, False), (2, True)])
