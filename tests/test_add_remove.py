@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -203,3 +204,31 @@ def test_cli_index_rebuilds_when_asked_or_when_the_network_differs(tmp_path, cap
     assert "updated in place" not in capsys.readouterr().out and lk.load_model(out).metric == "cosine"
     assert cli(["index", str(folder), "-o", str(out), "-q", "--metric", "cosine", "--method", "hnsw"]) == 0
     assert lk.load_model(out).summary(output="dict")["method"] == "hnsw"
+
+
+def test_cli_index_descriptor_is_kept_unless_another_is_asked_for(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in PATHS[:6]:
+        shutil.copy(path, folder / path.split("/")[-1])
+    out = tmp_path / "m"
+
+    def descriptor() -> dict:
+        return json.loads((out / "manifest.json").read_text())["embedding_model"]["descriptor"]
+
+    assert cli(["index", str(folder), "-o", str(out), "-q"]) == 0
+    assert descriptor()["pooling"] == "gem"  # the default
+    capsys.readouterr()
+    assert cli(["index", str(folder), "-o", str(out), "-q", "--descriptor", "plain"]) == 0
+    assert "updated in place" not in capsys.readouterr().out and descriptor()["pooling"] == "avg"
+    plain = lk.create(sorted(str(p) for p in folder.iterdir()), descriptor="plain", verbose=False)
+    np.testing.assert_array_equal(
+        np.sort(np.asarray(lk.load_model(out).embeddings), axis=0), np.sort(np.asarray(plain.embeddings), axis=0)
+    )
+    shutil.copy(PATHS[10], folder / "new.jpg")
+    assert cli(["index", str(folder), "-o", str(out), "-q"]) == 0  # no --descriptor: the model keeps plain
+    assert "updated in place: 1 added" in capsys.readouterr().out and descriptor()["pooling"] == "avg"
+    assert cli(["index", str(folder), "-o", str(out), "-q", "--descriptor", "plain"]) == 0  # the same: in place
+    assert "updated in place: 0 added" in capsys.readouterr().out
+    assert cli(["index", str(folder), "-o", str(out), "-q", "--descriptor", "nonsense"]) == 1
+    assert "nonsense" in capsys.readouterr().err

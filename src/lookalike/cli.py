@@ -18,11 +18,13 @@ import pandas as pd
 import lookalike as lk
 from lookalike import dedup, incremental
 from lookalike.embed.extractor import BATCH_SIZE
+from lookalike.embed.registry import get_spec
 from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 
+DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
 _USER_ERRORS = (ValueError, TypeError, OSError, ImportError, lk.ImageError)  # ImportError: a missing extra
 
 
@@ -43,6 +45,10 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
     wanted = (args.model, args.metric, args.id_column)
     if (model.model_name, model.metric, model.label) != wanted or args.method not in ("auto", model._index.method):
         return None  # another network, metric, id column or index: nothing to reuse
+    if args.descriptor is not None:  # without --descriptor the model keeps the one it was built with
+        asked = get_spec(args.model).with_descriptor(_descriptor_option(args.descriptor))
+        if model._spec_record is None or asked.fingerprint != model._spec_record.get("fingerprint"):
+            return None
     sources = args.sources if len(args.sources) > 1 else args.sources[0]
     incremental.sync(model, sources, verbose=not args.quiet, download=download_options(args))
     return model
@@ -59,6 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         verbose=not args.quiet,
         download=download_options(args),
+        descriptor=_descriptor_option(args.descriptor),
         engine=args.engine,
         ray_address=args.address,
         ray_work_dir=args.work_dir,
@@ -306,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_options(index)
     index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
     index.add_argument("--metric", default="euclidean", choices=METRICS)
+    index.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     index.add_argument(
         "--batch-size", type=int, default=BATCH_SIZE, help=f"images per inference call (default {BATCH_SIZE})"
     )
@@ -402,9 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("folder", type=Path, help="a folder whose sub-folders are the groups (classes)")
     evaluate.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
     evaluate.add_argument("--metric", default="euclidean", choices=METRICS)
-    evaluate.add_argument(
-        "--descriptor", help="'plain', 'gem', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
-    )
+    evaluate.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     evaluate.add_argument("--train", type=Path, help="learn an LDA projection from this folder of class sub-folders")
     evaluate.add_argument("-k", type=int, nargs="+", default=[1, 4, 10], help="cut-offs (default: 1 4 10)")
     evaluate.add_argument("--html", type=Path, help="write a self-contained HTML report of the worst queries here")
