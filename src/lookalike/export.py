@@ -75,23 +75,6 @@ def _search_nodes(metric: str, embedding: str, references: np.ndarray, k: int) -
     return nodes, inits
 
 
-def _drop_unused(graph) -> None:
-    """Remove the nodes and weights no graph output depends on (the classifier head, the unpooled output)."""
-    producer = {out: node for node in graph.node for out in node.output}
-    needed, stack = set(), [o.name for o in graph.output]
-    while stack:
-        node = producer.get(stack.pop())
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(node.input)
-    kept = [node for node in graph.node if id(node) in needed]
-    used = {name for node in kept for name in node.input}
-    weights = [init for init in graph.initializer if init.name in used]
-    del graph.node[:], graph.initializer[:]
-    graph.node.extend(kept)
-    graph.initializer.extend(weights)
-
-
 def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     """Write ``model`` as one ONNX file answering "which k references look most like this image?".
 
@@ -125,6 +108,7 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     """
     import onnx
     from onnx import TensorProto, helper
+    from onnx.utils import Extractor
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -155,7 +139,8 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
             helper.make_tensor_value_info(INDICES, TensorProto.INT64, ["batch", k]),
         ]
     )
-    _drop_unused(graph)
+    # Keep only what the two outputs need: the classifier head and the unpooled output go.
+    graph_model = Extractor(graph_model).extract_model([PIXELS], [DISTANCES, INDICES])
     width, height = spec.pixel_size
     metadata = {
         "lookalike.version": lookalike.__version__,
