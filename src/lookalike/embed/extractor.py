@@ -231,4 +231,5 @@ class Embedder:
                     finished += done.get() is None
                 progress.close()
         kept = np.flatnonzero(ok)
-        return Extraction(out[kept], kept, sorted(failures), [infos[p] for p in kept], cached)
+        embeddings = out if len(kept) == total else out[kept]  # no second copy of a million rows when none failed
+        return Extraction(embeddings, kept, sorted(failures), [infos[p] for p in kept], cached)
