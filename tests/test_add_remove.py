@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -190,12 +191,16 @@ def test_cli_index_updates_an_existing_model_in_place(tmp_path, sample_model, ca
     assert len(list(tmp_path.glob(".photos.lookalike*"))) == 0  # the atomic save left nothing behind
 
 
-def test_cli_index_rebuilds_when_asked_or_when_the_network_differs(tmp_path, capsys):
+def six_photos(tmp_path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
     for path in PATHS[:6]:
         shutil.copy(path, folder / path.split("/")[-1])
-    out = tmp_path / "m"
+    return folder
+
+
+def test_cli_index_rebuilds_when_asked_or_when_the_network_differs(tmp_path, capsys):
+    folder, out = six_photos(tmp_path), tmp_path / "m"
     assert cli(["index", str(folder), "-o", str(out), "-q"]) == 0
     capsys.readouterr()
     assert cli(["index", str(folder), "-o", str(out), "-q", "--rebuild"]) == 0
@@ -207,11 +212,7 @@ def test_cli_index_rebuilds_when_asked_or_when_the_network_differs(tmp_path, cap
 
 
 def test_cli_index_descriptor_is_kept_unless_another_is_asked_for(tmp_path, capsys):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in PATHS[:6]:
-        shutil.copy(path, folder / path.split("/")[-1])
-    out = tmp_path / "m"
+    folder, out = six_photos(tmp_path), tmp_path / "m"
 
     def descriptor() -> dict:
         return json.loads((out / "manifest.json").read_text())["embedding_model"]["descriptor"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lookalike.embed.registry import Descriptor, descriptor_name
+from lookalike.embed.registry import descriptor_name
 from lookalike.graph import neighbour_blocks
 from lookalike.index.metrics import exact_distances
 
@@ -58,12 +58,8 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str, str], float] = {
 
 def _descriptor_of(model: ImageSimilarityModel) -> str | None:
     """The preset name of the model's descriptor, None for other settings or precomputed embeddings."""
-    if model._spec is not None:
-        return descriptor_name(model._spec.descriptor)
-    if model._spec_record is None:
-        return None
-    # A manifest written before descriptors existed has none: its vectors are the plain ones.
-    return descriptor_name(Descriptor.resolve(model._spec_record.get("descriptor") or "plain"))
+    spec = model._model_spec()
+    return None if spec is None else descriptor_name(spec.descriptor)
 
 
 def default_threshold(model: ImageSimilarityModel) -> float:

@@ -31,11 +31,9 @@ def _embed_like(
     model: ImageSimilarityModel, dataset: Any, verbose: bool, cache: bool, download
 ) -> ImageSimilarityModel:
     """A throw-away exact model of ``dataset``, embedded exactly as ``model``'s references were."""
-    from lookalike.model import _spec_for_record, create
+    from lookalike.model import create
 
-    spec = None
-    if model._spec_record is not None:
-        spec = model._spec or _spec_for_record(model._spec_record)
+    spec = model._model_spec()
     return create(
         dataset,
         label=model.label,

@@ -26,7 +26,7 @@ from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import ModelSpec
 from lookalike.index import ExactIndex, check_metric
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
-from lookalike.model import ImageSimilarityModel, _spec_for_record, create, load_model
+from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.results import check_output, label_type, write_blocks
 
 __all__ = ["match"]
@@ -249,8 +249,8 @@ def _as_models(
         elif _is_saved_model(source):
             built[name] = load_model(source)
     if isinstance(network, str) and network == "auto":
-        records = [m._spec_record for m in built.values() if m._spec_record is not None]
-        network = _spec_for_record(records[0]) if records else _DEFAULT_NETWORK
+        specs = [m._model_spec() for m in built.values() if m._spec_record is not None]
+        network = specs[0] if specs else _DEFAULT_NETWORK
     for (name, source), label in zip((("a", a), ("b", b)), labels, strict=True):
         if name not in built:
             embeddings = isinstance(source, np.ndarray) and source.ndim == 2

@@ -147,16 +147,21 @@ class ImageSimilarityModel:
         self.embeddings = self.projection.apply(self.features)
         self._index = build_index(self.embeddings, self.metric, requested_method(self._index))
 
+    def _model_spec(self) -> ModelSpec | None:
+        """The network, preprocessing and descriptor the references were embedded with; None for precomputed ones."""
+        if self._spec is None and self._spec_record is not None:
+            self._spec = _spec_for_record(self._spec_record)
+        return self._spec
+
     def _get_embedder(self) -> Embedder:
-        if self._spec_record is None:
+        spec = self._model_spec()
+        if spec is None:
             raise ValueError(
                 "this model was built from precomputed embeddings (model=None): query it with "
                 f"embeddings of length {self.dim}, not images"
             )
-        if self._spec is None:
-            self._spec = _spec_for_record(self._spec_record)
         if self._embedder is None:
-            self._embedder = Embedder(self._spec)
+            self._embedder = Embedder(spec)
         return self._embedder
 
     def _embed_rows(self, rows: Rows, verbose: bool, what: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
