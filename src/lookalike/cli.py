@@ -18,13 +18,14 @@ import pandas as pd
 import lookalike as lk
 from lookalike import dedup, incremental
 from lookalike.embed.extractor import BATCH_SIZE
-from lookalike.embed.registry import get_spec
+from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
+PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
 _USER_ERRORS = (ValueError, TypeError, OSError, ImportError, lk.ImageError)  # ImportError: a missing extra
 
 
@@ -42,12 +43,18 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
     if args.rebuild or args.engine != "local" or not (output / "manifest.json").is_file():
         return None
     model = lk.load_model(output)
-    wanted = (args.model, args.metric, args.id_column)
+    # Without --model, --descriptor or --precision the model keeps what it was built with.
+    wanted = (args.model or model.model_name, args.metric, args.id_column)
     if (model.model_name, model.metric, model.label) != wanted or args.method not in ("auto", model._index.method):
         return None  # another network, metric, id column or index: nothing to reuse
-    if args.descriptor is not None:  # without --descriptor the model keeps the one it was built with
-        asked = get_spec(args.model).with_descriptor(_descriptor_option(args.descriptor))
-        if model._spec_record is None or asked.fingerprint != model._spec_record.get("fingerprint"):
+    if args.descriptor is not None or args.precision is not None:
+        record = model._spec_record or {}
+        asked = (
+            get_spec(wanted[0])
+            .with_descriptor(_descriptor_option(args.descriptor) or record.get("descriptor") or "plain")
+            .with_precision(args.precision or record.get("precision") or "fp32")
+        )
+        if asked.fingerprint != record.get("fingerprint"):
             return None
     sources = args.sources if len(args.sources) > 1 else args.sources[0]
     incremental.sync(model, sources, verbose=not args.quiet, download=download_options(args))
@@ -60,9 +67,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         args.sources if len(args.sources) > 1 else args.sources[0],
         label=args.id_column,
         feature=args.url_column,
-        model=args.model,
+        model=args.model or DEFAULT_MODEL,
         metric=args.metric,
         batch_size=args.batch_size,
+        precision=args.precision,
         verbose=not args.quiet,
         download=download_options(args),
         descriptor=_descriptor_option(args.descriptor),
@@ -273,6 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         k=args.k,
         verbose=not args.quiet,
         descriptor=_descriptor_option(args.descriptor),
+        precision=args.precision,
         train=args.train,
     )
     if args.html:
@@ -311,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--id-column", help="a table's id column: names the references and their failures")
     index.add_argument("--url-column", "--path-column", help="a table's column of image paths or URLs")
     add_download_options(index)
-    index.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
+    index.add_argument(
+        "--model", help=f"embedding network (default: the model's own when updating one, else {DEFAULT_MODEL})"
+    )
+    index.add_argument("--precision", help=PRECISION_HELP)
     index.add_argument("--metric", default="euclidean", choices=METRICS)
     index.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     index.add_argument(
@@ -408,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="retrieval quality on a folder of group sub-folders: precision@k, recall@k, mAP, N-S"
     )
     evaluate.add_argument("folder", type=Path, help="a folder whose sub-folders are the groups (classes)")
-    evaluate.add_argument("--model", default="squeezenet_v1.1", help="embedding network (default: %(default)s)")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedding network (default: %(default)s)")
+    evaluate.add_argument("--precision", help=PRECISION_HELP)
     evaluate.add_argument("--metric", default="euclidean", choices=METRICS)
     evaluate.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     evaluate.add_argument("--train", type=Path, help="learn an LDA projection from this folder of class sub-folders")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.graph import drop_self
 from lookalike.index.metrics import block_distances, row_norms
 from lookalike.ingest.decode import ImageError, load_rgb
@@ -511,7 +512,7 @@ def _labelled_table(
 def evaluate(
     dataset: str | os.PathLike | pd.DataFrame,
     group: str | None = None,
-    model: str | os.PathLike | None = "squeezenet_v1.1",
+    model: str | os.PathLike | None = DEFAULT_MODEL,
     metric: str = "euclidean",
     k: int | Iterable[int] = (1, 4, 10),
     verbose: bool = True,
@@ -535,7 +536,7 @@ def evaluate(
         column.
     group : str, optional
         The group column of a DataFrame ``dataset`` (required then; not used with a folder).
-    model : str or path, default "squeezenet_v1.1"
+    model : str or path, default "efficientnet_lite0"
         The embedding network, as for :func:`lookalike.create`.
     metric : {"euclidean", "cosine", "dot"}, default "euclidean"
     k : int or sequence of int, default (1, 4, 10)
@@ -550,8 +551,8 @@ def evaluate(
     verify, shortlist
         Re-rank by geometric verification: see :func:`evaluate_model`.
     **create_kwargs
-        Passed to :func:`lookalike.create` (``descriptor``, ``feature``,
-        ``label``, ``batch_size``, ``cache``, ``preprocessing``).
+        Passed to :func:`lookalike.create` (``descriptor``, ``precision``,
+        ``feature``, ``label``, ``batch_size``, ``cache``, ``preprocessing``).
 
     Returns
     -------

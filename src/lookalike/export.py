@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import lookalike
-from lookalike.embed.frontend import PIXELS, with_pixel_input
+from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.model_files import atomic_write_bytes
 
 DISTANCES = "distances"
@@ -123,11 +123,7 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
             'descriptor="gem" (the default) or "plain" to export it'
         )
     k = min(k, len(model.labels))
-    network = onnx.load(str(spec.onnx_file()))
-    # The same construction as the embedder's session (lookalike.embed.extractor), so the vectors are the references'.
-    graph_model = with_pixel_input(
-        network, spec.input_name, spec.preprocessing, spec.descriptor, spec.feature_map, spec.output_name
-    )
+    graph_model = embedding_graph(spec)  # the embedder's own graph, so the vectors are the references'
     graph = graph_model.graph
     nodes, inits = _search_nodes(model.metric, spec.output_name, model.embeddings, k)
     graph.node.extend(nodes)

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from lookalike import storage
 from lookalike.embed.extractor import BATCH_SIZE
-from lookalike.embed.registry import ModelSpec
+from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec
 from lookalike.index import ExactIndex, check_metric
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
 from lookalike.model import ImageSimilarityModel, create, load_model
@@ -36,7 +36,6 @@ BLOCK_A = 4096
 BLOCK_B = 4096
 #: Relative slack on the fast float32 distances, so that no pair within the threshold is missed before re-measuring.
 _SLACK = 1e-4
-_DEFAULT_NETWORK = "squeezenet_v1.1"
 
 
 def match(
@@ -73,7 +72,7 @@ def match(
         Used for both sets, whatever metric a saved model was built with.
     model : str, path, ModelSpec or None, default "auto"
         Network that embeds the image sets: ``"auto"`` takes the one a model
-        input was built with, else ``"squeezenet_v1.1"``; None means the
+        input was built with, else ``"efficientnet_lite0"``; None means the
         inputs are precomputed embeddings.
     label_a, label_b : str, optional
         Column naming the images of a DataFrame/table input (as ``create``'s
@@ -250,7 +249,7 @@ def _as_models(
             built[name] = load_model(source)
     if isinstance(network, str) and network == "auto":
         specs = [m._model_spec() for m in built.values() if m._spec_record is not None]
-        network = specs[0] if specs else _DEFAULT_NETWORK
+        network = specs[0] if specs else DEFAULT_MODEL
     for (name, source), label in zip((("a", a), ("b", b)), labels, strict=True):
         if name not in built:
             embeddings = isinstance(source, np.ndarray) and source.ndim == 2

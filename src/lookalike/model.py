@@ -20,7 +20,7 @@ from lookalike import dedup, incremental, storage
 from lookalike import graph as graph_edges
 from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import BATCH_SIZE, Embedder
-from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing, get_spec
+from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.index import ExactIndex, IndexFileError, build_index, check_metric, describe_index, read_index
 from lookalike.index.factory import check_method, index_files, requested_method
 from lookalike.ingest.decode import ImageError
@@ -569,7 +569,7 @@ def _spec_for_record(record: dict) -> ModelSpec:
         except ValueError:
             raise ValueError(f"this model was built with {name!r}, which this lookalike does not know") from None
     # Manifests written before descriptors existed hold none: their embeddings are the plain ones, whatever the default.
-    spec = spec.with_descriptor(record.get("descriptor") or "plain")
+    spec = spec.with_descriptor(record.get("descriptor") or "plain").with_precision(record.get("precision") or "fp32")
     if spec.fingerprint != record.get("fingerprint"):
         raise ValueError(
             f"this model's embeddings were made by {name!r} with fingerprint {record.get('fingerprint')}, but "
@@ -583,7 +583,7 @@ def create(
     dataset: Any,
     label: str | None = None,
     feature: str | None = None,
-    model: str | os.PathLike | ModelSpec | None = "squeezenet_v1.1",
+    model: str | os.PathLike | ModelSpec | None = DEFAULT_MODEL,
     metric: str = "euclidean",
     batch_size: int = BATCH_SIZE,
     verbose: bool = True,
@@ -597,6 +597,7 @@ def create(
     train_label: str | None = None,
     projection: Projection | None = None,
     method: str = "auto",
+    precision: str | None = None,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -614,7 +615,7 @@ def create(
         column); row numbers when None. Failures then carry an ``id`` column.
     feature : str, optional
         The image column; found automatically when only one column holds images.
-    model : str, path, ModelSpec or None, default "squeezenet_v1.1"
+    model : str, path, ModelSpec or None, default "efficientnet_lite0"
         A registered network (see :func:`lookalike.available_models`), a local
         ``.onnx`` file (with ``preprocessing=``), or None for precomputed embeddings.
         A :class:`~lookalike.embed.registry.ModelSpec` is used with its own
@@ -652,7 +653,7 @@ def create(
         PCA-whitening fitted on the references (see ``docs/quality.md``).
         Default: ``"gem"`` (GeM pooling, unit length: better than the
         average pool on every measured set, at the same speed) for networks
-        that expose their last feature map (``squeezenet_v1.1``), ``"plain"``
+        that expose their last feature map (the registered networks), ``"plain"``
         (the network's output) for the others; ``"plain"`` gives Turi's
         embedding. With ``model=None`` only ``whiten`` applies, and nothing
         unless asked.
@@ -669,6 +670,12 @@ def create(
         ``summary()``), a faiss factory string such as ``"IVF1024,Flat"``,
         or ``"auto"``: exact below ``lookalike.index.AUTO_THRESHOLD``
         (50,000) references, IVF from there on (see ``docs/scale.md``).
+    precision : {"int8", "fp32", "auto"}, optional
+        The number format the network runs in: None takes the network's
+        default (int8 for ``efficientnet_lite0``, float32 for the others);
+        ``"auto"`` takes int8 on CPUs with VNNI instructions, float32
+        elsewhere. Int8 and float32 embeddings are not interchangeable: the
+        precision is saved with the model and every query uses it.
 
     Returns
     -------
@@ -690,9 +697,9 @@ def create(
     if model is None:
         spec = None
     elif isinstance(model, ModelSpec) and descriptor is None:
-        spec = model  # a spec carries its descriptor (lk.match embeds a folder as a saved model's spec says)
+        spec = model.with_precision(precision)  # a spec carries its descriptor (lk.match embeds as a saved model did)
     else:
-        spec = get_spec(model, preprocessing).with_descriptor(descriptor)
+        spec = get_spec(model, preprocessing).with_descriptor(descriptor).with_precision(precision)
     wanted = Descriptor.resolve(descriptor or {})  # model=None: nothing unless asked
     if spec is None and wanted.in_graph is not None:
         raise ValueError("model=None indexes precomputed embeddings: of descriptor options only whiten applies")

