@@ -1,4 +1,4 @@
-"""Retrieval quality of every descriptor variant on the shared labelled photo sets.
+"""Retrieval quality of every descriptor variant of each network on the shared labelled photo sets.
 
 - ``neardup``: groups of 4 near-duplicates: UKBench N-S and mAP.
 - ``clothing/validation``: 341 photos, 10 classes as groups: mAP, precision@1,
@@ -12,17 +12,18 @@ then ``create(validation, projection=...)`` for LDA. Plain average-pooled
 features are compared with the data README's figures, which lookalike must
 not fall below.
 
+Networks are given as NAME or NAME:PRECISION (``efficientnet_lite0:fp32``);
+each has its own entry in the results file, and a run replaces only its own.
+
 Usage:
-    python benchmarks/quality.py [--data ../shared/data] [--out benchmarks/results/quality.json]
-        [--groups 500] [--variants plain,gem,...] [--html benchmarks/results/quality-html]
+    python benchmarks/quality.py [--models efficientnet_lite0,squeezenet_v1.1] [--data ../shared/data]
+        [--out benchmarks/results/quality.json] [--groups 500] [--variants plain,gem,...] [--html DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 import lookalike as lk
+from lookalike.embed.registry import DEFAULT_MODEL
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,15 +81,22 @@ def labelled_images(folder: Path, groups: int | None = None) -> pd.DataFrame:
 class Features:
     """Raw descriptors of one labelled set, per in-graph descriptor, through ``create`` (cached)."""
 
-    def __init__(self, table: pd.DataFrame):
-        self.table = table
+    def __init__(self, table: pd.DataFrame, network: str, precision: str | None):
+        self.table, self.network, self.precision = table, network, precision
         self._done: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def get(self, descriptor: dict) -> tuple[np.ndarray, np.ndarray]:
         key = json.dumps(descriptor, sort_keys=True)
         if key not in self._done:
             started = time.perf_counter()
-            model = lk.create(self.table[["path"]], feature="path", descriptor=descriptor or "plain", verbose=False)
+            model = lk.create(
+                self.table[["path"]],
+                feature="path",
+                model=self.network,
+                precision=self.precision,
+                descriptor=descriptor or "plain",
+                verbose=False,
+            )
             self._done[key] = (np.asarray(model.features), model.labels, time.perf_counter() - started)
         vectors, kept, _ = self._done[key]
         return vectors, kept
@@ -104,10 +114,16 @@ def rounded(report) -> dict:
 
 
 def measure(
-    name: str, table: pd.DataFrame, variants: list[str], html_dir: Path | None, train=None, compare: bool = True
+    network: tuple[str, str | None],
+    name: str,
+    table: pd.DataFrame,
+    variants: list[str],
+    html_dir: Path | None,
+    train=None,
+    compare: bool = True,
 ) -> dict:
-    features = Features(table)
-    train_features = Features(train) if train is not None else None
+    features = Features(table, *network)
+    train_features = Features(train, *network) if train is not None else None
     result = {"images": len(table), "groups": int(table["group"].nunique()), "variants": {}}
     for variant in variants:
         descriptor, whiten, metric = VARIANTS[variant]
@@ -115,7 +131,7 @@ def measure(
         groups = table["group"].to_numpy()[kept]
         report = score(vectors, groups, metric, whiten)
         # The README's figures are for the whole sets: a subset of groups is easier, so no comparison then.
-        reference = REFERENCE.get((name, variant), {}) if compare else {}
+        reference = REFERENCE.get((name, variant), {}) if compare and network[0] == "squeezenet_v1.1" else {}
         entry = {**rounded(report), "metric": metric, "reference": reference}
         entry["meets_reference"] = all(report.metrics[key] >= value - 0.005 for key, value in reference.items())
         result["variants"][variant] = entry
@@ -140,18 +156,30 @@ def measure(
 
 
 def markdown(results: dict) -> str:
-    lines = ["| dataset | variant | scores | reference (plain) |", "|---|---|---|---|"]
-    for name, result in results["datasets"].items():
-        for variant, values in result["variants"].items():
-            scores = ", ".join(f"{key} {values[key]:.3f}" for key in SHOWN[name] if values.get(key) is not None)
-            reference = ", ".join(f"{k} {v:.2f}" for k, v in values.get("reference", {}).items()) or "-"
-            verdict = "" if values.get("meets_reference", True) else " **below**"
-            lines.append(f"| {name} ({result['images']}) | {variant} | {scores} | {reference}{verdict} |")
+    lines = ["| network | dataset | variant | scores | reference (plain) |", "|---|---|---|---|---|"]
+    for network, entry in results["networks"].items():
+        for name, result in entry["datasets"].items():
+            for variant, values in result["variants"].items():
+                scores = ", ".join(f"{key} {values[key]:.3f}" for key in SHOWN[name] if values.get(key) is not None)
+                reference = ", ".join(f"{k} {v:.2f}" for k, v in values.get("reference", {}).items()) or "-"
+                verdict = "" if values.get("meets_reference", True) else " **below**"
+                lines.append(
+                    f"| {network} | {name} ({result['images']}) | {variant} | {scores} | {reference}{verdict} |"
+                )
     return "\n".join(lines)
+
+
+def parse_network(text: str) -> tuple[str, str | None]:
+    """NAME or NAME:PRECISION."""
+    name, _, precision = text.partition(":")
+    return name, precision or None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--models", default=DEFAULT_MODEL, help="comma-separated NAME[:PRECISION] (default: %(default)s)"
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     parser.add_argument("--groups", type=int, help="only the first N near-duplicate groups (default: all 500)")
@@ -165,24 +193,30 @@ def main() -> None:
     missing = [n for n in ("neardup", "clothing/validation", "clothing/train") if not (args.data / n).is_dir()]
     if missing:
         sys.exit(f"missing data under {args.data}: {', '.join(missing)}")
-    results = {
-        "benchmark": "quality",
-        "lookalike": lk.__version__,
-        "model": "squeezenet_v1.1",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "datasets": {},
-    }
-    started = time.perf_counter()
+    # One entry per network: a run replaces its own and keeps the others' (measured on other days).
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "networks" not in results:
+        results = {"benchmark": "quality", "networks": {}}
     neardup = labelled_images(args.data / "neardup", args.groups)
-    results["datasets"]["neardup"] = measure("neardup", neardup, variants, args.html, compare=args.groups is None)
     validation = labelled_images(args.data / "clothing" / "validation")
     train = labelled_images(args.data / "clothing" / "train")
-    results["datasets"]["clothing/validation"] = measure("clothing/validation", validation, variants, args.html, train)
-    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    for text in args.models.split(","):
+        network = parse_network(text)
+        print(f"{text}:", flush=True)
+        started = time.perf_counter()
+        entry = {"lookalike": lk.__version__, "machine": machine_info(), "datasets": {}}
+        entry["datasets"]["neardup"] = measure(
+            network, "neardup", neardup, variants, args.html, compare=args.groups is None
+        )
+        entry["datasets"]["clothing/validation"] = measure(
+            network, "clothing/validation", validation, variants, args.html, train
+        )
+        entry["total_seconds"] = round(time.perf_counter() - started, 1)
+        results["networks"][text] = entry
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
-    print(f"\nwritten to {args.out} ({results['total_seconds']} s)")
+    print(f"\nwritten to {args.out}")
 
 
 if __name__ == "__main__":

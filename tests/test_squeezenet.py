@@ -20,6 +20,7 @@ from lookalike.config import cache_dir
 from lookalike.embed import squeezenet
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import get_spec
+from lookalike.embed.weights import NumpyUnpickler
 
 NEARDUP_GROUPS = 40
 NEARDUP_MEMBERS = ("original.jpg", "crop.jpg", "rotate.jpg", "overlay.jpg")
@@ -157,7 +158,7 @@ def test_unpickler_refuses_anything_but_numpy(tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"conv10": [_Exploit(marker)]})
     with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
-        squeezenet._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+        NumpyUnpickler(io.BytesIO(payload)).load()
     evil_file = tmp_path / "weights.pkl"
     evil_file.write_bytes(payload)
     with pytest.raises(pickle.UnpicklingError, match="system"):

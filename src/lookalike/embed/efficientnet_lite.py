@@ -173,7 +173,9 @@ def build_onnx(variant: Variant | str = "lite0", weights: dict[str, np.ndarray] 
     ]
     used: set[str] = set()
 
-    def conv(x: str, name: str, conv_key: str, bn_key: str, stride: int = 1, groups: int = 1, relu6: bool = True) -> str:
+    def conv(
+        x: str, name: str, conv_key: str, bn_key: str, stride: int = 1, groups: int = 1, relu6: bool = True
+    ) -> str:
         kernel, bias = folded_conv(weights, conv_key, bn_key)
         used.add(f"{conv_key}.weight")
         used.update(f"{bn_key}.{p}" for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"))

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bump when the quantization settings change, so cached int8 files and embeddings are not reused.
-QUANTIZE_VERSION = 1
+QUANTIZE_VERSION = 2
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
 QUANTIZED_OPS = ["Conv", "Add", "Clip"]
 
@@ -70,8 +70,11 @@ def _quiet_quantizer():
         logging.disable(logging.NOTSET)
 
 
-def quantize_int8(network: bytes, ranges: Path) -> bytes:
-    """The int8 (QDQ) version of the float32 ``network`` (serialized ONNX), using the activation ``ranges`` file."""
+def quantize_int8(network: bytes, ranges: Path, feature_map: str = "") -> bytes:
+    """The int8 (QDQ) version of the float32 ``network`` (serialized ONNX), using the activation ``ranges`` file.
+
+    ``feature_map``, the tensor descriptors pool, keeps its name but becomes the dequantized activations.
+    """
     from onnxruntime.quantization import quantize_static
 
     if not ranges.is_file():
@@ -82,7 +85,33 @@ def quantize_int8(network: bytes, ranges: Path) -> bytes:
         # With an existing calibration cache, ONNX Runtime reads its ranges and runs no calibration.
         with _quiet_quantizer():
             quantize_static(source, target, None, calibration_cache_path=ranges, **_settings())
-        return target.read_bytes()
+        if not feature_map:
+            return target.read_bytes()
+        import onnx
+
+        model = onnx.load(str(target))
+        _name_dequantized(model.graph, feature_map)
+        return model.SerializeToString()
+
+
+def _name_dequantized(graph, tensor: str) -> None:
+    """Give ``tensor``'s name to its dequantized copy (the output of its QuantizeLinear -> DequantizeLinear pair).
+
+    The quantizer drops the ReLU6 after a convolution (the uint8 range clamps instead), so the tensor
+    of that name is the convolution's raw output: a descriptor pooling it would see values the ReLU6
+    removes, and its second consumer would stop ONNX Runtime from fusing the convolution into int8.
+    """
+    quantize = next((n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor), None)
+    dequantize = quantize and next(
+        (n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == quantize.output[0]), None
+    )
+    if dequantize is None:
+        raise ValueError(f"the int8 network does not quantize its feature map {tensor!r}")
+    raw, old = f"{tensor}/raw", dequantize.output[0]
+    for node in graph.node:
+        node.output[:] = [raw if name == tensor else name for name in node.output]
+        node.input[:] = [raw if name == tensor else tensor if name == old else name for name in node.input]
+    dequantize.output[:] = [tensor]
 
 
 def calibrate(network: bytes, inputs: Iterable[dict[str, np.ndarray]], ranges: Path) -> None:

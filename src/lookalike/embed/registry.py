@@ -388,6 +388,7 @@ register(
     )
 )
 
+
 #: EfficientNet-Lite's own evaluation preprocessing: RGB scaled to [-1, 1], centre crop of 87.5 %
 #: (measured better than squashing the whole photo: neardup N-S 3.26 vs 3.03, clothing mAP 0.51 vs 0.49).
 def _lite_preprocessing(size: int) -> Preprocessing:
@@ -404,7 +405,9 @@ def _register_lite(variant: str, license_note: str) -> None:
         return cached_build(name, version, lambda: efficientnet_lite.build_onnx(variant))
 
     def int8() -> Path:
-        return cached_build(f"{name}-int8", int8_version, lambda: quantize.quantize_int8(fp32().read_bytes(), calibration))
+        return cached_build(
+            f"{name}-int8", int8_version, lambda: quantize.quantize_int8(fp32().read_bytes(), calibration, efficientnet_lite.FEATURE_MAP)
+        )
 
     register(
         ModelSpec(

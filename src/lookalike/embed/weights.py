@@ -21,25 +21,29 @@ import numpy as np
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds only the classes in ``allowed`` ((module, name) -> object)."""
+    """An unpickler that rebuilds only the classes in ``allowed``.
+
+    ``allowed`` maps (module, name) to the object to use, or to None for the
+    object itself (imported as a plain unpickler would).
+    """
 
     allowed: dict[tuple[str, str], Any] = {}
 
     def find_class(self, module: str, name: str):  # noqa: D102
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the weights file") from None
+        if (module, name) not in self.allowed:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the weights file")
+        replacement = self.allowed[(module, name)]
+        return super().find_class(module, name) if replacement is None else replacement
 
 
 class NumpyUnpickler(RestrictedUnpickler):
     """Rebuilds numpy arrays (and dicts and lists of them), nothing else."""
 
     allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,
+        ("numpy", "ndarray"): None,
+        ("numpy", "dtype"): None,
+        ("numpy.core.multiarray", "_reconstruct"): None,  # numpy 1 pickles
+        ("numpy._core.multiarray", "_reconstruct"): None,  # numpy 2 pickles
     }
 
 

@@ -1,0 +1,41 @@
+"""What every benchmark records about the machine it ran on: CPU, the instruction sets that change
+which kernels ONNX Runtime and faiss use (AVX2, AVX-512, VNNI), and the load average, so that a
+figure is never compared with one from another kind of machine or a busier moment unawares."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+#: CPU flags that decide speed here: int8 needs VNNI to pay off most; faiss and MLAS use AVX-512 where present.
+FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return []
+    present = set(line.split())
+    return [flag for flag in FLAGS if flag in present]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
+def machine_info() -> dict:
+    """The machine now: call at the start of a run (and again at its end for the load)."""
+    return {
+        "cpu": cpu_model(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
