@@ -16,11 +16,13 @@ photos: different garments, often of one class photographed on the same backgrou
 a harder test of false links than imagenet-sample's unrelated scenes (most of the
 few pairs it links are different garments; a handful may be true duplicates).
 
-Distances depend on the descriptor (plain vectors are raw averages, gem ones have
-unit length), so each descriptor preset gets its own thresholds; the results file
-keeps one entry per descriptor, and a run replaces only its own.
+Distances depend on the network, its precision and the descriptor (plain vectors
+are raw averages, gem ones have unit length), so each combination gets its own
+thresholds; the results file keeps one entry per network and descriptor, and a run
+replaces only its own.
 
-Run: python benchmarks/dedup_threshold.py [--descriptor gem]  -> benchmarks/results/dedup_threshold.json
+Run: python benchmarks/dedup_threshold.py [--model efficientnet_lite0] [--precision int8] [--descriptor gem]
+     -> benchmarks/results/dedup_threshold.json
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from PIL import Image
 
 import lookalike as lk
 from lookalike.dedup import find_duplicates
-from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DESCRIPTORS
+from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DEFAULT_MODEL, DESCRIPTORS, get_spec
+from machine import machine_info
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "dedup_threshold.json"
@@ -117,11 +120,16 @@ def easy_variants(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def measure(descriptor: str) -> dict:
-    """The thresholds of ``descriptor`` for each metric, with their precision and recall."""
+def measure(network: str, precision: str | None, descriptor: str) -> dict:
+    """The thresholds of ``descriptor`` on ``network`` for each metric, with their precision and recall."""
     started = time.perf_counter()
+    machine = machine_info()
+
+    def create(data, **options):
+        return lk.create(data, model=network, precision=precision, descriptor=descriptor, verbose=False, **options)
+
     neardup = sorted((DATA / "neardup").rglob("*.jpg"))
-    model = lk.create([str(p) for p in neardup], descriptor=descriptor, verbose=False)
+    model = create([str(p) for p in neardup])
     paths = model.references["path"].to_numpy()
     groups = np.array([Path(p).parent.name for p in paths])
     edits = np.array([Path(p).stem for p in paths])
@@ -129,14 +137,10 @@ def measure(descriptor: str) -> dict:
     same = (groups[:, None] == groups[None, :])[upper]
     with tempfile.TemporaryDirectory() as tmp:
         easy = easy_variants(Path(tmp))
-        easy_model = lk.create([str(p) for pair in easy for p in pair], descriptor=descriptor, verbose=False)
+        easy_model = create([str(p) for pair in easy for p in pair])
         easy_vectors = easy_model.embeddings.reshape(len(easy), 2, -1)
-        originals = lk.create(
-            sorted(str(p) for p in (DATA / "imagenet-sample").glob("*.JPEG")), descriptor=descriptor, verbose=False
-        )
-    clothing = lk.create(
-        sorted(str(p) for p in (DATA / "clothing" / "validation").rglob("*.jpg")), descriptor=descriptor, verbose=False
-    )
+        originals = create(sorted(str(p) for p in (DATA / "imagenet-sample").glob("*.JPEG")))
+    clothing = create(sorted(str(p) for p in (DATA / "clothing" / "validation").rglob("*.jpg")))
     results = {
         "neardup_images": len(paths),
         "target_pair_precision": TARGET_PRECISION,
@@ -154,7 +158,7 @@ def measure(descriptor: str) -> dict:
             cols = np.array([np.flatnonzero((groups == groups[r]) & (edits == edit))[0] for r in rows])
             entry["by_edit"][f"original-{edit}"] = {"recall": round(float((full[rows, cols] <= threshold).mean()), 4)}
         entry["looser"] = looser(distances, same, threshold)
-        same_metric = lk.create(model.references, metric=metric, descriptor=descriptor, verbose=False)
+        same_metric = create(model.references, metric=metric)
         dups = find_duplicates(same_metric, threshold=threshold)
         component = np.full(len(paths), -1)
         component[dups["label"].to_numpy()] = dups["group"].to_numpy()
@@ -172,7 +176,7 @@ def measure(descriptor: str) -> dict:
         entry["clothing_validation_pairs"] = int(len(garments))
         results["metrics"][metric] = entry
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"] = "2-core VM"
+    results["machine"] = machine
     return results
 
 
@@ -185,11 +189,16 @@ def main() -> None:
         choices=sorted(name for name, preset in DESCRIPTORS.items() if not preset.whiten),
         help="descriptor preset to calibrate (default: %(default)s, the default descriptor)",
     )
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="network (default: %(default)s)")
+    parser.add_argument("--precision", help="int8 or fp32 (default: the network's own)")
     args = parser.parse_args()
-    results = measure(args.descriptor)
-    # One entry per descriptor: a run replaces its own and keeps the others' (measured on other days).
-    everything = json.loads(OUT.read_text()) if OUT.exists() else {"descriptors": {}}
-    everything["descriptors"][args.descriptor] = results
+    precision = get_spec(args.model).with_precision(args.precision).precision
+    results = measure(args.model, precision, args.descriptor)
+    # One entry per network and descriptor: a run replaces its own and keeps the others' (measured on other days).
+    everything = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if "networks" not in everything:  # results written before networks had their own entries were SqueezeNet's
+        everything = {"networks": {"squeezenet_v1.1:fp32": everything.get("descriptors", {})}}
+    everything["networks"].setdefault(f"{args.model}:{precision}", {})[args.descriptor] = results
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(everything, indent=2) + "\n")
     json.dump({args.descriptor: results}, sys.stdout, indent=2)

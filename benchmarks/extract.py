@@ -11,9 +11,11 @@ camera-size (12+ MP JPEGs made from real photos, detail added), measure:
   d. warm re-index of the unchanged folder
   + peak RSS of (c), at two collection sizes, each in a fresh process
 
+All of it for one network (``--model``, ``--precision``; the default network by default).
+
 Usage:
-    python benchmarks/extract.py [--data ../shared/data] [--web 2000] [--camera 200]
-        [--rss-sizes 2000,20000] [--out benchmarks/results/extract.json]
+    python benchmarks/extract.py [--model efficientnet_lite0] [--precision int8] [--data ../shared/data]
+        [--web 2000] [--camera 200] [--rss-sizes 2000,20000] [--out benchmarks/results/extract.json]
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from lookalike.embed.extractor import Embedder
+from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec, get_spec
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,12 +72,9 @@ def make_camera_set(source: Path, folder: Path, count: int) -> list[Path]:
     return files
 
 
-def model_only(files: list[Path], seconds: float = 8.0) -> float:
+def model_only(spec: ModelSpec, files: list[Path], seconds: float = 8.0) -> float:
     """Images/s of the network on pre-decoded tensors, batch 32, all cores."""
-    from lookalike.embed.extractor import Embedder
-    from lookalike.embed.registry import get_spec
-
-    embedder = Embedder(get_spec("squeezenet_v1.1"))
+    embedder = Embedder(spec)
     batch = np.stack([embedder.load(f) for f in files[:32]])
     embedder.run(batch)
     done, start = 0, time.perf_counter()
@@ -82,41 +84,42 @@ def model_only(files: list[Path], seconds: float = 8.0) -> float:
     return done / (time.perf_counter() - start)
 
 
-def decode_only(files: list[Path], limit: int) -> float:
+def decode_only(spec: ModelSpec, files: list[Path], limit: int) -> float:
     """Images/s of lookalike's own decode + preprocess (draft, resize) on one core: the other half of the work."""
-    from lookalike.embed.extractor import Embedder
-    from lookalike.embed.registry import get_spec
-
-    embedder = Embedder(get_spec("squeezenet_v1.1"))
+    embedder = Embedder(spec)
     start = time.perf_counter()
     for path in files[:limit]:
         embedder.load(path)
     return limit / (time.perf_counter() - start)
 
 
-def straightforward(files: list[Path], limit: int) -> float:
-    """Images/s of the naive loop: full decode, resize, preprocess, infer one image, repeat."""
+def straightforward(spec: ModelSpec, files: list[Path], limit: int) -> float:
+    """Images/s of the naive loop: full decode, resize, normalise in numpy, infer one image, repeat."""
     import onnxruntime as ort
 
-    from lookalike.embed.registry import get_spec
-
-    spec = get_spec("squeezenet_v1.1")
-    session = ort.InferenceSession(str(spec.onnx_file()), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(spec.network_file()), providers=["CPUExecutionProvider"])
+    resize = Embedder(spec).preprocess  # the spec's resize (squash or centre crop), nothing more
     prep = spec.preprocessing
-    mean = np.asarray(prep.mean, np.float32)
+    mean, std = np.asarray(prep.mean, np.float32), np.asarray(prep.std, np.float32)
     start = time.perf_counter()
     for path in files[:limit]:
-        image = Image.open(path).convert("RGB").resize(prep.size, Image.BILINEAR)
-        pixels = np.asarray(image, np.float32)[:, :, ::-1] - mean
-        session.run(["embedding"], {"image": pixels.transpose(2, 0, 1)[None].copy()})
+        pixels = resize(Image.open(path).convert("RGB")).astype(np.float32)
+        if prep.channel_order == "BGR":
+            pixels = pixels[:, :, ::-1]
+        pixels = (pixels * np.float32(prep.scale) - mean) / std
+        session.run([spec.output_name], {spec.input_name: pixels.transpose(2, 0, 1)[None].copy()})
     return limit / (time.perf_counter() - start)
 
 
-def run_index(folder: Path, cache: Path, output: Path) -> dict:
+def run_index(spec: ModelSpec, folder: Path, cache: Path, output: Path) -> dict:
     """Time ``lookalike index`` (as the Python API) in a fresh process; return seconds and peak RSS."""
+    # The converted network is built once per machine: copy it in, so only the embeddings are cold.
+    if not (cache / "models").exists():
+        shutil.copytree(spec.network_file().parent, cache / "models")
+    options = f"model={spec.name!r}, precision={spec.precision!r}"
     code = (
         "import time, resource, json, lookalike as lk\n"
-        f"t = time.perf_counter(); m = lk.create({str(folder)!r}, verbose=False); m.save({str(output)!r})\n"
+        f"t = time.perf_counter(); m = lk.create({str(folder)!r}, {options}, verbose=False); m.save({str(output)!r})\n"
         "print(json.dumps({'seconds': time.perf_counter() - t, 'images': len(m.labels),"
         " 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
     )
@@ -125,24 +128,24 @@ def run_index(folder: Path, cache: Path, output: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_set(name: str, files: list[Path], folder: Path, work: Path, naive_limit: int) -> dict:
+def measure_set(spec: ModelSpec, name: str, files: list[Path], folder: Path, work: Path, naive_limit: int) -> dict:
     cache = work / f"cache-{name}"
     shutil.rmtree(cache, ignore_errors=True)
     output = work / f"{name}.lookalike"
     result = {"images": len(files)}
-    result["a_model_only_img_s"] = model_only(files)
-    result["decode_one_core_img_s"] = decode_only(files, naive_limit)
+    result["a_model_only_img_s"] = model_only(spec, files)
+    result["decode_one_core_img_s"] = decode_only(spec, files, naive_limit)
     # The best any pipeline can do when decoding and inference share the cores: per image, the CPU
     # time of one decode plus the network's (cores / a), spread over all cores.
     cores = len(os.sched_getaffinity(0))
     per_image = 1 / result["decode_one_core_img_s"] + cores / result["a_model_only_img_s"]
     result["ceiling_img_s"] = cores / per_image
-    result["b_straightforward_img_s"] = straightforward(files, naive_limit)
-    cold = run_index(folder, cache, output)
+    result["b_straightforward_img_s"] = straightforward(spec, files, naive_limit)
+    cold = run_index(spec, folder, cache, output)
     result["c_end_to_end_img_s"] = cold["images"] / cold["seconds"]
     result["c_seconds"] = cold["seconds"]
     result["c_peak_rss_mb"] = cold["peak_rss_mb"]
-    warm = run_index(folder, cache, output)
+    warm = run_index(spec, folder, cache, output)
     result["d_warm_reindex_seconds"] = warm["seconds"]
     result["ratio_c_over_a"] = result["c_end_to_end_img_s"] / result["a_model_only_img_s"]
     result["ratio_c_over_b"] = result["c_end_to_end_img_s"] / result["b_straightforward_img_s"]
@@ -153,6 +156,8 @@ def measure_set(name: str, files: list[Path], folder: Path, work: Path, naive_li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--precision", help="int8 or fp32 (default: the network's own)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench")
     parser.add_argument("--web", type=int, default=2000)
@@ -165,12 +170,16 @@ def main() -> None:
         sys.exit(f"no {source}: pass --data pointing at the shared data folder")
     args.work.mkdir(parents=True, exist_ok=True)
 
+    spec = get_spec(args.model).with_descriptor(None).with_precision(args.precision)
     web = make_web_set(source, args.work / "web", args.web)
     camera = make_camera_set(source, args.work / "camera", args.camera)
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "web": measure_set("web", web, args.work / "web", args.work, naive_limit=min(500, len(web))),
-        "camera": measure_set("camera", camera, args.work / "camera", args.work, naive_limit=min(60, len(camera))),
+        "model": {"name": spec.name, "precision": spec.precision, "descriptor": spec.descriptor.to_dict()},
+        "machine": machine_info(),
+        "web": measure_set(spec, "web", web, args.work / "web", args.work, naive_limit=min(500, len(web))),
+        "camera": measure_set(
+            spec, "camera", camera, args.work / "camera", args.work, naive_limit=min(60, len(camera))
+        ),
         "rss": {},
     }
     for size in [int(s) for s in args.rss_sizes.split(",") if s]:
@@ -178,13 +187,14 @@ def main() -> None:
         make_web_set(source, folder, size)
         cache = args.work / f"cache-rss-{size}"
         shutil.rmtree(cache, ignore_errors=True)
-        run = run_index(folder, cache, args.work / f"rss-{size}.lookalike")
-        embeddings_mb = size * 512 * 4 / 2**20
+        run = run_index(spec, folder, cache, args.work / f"rss-{size}.lookalike")
+        embeddings_mb = size * spec.dim * 4 / 2**20
         report["rss"][str(size)] = {
             **run,
             "embeddings_mb": embeddings_mb,
             "beyond_embeddings_mb": run["peak_rss_mb"] - embeddings_mb,
         }
+    report["machine"]["load_average_at_end"] = machine_info()["load_average"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 

@@ -11,7 +11,7 @@ references and records recall@10), then measures, side by side in one run:
 - adding 10,000 references and removing 1,000 (index-level add/remove), and recall after;
 - peak RSS of the worker (``ru_maxrss``): references + index + everything else.
 
-Data: synthetic 512-d float32 embeddings from a mixture of 1,000 Gaussians (centres ~ N(0, 1),
+Data: synthetic 512-d (``--dim``) float32 embeddings from a mixture of 1,000 Gaussians (centres ~ N(0, 1),
 spread 0.6), the shape of CNN embeddings of many photo groups. Never an n x n matrix.
 
 Run: ``python benchmarks/scale.py`` (writes ``benchmarks/results/scale.json``), or
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import machine_info
+
 DIM = 512
 CENTRES = 1000
 QUERIES = 500
@@ -41,15 +41,15 @@ K = 10
 RESULTS = Path(__file__).parent / "results" / "scale.json"
 
 
-def synthetic(n: int, seed: int, block: int = 100_000) -> np.ndarray:
-    """n clustered 512-d float32 vectors; the same centres for every seed, generated in blocks."""
-    centres = np.random.default_rng(12345).standard_normal((CENTRES, DIM), dtype=np.float32)
-    out = np.empty((n, DIM), np.float32)
+def synthetic(n: int, seed: int, block: int = 100_000, dim: int = DIM) -> np.ndarray:
+    """n clustered float32 vectors; the same centres for every seed, generated in blocks."""
+    centres = np.random.default_rng(12345).standard_normal((CENTRES, dim), dtype=np.float32)
+    out = np.empty((n, dim), np.float32)
     rng = np.random.default_rng(seed)
     for start in range(0, n, block):
         rows = min(block, n - start)
         out[start : start + rows] = centres[rng.integers(0, CENTRES, rows)]
-        out[start : start + rows] += 0.6 * rng.standard_normal((rows, DIM), dtype=np.float32)
+        out[start : start + rows] += 0.6 * rng.standard_normal((rows, dim), dtype=np.float32)
     return out
 
 
@@ -70,14 +70,14 @@ def _latency(index, queries: np.ndarray, count: int) -> dict:
     }
 
 
-def worker(n: int, method: str, metric: str, truth_path: Path) -> dict:
+def worker(n: int, method: str, metric: str, truth_path: Path, dim: int) -> dict:
     """One (size, method) measurement, in its own process so its peak RSS is its own."""
     from lookalike.index import ExactIndex, build_index
     from lookalike.index.recall import recall_at_k
 
-    refs = synthetic(n, seed=1)
-    queries = synthetic(QUERIES, seed=2)
-    extra = synthetic(10_000, seed=3)
+    refs = synthetic(n, seed=1, dim=dim)
+    queries = synthetic(QUERIES, seed=2, dim=dim)
+    extra = synthetic(10_000, seed=3, dim=dim)
     if truth_path.exists():
         truth = np.load(truth_path)
     else:
@@ -94,6 +94,7 @@ def worker(n: int, method: str, metric: str, truth_path: Path) -> dict:
     found = truth if method == "brute_force" else found
     result = {
         "n": n,
+        "dim": dim,
         "method": method,
         "metric": metric,
         "spec": getattr(index, "spec", "numpy BLAS"),
@@ -124,19 +125,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--methods", nargs="+", default=["brute_force", "hnsw", "ivf"])
     parser.add_argument("--metric", default="euclidean")
+    parser.add_argument("--dim", type=int, default=DIM, help="vector length (default %(default)s; 1280: EfficientNet)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--worker", nargs=3, metavar=("N", "METHOD", "TRUTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         n, method, truth = args.worker
-        print(json.dumps(worker(int(n), method, args.metric, Path(truth))))
+        print(json.dumps(worker(int(n), method, args.metric, Path(truth), args.dim)))
         return
     report = {
         "what": "index backends vs size: build, single-query latency at k=10, recall@10 vs exact, add/remove, peak RSS",
-        "data": f"synthetic {DIM}-d float32, mixture of {CENTRES} Gaussians (centres N(0,1), spread 0.6); "
+        "data": f"synthetic {args.dim}-d float32, mixture of {CENTRES} Gaussians (centres N(0,1), spread 0.6); "
         f"{QUERIES} held-out queries from the same mixture",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "note": "shared, noisy machine (other jobs ran at the same time): compare rows of one run, not absolute times",
+        "machine": machine_info(),
         "results": [],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,10 @@ def main() -> None:
             for method in args.methods:
                 started = time.perf_counter()
                 out = subprocess.run(
-                    [sys.executable, __file__, "--metric", args.metric, "--worker", str(n), method, str(truth)],
+                    [
+                        *(sys.executable, __file__, "--metric", args.metric, "--dim", str(args.dim)),
+                        *("--worker", str(n), method, str(truth)),
+                    ],
                     capture_output=True,
                     text=True,
                 )
@@ -157,6 +161,7 @@ def main() -> None:
                 row["wall_s"] = round(time.perf_counter() - started, 1)
                 report["results"].append(row)
                 print(json.dumps(row), flush=True)
+                report["machine"]["load_average_at_end"] = machine_info()["load_average"]
                 args.output.write_text(json.dumps(report, indent=2))  # keep what is measured if cut off
     print(f"wrote {args.output}")
 

@@ -27,6 +27,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_REASON = "needs ../shared/data (real photo sets); present in CI"
 NOBODY = 65534  # the uid of Debian's "nobody"
 CLASSES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())
+#: Length of the default network's embeddings (efficientnet_lite0: 1280).
+DEFAULT_DIM = lk.embed.registry.get_spec(lk.embed.registry.DEFAULT_MODEL).dim
 
 
 def _in_ci() -> bool:

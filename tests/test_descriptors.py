@@ -1,8 +1,8 @@
 """Global descriptors built into the ONNX graph: GeM pooling, mirror and multi-scale averaging, unit length.
 
 Each option is checked against the same arithmetic done in numpy on the
-network's own fire9 feature map (read from a plain ONNX Runtime session of the
-SqueezeNet graph), on real photos.
+network's own last feature map (read from a plain ONNX Runtime session of the
+network's graph: SqueezeNet's fire9, and the default network's head), on real photos.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from conftest import SAMPLES
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import (
     DEFAULT_DESCRIPTOR,
+    DEFAULT_MODEL,
     DESCRIPTORS,
     Descriptor,
     Preprocessing,
     descriptor_name,
     get_spec,
 )
-from lookalike.embed.squeezenet import FEATURE_MAP
 
 PHOTOS = sorted(SAMPLES.glob("*/*.jpg"))[::10]  # 8 photos, one per class or so
 
@@ -34,25 +34,30 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-@pytest.fixture(scope="module")
-def fire9():
-    """fire9's feature map of preprocessed pixels, from the unwrapped network with free input sizes."""
+def feature_map_of(spec):
+    """The network's last feature map of (n, H, W, 3) uint8 RGB pixels, normalised in numpy, any input size."""
     import onnx
     import onnxruntime as ort
 
-    spec = get_spec("squeezenet_v1.1")
-    network = onnx.load(str(spec.onnx_file()))
+    network = onnx.load(str(spec.network_file()))
     for dim in network.graph.input[0].type.tensor_type.shape.dim[2:]:
         dim.dim_param = "any"
-    network.graph.output.append(onnx.helper.make_tensor_value_info(FEATURE_MAP, onnx.TensorProto.FLOAT, None))
+    network.graph.output.append(onnx.helper.make_tensor_value_info(spec.feature_map, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(network.SerializeToString(), providers=["CPUExecutionProvider"])
     prep = spec.preprocessing
 
-    def run(pixels: np.ndarray) -> np.ndarray:  # (n, H, W, 3) uint8 RGB -> (n, 512, h, w)
-        bgr = pixels[..., ::-1].astype(np.float32) - np.array(prep.mean, np.float32)
-        return session.run([FEATURE_MAP], {"image": np.ascontiguousarray(bgr.transpose(0, 3, 1, 2))})[0]
+    def run(pixels: np.ndarray) -> np.ndarray:  # -> (n, channels, h, w)
+        values = pixels[..., ::-1] if prep.channel_order == "BGR" else pixels
+        values = (values.astype(np.float32) * np.float32(prep.scale) - np.float32(prep.mean)) / np.float32(prep.std)
+        return session.run([spec.feature_map], {"image": np.ascontiguousarray(values.transpose(0, 3, 1, 2))})[0]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def fire9():
+    """fire9's feature map of preprocessed pixels, from the unwrapped SqueezeNet graph."""
+    return feature_map_of(get_spec("squeezenet_v1.1"))
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +170,16 @@ def test_saved_model_remembers_its_descriptor(tmp_path):
     assert after["distance"].iloc[0] == pytest.approx(0.0, abs=1e-5)  # a reference finds itself
 
 
-def test_the_default_is_gem_where_there_is_a_feature_map_to_pool(pixels, fire9, tmp_path):
-    """create() without a descriptor: GeM + unit length for SqueezeNet, the network's own output for a local file."""
+def test_the_default_is_gem_where_there_is_a_feature_map_to_pool(tmp_path):
+    """create() without a descriptor: GeM + unit length for registered networks, the output of a local file."""
     assert DEFAULT_DESCRIPTOR == "gem" and descriptor_name(DESCRIPTORS["gem"]) == "gem"
     refs = [str(p) for p in PHOTOS[:4]]
     model = lk.create(refs, verbose=False)
     assert model._spec.descriptor == DESCRIPTORS["gem"] == Descriptor(pooling="gem", gem_p=3.0, normalize=True)
-    expected = unit(np.mean(np.maximum(fire9(pixels[:4]).astype(np.float64), 1e-6) ** 3, axis=(2, 3)) ** (1 / 3))
+    spec = get_spec(DEFAULT_MODEL)
+    embedder = Embedder(spec)
+    maps = feature_map_of(spec)(np.stack([embedder.load(p) for p in refs])).astype(np.float64)
+    expected = unit(np.mean(np.maximum(maps, 1e-6) ** 3, axis=(2, 3)) ** (1 / 3))
     np.testing.assert_allclose(model.embeddings, expected, rtol=1e-4, atol=1e-5)
     model.save(tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())

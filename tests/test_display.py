@@ -11,6 +11,7 @@ import pandas as pd
 from PIL import Image
 
 import lookalike as lk
+from lookalike.embed.registry import DEFAULT_MODEL
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "clothing"
 ALL = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
@@ -55,5 +56,5 @@ def test_missing_image_shows_its_label(tmp_path, sample_model):
 
 def test_model_summary_html(sample_model):
     markup = sample_model._repr_html_()
-    assert markup.startswith("<table>") and "squeezenet_v1.1" in markup and "num_references" in markup
+    assert markup.startswith("<table>") and DEFAULT_MODEL in markup and "num_references" in markup
     assert str(len(sample_model.labels)) in markup

@@ -17,6 +17,7 @@ from PIL import Image
 
 import lookalike as lk
 from conftest import CLASSES, SAMPLES
+from lookalike.embed.registry import DEFAULT_MODEL
 
 # ``lookalike.evaluate`` is the function (exported by the package); the module is reached through importlib.
 evaluation = importlib.import_module("lookalike.evaluate")
@@ -169,7 +170,7 @@ def sample_report(lookalike_cache):
 def test_folder_of_class_folders(sample_report, sample_model, sample_classes):
     report = sample_report
     assert report.num_references == 80 and report.num_groups == 10 and report.num_queries == 80
-    assert report.model_name == "squeezenet_v1.1" and report.metric == "euclidean" and len(report.failures) == 0
+    assert report.model_name == DEFAULT_MODEL and report.metric == "euclidean" and len(report.failures) == 0
     assert set(report.metrics) == {f"{m}@{k}" for m in ("precision", "recall") for k in (1, 4, 10)} | {"mAP", "N-S"}
     assert report.metrics["N-S"] is None  # groups of 8
     for name, value in report.metrics.items():

@@ -13,7 +13,7 @@ import pytest
 
 import lookalike as lk
 from lookalike.embed.extractor import Embedder
-from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DESCRIPTORS, Descriptor
+from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DEFAULT_MODEL, DESCRIPTORS, Descriptor, get_spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "clothing"
 ALL = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
@@ -69,10 +69,12 @@ def test_metadata_documents_labels_preprocessing_and_outputs(tmp_path):
     exported = onnx.load(str(path))
     meta = {p.key: p.value for p in exported.metadata_props}
     assert json.loads(meta["lookalike.labels"]) == model.labels.tolist() == refs["name"].tolist()
-    assert meta["lookalike.metric"] == "euclidean" and meta["lookalike.model"] == "squeezenet_v1.1"
+    assert meta["lookalike.metric"] == "euclidean" and meta["lookalike.model"] == DEFAULT_MODEL
     assert meta["lookalike.k"] == "10"  # k is capped at the number of references
     prep = json.loads(meta["lookalike.preprocessing"])
-    assert prep["size"] == [224, 224] and prep["channel_order"] == "BGR" and "uint8" in prep["input"]
+    expected = get_spec(DEFAULT_MODEL).preprocessing.to_dict()
+    assert prep["size"] == [224, 224] and prep["channel_order"] == expected["channel_order"] == "RGB"
+    assert prep["mean"] == list(expected["mean"]) and "uint8" in prep["input"]
     [pixels] = exported.graph.input
     assert pixels.name == "pixels" and pixels.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [o.name for o in exported.graph.output] == ["distances", "indices"]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import DEFAULT_DIM, SAMPLES
 from lookalike.cli import main
 from lookalike.embed.registry import CAFFE, get_spec
 from lookalike.match import pairs_within
@@ -144,7 +144,7 @@ def test_errors_are_clear(models, tmp_path):
         lk.match(model_a, model_b, k=0)
     with pytest.raises(ValueError, match="metric must be one of"):
         lk.match(model_a, model_b, k=1, metric="manhattan")
-    with pytest.raises(ValueError, match="512-d .* 8-d"):
+    with pytest.raises(ValueError, match=f"{DEFAULT_DIM}-d .* 8-d"):
         lk.match(model_a, np.ones((3, 8), np.float32), k=1)
     onnx_file = tmp_path / "other.onnx"
     shutil.copyfile(get_spec("squeezenet_v1.1").onnx_file(), onnx_file)

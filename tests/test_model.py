@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 import lookalike as lk
-from conftest import SAMPLES
-from lookalike.embed.registry import CAFFE, get_spec
+from conftest import DEFAULT_DIM, SAMPLES
+from lookalike.embed.registry import CAFFE, DEFAULT_MODEL, get_spec
 
 RESULT_COLUMNS = ["query_label", "reference_label", "distance", "rank"]
 EDGE_COLUMNS = ["__src_id", "__dst_id", "distance", "rank"]
@@ -42,14 +42,14 @@ def check_turi_result(result: pd.DataFrame, n_queries: int, k: int) -> None:
 def test_create_from_folder(sample_model, sample_refs):
     model = sample_model
     assert len(model.labels) == 80 and model.labels.tolist() == list(range(80))
-    assert model.embeddings.shape == (80, 512) and model.embeddings.dtype == np.float32
+    assert model.embeddings.shape == (80, DEFAULT_DIM) and model.embeddings.dtype == np.float32
     assert model.references["path"].tolist() == PATHS
     assert (
         model.references[["width", "height"]].to_numpy().tolist()
         == sample_refs[["width", "height"]].to_numpy().tolist()
     )
     assert model.feature == "path" and model.label is None
-    assert model.model_name == "squeezenet_v1.1" and model.metric == "euclidean" and model.dim == 512
+    assert model.model_name == DEFAULT_MODEL and model.metric == "euclidean" and model.dim == DEFAULT_DIM
     assert len(model.failures) == 0 and model.failures.columns.tolist() == ["source", "reason"]
 
 
@@ -185,7 +185,7 @@ def test_query_by_embedding_vectors(sample_model):
 
 
 def test_query_by_2d_float_array_of_wrong_width_is_refused(sample_model):
-    with pytest.raises(ValueError, match="length 100, but this model's have length 512"):
+    with pytest.raises(ValueError, match=f"length 100, but this model's have length {DEFAULT_DIM}"):
         sample_model.query(np.ones((3, 100), np.float32), k=2)
 
 
@@ -231,7 +231,7 @@ def test_bad_queries(sample_model, tmp_path):
         sample_model.query([], verbose=False)
     with pytest.raises(ValueError, match="empty"):
         sample_model.query(pd.DataFrame({"path": []}), verbose=False)
-    with pytest.raises(ValueError, match="length 512"):
+    with pytest.raises(ValueError, match=f"length {DEFAULT_DIM}"):
         sample_model.query(np.zeros(100, np.float32), verbose=False)
     with pytest.raises(ValueError, match="length 100"):
         sample_model.query([np.zeros(100, np.float32)] * 2, verbose=False)
@@ -378,11 +378,11 @@ def test_similarity_graph_with_string_labels_and_duplicates():
 
 def test_extract_features(sample_model, bad_files):
     features = sample_model.extract_features(SOME, verbose=False)
-    assert features.shape == (8, 512) and features.dtype == np.float32
+    assert features.shape == (8, DEFAULT_DIM) and features.dtype == np.float32
     same_embeddings(features, sample_model.embeddings[::10])
     with pytest.warns(RuntimeWarning, match=r"truncated\.jpg could not be embedded: truncated"):
         mixed = sample_model.extract_features([PATHS[0], bad_files["truncated"], PATHS[1]], verbose=False)
-    assert mixed.shape == (3, 512)
+    assert mixed.shape == (3, DEFAULT_DIM)
     assert np.isnan(mixed[1]).all()
     same_embeddings(mixed[[0, 2]], sample_model.embeddings[[0, 1]])
 
@@ -393,19 +393,19 @@ def test_extract_features(sample_model, bad_files):
 def test_summary_and_repr(sample_model, capsys):
     assert sample_model.summary() is None
     printed = capsys.readouterr().out
-    assert "ImageSimilarityModel" in printed and "squeezenet_v1.1" in printed and "euclidean" in printed
+    assert "ImageSimilarityModel" in printed and DEFAULT_MODEL in printed and "euclidean" in printed
     text = sample_model.summary(output="str")
     assert text == printed.rstrip("\n")
     values = sample_model.summary(output="dict")
-    assert values["model"] == "squeezenet_v1.1"
+    assert values["model"] == DEFAULT_MODEL
     assert values["metric"] == "euclidean"
-    assert values["num_references"] == 80 and values["num_features"] == 512 and values["num_failures"] == 0
+    assert values["num_references"] == 80 and values["num_features"] == DEFAULT_DIM and values["num_failures"] == 0
     assert values["method"] == "brute_force" and values["feature"] == "path"
     with pytest.raises(ValueError, match="output"):
         sample_model.summary(output="html")
     text = repr(sample_model)
     assert text.startswith("ImageSimilarityModel(")
-    assert "squeezenet_v1.1" in text and "euclidean" in text and "references=80" in text
+    assert DEFAULT_MODEL in text and "euclidean" in text and "references=80" in text
     precomputed = lk.create(np.eye(3), model=None, metric="dot")
     assert "precomputed" in repr(precomputed) and "dot" in repr(precomputed)
 

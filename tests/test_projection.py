@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import DEFAULT_DIM, SAMPLES
 from lookalike import storage
 from lookalike.projection import Projection, fit_lda, fit_projection, fit_whitening
 
@@ -67,7 +67,7 @@ def lda_model(lookalike_cache):
 
 def test_train_label_learns_and_applies_lda(lda_model, sample_model):
     model = lda_model
-    assert model.projection.kind == "lda" and model.dim == 9 and model.input_dim == 512
+    assert model.projection.kind == "lda" and model.dim == 9 and model.input_dim == DEFAULT_DIM
     assert model.summary(output="dict")["projection"] == "lda"
     np.testing.assert_allclose(model.features, sample_model.embeddings, atol=1e-5)
     np.testing.assert_allclose(model.embeddings, model.projection.apply(model.features), atol=1e-6)
@@ -108,7 +108,7 @@ def test_save_load_keeps_the_projection_without_pickle(lda_model, tmp_path):
 
 def test_whitening_is_refitted_on_the_references(tmp_path):
     model = lk.create(SAMPLES, descriptor={"whiten": True}, verbose=False)  # average pooling + whitening
-    assert model.projection.kind == "whiten" and model.dim == 512
+    assert model.projection.kind == "whiten" and model.dim == DEFAULT_DIM
     plain = lk.create(SAMPLES, descriptor="plain", verbose=False)
     np.testing.assert_allclose(model.features, plain.embeddings, atol=1e-5)
     expected = fit_whitening(model.features)

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 import lookalike as lk
 from conftest import noise_rgb, write_png_header_bomb, write_truncated_jpeg
 from lookalike import dedup
+from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.server.runner import start_in_thread
 from lookalike.server.security import check_bind
 from server_fixtures import *  # noqa: F403 - the server fixtures
@@ -68,7 +69,7 @@ def test_health_and_summary(api, sample_model):
     assert api.get("/health").json() == {"status": "ok", "references": 80}
     summary = api.get("/summary").json()
     assert summary["num_references"] == 80
-    assert summary["model"] == "squeezenet_v1.1"
+    assert summary["model"] == DEFAULT_MODEL
     assert summary["metric"] == "euclidean"
     assert summary["has_images"] is True and summary["can_query_images"] is True
 

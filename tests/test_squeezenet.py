@@ -87,7 +87,7 @@ def neardup_model():
     groups = sorted(p for p in root.iterdir() if p.is_dir())[:NEARDUP_GROUPS]
     files = [str(group / name) for group in groups for name in NEARDUP_MEMBERS]
     assert all(Path(f).is_file() for f in files)
-    model = lk.create(files, verbose=False)
+    model = lk.create(files, model="squeezenet_v1.1", verbose=False)
     assert len(model.failures) == 0 and len(model.labels) == len(files)
     return model, np.repeat(np.arange(len(groups)), len(NEARDUP_MEMBERS)), files
 
@@ -120,7 +120,16 @@ def test_neardup_ns_score(neardup_model):
     assert ns >= 1.8, ns
 
 
-def test_sample_classes_are_closer_within_than_across(sample_model, sample_classes):
+@pytest.fixture(scope="module")
+def squeezenet_sample():
+    """SqueezeNet (no longer the default network) on the 80 vendored photos."""
+    from conftest import SAMPLES
+
+    return lk.create(SAMPLES, model="squeezenet_v1.1", verbose=False)
+
+
+def test_sample_classes_are_closer_within_than_across(squeezenet_sample, sample_classes):
+    sample_model = squeezenet_sample
     intra, inter = intra_inter(pairwise_euclidean(sample_model.embeddings), sample_classes)
     assert intra < inter, (intra, inter)
     # and per class, for most classes
@@ -135,7 +144,8 @@ def test_sample_classes_are_closer_within_than_across(sample_model, sample_class
     assert better >= 7, f"only {better} of 10 classes are tighter than their distance to the others"
 
 
-def test_embeddings_are_pooled_relu_features(sample_model):
+def test_embeddings_are_pooled_relu_features(squeezenet_sample):
+    sample_model = squeezenet_sample
     assert sample_model.embeddings.shape == (80, 512)
     assert sample_model.embeddings.dtype == np.float32
     assert (sample_model.embeddings >= 0).all()  # average of ReLU outputs

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import DEFAULT_DIM, SAMPLES
 from lookalike import storage
-from lookalike.embed.registry import CAFFE, get_spec
+from lookalike.embed.registry import CAFFE, DEFAULT_MODEL, get_spec
 
 PATHS = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
 
@@ -47,7 +47,7 @@ def edit_manifest(path: Path, **changes) -> None:
 def test_roundtrip_answers_identically(sample_model, sample_refs, saved):
     loaded = lk.load_model(saved)
     assert repr(loaded) == repr(sample_model)
-    assert loaded.metric == "euclidean" and loaded.feature == "path" and loaded.model_name == "squeezenet_v1.1"
+    assert loaded.metric == "euclidean" and loaded.feature == "path" and loaded.model_name == DEFAULT_MODEL
     np.testing.assert_array_equal(loaded.labels, sample_model.labels)
     np.testing.assert_array_equal(loaded.embeddings, sample_model.embeddings)
     pd.testing.assert_frame_equal(loaded.references, sample_model.references)
@@ -246,11 +246,12 @@ def test_load_shape_mismatch(saved, tmp_path):
     path = copy_of(saved, tmp_path)
     edit_manifest(path, count=81)
     with pytest.raises(
-        lk.ModelFormatError, match=r"embeddings.npy is float32 \(80, 512\), manifest says float32 \(81, 512\)"
+        lk.ModelFormatError,
+        match=rf"embeddings.npy is float32 \(80, {DEFAULT_DIM}\), manifest says float32 \(81, {DEFAULT_DIM}\)",
     ):
         lk.load_model(path)
     path = copy_of(saved, tmp_path / "other")
-    np.save(path / "embeddings.npy", np.zeros((80, 512), np.float64))
+    np.save(path / "embeddings.npy", np.zeros((80, DEFAULT_DIM), np.float64))
     with pytest.raises(lk.ModelFormatError, match="float64"):
         lk.load_model(path)
     path = copy_of(saved, tmp_path / "third")
@@ -276,7 +277,7 @@ def test_wrong_embedding_model_fingerprint(saved, tmp_path, sample_model):
     assert loaded.query(vectors, k=2).equals(sample_model.query(vectors, k=2))  # ...and its vectors usable
     with pytest.raises(ValueError, match="fingerprint 0123456789abcdef") as excinfo:
         loaded.query(PATHS[3], k=2, verbose=False)
-    assert get_spec("squeezenet_v1.1").with_descriptor(None).fingerprint in str(excinfo.value)
+    assert get_spec(DEFAULT_MODEL).with_descriptor(None).fingerprint in str(excinfo.value)
     with pytest.raises(ValueError, match="fingerprint"):
         loaded.extract_features(PATHS[3], verbose=False)
 
@@ -293,7 +294,7 @@ def test_query_with_vectors_of_the_wrong_length(saved):
     loaded = lk.load_model(saved)
     with pytest.raises(ValueError, match="length 100"):
         loaded.query([np.zeros(100, np.float32), np.ones(100, np.float32)], k=1)
-    with pytest.raises(ValueError, match="512"):
+    with pytest.raises(ValueError, match=str(DEFAULT_DIM)):
         loaded.query(np.zeros(100, np.float32), k=1)
     with pytest.raises(ValueError, match="length 100"):
         loaded.query(pd.DataFrame({"v": [np.zeros(100, np.float32)]}), k=1)
@@ -309,10 +310,10 @@ def test_saved_files_are_plain_formats(saved):
         assert not path.read_bytes().startswith(b"\x80")  # no pickle stream anywhere
     manifest = json.loads((saved / "manifest.json").read_text())
     assert manifest["format"] == storage.FORMAT and manifest["format_version"] == storage.FORMAT_VERSION
-    assert manifest["count"] == 80 and manifest["dim"] == 512 and manifest["metric"] == "euclidean"
-    assert manifest["embedding_model"]["fingerprint"] == get_spec("squeezenet_v1.1").with_descriptor(None).fingerprint
+    assert manifest["count"] == 80 and manifest["dim"] == DEFAULT_DIM and manifest["metric"] == "euclidean"
+    assert manifest["embedding_model"]["fingerprint"] == get_spec(DEFAULT_MODEL).with_descriptor(None).fingerprint
     embeddings = np.load(saved / "embeddings.npy", allow_pickle=False)
-    assert embeddings.dtype == np.float32 and embeddings.shape == (80, 512)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (80, DEFAULT_DIM)
     for name in ("references.parquet", "failures.parquet"):
         data = (saved / name).read_bytes()
         assert data[:4] == b"PAR1" and data[-4:] == b"PAR1"

@@ -21,7 +21,7 @@ import lookalike as lk
 from hubserver import COMMIT, FakeHub, tiny_image_net
 from lookalike import cli
 from lookalike.embed import zoo
-from lookalike.embed.registry import Preprocessing, get_spec
+from lookalike.embed.registry import DEFAULT_MODEL, Preprocessing, get_spec
 
 pytest.importorskip("huggingface_hub")
 
@@ -197,7 +197,7 @@ def test_default_model_never_touches_the_network(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", _closed_port())
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = lk.create([str(p) for p in PHOTOS[:2]], verbose=False, cache=False)
-    assert model.model_name == "squeezenet_v1.1" and model.dim == 512
+    assert model.model_name == DEFAULT_MODEL == "efficientnet_lite0" and model.dim == 1280
 
 
 def test_cli_lists_and_fetches(hub, capsys):
@@ -205,7 +205,7 @@ def test_cli_lists_and_fetches(hub, capsys):
     entry = _entry(repo, sha256=hub.add(repo, "onnx/model.onnx", data), size=len(data))
     assert cli.main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert {"resnet-50", "mobilenet_v3", "dinov2-small", "clip-vit-b-32", "squeezenet_v1.1"} <= set(rows)
+    assert {"resnet-50", "mobilenet_v3", "dinov2-small", "clip-vit-b-32", "squeezenet_v1.1", DEFAULT_MODEL} <= set(rows)
     assert rows[entry.name]["cached"] is False and rows["squeezenet_v1.1"]["cached"] is True
     assert cli.main(["models", "fetch", entry.name]) == 0
     assert entry.name in capsys.readouterr().out

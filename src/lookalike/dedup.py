@@ -40,19 +40,19 @@ __all__ = [
 
 POLICIES = ("resolution", "size", "oldest")
 
-#: Default thresholds by (network, descriptor preset, metric), measured by
-#: benchmarks/dedup_threshold.py --descriptor NAME: the largest distance at which >= 99% of the
+#: Default thresholds by (network, precision, descriptor preset, metric), measured by
+#: benchmarks/dedup_threshold.py --model NAME --precision P --descriptor D: the largest distance at which >= 99% of the
 #: pairs it links on ../shared/data/neardup are true near-duplicates AND at most 1 in 10,000 pairs of
 #: distinct garments photographed alike (clothing/validation) is linked: dedup deletes files, so a
 #: false link costs more than a missed copy. gem's precision rule alone gave cosine 0.16, which
 #: linked jeans with shorts on the same hanger. Distances depend on the descriptor (gem vectors have
 #: unit length, plain ones do not), so each preset has its own. Re-saved, resized and slightly
 #: cropped copies are within them; neardup's hard edits (crops, rotations, overlays) mostly are not.
-DEFAULT_THRESHOLDS: dict[tuple[str, str, str], float] = {
-    ("squeezenet_v1.1", "plain", "cosine"): 0.12,
-    ("squeezenet_v1.1", "plain", "euclidean"): 31.0,
-    ("squeezenet_v1.1", "gem", "cosine"): 0.10,
-    ("squeezenet_v1.1", "gem", "euclidean"): 0.46,
+DEFAULT_THRESHOLDS: dict[tuple[str, str, str, str], float] = {
+    ("squeezenet_v1.1", "fp32", "plain", "cosine"): 0.12,
+    ("squeezenet_v1.1", "fp32", "plain", "euclidean"): 31.0,
+    ("squeezenet_v1.1", "fp32", "gem", "cosine"): 0.10,
+    ("squeezenet_v1.1", "fp32", "gem", "euclidean"): 0.46,
 }
 
 
@@ -82,15 +82,18 @@ def default_threshold(model: ImageSimilarityModel) -> float:
         learned projections, precomputed embeddings.
     """
     descriptor = _descriptor_of(model)
-    key = (model.model_name, descriptor, model.metric)
+    spec = model._model_spec()
+    precision = spec.precision if spec is not None else None
+    key = (model.model_name, precision, descriptor, model.metric)
     if key not in DEFAULT_THRESHOLDS or model.projection is not None:
-        known = ", ".join(f"{n} + {d} + {m}" for n, d, m in DEFAULT_THRESHOLDS)
+        known = ", ".join(f"{n} ({p}) + {d} + {m}" for n, p, d, m in DEFAULT_THRESHOLDS)
+        network = f"{model.model_name} ({precision})"
         if model.model_name is None:
             what = "precomputed embeddings"
         elif model.projection is not None and descriptor is not None:  # e.g. an LDA on top of a measured preset
-            what = f"{model.model_name} with the {descriptor} descriptor and a {model.projection.kind} projection"
+            what = f"{network} with the {descriptor} descriptor and a {model.projection.kind} projection"
         else:
-            what = f"{model.model_name} with the {descriptor or 'custom'} descriptor"
+            what = f"{network} with the {descriptor or 'custom'} descriptor"
         raise ValueError(
             f"no default dedup threshold for {what} and the {model.metric} metric "
             f"(measured for: {known}): pass threshold="

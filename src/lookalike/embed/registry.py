@@ -406,7 +406,9 @@ def _register_lite(variant: str, license_note: str) -> None:
 
     def int8() -> Path:
         return cached_build(
-            f"{name}-int8", int8_version, lambda: quantize.quantize_int8(fp32().read_bytes(), calibration, efficientnet_lite.FEATURE_MAP)
+            f"{name}-int8",
+            int8_version,
+            lambda: quantize.quantize_int8(fp32().read_bytes(), calibration, efficientnet_lite.FEATURE_MAP),
         )
 
     register(

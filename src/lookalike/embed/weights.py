@@ -124,13 +124,15 @@ def read_torch_legacy(path: str | Path) -> dict[str, np.ndarray]:
         The file is not a legacy PyTorch file, or is truncated.
     """
     with open(path, "rb") as f:
-        header = [_TorchLegacyUnpickler(f).load() for _ in range(2)]
-        if header != [_TORCH_MAGIC, _TORCH_PROTOCOL]:
-            raise ValueError(f"{path} is not a legacy-format PyTorch file")
-        _TorchLegacyUnpickler(f).load()  # system info: endianness and type sizes, little-endian x86 here
-        reader = _TorchLegacyUnpickler(f)
-        state = reader.load()
-        keys = _TorchLegacyUnpickler(f).load()
+        try:
+            if _TorchLegacyUnpickler(f).load() != _TORCH_MAGIC or _TorchLegacyUnpickler(f).load() != _TORCH_PROTOCOL:
+                raise ValueError(f"{path} is not a legacy-format PyTorch file")
+            _TorchLegacyUnpickler(f).load()  # system info: endianness and type sizes, little-endian x86 here
+            reader = _TorchLegacyUnpickler(f)
+            state = reader.load()
+            keys = _TorchLegacyUnpickler(f).load()
+        except EOFError:
+            raise ValueError(f"{path} is truncated or is not a legacy-format PyTorch file") from None
         if not isinstance(state, dict) or not isinstance(keys, list) or set(map(str, keys)) != set(reader.storages):
             raise ValueError(f"{path} does not hold a state dict of tensors")
         data: dict[str, np.ndarray] = {}

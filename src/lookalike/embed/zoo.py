@@ -296,7 +296,7 @@ def is_cached(entry: ZooEntry) -> bool:
 
 
 def list_models() -> list[dict]:
-    """Every registered model: name, dim, size in bytes, cached (True/False), license, source."""
+    """Every registered model: name, dim, size in bytes, cached (True/False), text, precisions, license, source."""
     from lookalike.embed.registry import available_models
 
     rows = []
@@ -310,6 +310,9 @@ def list_models() -> list[dict]:
                 "size_mb": round(entry.size / 1e6, 1) if entry and entry.size else None,
                 "cached": is_cached(entry) if entry else True,
                 "text": bool(entry and entry.text),
+                # The default precision first: int8 where the model offers it (see registry.PRECISIONS).
+                "precision": spec.precision
+                + ("" if spec.int8_file is None else ", fp32" if spec.precision == "int8" else ", int8"),
                 "license": spec.license,
                 "source": spec.source,
             }
