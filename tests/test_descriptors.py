@@ -219,14 +219,21 @@ def test_gem_and_whitening_beat_plain_features_on_near_duplicates(needs_shared):
     folders = sorted(p for p in (needs_shared / "neardup").iterdir() if p.is_dir())[:50]
     files = [str(f) for folder in folders for f in sorted(folder.glob("*.jpg"))]
     groups = np.array([Path(f).parent.name for f in files])
-    plain = lk.evaluate_model(lk.create(files, descriptor="plain", verbose=False), groups, verbose=False)
-    fast = lk.evaluate_model(lk.create(files, descriptor="fast", verbose=False), groups, verbose=False)
-    assert fast.metrics["N-S"] > plain.metrics["N-S"] + 0.1
-    assert fast.metrics["mAP"] > plain.metrics["mAP"] + 0.03
-    # The default (gem) beats plain features in either metric (measured: N-S 2.80 against 2.23 and 2.44 cosine).
-    default = lk.evaluate_model(lk.create(files, verbose=False), groups, verbose=False)
-    cosine = lk.evaluate_model(
-        lk.create(files, descriptor="plain", metric="cosine", verbose=False), groups, verbose=False
-    )
-    assert default.metrics["N-S"] > cosine.metrics["N-S"] + 0.2 > plain.metrics["N-S"] + 0.2
-    assert default.metrics["mAP"] > cosine.metrics["mAP"] + 0.05
+
+    def score(**options):
+        return lk.evaluate_model(lk.create(files, verbose=False, **options), groups, verbose=False).metrics
+
+    # SqueezeNet (measured: plain 2.23, plain cosine 2.44, gem 2.80, fast clearly above plain).
+    plain = score(model="squeezenet_v1.1", descriptor="plain")
+    fast = score(model="squeezenet_v1.1", descriptor="fast")
+    assert fast["N-S"] > plain["N-S"] + 0.1
+    assert fast["mAP"] > plain["mAP"] + 0.03
+    default = score(model="squeezenet_v1.1")
+    cosine = score(model="squeezenet_v1.1", descriptor="plain", metric="cosine")
+    assert default["N-S"] > cosine["N-S"] + 0.2 > plain["N-S"] + 0.2
+    assert default["mAP"] > cosine["mAP"] + 0.05
+    # The default network (measured on these 200 photos: plain 2.955, plain cosine 3.245, gem 3.255). Its
+    # whitening needs more references than 200 to pay on 1280-d vectors (fast 3.03 here, 3.40 on all 2,000).
+    lite_plain, lite_default = score(descriptor="plain"), score()
+    assert lite_default["N-S"] > lite_plain["N-S"] + 0.2 and lite_default["N-S"] >= 3.1
+    assert lite_default["mAP"] > lite_plain["mAP"] + 0.05

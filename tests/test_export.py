@@ -80,11 +80,12 @@ def test_metadata_documents_labels_preprocessing_and_outputs(tmp_path):
     assert [o.name for o in exported.graph.output] == ["distances", "indices"]
     assert "TopK" in {n.op_type for n in exported.graph.node}
     assert json.loads(meta["lookalike.descriptor"]) == DESCRIPTORS[DEFAULT_DESCRIPTOR].to_dict()
-    # Only what the search needs: GeM pooling of fire9, not the classifier head nor the network's average pool.
+    assert meta["lookalike.precision"] == "int8"
+    # Only what the search needs: GeM pooling of the head, not the classifier nor the network's average pool.
     weights = {init.name for init in exported.graph.initializer}
-    assert "fire9/expand3x3/W" in weights and not any(name.startswith("conv10") for name in weights)
-    assert {"Pow", "LpNormalization"} <= {n.op_type for n in exported.graph.node}
-    assert "fire9/gap" not in {name for n in exported.graph.node for name in n.output}
+    assert any(name.startswith("head/W") for name in weights) and not any(name.startswith("fc/") for name in weights)
+    assert {"Pow", "LpNormalization", "QuantizeLinear"} <= {n.op_type for n in exported.graph.node}
+    assert "head/gap" not in {name for n in exported.graph.node for name in n.output}
 
 
 def test_whitening_and_projections_are_refused(tmp_path):

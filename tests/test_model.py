@@ -444,7 +444,8 @@ def test_local_onnx_file_with_preprocessing(tmp_path, sample_model):
     model = lk.create(SOME, model=onnx_file, preprocessing=CAFFE.to_dict(), verbose=False)
     assert model.model_name == "onnx:my_squeezenet.onnx" and model.dim == 512
     # A local file offers only its output, the average pool of fire9: the registered network's plain descriptor.
-    same_embeddings(model.embeddings, lk.create(SOME, descriptor="plain", verbose=False).embeddings)
+    registered = lk.create(SOME, model="squeezenet_v1.1", descriptor="plain", verbose=False)
+    same_embeddings(model.embeddings, registered.embeddings)
     result = model.query(SOME[2], k=1, verbose=False)
     assert result["reference_label"].tolist() == [2] and result["distance"].tolist() == [0.0]
     as_str = lk.create(SOME[:2], model=str(onnx_file), preprocessing=CAFFE, verbose=False)

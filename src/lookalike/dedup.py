@@ -53,6 +53,14 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str, str, str], float] = {
     ("squeezenet_v1.1", "fp32", "plain", "euclidean"): 31.0,
     ("squeezenet_v1.1", "fp32", "gem", "cosine"): 0.10,
     ("squeezenet_v1.1", "fp32", "gem", "euclidean"): 0.46,
+    ("efficientnet_lite0", "int8", "plain", "cosine"): 0.15,
+    ("efficientnet_lite0", "int8", "plain", "euclidean"): 8.1,
+    ("efficientnet_lite0", "int8", "gem", "cosine"): 0.15,
+    ("efficientnet_lite0", "int8", "gem", "euclidean"): 0.55,
+    ("efficientnet_lite0", "fp32", "plain", "cosine"): 0.15,
+    ("efficientnet_lite0", "fp32", "plain", "euclidean"): 7.6,
+    ("efficientnet_lite0", "fp32", "gem", "cosine"): 0.14,
+    ("efficientnet_lite0", "fp32", "gem", "euclidean"): 0.54,
 }
 
 

@@ -141,6 +141,7 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     metadata = {
         "lookalike.version": lookalike.__version__,
         "lookalike.model": spec.name,
+        "lookalike.precision": spec.precision,
         "lookalike.descriptor": json.dumps(spec.descriptor.to_dict()),
         "lookalike.metric": model.metric,
         "lookalike.k": str(k),
