@@ -98,8 +98,8 @@ def test_hnsw_tombstones_are_saved_and_compacted(tmp_path):
 def test_auto_index_follows_the_collection_size_across_add_save_and_remove(tmp_path, monkeypatch):
     from lookalike.index import factory
 
-    monkeypatch.setattr(factory, "AUTO_THRESHOLD", 1500)
     vectors = clustered(2000)
+    monkeypatch.setattr(factory, "AUTO_MAX_EXACT_VALUES", 1500 * vectors.shape[1])
     grown = lk.create(vectors[:1000], model=None)
     pinned = lk.create(vectors[:1000], model=None, method="brute_force")
     assert grown._index.method == pinned._index.method == "brute_force"

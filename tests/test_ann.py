@@ -105,9 +105,11 @@ def test_auto_is_exact_below_the_threshold_and_approximate_above(refs, monkeypat
     assert choose_method("auto", 5000)[0] == "brute_force"
     small = build_index(refs, "euclidean", "auto")
     assert small.method == "brute_force" and "2000 references <" in small.reason and small.recall is None
-    monkeypatch.setattr(factory, "AUTO_THRESHOLD", 1000)
+    assert choose_method("auto", 49_999, 512)[0] == choose_method("auto", 19_999, 1280)[0] == "brute_force"
+    assert choose_method("auto", 50_000, 512)[0] == choose_method("auto", 20_000, 1280)[0] == "ivf"
+    monkeypatch.setattr(factory, "AUTO_MAX_EXACT_VALUES", 1000 * refs.shape[1])
     large = build_index(refs, "euclidean", "auto")
-    assert large.method == "ivf" and ">= 1000" in large.reason and large.recall["recall"] >= 0.95
+    assert large.method == "ivf" and f">= 1000 of {refs.shape[1]}-d" in large.reason and large.recall["recall"] >= 0.95
 
 
 def test_bad_method_fails_before_any_embedding():

@@ -668,8 +668,9 @@ def create(
         The index: ``"brute_force"`` (exact), ``"hnsw"`` or ``"ivf"``
         (faiss, approximate; recall@10 measured at build time and shown by
         ``summary()``), a faiss factory string such as ``"IVF1024,Flat"``,
-        or ``"auto"``: exact below ``lookalike.index.AUTO_THRESHOLD``
-        (50,000) references, IVF from there on (see ``docs/scale.md``).
+        or ``"auto"``: exact up to ``lookalike.index.AUTO_MAX_EXACT_VALUES``
+        values (50,000 references of 512-d, 20,000 of 1280-d), IVF from
+        there on (see ``docs/scale.md``).
     precision : {"int8", "fp32", "auto"}, optional
         The number format the network runs in: None takes the network's
         default (int8 for ``efficientnet_lite0``, float32 for the others);

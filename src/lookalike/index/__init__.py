@@ -11,11 +11,19 @@ with the same distance definitions, and supports ``add``/``remove``:
 
 from lookalike.index.approximate import ApproximateIndex, IndexFileError
 from lookalike.index.exact import ExactIndex
-from lookalike.index.factory import AUTO_THRESHOLD, METHODS, build_index, choose_method, describe_index, read_index
+from lookalike.index.factory import (
+    AUTO_MAX_EXACT_VALUES,
+    METHODS,
+    build_index,
+    choose_method,
+    describe_index,
+    exact_limit,
+    read_index,
+)
 from lookalike.index.metrics import METRICS, check_metric
 
 __all__ = [
-    "AUTO_THRESHOLD",
+    "AUTO_MAX_EXACT_VALUES",
     "METHODS",
     "METRICS",
     "ApproximateIndex",
@@ -24,6 +32,7 @@ __all__ = [
     "build_index",
     "check_metric",
     "choose_method",
+    "exact_limit",
     "describe_index",
     "read_index",
 ]

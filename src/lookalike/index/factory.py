@@ -11,11 +11,13 @@ from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
 
 METHODS = ("auto", "brute_force", *NAMED)
-#: At and above this many references ``auto`` builds IVF. Measured by benchmarks/scale.py (512-d,
-#: 2 busy cores): exact search costs ~7 ms CPU per query at 10k and ~29 ms at 100k, so a
-#: similarity graph over 50k references would take ~12 CPU-minutes exactly, against seconds for
-#: IVF (6 s CPU to build at 100k, ~0.6 ms per query at recall@10 >= 0.95).
-AUTO_THRESHOLD = 50_000
+#: ``auto`` builds IVF once the references hold this many values (count x dimension): 50,000
+#: references of 512-d, 20,000 of the default network's 1280-d. Exact search costs time in proportion
+#: to count x dimension: measured by benchmarks/scale.py (quiet 2-core machine, 1280-d,
+#: results/scale_1280.json) at 9.7 ms per query (534 queries/s in batch) at 50k and 3.8 ms (1,170/s)
+#: at 20k, so a similarity graph over 50k 1280-d references takes ~95 s exactly against ~13 s for
+#: IVF (built in 1.6 s, 0.26 ms per query at recall@10 0.997).
+AUTO_MAX_EXACT_VALUES = 50_000 * 512
 #: What ``auto`` builds above the threshold. IVF, not HNSW: at 100k it built 6x faster
 #: (6 s vs 36 s CPU; HNSW inserts into a graph one vector at a time), answered as fast
 #: (0.65 vs 0.53 ms) and drops removed vectors for real; its search effort is re-tuned
@@ -23,23 +25,29 @@ AUTO_THRESHOLD = 50_000
 AUTO_APPROXIMATE = "ivf"
 
 
-def choose_method(method: str, n: int) -> tuple[str, str]:
-    """(method, reason) for a requested ``method`` and ``n`` references.
+def exact_limit(dim: int) -> int:
+    """How many references of ``dim`` values ``auto`` still searches exactly (see :data:`AUTO_MAX_EXACT_VALUES`)."""
+    return max(1, AUTO_MAX_EXACT_VALUES // max(int(dim), 1))
+
+
+def choose_method(method: str, n: int, dim: int = 512) -> tuple[str, str]:
+    """(method, reason) for a requested ``method`` and ``n`` references of ``dim`` values.
 
     Examples
     --------
     >>> choose_method("auto", 5_000)[0]
     'brute_force'
-    >>> choose_method("auto", 2_000_000)[0]
+    >>> choose_method("auto", 30_000, dim=1280)[0]
     'ivf'
     """
     if not isinstance(method, str) or not method:
         raise ValueError(f"method must be one of {METHODS} or a faiss factory string, got {method!r}")
     if method != "auto":
         return method, "requested"
-    if n < AUTO_THRESHOLD:
-        return "brute_force", f"auto: {n} references < {AUTO_THRESHOLD}, exact search is fast enough"
-    return AUTO_APPROXIMATE, f"auto: {n} references >= {AUTO_THRESHOLD}, approximate search pays"
+    limit = exact_limit(dim)
+    if n < limit:
+        return "brute_force", f"auto: {n} references < {limit} of {dim}-d, exact search is fast enough"
+    return AUTO_APPROXIMATE, f"auto: {n} references >= {limit} of {dim}-d, approximate search pays"
 
 
 def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "auto", recall_k: int = 10):
@@ -65,7 +73,7 @@ def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "a
     >>> build_index(refs, "euclidean", "auto").method
     'brute_force'
     """
-    chosen, reason = choose_method(method, len(vectors))
+    chosen, reason = choose_method(method, len(vectors), vectors.shape[1])
     if chosen == "brute_force":
         index = ExactIndex(vectors, metric)
         index.recall = None
@@ -119,11 +127,11 @@ def requested_method(index) -> str:
 def after_change(index, vectors: np.ndarray, metric: str):
     """The index to use once references were added or removed in place.
 
-    An ``auto`` index whose size crossed :data:`AUTO_THRESHOLD` is rebuilt with the
-    method ``auto`` now picks (a collection grown past 50k by ``add`` becomes IVF);
+    An ``auto`` index whose size crossed :func:`exact_limit` is rebuilt with the
+    method ``auto`` now picks (a collection of 512-d vectors grown past 50k by ``add`` becomes IVF);
     otherwise an approximate index keeps its structure and has its recall re-measured.
     """
-    if requested_method(index) == "auto" and choose_method("auto", len(vectors))[0] != index.method:
+    if requested_method(index) == "auto" and choose_method("auto", *vectors.shape)[0] != index.method:
         return build_index(vectors, metric, "auto")
     if isinstance(index, ApproximateIndex):
         k = (index.recall or {}).get("k", 10)
