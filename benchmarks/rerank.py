@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,8 +30,10 @@ import cv2
 import numpy as np
 
 import lookalike as lk
+from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.evaluate import _folder_table, evaluate_model
 from lookalike.verify import Verifier
+from machine import machine_info
 
 HERE = Path(__file__).resolve().parent
 NEARDUP = HERE.parents[1] / "shared" / "data" / "neardup"
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--shortlist", type=int, default=20)
     parser.add_argument("--descriptors", default="plain,best", help="base descriptors, comma-separated")
     parser.add_argument("--metric", default="cosine")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="network (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="verification worker threads")
     parser.add_argument("--latency-images", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
@@ -105,28 +106,23 @@ def main() -> None:
         "dataset": f"neardup, first {args.groups} groups ({len(table)} images)",
         "metric": args.metric,
         "shortlist": args.shortlist,
+        "model": args.model,
         "verifier": repr(Verifier(threads=args.threads)),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-            "python": platform.python_version(),
-            "opencv": cv2.__version__,
-            "note": "shared, noisy machine: compare the columns of one run, not absolute times",
-        },
+        "machine": {**machine_info(), "opencv": cv2.__version__},
         "bases": {},
     }
     # Query images for latency: originals of groups spread over the subset (they are references too).
     latency_images = table[table["path"].str.endswith("original.jpg")]["path"].tolist()
     latency_images = latency_images[:: max(1, len(latency_images) // args.latency_images)][: args.latency_images]
     for descriptor in args.descriptors.split(","):
-        model = lk.create(table[["path"]], metric=args.metric, descriptor=descriptor, verbose=False)
+        model = lk.create(table[["path"]], model=args.model, metric=args.metric, descriptor=descriptor, verbose=False)
         print(f"[{descriptor}] evaluating {len(table)} images ...", flush=True)
         entry = _quality(model, groups, args.shortlist, args.threads)
         print(f"[{descriptor}] N-S {entry['plain']['N-S']} -> {entry['verified']['N-S']}", flush=True)
         entry["single_query"] = _latency(model, latency_images, args.shortlist, args.rounds, args.threads)
         print(f"[{descriptor}] single query ms {entry['single_query']['median_ms']}", flush=True)
         results["bases"][descriptor] = entry
-    results["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    results["machine"]["load_average_at_end"] = machine_info()["load_average"]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
