@@ -49,7 +49,7 @@ def test_imagenet_accuracy(needs_shared, name, precision):
     top5 = np.argsort(-logits, axis=1)[:, :5]
     top1_accuracy = float((top5[:, 0] == truth).mean())
     top5_accuracy = float((top5 == truth[:, None]).any(axis=1).mean())
-    # Measured: lite0 fp32 0.904 / 0.984, int8 0.896 / 0.980; lite2 fp32 0.916 / 0.988.
+    # Measured: lite0 0.896 / 0.980 (int8 and fp32 alike: their logits differ, not their score); lite2 0.908 / 0.984.
     assert top5_accuracy >= 0.95, f"top-5 {top5_accuracy:.3f}, top-1 {top1_accuracy:.3f}"
     assert top1_accuracy >= 0.85, f"top-1 {top1_accuracy:.3f}"
 

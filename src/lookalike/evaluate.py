@@ -158,7 +158,7 @@ class EvaluationReport:
         Examples
         --------
         >>> print(report.to_text())  # doctest: +SKIP
-        Retrieval quality: 80 references in 10 groups (80 queries), squeezenet_v1.1, euclidean
+        Retrieval quality: 80 references in 10 groups (80 queries), efficientnet_lite0, euclidean
         """
         lines = [
             f"Retrieval quality: {self.num_references} references in {self.num_groups} groups "

@@ -431,7 +431,7 @@ class ImageSimilarityModel:
         return export_onnx(self, path, k=k)
 
     def export_coreml(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
-        """Write a Core ML program (.mlpackage): 224x224 image -> embedding + top-k references. See :mod:`lookalike.export_coreml`."""
+        """Write a Core ML program (.mlpackage): image -> embedding + top-k references. See :mod:`lookalike.export_coreml`."""
         from lookalike.export_coreml import export_coreml
 
         return export_coreml(self, path, k=k)

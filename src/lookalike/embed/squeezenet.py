@@ -54,7 +54,7 @@ def load_weights(path: Path | None = None) -> dict[str, list[np.ndarray]]:
 
 
 def trunk() -> Iterator[tuple[str, str, int]]:
-    """The network up to fire9, in order; every builder (ONNX, Core ML) walks this one list.
+    """The network up to fire9, in order (the Core ML export translates the ONNX graph built from it).
 
     Steps are ``("conv", layer, stride)`` (TF 'same' padding, then ReLU),
     ``("maxpool", name, 2)`` (3x3, stride 2, no padding) and ``("fire", name, 1)``
@@ -69,7 +69,7 @@ def trunk() -> Iterator[tuple[str, str, int]]:
 
 
 def conv_params(weights: dict[str, list[np.ndarray]], layer: str) -> tuple[np.ndarray, np.ndarray]:
-    """A conv layer's kernel as float32 (out, in, H, W) and its float32 bias, the layout ONNX and Core ML take."""
+    """A conv layer's kernel as float32 (out, in, H, W) and its float32 bias, the layout ONNX takes."""
     kernel, bias = weights[layer]
     return np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 0, 1)), np.asarray(bias, np.float32)
 
