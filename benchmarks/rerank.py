@@ -45,12 +45,12 @@ def _subset(groups: int):
     return table[table["group"].isin(keep)].reset_index(drop=True)
 
 
-def _quality(model, groups: np.ndarray, shortlist: int, threads: int) -> dict:
+def _quality(model, groups: np.ndarray, shortlist: int, threads: int, min_inliers: int) -> dict:
     started = time.perf_counter()
     plain = evaluate_model(model, groups, k=(1, 4), verbose=False)
     plain_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    verifier = Verifier(threads=threads)
+    verifier = Verifier(threads=threads, min_inliers=min_inliers)
     checked = evaluate_model(model, groups, k=(1, 4), verbose=False, verify=verifier, shortlist=shortlist)
     verify_seconds = time.perf_counter() - started
     n = len(groups)
@@ -65,9 +65,9 @@ def _quality(model, groups: np.ndarray, shortlist: int, threads: int) -> dict:
     }
 
 
-def _latency(model, images: list[str], shortlist: int, rounds: int, threads: int) -> dict:
+def _latency(model, images: list[str], shortlist: int, rounds: int, threads: int, min_inliers: int) -> dict:
     """Median ms per single-image query: plain, verified cold (fresh Verifier), verified warm (reused Verifier)."""
-    warm = Verifier(threads=threads)
+    warm = Verifier(threads=threads, min_inliers=min_inliers)
     model.query(images[0], k=5, verify=warm, shortlist=shortlist, verbose=False)  # load the network, fill the cache
     for image in images:
         model.query(image, k=5, verify=warm, shortlist=shortlist, verbose=False)
@@ -75,7 +75,11 @@ def _latency(model, images: list[str], shortlist: int, rounds: int, threads: int
     for _ in range(rounds):
         for image in images:
             for name in times:  # alternate, so that load changes hit every variant alike
-                verify = {"plain": False, "verified_cold": Verifier(threads=threads), "verified_warm": warm}[name]
+                verify = {
+                    "plain": False,
+                    "verified_cold": Verifier(threads=threads, min_inliers=min_inliers),
+                    "verified_warm": warm,
+                }[name]
                 started = time.perf_counter()
                 model.query(image, k=5, verify=verify, shortlist=shortlist, verbose=False)
                 times[name].append(time.perf_counter() - started)
@@ -91,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=150, help="neardup groups (4 images each)")
     parser.add_argument("--shortlist", type=int, default=20)
+    parser.add_argument("--min-inliers", type=int, default=15, help="inliers that verify a pair (Verifier default 15)")
     parser.add_argument("--descriptors", default="plain,best", help="base descriptors, comma-separated")
     parser.add_argument("--metric", default="cosine")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="network (default: %(default)s)")
@@ -107,7 +112,7 @@ def main() -> None:
         "metric": args.metric,
         "shortlist": args.shortlist,
         "model": args.model,
-        "verifier": repr(Verifier(threads=args.threads)),
+        "verifier": repr(Verifier(threads=args.threads, min_inliers=args.min_inliers)),
         "machine": {**machine_info(), "opencv": cv2.__version__},
         "bases": {},
     }
@@ -117,9 +122,11 @@ def main() -> None:
     for descriptor in args.descriptors.split(","):
         model = lk.create(table[["path"]], model=args.model, metric=args.metric, descriptor=descriptor, verbose=False)
         print(f"[{descriptor}] evaluating {len(table)} images ...", flush=True)
-        entry = _quality(model, groups, args.shortlist, args.threads)
+        entry = _quality(model, groups, args.shortlist, args.threads, args.min_inliers)
         print(f"[{descriptor}] N-S {entry['plain']['N-S']} -> {entry['verified']['N-S']}", flush=True)
-        entry["single_query"] = _latency(model, latency_images, args.shortlist, args.rounds, args.threads)
+        entry["single_query"] = _latency(
+            model, latency_images, args.shortlist, args.rounds, args.threads, args.min_inliers
+        )
         print(f"[{descriptor}] single query ms {entry['single_query']['median_ms']}", flush=True)
         results["bases"][descriptor] = entry
     results["machine"]["load_average_at_end"] = machine_info()["load_average"]
