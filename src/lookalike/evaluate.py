@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.embed.registry import DEFAULT_MODEL
+from lookalike.files import write_text_atomic
 from lookalike.graph import drop_self
 from lookalike.index.metrics import block_distances, row_norms
 from lookalike.ingest.decode import ImageError, load_rgb
@@ -131,7 +132,7 @@ class EvaluationReport:
         """
         text = json.dumps(self.to_dict(queries=queries), indent=2)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            write_text_atomic(path, text + "\n")
         return text
 
     def worst(self, n: int = 20) -> pd.DataFrame:
@@ -242,7 +243,7 @@ class EvaluationReport:
             size=THUMBNAIL_PIXELS,
         )
         path = Path(path)
-        path.write_text(page, encoding="utf-8")
+        write_text_atomic(path, page)
         return path
 
 

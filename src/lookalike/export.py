@@ -17,7 +17,7 @@ import numpy as np
 
 import lookalike
 from lookalike.embed.frontend import PIXELS, embedding_graph
-from lookalike.embed.model_files import atomic_write_bytes
+from lookalike.files import write_bytes_atomic
 
 DISTANCES = "distances"
 INDICES = "indices"
@@ -160,5 +160,5 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     graph_model.doc_string = "lookalike image similarity search: pixels -> top-k reference indices and distances"
     onnx.checker.check_model(graph_model)
     path = Path(path)
-    atomic_write_bytes(path, graph_model.SerializeToString())
+    write_bytes_atomic(path, graph_model.SerializeToString())
     return path

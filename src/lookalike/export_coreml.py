@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ import numpy as np
 
 import lookalike
 from lookalike.embed.frontend import embedding_graph
+from lookalike.files import replace_dir, staging_dir
 
 IMAGE = "image"
 EMBEDDING = "embedding"
@@ -300,16 +299,9 @@ def _search(mb, embedding, metric: str, references: np.ndarray, k: int):
 
 def _save_package(mlmodel, path: Path) -> None:
     """Save the .mlpackage folder beside ``path`` and move it into place, so a failed save leaves no half package."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    with staging_dir(path) as staging:
         mlmodel.save(str(staging / path.name))
-        if path.exists():
-            old = staging / "previous"
-            os.replace(path, old)  # a folder cannot be replaced in one rename: swap, then drop the old one
-        os.replace(staging / path.name, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_dir(staging / path.name, path)
 
 
 def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lookalike.files import atomic_path
+
 #: Files results can be streamed to, by suffix.
 STREAM_SUFFIXES = (".parquet", ".csv")
 #: Files results can be written to at all (JSON is written whole).
@@ -51,9 +53,8 @@ def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema
     import pyarrow.parquet as pq
 
     path = check_output(path, STREAM_SUFFIXES)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     count = 0
-    try:
+    with atomic_path(path) as partial:
         writer = (
             pq.ParquetWriter(partial, schema) if path.suffix.lower() == ".parquet" else pcsv.CSVWriter(partial, schema)
         )
@@ -61,9 +62,6 @@ def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema
             for block in blocks:
                 writer.write_table(pa.Table.from_pandas(block, schema=schema, preserve_index=False))
                 count += len(block)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return count
 
 
@@ -74,12 +72,8 @@ def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
     if suffix in STREAM_SUFFIXES:
         write_blocks(path, [table], pa.Schema.from_pandas(table, preserve_index=False))
         return
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as partial:
         table.to_json(partial, orient="records", lines=suffix == ".jsonl")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def count_rows(path: str | os.PathLike) -> int:

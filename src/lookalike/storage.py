@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from lookalike.files import replace_dir, staging_dir
 
 FORMAT = "lookalike-model"
 FORMAT_VERSION = 1
@@ -62,9 +62,7 @@ def save(
     target = Path(path)
     if target.exists() and not (_is_model_dir(target) or (target.is_dir() and not any(target.iterdir()))):
         raise FileExistsError(f"{target} exists and is not a lookalike model; refusing to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
-    try:
+    with staging_dir(target) as staging:
         np.save(staging / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
         try:
             references.to_parquet(staging / "references.parquet", index=False)
@@ -78,19 +76,7 @@ def save(
             data(staging / name) if callable(data) else (staging / name).write_bytes(data)
         full_manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
         (staging / "manifest.json").write_text(json.dumps(full_manifest, indent=2, default=str))
-        for item in staging.iterdir():
-            with open(item, "rb") as f:
-                os.fsync(f.fileno())
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.replace(target, retired / "model")
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        replace_dir(staging, target)
     return target
 
 

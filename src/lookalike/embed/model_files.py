@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from lookalike.config import cache_dir
+from lookalike.files import write_bytes_atomic
 
 
 def file_sha256(path: Path) -> str:
@@ -18,21 +17,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cached_build(name: str, version: int, build: Callable[[], bytes]) -> Path:
@@ -51,7 +35,7 @@ def cached_build(name: str, version: int, build: Callable[[], bytes]) -> Path:
     except (OSError, ValueError):
         pass
     data = build()
-    atomic_write_bytes(path, data)
+    write_bytes_atomic(path, data)
     record = {"builder_version": version, "sha256": hashlib.sha256(data).hexdigest()}
-    atomic_write_bytes(sidecar, json.dumps(record).encode())
+    write_bytes_atomic(sidecar, json.dumps(record).encode())
     return path

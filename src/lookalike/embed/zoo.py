@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.config import cache_dir
-from lookalike.embed.model_files import atomic_write_bytes, file_sha256
+from lookalike.embed.model_files import file_sha256
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec, register
+from lookalike.files import write_bytes_atomic
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -264,7 +265,7 @@ def prepared_onnx(entry: ZooEntry) -> Path:
     digest = entry.image.sha256 or source.resolve().name
     path = cache_dir() / "models" / "zoo" / f"{entry.name}-{digest[:16]}.onnx"
     if not path.is_file():
-        atomic_write_bytes(path, _prepare(entry, source))
+        write_bytes_atomic(path, _prepare(entry, source))
     return path
 
 

@@ -41,6 +41,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.config import cache_dir
+from lookalike.files import commit_file
 from lookalike.ingest.decode import ImageError, probe
 
 if TYPE_CHECKING:
@@ -207,8 +208,7 @@ class _PartFile:
 
     def commit(self) -> Path:
         self._file.close()
-        os.replace(self.temp, self.final)
-        return self.final
+        return commit_file(self.temp, self.final)
 
     def __exit__(self, *exc_info: Any) -> None:
         self._file.close()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lookalike.files import atomic_path
+
 #: Kinds whose reasons are worded in several ways, by the leading text that marks them.
 _KIND_PREFIXES = (
     ("truncated", "truncated"),
@@ -71,13 +73,6 @@ def write_report(failures: pd.DataFrame, path: str | os.PathLike) -> Path:
     >>> write_report(model.failures, "photos.failures.csv")  # doctest: +SKIP
     PosixPath('photos.failures.csv')
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{path.name}.{os.getpid()}.part")  # open(), not mkstemp: the report gets the usual mode
-    try:
+    with atomic_path(path) as temp:
         failures.to_csv(temp, index=False)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

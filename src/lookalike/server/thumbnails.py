@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
+from lookalike.files import atomic_path
 from lookalike.ingest.decode import ImageError, load_rgb
 
 
@@ -69,14 +69,6 @@ class ThumbnailCache:
         # load_rgb applies the EXIF orientation and the decompression-bomb limit.
         image = load_rgb(path, min_size=(self.size, self.size))
         image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside, then renamed: a concurrent reader sees the whole file or none.
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                image.save(out, "JPEG", quality=self.quality, optimize=True)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as temporary:  # a concurrent reader sees the whole file or none
+            image.save(temporary, "JPEG", quality=self.quality, optimize=True)
         return target
