@@ -55,6 +55,11 @@ class Collection:
     def has_images(self) -> bool:
         return self.paths is not None
 
+    @property
+    def can_query_images(self) -> bool:
+        """Whether the model can embed an uploaded image (not when it was built from precomputed embeddings)."""
+        return self.model.model_name is not None
+
     # ------------------------------------------------------------------ items
     def item(self, position: int) -> dict[str, Any]:
         """The JSON description of the reference at ``position``."""

@@ -7,10 +7,20 @@ cap before any decoding, so a small file cannot expand into gigabytes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lookalike.ingest.decode import ImageError, ImageInfo, probe
 
 #: Decoded formats accepted from uploads: Pillow's still-image formats a browser or camera produces.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "HEIF", "AVIF"})
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The caps of a server on uploads: bytes of the file, width x height of the image."""
+
+    max_bytes: int
+    max_pixels: int
 
 
 class UploadError(ValueError):

@@ -1,0 +1,52 @@
+"""Routes listing the references and serving their thumbnails."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from lookalike.server import schemas
+from lookalike.server.dependencies import ReferenceIndex, Thumbnails, View
+from lookalike.server.errors import error_responses
+
+router = APIRouter(tags=["references"])
+
+
+@router.get("/references", response_model=schemas.ReferencePage)
+def references(
+    view: View, offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 60
+) -> dict:
+    """One page of references, in model order."""
+    return {"total": view.size, "offset": offset, "limit": limit, "items": view.page(offset, limit)}
+
+
+# Declared before /references/{index}, which would otherwise take "lookup" for an index.
+@router.get("/references/lookup", response_model=schemas.Reference, responses=error_responses(404))
+def lookup(view: View, label: Annotated[str, Query(max_length=4096, description="a reference label, as text")]) -> dict:
+    """The reference with this label."""
+    position = view.find_label(label)
+    if position is None:
+        raise HTTPException(404, f"no reference has the label {label!r}")
+    return view.item(position)
+
+
+@router.get("/references/{index}", response_model=schemas.Reference, responses=error_responses(404))
+def reference(index: ReferenceIndex, view: View) -> dict:
+    """One reference."""
+    return view.item(index)
+
+
+@router.get(
+    "/references/{index}/thumbnail",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
+)
+def thumbnail(index: ReferenceIndex, view: View, thumbnails: Thumbnails) -> FileResponse:
+    """An upright JPEG thumbnail of the reference (made once, then served from the disk cache)."""
+    path = view.image_path(index)
+    if path is None:
+        raise HTTPException(404, f"reference {index} has no image file (it was built from in-memory images)")
+    file = thumbnails.get(path)  # an unreadable image is a 404 (see errors.unreadable_image)
+    return FileResponse(file, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

@@ -1,0 +1,94 @@
+"""Routes finding neighbours (of a reference or of an uploaded image) and groups of near-duplicates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+
+from lookalike.server import schemas
+from lookalike.server.dependencies import Limits, ReferenceIndex, View
+from lookalike.server.errors import error_responses
+from lookalike.server.uploads import check_upload
+
+router = APIRouter(tags=["search"])
+
+K = Annotated[int, Query(ge=1, le=1000, description="number of neighbours")]
+Radius = Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="only neighbours at most this far")]
+
+
+@router.get("/references/{index}/neighbours", response_model=schemas.Neighbours, responses=error_responses(404))
+def neighbours(index: ReferenceIndex, view: View, k: K = 10, radius: Radius = None) -> dict:
+    """The ``k`` nearest other references, nearest first, with their distances."""
+    items = view.neighbours_of(index, k, radius)
+    return {"query": view.item(index), "k": k, "radius": radius, "neighbours": items}
+
+
+@router.post("/query", response_model=schemas.UploadNeighbours, responses=error_responses(400, 413, 415))
+def query(
+    image: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, GIF, BMP, TIFF)")],
+    view: View,
+    limits: Limits,
+    k: K = 10,
+    radius: Radius = None,
+) -> dict:
+    """The references nearest an uploaded image."""
+    if not view.can_query_images:
+        raise HTTPException(400, "this model holds precomputed embeddings: it cannot embed an uploaded image")
+    # One byte past the cap is enough to tell an upload that is too large.
+    data = image.file.read(limits.max_bytes + 1)
+    info = check_upload(data, limits.max_bytes, limits.max_pixels)
+    items = view.neighbours_of_bytes(data, k, radius)
+    return {
+        "query": None,
+        "k": k,
+        "radius": radius,
+        "neighbours": items,
+        "upload": {"width": info.width, "height": info.height, "format": info.format},
+    }
+
+
+@router.get("/duplicates", response_model=schemas.Duplicates, responses=error_responses(400))
+def duplicates(
+    view: View,
+    threshold: Annotated[
+        float | None,
+        Query(ge=0, allow_inf_nan=False, description="largest distance of a link; default: measured for the model"),
+    ] = None,
+    k: Annotated[int, Query(ge=1, le=100, description="links looked at per reference")] = 10,
+    keep: Annotated[
+        Literal["resolution", "size", "oldest"], Query(description="which image of a group is the keeper")
+    ] = "resolution",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> dict:
+    """Groups of near-duplicate references (chains of links at most ``threshold`` long), largest first.
+
+    The groups are those of ``model.find_duplicates``: each lists its keeper first, then the
+    others by distance to it.
+    """
+    if threshold is None:
+        threshold = view.default_threshold()
+    try:
+        groups = view.duplicate_groups(float(threshold), k, keep)
+    except ValueError as exc:
+        # Here a ValueError is a keep policy needing facts the model does not have: the client's choice, so 400.
+        # (An app-wide ValueError handler would also turn the server's own bugs into 400s.)
+        raise HTTPException(400, str(exc)) from None
+    page = [
+        {
+            "size": len(members),
+            "members": [{**view.item(p), "keeper": keeper, "distance": d} for p, keeper, d in members],
+        }
+        for members in groups[offset : offset + limit]
+    ]
+    return {
+        "threshold": threshold,
+        "k": k,
+        "keep": keep,
+        "total": len(groups),
+        "offset": offset,
+        "limit": limit,
+        "groups": page,
+        "nearest": view.nearest_distances,
+    }
