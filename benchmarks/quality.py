@@ -97,7 +97,7 @@ class Features:
                 descriptor=descriptor or "plain",
                 verbose=False,
             )
-            self._done[key] = (np.asarray(model.features), model.labels, time.perf_counter() - started)
+            self._done[key] = (np.asarray(model.raw_embeddings), model.labels, time.perf_counter() - started)
         vectors, kept, _ = self._done[key]
         return vectors, kept
 

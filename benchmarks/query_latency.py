@@ -75,7 +75,7 @@ def main() -> None:
         "machine": machine_info(),
         "networks": {
             text: {
-                "precision": model._spec_record["precision"],
+                "precision": model.embedding_model["precision"],
                 "dim": model.dim,
                 "query (decode + embed + search)": percentiles(timings[text]["query"]),
                 "decode + embed": percentiles(timings[text]["embed"]),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import lookalike as lk
 from lookalike.server.runner import start_in_thread
 
 __all__ = ["DUPLICATED", "SAMPLE_PHOTOS", "saved_model", "server", "small_folder"]
@@ -32,7 +33,7 @@ def saved_model(sample_model, tmp_path_factory) -> Path:
 def server(saved_model, tmp_path_factory):
     """``lookalike``'s explorer on the saved sample model, in a uvicorn thread on a free loopback port."""
     thumbs = tmp_path_factory.mktemp("thumbnails")
-    with start_in_thread(saved_model, thumbnail_dir=thumbs) as running:
+    with start_in_thread(lk.load_model(saved_model), thumbnail_dir=thumbs) as running:
         running.thumbnail_dir = thumbs
         yield running
 

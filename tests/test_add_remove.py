@@ -44,7 +44,7 @@ def test_add_then_remove_equals_a_fresh_build_on_real_photos(sample_model):
     model.remove(gone)
     final = [i for i in range(80) if NAMES[i] not in gone]
     fresh = lk.create(table(final), label="name", verbose=False)
-    assert sorted(model.labels.tolist()) == sorted(fresh.labels.tolist()) and len(model._index) == 70
+    assert sorted(model.labels.tolist()) == sorted(fresh.labels.tolist()) and len(model.core.index) == 70
     queries = pd.DataFrame({"name": NAMES, "vector": list(np.asarray(sample_model.embeddings))})
     ours = model.query(np.asarray(sample_model.embeddings), k=6)
     theirs = fresh.query(np.asarray(sample_model.embeddings), k=6)
@@ -82,15 +82,15 @@ def test_hnsw_tombstones_are_saved_and_compacted(tmp_path):
     vectors = clustered(2000)
     model = lk.create(vectors, model=None, method="hnsw")
     model.remove(np.arange(0, 600))
-    assert model._index.describe()["tombstones"] == 600  # HNSW cannot drop nodes: skipped at search time
+    assert model.core.index.describe()["tombstones"] == 600  # HNSW cannot drop nodes: skipped at search time
     model.save(tmp_path / "m")
     loaded = lk.load_model(tmp_path / "m")
     queries = clustered(50, seed=7)
     assert loaded.query(queries, k=5).equals(model.query(queries, k=5))
     assert loaded.query(vectors[:600], k=3)["reference_label"].min() >= 600
     model.remove(np.arange(600, 1500))  # tombstones now outnumber live vectors: the graph is rebuilt
-    assert model._index.describe()["tombstones"] == 0 and len(model._index) == 500
-    distances, positions = model._index.search(vectors[1500:1510], 1)
+    assert model.core.index.describe()["tombstones"] == 0 and len(model.core.index) == 500
+    distances, positions = model.core.index.search(vectors[1500:1510], 1)
     np.testing.assert_array_equal(positions[:, 0], np.arange(10))
     np.testing.assert_array_equal(distances, 0)
 
@@ -102,17 +102,17 @@ def test_auto_index_follows_the_collection_size_across_add_save_and_remove(tmp_p
     monkeypatch.setattr(factory, "AUTO_MAX_EXACT_VALUES", 1500 * vectors.shape[1])
     grown = lk.create(vectors[:1000], model=None)
     pinned = lk.create(vectors[:1000], model=None, method="brute_force")
-    assert grown._index.method == pinned._index.method == "brute_force"
+    assert grown.core.index.method == pinned.core.index.method == "brute_force"
     grown.add(vectors[1000:])
     pinned.add(vectors[1000:])
     # auto re-chooses once add crosses the threshold; an explicit method is kept whatever the size.
-    assert grown._index.method == "ivf" and grown.summary(output="dict")["recall"]["recall"] >= 0.95
-    assert pinned._index.method == "brute_force"
+    assert grown.core.index.method == "ivf" and grown.summary(output="dict")["recall"]["recall"] >= 0.95
+    assert pinned.core.index.method == "brute_force"
     grown.save(tmp_path / "m")
     loaded = lk.load_model(tmp_path / "m")
-    assert loaded._index.method == "ivf"
+    assert loaded.core.index.method == "ivf"
     loaded.remove(np.arange(1000))  # back under the threshold: exact again, answers exact
-    assert loaded._index.method == "brute_force"
+    assert loaded.core.index.method == "brute_force"
     queries = clustered(30, seed=3)
     expected = ExactIndex(vectors[1000:], "euclidean").search(queries, 5)
     got = loaded.query(queries, k=5)
@@ -143,7 +143,7 @@ def test_label_errors_are_clear(sample_model):
         model.remove(NAMES[:10])
     with pytest.raises(ValueError, match="label column 'name' must be unique"):
         model.add(pd.concat([table([20]), table([20])]), verbose=False)
-    assert len(model.labels) == 10 and len(model._index) == 10
+    assert len(model.labels) == 10 and len(model.core.index) == 10
     model.remove(NAMES[3])  # a single label works too
     assert NAMES[3] not in set(model.labels)
 
@@ -152,7 +152,7 @@ def test_add_wrong_length_embeddings_is_refused():
     model = lk.create(clustered(50), model=None)
     with pytest.raises(ValueError, match="added embeddings have length 7, but this model's .* have length 32"):
         model.add(np.zeros((3, 7), np.float32))
-    assert len(model.labels) == len(model._index) == len(model.references) == 50  # nothing half-added
+    assert len(model.labels) == len(model.core.index) == len(model.references) == 50  # nothing half-added
 
 
 # -------------------------------------------------------------------- lookalike index, in place

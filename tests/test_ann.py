@@ -160,12 +160,12 @@ def test_save_load_roundtrip_answers_identically(tmp_path, refs, queries, method
     assert "index.faiss" in files and "index_ids.npy" in files
     loaded = lk.load_model(tmp_path / "m")
     assert loaded.summary(output="dict")["recall"] == model.summary(output="dict")["recall"]
-    assert loaded._index.search_effort == model._index.search_effort
+    assert loaded.core.index.search_effort == model.core.index.search_effort
     assert loaded.query(queries, k=7).equals(model.query(queries, k=7))
     # The loaded (memory-mapped) index still grows and shrinks.
     loaded.add(queries[:5])
     loaded.remove([0, 1])
-    assert len(loaded._index) == len(loaded.labels) == 2003
+    assert len(loaded.core.index) == len(loaded.labels) == 2003
 
 
 def test_saved_real_model_answers_identically(tmp_path, hnsw_model):
@@ -207,6 +207,6 @@ def test_index_from_another_model_is_refused(tmp_path, refs):
 def test_expert_factory_string(tmp_path, refs, queries):
     model = lk.create(refs, model=None, method="IVF32,SQ8")
     assert model.summary(output="dict")["method"] == "IVF32,SQ8"
-    assert isinstance(faiss.downcast_index(model._index._index), faiss.IndexIVFScalarQuantizer)
+    assert isinstance(faiss.downcast_index(model.core.index.core.index), faiss.IndexIVFScalarQuantizer)
     model.save(tmp_path / "m")
     assert lk.load_model(tmp_path / "m").query(queries, k=3).equals(model.query(queries, k=3))

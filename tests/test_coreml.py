@@ -202,7 +202,7 @@ def _check_search(model, out: dict[str, np.ndarray], k: int) -> None:
 
 def _check_answers(model, path: Path, k: int) -> None:
     """A float32 network: the same neighbours as ``model.query``, distances and embeddings to 1e-4."""
-    out = _run_saved(path, QUERIES, model._get_embedder().spec)
+    out = _run_saved(path, QUERIES, model.core.embedder.spec)
     expected = model.query(QUERIES, k=k, verbose=False)
     _check_search(model, out, k)
     np.testing.assert_array_equal(model.labels[out["indices"].ravel()], expected["reference_label"].to_numpy())
@@ -221,7 +221,7 @@ def test_int8_program_computes_the_quantized_graph(exported):
     through the blocks (about half of the last projection's values): see the next test.
     """
     model, package = exported("default")
-    spec = model._get_embedder().spec
+    spec = model.core.embedder.spec
     grids = ("image_QuantizeLinear_Output", "stem/relu6_QuantizeLinear_Output", "head/relu6_QuantizeLinear_Output")
     names = tuple(name.replace("/", "_") for name in grids)  # coremltools' spelling of the ONNX names
     out = _run_saved(package, UNSEEN, spec, extra=names)
@@ -248,7 +248,7 @@ def test_int8_program_is_close_to_query(exported):
     Distances differ by up to 0.005, so near ties can swap: the bounds below allow one such swap.
     """
     model, package = exported("default")
-    spec = model._get_embedder().spec
+    spec = model.core.embedder.spec
     out = _run_saved(package, UNSEEN, spec)
     _check_search(model, out, len(REFERENCES))  # the search of the program's own embedding: exact
     expected = model.extract_features(UNSEEN, verbose=False)
@@ -299,8 +299,8 @@ def test_gem_pooling_is_in_the_program(exported, network):
     else:
         assert source.op_type == "mul" and source.inputs["x"].op.op_type == "clip"  # the int8 head, off its grid
     meta = dict(ct.utils.load_spec(str(path)).description.metadata.userDefined)
-    assert json.loads(meta["lookalike.descriptor"]) == model._get_embedder().spec.descriptor.to_dict()
-    embedding = _run_saved(path, QUERIES[:3], model._get_embedder().spec)["embedding"]
+    assert json.loads(meta["lookalike.descriptor"]) == model.core.embedder.spec.descriptor.to_dict()
+    embedding = _run_saved(path, QUERIES[:3], model.core.embedder.spec)["embedding"]
     np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-5)
 
 
@@ -326,7 +326,7 @@ def test_squeezenet_spec_takes_a_squashed_bgr_image(exported):
 
 def test_default_spec_takes_a_centre_cropped_rgb_image(exported):
     model, package = exported("default")
-    network = model._get_embedder().spec
+    network = model.core.embedder.spec
     assert (network.name, network.precision, network.descriptor.pooling) == ("efficientnet_lite0", "int8", "gem")
     spec, function = _saved_program(package)
     [image] = spec.description.input
@@ -349,7 +349,7 @@ def test_default_spec_takes_a_centre_cropped_rgb_image(exported):
 def test_weights_equal_the_onnx_network(exported, network):
     """Float32 networks: every convolution of the program has the ONNX network's own weights, in order."""
     model, path = exported(network)
-    spec = model._get_embedder().spec
+    spec = model.core.embedder.spec
     _, function = _saved_program(path)
     network = onnx.load(str(spec.network_file()))
     weights = {i.name: numpy_helper.to_array(i) for i in network.graph.initializer}

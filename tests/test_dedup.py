@@ -79,20 +79,20 @@ def test_default_thresholds_follow_the_descriptor(photos, tmp_path):
         for metric in ("cosine", "euclidean"):
             model = lk.create(files, metric=metric, descriptor=descriptor, verbose=False)
             name = descriptor or DEFAULT_DESCRIPTOR
-            assert default_threshold(model) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, name, metric)]
+            assert default_threshold(model.core) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, name, metric)]
     fp32 = lk.create(files, metric="cosine", precision="fp32", verbose=False)  # float32 distances have their own
-    assert default_threshold(fp32) == DEFAULT_THRESHOLDS[(DEFAULT_MODEL, "fp32", "gem", "cosine")]
+    assert default_threshold(fp32.core) == DEFAULT_THRESHOLDS[(DEFAULT_MODEL, "fp32", "gem", "cosine")]
     plain = lk.create(files, metric="cosine", descriptor="plain", verbose=False)
     plain.save(tmp_path / "plain.lookalike")
     loaded = lk.load_model(tmp_path / "plain.lookalike")
-    assert default_threshold(loaded) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, "plain", "cosine")]
+    assert default_threshold(loaded.core) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, "plain", "cosine")]
     # A manifest from before descriptors existed (SqueezeNet, float32) names none: its vectors are plain ones.
     plain = lk.create(files, model="squeezenet_v1.1", metric="cosine", descriptor="plain", verbose=False)
     plain.save(tmp_path / "plain.lookalike")
     manifest = json.loads((tmp_path / "plain.lookalike" / "manifest.json").read_text())
     del manifest["embedding_model"]["descriptor"]
     (tmp_path / "plain.lookalike" / "manifest.json").write_text(json.dumps(manifest))
-    assert default_threshold(lk.load_model(tmp_path / "plain.lookalike")) == 0.12
+    assert default_threshold(lk.load_model(tmp_path / "plain.lookalike").core) == 0.12
     # gem distances are not plain ones: unit vectors, euclidean at most 2 (plain: tens).
     assert (
         DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, "gem", "euclidean")]
@@ -265,7 +265,7 @@ def _neardup_subset(neardup: Path) -> list[str]:
 def test_neardup_groups_at_the_default_threshold(needs_shared):
     """The default network (gem, cosine 0.15) links six groups of 33, each only to its own edits (measured)."""
     model = lk.create(_neardup_subset(needs_shared / "neardup"), metric="cosine", verbose=False)
-    assert default_threshold(model) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, "gem", "cosine")] == 0.15
+    assert default_threshold(model.core) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, "gem", "cosine")] == 0.15
     dups = model.find_duplicates()
     found = {
         (Path(g["path"].iloc[0]).parent.name, tuple(sorted(Path(p).name for p in g["path"])))
@@ -290,7 +290,7 @@ def test_squeezenet_neardup_groups_at_its_default_threshold(needs_shared):
     """SqueezeNet (gem, cosine 0.10) links only 040, 046, 388 and 418, each to its own edit (measured)."""
     files = _neardup_subset(needs_shared / "neardup")
     model = lk.create(files, model="squeezenet_v1.1", metric="cosine", verbose=False)
-    assert default_threshold(model) == DEFAULT_THRESHOLDS[("squeezenet_v1.1", "fp32", "gem", "cosine")] == 0.10
+    assert default_threshold(model.core) == DEFAULT_THRESHOLDS[("squeezenet_v1.1", "fp32", "gem", "cosine")] == 0.10
     dups = model.find_duplicates()
     found = {
         (Path(g["path"].iloc[0]).parent.name, tuple(sorted(Path(p).name for p in g["path"])))

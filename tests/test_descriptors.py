@@ -175,7 +175,7 @@ def test_the_default_is_gem_where_there_is_a_feature_map_to_pool(tmp_path):
     assert DEFAULT_DESCRIPTOR == "gem" and descriptor_name(DESCRIPTORS["gem"]) == "gem"
     refs = [str(p) for p in PHOTOS[:4]]
     model = lk.create(refs, verbose=False)
-    assert model._spec.descriptor == DESCRIPTORS["gem"] == Descriptor(pooling="gem", gem_p=3.0, normalize=True)
+    assert model.core.spec.descriptor == DESCRIPTORS["gem"] == Descriptor(pooling="gem", gem_p=3.0, normalize=True)
     spec = get_spec(DEFAULT_MODEL)
     embedder = Embedder(spec)
     maps = feature_map_of(spec)(np.stack([embedder.load(p) for p in refs])).astype(np.float64)
@@ -187,7 +187,7 @@ def test_the_default_is_gem_where_there_is_a_feature_map_to_pool(tmp_path):
     onnx_file = tmp_path / "net.onnx"
     onnx_file.write_bytes(Path(get_spec("squeezenet_v1.1").onnx_file()).read_bytes())
     local = lk.create(refs, model=onnx_file, preprocessing={"size": (224, 224)}, verbose=False)
-    assert local._spec.descriptor == Descriptor() and descriptor_name(local._spec.descriptor) == "plain"
+    assert local.core.spec.descriptor == Descriptor() and descriptor_name(local.core.spec.descriptor) == "plain"
 
 
 def test_bad_descriptors_say_what_is_wrong(tmp_path):

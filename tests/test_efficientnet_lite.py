@@ -95,7 +95,7 @@ def test_auto_precision_follows_the_cpu_and_is_recorded(tmp_path):
     assert spec.precision == ("int8" if vnni else "fp32")
     assert get_spec("squeezenet_v1.1").with_precision("auto").precision == "fp32"  # no int8 SqueezeNet
     model = lk.create([str(SAMPLES / REFERENCE["photos"][0])], precision="auto", verbose=False)
-    assert model._spec_record["precision"] == spec.precision
+    assert model.embedding_model["precision"] == spec.precision
 
 
 def test_bad_precisions_say_what_is_wrong():
@@ -113,11 +113,11 @@ def test_cli_index_takes_the_precision(tmp_path, capsys):
     photos = [str(SAMPLES / p) for p in REFERENCE["photos"][:3]]
     assert main(["index", *photos, "-o", str(tmp_path / "m"), "--precision", "fp32", "-q", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["num_references"] == 3
-    assert lk.load_model(tmp_path / "m")._spec_record["precision"] == "fp32"
+    assert lk.load_model(tmp_path / "m").embedding_model["precision"] == "fp32"
     # Re-indexing without --precision keeps the model's own, and updates it in place.
     assert main(["index", *photos, "-o", str(tmp_path / "m"), "-q", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["from_cache"] == 3
-    assert lk.load_model(tmp_path / "m")._spec_record["precision"] == "fp32"
+    assert lk.load_model(tmp_path / "m").embedding_model["precision"] == "fp32"
 
 
 # ------------------------------------------------------------------------------ architecture

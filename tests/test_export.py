@@ -27,7 +27,7 @@ def _run(path: Path, photos: list[str], spec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_answers(model, path: Path, queries: list[str], k: int) -> None:
-    distances, indices = _run(path, queries, model._get_embedder().spec)
+    distances, indices = _run(path, queries, model.core.embedder.spec)
     expected = model.query(queries, k=k, verbose=False)
     assert indices.shape == distances.shape == (len(queries), k) and indices.dtype == np.int64
     np.testing.assert_array_equal(model.labels[indices.ravel()], expected["reference_label"].to_numpy())
@@ -38,7 +38,7 @@ def _check_answers(model, path: Path, queries: list[str], k: int) -> None:
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "dot"])
 def test_exported_graph_equals_query_on_real_photos(tmp_path, metric, descriptor):
     model = lk.create(REFERENCES, metric=metric, descriptor=descriptor, verbose=False)
-    assert model._get_embedder().spec.descriptor == Descriptor.resolve(descriptor or DEFAULT_DESCRIPTOR)
+    assert model.core.embedder.spec.descriptor == Descriptor.resolve(descriptor or DEFAULT_DESCRIPTOR)
     _check_answers(model, model.export_onnx(tmp_path / "search.onnx", k=5), QUERIES, k=5)
 
 
@@ -52,12 +52,12 @@ def test_mirror_image_and_two_scales_are_exported_as_embedded(tmp_path):
     [pixels] = exported.graph.input
     assert [d.dim_value for d in pixels.type.tensor_type.shape.dim[1:]] == [320, 320, 3]  # the largest scale
     meta = {p.key: p.value for p in exported.metadata_props}
-    assert json.loads(meta["lookalike.descriptor"]) == model._get_embedder().spec.descriptor.to_dict()
+    assert json.loads(meta["lookalike.descriptor"]) == model.core.embedder.spec.descriptor.to_dict()
 
 
 def test_a_reference_finds_itself_first(tmp_path):
     model = lk.create(REFERENCES[:20], verbose=False)
-    distances, indices = _run(model.export_onnx(tmp_path / "s.onnx", k=3), REFERENCES[:20], model._get_embedder().spec)
+    distances, indices = _run(model.export_onnx(tmp_path / "s.onnx", k=3), REFERENCES[:20], model.core.embedder.spec)
     assert indices[:, 0].tolist() == list(range(20))
     assert np.all(distances[:, 0] < 1e-2 * distances[:, 1])
 

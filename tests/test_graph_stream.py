@@ -25,7 +25,7 @@ def brute_force_edges(model, k: int, include_self: bool) -> dict[int, list[tuple
 
 @pytest.mark.parametrize("include_self", [False, True])
 def test_blocked_edges_match_brute_force(sample_model, include_self):
-    edges = edge_table(sample_model, k=4, include_self_edges=include_self, block_size=7)
+    edges = edge_table(sample_model.core, k=4, include_self_edges=include_self, block_size=7)
     expected = brute_force_edges(sample_model, 4, include_self)
     assert len(edges) == 4 * len(sample_model.labels)
     for src, group in edges.groupby("__src_id"):
@@ -57,7 +57,7 @@ def test_streamed_parquet_equals_in_memory(sample_model, tmp_path, k, radius_qua
 
 
 def test_streaming_writes_one_row_group_per_block(sample_model, tmp_path):
-    count = write_edges(sample_model, tmp_path / "edges.parquet", k=3, block_size=16)
+    count = write_edges(sample_model.core, tmp_path / "edges.parquet", k=3, block_size=16)
     meta = pq.read_metadata(tmp_path / "edges.parquet")
     assert count == meta.num_rows == 3 * 80
     assert meta.num_row_groups == 5  # 80 references / 16 per block: edges were written block by block

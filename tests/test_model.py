@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -478,3 +480,21 @@ def test_registry():
     assert spec.describe()["fingerprint"] == spec.fingerprint
     with pytest.raises(ValueError, match="already registered"):
         lk.register(spec)
+
+
+def test_renamed_attributes_and_arguments_keep_working_with_a_warning(sample_model, lookalike_cache):
+    with pytest.warns(DeprecationWarning, match="raw_embeddings"):
+        features = sample_model.features
+    assert features is sample_model.raw_embeddings
+    vectors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="RayEngine"):
+        assert len(lk.create(vectors, model=None, ray_address="auto").labels) == 6
+    with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
+        lk.create(SAMPLES, colour="red")
+
+
+def test_the_package_has_no_import_cycle_and_no_module_reads_anothers_privates():
+    checker = Path(__file__).resolve().parent.parent / "scripts" / "check_architecture.py"
+    result = subprocess.run([sys.executable, str(checker)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 cycles, 0 private reaches" in result.stdout

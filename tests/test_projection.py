@@ -37,7 +37,7 @@ def test_lda_separates_classes_better_than_the_raw_features(sample_model, sample
     position = pd.Series(sample_classes).groupby(sample_classes).cumcount().to_numpy()
     train, held_out = position < 5, position >= 5
     # Plain features, as measured below (the default gem features start higher: mAP 0.344 raw).
-    x = np.asarray(lk.create(SAMPLES, descriptor="plain", verbose=False).features)
+    x = np.asarray(lk.create(SAMPLES, descriptor="plain", verbose=False).raw_embeddings)
     lda = fit_lda(x[train], sample_classes[train], shrinkage=0.5)
     assert lda.dim == 9  # classes - 1
 
@@ -69,8 +69,8 @@ def test_train_label_learns_and_applies_lda(lda_model, sample_model):
     model = lda_model
     assert model.projection.kind == "lda" and model.dim == 9 and model.input_dim == DEFAULT_DIM
     assert model.summary(output="dict")["projection"] == "lda"
-    np.testing.assert_allclose(model.features, sample_model.embeddings, atol=1e-5)
-    np.testing.assert_allclose(model.embeddings, model.projection.apply(model.features), atol=1e-6)
+    np.testing.assert_allclose(model.raw_embeddings, sample_model.embeddings, atol=1e-5)
+    np.testing.assert_allclose(model.embeddings, model.projection.apply(model.raw_embeddings), atol=1e-6)
     assert model.references["cls"].tolist() == [Path(p).parent.name for p in model.references["path"]]
     # A query image goes through the network, then the projection.
     query = str(SAMPLES / "hat" / sorted(p.name for p in (SAMPLES / "hat").iterdir())[0])
@@ -80,7 +80,7 @@ def test_train_label_learns_and_applies_lda(lda_model, sample_model):
     np.testing.assert_allclose(result["distance"], expected, atol=1e-5)
     assert result["distance"].iloc[0] == pytest.approx(0.0, abs=1e-5)
     # Raw vectors (the network's output) are accepted as queries and projected the same way.
-    by_vector = model.query(model.features[:2], k=3, verbose=False)
+    by_vector = model.query(model.raw_embeddings[:2], k=3, verbose=False)
     assert by_vector["reference_label"].tolist()[::3] == [0, 1]
 
 
@@ -93,7 +93,7 @@ def test_save_load_keeps_the_projection_without_pickle(lda_model, tmp_path):
     loaded = lk.load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.projection.mean, lda_model.projection.mean)
     np.testing.assert_array_equal(loaded.projection.matrix, lda_model.projection.matrix)
-    np.testing.assert_array_equal(loaded.features, lda_model.features)
+    np.testing.assert_array_equal(loaded.raw_embeddings, lda_model.raw_embeddings)
     np.testing.assert_array_equal(loaded.embeddings, lda_model.embeddings)
     assert loaded.projection.params == lda_model.projection.params
     queries = lk.load_images(SAMPLES).head(4)
@@ -110,16 +110,16 @@ def test_whitening_is_refitted_on_the_references(tmp_path):
     model = lk.create(SAMPLES, descriptor={"whiten": True}, verbose=False)  # average pooling + whitening
     assert model.projection.kind == "whiten" and model.dim == DEFAULT_DIM
     plain = lk.create(SAMPLES, descriptor="plain", verbose=False)
-    np.testing.assert_allclose(model.features, plain.embeddings, atol=1e-5)
-    expected = fit_whitening(model.features)
+    np.testing.assert_allclose(model.raw_embeddings, plain.embeddings, atol=1e-5)
+    expected = fit_whitening(model.raw_embeddings)
     np.testing.assert_allclose(model.projection.matrix, expected.matrix, rtol=1e-4, atol=1e-6)
-    # The refit hook (for add/remove): drop half the references, refit, and the index follows.
-    model.features, model.labels = model.features[:40], model.labels[:40]
-    model.references = model.references.iloc[:40].reset_index(drop=True)
-    model.refit_projection()
-    np.testing.assert_allclose(model.projection.mean, model.features.mean(axis=0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.embeddings, fit_whitening(model.features).apply(model.features), atol=1e-5)
-    assert model.query(model.features[:1], k=1, verbose=False)["reference_label"].tolist() == [0]
+    # The refit hook of add/remove: drop half the references, and the whitening and the index follow.
+    model.remove(model.labels[40:])
+    np.testing.assert_allclose(model.projection.mean, model.raw_embeddings.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.embeddings, fit_whitening(model.raw_embeddings).apply(model.raw_embeddings), atol=1e-5
+    )
+    assert model.query(model.raw_embeddings[:1], k=1, verbose=False)["reference_label"].tolist() == [0]
     model.save(tmp_path / "w")
     assert lk.load_model(tmp_path / "w").projection.kind == "whiten"
 

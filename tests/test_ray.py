@@ -25,6 +25,7 @@ import pytest
 import lookalike as lk
 from conftest import SAMPLES, _in_ci
 from lookalike.embed.registry import get_spec
+from lookalike.engines import RayEngine
 
 try:
     import ray
@@ -211,7 +212,7 @@ def test_a_rerun_after_a_driver_crash_resumes_from_the_shards(cluster, tmp_path,
     written = set(shard_rows(work)["id"])
     assert 0 < len(written) < len(files)
     assert not out.exists()
-    model = lk.create(str(tmp_path / "photos"), engine="ray", ray_work_dir=work, verbose=False, cache=False)
+    model = lk.create(str(tmp_path / "photos"), engine=RayEngine(work_dir=work), verbose=False, cache=False)
     assert model.build_stats["from_shards"] == len(written)
     assert model.build_stats["embedded"] == len(files) - len(written)
     assert model.references["path"].tolist() == [str(f) for f in sorted(files)]  # each once, in the local order

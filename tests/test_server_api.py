@@ -225,7 +225,7 @@ def test_duplicates_find_the_copied_photo(small_server, small_model):
 
 
 def test_duplicate_groups_are_the_components_of_close_pairs(api, sample_model):
-    assert api.get("/duplicates").json()["threshold"] == pytest.approx(dedup.default_threshold(sample_model))
+    assert api.get("/duplicates").json()["threshold"] == pytest.approx(dedup.default_threshold(sample_model.core))
     threshold = api.get("/duplicates").json()["nearest"]["p5"]  # loose enough to group some of these photos
     result = api.get("/duplicates", params={"threshold": threshold, "k": 79, "limit": 200}).json()
     vectors = sample_model.embeddings.astype(np.float64)
@@ -292,7 +292,7 @@ def test_foreign_host_headers_are_refused(api):
 
 
 def test_bearer_token(saved_model, tmp_path):
-    with start_in_thread(saved_model, token="s3cret", thumbnail_dir=tmp_path) as running:
+    with start_in_thread(lk.load_model(saved_model), token="s3cret", thumbnail_dir=tmp_path) as running:
         assert running.url.endswith("/#token=s3cret")
         anonymous = httpx.get(running.api + "/health")
         assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+import lookalike as lk
 from conftest import _in_ci
 from lookalike.server.runner import start_in_thread
 from server_fixtures import *  # noqa: F403 - the server fixtures
@@ -187,7 +188,7 @@ def test_phone_width(browser, server, artifacts):
 
 
 def test_page_works_with_a_token(browser, saved_model, tmp_path):
-    with start_in_thread(saved_model, token="t0ken", thumbnail_dir=tmp_path) as running:
+    with start_in_thread(lk.load_model(saved_model), token="t0ken", thumbnail_dir=tmp_path) as running:
         context = browser.new_context()
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)

@@ -178,7 +178,7 @@ def test_text_query_on_a_whitened_model_compares_with_the_raw_image_embeddings(c
     from lookalike.projection import fit_projection
 
     entry, model, _ = clip_like
-    whitening = fit_projection("whiten", model.features)
+    whitening = fit_projection("whiten", model.raw_embeddings)
     whitened = lk.create(PHOTOS, model=entry.name, projection=whitening, verbose=False, cache=False)
     assert whitened.projection is not None
     assert not np.allclose(whitened.embeddings, model.embeddings)  # the image-to-image space did change

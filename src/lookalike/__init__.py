@@ -14,10 +14,10 @@ from lookalike.ingest.sources import load_images
 from lookalike.match import match
 from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.storage import ModelFormatError
-
-__version__ = "0.1.0"
+from lookalike.version import __version__
 
 __all__ = [
+    "__version__",
     "EvaluationReport",
     "ImageError",
     "ImageSimilarityModel",

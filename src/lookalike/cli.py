@@ -16,13 +16,15 @@ from pathlib import Path
 import pandas as pd
 
 import lookalike as lk
-from lookalike import dedup, incremental
+from lookalike import dedup
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
+from lookalike.engines import RayEngine
 from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+from lookalike.storage import is_model_dir
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
 PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
@@ -45,10 +47,13 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
     model = lk.load_model(output)
     # Without --model, --descriptor or --precision the model keeps what it was built with.
     wanted = (args.model or model.model_name, args.metric, args.id_column)
-    if (model.model_name, model.metric, model.label) != wanted or args.method not in ("auto", model._index.method):
+    if (model.model_name, model.metric, model.label) != wanted or args.method not in (
+        "auto",
+        model.summary("dict")["method"],
+    ):
         return None  # another network, metric, id column or index: nothing to reuse
     if args.descriptor is not None or args.precision is not None:
-        record = model._spec_record or {}
+        record = model.embedding_model or {}
         asked = (
             get_spec(wanted[0])
             .with_descriptor(_descriptor_option(args.descriptor) or record.get("descriptor") or "plain")
@@ -57,7 +62,7 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
         if asked.fingerprint != record.get("fingerprint"):
             return None
     sources = args.sources if len(args.sources) > 1 else args.sources[0]
-    incremental.sync(model, sources, verbose=not args.quiet, download=download_options(args))
+    model.sync(sources, verbose=not args.quiet, download=download_options(args))
     return model
 
 
@@ -74,9 +79,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
         download=download_options(args),
         descriptor=_descriptor_option(args.descriptor),
-        engine=args.engine,
-        ray_address=args.address,
-        ray_work_dir=args.work_dir,
+        engine=RayEngine(address=args.address, work_dir=args.work_dir) if args.engine == "ray" else "local",
         method=args.method,
     )
     model.save(output)
@@ -197,8 +200,26 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimilarityModel, Path]:
+    """``(model, root)`` for a dedup of a folder (indexed now, with the embedding cache) or of a saved model.
+
+    ``root`` is the folder actions may touch: the folder itself, or for a
+    saved model the deepest folder holding all its images.
+    """
+    path = Path(source)
+    if is_model_dir(path):
+        model = lk.load_model(path)
+        if model.feature not in model.references.columns:
+            return model, path
+        folders = {os.path.dirname(os.path.abspath(p)) for p in model.references[model.feature]}
+        return model, Path(os.path.commonpath(sorted(folders)))
+    if not path.is_dir():
+        raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {source} is neither")
+    return lk.create(str(path), metric=metric, verbose=verbose), path
+
+
 def cmd_dedup(args: argparse.Namespace) -> int:
-    model, root = dedup.open_source(args.source, metric=args.metric, verbose=not args.quiet)
+    model, root = _dedup_source(args.source, metric=args.metric, verbose=not args.quiet)
     duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k, verify=args.verify)
     if args.report:
         write_table(args.report, duplicates)

@@ -14,19 +14,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from numbers import Integral, Real
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lookalike.core import References
 from lookalike.embed.registry import descriptor_name
-from lookalike.graph import neighbour_blocks
 from lookalike.index.metrics import exact_distances
-
-if TYPE_CHECKING:
-    from lookalike.model import ImageSimilarityModel
+from lookalike.validation import check_choice, check_distance, check_positive_int
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -35,7 +32,6 @@ __all__ = [
     "default_threshold",
     "describe",
     "find_duplicates",
-    "open_source",
 ]
 
 POLICIES = ("resolution", "size", "oldest")
@@ -64,18 +60,13 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str, str, str], float] = {
 }
 
 
-def _descriptor_of(model: ImageSimilarityModel) -> str | None:
-    """The preset name of the model's descriptor, None for other settings or precomputed embeddings."""
-    spec = model._model_spec()
-    return None if spec is None else descriptor_name(spec.descriptor)
-
-
-def default_threshold(model: ImageSimilarityModel) -> float:
-    """The measured default threshold for the model's network, descriptor and metric, or a clear error.
+def default_threshold(references: References) -> float:
+    """The measured default threshold for the references' network, descriptor and metric, or a clear error.
 
     Parameters
     ----------
-    model : ImageSimilarityModel
+    references : lookalike.core.References
+        A model's references (``model.core``).
 
     Returns
     -------
@@ -89,28 +80,29 @@ def default_threshold(model: ImageSimilarityModel) -> float:
         ``dot`` metric, whitened (``fast``, ``best``) or custom descriptors,
         learned projections, precomputed embeddings.
     """
-    descriptor = _descriptor_of(model)
-    spec = model._model_spec()
+    spec = references.spec
+    descriptor = None if spec is None else descriptor_name(spec.descriptor)
     precision = spec.precision if spec is not None else None
-    key = (model.model_name, precision, descriptor, model.metric)
-    if key not in DEFAULT_THRESHOLDS or model.projection is not None:
+    name, projection = references.model_name, references.projection
+    key = (name, precision, descriptor, references.metric)
+    if key not in DEFAULT_THRESHOLDS or projection is not None:
         known = ", ".join(f"{n} ({p}) + {d} + {m}" for n, p, d, m in DEFAULT_THRESHOLDS)
-        network = f"{model.model_name} ({precision})"
-        if model.model_name is None:
+        network = f"{name} ({precision})"
+        if name is None:
             what = "precomputed embeddings"
-        elif model.projection is not None and descriptor is not None:  # e.g. an LDA on top of a measured preset
-            what = f"{network} with the {descriptor} descriptor and a {model.projection.kind} projection"
+        elif projection is not None and descriptor is not None:  # e.g. an LDA on top of a measured preset
+            what = f"{network} with the {descriptor} descriptor and a {projection.kind} projection"
         else:
             what = f"{network} with the {descriptor or 'custom'} descriptor"
         raise ValueError(
-            f"no default dedup threshold for {what} and the {model.metric} metric "
+            f"no default dedup threshold for {what} and the {references.metric} metric "
             f"(measured for: {known}): pass threshold="
         )
     return DEFAULT_THRESHOLDS[key]
 
 
 def find_duplicates(
-    model: ImageSimilarityModel,
+    references: References,
     threshold: float | None = None,
     keep: str = "resolution",
     k: int = 10,
@@ -120,7 +112,8 @@ def find_duplicates(
 
     Parameters
     ----------
-    model : ImageSimilarityModel
+    references : lookalike.core.References
+        A model's references (``model.core``); ``model.find_duplicates`` calls this.
     threshold : float, optional
         Largest distance (in the model's metric) between two linked images;
         images linked by a chain of such links form a group. Default: the
@@ -156,20 +149,18 @@ def find_duplicates(
     ['photos/IMG_0001 (copy).jpg']
     """
     if threshold is None:
-        threshold = default_threshold(model)
-    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not np.isfinite(threshold):
-        raise ValueError(f"threshold must be a number (a distance in the {model.metric} metric), got {threshold!r}")
-    if keep not in POLICIES:
-        raise ValueError(f"keep must be one of {POLICIES}, got {keep!r}")
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    groups = _components(model, float(threshold), int(k), verify)
-    facts = _facts(model, keep)
+        threshold = default_threshold(references)
+    threshold = check_distance("threshold", threshold, references.metric)
+    keep = check_choice("keep", keep, POLICIES)
+    k = check_positive_int("k", k)
+    groups = _components(references, threshold, k, verify)
+    facts = _facts(references, keep)
     rows = []
     for number, members in enumerate(groups):
         members = sorted(members, key=lambda p: _rank_key(keep, facts, p))
         keeper = members[0]
-        distances = exact_distances(model.metric, model.embeddings[[keeper]], model.embeddings[members][None])[0]
+        vectors = references.embeddings
+        distances = exact_distances(references.metric, vectors[[keeper]], vectors[members][None])[0]
         distances[0] = 0.0
         order = [0] + sorted(range(1, len(members)), key=lambda i: (distances[i], facts["sort_name"][members[i]]))
         rows += [(number, members[i], i == 0, float(distances[i])) for i in order]
@@ -177,7 +168,7 @@ def find_duplicates(
     table = pd.DataFrame(
         {
             "group": np.array([r[0] for r in rows], np.int64),
-            "label": model.labels[positions],
+            "label": references.labels[positions],
             "keeper": np.array([r[2] for r in rows], bool),
             "distance": np.array([r[3] for r in rows], np.float64),
         }
@@ -188,41 +179,18 @@ def find_duplicates(
     return table
 
 
-def open_source(
-    source: str | os.PathLike, metric: str = "cosine", verbose: bool = True
-) -> tuple[ImageSimilarityModel, Path]:
-    """``(model, root)`` for a dedup of a folder (indexed now, with the embedding cache) or of a saved model.
-
-    ``root`` is the folder actions may touch: the folder itself, or for a
-    saved model the deepest folder holding all its images.
-    """
-    from lookalike import storage  # imported here: model.py imports this module
-    from lookalike.model import create, load_model
-
-    path = Path(source)
-    if storage._is_model_dir(path):
-        model = load_model(path)
-        if model.feature not in model.references.columns:
-            return model, path
-        folders = {os.path.dirname(os.path.abspath(p)) for p in model.references[model.feature]}
-        return model, Path(os.path.commonpath(sorted(folders)))
-    if not path.is_dir():
-        raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {source} is neither")
-    return create(str(path), metric=metric, verbose=verbose), path
-
-
-def _components(model: ImageSimilarityModel, threshold: float, k: int, verify: Any = False) -> list[list[int]]:
+def _components(references: References, threshold: float, k: int, verify: Any = False) -> list[list[int]]:
     """Connected components (reference positions) of two or more, largest first, then by first position."""
     from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it
 
     links = UnionFind()
-    for start, distances, positions in neighbour_blocks(model, k):
+    for start, distances, positions in references.neighbour_blocks(k):
         rows, cols = np.nonzero(distances <= threshold)
         pairs = np.column_stack([rows + start, positions[rows, cols]])
         if verify:
             from lookalike.verify import verified_pairs
 
-            pairs = verified_pairs(model, pairs, verify)
+            pairs = verified_pairs(references, pairs, verify)
         for source, target in pairs.tolist():
             links.union(source, target)
     groups = [sorted(group) for group in links.to_sets() if len(group) > 1]
@@ -230,21 +198,22 @@ def _components(model: ImageSimilarityModel, threshold: float, k: int, verify: A
     return groups
 
 
-def _facts(model: ImageSimilarityModel, keep: str) -> dict[str, np.ndarray]:
+def _facts(references: References, keep: str) -> dict[str, np.ndarray]:
     """Per-reference columns the policies need: path, width, height, bytes and mtime (read from disk now)."""
-    refs = model.references
-    n = len(model.labels)
+    refs = references.table
+    n = len(references)
     facts: dict[str, np.ndarray] = {}
-    has_paths = model.feature in refs.columns
+    paths = references.paths
+    has_paths = paths is not None
     if has_paths:
-        facts["path"] = refs[model.feature].to_numpy().astype(str)
+        facts["path"] = np.asarray(paths).astype(str)
         stats = [_stat(p) for p in facts["path"]]
         facts["bytes"] = np.array([s.st_size if s else -1 for s in stats], np.int64)
         facts["mtime"] = np.array([s.st_mtime if s else np.nan for s in stats], np.float64)
     for column in ("width", "height"):
         if column in refs.columns:
             facts[column] = refs[column].to_numpy()
-    facts["sort_name"] = facts["path"] if has_paths else np.array([str(v) for v in model.labels])
+    facts["sort_name"] = facts["path"] if has_paths else np.array([str(v) for v in references.labels])
     needs = {"resolution": ("width", "height"), "size": ("bytes",), "oldest": ("mtime",)}[keep]
     missing = [c for c in needs if c not in facts]
     if missing:

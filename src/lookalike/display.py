@@ -2,18 +2,25 @@
 
 Jupyter shows any object with a ``_repr_html_`` method as HTML. Thumbnails
 are small JPEG data URIs made by the same helper as the evaluation report
-(:func:`lookalike.evaluate._thumbnail_tag`), so a saved notebook holds its
+(:func:`thumbnail_tag`), so a saved notebook holds its
 pictures and links to no file.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lookalike.evaluate import _reference_paths, _thumbnail_tag
+from lookalike.core import References
+from lookalike.ingest.decode import ImageError, load_rgb
+
+#: Longest side of a thumbnail in notebooks and the evaluation report, in pixels.
+THUMBNAIL_PIXELS = 96
 
 _STYLE = (
     "<style>.lk-grid td{vertical-align:top;padding:2px}.lk-grid figure{margin:0;width:104px;text-align:center}"
@@ -45,7 +52,7 @@ class ResultGrid:
 
     def _repr_html_(self) -> str:
         def figure(path: str | None, caption: str, css: str = "") -> str:
-            tag = _thumbnail_tag(path, caption)
+            tag = thumbnail_tag(path, caption)
             return f'<td><figure class="{css}">{tag}<figcaption>{html.escape(caption)}</figcaption></figure></td>'
 
         body = "".join(
@@ -62,12 +69,15 @@ class ResultGrid:
         return f"<ResultGrid: {len(self.rows)} queries; shown as thumbnails in a notebook>"
 
 
-def result_grid(model, results: pd.DataFrame, queries: Any = None, max_queries: int = 20) -> ResultGrid:
+def result_grid(
+    references: References, results: pd.DataFrame, queries: Any = None, max_queries: int = 20
+) -> ResultGrid:
     """A :class:`ResultGrid` of ``results`` (from ``model.query`` or ``model.similarity_graph(output_type="table")``).
 
     Parameters
     ----------
-    model : lookalike.ImageSimilarityModel
+    references : lookalike.core.References
+        The model's references (``model.core``); ``model.show`` calls this.
     results : pandas.DataFrame
         ``query_label, reference_label, distance, rank`` (a query) or
         ``__src_id, __dst_id, distance, rank`` (a similarity-graph table).
@@ -83,8 +93,8 @@ def result_grid(model, results: pd.DataFrame, queries: Any = None, max_queries: 
     >>> model.show(model.query(photos, k=5), queries=photos)  # doctest: +SKIP
     >>> model.show(model.similarity_graph(k=5, output_type="table"))  # doctest: +SKIP
     """
-    paths = _reference_paths(model)
-    labels = [str(label) for label in model.labels]
+    paths = references.file_paths()
+    labels = [str(label) for label in references.labels]
     if {"__src_id", "__dst_id"} <= set(results.columns):  # graph ids are the reference labels
         results = results.rename(columns={"__src_id": "query_label", "__dst_id": "reference_label"})
     missing = {"query_label", "reference_label", "distance"} - set(results.columns)
@@ -93,7 +103,7 @@ def result_grid(model, results: pd.DataFrame, queries: Any = None, max_queries: 
             f"results need the columns of model.query or similarity_graph tables; missing {sorted(missing)}"
         )
     position = {label: i for i, label in reversed(list(enumerate(labels)))}
-    query_paths = _query_paths(model, queries)
+    query_paths = _query_paths(references.image_column, queries)
     rows = []
     for query, group in list(results.groupby("query_label", sort=False))[:max_queries]:
         if query_paths is not None:
@@ -111,13 +121,30 @@ def result_grid(model, results: pd.DataFrame, queries: Any = None, max_queries: 
     return ResultGrid(rows)
 
 
-def _query_paths(model, queries: Any) -> list[str] | None:
+def _query_paths(image_column: str | None, queries: Any) -> list[str] | None:
     """Paths of the query images by position (query labels are positions unless a label column was given)."""
     if queries is None:
         return None
     if isinstance(queries, str):
         return [queries]
     if isinstance(queries, pd.DataFrame):
-        column = model.feature if model.feature in queries.columns else "path"
+        column = image_column if image_column in queries.columns else "path"
         return queries[column].tolist() if column in queries.columns else None
     return [str(q) for q in queries]
+
+
+def thumbnail_tag(path: str | None, label: str) -> str:
+    """An <img> holding a small JPEG as a data URI, or a grey box naming the image when it cannot be read."""
+    if path is not None:
+        try:
+            image = load_rgb(path, min_size=(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+        except ImageError:
+            pass
+        else:
+            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=80)
+            data = base64.b64encode(buffer.getvalue()).decode("ascii")
+            alt = html.escape(Path(path).name, quote=True)
+            return f'<img src="data:image/jpeg;base64,{data}" alt="{alt}">'
+    return f'<div class="missing">{html.escape(label)}</div>'

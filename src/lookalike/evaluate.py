@@ -9,9 +9,7 @@ queries so that no n x n matrix is ever held.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 import time
@@ -25,11 +23,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from lookalike.core import drop_self
+from lookalike.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.files import write_text_atomic
-from lookalike.graph import drop_self
 from lookalike.index.metrics import block_distances, row_norms
-from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.ingest.sources import list_image_files
 from lookalike.model import ImageSimilarityModel, create
 
@@ -39,7 +37,6 @@ __all__ = ["EvaluationReport", "evaluate", "evaluate_model"]
 RANK_BLOCK_CELLS = 1 << 22
 #: UKBench's N-S score is defined on groups of exactly this many images.
 NS_GROUP_SIZE = 4
-THUMBNAIL_PIXELS = 96
 
 
 @dataclass
@@ -204,7 +201,7 @@ class EvaluationReport:
 
         def figure(position: int, css: str, caption: str) -> str:
             if position not in thumbnails:
-                thumbnails[position] = _thumbnail_tag(paths[position], str(self.queries["label"].iloc[position]))
+                thumbnails[position] = thumbnail_tag(paths[position], str(self.queries["label"].iloc[position]))
             return f'<figure class="{css}">{thumbnails[position]}<figcaption>{caption}</figcaption></figure>'
 
         sections = []
@@ -273,37 +270,11 @@ figure img, figure .missing {{ width: {size}px; height: {size}px; object-fit: co
 """
 
 
-def _thumbnail_tag(path: str | None, label: str) -> str:
-    """An <img> holding a small JPEG as a data URI, or a grey box naming the image when it cannot be read."""
-    if path is not None:
-        try:
-            image = load_rgb(path, min_size=(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-        except ImageError:
-            pass
-        else:
-            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=80)
-            data = base64.b64encode(buffer.getvalue()).decode("ascii")
-            alt = html.escape(Path(path).name, quote=True)
-            return f'<img src="data:image/jpeg;base64,{data}" alt="{alt}">'
-    return f'<div class="missing">{html.escape(label)}</div>'
-
-
 def _check_ks(k: int | Iterable[int]) -> tuple[int, ...]:
     values = list(k) if isinstance(k, Iterable) else [k]
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
         raise ValueError(f"k must be a positive integer or a sequence of them, got {k!r}")
     return tuple(sorted({int(v) for v in values}))
-
-
-def _reference_paths(model: ImageSimilarityModel) -> list[str | None]:
-    """Each reference's file path (from the image column, or a ``path`` column), else None."""
-    table = model.references
-    for column in (model.feature, "path"):
-        if column in table.columns and table[column].map(lambda v: isinstance(v, str)).all():
-            return table[column].tolist()
-    return [None] * len(model.labels)
 
 
 def _average_precisions(
@@ -424,10 +395,10 @@ def evaluate_model(
 
         width = max(width, shortlist)
         paths = reference_paths(model)
-        distances, neighbours, _ = verify_query(model, model.embeddings, paths, width, verify, shortlist, verbose)
+        distances, neighbours, _ = verify_query(model.core, model.embeddings, paths, width, verify, shortlist, verbose)
         shortlists = neighbours
     else:
-        distances, neighbours = model._index.search(model.embeddings, width)
+        distances, neighbours = model.core.search(model.embeddings, width)
     same = codes[neighbours] == codes[:, None]
     ns = float(same[:, :NS_GROUP_SIZE].sum(axis=1).mean()) if (sizes == NS_GROUP_SIZE).all() else None
     distances, neighbours = drop_self(distances, neighbours)
@@ -445,7 +416,7 @@ def evaluate_model(
     table = pd.DataFrame(
         {
             "label": model.labels,
-            "path": _reference_paths(model),
+            "path": model.core.file_paths(),
             "group": groups,
             "relevant": relevant,
             "average_precision": ap,
@@ -465,7 +436,7 @@ def evaluate_model(
         seconds=time.perf_counter() - started,
         neighbours=neighbours,
         distances=distances,
-        descriptor=(model._spec_record or {}).get("descriptor"),
+        descriptor=(model.embedding_model or {}).get("descriptor"),
         projection=model.projection.kind if model.projection is not None else None,
     )
 

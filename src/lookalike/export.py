@@ -15,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-import lookalike
+from lookalike.core import References
 from lookalike.embed.frontend import PIXELS, embedding_graph
+from lookalike.embed.registry import ModelSpec
 from lookalike.files import write_bytes_atomic
+from lookalike.validation import check_positive_int
+from lookalike.version import __version__
 
 DISTANCES = "distances"
 INDICES = "indices"
@@ -75,13 +78,27 @@ def _search_nodes(metric: str, embedding: str, references: np.ndarray, k: int) -
     return nodes, inits
 
 
-def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
-    """Write ``model`` as one ONNX file answering "which k references look most like this image?".
+def export_metadata(references: References, spec: ModelSpec, k: int) -> dict[str, str]:
+    """What an exported program records about itself (ONNX metadata props, Core ML user metadata)."""
+    return {
+        "lookalike.version": __version__,
+        "lookalike.model": spec.name,
+        "lookalike.precision": spec.precision,
+        "lookalike.descriptor": json.dumps(spec.descriptor.to_dict()),
+        "lookalike.metric": references.metric,
+        "lookalike.k": str(k),
+        "lookalike.labels": json.dumps(references.labels.tolist(), default=str),
+        "lookalike.preprocessing": json.dumps(spec.preprocessing.to_dict()),
+    }
+
+
+def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> Path:
+    """Write a model's references as one ONNX file answering "which k references look most like this image?".
 
     Parameters
     ----------
-    model : lookalike.ImageSimilarityModel
-        A model built from images (not from precomputed embeddings) whose
+    references : lookalike.core.References
+        The references (``model.core``; ``model.export_onnx`` calls this) of a model built from images (not from precomputed embeddings) whose
         descriptor is computed inside the network's graph: ``"gem"`` (the
         default), ``"plain"``, or options without ``whiten`` (GeM, mirror
         image and several scales are exported as they are embedded). Whitened
@@ -110,22 +127,21 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     from onnx import TensorProto, helper
     from onnx.utils import Extractor
 
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    spec = model._get_embedder().spec
+    k = check_positive_int("k", k)
+    spec = references.embedder.spec
     # The graph computes what the embedder's graph computes: pooling, mirror image, scales, unit length. A
     # whitening or LDA projection is fitted outside it: refuse rather than export embeddings unlike the references'.
-    if spec.descriptor.whiten or model.projection is not None:
+    if spec.descriptor.whiten or references.projection is not None:
         raise ValueError(
             "ONNX export supports descriptors computed inside the network's graph (no whitening) and no learned "
             f"projection; this model uses descriptor {spec.descriptor.to_dict()} and projection "
-            f"{model.projection.kind if model.projection is not None else None}: rebuild it with "
+            f"{references.projection.kind if references.projection is not None else None}: rebuild it with "
             'descriptor="gem" (the default) or "plain" to export it'
         )
-    k = min(k, len(model.labels))
+    k = min(k, len(references))
     graph_model = embedding_graph(spec)  # the embedder's own graph, so the vectors are the references'
     graph = graph_model.graph
-    nodes, inits = _search_nodes(model.metric, spec.output_name, model.embeddings, k)
+    nodes, inits = _search_nodes(references.metric, spec.output_name, references.embeddings, k)
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
     del graph.output[:]
@@ -139,13 +155,7 @@ def export_onnx(model, path: str | os.PathLike, k: int = 5) -> Path:
     graph_model = Extractor(graph_model).extract_model([PIXELS], [DISTANCES, INDICES])
     width, height = spec.pixel_size
     metadata = {
-        "lookalike.version": lookalike.__version__,
-        "lookalike.model": spec.name,
-        "lookalike.precision": spec.precision,
-        "lookalike.descriptor": json.dumps(spec.descriptor.to_dict()),
-        "lookalike.metric": model.metric,
-        "lookalike.k": str(k),
-        "lookalike.labels": json.dumps(model.labels.tolist(), default=str),
+        **export_metadata(references, spec, k),
         "lookalike.preprocessing": json.dumps(
             {
                 **spec.preprocessing.to_dict(),

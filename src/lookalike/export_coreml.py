@@ -24,7 +24,6 @@ models only run on Apple platforms; this module only needs coremltools to
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +31,12 @@ from typing import Any
 
 import numpy as np
 
-import lookalike
+from lookalike.core import References
 from lookalike.embed.frontend import embedding_graph
+from lookalike.export import export_metadata
 from lookalike.files import replace_dir, staging_dir
+from lookalike.validation import check_positive_int
+from lookalike.version import __version__
 
 IMAGE = "image"
 EMBEDDING = "embedding"
@@ -259,12 +261,12 @@ def _translate(mb, graph, image, output: str):
     return values[output]
 
 
-def _check_exportable(model, spec) -> None:
+def _check_exportable(references: References, spec) -> None:
     """Refuse what the program cannot compute as the references were computed, saying what to do instead."""
     d = spec.descriptor
-    if not (d.flip or d.scales != (1.0,) or d.whiten) and model.projection is None:
+    if not (d.flip or d.scales != (1.0,) or d.whiten) and references.projection is None:
         return
-    projection = model.projection.kind if model.projection is not None else None
+    projection = references.projection.kind if references.projection is not None else None
     raise ValueError(
         "Core ML export supports average or GeM pooling (the 'plain' and 'gem' descriptors, optionally unit "
         "length) with no mirror image, scales, whitening or learned projection; this model uses "
@@ -304,13 +306,13 @@ def _save_package(mlmodel, path: Path) -> None:
         replace_dir(staging / path.name, path)
 
 
-def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
-    """Write ``model`` as a Core ML program (``.mlpackage``) for iOS/macOS apps.
+def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -> Path:
+    """Write a model's references as a Core ML program (``.mlpackage``) for iOS/macOS apps.
 
     Parameters
     ----------
-    model : lookalike.ImageSimilarityModel
-        A model built from images with a network whose ONNX graph uses only
+    references : lookalike.core.References
+        The references (``model.core``; ``model.export_coreml`` calls this) of a model built from images with a network whose ONNX graph uses only
         the ops translated here (the built-in ``efficientnet_lite0``,
         ``efficientnet_lite2`` and ``squeezenet_v1.1``, float32 or int8; not
         the Hugging Face zoo models, refused naming their first other op) and the ``"gem"`` (default) or ``"plain"`` descriptor: average or GeM
@@ -346,22 +348,21 @@ def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
     ct = _import_coremltools()
     from coremltools.converters.mil import Builder as mb
 
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = check_positive_int("k", k)
     path = Path(path)
     if path.suffix != ".mlpackage":
         raise ValueError(f"Core ML programs are saved as a .mlpackage folder, got {str(path)!r}")
-    spec = model._get_embedder().spec
-    _check_exportable(model, spec)
-    k = min(k, len(model.labels))
+    spec = references.embedder.spec
+    _check_exportable(references, spec)
+    k = min(k, len(references))
     width, height = spec.preprocessing.size
     graph = _network_graph(spec)
-    references = np.asarray(model.embeddings)
+    vectors = np.asarray(references.embeddings)
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, height, width))], opset_version=ct.target.iOS15)
     def program(image):
         embedding = _translate(mb, graph, image, spec.output_name)
-        distances, indices = _search(mb, embedding, model.metric, references, k)
+        distances, indices = _search(mb, embedding, references.metric, vectors, k)
         return embedding, mb.identity(x=distances, name=DISTANCES), mb.identity(x=indices, name=INDICES)
 
     scale, bias = _image_bias(spec)
@@ -383,22 +384,11 @@ def export_coreml(model, path: str | os.PathLike, k: int = 5) -> Path:
         compute_precision=ct.precision.FLOAT32,
     )
     mlmodel.short_description = "lookalike image similarity search: image -> embedding and top-k references"
-    mlmodel.version = lookalike.__version__
+    mlmodel.version = __version__
     mlmodel.input_description[IMAGE] = _image_description(spec)
     mlmodel.output_description[EMBEDDING] = f"{spec.dim}-d {spec.name} ({spec.precision}) embedding"
-    mlmodel.output_description[DISTANCES] = f"{model.metric} distance to the {k} nearest references, nearest first"
+    mlmodel.output_description[DISTANCES] = f"{references.metric} distance to the {k} nearest references, nearest first"
     mlmodel.output_description[INDICES] = "positions of those references in the lookalike.labels metadata (JSON)"
-    mlmodel.user_defined_metadata.update(
-        {
-            "lookalike.version": lookalike.__version__,
-            "lookalike.model": spec.name,
-            "lookalike.precision": spec.precision,
-            "lookalike.metric": model.metric,
-            "lookalike.k": str(k),
-            "lookalike.labels": json.dumps(model.labels.tolist(), default=str),
-            "lookalike.preprocessing": json.dumps(spec.preprocessing.to_dict()),
-            "lookalike.descriptor": json.dumps(spec.descriptor.to_dict()),
-        }
-    )
+    mlmodel.user_defined_metadata.update(export_metadata(references, spec, k))
     _save_package(mlmodel, path)
     return path

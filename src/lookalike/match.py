@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ import pyarrow as pa
 from lookalike import storage
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec
-from lookalike.index import ExactIndex, check_metric
+from lookalike.index import check_metric
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
 from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.results import check_output, label_type, write_blocks
+from lookalike.validation import check_distance, check_positive_int
 
 __all__ = ["match"]
 
@@ -129,7 +129,7 @@ def _pair_blocks(
     """The pairs table, one block of A at a time, already in the final order (a, then distance, then b)."""
     if k is not None:
         # b's own index (approximate or exact) when it measures the same metric; exact search otherwise.
-        index = model_b._index if model_b.metric == metric else ExactIndex(model_b.embeddings, metric)
+        index = model_b.core.index if model_b.metric == metric else model_b.core.exact_index(metric)
     for a0 in range(0, len(model_a.labels), block_a):
         queries = model_a.embeddings[a0 : a0 + block_a]
         if k is not None:
@@ -224,17 +224,14 @@ def _check_limits(threshold: Any, k: Any, metric: str) -> tuple[float | None, in
     if threshold is None and k is None:
         raise ValueError("match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a)")
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, Real) or not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a number (a distance), got {threshold!r}")
+        threshold = check_distance("threshold", threshold, metric)
         if threshold < 0 and metric != "dot":  # only dot distances (-q.r) go below 0
             raise ValueError(f"threshold must be a non-negative {metric} distance, got {threshold!r}")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, Integral) or k < 1):
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
-    return (None if threshold is None else float(threshold)), (None if k is None else int(k))
+    return threshold, check_positive_int("k", k, none=True)
 
 
 def _is_saved_model(source: Any) -> bool:
-    return isinstance(source, str | os.PathLike) and storage._is_model_dir(Path(source))
+    return isinstance(source, str | os.PathLike) and storage.is_model_dir(Path(source))
 
 
 def _as_models(
@@ -248,7 +245,7 @@ def _as_models(
         elif _is_saved_model(source):
             built[name] = load_model(source)
     if isinstance(network, str) and network == "auto":
-        specs = [m._model_spec() for m in built.values() if m._spec_record is not None]
+        specs = [m.core.spec for m in built.values() if m.embedding_model is not None]
         network = specs[0] if specs else DEFAULT_MODEL
     for (name, source), label in zip((("a", a), ("b", b)), labels, strict=True):
         if name not in built:
@@ -274,7 +271,7 @@ def _check_comparable(a: ImageSimilarityModel, b: ImageSimilarityModel) -> None:
             f"set a has {a.dim}-d embeddings ({a.model_name or 'precomputed'}) and set b {b.dim}-d "
             f"({b.model_name or 'precomputed'}): they cannot be compared"
         )
-    ra, rb = a._spec_record, b._spec_record
+    ra, rb = a.embedding_model, b.embedding_model
     if ra is not None and rb is not None and ra.get("fingerprint") != rb.get("fingerprint"):
         raise ValueError(
             f"set a was embedded by {ra['name']!r} (fingerprint {ra.get('fingerprint')}) and set b by "

@@ -1,7 +1,9 @@
 """The user-facing model: create, query, similarity_graph, summary, save and load.
 
 This is the only module that knows all the stages: ingest (what the user
-passed), embed (pixels to vectors), index (vectors to neighbours) and storage.
+passed), embed (pixels to vectors), index (vectors to neighbours), the
+operations over :class:`lookalike.core.References` and storage. Nothing
+below it imports it.
 """
 
 from __future__ import annotations
@@ -9,42 +11,31 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lookalike import dedup, incremental, storage
+from lookalike import dedup, storage
 from lookalike import graph as graph_edges
-from lookalike.embed.batch import Embedded, embed_sources
-from lookalike.embed.extractor import BATCH_SIZE, Embedder
+from lookalike.core import References
+from lookalike.embed.batch import Embedded
+from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
-from lookalike.index import ExactIndex, IndexFileError, build_index, check_metric, describe_index, read_index
-from lookalike.index.factory import check_method, index_files, requested_method
+from lookalike.engines import Engine, RayEngine, as_engine
+from lookalike.index import ExactIndex, IndexFileError, check_metric, describe_index, read_index
+from lookalike.index.factory import check_method, index_files
 from lookalike.ingest.decode import ImageError
+from lookalike.ingest.decode import describe as source_name
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 from lookalike.projection import Projection, fit_projection
+from lookalike.validation import check_positive_int, check_radius
 
 __all__ = ["ImageSimilarityModel", "create", "load_model"]
 
 _GRAPH_ALIASES = {"graph": "graph", "sgraph": "graph", "table": "table", "sframe": "table"}
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
-def _check_radius(radius: Any) -> float | None:
-    if radius is None:
-        return None
-    if isinstance(radius, bool) or not isinstance(radius, Real) or radius < 0:
-        raise ValueError(f"radius must be a non-negative number or None, got {radius!r}")
-    return float(radius)
 
 
 def _storable_columns(table: pd.DataFrame, feature: str | None) -> pd.DataFrame:
@@ -65,10 +56,15 @@ def _storable_columns(table: pd.DataFrame, feature: str | None) -> pd.DataFrame:
 class ImageSimilarityModel:
     """Nearest-neighbour search over image embeddings. Build one with :func:`lookalike.create`.
 
+    A thin front over :class:`lookalike.core.References` (``model.core``),
+    which every operation (graph, dedup, match, evaluate, export) works on.
+
     Attributes
     ----------
     embeddings : numpy.ndarray
-        (n, d) float32 embedding of each reference, in reference order.
+        (n, d) float32 embedding of each reference, in reference order (after the projection, if any).
+    raw_embeddings : numpy.ndarray
+        Each reference's embedding as the network gave it (before the projection).
     labels : numpy.ndarray
         The label of each reference.
     references : pandas.DataFrame
@@ -79,103 +75,42 @@ class ImageSimilarityModel:
 
     def __init__(
         self,
-        embeddings: np.ndarray,
-        references: pd.DataFrame,
-        labels: np.ndarray,
-        metric: str,
-        spec: ModelSpec | None,
+        core: References,
         failures: pd.DataFrame | None = None,
-        label: str | None = None,
-        feature: str | None = None,
-        batch_size: int = BATCH_SIZE,
-        spec_record: dict | None = None,
         training_time: float = 0.0,
-        projection: Projection | None = None,
-        features: np.ndarray | None = None,
-        index=None,
+        build_stats: dict[str, int] | None = None,
     ):
-        self.embeddings = embeddings
-        #: The fitted PCA-whitening or LDA applied to every embedding (None: the network's output as is).
-        self.projection = projection
-        #: Each reference's raw embedding (before the projection): what a projection is (re)fitted on.
-        self.features = embeddings if features is None else features
-        self.references = references
-        self.labels = np.asarray(labels)
-        self.metric = check_metric(metric)
-        self.label = label
-        self.feature = feature
-        self.batch_size = batch_size
+        #: The references, their vectors, index and embedding spec: what the operations work on.
+        self.core = core
         self.failures = failures if failures is not None else pd.DataFrame({"source": [], "reason": []})
         self.training_time = training_time
         #: How the last create() got its embeddings: counts "embedded", "from_cache", "failed".
-        self.build_stats: dict[str, int] = {}
-        self._spec = spec
-        self._spec_record = spec_record or (spec.describe() if spec else None)
-        self._embedder: Embedder | None = None
-        self._index = index if index is not None else ExactIndex(embeddings, metric)
+        self.build_stats: dict[str, int] = dict(build_stats or {})
 
-    # ---------------------------------------------------------------- embedding
+    # Turi's names and the attributes users read, kept on the front and answered by the core.
+    embeddings = property(lambda self: self.core.embeddings, doc="(n, d) float32 embeddings, as indexed.")
+    raw_embeddings = property(
+        lambda self: self.core.raw_embeddings, doc="The network's embeddings, before the projection."
+    )
+    labels = property(lambda self: self.core.labels, doc="The label of each reference.")
+    references = property(lambda self: self.core.table, doc="The reference table (paths and metadata).")
+    projection = property(lambda self: self.core.projection, doc="The fitted whitening or LDA, or None.")
+    metric = property(lambda self: self.core.metric, doc="The distance: euclidean, cosine or dot.")
+    label = property(lambda self: self.core.label_column, doc="The dataset's label column (None: row numbers).")
+    feature = property(lambda self: self.core.image_column, doc="The dataset's image column (Turi's ``feature``).")
+    batch_size = property(lambda self: self.core.batch_size, doc="Images per inference batch.")
+    model_name = property(lambda self: self.core.model_name, doc="The network's name; None for precomputed embeddings.")
+    dim = property(lambda self: self.core.dim, doc="Length of the indexed embeddings.")
+    input_dim = property(lambda self: self.core.input_dim, doc="Length of query embeddings given as vectors.")
+    embedding_model = property(
+        lambda self: self.core.spec_record, doc="The record of the network, preprocessing, descriptor and precision."
+    )
+
     @property
-    def model_name(self) -> str | None:
-        """Name of the embedding network, or None for precomputed embeddings."""
-        return self._spec_record["name"] if self._spec_record else None
-
-    @property
-    def dim(self) -> int:
-        return int(self.embeddings.shape[1])
-
-    @property
-    def input_dim(self) -> int:
-        """Length of the raw embeddings (the network's output) that queries given as vectors must have."""
-        return int(self.features.shape[1])
-
-    def _project(self, vectors: np.ndarray) -> np.ndarray:
-        return vectors if self.projection is None else self.projection.apply(vectors)
-
-    def refit_projection(self) -> None:
-        """Refit a PCA-whitening on the current references; the hook for ``add``/``remove``.
-
-        Call after changing the references (``self.features`` and the rest):
-        recomputes ``self.embeddings`` and the index. A learned (LDA)
-        projection stays as it was trained and only projects the new
-        references; a model without a projection is left as it is.
-        """
-        if self.projection is None:
-            return
-        if self.projection.kind == "whiten":
-            self.projection = self.projection.refit(self.features)
-        self.embeddings = self.projection.apply(self.features)
-        self._index = build_index(self.embeddings, self.metric, requested_method(self._index))
-
-    def _model_spec(self) -> ModelSpec | None:
-        """The network, preprocessing and descriptor the references were embedded with; None for precomputed ones."""
-        if self._spec is None and self._spec_record is not None:
-            self._spec = _spec_for_record(self._spec_record)
-        return self._spec
-
-    def _get_embedder(self) -> Embedder:
-        spec = self._model_spec()
-        if spec is None:
-            raise ValueError(
-                "this model was built from precomputed embeddings (model=None): query it with "
-                f"embeddings of length {self.dim}, not images"
-            )
-        if self._embedder is None:
-            self._embedder = Embedder(spec)
-        return self._embedder
-
-    def _embed_rows(self, rows: Rows, verbose: bool, what: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """(embeddings, positions embedded, failures) for normalised rows."""
-        if rows.vectors is not None:
-            if rows.vectors.shape[1] != self.input_dim:
-                raise ValueError(
-                    f"{what} embeddings have length {rows.vectors.shape[1]}, but this model's "
-                    f"({self.model_name or 'precomputed'}) have length {self.input_dim}"
-                )
-            return rows.vectors, np.arange(len(rows.vectors)), []
-        embedder = self._get_embedder()
-        result = embedder.extract(rows.table[rows.feature].tolist(), batch_size=self.batch_size, verbose=verbose)
-        return result.embeddings, result.ok, result.failures
+    def features(self) -> np.ndarray:
+        """Deprecated alias of :attr:`raw_embeddings` (``feature`` is the image column, as in Turi)."""
+        warnings.warn("model.features is renamed model.raw_embeddings", DeprecationWarning, stacklevel=2)
+        return self.core.raw_embeddings
 
     # ------------------------------------------------------------------- query
     def query(
@@ -222,54 +157,25 @@ class ImageSimilarityModel:
            query_label  reference_label  distance  rank
         0            0               17  12.61872     1
         """
-        k = _check_k(k)
-        radius = _check_radius(radius)
+        k = check_positive_int("k", k)
+        radius = check_radius(radius)
         rows = as_query_rows(dataset, self.feature, self.input_dim, label=label)
         query_labels = labels_of(rows.table, label, "query dataset", unique=False)
-        vectors, positions, failures = self._embed_rows(rows, verbose, "query")
-        vectors = self._project(vectors)
+        vectors, positions, failures = self.core.embed(rows, verbose, "query")
+        vectors = self.core.project(vectors)
         sources = rows.table[rows.feature].tolist() if rows.feature else []
-        for position, reason in failures:
-            warnings.warn(f"query image {_name(sources[position])} skipped: {reason}", RuntimeWarning, stacklevel=2)
         if len(positions) == 0:
             first = failures[0]
-            raise ImageError(_name(sources[first[0]]), first[1])
+            raise ImageError(source_name(sources[first[0]]), first[1])
         inliers = None
         if verify:
             from lookalike.verify import verify_query
 
             queries = [sources[p] for p in positions] if sources else None
-            distances, neighbours, inliers = verify_query(self, vectors, queries, k, verify, shortlist, verbose)
+            distances, neighbours, inliers = verify_query(self.core, vectors, queries, k, verify, shortlist, verbose)
         else:
-            distances, neighbours = self._index.search(vectors, k)
-        return self._result_table(
-            query_labels[positions], distances, neighbours, radius, "query_label", "reference_label", inliers
-        )
-
-    def _result_table(
-        self,
-        query_labels: np.ndarray,
-        distances: np.ndarray,
-        neighbours: np.ndarray,
-        radius: float | None,
-        src: str,
-        dst: str,
-        inliers: np.ndarray | None = None,
-    ) -> pd.DataFrame:
-        m, k = neighbours.shape
-        table = pd.DataFrame(
-            {
-                src: np.repeat(query_labels, k),
-                dst: self.labels[neighbours.ravel()] if k else self.labels[:0],
-                "distance": distances.ravel(),
-                "rank": np.tile(np.arange(1, k + 1), m),
-            }
-        )
-        if inliers is not None:
-            table["inliers"] = inliers.ravel()
-        if radius is not None:
-            table = table[table["distance"] <= radius].reset_index(drop=True)
-        return table
+            distances, neighbours = self.core.search(vectors, k)
+        return self.core.result_table(query_labels[positions], distances, neighbours, radius, inliers=inliers)
 
     def similarity_graph(
         self,
@@ -303,8 +209,8 @@ class ImageSimilarityModel:
         >>> model.similarity_graph(k=5, output_type="table", path="edges.parquet")  # doctest: +SKIP
         PosixPath('edges.parquet')
         """
-        k = _check_k(k)
-        radius = _check_radius(radius)
+        k = check_positive_int("k", k)
+        radius = check_radius(radius)
         kind = _GRAPH_ALIASES.get(str(output_type).lower())
         if kind is None:
             raise ValueError(
@@ -314,9 +220,9 @@ class ImageSimilarityModel:
         if path is not None:
             if kind != "table":
                 raise ValueError("path= streams edges to a file: use output_type='table' with it")
-            graph_edges.write_edges(self, path, k, radius, include_self_edges)
+            graph_edges.write_edges(self.core, path, k, radius, include_self_edges)
             return Path(path)
-        edges = graph_edges.edge_table(self, k, radius, include_self_edges)
+        edges = graph_edges.edge_table(self.core, k, radius, include_self_edges)
         if kind == "table":
             return edges
         import networkx as nx
@@ -341,7 +247,7 @@ class ImageSimilarityModel:
         >>> dups = model.find_duplicates(keep="size")  # doctest: +SKIP
         >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
         """
-        return dedup.find_duplicates(self, threshold=threshold, keep=keep, k=k, verify=verify)
+        return dedup.find_duplicates(self.core, threshold=threshold, keep=keep, k=k, verify=verify)
 
     def add(
         self, dataset: Any, verbose: bool = True, cache: bool = True, download: DownloadSettings | dict | None = None
@@ -362,7 +268,11 @@ class ImageSimilarityModel:
         >>> model.build_stats["added"]  # doctest: +SKIP
         12
         """
-        incremental.add(self, dataset, verbose=verbose, cache=cache, download=download)
+        part = self._embed_like(dataset, verbose, cache, download)
+        self.core.append(part.core)
+        if len(part.failures):
+            self.failures = pd.concat([self.failures, part.failures], ignore_index=True)
+        self.build_stats = {**part.build_stats, "added": int(len(part.labels))}
 
     def remove(self, labels: Any) -> None:
         """Remove the references with these labels (each must exist, and be named once).
@@ -371,7 +281,48 @@ class ImageSimilarityModel:
         --------
         >>> model.remove(["IMG_0001", "IMG_0002"])  # doctest: +SKIP
         """
-        incremental.remove(self, labels)
+        self.core.remove(self.core.positions_of(labels))
+
+    def sync(
+        self, sources: Any, verbose: bool = True, download: DownloadSettings | dict | None = None
+    ) -> dict[str, int]:
+        """Make the references the images now found in ``sources``: add new files, drop deleted ones and
+        re-embed changed ones (the embedding cache makes unchanged files cheap). Returns the counts.
+
+        References are matched by path, so the model must have been built from files.
+
+        Examples
+        --------
+        >>> model.sync("photos/")  # doctest: +SKIP
+        {'added': 3, 'removed': 1, 'changed': 0}
+        """
+        if self.core.paths is None:
+            raise ValueError("this model was not built from image files: it cannot be synced with a folder")
+        started = time.perf_counter()
+        fresh = self._embed_like(sources, verbose, cache=True, download=download)
+        stats = self.core.sync(fresh.core)
+        self.failures = fresh.failures
+        self.build_stats = {**fresh.build_stats, **stats}
+        self.training_time = time.perf_counter() - started
+        return stats
+
+    def _embed_like(self, dataset: Any, verbose: bool, cache: bool, download) -> ImageSimilarityModel:
+        """A throw-away exact model of ``dataset``, embedded exactly as the references were."""
+        spec = self.core.spec
+        return create(
+            dataset,
+            label=self.label,
+            feature=self.feature,
+            model=spec,
+            metric=self.metric,
+            batch_size=self.batch_size,
+            verbose=verbose,
+            cache=cache,
+            download=download,
+            descriptor=spec.descriptor if spec is not None else None,
+            projection=self.projection,
+            method="brute_force",
+        )
 
     def extract_features(self, dataset: Any, verbose: bool = True) -> np.ndarray:
         """Embed images with the model's network: a (n, d) float32 array.
@@ -379,14 +330,9 @@ class ImageSimilarityModel:
         Rows of images that cannot be read are NaN, with a warning naming each one.
         """
         rows = as_query_rows(dataset, self.feature, self.input_dim)
-        vectors, positions, failures = self._embed_rows(rows, verbose, "dataset")
+        vectors, positions, _ = self.core.embed(rows, verbose, "dataset", skipped="could not be embedded")
         out = np.full((len(rows.table), self.input_dim), np.nan, dtype=np.float32)
         out[positions] = vectors
-        sources = rows.table[rows.feature].tolist() if rows.feature else []
-        for position, reason in failures:
-            warnings.warn(
-                f"image {_name(sources[position])} could not be embedded: {reason}", RuntimeWarning, stacklevel=2
-            )
         return out
 
     def query_text(self, text: str | list[str], k: int = 5, radius: float | None = None) -> pd.DataFrame:
@@ -411,36 +357,35 @@ class ImageSimilarityModel:
         """
         from lookalike.embed.zoo import text_encoder
 
-        k = _check_k(k)
-        radius = _check_radius(radius)
+        k = check_positive_int("k", k)
+        radius = check_radius(radius)
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise ValueError(f"text must be a non-empty string or a list of them, got {text!r}")
-        vectors = text_encoder(self._get_embedder().spec).encode(texts)
+        vectors = text_encoder(self.core.embedder.spec).encode(texts)
         # A projection is learned on image embeddings only (and LDA on image labels): it would not map
         # text into the same space. So text is compared with the raw image embeddings, exactly.
-        index = self._index if self.projection is None else ExactIndex(self.features, self.metric)
+        index = self.core.index if self.projection is None else ExactIndex(self.raw_embeddings, self.metric)
         distances, neighbours = index.search(vectors, k)
-        labels = np.asarray(texts, dtype=object)
-        return self._result_table(labels, distances, neighbours, radius, "query_label", "reference_label")
+        return self.core.result_table(np.asarray(texts, dtype=object), distances, neighbours, radius)
 
     def export_onnx(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
         """Write one ONNX file that runs the whole query: uint8 pixels -> top-k references. See :mod:`lookalike.export`."""
         from lookalike.export import export_onnx
 
-        return export_onnx(self, path, k=k)
+        return export_onnx(self.core, path, k=k)
 
     def export_coreml(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
         """Write a Core ML program (.mlpackage): image -> embedding + top-k references. See :mod:`lookalike.export_coreml`."""
         from lookalike.export_coreml import export_coreml
 
-        return export_coreml(self, path, k=k)
+        return export_coreml(self.core, path, k=k)
 
     def show(self, results: pd.DataFrame, queries: Any = None, max_queries: int = 20):
         """Query or similarity-graph results as a thumbnail grid for notebooks. See :func:`lookalike.display.result_grid`."""
         from lookalike.display import result_grid
 
-        return result_grid(self, results, queries=queries, max_queries=max_queries)
+        return result_grid(self.core, results, queries=queries, max_queries=max_queries)
 
     def _repr_html_(self) -> str:
         from lookalike.display import summary_html
@@ -452,9 +397,9 @@ class ImageSimilarityModel:
         return {
             "model": self.model_name or "precomputed",
             "metric": self.metric,
-            "method": self._index.method,
-            "method_reason": getattr(self._index, "reason", None),
-            "recall": getattr(self._index, "recall", None),
+            "method": self.core.index.method,
+            "method_reason": getattr(self.core.index, "reason", None),
+            "recall": getattr(self.core.index, "recall", None),
             "num_references": int(len(self.labels)),
             "num_features": self.dim,
             "projection": self.projection.kind if self.projection is not None else None,
@@ -506,14 +451,14 @@ class ImageSimilarityModel:
             "batch_size": self.batch_size,
             "training_time": self.training_time,
             "build_stats": self.build_stats,
-            "embedding_model": self._spec_record,
-            "index": describe_index(self._index),
+            "embedding_model": self.core.spec_record,
+            "index": describe_index(self.core.index),
         }
         extra = {}
         if self.projection is not None:
             manifest["projection"] = self.projection.record()
-            extra = {**self.projection.files(), FEATURES_FILE: storage.npy_bytes(self.features)}
-        extra.update(index_files(self._index))
+            extra = {**self.projection.files(), FEATURES_FILE: storage.npy_bytes(self.raw_embeddings)}
+        extra.update(index_files(self.core.index))
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
 
     # ----------------------------------------------------------------- explore
@@ -548,35 +493,8 @@ class ImageSimilarityModel:
         return start_in_thread(self, host=host, port=port, token=token, open_browser=open_browser)
 
 
-def _name(source: Any) -> str:
-    from lookalike.ingest.decode import describe
-
-    return describe(source)
-
-
 #: Raw embeddings of a model with a projection, saved beside embeddings.npy so the projection can be refitted.
 FEATURES_FILE = "features.npy"
-
-
-def _spec_for_record(record: dict) -> ModelSpec:
-    """The registry spec matching a saved model's embedding-model record, or a clear error."""
-    name = record["name"]
-    if name.startswith("onnx:"):
-        spec = get_spec(record["source"], Preprocessing.from_dict(record["preprocessing"]))
-    else:
-        try:
-            spec = get_spec(name)
-        except ValueError:
-            raise ValueError(f"this model was built with {name!r}, which this lookalike does not know") from None
-    # Manifests written before descriptors existed hold none: their embeddings are the plain ones, whatever the default.
-    spec = spec.with_descriptor(record.get("descriptor") or "plain").with_precision(record.get("precision") or "fp32")
-    if spec.fingerprint != record.get("fingerprint"):
-        raise ValueError(
-            f"this model's embeddings were made by {name!r} with fingerprint {record.get('fingerprint')}, but "
-            f"{name!r} here has fingerprint {spec.fingerprint} (other weights or preprocessing): its query "
-            "embeddings would not be comparable. Rebuild the model with this version."
-        )
-    return spec
 
 
 def create(
@@ -590,14 +508,13 @@ def create(
     preprocessing: dict | Preprocessing | None = None,
     cache: bool = True,
     download: DownloadSettings | dict | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
-    ray_work_dir: str | os.PathLike | None = None,
+    engine: str | Engine = "local",
     descriptor: str | dict | Descriptor | None = None,
     train_label: str | None = None,
     projection: Projection | None = None,
     method: str = "auto",
     precision: str | None = None,
+    **deprecated: Any,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -635,18 +552,13 @@ def create(
     download : dict or DownloadSettings, optional
         For URLs: timeouts, total deadline, size cap, retries, concurrency
         (see :class:`lookalike.ingest.download.DownloadSettings`).
-    engine : {"local", "ray"}, default "local"
-        ``"ray"`` embeds on a Ray cluster (``pip install 'lookalike[ray]'``,
-        see ``docs/distributed.md``): an actor pool runs the same extractor,
-        writes parquet shards, and this process builds the model from them.
-        Folders, tables and ``s3://``/``gs://`` prefixes are accepted.
-    ray_address : str, optional
-        The cluster to join (``"ray://head:10001"``, ``"auto"``); a local one
-        is started when None and no Ray session is open.
-    ray_work_dir : str or path, optional
-        Where the Ray engine writes its shards (a re-run after a crash resumes
-        from them); shared storage on a multi-node cluster. Default: a folder
-        under ``config.cache_dir()`` named after the job.
+    engine : {"local", "ray"} or an engine object, default "local"
+        Where the network runs. ``"ray"`` or ``RayEngine(address=...,
+        work_dir=...)`` (:class:`lookalike.engines.RayEngine`) embeds on a Ray
+        cluster (``pip install 'lookalike[ray]'``, see ``docs/distributed.md``):
+        an actor pool runs the same extractor, writes parquet shards, and this
+        process builds the model from them. Folders, tables and
+        ``s3://``/``gs://`` prefixes are accepted.
     descriptor : {"gem", "plain", "fast", "best"}, dict or Descriptor, optional
         How the network's feature map becomes the indexed vector: GeM
         pooling, mirror-image and multi-scale averaging, unit length,
@@ -691,10 +603,59 @@ def create(
     [1, 2, 3, 1, 2, 3]
     """
     started = time.perf_counter()
+    engine = _engine_of(engine, deprecated)
     check_metric(metric)
     check_method(method)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_positive_int("batch_size", batch_size)
+    if train_label is not None and projection is not None:
+        raise ValueError("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
+    spec, whiten = _resolve_spec(model, preprocessing, descriptor, precision)
+    rows, labels, load_failures = _read_rows(engine.prepare(dataset), label, feature, spec)
+    if spec is None:
+        embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))
+    else:
+        embedded = engine.embed(spec, rows.table[rows.feature].tolist(), batch_size, verbose, cache, download)
+    features, references, failures = _assemble(rows, labels, load_failures, embedded, label, spec, verbose)
+    positions = embedded.positions
+    if train_label is not None:
+        projection = _learned_projection(rows, positions, references, features, train_label)
+    elif projection is None and whiten:
+        projection = fit_projection("whiten", features)
+    core = References(
+        features,
+        labels[positions],
+        references,
+        metric,
+        spec=spec,
+        projection=projection,
+        method=method,
+        label_column=label,
+        image_column=rows.feature,
+        batch_size=int(batch_size),
+    )
+    reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
+    stats = {"embedded": int(len(positions) - reused), "from_cache": 0, **embedded.stats, "failed": len(failures)}
+    return ImageSimilarityModel(core, failures, training_time=time.perf_counter() - started, build_stats=stats)
+
+
+def _engine_of(engine: str | Engine, deprecated: dict[str, Any]) -> Engine:
+    """The engine object, honouring the ``ray_address``/``ray_work_dir`` arguments of earlier releases."""
+    unknown = set(deprecated) - {"ray_address", "ray_work_dir"}
+    if unknown:
+        raise TypeError(f"create() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    if deprecated:
+        warnings.warn(
+            "create(ray_address=, ray_work_dir=) are replaced by engine=RayEngine(address=, work_dir=)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if engine == "ray":
+            engine = RayEngine(address=deprecated.get("ray_address"), work_dir=deprecated.get("ray_work_dir"))
+    return as_engine(engine)
+
+
+def _resolve_spec(model, preprocessing, descriptor, precision) -> tuple[ModelSpec | None, bool]:
+    """The embedding spec (None for precomputed embeddings) and whether to fit a whitening on the references."""
     if model is None:
         spec = None
     elif isinstance(model, ModelSpec) and descriptor is None:
@@ -704,16 +665,12 @@ def create(
     wanted = Descriptor.resolve(descriptor or {})  # model=None: nothing unless asked
     if spec is None and wanted.in_graph is not None:
         raise ValueError("model=None indexes precomputed embeddings: of descriptor options only whiten applies")
-    whiten = (spec.descriptor if spec is not None else wanted).whiten
-    if train_label is not None and projection is not None:
-        raise ValueError("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
-    if engine == "ray":
-        from lookalike.distributed import list_inputs
+    return spec, (spec.descriptor if spec is not None else wanted).whiten
 
-        dataset = list_inputs(dataset)  # object-store prefixes -> one URI per image
-    rows = as_rows(dataset, feature, vectors_only=model is None, label=label)
+
+def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: ModelSpec | None):
+    """``(rows, labels, failures of listing)``: the dataset as rows of images, or of vectors without a network."""
+    rows = as_rows(dataset, feature, vectors_only=spec is None, label=label)
     load_failures = [{"id": f.get("id"), "source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
     if len(rows.table) == 0:
         detail = (
@@ -723,74 +680,50 @@ def create(
         )
         raise ValueError(f"dataset is empty: no images found in {dataset!r}{detail}")
     labels = labels_of(rows.table, label, "dataset")
-    if spec is None:
-        if rows.vectors is None:
-            column = find_feature_column(rows.table, feature, want="vector", label=label)
-            rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
-        embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))
-    else:
-        if rows.vectors is not None:
-            raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
-        images = rows.table[rows.feature].tolist()
-        if engine == "ray":
-            from lookalike.distributed import embed_on_ray
+    if spec is None and rows.vectors is None:
+        column = find_feature_column(rows.table, feature, want="vector", label=label)
+        rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
+    if spec is not None and rows.vectors is not None:
+        raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
+    return rows, labels, load_failures
 
-            embedded = embed_on_ray(
-                spec, images, batch_size, verbose, cache, download, address=ray_address, work_dir=ray_work_dir
-            )
-        else:
-            embedded = embed_sources(Embedder(spec), images, batch_size, verbose, cache, download)
-    # One assembly step for every engine: embeddings by input position -> references, labels, failures.
+
+def _assemble(
+    rows: Rows, labels: np.ndarray, load_failures: list[dict], embedded: Embedded, label, spec, verbose: bool
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """One assembly step for every engine: embeddings by input position -> (raw embeddings, reference table, failures)."""
     vectors, positions, failures, headers = embedded.vectors, embedded.positions, embedded.failures, embedded.headers
-    reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
     sources = rows.table[rows.feature].tolist() if rows.feature else []
-    failure_rows = load_failures + [{"id": labels[p], "source": _name(sources[p]), "reason": r} for p, r in failures]
+    failure_rows = load_failures + [
+        {"id": labels[p], "source": source_name(sources[p]), "reason": r} for p, r in failures
+    ]
     if len(positions) == 0:
         raise ValueError(
             f"none of the {len(rows.table)} images could be read; first failure: "
             f"{failure_rows[0]['source']}: {failure_rows[0]['reason']}"
         )
     if failures and verbose:
-        warnings.warn(f"{len(failure_rows)} images skipped (see model.failures)", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{len(failure_rows)} images skipped (see model.failures)", RuntimeWarning, stacklevel=3)
     references = _storable_columns(rows.table.iloc[positions], rows.feature)
     if spec is not None:
         for column in [c for c in headers.columns if c not in references.columns]:
             references[column] = headers[column].to_numpy()
-    features = np.ascontiguousarray(vectors, dtype=np.float32)
-    if train_label is not None:
-        if train_label not in rows.table.columns:
-            raise ValueError(f"train_label {train_label!r} is not a column of the dataset: {list(rows.table.columns)}")
-        references[train_label] = rows.table[train_label].to_numpy()[positions]
-        if references[train_label].isna().any():
-            raise ValueError(f"train_label column {train_label!r} has missing values: every reference needs a class")
-        projection = fit_projection("lda", features, references[train_label].to_numpy(), label_column=train_label)
-    elif projection is None and whiten:
-        projection = fit_projection("whiten", features)
-    model = ImageSimilarityModel(
-        embeddings=features if projection is None else projection.apply(features),
-        features=features,
-        projection=projection,
-        references=references,
-        labels=labels[positions],
-        metric=metric,
-        spec=spec,
-        failures=pd.DataFrame(
-            failure_rows, columns=["id", "source", "reason"] if label is not None else ["source", "reason"]
-        ),
-        label=label,
-        feature=rows.feature,
-        batch_size=int(batch_size),
-        training_time=time.perf_counter() - started,
+    failure_table = pd.DataFrame(
+        failure_rows, columns=["id", "source", "reason"] if label is not None else ["source", "reason"]
     )
-    model._index = build_index(model.embeddings, metric, method)
-    model.training_time = time.perf_counter() - started
-    model.build_stats = {
-        "embedded": int(len(positions) - reused),
-        "from_cache": 0,
-        **embedded.stats,
-        "failed": int(len(failure_rows)),
-    }
-    return model
+    return np.ascontiguousarray(vectors, dtype=np.float32), references, failure_table
+
+
+def _learned_projection(
+    rows: Rows, positions: np.ndarray, references: pd.DataFrame, features: np.ndarray, train_label: str
+) -> Projection:
+    """An LDA learned from the class labels in ``train_label``, kept as a reference column too."""
+    if train_label not in rows.table.columns:
+        raise ValueError(f"train_label {train_label!r} is not a column of the dataset: {list(rows.table.columns)}")
+    references[train_label] = rows.table[train_label].to_numpy()[positions]
+    if references[train_label].isna().any():
+        raise ValueError(f"train_label column {train_label!r} has missing values: every reference needs a class")
+    return fit_projection("lda", features, references[train_label].to_numpy(), label_column=train_label)
 
 
 def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
@@ -823,21 +756,22 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         index = read_index(Path(path), manifest.get("index"), embeddings, metric)
     except IndexFileError as exc:
         raise storage.ModelFormatError(f"{path} is damaged: {exc}") from None
-    model = ImageSimilarityModel(
-        index=index,
-        embeddings=embeddings,
-        features=features,
-        projection=projection,
-        references=references.drop(columns=[storage.LABEL_COLUMN]),
-        labels=labels,
-        metric=metric,
-        spec=None,
-        failures=failures,
-        label=manifest.get("label_column"),
-        feature=manifest.get("feature_column"),
-        batch_size=int(manifest.get("batch_size", BATCH_SIZE)),
+    core = References(
+        features if features is not None else embeddings,
+        labels,
+        references.drop(columns=[storage.LABEL_COLUMN]),
+        metric,
         spec_record=manifest.get("embedding_model"),
-        training_time=float(manifest.get("training_time", 0.0)),
+        projection=projection,
+        embeddings=embeddings,
+        index=index,
+        label_column=manifest.get("label_column"),
+        image_column=manifest.get("feature_column"),
+        batch_size=int(manifest.get("batch_size", BATCH_SIZE)),
     )
-    model.build_stats = dict(manifest.get("build_stats") or {})
-    return model
+    return ImageSimilarityModel(
+        core,
+        failures,
+        training_time=float(manifest.get("training_time", 0.0)),
+        build_stats=manifest.get("build_stats") or {},
+    )

@@ -39,7 +39,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _is_model_dir(path: Path) -> bool:
+def is_model_dir(path: Path) -> bool:
     try:
         return json.loads((path / "manifest.json").read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
@@ -60,7 +60,7 @@ def save(
     (or an empty folder), so a typo cannot wipe out someone's photos.
     """
     target = Path(path)
-    if target.exists() and not (_is_model_dir(target) or (target.is_dir() and not any(target.iterdir()))):
+    if target.exists() and not (is_model_dir(target) or (target.is_dir() and not any(target.iterdir()))):
         raise FileExistsError(f"{target} exists and is not a lookalike model; refusing to overwrite it")
     with staging_dir(target) as staging:
         np.save(staging / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))

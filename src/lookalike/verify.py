@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.validation import check_positive_int
 
 __all__ = [
     "METHODS",
@@ -87,12 +88,6 @@ class LocalFeatures:
         return len(self.points)
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 class Verifier:
     """Counts the geometrically consistent local-feature matches between images.
 
@@ -145,13 +140,13 @@ class Verifier:
         if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 0 < ratio <= 1:
             raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
         self.method = method
-        self.min_inliers = _check_int("min_inliers", min_inliers, 1)
-        self.max_side = _check_int("max_side", max_side, 32)
-        self.max_features = _check_int("max_features", max_features, 8)
+        self.min_inliers = check_positive_int("min_inliers", min_inliers, 1)
+        self.max_side = check_positive_int("max_side", max_side, 32)
+        self.max_features = check_positive_int("max_features", max_features, 8)
         self.ratio = float(ratio)
         self.flip = bool(flip)
-        self.threads = _check_int("threads", threads if threads is not None else os.cpu_count() or 1, 1)
-        self.cache_size = _check_int("cache_size", cache_size, 0)
+        self.threads = check_positive_int("threads", threads if threads is not None else os.cpu_count() or 1, 1)
+        self.cache_size = check_positive_int("cache_size", cache_size, 0)
         self._cv2 = _cv2()
         self._local = threading.local()  # OpenCV detectors and matchers are not shared between threads
         self._cache: OrderedDict[tuple[str, bool], LocalFeatures] = OrderedDict()
@@ -347,14 +342,14 @@ def rerank(
     return take(distances), take(neighbours), take(inliers)
 
 
-def verified_pairs(model, pairs: np.ndarray, verify: bool | Verifier, verbose: bool = False) -> np.ndarray:
-    """The pairs of reference positions of ``model`` that verify, each pair checked once (as ``(min, max)``).
+def verified_pairs(references, pairs: np.ndarray, verify: bool | Verifier, verbose: bool = False) -> np.ndarray:
+    """The pairs of positions of ``references`` (a model's ``core``) that verify, each checked once (as ``(min, max)``).
 
     What :func:`lookalike.dedup.find_duplicates` runs with ``verify=``.
 
     Examples
     --------
-    >>> verified_pairs(model, np.array([[0, 1], [1, 0], [0, 2]]), True)  # doctest: +SKIP
+    >>> verified_pairs(model.core, np.array([[0, 1], [1, 0], [0, 2]]), True)  # doctest: +SKIP
     array([[0, 1]])
     """
     verifier = _as_verifier(verify)
@@ -362,7 +357,7 @@ def verified_pairs(model, pairs: np.ndarray, verify: bool | Verifier, verbose: b
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     if not len(pairs):
         return pairs
-    return pairs[verify_pairs(pairs, reference_paths(model), verifier, verbose) >= verifier.min_inliers]
+    return pairs[verify_pairs(pairs, reference_paths(references), verifier, verbose) >= verifier.min_inliers]
 
 
 def _as_verifier(verify: bool | Verifier) -> Verifier:
@@ -373,11 +368,9 @@ def _as_verifier(verify: bool | Verifier) -> Verifier:
     raise TypeError(f"verify must be True or a lookalike.verify.Verifier, got {verify!r}")
 
 
-def reference_paths(model) -> list[str]:
-    """The file path of each reference of ``model``, or a clear error when the model does not keep them."""
-    from lookalike.evaluate import _reference_paths
-
-    paths = _reference_paths(model)
+def reference_paths(references) -> list[str]:
+    """The file path of each of ``references`` (a model's ``core``), or a clear error when they are not kept."""
+    paths = references.file_paths()
     if any(p is None for p in paths):
         raise ValueError(
             "verify needs the reference images' files, but this model keeps no path for them "
@@ -434,7 +427,7 @@ def verify_shortlist(
 
 
 def verify_query(
-    model,
+    references,
     vectors: np.ndarray,
     queries: Sequence[Any] | None,
     k: int,
@@ -445,20 +438,21 @@ def verify_query(
     """The ``k`` best of each query's ``max(k, shortlist)`` nearest references after verification.
 
     What :meth:`lookalike.ImageSimilarityModel.query` runs with ``verify=``:
-    ``vectors`` are the query embeddings, ``queries`` the query images.
+    ``references`` is the model's ``core``, ``vectors`` the query embeddings,
+    ``queries`` the query images.
 
     Returns
     -------
     distances, neighbours, inliers : numpy.ndarray
         (m, min(k, n)) each, re-ranked (see :func:`rerank`).
     """
-    shortlist = _check_int("shortlist", shortlist, 1)
+    shortlist = check_positive_int("shortlist", shortlist, 1)
     verifier = _as_verifier(verify)
     if queries is None:
         raise ValueError("verify needs the query images, but these queries are embeddings")
-    references = reference_paths(model)
-    distances, neighbours = model._index.search(vectors, max(k, shortlist))
-    distances, neighbours, inliers = verify_shortlist(verifier, queries, references, distances, neighbours, verbose)
+    paths = reference_paths(references)
+    distances, neighbours = references.search(vectors, max(k, shortlist))
+    distances, neighbours, inliers = verify_shortlist(verifier, queries, paths, distances, neighbours, verbose)
     return distances[:, :k], neighbours[:, :k], inliers[:, :k]
 
 

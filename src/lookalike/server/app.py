@@ -17,6 +17,7 @@ from lookalike.server.routes import API_ROUTERS, page
 from lookalike.server.security import BodyLimit, SecurityHeaders, bearer_guard
 from lookalike.server.thumbnails import ThumbnailCache
 from lookalike.server.uploads import UploadLimits
+from lookalike.version import __version__
 
 #: Defaults of :func:`create_app`: 20 MB uploads, 40 megapixels decoded.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -26,7 +27,7 @@ MULTIPART_SLACK = 64 * 1024
 
 
 def create_app(
-    model_or_path: Any,
+    model: Any,
     token: str | None = None,
     cors: list[str] | None = None,
     allowed_hosts: list[str] | None = None,
@@ -39,8 +40,9 @@ def create_app(
 
     Parameters
     ----------
-    model_or_path : lookalike.ImageSimilarityModel or path
-        The model, or a directory saved by ``model.save``.
+    model : lookalike.ImageSimilarityModel
+        The model to serve (``lookalike.load_model(path)`` for a saved one):
+        the server uses its public API only and never imports the model module.
     token : str, optional
         When given, every ``/api`` request must send ``Authorization: Bearer <token>``.
     cors : list of str, optional
@@ -59,18 +61,14 @@ def create_app(
     Examples
     --------
     >>> import uvicorn                                   # doctest: +SKIP
-    >>> uvicorn.run(create_app("photos.lookalike"))      # doctest: +SKIP
+    >>> uvicorn.run(create_app(lk.load_model("photos.lookalike")))  # doctest: +SKIP
     """
-    if isinstance(model_or_path, (str, os.PathLike)):
-        from lookalike.model import load_model
-
-        model = load_model(model_or_path)
-    else:
-        model = model_or_path
+    if isinstance(model, str | os.PathLike):
+        raise TypeError(f"create_app takes a model, not a path: load it first with lookalike.load_model({model!r})")
     app = FastAPI(
         title="lookalike",
         summary="Browse an image-similarity model, find neighbours, search by upload, review near-duplicates.",
-        version=_version(),
+        version=__version__,
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
@@ -97,9 +95,3 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes + MULTIPART_SLACK)
     return app
-
-
-def _version() -> str:
-    from lookalike import __version__
-
-    return __version__

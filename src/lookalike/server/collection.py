@@ -140,7 +140,7 @@ class Collection:
     def default_threshold(self) -> float:
         """The dedup threshold measured for the model's network and metric, else the 5th nearest-distance percentile."""
         try:
-            return dedup.default_threshold(self.model)
+            return dedup.default_threshold(self.model.core)
         except ValueError:  # no measured default for this network and metric
             return self.nearest_distances["p5"]
 
@@ -150,7 +150,7 @@ class Collection:
 
         Each group is a list of (position, is the keeper, distance to the keeper), keeper first.
         """
-        table = dedup.find_duplicates(self.model, threshold=threshold, keep=keep, k=k)
+        table = self.model.find_duplicates(threshold=threshold, keep=keep, k=k)
         positions = self.positions_of(table["label"])
         rows = zip(positions.tolist(), table["keeper"].tolist(), table["distance"].tolist(), strict=True)
         groups: list[list[tuple[int, bool, float]]] = [

@@ -1,0 +1,51 @@
+"""Argument checks shared by every public entry point, so that one argument is judged the same way everywhere.
+
+Each check returns the value in its plain Python type (``np.int64(5)`` -> ``5``)
+or raises ``ValueError`` naming the argument and what it got.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_choice", "check_distance", "check_positive_int", "check_radius"]
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1, none: bool = False) -> int | None:
+    """An integer ``>= minimum`` (numpy integers too, never a bool); None passes when ``none``.
+
+    >>> check_positive_int("k", np.int64(5))
+    5
+    """
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}{' or None' if none else ''}, got {value!r}")
+    return int(value)
+
+
+def check_radius(radius: Any) -> float | None:
+    """A non-negative distance, or None."""
+    if radius is None:
+        return None
+    if isinstance(radius, bool) or not isinstance(radius, Real) or radius < 0:
+        raise ValueError(f"radius must be a non-negative number or None, got {radius!r}")
+    return float(radius)
+
+
+def check_distance(name: str, value: Any, metric: str) -> float:
+    """A finite distance in ``metric``; negative only for ``dot`` (whose distances are ``-q.r``)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a number (a distance in the {metric} metric), got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
