@@ -207,6 +207,6 @@ def test_index_from_another_model_is_refused(tmp_path, refs):
 def test_expert_factory_string(tmp_path, refs, queries):
     model = lk.create(refs, model=None, method="IVF32,SQ8")
     assert model.summary(output="dict")["method"] == "IVF32,SQ8"
-    assert isinstance(faiss.downcast_index(model.core.index.core.index), faiss.IndexIVFScalarQuantizer)
+    assert isinstance(faiss.downcast_index(model.core.index._index), faiss.IndexIVFScalarQuantizer)
     model.save(tmp_path / "m")
     assert lk.load_model(tmp_path / "m").query(queries, k=3).equals(model.query(queries, k=3))

@@ -394,7 +394,7 @@ def evaluate_model(
         from lookalike.verify import reference_paths, verify_query
 
         width = max(width, shortlist)
-        paths = reference_paths(model)
+        paths = reference_paths(model.core)
         distances, neighbours, _ = verify_query(model.core, model.embeddings, paths, width, verify, shortlist, verbose)
         shortlists = neighbours
     else:
