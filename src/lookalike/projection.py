@@ -43,6 +43,13 @@ WHITEN_SHRINKAGE = 0.5
 #: 0.1, 0.740 at 0.3, 0.749 at 0.5, 0.748 at 0.7, 0.731 at 0.9; SqueezeNet 0.668 at 0.1, 0.691 at 0.5. The
 #: Ledoit-Wolf estimate (0.05-0.08 there) scored below 0.1.
 LDA_SHRINKAGE = 0.5
+#: Rows handled at once, so a memory-mapped million-row model never needs a float64 copy of itself.
+BLOCK_ROWS = 65536
+#: Subspace iteration (for a few axes of many dimensions): extra directions carried along, and rounds.
+OVERSAMPLE = 10
+ITERATIONS = 30
+#: Up to this many dimensions a full eigendecomposition is cheap anyway.
+SMALL_DIM = 32
 
 
 @dataclass
@@ -137,6 +144,52 @@ class Projection:
         return cls(record["kind"], mean, matrix, dict(record.get("params") or {}))
 
 
+def principal_axes(vectors: np.ndarray, count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, variances, axes)``: the ``count`` principal axes of ``vectors`` (all by default), largest first.
+
+    The (d, d) covariance is accumulated block by block in float64, so memory
+    stays bounded by the block size whatever ``n`` is (``vectors`` may be
+    memory-mapped); ``axes`` are columns, ``variances`` the covariance's
+    eigenvalues along them. The one PCA of lookalike: the whitening and the
+    explorer's 2-D map both use it.
+    """
+    n, d = vectors.shape
+    mean = np.zeros(d)
+    for start in range(0, n, BLOCK_ROWS):
+        mean += vectors[start : start + BLOCK_ROWS].sum(axis=0, dtype=np.float64)
+    mean /= n
+    scatter = np.zeros((d, d))
+    for start in range(0, n, BLOCK_ROWS):
+        block = vectors[start : start + BLOCK_ROWS] - mean
+        scatter += block.T @ block
+    variances, axes = _top_axes(scatter / n, d if count is None else count)
+    return mean, variances, axes
+
+
+def _top_axes(scatter: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` largest eigenvalues (descending) and eigenvectors (columns) of a symmetric PSD matrix.
+
+    Subspace iteration needs only matrix products and tiny decompositions: a
+    full ``eigh`` of a 512x512 or 1024x1024 matrix is slow when LAPACK's
+    threads compete with other work on the machine, and only two axes are needed.
+    """
+    d = scatter.shape[0]
+    if d <= SMALL_DIM or count + OVERSAMPLE >= d:
+        values, vectors = np.linalg.eigh(scatter)
+        order = np.argsort(values)[::-1][:count]
+        values, vectors = values[order], vectors[:, order]
+    else:
+        width = min(d, count + OVERSAMPLE)
+        basis = np.linalg.qr(np.random.default_rng(0).standard_normal((d, width)))[0]
+        for _ in range(ITERATIONS):
+            basis = np.linalg.qr(scatter @ basis)[0]
+        values, small = np.linalg.eigh(basis.T @ scatter @ basis)
+        order = np.argsort(values)[::-1][:count]
+        values, vectors = values[order], basis @ small[:, order]
+    missing = count - len(values)  # embeddings with fewer dimensions than axes asked for: flat extra axes
+    return np.pad(np.clip(values, 0, None), (0, missing)), np.pad(vectors, ((0, 0), (0, missing)))
+
+
 def _shrunk(covariance: np.ndarray, shrinkage: float) -> np.ndarray:
     """``(1 - s) C + s (trace C / d) I``: full rank however few samples there are."""
     d = len(covariance)
@@ -178,11 +231,11 @@ def fit_whitening(vectors: np.ndarray, shrinkage: float = WHITEN_SHRINKAGE, dims
     True
     """
     x = _check(vectors, shrinkage, dims, "whitening")
-    mean = x.mean(axis=0)
-    centred = x - mean
-    values, axes = np.linalg.eigh(_shrunk(centred.T @ centred / len(x), shrinkage))
-    order = np.argsort(values)[::-1][: dims or len(values)]
-    matrix = axes[:, order] / np.sqrt(np.maximum(values[order], 1e-12))
+    mean, values, axes = principal_axes(x)
+    # Shrinking the covariance towards (trace / d) I keeps its axes and moves each variance the same way.
+    values = (1.0 - shrinkage) * values + shrinkage * values.sum() / len(values)
+    keep = dims or len(values)
+    matrix = axes[:, :keep] / np.sqrt(np.maximum(values[:keep], 1e-12))
     params = {"shrinkage": float(shrinkage), "dims": dims}
     return Projection("whiten", mean.astype(np.float32), matrix.astype(np.float32), params)
 
