@@ -491,6 +491,18 @@ def test_renamed_attributes_and_arguments_keep_working_with_a_warning(sample_mod
         assert len(lk.create(vectors, model=None, ray_address="auto").labels) == 6
     with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
         lk.create(SAMPLES, colour="red")
+    # The operations take model.core; a model (positional or as model=) still works for one release.
+    from lookalike import dedup
+
+    expected = sample_model.find_duplicates(threshold=0.05)
+    with pytest.warns(DeprecationWarning, match="model.core"):
+        pd.testing.assert_frame_equal(dedup.find_duplicates(sample_model, threshold=0.05), expected)
+    with pytest.warns(DeprecationWarning, match="renamed references="):
+        pd.testing.assert_frame_equal(dedup.find_duplicates(model=sample_model.core, threshold=0.05), expected)
+    groups = np.arange(len(sample_model.labels)) // 4
+    with pytest.warns(DeprecationWarning, match=r"evaluate_model\(model=\) is renamed similarity_model="):
+        report = lk.evaluate_model(model=sample_model, groups=groups, verbose=False)
+    assert report.metrics == lk.evaluate_model(sample_model, groups, verbose=False).metrics
 
 
 def test_the_package_has_no_import_cycle_and_no_module_reads_anothers_privates():

@@ -27,7 +27,7 @@ from lookalike.ingest.decode import describe as source_name
 from lookalike.ingest.tables import Rows
 from lookalike.projection import Projection
 
-__all__ = ["BLOCK_QUERIES", "References", "drop_self", "spec_for_record"]
+__all__ = ["BLOCK_QUERIES", "References", "as_references", "drop_self", "spec_for_record"]
 
 #: References whose neighbours are searched at once by :meth:`References.neighbour_blocks`.
 BLOCK_QUERIES = 4096
@@ -65,6 +65,26 @@ def drop_self(distances: np.ndarray, neighbours: np.ndarray, start: int = 0) -> 
     drop[~drop.any(axis=1), -1] = True
     keep = ~drop
     return distances[keep].reshape(rows, width - 1), neighbours[keep].reshape(rows, width - 1)
+
+
+def as_references(value: Any) -> References:
+    """``value`` as References: a model passed where its ``core`` is wanted still works, with a warning.
+
+    The operations took the model itself before they took its references;
+    this keeps old calls working for one more release.
+    """
+    if isinstance(value, References):
+        return value
+    core = getattr(value, "core", None)
+    if isinstance(core, References):
+        warnings.warn(
+            "the operations of lookalike.graph, dedup, export, display and verify take model.core, "
+            "not the model: pass model.core (or use the model's own method)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return core
+    raise TypeError(f"expected a model's references (model.core), got {type(value).__name__}")
 
 
 def _shown(labels: np.ndarray, limit: int = 5) -> str:

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lookalike.core import References
+from lookalike.core import References, as_references
 from lookalike.embed.registry import descriptor_name
 from lookalike.index.metrics import exact_distances
-from lookalike.validation import check_choice, check_distance, check_positive_int
+from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -60,6 +60,7 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str, str, str], float] = {
 }
 
 
+@renamed_argument("model", "references")
 def default_threshold(references: References) -> float:
     """The measured default threshold for the references' network, descriptor and metric, or a clear error.
 
@@ -80,6 +81,7 @@ def default_threshold(references: References) -> float:
         ``dot`` metric, whitened (``fast``, ``best``) or custom descriptors,
         learned projections, precomputed embeddings.
     """
+    references = as_references(references)
     spec = references.spec
     descriptor = None if spec is None else descriptor_name(spec.descriptor)
     precision = spec.precision if spec is not None else None
@@ -101,6 +103,7 @@ def default_threshold(references: References) -> float:
     return DEFAULT_THRESHOLDS[key]
 
 
+@renamed_argument("model", "references")
 def find_duplicates(
     references: References,
     threshold: float | None = None,
@@ -148,6 +151,7 @@ def find_duplicates(
     >>> dups[~dups.keeper].path.tolist()  # the images a dedup would remove  # doctest: +SKIP
     ['photos/IMG_0001 (copy).jpg']
     """
+    references = as_references(references)
     if threshold is None:
         threshold = default_threshold(references)
     threshold = check_distance("threshold", threshold, references.metric)

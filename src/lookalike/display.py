@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from lookalike.core import References
+from lookalike.core import References, as_references
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.validation import renamed_argument
 
 #: Longest side of a thumbnail in notebooks and the evaluation report, in pixels.
 THUMBNAIL_PIXELS = 96
@@ -69,6 +70,7 @@ class ResultGrid:
         return f"<ResultGrid: {len(self.rows)} queries; shown as thumbnails in a notebook>"
 
 
+@renamed_argument("model", "references")
 def result_grid(
     references: References, results: pd.DataFrame, queries: Any = None, max_queries: int = 20
 ) -> ResultGrid:
@@ -93,6 +95,7 @@ def result_grid(
     >>> model.show(model.query(photos, k=5), queries=photos)  # doctest: +SKIP
     >>> model.show(model.similarity_graph(k=5, output_type="table"))  # doctest: +SKIP
     """
+    references = as_references(references)
     paths = references.file_paths()
     labels = [str(label) for label in references.labels]
     if {"__src_id", "__dst_id"} <= set(results.columns):  # graph ids are the reference labels

@@ -30,6 +30,7 @@ from lookalike.files import write_text_atomic
 from lookalike.index.metrics import block_distances, row_norms
 from lookalike.ingest.sources import list_image_files
 from lookalike.model import ImageSimilarityModel, create
+from lookalike.validation import renamed_argument
 
 __all__ = ["EvaluationReport", "evaluate", "evaluate_model"]
 
@@ -320,8 +321,9 @@ def _average_precisions(
     return ap, first
 
 
+@renamed_argument("model", "similarity_model")
 def evaluate_model(
-    model: ImageSimilarityModel,
+    similarity_model: ImageSimilarityModel,
     groups: Sequence[Any] | np.ndarray,
     k: int | Iterable[int] = (1, 4, 10),
     verbose: bool = True,
@@ -341,12 +343,12 @@ def evaluate_model(
 
     Parameters
     ----------
-    model : ImageSimilarityModel
+    similarity_model : ImageSimilarityModel
         A model from :func:`lookalike.create` or :func:`lookalike.load_model`,
         for instance one built from precomputed embeddings (``model=None``).
     groups : sequence
         The group (class, near-duplicate set) of each reference, aligned with
-        ``model.labels``.
+        ``similarity_model.labels``.
     k : int or sequence of int, default (1, 4, 10)
         Cut-offs for precision and recall.
     verbose : bool, default True
@@ -375,7 +377,7 @@ def evaluate_model(
     started = time.perf_counter()
     ks = _check_ks(k)
     groups = np.asarray(groups)
-    n = len(model.labels)
+    n = len(similarity_model.labels)
     if groups.ndim != 1 or len(groups) != n:
         raise ValueError(f"groups must give one group per reference: expected {n} values, got shape {groups.shape}")
     if pd.isna(groups).any():
@@ -394,18 +396,20 @@ def evaluate_model(
         from lookalike.verify import reference_paths, verify_query
 
         width = max(width, shortlist)
-        paths = reference_paths(model.core)
-        distances, neighbours, _ = verify_query(model.core, model.embeddings, paths, width, verify, shortlist, verbose)
+        paths = reference_paths(similarity_model.core)
+        distances, neighbours, _ = verify_query(
+            similarity_model.core, similarity_model.embeddings, paths, width, verify, shortlist, verbose
+        )
         shortlists = neighbours
     else:
-        distances, neighbours = model.core.search(model.embeddings, width)
+        distances, neighbours = similarity_model.core.search(similarity_model.embeddings, width)
     same = codes[neighbours] == codes[:, None]
     ns = float(same[:, :NS_GROUP_SIZE].sum(axis=1).mean()) if (sizes == NS_GROUP_SIZE).all() else None
     distances, neighbours = drop_self(distances, neighbours)
     distances, neighbours = distances[:, : ks[-1]], neighbours[:, : ks[-1]]
     hits = {kk: (codes[neighbours[:, :kk]] == codes[:, None]).sum(axis=1) for kk in ks}
 
-    ap, first = _average_precisions(model, codes, relevant, verbose, shortlists)
+    ap, first = _average_precisions(similarity_model, codes, relevant, verbose, shortlists)
     metrics: dict[str, float | None] = {}
     for kk in ks:
         metrics[f"precision@{kk}"] = float((hits[kk][queries] / kk).mean())
@@ -415,8 +419,8 @@ def evaluate_model(
 
     table = pd.DataFrame(
         {
-            "label": model.labels,
-            "path": model.core.file_paths(),
+            "label": similarity_model.labels,
+            "path": similarity_model.core.file_paths(),
             "group": groups,
             "relevant": relevant,
             "average_precision": ap,
@@ -429,15 +433,15 @@ def evaluate_model(
         metrics=metrics,
         queries=table,
         k=ks,
-        metric=model.metric,
-        model_name=model.model_name or "precomputed",
+        metric=similarity_model.metric,
+        model_name=similarity_model.model_name or "precomputed",
         num_groups=len(names),
-        failures=model.failures,
+        failures=similarity_model.failures,
         seconds=time.perf_counter() - started,
         neighbours=neighbours,
         distances=distances,
-        descriptor=(model.embedding_model or {}).get("descriptor"),
-        projection=model.projection.kind if model.projection is not None else None,
+        descriptor=(similarity_model.embedding_model or {}).get("descriptor"),
+        projection=similarity_model.projection.kind if similarity_model.projection is not None else None,
     )
 
 

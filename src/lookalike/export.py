@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.core import References
+from lookalike.core import References, as_references
 from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
 from lookalike.files import write_bytes_atomic
-from lookalike.validation import check_positive_int
+from lookalike.validation import check_positive_int, renamed_argument
 from lookalike.version import __version__
 
 DISTANCES = "distances"
@@ -92,6 +92,7 @@ def export_metadata(references: References, spec: ModelSpec, k: int) -> dict[str
     }
 
 
+@renamed_argument("model", "references")
 def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> Path:
     """Write a model's references as one ONNX file answering "which k references look most like this image?".
 
@@ -123,6 +124,7 @@ def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> 
     >>> import onnxruntime as ort
     >>> ort.InferenceSession("search.onnx").run(None, {"pixels": batch})  # doctest: +SKIP
     """
+    references = as_references(references)
     import onnx
     from onnx import TensorProto, helper
     from onnx.utils import Extractor

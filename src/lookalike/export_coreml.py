@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.core import References
+from lookalike.core import References, as_references
 from lookalike.embed.frontend import embedding_graph
 from lookalike.export import export_metadata
 from lookalike.files import replace_dir, staging_dir
-from lookalike.validation import check_positive_int
+from lookalike.validation import check_positive_int, renamed_argument
 from lookalike.version import __version__
 
 IMAGE = "image"
@@ -306,6 +306,7 @@ def _save_package(mlmodel, path: Path) -> None:
         replace_dir(staging / path.name, path)
 
 
+@renamed_argument("model", "references")
 def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -> Path:
     """Write a model's references as a Core ML program (``.mlpackage``) for iOS/macOS apps.
 
@@ -345,6 +346,7 @@ def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -
     >>> model.export_coreml("Search.mlpackage", k=5)  # doctest: +SKIP
     >>> # Swift: try Search(configuration: .init()).prediction(image: pixelBuffer).indices
     """
+    references = as_references(references)
     ct = _import_coremltools()
     from coremltools.converters.mil import Builder as mb
 

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lookalike.core import BLOCK_QUERIES, References
+from lookalike.core import BLOCK_QUERIES, References, as_references
 from lookalike.results import label_type, write_blocks
+from lookalike.validation import renamed_argument
 
 
 def edge_blocks(
@@ -33,6 +34,7 @@ def edge_blocks(
         yield references.result_table(sources, distances, positions, radius, "__src_id", "__dst_id")
 
 
+@renamed_argument("model", "references")
 def edge_table(
     references: References,
     k: int,
@@ -41,6 +43,7 @@ def edge_table(
     block_size: int = BLOCK_QUERIES,
 ) -> pd.DataFrame:
     """All edges in one DataFrame (what ``similarity_graph(output_type="table")`` returns)."""
+    references = as_references(references)
     blocks = list(edge_blocks(references, k, radius, include_self_edges, block_size))
     if not blocks:  # no references: keep the columns
         empty = np.zeros((0, 0), np.int64)
@@ -54,6 +57,7 @@ def edge_schema(labels: np.ndarray) -> pa.Schema:
     return pa.schema([("__src_id", label), ("__dst_id", label), ("distance", pa.float64()), ("rank", pa.int64())])
 
 
+@renamed_argument("model", "references")
 def write_edges(
     references: References,
     path: str | os.PathLike,
@@ -71,5 +75,6 @@ def write_edges(
     >>> write_edges(model.core, "edges.parquet", k=5)  # doctest: +SKIP
     400
     """
+    references = as_references(references)
     blocks = edge_blocks(references, k, radius, include_self_edges, block_size)
     return write_blocks(path, blocks, edge_schema(references.labels))

@@ -17,6 +17,7 @@ from lookalike.server.routes import API_ROUTERS, page
 from lookalike.server.security import BodyLimit, SecurityHeaders, bearer_guard
 from lookalike.server.thumbnails import ThumbnailCache
 from lookalike.server.uploads import UploadLimits
+from lookalike.validation import renamed_argument
 from lookalike.version import __version__
 
 #: Defaults of :func:`create_app`: 20 MB uploads, 40 megapixels decoded.
@@ -26,8 +27,9 @@ MAX_UPLOAD_PIXELS = 40_000_000
 MULTIPART_SLACK = 64 * 1024
 
 
+@renamed_argument("model", "similarity_model")
 def create_app(
-    model: Any,
+    similarity_model: Any,
     token: str | None = None,
     cors: list[str] | None = None,
     allowed_hosts: list[str] | None = None,
@@ -40,7 +42,7 @@ def create_app(
 
     Parameters
     ----------
-    model : lookalike.ImageSimilarityModel
+    similarity_model : lookalike.ImageSimilarityModel
         The model to serve (``lookalike.load_model(path)`` for a saved one):
         the server uses its public API only and never imports the model module.
     token : str, optional
@@ -63,8 +65,10 @@ def create_app(
     >>> import uvicorn                                   # doctest: +SKIP
     >>> uvicorn.run(create_app(lk.load_model("photos.lookalike")))  # doctest: +SKIP
     """
-    if isinstance(model, str | os.PathLike):
-        raise TypeError(f"create_app takes a model, not a path: load it first with lookalike.load_model({model!r})")
+    if isinstance(similarity_model, str | os.PathLike):
+        raise TypeError(
+            f"create_app takes a model, not a path: load it first with lookalike.load_model({similarity_model!r})"
+        )
     app = FastAPI(
         title="lookalike",
         summary="Browse an image-similarity model, find neighbours, search by upload, review near-duplicates.",
@@ -73,7 +77,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.state.collection = Collection(model)
+    app.state.collection = Collection(similarity_model)
     app.state.thumbnails = ThumbnailCache(thumbnail_dir or cache_dir() / "thumbnails", size=thumbnail_size)
     app.state.upload_limits = UploadLimits(max_upload_bytes, max_upload_pixels)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lookalike.server.security import LOOPBACK_NAMES, check_bind, is_loopback
+from lookalike.validation import renamed_argument
 
 #: How long a background server may take to start before :func:`start_in_thread` gives up.
 START_TIMEOUT = 30.0
@@ -23,7 +24,7 @@ def _uvicorn():
     return uvicorn
 
 
-def build_app(model: Any, host: str, token: str | None, **options: Any):
+def build_app(similarity_model: Any, host: str, token: str | None, **options: Any):
     """``create_app`` after the bind check, answering only loopback Host headers when bound to loopback."""
     check_bind(host, token)
     _uvicorn()
@@ -32,7 +33,7 @@ def build_app(model: Any, host: str, token: str | None, **options: Any):
     if is_loopback(host) and ":" not in host:
         # A page on another site cannot reach us through a DNS name it controls (DNS rebinding).
         options.setdefault("allowed_hosts", LOOPBACK_NAMES)
-    return create_app(model, token=token, **options)
+    return create_app(similarity_model, token=token, **options)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -88,8 +89,9 @@ class RunningServer:
         self.stop()
 
 
+@renamed_argument("model", "similarity_model")
 def start_in_thread(
-    model: Any,
+    similarity_model: Any,
     host: str = "127.0.0.1",
     port: int = 0,
     token: str | None = None,
@@ -108,7 +110,7 @@ def start_in_thread(
     >>> running.stop()                    # doctest: +SKIP
     """
     uvicorn = _uvicorn()
-    app = build_app(model, host, token, **options)
+    app = build_app(similarity_model, host, token, **options)
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
@@ -126,8 +128,9 @@ def start_in_thread(
     return running
 
 
+@renamed_argument("model", "similarity_model")
 def serve(
-    model: Any,
+    similarity_model: Any,
     host: str = "127.0.0.1",
     port: int = 8000,
     token: str | None = None,
@@ -137,7 +140,7 @@ def serve(
 ) -> None:
     """Serve the explorer in the foreground until interrupted (what ``lookalike serve`` runs)."""
     uvicorn = _uvicorn()
-    app = build_app(model, host, token, **options)
+    app = build_app(similarity_model, host, token, **options)
     sock = _bind(host, port)
     url = page_url(host, sock.getsockname()[1], token)
     print(f"lookalike explorer on {url} (API docs: {url.split('#', 1)[0]}api/docs); Ctrl+C stops it", flush=True)
