@@ -510,3 +510,19 @@ def test_the_package_has_no_import_cycle_and_no_module_reads_anothers_privates()
     result = subprocess.run([sys.executable, str(checker)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 cycles, 0 private reaches" in result.stdout
+
+
+def test_a_model_of_a_vector_column_is_queried_with_that_column_as_turi_does(tmp_path, sample_model):
+    # A table holding both images and their precomputed embeddings: the model was built from the embeddings,
+    # so a query with the same table must use them too, not try to embed the images (Turi's behaviour).
+    table = lk.load_images(SAMPLES).head(12)
+    table["deep_features"] = list(sample_model.raw_embeddings[:12])
+    model = lk.create(table, feature="deep_features", model=None, verbose=False)
+    assert model.feature == "deep_features"
+    expected = lk.create(np.stack(table["deep_features"]), model=None, verbose=False).query(
+        np.stack(table["deep_features"].head(3)), k=3, verbose=False
+    )
+    pd.testing.assert_frame_equal(model.query(table.head(3), k=3, verbose=False), expected)
+    model.save(tmp_path / "vectors.lookalike")
+    loaded = lk.load_model(tmp_path / "vectors.lookalike")
+    pd.testing.assert_frame_equal(loaded.query(table.head(3), k=3, verbose=False), expected)

@@ -112,8 +112,10 @@ class References:
         The fitted whitening or LDA applied to every embedding.
     embeddings, index : optional
         The projected embeddings and their index, when already built (a loaded model).
-    label_column, image_column : str, optional
-        The table's label column (None: row numbers) and image column.
+    label_column, feature_column : str, optional
+        The dataset's label column (None: row numbers) and the column the
+        references came from (Turi's ``feature``): image paths or other
+        images, or precomputed embeddings.
     """
 
     def __init__(
@@ -130,7 +132,7 @@ class References:
         index: Any = None,
         method: str = "auto",
         label_column: str | None = None,
-        image_column: str | None = None,
+        feature_column: str | None = None,
         batch_size: int = BATCH_SIZE,
     ):
         self.metric = check_metric(metric)
@@ -142,7 +144,7 @@ class References:
         self.labels = np.asarray(labels)
         self.table = table
         self.label_column = label_column
-        self.image_column = image_column
+        self.feature_column = feature_column
         self.batch_size = batch_size
         self.spec_record = spec_record or (spec.describe() if spec else None)
         self._spec = spec
@@ -190,14 +192,14 @@ class References:
 
     @property
     def paths(self) -> list | None:
-        """Each reference's image path, or None when the references did not come from files."""
-        if self.image_column is None or self.image_column not in self.table.columns:
+        """Each reference's image path (the feature column as kept), or None when they did not come from files."""
+        if self.feature_column is None or self.feature_column not in self.table.columns:
             return None
-        return self.table[self.image_column].tolist()
+        return self.table[self.feature_column].tolist()
 
     def file_paths(self) -> list[str | None]:
         """Each reference's file path (from the image column, or a ``path`` column), else None."""
-        for column in (self.image_column, "path"):
+        for column in (self.feature_column, "path"):
             if column in self.table.columns and self.table[column].map(lambda v: isinstance(v, str)).all():
                 return self.table[column].tolist()
         return [None] * len(self)
@@ -309,8 +311,8 @@ class References:
                     f"({_shown(clash.to_numpy())}); labels must stay unique (remove() them first to replace them)"
                 )
         table = other.table.iloc[rows].reset_index(drop=True)
-        if other.image_column != self.image_column and other.image_column in table.columns:
-            table = table.rename(columns={other.image_column: self.image_column})
+        if other.feature_column != self.feature_column and other.feature_column in table.columns:
+            table = table.rename(columns={other.feature_column: self.feature_column})
         self.labels = np.concatenate([self.labels, labels])
         self.table = pd.concat([self.table, table], ignore_index=True)
         shared = self.raw_embeddings is self.embeddings

@@ -106,7 +106,7 @@ def result_grid(
             f"results need the columns of model.query or similarity_graph tables; missing {sorted(missing)}"
         )
     position = {label: i for i, label in reversed(list(enumerate(labels)))}
-    query_paths = _query_paths(references.image_column, queries)
+    query_paths = _query_paths(references.feature_column, queries)
     rows = []
     for query, group in list(results.groupby("query_label", sort=False))[:max_queries]:
         if query_paths is not None:
@@ -124,14 +124,14 @@ def result_grid(
     return ResultGrid(rows)
 
 
-def _query_paths(image_column: str | None, queries: Any) -> list[str] | None:
+def _query_paths(feature_column: str | None, queries: Any) -> list[str] | None:
     """Paths of the query images by position (query labels are positions unless a label column was given)."""
     if queries is None:
         return None
     if isinstance(queries, str):
         return [queries]
     if isinstance(queries, pd.DataFrame):
-        column = image_column if image_column in queries.columns else "path"
+        column = feature_column if feature_column in queries.columns else "path"
         return queries[column].tolist() if column in queries.columns else None
     return [str(q) for q in queries]
 

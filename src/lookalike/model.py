@@ -97,7 +97,9 @@ class ImageSimilarityModel:
     projection = property(lambda self: self.core.projection, doc="The fitted whitening or LDA, or None.")
     metric = property(lambda self: self.core.metric, doc="The distance: euclidean, cosine or dot.")
     label = property(lambda self: self.core.label_column, doc="The dataset's label column (None: row numbers).")
-    feature = property(lambda self: self.core.image_column, doc="The dataset's image column (Turi's ``feature``).")
+    feature = property(
+        lambda self: self.core.feature_column, doc="The column the references came from (Turi's ``feature``)."
+    )
     batch_size = property(lambda self: self.core.batch_size, doc="Images per inference batch.")
     model_name = property(lambda self: self.core.model_name, doc="The network's name; None for precomputed embeddings.")
     dim = property(lambda self: self.core.dim, doc="Length of the indexed embeddings.")
@@ -610,7 +612,7 @@ def create(
     if train_label is not None and projection is not None:
         raise ValueError("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
     spec, whiten = _resolve_spec(model, preprocessing, descriptor, precision)
-    rows, labels, load_failures = _read_rows(engine.prepare(dataset), label, feature, spec)
+    rows, labels, load_failures, feature_column = _read_rows(engine.prepare(dataset), label, feature, spec)
     if spec is None:
         embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))
     else:
@@ -630,7 +632,7 @@ def create(
         projection=projection,
         method=method,
         label_column=label,
-        image_column=rows.feature,
+        feature_column=feature_column,
         batch_size=int(batch_size),
     )
     reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
@@ -669,7 +671,8 @@ def _resolve_spec(model, preprocessing, descriptor, precision) -> tuple[ModelSpe
 
 
 def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: ModelSpec | None):
-    """``(rows, labels, failures of listing)``: the dataset as rows of images, or of vectors without a network."""
+    """``(rows, labels, failures of listing, feature column)``: the dataset as rows of images, or of vectors
+    without a network; the feature column is the table's column they came from (Turi's ``feature``)."""
     rows = as_rows(dataset, feature, vectors_only=spec is None, label=label)
     load_failures = [{"id": f.get("id"), "source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
     if len(rows.table) == 0:
@@ -680,12 +683,15 @@ def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: Model
         )
         raise ValueError(f"dataset is empty: no images found in {dataset!r}{detail}")
     labels = labels_of(rows.table, label, "dataset")
-    if spec is None and rows.vectors is None:
+    column = rows.feature
+    if spec is None and len(rows.table.columns):
+        # Remembered, so that a query with the same table uses this column, as Turi does, not its images.
         column = find_feature_column(rows.table, feature, want="vector", label=label)
-        rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
+        if rows.vectors is None:
+            rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
     if spec is not None and rows.vectors is not None:
         raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
-    return rows, labels, load_failures
+    return rows, labels, load_failures, column
 
 
 def _assemble(
@@ -766,7 +772,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         embeddings=embeddings,
         index=index,
         label_column=manifest.get("label_column"),
-        image_column=manifest.get("feature_column"),
+        feature_column=manifest.get("feature_column"),
         batch_size=int(manifest.get("batch_size", BATCH_SIZE)),
     )
     return ImageSimilarityModel(
