@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from lookalike import graph as graph_edges
 from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
+from lookalike.errors import InvalidArgument
 from lookalike.index import ExactIndex, IndexFileError, build_index, check_metric, describe_index, read_index
 from lookalike.index.factory import check_method, index_files, requested_method
-from lookalike.ingest.decode import ImageError
 from lookalike.ingest.download import DownloadSettings
+from lookalike.ingest.report import failure_table
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 from lookalike.projection import Projection, fit_projection
 
@@ -229,11 +231,10 @@ class ImageSimilarityModel:
         vectors, positions, failures = self._embed_rows(rows, verbose, "query")
         vectors = self._project(vectors)
         sources = rows.table[rows.feature].tolist() if rows.feature else []
-        for position, reason in failures:
-            warnings.warn(f"query image {_name(sources[position])} skipped: {reason}", RuntimeWarning, stacklevel=2)
+        for failure in failures:
+            warnings.warn(f"query image {failure.source} skipped: {failure.reason}", RuntimeWarning, stacklevel=2)
         if len(positions) == 0:
-            first = failures[0]
-            raise ImageError(_name(sources[first[0]]), first[1])
+            raise failures[0].error()
         inliers = None
         if verify:
             from lookalike.verify import verify_query
@@ -382,10 +383,9 @@ class ImageSimilarityModel:
         vectors, positions, failures = self._embed_rows(rows, verbose, "dataset")
         out = np.full((len(rows.table), self.input_dim), np.nan, dtype=np.float32)
         out[positions] = vectors
-        sources = rows.table[rows.feature].tolist() if rows.feature else []
-        for position, reason in failures:
+        for failure in failures:
             warnings.warn(
-                f"image {_name(sources[position])} could not be embedded: {reason}", RuntimeWarning, stacklevel=2
+                f"image {failure.source} could not be embedded: {failure.reason}", RuntimeWarning, stacklevel=2
             )
         return out
 
@@ -548,12 +548,6 @@ class ImageSimilarityModel:
         return start_in_thread(self, host=host, port=port, token=token, open_browser=open_browser)
 
 
-def _name(source: Any) -> str:
-    from lookalike.ingest.decode import describe
-
-    return describe(source)
-
-
 #: Raw embeddings of a model with a projection, saved beside embeddings.npy so the projection can be refitted.
 FEATURES_FILE = "features.npy"
 
@@ -714,14 +708,10 @@ def create(
 
         dataset = list_inputs(dataset)  # object-store prefixes -> one URI per image
     rows = as_rows(dataset, feature, vectors_only=model is None, label=label)
-    load_failures = [{"id": f.get("id"), "source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
+    load_failures = rows.failures or []
     if len(rows.table) == 0:
-        detail = (
-            f" ({len(load_failures)} files could not be read, first: {load_failures[0]['source']}: {load_failures[0]['reason']})"
-            if load_failures
-            else ""
-        )
-        raise ValueError(f"dataset is empty: no images found in {dataset!r}{detail}")
+        detail = f" ({len(load_failures)} files could not be read, first: {load_failures[0]})" if load_failures else ""
+        raise InvalidArgument(f"dataset is empty: no images found in {dataset!r}{detail}")
     labels = labels_of(rows.table, label, "dataset")
     if spec is None:
         if rows.vectors is None:
@@ -743,15 +733,11 @@ def create(
     # One assembly step for every engine: embeddings by input position -> references, labels, failures.
     vectors, positions, failures, headers = embedded.vectors, embedded.positions, embedded.failures, embedded.headers
     reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
-    sources = rows.table[rows.feature].tolist() if rows.feature else []
-    failure_rows = load_failures + [{"id": labels[p], "source": _name(sources[p]), "reason": r} for p, r in failures]
+    skipped = load_failures + [replace(f, id=labels[f.position]) for f in failures]
     if len(positions) == 0:
-        raise ValueError(
-            f"none of the {len(rows.table)} images could be read; first failure: "
-            f"{failure_rows[0]['source']}: {failure_rows[0]['reason']}"
-        )
+        raise InvalidArgument(f"none of the {len(rows.table)} images could be read; first failure: {skipped[0]}")
     if failures and verbose:
-        warnings.warn(f"{len(failure_rows)} images skipped (see model.failures)", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{len(skipped)} images skipped (see model.failures)", RuntimeWarning, stacklevel=2)
     references = _storable_columns(rows.table.iloc[positions], rows.feature)
     if spec is not None:
         for column in [c for c in headers.columns if c not in references.columns]:
@@ -774,9 +760,7 @@ def create(
         labels=labels[positions],
         metric=metric,
         spec=spec,
-        failures=pd.DataFrame(
-            failure_rows, columns=["id", "source", "reason"] if label is not None else ["source", "reason"]
-        ),
+        failures=failure_table(skipped, with_id=label is not None),
         label=label,
         feature=rows.feature,
         batch_size=int(batch_size),
@@ -788,7 +772,7 @@ def create(
         "embedded": int(len(positions) - reused),
         "from_cache": 0,
         **embedded.stats,
-        "failed": int(len(failure_rows)),
+        "failed": int(len(skipped)),
     }
     return model
 

@@ -7,14 +7,17 @@ cap before any decoding, so a small file cannot expand into gigabytes.
 
 from __future__ import annotations
 
+from lookalike.errors import LookalikeError
 from lookalike.ingest.decode import ImageError, ImageInfo, probe
 
 #: Decoded formats accepted from uploads: Pillow's still-image formats a browser or camera produces.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "HEIF", "AVIF"})
 
 
-class UploadError(ValueError):
+class UploadError(LookalikeError, ValueError):
     """An upload refused before decoding; ``status`` is the HTTP status that says why."""
+
+    kind = "bad upload"
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
