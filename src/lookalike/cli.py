@@ -452,6 +452,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.debug:
         warnings.simplefilter("ignore")  # skips are reported by the commands themselves
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command (``args.run``): its exit code, or 1 after printing what went wrong.
+
+    A user's error is one line; any other exception is a bug, printed with
+    its traceback and a request to report it. ``--debug`` raises either.
+    """
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -81,7 +81,8 @@ def with_kinds(failures: pd.DataFrame) -> pd.DataFrame:
     if "kind" in failures.columns:
         return failures
     table = failures.copy()
-    kinds = pd.Series([legacy_kind(str(r)) for r in failures["reason"]], index=failures.index, dtype=object)
+    derived = [legacy_kind(str(reason)) for reason in failures["reason"]]
+    kinds = pd.Series(derived, index=failures.index, dtype=failures["reason"].dtype)  # text, stored as the reasons are
     table.insert(table.columns.get_loc("reason"), "kind", kinds)
     return table
 
