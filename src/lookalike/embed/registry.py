@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,11 @@ class Preprocessing:
             raise InvalidArgument(f"preprocessing resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.channel_order not in ("RGB", "BGR"):
             raise InvalidArgument(f"preprocessing channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
-        if len(self.size) != 2 or min(self.size) <= 0:
+        if (
+            not isinstance(self.size, (tuple, list))
+            or len(self.size) != 2
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in self.size)
+        ):
             raise InvalidArgument(f"preprocessing size must be (width, height), got {self.size!r}")
 
     @classmethod
@@ -99,7 +104,7 @@ class Descriptor:
             raise InvalidArgument(f"descriptor pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not isinstance(self.gem_p, (int, float)) or isinstance(self.gem_p, bool) or not 1.0 <= self.gem_p <= 16.0:
             raise InvalidArgument(f"descriptor gem_p must be a number from 1 to 16, got {self.gem_p!r}")
-        scales = tuple(self.scales)
+        scales = tuple(self.scales) if isinstance(self.scales, (tuple, list)) else ()
         if not scales or any(
             not isinstance(s, (int, float)) or isinstance(s, bool) or not 0.25 <= s <= 4 for s in scales
         ):

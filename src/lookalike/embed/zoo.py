@@ -127,7 +127,11 @@ def _endpoint() -> str:
 
 
 def _timeout() -> float:
-    return float(os.environ.get("LOOKALIKE_HUB_TIMEOUT") or DEFAULT_TIMEOUT)
+    value = os.environ.get("LOOKALIKE_HUB_TIMEOUT") or DEFAULT_TIMEOUT
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidArgument(f"LOOKALIKE_HUB_TIMEOUT must be a number of seconds, got {value!r}") from None
 
 
 def cached_file(file: HubFile) -> Path | None:
