@@ -440,10 +440,12 @@ def download(
     for url in unique:
         scheme = url_scheme(url)
         if scheme not in URL_SCHEMES:
-            reason = f"unsupported URL scheme {scheme!r} (only http and https URLs are downloaded)"
-            found[url] = Download(
-                url, reason=reason if scheme else "not a URL (expected http:// or https://)", kind="bad URL"
+            reason = (
+                f"unsupported URL scheme {scheme!r} (only http and https URLs are downloaded)"
+                if scheme
+                else "not a URL (expected http:// or https://)"
             )
+            found[url] = Download(url, reason=reason, kind="bad URL")
         elif (path := cache.get(url)) is not None:
             found[url] = Download(url, path=path, cached=True)
         else:
