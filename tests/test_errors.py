@@ -119,6 +119,20 @@ def test_a_model_saved_without_kinds_loads_with_kinds_derived_from_its_reasons(t
     )
 
 
+def test_load_images_failures_survive_parquet_and_records_without_kinds_get_theirs(tmp_path, bad_files, imagegen):
+    folder = bad_files["zero"].parent
+    imagegen.copy_sample(folder / "good.jpg", 5)
+    refs = lk.load_images(folder)
+    refs.to_parquet(tmp_path / "refs.parquet")  # pandas keeps attrs in the file, as JSON
+    again = pd.read_parquet(tmp_path / "refs.parquet")
+    assert again.attrs["failures"] == refs.attrs["failures"]
+    # As a lookalike from before kinds listed them.
+    again.attrs["failures"] = [{k: v for k, v in f.items() if k != "kind"} for f in refs.attrs["failures"]]
+    model = lk.create(again, verbose=False)
+    expected = {str(bad_files[name]): kind for name, kind in BAD_KINDS.items()}
+    assert dict(zip(model.failures["source"], model.failures["kind"], strict=True)) == expected
+
+
 def test_shards_keep_kinds_and_shards_written_before_kinds_still_read(tmp_path):
     def shard(ids, paths, failure):
         headers = pd.DataFrame({"width": [5], "height": [6], "format": ["JPEG"]})

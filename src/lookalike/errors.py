@@ -125,15 +125,3 @@ class Failure:
     def error(self) -> ImageError:
         """This failure as an :class:`ImageError`, for callers that stop at the first one."""
         return ImageError(self.source, self.reason, self.kind)
-
-    def record(self, with_id: bool) -> dict[str, Any]:
-        """As ``load_images`` lists it in ``df.attrs["failures"]``: ``id`` (``with_id``), ``path``, ``kind``, ``reason``.
-
-        Plain values only: pandas copies ``attrs`` along with the table and writes them into parquet files as JSON.
-        """
-        return {**({"id": self.id} if with_id else {}), "path": self.source, "kind": self.kind, "reason": self.reason}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Failure:
-        """The failure a :meth:`record` holds; the table it came from no longer has its row, so no position."""
-        return cls(None, record["path"], record["kind"], record["reason"], record.get("id"))

@@ -1,10 +1,10 @@
-"""The failure report: every input that was skipped, as a table, summarised by kind, and written as CSV.
+"""The failure report: every input that was skipped, as a table or records, summarised by kind, written as CSV.
 
 Each :class:`~lookalike.errors.Failure` carries its kind (``"HTTP 404"``,
 ``"timeout"``, ``"truncated"``...) from where it happened, so the summary
-counts kinds and never reads the reasons. Models saved before kinds were
+counts kinds and never reads the reasons. Failures saved before kinds were
 recorded are the one exception: :func:`legacy_kind` derives theirs, once, as
-they are loaded.
+they are read back.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -74,6 +75,29 @@ def failure_table(failures: Sequence[Failure], with_id: bool) -> pd.DataFrame:
     columns = ["id", "source", "kind", "reason"] if with_id else ["source", "kind", "reason"]
     rows = [(f.id, f.source, f.kind, f.reason) if with_id else (f.source, f.kind, f.reason) for f in failures]
     return pd.DataFrame(rows, columns=columns)
+
+
+def failure_record(failure: Failure, with_id: bool) -> dict[str, Any]:
+    """As ``load_images`` lists a failure in ``df.attrs["failures"]``: ``id`` (``with_id``), ``path``, ``kind``, ``reason``.
+
+    Plain values only: pandas copies ``attrs`` along with the table, and writes them into parquet files as JSON.
+    """
+    return {
+        **({"id": failure.id} if with_id else {}),
+        "path": failure.source,
+        "kind": failure.kind,
+        "reason": failure.reason,
+    }
+
+
+def failure_from_record(record: dict[str, Any]) -> Failure:
+    """The failure a :func:`failure_record` holds; its row is gone from the table, so it has no position.
+
+    A record written before kinds were recorded (and kept in a parquet file's ``attrs``) gets its kind from
+    :func:`legacy_kind`.
+    """
+    kind = record["kind"] if "kind" in record else legacy_kind(str(record["reason"]))
+    return Failure(None, record["path"], kind, record["reason"], record.get("id"))
 
 
 def with_kinds(failures: pd.DataFrame) -> pd.DataFrame:

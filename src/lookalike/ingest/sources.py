@@ -22,6 +22,7 @@ from lookalike.errors import Failure, ImageError, InvalidArgument
 from lookalike.ingest.columns import find_feature_column
 from lookalike.ingest.decode import describe, probe
 from lookalike.ingest.download import DownloadSettings, localize, url_scheme
+from lookalike.ingest.report import failure_record
 
 #: File extensions taken as images when walking a folder (compared lower-case).
 IMAGE_EXTENSIONS = frozenset(
@@ -245,7 +246,7 @@ def load_images(
     ids = table[label].tolist() if label is not None and label in table.columns else None
     if ids is not None:
         failed = [replace(f, id=ids[f.position]) for f in failed]
-    failures = [f.record(with_id=ids is not None) for f in failed]
+    failures = [failure_record(f, with_id=ids is not None) for f in failed]
     found = table.iloc[ok].reset_index(drop=True)
     header = pd.DataFrame([h for h in headers if not isinstance(h, ImageError)], columns=_HEADER_COLUMNS)
     for name, dtype in _HEADER_COLUMNS.items():

@@ -18,6 +18,7 @@ from PIL import Image
 
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
+from lookalike.ingest.report import failure_from_record
 from lookalike.ingest.sources import expand_sources, is_table_file, read_table
 
 
@@ -68,7 +69,7 @@ def as_rows(
         # Headers are not probed here: the decoder reads them anyway, and cached files need neither.
         return Rows(pd.DataFrame({"path": expand_sources(dataset, recursive=recursive)}), "path", None, [])
     if isinstance(dataset, pd.DataFrame):
-        failed = [Failure.from_record(record) for record in dataset.attrs.get("failures", [])]
+        failed = [failure_from_record(record) for record in dataset.attrs.get("failures", [])]
         if len(dataset) == 0:
             # load_images of a folder of unreadable files
             detail = f" ({len(failed)} files could not be read, first: {failed[0]})" if failed else ""
