@@ -20,7 +20,7 @@ import pandas as pd
 from lookalike.errors import Failure
 from lookalike.files import atomic_path
 
-#: Kinds whose reasons were worded in several ways, by the leading text that marks them.
+#: The kind of a saved reason, by its leading words where the kind is not simply its first words.
 _LEGACY_PREFIXES = (
     ("truncated", "truncated"),
     ("timeout", "timeout"),
@@ -69,8 +69,8 @@ def failure_table(failures: Sequence[Failure], with_id: bool) -> pd.DataFrame:
     Examples
     --------
     >>> failure_table([Failure(0, "a.jpg", "truncated", "truncated image data", id="a")], with_id=True)
-      id  source       kind                reason
-    0  a   a.jpg  truncated  truncated image data
+      id source       kind                reason
+    0  a  a.jpg  truncated  truncated image data
     """
     columns = ["id", "source", "kind", "reason"] if with_id else ["source", "kind", "reason"]
     rows = [(f.id, f.source, f.kind, f.reason) if with_id else (f.source, f.kind, f.reason) for f in failures]
