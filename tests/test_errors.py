@@ -180,12 +180,9 @@ def damaged_model(tmp_path: Path) -> Path:
         (lambda tmp, model: ["index", str(SHOES), "-o", str(tmp / "m"), "--concurrency", "0"], "concurrency must"),
         (lambda tmp, model: ["query", str(model), "--text", "a hat"], "no text tower"),
         (lambda tmp, model: ["index", str(SHOES), "--descriptor", '{"scales": 2}'], "scales must be factors"),
-        pytest.param(
+        (
             lambda tmp, model: ["query", str(model), str(sorted(SHOES.glob("*.jpg"))[0]), "-k", "0"],
             "k must be a positive integer",
-            marks=pytest.mark.xfail(
-                strict=True, reason="model.py's k check still raises a plain ValueError (a bug to the CLI)"
-            ),
         ),
     ],
 )

@@ -32,6 +32,9 @@ DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object
 PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
 #: OS errors about the paths a user named (a missing query image, an output folder that exists...).
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+#: Transitional: model, dedup, match, evaluate, verify, incremental, export and server still reject bad arguments
+#: with a plain ValueError. Once they raise InvalidArgument, remove this: a ValueError is then a bug like any other.
+_UNCONVERTED_ERRORS = (ValueError,)
 
 
 def _print_table(table: pd.DataFrame, as_json: bool) -> None:
@@ -469,7 +472,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
+        if isinstance(exc, (LookalikeError, *_PATH_ERRORS, *_UNCONVERTED_ERRORS)):
             print(f"lookalike: error: {exc}", file=sys.stderr)
         else:
             traceback.print_exc()
