@@ -3,7 +3,8 @@
 User errors (a :class:`~lookalike.errors.LookalikeError`, or a path that does
 not exist or cannot be opened) print one line and exit 1; ``--debug`` shows
 the traceback instead. Any other exception is a bug in lookalike: it prints
-its traceback and asks for a report, and also exits 1.
+its traceback and asks for a report, and also exits 1 (for now a ValueError,
+ImportError or OSError still counts as the user's: see ``_UNCONVERTED_ERRORS``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNN
 #: OS errors about the paths a user named (a missing query image, an output folder that exists...).
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 #: Transitional: model, dedup, match, evaluate, verify, incremental, export and server still reject bad arguments
-#: with a plain ValueError. Once they raise InvalidArgument, remove this: a ValueError is then a bug like any other.
-_UNCONVERTED_ERRORS = (ValueError,)
+#: with a plain ValueError, a missing extra with ImportError and a busy port with OSError. Once they raise
+#: LookalikeErrors, remove this: those are then bugs like any other exception.
+_UNCONVERTED_ERRORS = (ValueError, ImportError, OSError)
 
 
 def _print_table(table: pd.DataFrame, as_json: bool) -> None:
