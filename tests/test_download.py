@@ -23,7 +23,6 @@ import lookalike as lk
 from conftest import SAMPLES
 from imageserver import ImageServer
 from lookalike.ingest.download import DownloadCache, DownloadSettings, download
-from lookalike.ingest.report import failure_kind
 
 PHOTOS = sorted(SAMPLES.rglob("*.jpg"))
 #: Short limits so the failure routes fail fast; the drip (a byte a second) never trips the read timeout.
@@ -119,12 +118,12 @@ def test_index_a_csv_of_urls_every_bad_one_reported_with_its_reason(tmp_path, se
 
     assert sorted(model.labels.tolist()) == GOOD  # ids read as text: "001", not 1
     failures = model.failures
-    assert list(failures.columns) == ["id", "source", "reason"]
+    assert list(failures.columns) == ["id", "source", "kind", "reason"]
     assert sorted(failures["id"]) == sorted(set(CASES) - set(GOOD))
     for row in failures.itertuples():
         route, expected = CASES[row.id]
         assert row.source == server.url(route)
-        assert failure_kind(row.reason) == expected, (route, row.reason)
+        assert row.kind == expected, (route, row.reason)
     reasons = dict(zip(failures["id"], failures["reason"], strict=True))
     assert reasons["016"] == "not an image (an HTML page)"  # sniffed from the bytes, whatever the Content-Type
     assert reasons["008"].endswith("after 3 tries")  # 503 is transient: retried, then given up
@@ -156,7 +155,7 @@ def test_load_images_of_urls_gives_ids_and_headers(tmp_path, server):
     assert found["id"].tolist() == ["001", "004"]
     assert found["format"].tolist() == ["JPEG", "JPEG"]
     assert found["width"].min() > 100
-    assert [(f["id"], failure_kind(f["reason"])) for f in found.attrs["failures"]] == [
+    assert [(f["id"], f["kind"]) for f in found.attrs["failures"]] == [
         ("007", "HTTP 404"),
         ("016", "not an image"),
     ]
@@ -186,7 +185,7 @@ def test_urls_with_spaces_and_other_schemes(tmp_path, server):
     results = download([f"  {url}\n", "ftp://example.com/a.jpg", "s3://bucket/a.jpg"], FAST, cache, False)
     assert results[0].path is not None and results[0].url == url
     assert results[1].reason == "unsupported URL scheme 'ftp' (only http and https URLs are downloaded)"
-    assert failure_kind(results[2].reason) == "bad URL"
+    assert results[2].kind == "bad URL"
 
 
 def test_settings_are_validated():
@@ -245,7 +244,7 @@ def test_cli_ctrl_c_keeps_finished_downloads_then_rerun_reports_failures(tmp_pat
     assert f"indexed {len(GOOD)} images" in stdout
     assert f"skipped 2 of {len(cases)} inputs: 1 HTTP 404, 1 timeout" in stderr
     report = pd.read_csv(tmp_path / "urls.lookalike.failures.csv", dtype=str)
-    assert list(report.columns) == ["id", "source", "reason"]
+    assert list(report.columns) == ["id", "source", "kind", "reason"]
     assert sorted(report["id"]) == ["007", "009"]
     assert report.set_index("id").loc["009", "reason"] == "timeout (download took over 2 s)"
     assert lk.load_model(tmp_path / "urls.lookalike").labels.tolist() == GOOD

@@ -108,7 +108,7 @@ def test_unreadable_file_is_reported(tmp_path, imagegen):
     with imagegen.unreadable(secret):
         refs = lk.load_images(tmp_path)
     assert refs["path"].tolist() == [str(good)]
-    assert refs.attrs["failures"] == [{"path": str(secret), "reason": "permission denied"}]
+    assert refs.attrs["failures"] == [{"path": str(secret), "kind": "permission denied", "reason": "permission denied"}]
 
 
 def test_empty_folder_and_folder_without_images(tmp_path):

@@ -52,7 +52,7 @@ def test_create_from_folder(sample_model, sample_refs):
     )
     assert model.feature == "path" and model.label is None
     assert model.model_name == DEFAULT_MODEL and model.metric == "euclidean" and model.dim == DEFAULT_DIM
-    assert len(model.failures) == 0 and model.failures.columns.tolist() == ["source", "reason"]
+    assert len(model.failures) == 0 and model.failures.columns.tolist() == ["source", "kind", "reason"]
 
 
 def test_create_from_list_of_paths_embeds_the_same(sample_model):

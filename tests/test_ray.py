@@ -258,7 +258,8 @@ def test_half_written_shards_are_skipped_and_duplicates_kept_once(tmp_path):
         n = len(ids)
         return pa.Table.from_arrays(
             [pa.array(ids, pa.int64()), pa.array([f"{i}.jpg" for i in ids]), vectors, pa.nulls(n, pa.string()),
-             pa.array([1] * n, pa.int32()), pa.array([1] * n, pa.int32()), pa.array(["JPEG"] * n)],
+             pa.nulls(n, pa.string()), pa.array([1] * n, pa.int32()), pa.array([1] * n, pa.int32()),
+             pa.array(["JPEG"] * n)],
             schema=schema(dim),
         )  # fmt: skip
 

@@ -75,8 +75,8 @@ def test_a_table_mixing_local_paths_and_urls(tmp_path):
     assert model.references["image"].tolist() == [HATS[0], server.url("img/remote.jpg")]  # the URL, not the cache
     np.testing.assert_allclose(model.embeddings[1], model.extract_features(HATS[1], verbose=False)[0], atol=1e-5)
     assert model.failures.to_dict("records") == [
-        {"id": "c", "source": "(empty)", "reason": "no path or URL (empty value)"},
-        {"id": "d", "source": str(tmp_path / "missing.jpg"), "reason": "file not found"},
+        {"id": "c", "source": "(empty)", "kind": "missing value", "reason": "no path or URL (empty value)"},
+        {"id": "d", "source": str(tmp_path / "missing.jpg"), "kind": "file not found", "reason": "file not found"},
     ]
 
 

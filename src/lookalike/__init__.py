@@ -8,19 +8,21 @@
 
 from lookalike import config
 from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
+from lookalike.errors import Failure, ImageError, InvalidArgument, LookalikeError, ModelFormatError
 from lookalike.evaluate import EvaluationReport, evaluate, evaluate_model
-from lookalike.ingest.decode import ImageError
 from lookalike.ingest.sources import load_images
 from lookalike.match import match
 from lookalike.model import ImageSimilarityModel, create, load_model
-from lookalike.storage import ModelFormatError
 from lookalike.version import __version__
 
 __all__ = [
     "__version__",
     "EvaluationReport",
+    "Failure",
     "ImageError",
     "ImageSimilarityModel",
+    "InvalidArgument",
+    "LookalikeError",
     "ModelFormatError",
     "ModelSpec",
     "Preprocessing",

@@ -1,7 +1,9 @@
 """The ``lookalike`` command: a thin shell over the Python API.
 
-User errors (bad paths, bad options, unreadable models) print one line and
-exit 1; ``--debug`` shows the traceback instead.
+User errors (a :class:`~lookalike.errors.LookalikeError`, or a path that does
+not exist or cannot be opened) print one line and exit 1; ``--debug`` shows
+the traceback instead. Any other exception is a bug in lookalike: it prints
+its traceback and asks for a report, and also exits 1.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from lookalike import dedup
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
+from lookalike.errors import InvalidArgument, LookalikeError
 from lookalike.index import METRICS
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
@@ -28,7 +32,8 @@ from lookalike.storage import is_model_dir
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
 PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
-_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, lk.ImageError)  # ImportError: a missing extra
+#: OS errors about the paths a user named (a missing query image, an output folder that exists...).
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _print_table(table: pd.DataFrame, as_json: bool) -> None:
@@ -123,12 +128,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     model = lk.load_model(args.model)
     if args.text is not None:
         if args.images:
-            raise ValueError("give query images or --text, not both")
+            raise InvalidArgument("give query images or --text, not both")
         results = model.query_text(args.text, k=args.k, radius=args.radius)
         _print_table(_with_paths(model, results, "reference_label", args.json), args.json)
         return 0
     if not args.images:
-        raise ValueError("give one or more query images, or --text 'a description'")
+        raise InvalidArgument("give one or more query images, or --text 'a description'")
     from lookalike.verify import Verifier
 
     # The label column is never taken for the image column: the paths go in both.
@@ -234,7 +239,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         return 0
     if args.delete and not args.yes:
         if not sys.stdin.isatty():
-            raise ValueError(f"refusing to delete {others} files without confirmation (no terminal): add --yes")
+            raise InvalidArgument(f"refusing to delete {others} files without confirmation (no terminal): add --yes")
         if input(f"delete {others} duplicate files (keepers stay)? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
@@ -267,7 +272,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.action == "fetch":
         if not args.name:
-            raise ValueError("usage: lookalike models fetch NAME")
+            raise InvalidArgument("usage: lookalike models fetch NAME")
         paths = zoo.fetch(args.name)
         print(
             json.dumps({"name": args.name, "files": [str(p) for p in paths]})
@@ -291,7 +296,7 @@ def _descriptor_option(value: str | None) -> str | dict | None:
     try:
         return json.loads(value)
     except ValueError as exc:
-        raise ValueError(f"--descriptor {value!r} is neither a preset name nor a JSON object ({exc})") from None
+        raise InvalidArgument(f"--descriptor {value!r} is neither a preset name nor a JSON object ({exc})") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -318,7 +323,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if not (args.onnx or args.coreml):
-        raise ValueError("say what to write: --onnx FILE.onnx and/or --coreml FILE.mlpackage")
+        raise InvalidArgument("say what to write: --onnx FILE.onnx and/or --coreml FILE.mlpackage")
     model = lk.load_model(args.model)
     written = [model.export_onnx(args.onnx, k=args.k)] if args.onnx else []
     written += [model.export_coreml(args.coreml, k=args.k)] if args.coreml else []
@@ -362,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         type=Path,
-        help="write every skipped input (id, source, reason) as CSV to REPORT (default: OUTPUT.failures.csv)",
+        help="write every skipped input (id, source, kind, reason) as CSV to REPORT (default: OUTPUT.failures.csv)",
     )
     index.set_defaults(run=cmd_index)
 
@@ -468,15 +473,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.debug:
         warnings.simplefilter("ignore")  # skips are reported by the commands themselves
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command (``args.run``): its exit code, or 1 after printing what went wrong.
+
+    A user's error is one line; any other exception is a bug, printed with
+    its traceback and a request to report it. ``--debug`` raises either.
+    """
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)
         return 130
-    except _USER_ERRORS as exc:
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"lookalike: error: {exc}", file=sys.stderr)
+        if isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
+            print(f"lookalike: error: {exc}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+            print(
+                "lookalike: internal error: this is a bug in lookalike, not in what you asked it to do; please "
+                f"report it with the traceback above and the command you ran (lookalike {lk.__version__})",
+                file=sys.stderr,
+            )
         return 1
 
 

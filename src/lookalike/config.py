@@ -6,6 +6,8 @@ import os
 import warnings
 from pathlib import Path
 
+from lookalike.errors import InvalidArgument
+
 _num_gpus = -1  # Turi's default: use a GPU when there is one
 
 
@@ -26,7 +28,7 @@ def set_num_gpus(num_gpus: int) -> None:
     """
     global _num_gpus
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < -1:
-        raise ValueError(f"num_gpus must be -1 (all), 0 (CPU) or a positive count, got {num_gpus!r}")
+        raise InvalidArgument(f"num_gpus must be -1 (all), 0 (CPU) or a positive count, got {num_gpus!r}")
     _num_gpus = num_gpus
 
 

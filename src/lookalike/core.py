@@ -21,9 +21,9 @@ import pandas as pd
 
 from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
+from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, build_index, check_metric
 from lookalike.index.factory import after_change, requested_method
-from lookalike.ingest.decode import describe as source_name
 from lookalike.ingest.tables import Rows
 from lookalike.projection import Projection
 
@@ -42,11 +42,11 @@ def spec_for_record(record: dict) -> ModelSpec:
         try:
             spec = get_spec(name)
         except ValueError:
-            raise ValueError(f"this model was built with {name!r}, which this lookalike does not know") from None
+            raise InvalidArgument(f"this model was built with {name!r}, which this lookalike does not know") from None
     # Manifests written before descriptors existed hold none: their embeddings are the plain ones, whatever the default.
     spec = spec.with_descriptor(record.get("descriptor") or "plain").with_precision(record.get("precision") or "fp32")
     if spec.fingerprint != record.get("fingerprint"):
-        raise ValueError(
+        raise InvalidArgument(
             f"this model's embeddings were made by {name!r} with fingerprint {record.get('fingerprint')}, but "
             f"{name!r} here has fingerprint {spec.fingerprint} (other weights or preprocessing): its query "
             "embeddings would not be comparable. Rebuild the model with this version."
@@ -84,7 +84,7 @@ def as_references(value: Any) -> References:
             stacklevel=3,
         )
         return core
-    raise TypeError(f"expected a model's references (model.core), got {type(value).__name__}")
+    raise InvalidType(f"expected a model's references (model.core), got {type(value).__name__}")
 
 
 def _shown(labels: np.ndarray, limit: int = 5) -> str:
@@ -182,7 +182,7 @@ class References:
         """The extractor that embeds queries exactly as the references were (built once)."""
         spec = self.spec
         if spec is None:
-            raise ValueError(
+            raise InvalidArgument(
                 "this model was built from precomputed embeddings (model=None): query it with "
                 f"embeddings of length {self.input_dim}, not images"
             )
@@ -210,23 +210,21 @@ class References:
 
     def embed(
         self, rows: Rows, verbose: bool, what: str, skipped: str = "skipped"
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    ) -> tuple[np.ndarray, np.ndarray, list[Failure]]:
         """Raw embeddings of normalised query rows: ``(vectors, positions embedded, failures)``.
 
         Each unreadable image is left out with a warning: "<what> image <name> <skipped>: <reason>".
         """
         if rows.vectors is not None:
             if rows.vectors.shape[1] != self.input_dim:
-                raise ValueError(
+                raise InvalidArgument(
                     f"{what} embeddings have length {rows.vectors.shape[1]}, but this model's "
                     f"({self.model_name or 'precomputed'}) have length {self.input_dim}"
                 )
             return rows.vectors, np.arange(len(rows.vectors)), []
-        sources = rows.table[rows.feature].tolist()
-        result = self.embedder.extract(sources, batch_size=self.batch_size, verbose=verbose)
-        for position, reason in result.failures:
-            name = source_name(sources[position])
-            warnings.warn(f"{what} image {name} {skipped}: {reason}", RuntimeWarning, stacklevel=3)
+        result = self.embedder.extract(rows.table[rows.feature].tolist(), batch_size=self.batch_size, verbose=verbose)
+        for failure in result.failures:
+            warnings.warn(f"{what} image {failure.source} {skipped}: {failure.reason}", RuntimeWarning, stacklevel=3)
         return result.embeddings, result.ok, result.failures
 
     # ------------------------------------------------------------------- search
@@ -295,7 +293,7 @@ class References:
         if len(rows) == 0:
             return 0
         if other.input_dim != self.input_dim:
-            raise ValueError(
+            raise InvalidArgument(
                 f"added embeddings have length {other.input_dim}, but this model's "
                 f"({self.model_name or 'precomputed'}) have length {self.input_dim}"
             )
@@ -306,7 +304,7 @@ class References:
         else:
             clash = pd.Index(labels).intersection(pd.Index(self.labels))
             if len(clash):
-                raise ValueError(
+                raise InvalidArgument(
                     f"label column {self.label_column!r}: {len(clash)} new labels are already references "
                     f"({_shown(clash.to_numpy())}); labels must stay unique (remove() them first to replace them)"
                 )
@@ -328,20 +326,20 @@ class References:
             np.asarray(list(labels) if isinstance(labels, list | tuple | set | pd.Index | pd.Series) else labels)
         )
         if wanted.ndim != 1:
-            raise ValueError(f"labels must be a label or a 1-D list of labels, got shape {wanted.shape}")
+            raise InvalidArgument(f"labels must be a label or a 1-D list of labels, got shape {wanted.shape}")
         counts = pd.Series(wanted).value_counts()
         if (counts > 1).any():
-            raise ValueError(f"labels to remove are repeated: {_shown(counts.index[counts > 1].to_numpy())}")
+            raise InvalidArgument(f"labels to remove are repeated: {_shown(counts.index[counts > 1].to_numpy())}")
         positions = pd.Index(self.labels).get_indexer(wanted)
         if (positions < 0).any():
-            raise ValueError(f"no reference has label {_shown(wanted[positions < 0])}")
+            raise InvalidArgument(f"no reference has label {_shown(wanted[positions < 0])}")
         return positions
 
     def remove(self, positions: np.ndarray) -> None:
         """Drop the references at ``positions``; later references move up. At least one must remain."""
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == len(self):
-            raise ValueError("cannot remove every reference: a model needs at least one (build a new one instead)")
+            raise InvalidArgument("cannot remove every reference: a model needs at least one (build a new one instead)")
         if len(positions) == 0:
             return
         self.labels = np.delete(self.labels, positions)
@@ -390,7 +388,7 @@ class References:
         Returns the counts ``added``, ``removed``, ``changed``.
         """
         if self.paths is None:
-            raise ValueError("this model was not built from image files: it cannot be synced with a folder")
+            raise InvalidArgument("this model was not built from image files: it cannot be synced with a folder")
         old = pd.Index([os.fspath(p) for p in self.paths])
         new = pd.Index([os.fspath(p) for p in fresh.paths or []])
         in_new = new.get_indexer(old)

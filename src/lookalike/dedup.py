@@ -22,6 +22,7 @@ import pandas as pd
 
 from lookalike.core import References, as_references
 from lookalike.embed.registry import descriptor_name
+from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
 from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
@@ -96,7 +97,7 @@ def default_threshold(references: References) -> float:
             what = f"{network} with the {descriptor} descriptor and a {projection.kind} projection"
         else:
             what = f"{network} with the {descriptor or 'custom'} descriptor"
-        raise ValueError(
+        raise InvalidArgument(
             f"no default dedup threshold for {what} and the {references.metric} metric "
             f"(measured for: {known}): pass threshold="
         )
@@ -221,7 +222,7 @@ def _facts(references: References, keep: str) -> dict[str, np.ndarray]:
     needs = {"resolution": ("width", "height"), "size": ("bytes",), "oldest": ("mtime",)}[keep]
     missing = [c for c in needs if c not in facts]
     if missing:
-        raise ValueError(
+        raise InvalidArgument(
             f"keep={keep!r} needs the {' and '.join(missing)} of each image, which this model does not have "
             f"({'built from precomputed embeddings' if not has_paths else 'no image headers kept'}); "
             f"use keep='size' or 'oldest' with image files"
@@ -286,9 +287,9 @@ def apply_actions(
     >>> apply_actions(model.find_duplicates(), "photos/", move_to="photos-dups/")  # doctest: +SKIP
     """
     if (move_to is None) == (not delete):
-        raise ValueError("give exactly one action: move_to=FOLDER or delete=True")
+        raise InvalidArgument("give exactly one action: move_to=FOLDER or delete=True")
     if "path" not in duplicates.columns:
-        raise ValueError("these duplicates have no file paths (precomputed embeddings): nothing to move or delete")
+        raise InvalidArgument("these duplicates have no file paths (precomputed embeddings): nothing to move or delete")
     real_root = Path(os.path.realpath(root))
     if not real_root.is_dir():
         raise NotADirectoryError(f"input folder not found: {root}")

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lookalike.core import References, as_references
+from lookalike.errors import InvalidArgument
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.validation import renamed_argument
 
@@ -102,7 +103,7 @@ def result_grid(
         results = results.rename(columns={"__src_id": "query_label", "__dst_id": "reference_label"})
     missing = {"query_label", "reference_label", "distance"} - set(results.columns)
     if missing:
-        raise ValueError(
+        raise InvalidArgument(
             f"results need the columns of model.query or similarity_graph tables; missing {sorted(missing)}"
         )
     position = {label: i for i, label in reversed(list(enumerate(labels)))}

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import ModelSpec
+from lookalike.errors import InvalidArgument
 from lookalike.ingest.download import DownloadSettings
 
 __all__ = ["Engine", "LocalEngine", "RayEngine", "as_engine"]
@@ -89,6 +90,6 @@ def as_engine(engine: str | Engine) -> Engine:
         return RayEngine()
     if hasattr(engine, "prepare") and hasattr(engine, "embed"):
         return engine
-    raise ValueError(
+    raise InvalidArgument(
         f"engine must be 'local' or 'ray' (or an engine object such as RayEngine(address=...)), got {engine!r}"
     )

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from lookalike.core import drop_self
 from lookalike.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.embed.registry import DEFAULT_MODEL
+from lookalike.errors import InvalidArgument, InvalidType
 from lookalike.files import write_text_atomic
 from lookalike.index.metrics import block_distances, row_norms
 from lookalike.ingest.sources import list_image_files
@@ -274,7 +275,7 @@ figure img, figure .missing {{ width: {size}px; height: {size}px; object-fit: co
 def _check_ks(k: int | Iterable[int]) -> tuple[int, ...]:
     values = list(k) if isinstance(k, Iterable) else [k]
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
-        raise ValueError(f"k must be a positive integer or a sequence of them, got {k!r}")
+        raise InvalidArgument(f"k must be a positive integer or a sequence of them, got {k!r}")
     return tuple(sorted({int(v) for v in values}))
 
 
@@ -379,15 +380,17 @@ def evaluate_model(
     groups = np.asarray(groups)
     n = len(similarity_model.labels)
     if groups.ndim != 1 or len(groups) != n:
-        raise ValueError(f"groups must give one group per reference: expected {n} values, got shape {groups.shape}")
+        raise InvalidArgument(
+            f"groups must give one group per reference: expected {n} values, got shape {groups.shape}"
+        )
     if pd.isna(groups).any():
-        raise ValueError("groups has missing values: every reference needs a group")
+        raise InvalidArgument("groups has missing values: every reference needs a group")
     codes, names = pd.factorize(groups)
     sizes = np.bincount(codes)
     relevant = sizes[codes] - 1
     queries = relevant > 0
     if not queries.any():
-        raise ValueError("every group has a single member: nothing can be retrieved, there is nothing to measure")
+        raise InvalidArgument("every group has a single member: nothing can be retrieved, there is nothing to measure")
 
     # The model's own search, self included (ranked first unless an identical image precedes it).
     width = max(ks[-1] + 1, NS_GROUP_SIZE)
@@ -458,7 +461,9 @@ def _folder_table(folder: Path) -> pd.DataFrame:
             stacklevel=3,
         )
     if not grouped:
-        raise ValueError(f"no images in sub-folders of {folder}: evaluate needs one sub-folder of images per group")
+        raise InvalidArgument(
+            f"no images in sub-folders of {folder}: evaluate needs one sub-folder of images per group"
+        )
     return pd.DataFrame(grouped, columns=["path", "group"])
 
 
@@ -468,21 +473,27 @@ def _labelled_table(
     """(table, group column) of a folder of group sub-folders or of a DataFrame with a group column."""
     if isinstance(dataset, (str, os.PathLike)):
         if group is not None:
-            raise ValueError("group= names a DataFrame column; a folder's groups are its sub-folders")
+            raise InvalidArgument("group= names a DataFrame column; a folder's groups are its sub-folders")
         folder = Path(dataset)
         if not folder.is_dir():
             raise FileNotFoundError(f"no such folder: {dataset}")
         return _folder_table(folder), "group"
     if isinstance(dataset, pd.DataFrame):
         if group is None:
-            raise ValueError(f"pass group= to name the DataFrame's group column (columns: {list(dataset.columns)})")
+            raise InvalidArgument(
+                f"pass group= to name the DataFrame's group column (columns: {list(dataset.columns)})"
+            )
         if group not in dataset.columns:
-            raise ValueError(f"group column {group!r} is not in the {what}; its columns are {list(dataset.columns)}")
+            raise InvalidArgument(
+                f"group column {group!r} is not in the {what}; its columns are {list(dataset.columns)}"
+            )
         table = dataset.reset_index(drop=True)
         if table[group].isna().any():
-            raise ValueError(f"group column {group!r} has missing values")
+            raise InvalidArgument(f"group column {group!r} has missing values")
         return table, group
-    raise TypeError(f"{what} must be a folder of group sub-folders or a pandas DataFrame, got {type(dataset).__name__}")
+    raise InvalidType(
+        f"{what} must be a folder of group sub-folders or a pandas DataFrame, got {type(dataset).__name__}"
+    )
 
 
 def evaluate(
@@ -544,12 +555,12 @@ def evaluate(
     ['N-S', 'mAP', 'precision@1']
     """
     if isinstance(dataset, ImageSimilarityModel):
-        raise TypeError("evaluate takes images; to score a model already built, use evaluate_model(model, groups)")
+        raise InvalidType("evaluate takes images; to score a model already built, use evaluate_model(model, groups)")
     table, group_column = _labelled_table(dataset, group, "dataset")
     groups = table[group_column].to_numpy()
     if train is not None:
         if "projection" in create_kwargs or "train_label" in create_kwargs:
-            raise ValueError("train= learns the projection: do not also pass projection= or train_label=")
+            raise InvalidArgument("train= learns the projection: do not also pass projection= or train_label=")
         train_table, train_group = _labelled_table(train, group, "train set")
         options = {key: value for key, value in create_kwargs.items() if key != "label"}
         if isinstance(train, (str, os.PathLike)):

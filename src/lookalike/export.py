@@ -18,6 +18,7 @@ import numpy as np
 from lookalike.core import References, as_references
 from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
+from lookalike.errors import InvalidArgument
 from lookalike.files import write_bytes_atomic
 from lookalike.validation import check_positive_int, renamed_argument
 from lookalike.version import __version__
@@ -134,7 +135,7 @@ def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> 
     # The graph computes what the embedder's graph computes: pooling, mirror image, scales, unit length. A
     # whitening or LDA projection is fitted outside it: refuse rather than export embeddings unlike the references'.
     if spec.descriptor.whiten or references.projection is not None:
-        raise ValueError(
+        raise InvalidArgument(
             "ONNX export supports descriptors computed inside the network's graph (no whitening) and no learned "
             f"projection; this model uses descriptor {spec.descriptor.to_dict()} and projection "
             f"{references.projection.kind if references.projection is not None else None}: rebuild it with "

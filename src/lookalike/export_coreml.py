@@ -33,6 +33,7 @@ import numpy as np
 
 from lookalike.core import References, as_references
 from lookalike.embed.frontend import embedding_graph
+from lookalike.errors import InvalidArgument, MissingExtra
 from lookalike.export import export_metadata
 from lookalike.files import replace_dir, staging_dir
 from lookalike.validation import check_positive_int, renamed_argument
@@ -50,7 +51,7 @@ def _import_coremltools():
     try:
         import coremltools as ct
     except ImportError as error:
-        raise ImportError("Core ML export needs coremltools: pip install 'lookalike[coreml]'") from error
+        raise MissingExtra("Core ML export needs coremltools: pip install 'lookalike[coreml]'") from error
     return ct
 
 
@@ -59,7 +60,7 @@ def _image_bias(spec) -> tuple[float, list[float]]:
     prep = spec.preprocessing
     gains = {prep.scale / s for s in prep.std}
     if len(gains) != 1:  # an ImageType has one scale for all channels
-        raise ValueError(f"Core ML export needs the same std on every channel, got {prep.std}")
+        raise InvalidArgument(f"Core ML export needs the same std on every channel, got {prep.std}")
     return gains.pop(), [-m / s for m, s in zip(prep.mean, prep.std, strict=True)]
 
 
@@ -133,7 +134,7 @@ def _pads(sizes, kernels, strides, dilations, attrs: dict) -> list[int]:
 
 def _constant(value: Any, what: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
-        raise ValueError(f"Core ML export needs the {what} to be a constant of the ONNX graph")
+        raise InvalidArgument(f"Core ML export needs the {what} to be a constant of the ONNX graph")
     return value
 
 
@@ -161,7 +162,7 @@ def _conv(mb, args: list, attrs: dict, name: str):
 def _max_pool(mb, args: list, attrs: dict, name: str):
     x, kernel = args[0], list(attrs["kernel_shape"])
     if any(d != 1 for d in attrs.get("dilations", [])):
-        raise ValueError("Core ML export cannot translate a dilated MaxPool")
+        raise InvalidArgument("Core ML export cannot translate a dilated MaxPool")
     strides = list(attrs.get("strides", [1] * len(kernel)))
     pads = _pads(x.shape[2:], kernel, strides, [1] * len(kernel), attrs)
     ceil_mode = bool(attrs.get("ceil_mode", 0))
@@ -190,7 +191,7 @@ def _flatten(mb, args: list, attrs: dict, name: str):
 
 def _lp_normalization(mb, args: list, attrs: dict, name: str):
     if attrs.get("p", 2) != 2:
-        raise ValueError(f"Core ML export translates LpNormalization with p=2 only, got p={attrs['p']}")
+        raise InvalidArgument(f"Core ML export translates LpNormalization with p=2 only, got p={attrs['p']}")
     return _unit_length(mb, args[0], attrs.get("axis", -1), name=name)
 
 
@@ -250,7 +251,7 @@ def _translate(mb, graph, image, output: str):
     values[graph.input[0].name] = image
     for node in graph.node:
         if node.op_type not in _OPS:
-            raise ValueError(
+            raise InvalidArgument(
                 f"Core ML export cannot translate the ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); "
                 f"it translates {', '.join(sorted(_OPS))}. Use model.export_onnx for this network"
             )
@@ -267,7 +268,7 @@ def _check_exportable(references: References, spec) -> None:
     if not (d.flip or d.scales != (1.0,) or d.whiten) and references.projection is None:
         return
     projection = references.projection.kind if references.projection is not None else None
-    raise ValueError(
+    raise InvalidArgument(
         "Core ML export supports average or GeM pooling (the 'plain' and 'gem' descriptors, optionally unit "
         "length) with no mirror image, scales, whitening or learned projection; this model uses "
         f"{spec.name!r} with descriptor {d.to_dict()} and projection {projection}. Rebuild it with "
@@ -353,7 +354,7 @@ def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -
     k = check_positive_int("k", k)
     path = Path(path)
     if path.suffix != ".mlpackage":
-        raise ValueError(f"Core ML programs are saved as a .mlpackage folder, got {str(path)!r}")
+        raise InvalidArgument(f"Core ML programs are saved as a .mlpackage folder, got {str(path)!r}")
     spec = references.embedder.spec
     _check_exportable(references, spec)
     k = min(k, len(references))

@@ -23,6 +23,7 @@ import pyarrow as pa
 from lookalike import storage
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec
+from lookalike.errors import InvalidArgument
 from lookalike.index import check_metric
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
 from lookalike.model import ImageSimilarityModel, create, load_model
@@ -222,11 +223,13 @@ def _concat(parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple
 
 def _check_limits(threshold: Any, k: Any, metric: str) -> tuple[float | None, int | None]:
     if threshold is None and k is None:
-        raise ValueError("match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a)")
+        raise InvalidArgument(
+            "match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a)"
+        )
     if threshold is not None:
         threshold = check_distance("threshold", threshold, metric)
         if threshold < 0 and metric != "dot":  # only dot distances (-q.r) go below 0
-            raise ValueError(f"threshold must be a non-negative {metric} distance, got {threshold!r}")
+            raise InvalidArgument(f"threshold must be a non-negative {metric} distance, got {threshold!r}")
     return threshold, check_positive_int("k", k, none=True)
 
 
@@ -260,20 +263,20 @@ def _as_models(
                     verbose=verbose,
                 )
             except ValueError as exc:
-                raise ValueError(f"set {name}: {exc}") from exc
+                raise InvalidArgument(f"set {name}: {exc}") from exc
     return built["a"], built["b"]
 
 
 def _check_comparable(a: ImageSimilarityModel, b: ImageSimilarityModel) -> None:
     """Distances between two sets mean something only when one network embedded both."""
     if a.dim != b.dim:
-        raise ValueError(
+        raise InvalidArgument(
             f"set a has {a.dim}-d embeddings ({a.model_name or 'precomputed'}) and set b {b.dim}-d "
             f"({b.model_name or 'precomputed'}): they cannot be compared"
         )
     ra, rb = a.embedding_model, b.embedding_model
     if ra is not None and rb is not None and ra.get("fingerprint") != rb.get("fingerprint"):
-        raise ValueError(
+        raise InvalidArgument(
             f"set a was embedded by {ra['name']!r} (fingerprint {ra.get('fingerprint')}) and set b by "
             f"{rb['name']!r} (fingerprint {rb.get('fingerprint')}): distances between them mean nothing; "
             "embed both with the same network"

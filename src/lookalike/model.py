@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,11 @@ from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.engines import Engine, RayEngine, as_engine
+from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, IndexFileError, check_metric, describe_index, read_index
 from lookalike.index.factory import check_method, index_files
-from lookalike.ingest.decode import ImageError
-from lookalike.ingest.decode import describe as source_name
 from lookalike.ingest.download import DownloadSettings
+from lookalike.ingest.report import failure_table
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 from lookalike.projection import Projection, fit_projection
 from lookalike.validation import check_positive_int, check_radius
@@ -82,7 +83,7 @@ class ImageSimilarityModel:
     ):
         #: The references, their vectors, index and embedding spec: what the operations work on.
         self.core = core
-        self.failures = failures if failures is not None else pd.DataFrame({"source": [], "reason": []})
+        self.failures = failures if failures is not None else failure_table([], with_id=False)
         self.training_time = training_time
         #: How the last create() got its embeddings: counts "embedded", "from_cache", "failed".
         self.build_stats: dict[str, int] = dict(build_stats or {})
@@ -167,8 +168,7 @@ class ImageSimilarityModel:
         vectors = self.core.project(vectors)
         sources = rows.table[rows.feature].tolist() if rows.feature else []
         if len(positions) == 0:
-            first = failures[0]
-            raise ImageError(source_name(sources[first[0]]), first[1])
+            raise failures[0].error()
         inliers = None
         if verify:
             from lookalike.verify import verify_query
@@ -215,13 +215,13 @@ class ImageSimilarityModel:
         radius = check_radius(radius)
         kind = _GRAPH_ALIASES.get(str(output_type).lower())
         if kind is None:
-            raise ValueError(
+            raise InvalidArgument(
                 f"output_type must be 'graph' or 'table' (or Turi's 'SGraph'/'SFrame'), got {output_type!r}"
             )
         n = len(self.labels)
         if path is not None:
             if kind != "table":
-                raise ValueError("path= streams edges to a file: use output_type='table' with it")
+                raise InvalidArgument("path= streams edges to a file: use output_type='table' with it")
             graph_edges.write_edges(self.core, path, k, radius, include_self_edges)
             return Path(path)
         edges = graph_edges.edge_table(self.core, k, radius, include_self_edges)
@@ -299,7 +299,7 @@ class ImageSimilarityModel:
         {'added': 3, 'removed': 1, 'changed': 0}
         """
         if self.core.paths is None:
-            raise ValueError("this model was not built from image files: it cannot be synced with a folder")
+            raise InvalidArgument("this model was not built from image files: it cannot be synced with a folder")
         started = time.perf_counter()
         fresh = self._embed_like(sources, verbose, cache=True, download=download)
         stats = self.core.sync(fresh.core)
@@ -363,7 +363,7 @@ class ImageSimilarityModel:
         radius = check_radius(radius)
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"text must be a non-empty string or a list of them, got {text!r}")
+            raise InvalidArgument(f"text must be a non-empty string or a list of them, got {text!r}")
         vectors = text_encoder(self.core.embedder.spec).encode(texts)
         # A projection is learned on image embeddings only (and LDA on image labels): it would not map
         # text into the same space. So text is compared with the raw image embeddings, exactly.
@@ -429,7 +429,7 @@ class ImageSimilarityModel:
         if output == "str":
             return text
         if output is not None:
-            raise ValueError(f"output must be None, 'str' or 'dict', got {output!r}")
+            raise InvalidArgument(f"output must be None, 'str' or 'dict', got {output!r}")
         print(text)
         return None
 
@@ -610,7 +610,7 @@ def create(
     check_method(method)
     batch_size = check_positive_int("batch_size", batch_size)
     if train_label is not None and projection is not None:
-        raise ValueError("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
+        raise InvalidArgument("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
     spec, whiten = _resolve_spec(model, preprocessing, descriptor, precision)
     rows, labels, load_failures, feature_column = _read_rows(engine.prepare(dataset), label, feature, spec)
     if spec is None:
@@ -644,7 +644,7 @@ def _engine_of(engine: str | Engine, deprecated: dict[str, Any]) -> Engine:
     """The engine object, honouring the ``ray_address``/``ray_work_dir`` arguments of earlier releases."""
     unknown = set(deprecated) - {"ray_address", "ray_work_dir"}
     if unknown:
-        raise TypeError(f"create() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        raise InvalidType(f"create() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     if deprecated:
         warnings.warn(
             "create(ray_address=, ray_work_dir=) are replaced by engine=RayEngine(address=, work_dir=)",
@@ -666,7 +666,7 @@ def _resolve_spec(model, preprocessing, descriptor, precision) -> tuple[ModelSpe
         spec = get_spec(model, preprocessing).with_descriptor(descriptor).with_precision(precision)
     wanted = Descriptor.resolve(descriptor or {})  # model=None: nothing unless asked
     if spec is None and wanted.in_graph is not None:
-        raise ValueError("model=None indexes precomputed embeddings: of descriptor options only whiten applies")
+        raise InvalidArgument("model=None indexes precomputed embeddings: of descriptor options only whiten applies")
     return spec, (spec.descriptor if spec is not None else wanted).whiten
 
 
@@ -674,14 +674,10 @@ def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: Model
     """``(rows, labels, failures of listing, feature column)``: the dataset as rows of images, or of vectors
     without a network; the feature column is the table's column they came from (Turi's ``feature``)."""
     rows = as_rows(dataset, feature, vectors_only=spec is None, label=label)
-    load_failures = [{"id": f.get("id"), "source": f["path"], "reason": f["reason"]} for f in rows.failures or []]
+    load_failures = rows.failures or []
     if len(rows.table) == 0:
-        detail = (
-            f" ({len(load_failures)} files could not be read, first: {load_failures[0]['source']}: {load_failures[0]['reason']})"
-            if load_failures
-            else ""
-        )
-        raise ValueError(f"dataset is empty: no images found in {dataset!r}{detail}")
+        detail = f" ({len(load_failures)} files could not be read, first: {load_failures[0]})" if load_failures else ""
+        raise InvalidArgument(f"dataset is empty: no images found in {dataset!r}{detail}")
     labels = labels_of(rows.table, label, "dataset")
     column = rows.feature
     if spec is None and len(rows.table.columns):
@@ -690,34 +686,26 @@ def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: Model
         if rows.vectors is None:
             rows = Rows(rows.table, None, stack_vectors(rows.table[column].tolist(), f"column {column!r}"))
     if spec is not None and rows.vectors is not None:
-        raise ValueError("the dataset holds embeddings: pass model=None to index precomputed embeddings")
+        raise InvalidArgument("the dataset holds embeddings: pass model=None to index precomputed embeddings")
     return rows, labels, load_failures, column
 
 
 def _assemble(
-    rows: Rows, labels: np.ndarray, load_failures: list[dict], embedded: Embedded, label, spec, verbose: bool
+    rows: Rows, labels: np.ndarray, load_failures: list[Failure], embedded: Embedded, label, spec, verbose: bool
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
     """One assembly step for every engine: embeddings by input position -> (raw embeddings, reference table, failures)."""
     vectors, positions, failures, headers = embedded.vectors, embedded.positions, embedded.failures, embedded.headers
-    sources = rows.table[rows.feature].tolist() if rows.feature else []
-    failure_rows = load_failures + [
-        {"id": labels[p], "source": source_name(sources[p]), "reason": r} for p, r in failures
-    ]
+    skipped = load_failures + [replace(f, id=labels[f.position]) for f in failures]
     if len(positions) == 0:
-        raise ValueError(
-            f"none of the {len(rows.table)} images could be read; first failure: "
-            f"{failure_rows[0]['source']}: {failure_rows[0]['reason']}"
-        )
+        raise InvalidArgument(f"none of the {len(rows.table)} images could be read; first failure: {skipped[0]}")
     if failures and verbose:
-        warnings.warn(f"{len(failure_rows)} images skipped (see model.failures)", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{len(skipped)} images skipped (see model.failures)", RuntimeWarning, stacklevel=3)
     references = _storable_columns(rows.table.iloc[positions], rows.feature)
     if spec is not None:
         for column in [c for c in headers.columns if c not in references.columns]:
             references[column] = headers[column].to_numpy()
-    failure_table = pd.DataFrame(
-        failure_rows, columns=["id", "source", "reason"] if label is not None else ["source", "reason"]
-    )
-    return np.ascontiguousarray(vectors, dtype=np.float32), references, failure_table
+    failures_found = failure_table(skipped, with_id=label is not None)
+    return np.ascontiguousarray(vectors, dtype=np.float32), references, failures_found
 
 
 def _learned_projection(
@@ -725,10 +713,10 @@ def _learned_projection(
 ) -> Projection:
     """An LDA learned from the class labels in ``train_label``, kept as a reference column too."""
     if train_label not in rows.table.columns:
-        raise ValueError(f"train_label {train_label!r} is not a column of the dataset: {list(rows.table.columns)}")
+        raise InvalidArgument(f"train_label {train_label!r} is not a column of the dataset: {list(rows.table.columns)}")
     references[train_label] = rows.table[train_label].to_numpy()[positions]
     if references[train_label].isna().any():
-        raise ValueError(f"train_label column {train_label!r} has missing values: every reference needs a class")
+        raise InvalidArgument(f"train_label column {train_label!r} has missing values: every reference needs a class")
     return fit_projection("lda", features, references[train_label].to_numpy(), label_column=train_label)
 
 

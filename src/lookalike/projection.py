@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lookalike import storage
+from lookalike.errors import InvalidArgument, ModelFormatError
 
 __all__ = ["KINDS", "Projection", "fit_lda", "fit_projection", "fit_whitening"]
 
@@ -92,7 +93,7 @@ class Projection:
         """Project (n, input_dim) vectors to (n, dim) float32 unit vectors."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.input_dim:
-            raise ValueError(
+            raise InvalidArgument(
                 f"the {self.kind} projection takes vectors of length {self.input_dim}, got shape {vectors.shape}"
             )
         projected = (vectors - self.mean) @ self.matrix
@@ -124,20 +125,20 @@ class Projection:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, record: dict[str, Any]) -> Projection:
-        """Read a projection saved with a model; a damaged one raises ValueError naming the file."""
+        """Read a projection saved with a model; a damaged one raises ModelFormatError naming the file."""
         folder = Path(folder)
         if not isinstance(record, dict) or record.get("kind") not in KINDS:
-            raise ValueError(f"{folder}/manifest.json: unknown projection {record!r}")
+            raise ModelFormatError(f"{folder}/manifest.json: unknown projection {record!r}")
         arrays = []
         for key, name in ((k, record.get("files", {}).get(k)) for k in ("mean", "matrix")):
             try:
                 arrays.append(np.load(folder / str(name), allow_pickle=False))
             except (OSError, ValueError) as exc:
-                raise ValueError(f"{folder}: cannot read the projection's {key} ({name}): {exc}") from None
+                raise ModelFormatError(f"{folder}: cannot read the projection's {key} ({name}): {exc}") from None
         mean, matrix = arrays
         d_in, d_out = record.get("input_dim"), record.get("dim")
         if mean.shape != (d_in,) or matrix.shape != (d_in, d_out) or matrix.dtype != np.float32:
-            raise ValueError(
+            raise ModelFormatError(
                 f"{folder}: projection arrays have shapes {mean.shape} and {matrix.shape}, "
                 f"manifest says ({d_in},) and ({d_in}, {d_out})"
             )
@@ -200,11 +201,11 @@ def _shrunk(covariance: np.ndarray, shrinkage: float) -> np.ndarray:
 def _check(vectors: np.ndarray, shrinkage: float, dims: int | None, what: str) -> np.ndarray:
     x = np.asarray(vectors, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2 or not np.isfinite(x).all():
-        raise ValueError(f"{what} needs at least 2 finite embeddings, got an array of shape {np.shape(vectors)}")
+        raise InvalidArgument(f"{what} needs at least 2 finite embeddings, got an array of shape {np.shape(vectors)}")
     if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) or not 0 < shrinkage <= 1:
-        raise ValueError(f"shrinkage must be a number in (0, 1], got {shrinkage!r}")
+        raise InvalidArgument(f"shrinkage must be a number in (0, 1], got {shrinkage!r}")
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= x.shape[1]):
-        raise ValueError(f"dims must be an integer from 1 to {x.shape[1]}, got {dims!r}")
+        raise InvalidArgument(f"dims must be an integer from 1 to {x.shape[1]}, got {dims!r}")
     return x
 
 
@@ -278,17 +279,17 @@ def fit_lda(
     x = _check(vectors, shrinkage, None, "LDA")
     labels = np.asarray(labels)
     if len(labels) != len(x):
-        raise ValueError(f"LDA needs one label per embedding: {len(labels)} labels for {len(x)} embeddings")
+        raise InvalidArgument(f"LDA needs one label per embedding: {len(labels)} labels for {len(x)} embeddings")
     classes, codes = np.unique(labels.astype(str), return_inverse=True)
     sizes = np.bincount(codes)
     if len(classes) < 2 or sizes.min() < 2:
-        raise ValueError(
+        raise InvalidArgument(
             f"LDA needs at least 2 classes with at least 2 images each; got {len(classes)} classes, "
             f"the smallest with {sizes.min()} image(s)"
         )
     top = len(classes) - 1
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= top):
-        raise ValueError(f"LDA dims must be an integer from 1 to {top} (classes - 1), got {dims!r}")
+        raise InvalidArgument(f"LDA dims must be an integer from 1 to {top} (classes - 1), got {dims!r}")
     mean = x.mean(axis=0)
     centroids = np.stack([x[codes == c].mean(axis=0) for c in range(len(classes))])
     within = x - centroids[codes]
@@ -310,8 +311,8 @@ def fit_projection(kind: str, vectors: np.ndarray, labels: np.ndarray | None = N
         return fit_whitening(vectors, shrinkage=params.get("shrinkage", WHITEN_SHRINKAGE), dims=params.get("dims"))
     if kind == "lda":
         if labels is None:
-            raise ValueError("an LDA projection is learned from labels: pass them (train_label= in create)")
+            raise InvalidArgument("an LDA projection is learned from labels: pass them (train_label= in create)")
         return fit_lda(
             vectors, labels, **{k: v for k, v in params.items() if k in ("shrinkage", "dims", "label_column")}
         )
-    raise ValueError(f"unknown projection {kind!r}: use one of {KINDS}")
+    raise InvalidArgument(f"unknown projection {kind!r}: use one of {KINDS}")

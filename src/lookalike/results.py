@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lookalike.errors import InvalidArgument
 from lookalike.files import atomic_path
 
 #: Files results can be streamed to, by suffix.
@@ -34,7 +35,7 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] = STREAM_SUF
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         listed = ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
-        raise ValueError(f"output {path} must end in {listed}")
+        raise InvalidArgument(f"output {path} must end in {listed}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder of the output file does not exist: {path.parent}")
     return path

@@ -4,7 +4,7 @@ MODEL/
   manifest.json        format name + version, embedding model spec, metric, counts
   embeddings.npy       (n, d) float32, memory-mapped on load
   references.parquet   labels (column ``__label``), paths and metadata
-  failures.parquet     images that could not be embedded, and why
+  failures.parquet     images that could not be embedded: source, kind, reason (and id)
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.files import replace_dir, staging_dir
+from lookalike.ingest.report import with_kinds
 
 FORMAT = "lookalike-model"
 FORMAT_VERSION = 1
 LABEL_COLUMN = "__label"
 _FILES = ("manifest.json", "embeddings.npy", "references.parquet", "failures.parquet")
-
-
-class ModelFormatError(ValueError):
-    """A saved model directory is missing, damaged, foreign or from a newer lookalike."""
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -68,7 +66,7 @@ def save(
             references.to_parquet(staging / "references.parquet", index=False)
             failures.to_parquet(staging / "failures.parquet", index=False)
         except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ValueError(
+            raise InvalidArgument(
                 f"cannot save the reference table (labels and metadata must be plain values): {exc}"
             ) from None
         for name, data in (extra_files or {}).items():
@@ -118,4 +116,4 @@ def load(path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray, pd.DataFr
         )
     if len(references) != count or LABEL_COLUMN not in references.columns:
         raise ModelFormatError(f"{folder} is damaged: references.parquet does not match embeddings.npy")
-    return manifest, embeddings, references, failures
+    return manifest, embeddings, references, with_kinds(failures)

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from lookalike.errors import InvalidArgument
+
 __all__ = ["check_choice", "check_distance", "check_positive_int", "check_radius", "renamed_argument"]
 
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -29,7 +31,7 @@ def check_positive_int(name: str, value: Any, minimum: int = 1, none: bool = Fal
         return None
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {what}{' or None' if none else ''}, got {value!r}")
+        raise InvalidArgument(f"{name} must be {what}{' or None' if none else ''}, got {value!r}")
     return int(value)
 
 
@@ -38,21 +40,21 @@ def check_radius(radius: Any) -> float | None:
     if radius is None:
         return None
     if isinstance(radius, bool) or not isinstance(radius, Real) or radius < 0:
-        raise ValueError(f"radius must be a non-negative number or None, got {radius!r}")
+        raise InvalidArgument(f"radius must be a non-negative number or None, got {radius!r}")
     return float(radius)
 
 
 def check_distance(name: str, value: Any, metric: str) -> float:
     """A finite distance in ``metric``; negative only for ``dot`` (whose distances are ``-q.r``)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a number (a distance in the {metric} metric), got {value!r}")
+        raise InvalidArgument(f"{name} must be a number (a distance in the {metric} metric), got {value!r}")
     return float(value)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """One of ``choices``."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise InvalidArgument(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 

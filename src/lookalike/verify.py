@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from lookalike.errors import InvalidArgument, InvalidType, MissingExtra
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.validation import check_positive_int
 
@@ -59,7 +60,7 @@ def _cv2():
     try:
         import cv2
     except ImportError as exc:
-        raise ImportError(
+        raise MissingExtra(
             f"geometric verification needs OpenCV, which is not installed: {VERIFY_EXTRA} "
             f"(or pip install opencv-python-headless) [{exc}]"
         ) from exc
@@ -136,9 +137,9 @@ class Verifier:
         cache_size: int = 4096,
     ):
         if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+            raise InvalidArgument(f"method must be one of {METHODS}, got {method!r}")
         if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 0 < ratio <= 1:
-            raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
+            raise InvalidArgument(f"ratio must be a number in (0, 1], got {ratio!r}")
         self.method = method
         self.min_inliers = check_positive_int("min_inliers", min_inliers, 1)
         self.max_side = check_positive_int("max_side", max_side, 32)
@@ -365,14 +366,14 @@ def _as_verifier(verify: bool | Verifier) -> Verifier:
         return verify
     if verify is True:
         return Verifier()
-    raise TypeError(f"verify must be True or a lookalike.verify.Verifier, got {verify!r}")
+    raise InvalidType(f"verify must be True or a lookalike.verify.Verifier, got {verify!r}")
 
 
 def reference_paths(references) -> list[str]:
     """The file path of each of ``references`` (a model's ``core``), or a clear error when they are not kept."""
     paths = references.file_paths()
     if any(p is None for p in paths):
-        raise ValueError(
+        raise InvalidArgument(
             "verify needs the reference images' files, but this model keeps no path for them "
             "(it was built from in-memory images or embeddings): build it from files to verify"
         )
@@ -414,7 +415,7 @@ def verify_shortlist(
     """
     verifier = _as_verifier(verify)
     if len(queries) != len(neighbours):
-        raise ValueError(f"got {len(queries)} queries for {len(neighbours)} shortlists")
+        raise InvalidArgument(f"got {len(queries)} queries for {len(neighbours)} shortlists")
     on_error = _warn_once()
     rows = verifier._map(
         lambda row: verifier._verify_one(queries[row], [references[p] for p in neighbours[row]], on_error),
@@ -449,7 +450,7 @@ def verify_query(
     shortlist = check_positive_int("shortlist", shortlist, 1)
     verifier = _as_verifier(verify)
     if queries is None:
-        raise ValueError("verify needs the query images, but these queries are embeddings")
+        raise InvalidArgument("verify needs the query images, but these queries are embeddings")
     paths = reference_paths(references)
     distances, neighbours = references.search(vectors, max(k, shortlist))
     distances, neighbours, inliers = verify_shortlist(verifier, queries, paths, distances, neighbours, verbose)
@@ -490,7 +491,7 @@ def verify_pairs(
     verifier = _as_verifier(verify)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= len(paths)):
-        raise ValueError(f"pairs must hold positions into paths (0..{len(paths) - 1})")
+        raise InvalidArgument(f"pairs must hold positions into paths (0..{len(paths) - 1})")
     on_error = _warn_once()
 
     def one(pair: np.ndarray) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from lookalike.distributed.shards import to_table
 from lookalike.embed.batch import Embedded, embed_sources
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import ModelSpec
+from lookalike.errors import Failure
 from lookalike.ingest.download import DownloadSettings
 
 _READ_THREADS = 16  # object reads wait on the network, not on the CPU
@@ -44,24 +46,29 @@ class EmbedActor:
     def __call__(self, block: pd.DataFrame) -> pa.Table:
         paths = block["path"].tolist()
         sources, unread = _fetch_objects(paths)
-        readable = np.asarray([p for p in range(len(paths)) if p not in unread], dtype=np.int64)
+        skipped = {f.position for f in unread}
+        readable = np.asarray([p for p in range(len(paths)) if p not in skipped], dtype=np.int64)
         done = embed_sources(
             self.embedder, [sources[p] for p in readable], self.batch_size, False, self.cache, self.download
         )
-        failures = [(int(readable[p]), reason) for p, reason in done.failures] + list(unread.items())
-        in_block = Embedded(done.vectors, readable[done.positions], sorted(failures), done.headers)
+        # Named by path: an object-store image was handed to the embedder as its bytes.
+        failures = unread + [
+            replace(f, position=int(readable[f.position]), source=paths[readable[f.position]]) for f in done.failures
+        ]
+        failures.sort(key=lambda f: f.position)
+        in_block = Embedded(done.vectors, readable[done.positions], failures, done.headers)
         return to_table(block["id"].to_numpy(), paths, in_block, self.embedder.spec.dim)
 
 
-def _fetch_objects(paths: list[str]) -> tuple[list, dict[int, str]]:
-    """``paths`` with object-store URIs replaced by their bytes, and the reason for each unreadable one."""
+def _fetch_objects(paths: list[str]) -> tuple[list, list[Failure]]:
+    """``paths`` with object-store URIs replaced by their bytes, and a failure for each unreadable one."""
     objects = [p for p, path in enumerate(paths) if is_object_uri(path)]
     sources: list = list(paths)
-    unread: dict[int, str] = {}
+    unread: list[Failure] = []
     if objects:
         with ThreadPoolExecutor(_READ_THREADS) as pool:
             for p, data in zip(objects, pool.map(_read, [paths[p] for p in objects]), strict=True):
                 if isinstance(data, str):
-                    unread[p] = data
+                    unread.append(Failure(p, paths[p], "unreadable object", data))
                 sources[p] = data
     return sources, unread

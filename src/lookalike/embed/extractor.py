@@ -28,7 +28,8 @@ from lookalike.config import execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
-from lookalike.ingest.decode import ImageError, ImageInfo, decode_image, describe
+from lookalike.errors import Failure, ImageError, InvalidArgument
+from lookalike.ingest.decode import ImageInfo, decode_image, describe
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Extraction:
 
     embeddings: np.ndarray  # (len(ok), dim) float32, rows in input order
     ok: np.ndarray  # positions (into the input) of the rows of ``embeddings``
-    failures: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+    failures: list[Failure] = field(default_factory=list)  # positions into the input, ascending
     info: list[ImageInfo] = field(default_factory=list)  # header of each embedded image, aligned with ``ok``
     cached: int = 0  # how many embeddings came from the cache
 
@@ -111,9 +112,8 @@ class Embedder:
         except ImageError:
             raise
         except Exception as exc:  # one odd file must never stop a batch
-            raise ImageError(
-                describe(source), f"unexpected error while decoding ({type(exc).__name__}: {exc})"
-            ) from None
+            reason = f"unexpected error while decoding ({type(exc).__name__}: {exc})"
+            raise ImageError(describe(source), reason, "unexpected error") from None
 
     def run(self, batch: np.ndarray, output: str | None = None, session: Any = None) -> np.ndarray:
         """Run a preprocessed (n, H, W, 3) uint8 batch -> (n, dim) float32 (or another named output)."""
@@ -137,12 +137,12 @@ class Embedder:
         stored as soon as it is embedded.
         """
         if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise InvalidArgument(f"batch_size must be a positive integer, got {batch_size!r}")
         total = len(sources)
         out = np.empty((total, self.spec.dim), dtype=np.float32)
         ok = np.zeros(total, dtype=bool)
         infos: list[ImageInfo | None] = [None] * total
-        failures: list[tuple[int, str]] = []
+        failures: list[Failure] = []
         keys: list[FileKey | None] = [None] * total
         if cache is not None:
             keys = [FileKey.of(s) if isinstance(s, (str, os.PathLike)) else None for s in sources]
@@ -205,7 +205,7 @@ class Embedder:
                     for position, exc in failed:
                         if not ignore_failure:
                             raise exc
-                        failures.append((position, exc.reason))
+                        failures.append(Failure.of(position, exc))
                     if kept:
                         out[kept], ok[kept] = vectors, True
                         if cache is not None:
@@ -222,4 +222,5 @@ class Embedder:
                 progress.close()
         kept = np.flatnonzero(ok)
         embeddings = out if len(kept) == total else out[kept]  # no second copy of a million rows when none failed
-        return Extraction(embeddings, kept, sorted(failures), [infos[p] for p in kept], cached)
+        failures.sort(key=lambda f: f.position)
+        return Extraction(embeddings, kept, failures, [infos[p] for p in kept], cached)

@@ -12,11 +12,13 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 from lookalike.embed import efficientnet_lite, quantize, squeezenet
 from lookalike.embed.model_files import cached_build, file_sha256
+from lookalike.errors import InvalidArgument, InvalidType
 
 RESIZE_MODES = ("squash", "center_crop")
 POOLINGS = ("avg", "gem")
@@ -49,17 +51,23 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
-            raise ValueError(f"preprocessing resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+            raise InvalidArgument(f"preprocessing resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"preprocessing channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
-        if len(self.size) != 2 or min(self.size) <= 0:
-            raise ValueError(f"preprocessing size must be (width, height), got {self.size!r}")
+            raise InvalidArgument(f"preprocessing channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if (
+            not isinstance(self.size, (tuple, list))
+            or len(self.size) != 2
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in self.size)
+        ):
+            raise InvalidArgument(f"preprocessing size must be (width, height), got {self.size!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown preprocessing keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise InvalidArgument(
+                f"unknown preprocessing keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
         values = dict(values)
         for key in ("size", "mean", "std"):
             if key in values:
@@ -93,14 +101,14 @@ class Descriptor:
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
-            raise ValueError(f"descriptor pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise InvalidArgument(f"descriptor pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not isinstance(self.gem_p, (int, float)) or isinstance(self.gem_p, bool) or not 1.0 <= self.gem_p <= 16.0:
-            raise ValueError(f"descriptor gem_p must be a number from 1 to 16, got {self.gem_p!r}")
-        scales = tuple(self.scales)
+            raise InvalidArgument(f"descriptor gem_p must be a number from 1 to 16, got {self.gem_p!r}")
+        scales = tuple(self.scales) if isinstance(self.scales, (tuple, list)) else ()
         if not scales or any(
             not isinstance(s, (int, float)) or isinstance(s, bool) or not 0.25 <= s <= 4 for s in scales
         ):
-            raise ValueError(f"descriptor scales must be factors from 0.25 to 4, got {self.scales!r}")
+            raise InvalidArgument(f"descriptor scales must be factors from 0.25 to 4, got {self.scales!r}")
         object.__setattr__(self, "scales", tuple(sorted({float(s) for s in scales})))
 
     @property
@@ -128,16 +136,18 @@ class Descriptor:
             return value
         if isinstance(value, str):
             if value not in DESCRIPTORS:
-                raise ValueError(f"unknown descriptor {value!r}: use one of {sorted(DESCRIPTORS)} or a dict of options")
+                raise InvalidArgument(
+                    f"unknown descriptor {value!r}: use one of {sorted(DESCRIPTORS)} or a dict of options"
+                )
             return DESCRIPTORS[value]
         if isinstance(value, dict):
             unknown = set(value) - set(cls.__dataclass_fields__)
             if unknown:
-                raise ValueError(
+                raise InvalidArgument(
                     f"unknown descriptor keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
                 )
             return cls(**value)
-        raise TypeError(f"descriptor must be a preset name, a dict or a Descriptor, got {type(value).__name__}")
+        raise InvalidType(f"descriptor must be a preset name, a dict or a Descriptor, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "scales": list(self.scales)}
@@ -208,9 +218,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise InvalidArgument(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision == "int8" and self.int8_file is None:
-            raise ValueError(f"model {self.name!r} has no int8 version; use precision='fp32'")
+            raise InvalidArgument(f"model {self.name!r} has no int8 version; use precision='fp32'")
 
     def network_file(self) -> Path:
         """The ONNX file of the network in this spec's precision."""
@@ -257,7 +267,7 @@ class ModelSpec:
             descriptor = "plain"  # GeM pools a feature map: zoo models and local files offer only their output
         wanted = Descriptor.resolve(descriptor)
         if not self.feature_map and (wanted.pooling != "avg" or wanted.scales != (1.0,)):
-            raise ValueError(
+            raise InvalidArgument(
                 f"model {self.name!r} exposes no feature map: its descriptor can only add flip, normalize "
                 "and whiten (pooling='gem' and several scales need a fully convolutional registered model)"
             )
@@ -281,7 +291,7 @@ class ModelSpec:
         if precision == "auto":
             precision = "int8" if self.int8_file is not None and _cpu_has_vnni() else "fp32"
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
+            raise InvalidArgument(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
         return replace(self, precision=precision)
 
     def describe(self) -> dict[str, Any]:
@@ -316,7 +326,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     """Add a model to the registry (its name must be new)."""
     if spec.name in _REGISTRY:
-        raise ValueError(f"a model named {spec.name!r} is already registered")
+        raise InvalidArgument(f"a model named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -332,11 +342,11 @@ def get_spec(model: str | os.PathLike | ModelSpec, preprocessing: dict | Preproc
         return model
     if isinstance(model, str) and model in _REGISTRY:
         if preprocessing is not None:
-            raise ValueError(f"preprocessing= is only for local .onnx files; {model!r} has its own")
+            raise InvalidArgument(f"preprocessing= is only for local .onnx files; {model!r} has its own")
         return _REGISTRY[model]
     if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx"):
         return onnx_file_spec(Path(model), preprocessing)
-    raise ValueError(f"unknown model {model!r}: use one of {available_models()} or a path to a local .onnx file")
+    raise InvalidArgument(f"unknown model {model!r}: use one of {available_models()} or a path to a local .onnx file")
 
 
 def onnx_file_spec(path: Path, preprocessing: dict | Preprocessing | None) -> ModelSpec:
@@ -346,7 +356,7 @@ def onnx_file_spec(path: Path, preprocessing: dict | Preprocessing | None) -> Mo
     if not path.is_file():
         raise FileNotFoundError(f"no such ONNX model file: {path}")
     if preprocessing is None:
-        raise ValueError(
+        raise InvalidArgument(
             f"{path} is a local ONNX file: pass preprocessing= (for example "
             "{'size': (224, 224), 'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225)})"
         )
@@ -354,7 +364,7 @@ def onnx_file_spec(path: Path, preprocessing: dict | Preprocessing | None) -> Mo
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ValueError(f"{path} is not a valid ONNX model ({exc})") from None
+        raise InvalidArgument(f"{path} is not a valid ONNX model ({exc})") from None
     output = session.get_outputs()[0]
     dim = output.shape[-1] if output.shape and isinstance(output.shape[-1], int) else 0
     if not dim:

@@ -28,6 +28,7 @@ import numpy as np
 from lookalike.config import cache_dir
 from lookalike.embed.model_files import file_sha256
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec, register
+from lookalike.errors import ChecksumError, InvalidArgument, MissingExtra, ModelUnavailableError
 from lookalike.files import write_bytes_atomic
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -35,14 +36,6 @@ _SHA1 = re.compile(r"[0-9a-f]{40}")
 #: Seconds to wait for the Hub before saying it cannot be reached ($LOOKALIKE_HUB_TIMEOUT).
 DEFAULT_TIMEOUT = 5.0
 ZOO_EXTRA = "pip install 'lookalike[zoo]'"
-
-
-class ModelUnavailableError(OSError):
-    """A zoo model is not in the cache and cannot be downloaded now."""
-
-
-class ChecksumError(OSError):
-    """A downloaded file does not have the checksum it must have (it has been deleted)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +113,7 @@ def _hub():
     try:
         import huggingface_hub
     except ImportError:
-        raise ImportError(f"zoo models are downloaded with huggingface_hub: {ZOO_EXTRA}") from None
+        raise MissingExtra(f"zoo models are downloaded with huggingface_hub: {ZOO_EXTRA}") from None
     return huggingface_hub
 
 
@@ -134,7 +127,11 @@ def _endpoint() -> str:
 
 
 def _timeout() -> float:
-    return float(os.environ.get("LOOKALIKE_HUB_TIMEOUT") or DEFAULT_TIMEOUT)
+    value = os.environ.get("LOOKALIKE_HUB_TIMEOUT") or DEFAULT_TIMEOUT
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidArgument(f"LOOKALIKE_HUB_TIMEOUT must be a number of seconds, got {value!r}") from None
 
 
 def cached_file(file: HubFile) -> Path | None:
@@ -284,7 +281,7 @@ def fetch(name: str) -> list[Path]:
 
 def get_entry(name: str) -> ZooEntry:
     if name not in ZOO:
-        raise ValueError(f"{name!r} is not a zoo model; zoo models: {sorted(ZOO)}")
+        raise InvalidArgument(f"{name!r} is not a zoo model; zoo models: {sorted(ZOO)}")
     return ZOO[name]
 
 
@@ -350,7 +347,7 @@ class TextEncoder:
         try:
             from tokenizers import Tokenizer
         except ImportError:
-            raise ImportError(f"text queries need the tokenizers package: {ZOO_EXTRA}") from None
+            raise MissingExtra(f"text queries need the tokenizers package: {ZOO_EXTRA}") from None
         tower = entry.text
         self.entry = entry
         self.tokenizer = Tokenizer.from_file(str(fetch_file(tower.tokenizer, entry.name)))
@@ -382,7 +379,7 @@ def text_encoder(spec: ModelSpec) -> TextEncoder:
     entry = ZOO.get(spec.name)
     if entry is None or entry.text is None:
         with_text = sorted(n for n, e in ZOO.items() if e.text)
-        raise ValueError(f"model {spec.name!r} has no text tower: text queries need one of {with_text}")
+        raise InvalidArgument(f"model {spec.name!r} has no text tower: text queries need one of {with_text}")
     if spec.name not in _TEXT:
         _TEXT[spec.name] = TextEncoder(entry)
     return _TEXT[spec.name]

@@ -24,6 +24,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from lookalike.errors import IndexFileError, InvalidArgument
 from lookalike.index.exact import ExactIndex
 from lookalike.index.metrics import check_metric, exact_distances
 
@@ -39,10 +40,6 @@ _EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 #: thread and 0.72 s on two (a busy 2-core machine), for a longer wall time too.
 _SMALL = 20_000
 _NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-
-
-class IndexFileError(ValueError):
-    """A saved ANN index file is missing, damaged, or does not match its model."""
 
 
 def factory_string(method: str, n: int) -> str:
@@ -119,7 +116,7 @@ class ApproximateIndex:
         try:
             index = faiss.index_factory(dim, self.spec, _faiss_metric(self.metric))
         except RuntimeError as exc:
-            raise ValueError(
+            raise InvalidArgument(
                 f"method {self.method!r} is not a faiss index factory string: {_first_line(exc)}"
             ) from None
         if not index.is_trained:

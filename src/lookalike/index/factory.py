@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.errors import InvalidArgument
 from lookalike.index.approximate import NAMED, ApproximateIndex
 from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
@@ -41,7 +42,7 @@ def choose_method(method: str, n: int, dim: int = 512) -> tuple[str, str]:
     'ivf'
     """
     if not isinstance(method, str) or not method:
-        raise ValueError(f"method must be one of {METHODS} or a faiss factory string, got {method!r}")
+        raise InvalidArgument(f"method must be one of {METHODS} or a faiss factory string, got {method!r}")
     if method != "auto":
         return method, "requested"
     limit = exact_limit(dim)
@@ -152,7 +153,7 @@ def check_method(method: str) -> str:
             pass
         else:
             return method
-    raise ValueError(
+    raise InvalidArgument(
         f"method must be one of {METHODS} or a faiss index factory string like 'IVF1024,Flat', got {method!r}"
     )
 

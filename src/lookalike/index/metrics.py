@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from lookalike.errors import InvalidArgument
+
 METRICS = ("euclidean", "cosine", "dot")
 
 
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise InvalidArgument(f"metric must be one of {METRICS}, got {metric!r}")
     return metric
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from lookalike.errors import InvalidArgument
 from lookalike.ingest.download import is_url
 
 _IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, Image.Image)
@@ -48,17 +49,21 @@ def find_feature_column(
     """
     if feature is not None:
         if feature not in table.columns:
-            raise ValueError(f"feature column {feature!r} is not in the dataset; its columns are {list(table.columns)}")
+            raise InvalidArgument(
+                f"feature column {feature!r} is not in the dataset; its columns are {list(table.columns)}"
+            )
         kind = column_kind(table[feature])
         if kind is None or (want and kind != want):
             expected = {"image": "image paths, URLs, bytes, PIL images or arrays", "vector": "1-D embedding arrays"}
-            raise ValueError(f"feature column {feature!r} does not hold {expected[want or 'image']}")
+            raise InvalidArgument(f"feature column {feature!r} does not hold {expected[want or 'image']}")
         return feature
     kinds = {name: column_kind(table[name]) for name in table.columns}
     candidates = [name for name, kind in kinds.items() if kind and (want is None or kind == want) and name != label]
     if not candidates:
         what = "embedding vectors" if want == "vector" else "images (paths, URLs, bytes, PIL images or arrays)"
-        raise ValueError(f"no column of the dataset holds {what}; columns are {list(table.columns)}: pass feature=")
+        raise InvalidArgument(
+            f"no column of the dataset holds {what}; columns are {list(table.columns)}: pass feature="
+        )
     if len(candidates) > 1:
         preferred = [c for c in _PREFERRED_FEATURES if c in candidates]
         if preferred:
@@ -66,7 +71,7 @@ def find_feature_column(
         urls = [c for c in candidates if holds_urls(table[c])]
         if len(urls) == 1:
             return urls[0]
-        raise ValueError(f"several columns could hold the images {candidates}: pass feature= to choose one")
+        raise InvalidArgument(f"several columns could hold the images {candidates}: pass feature= to choose one")
     return candidates[0]
 
 

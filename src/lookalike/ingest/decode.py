@@ -1,7 +1,8 @@
 """Open any supported image robustly and turn it into 8-bit RGB.
 
-Every failure becomes an :class:`ImageError` that names the image and says
-why, so callers can skip and report it instead of crashing a whole batch.
+Every failure becomes an :class:`ImageError` that names the image, says
+why and gives the kind of failure (``"truncated"``, ``"not an image"``...),
+so callers can skip and report it instead of crashing a whole batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lookalike.errors import ImageError
+
 #: Images with more pixels than this are refused as decompression bombs
 #: (Pillow's own warning threshold, about 89 megapixels).
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
@@ -26,15 +29,6 @@ FORMATS_EXTRA = "pip install 'lookalike[formats]'"
 
 _plugins_lock = threading.Lock()
 _plugins_registered = False
-
-
-class ImageError(ValueError):
-    """An image could not be read. ``source`` names it, ``reason`` says why."""
-
-    def __init__(self, source: str, reason: str):
-        super().__init__(f"{source}: {reason}")
-        self.source = source
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -106,26 +100,28 @@ _OTHER_SIGNATURES = (
 )
 
 
-def _unidentified_reason(head: bytes) -> str:
+def _unidentified(name: str, head: bytes) -> ImageError:
     """Why Pillow could not identify data starting with ``head``: a known unsupported format, text, or unknown."""
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in _HEIF_BRANDS:
-            name = _HEIF_BRANDS[brand]
-            needs = "pillow-heif" if name != "AVIF" else "a Pillow built with AVIF, 11.3 or later"
-            return f"unsupported format ({name}: needs {needs}; {FORMATS_EXTRA} adds it)"
-        return f"unsupported format (ISO media file of brand {brand.decode('latin-1')!r}, not a still image)"
-    for signature, name in _OTHER_SIGNATURES:
+            format_name = _HEIF_BRANDS[brand]
+            needs = "pillow-heif" if format_name != "AVIF" else "a Pillow built with AVIF, 11.3 or later"
+            reason = f"unsupported format ({format_name}: needs {needs}; {FORMATS_EXTRA} adds it)"
+            return ImageError(name, reason, "unsupported format")
+        reason = f"unsupported format (ISO media file of brand {brand.decode('latin-1')!r}, not a still image)"
+        return ImageError(name, reason, "unsupported format")
+    for signature, format_name in _OTHER_SIGNATURES:
         if head.startswith(signature):
-            return f"unsupported format ({name})"
+            return ImageError(name, f"unsupported format ({format_name})", "unsupported format")
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
-        return "not an image (an HTML page)"
+        return ImageError(name, "not an image (an HTML page)", "not an image")
     if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
-        return "unsupported format (SVG: vector images are not supported)"
+        return ImageError(name, "unsupported format (SVG: vector images are not supported)", "unsupported format")
     if head and b"\x00" not in head and _is_utf8(head):
-        return "not an image (text)"
-    return "not an image, or a format Pillow cannot read"
+        return ImageError(name, "not an image (text)", "not an image")
+    return ImageError(name, "not an image, or a format Pillow cannot read", "not an image")
 
 
 def _is_utf8(head: bytes) -> bool:
@@ -152,19 +148,19 @@ def _open_file(source: Any) -> Image.Image:
     name = describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise ImageError(name, "empty data (0 bytes)")
+            raise ImageError(name, "empty data (0 bytes)", "empty")
         fp: Any = io.BytesIO(bytes(source))
     else:
         path = Path(source)
         try:
             if path.stat().st_size == 0:
-                raise ImageError(name, "empty file (0 bytes)")
+                raise ImageError(name, "empty file (0 bytes)", "empty")
         except FileNotFoundError:
-            raise ImageError(name, "file not found") from None
+            raise ImageError(name, "file not found", "file not found") from None
         except PermissionError:
-            raise ImageError(name, "permission denied") from None
+            raise ImageError(name, "permission denied", "permission denied") from None
         if path.is_dir():
-            raise ImageError(name, "is a directory, not an image")
+            raise ImageError(name, "is a directory, not an image", "is a directory")
         fp = path
     try:
         with warnings.catch_warnings():
@@ -172,13 +168,13 @@ def _open_file(source: Any) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(fp)
     except PermissionError:
-        raise ImageError(name, "permission denied") from None
+        raise ImageError(name, "permission denied", "permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError(name, _unidentified_reason(_read_head(fp))) from None
+        raise _unidentified(name, _read_head(fp)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(name, "image dimensions exceed the decompression-bomb limit") from None
+        raise ImageError(name, "image dimensions exceed the decompression-bomb limit", "too large") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(name, f"unreadable image ({exc})") from None
+        raise ImageError(name, f"unreadable image ({exc})", "unreadable image") from None
     _check_size(name, image)
     return image
 
@@ -186,12 +182,13 @@ def _open_file(source: Any) -> Image.Image:
 def _check_size(name: str, image: Image.Image) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise ImageError(name, f"invalid dimensions {width}x{height}")
+        raise ImageError(name, f"invalid dimensions {width}x{height}", "invalid dimensions")
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageError(
             name,
             f"{width}x{height} = {width * height:,} pixels exceeds the decompression-bomb "
             f"limit of {MAX_IMAGE_PIXELS:,} (lookalike.ingest.decode.MAX_IMAGE_PIXELS)",
+            "too large",
         )
 
 
@@ -224,7 +221,9 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ImageError(name, "an image array must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)")
+        raise ImageError(
+            name, "an image array must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)", "unsupported image type"
+        )
     if array.dtype == np.uint16:
         # 16-bit pixels span 0..65535: scale them, as to_rgb does for 16-bit files, instead of clipping at 255.
         array = (array.astype(np.float32) * (255.0 / 65535.0)).round().astype(np.uint8)
@@ -268,7 +267,9 @@ def decode_image(source: Any, min_size: tuple[int, int] | None = None) -> tuple[
         image = _from_array(source, name)
         return to_rgb(image), ImageInfo(image.size[0], image.size[1], "", image.mode)
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
-        raise ImageError(name, "unsupported image type (expected a path, bytes, PIL image or array)")
+        raise ImageError(
+            name, "unsupported image type (expected a path, bytes, PIL image or array)", "unsupported image type"
+        )
     image = _open_file(source)
     info = ImageInfo(image.size[0], image.size[1], image.format or "", image.mode)
     try:
@@ -285,10 +286,11 @@ def decode_image(source: Any, min_size: tuple[int, int] | None = None) -> tuple[
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(name, "image dimensions exceed the decompression-bomb limit") from None
+        raise ImageError(name, "image dimensions exceed the decompression-bomb limit", "too large") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = "truncated image data" if "truncated" in str(exc) else f"cannot decode ({exc})"
-        raise ImageError(name, reason) from None
+        if "truncated" in str(exc):  # Pillow says so only in its message
+            raise ImageError(name, "truncated image data", "truncated") from None
+        raise ImageError(name, f"cannot decode ({exc})", "cannot decode") from None
     finally:
         image.close()
 

@@ -41,8 +41,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.config import cache_dir
+from lookalike.errors import Failure, ImageError, InvalidArgument, InvalidType
 from lookalike.files import commit_file
-from lookalike.ingest.decode import ImageError, probe
+from lookalike.ingest.decode import describe, probe
 
 if TYPE_CHECKING:
     import httpx  # imported where used: it costs ~0.1 s at startup, and most runs download nothing
@@ -114,17 +115,17 @@ class DownloadSettings:
         for name in ("concurrency", "max_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"download setting {name} must be a positive integer, got {value!r}")
+                raise InvalidArgument(f"download setting {name} must be a positive integer, got {value!r}")
         for name in ("retries", "max_redirects"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"download setting {name} must be a non-negative integer, got {value!r}")
+                raise InvalidArgument(f"download setting {name} must be a non-negative integer, got {value!r}")
         for name in ("connect_timeout", "read_timeout", "deadline", "backoff", "max_backoff"):
             value = getattr(self, name)
             least = 0 if name in ("backoff", "max_backoff") else 1e-3
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
                 kind = "non-negative" if least == 0 else "positive"
-                raise ValueError(f"download setting {name} must be a {kind} number of seconds, got {value!r}")
+                raise InvalidArgument(f"download setting {name} must be a {kind} number of seconds, got {value!r}")
 
     @classmethod
     def of(cls, value: DownloadSettings | dict | None) -> DownloadSettings:
@@ -137,18 +138,19 @@ class DownloadSettings:
             known = {f.name for f in fields(cls)}
             unknown = sorted(set(value) - known)
             if unknown:
-                raise ValueError(f"unknown download settings {unknown}; known ones are {sorted(known)}")
+                raise InvalidArgument(f"unknown download settings {unknown}; known ones are {sorted(known)}")
             return replace(cls(), **value)
-        raise TypeError(f"download must be a dict or DownloadSettings, got {type(value).__name__}")
+        raise InvalidType(f"download must be a dict or DownloadSettings, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
 class Download:
-    """The outcome for one URL: a local ``path``, or the ``reason`` it could not be fetched."""
+    """The outcome for one URL: a local ``path``, or the ``reason`` it could not be fetched and its ``kind``."""
 
     url: str
     path: Path | None = None
     reason: str | None = None
+    kind: str | None = None  # "HTTP 404", "timeout", "too large", "not an image"...
     cached: bool = False  # found in the download cache: no request was made
 
 
@@ -218,8 +220,9 @@ class _PartFile:
 class _Retryable(Exception):
     """A transient failure: worth another attempt after ``delay`` seconds (None: the backoff schedule)."""
 
-    def __init__(self, reason: str, delay: float | None = None):
+    def __init__(self, kind: str, reason: str, delay: float | None = None):
         super().__init__(reason)
+        self.kind = kind
         self.reason = reason
         self.delay = delay
 
@@ -236,74 +239,76 @@ async def _fetch_once(
     async with client.stream("GET", url) as response:
         status = response.status_code
         if not 200 <= status < 300:
-            reason = f"HTTP {status}" + (f" ({response.reason_phrase})" if response.reason_phrase else "")
+            kind = f"HTTP {status}"
+            reason = kind + (f" ({response.reason_phrase})" if response.reason_phrase else "")
             if status in RETRY_STATUSES or status >= 500:
-                raise _Retryable(reason, _retry_after(response))
-            return Download(url, reason=reason)
+                raise _Retryable(kind, reason, _retry_after(response))
+            return Download(url, reason=reason, kind=kind)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > settings.max_bytes:
-            return Download(url, reason=f"too large (> {settings.max_bytes} bytes: Content-Length is {declared})")
+            reason = f"too large (> {settings.max_bytes} bytes: Content-Length is {declared})"
+            return Download(url, reason=reason, kind="too large")
         with cache.writer(url) as part:
             async for chunk in response.aiter_bytes(_CHUNK):  # decoded bytes: a gzip bomb hits the cap too
                 if part.size + len(chunk) > settings.max_bytes:
-                    return Download(url, reason=f"too large (> {settings.max_bytes} bytes)")
+                    return Download(url, reason=f"too large (> {settings.max_bytes} bytes)", kind="too large")
                 part.write(chunk)
             if part.size == 0:
-                return Download(url, reason="empty response (0 bytes)")
+                return Download(url, reason="empty response (0 bytes)", kind="empty")
             try:
                 probe(part.finish())  # the bytes decide whether this is an image, not the URL or Content-Type
             except ImageError as exc:
-                return Download(url, reason=exc.reason)
+                return Download(url, reason=exc.reason, kind=exc.kind)
             return Download(url, path=part.commit())
 
 
-def _transport_reason(exc: Exception, settings: DownloadSettings) -> tuple[str, bool]:
-    """(reason, worth retrying) for an exception raised while fetching."""
+def _transport_failure(exc: Exception, settings: DownloadSettings) -> tuple[str, str, bool]:
+    """(kind, reason, worth retrying) for an exception raised while fetching."""
     import httpx
 
     if isinstance(exc, httpx.ConnectTimeout):
-        return f"timeout (no connection within {settings.connect_timeout:g} s)", True
+        return "timeout", f"timeout (no connection within {settings.connect_timeout:g} s)", True
     if isinstance(exc, httpx.PoolTimeout):
-        return "timeout (no free connection)", False
+        return "timeout", "timeout (no free connection)", False
     if isinstance(exc, httpx.TimeoutException):
-        return f"timeout (no data for {settings.read_timeout:g} s)", False
+        return "timeout", f"timeout (no data for {settings.read_timeout:g} s)", False
     if isinstance(exc, httpx.TooManyRedirects):
-        return f"too many redirects (more than {settings.max_redirects})", False
+        return "too many redirects", f"too many redirects (more than {settings.max_redirects})", False
     if isinstance(exc, httpx.UnsupportedProtocol):
-        return f"unsupported URL scheme ({exc})", False
+        return "bad URL", f"unsupported URL scheme ({exc})", False
     if isinstance(exc, httpx.InvalidURL):
-        return f"invalid URL ({exc})", False
+        return "bad URL", f"invalid URL ({exc})", False
     if isinstance(exc, httpx.ConnectError):
-        return f"connection failed ({exc or type(exc).__name__})", True
+        return "connection failed", f"connection failed ({exc or type(exc).__name__})", True
     if isinstance(exc, httpx.RemoteProtocolError) and "complete message body" in str(exc):
         # h11's "peer closed connection without sending complete message body: received X bytes, expected Y"
-        return f"truncated download ({exc})", True
+        return "truncated", f"truncated download ({exc})", True
     if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
-        return f"connection broken mid-response ({exc or type(exc).__name__})", True
+        return "connection failed", f"connection broken mid-response ({exc or type(exc).__name__})", True
     if isinstance(exc, OSError):  # writing the cache: a full disk, permissions
-        return f"cannot write the download cache ({exc})", False
-    return f"download failed ({type(exc).__name__}: {exc})", False
+        return "cache write failed", f"cannot write the download cache ({exc})", False
+    return "download failed", f"download failed ({type(exc).__name__}: {exc})", False
 
 
 async def _fetch(client: httpx.AsyncClient, url: str, settings: DownloadSettings, cache: DownloadCache) -> Download:
     """Fetch ``url`` with retries and a deadline per attempt; never raises for a bad URL or server."""
-    reason = ""
+    kind = reason = ""
     for attempt in range(settings.retries + 1):
         delay = None
         try:
             return await asyncio.wait_for(_fetch_once(client, url, settings, cache), settings.deadline)
         except asyncio.TimeoutError:
-            return Download(url, reason=f"timeout (download took over {settings.deadline:g} s)")
+            return Download(url, reason=f"timeout (download took over {settings.deadline:g} s)", kind="timeout")
         except _Retryable as exc:
-            reason, delay = exc.reason, exc.delay
+            kind, reason, delay = exc.kind, exc.reason, exc.delay
         except Exception as exc:  # one odd URL or server must never stop the others
-            reason, transient = _transport_reason(exc, settings)
+            kind, reason, transient = _transport_failure(exc, settings)
             if not transient:
-                return Download(url, reason=reason)
+                return Download(url, reason=reason, kind=kind)
         if attempt < settings.retries:
             await asyncio.sleep(min(settings.max_backoff, settings.backoff * 2**attempt if delay is None else delay))
     tries = settings.retries + 1
-    return Download(url, reason=reason if tries == 1 else f"{reason}, after {tries} tries")
+    return Download(url, reason=reason if tries == 1 else f"{reason}, after {tries} tries", kind=kind)
 
 
 async def _fetch_all(
@@ -404,9 +409,9 @@ def download(
     """Fetch http(s) URLs into the download cache: one :class:`Download` per URL, in order.
 
     URLs already in the cache are not requested again. Failures never
-    raise: each one's ``reason`` starts with what went wrong (``"HTTP 404"``,
+    raise: each one has a ``reason`` and its ``kind`` (``"HTTP 404"``,
     ``"timeout"``, ``"too large"``, ``"too many redirects"``, ``"connection
-    failed"``, ``"not an image"``, ``"unsupported format"``, ``"unsupported URL scheme"``...).
+    failed"``, ``"not an image"``, ``"unsupported format"``, ``"bad URL"``...).
 
     Parameters
     ----------
@@ -421,8 +426,8 @@ def download(
     Examples
     --------
     >>> from lookalike.ingest.download import download
-    >>> [d.reason for d in download(["https://example.com/missing.jpg"], verbose=False)]  # doctest: +SKIP
-    ['HTTP 404 (Not Found)']
+    >>> [(d.kind, d.reason) for d in download(["https://example.com/missing.jpg"], verbose=False)]  # doctest: +SKIP
+    [('HTTP 404', 'HTTP 404 (Not Found)')]
     """
     settings = DownloadSettings.of(settings)
     cache = cache or DownloadCache()
@@ -435,8 +440,12 @@ def download(
     for url in unique:
         scheme = url_scheme(url)
         if scheme not in URL_SCHEMES:
-            reason = f"unsupported URL scheme {scheme!r} (only http and https URLs are downloaded)"
-            found[url] = Download(url, reason=reason if scheme else "not a URL (expected http:// or https://)")
+            reason = (
+                f"unsupported URL scheme {scheme!r} (only http and https URLs are downloaded)"
+                if scheme
+                else "not a URL (expected http:// or https://)"
+            )
+            found[url] = Download(url, reason=reason, kind="bad URL")
         elif (path := cache.get(url)) is not None:
             found[url] = Download(url, path=path, cached=True)
         else:
@@ -455,16 +464,23 @@ def download(
 class Localized:
     """Image sources with URLs swapped for downloaded files (see :func:`localize`)."""
 
-    sources: list[Any]  # the sources that can be decoded, URLs replaced by local paths
-    ok: np.ndarray  # their positions in the input
-    failures: list[tuple[int, str]] = field(default_factory=list)  # (input position, reason) of URLs not fetched
+    inputs: Sequence[Any]  # the sources as given
+    sources: list[Any] = field(default_factory=list)  # the ones that can be decoded, URLs replaced by local paths
+    ok: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # their positions in ``inputs``
+    failures: list[Failure] = field(default_factory=list)  # of the inputs that were not fetched
     downloaded: int = 0
     from_cache: int = 0
 
-    def merge(self, ok: np.ndarray, failures: list[tuple[int, str]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-        """Map a later stage's ``ok``/``failures`` over :attr:`sources` back to input positions, adding these failures."""
-        mapped = [(int(self.ok[p]), reason) for p, reason in failures]
-        return self.ok[np.asarray(ok, dtype=np.int64)], sorted(self.failures + mapped)
+    def merge(self, ok: np.ndarray, failures: list[Failure]) -> tuple[np.ndarray, list[Failure]]:
+        """Map a later stage's ``ok``/``failures`` over :attr:`sources` back to the inputs, adding these failures.
+
+        A failure of a downloaded file is named by its URL, not by its place in the download cache.
+        """
+        mapped = [
+            replace(f, position=int(self.ok[f.position]), source=describe(self.inputs[self.ok[f.position]]))
+            for f in failures
+        ]
+        return self.ok[np.asarray(ok, dtype=np.int64)], sorted(self.failures + mapped, key=lambda f: f.position)
 
     def stats(self) -> dict[str, int]:
         """``downloaded`` and ``downloads_cached`` counts, or nothing when no URL was fetched."""
@@ -492,19 +508,21 @@ def localize(
     results = iter(
         download([s for s, scheme in zip(sources, schemes, strict=True) if scheme], settings, verbose=verbose)
     )
-    local = Localized([], np.empty(0, dtype=np.int64))
+    local = Localized(sources)
     ok = []
     for position, (source, scheme) in enumerate(zip(sources, schemes, strict=True)):
         if scheme is None:
             if pd.api.types.is_scalar(source) and pd.isna(source):
-                local.failures.append((position, "no path or URL (empty value)"))
+                local.failures.append(
+                    Failure(position, describe(source), "missing value", "no path or URL (empty value)")
+                )
             else:
                 local.sources.append(source)
                 ok.append(position)
             continue
         result = next(results)
         if result.path is None:
-            local.failures.append((position, result.reason))
+            local.failures.append(Failure(position, describe(source), result.kind, result.reason))
             continue
         local.sources.append(str(result.path))
         ok.append(position)

@@ -11,15 +11,18 @@ import glob
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lookalike.errors import Failure, ImageError, InvalidArgument
 from lookalike.ingest.columns import find_feature_column
-from lookalike.ingest.decode import ImageError, describe, probe
+from lookalike.ingest.decode import describe, probe
 from lookalike.ingest.download import DownloadSettings, localize, url_scheme
+from lookalike.ingest.report import failure_record
 
 #: File extensions taken as images when walking a folder (compared lower-case).
 IMAGE_EXTENSIONS = frozenset(
@@ -78,7 +81,7 @@ def list_image_files(url: str | os.PathLike | Sequence[str | os.PathLike], recur
             files.extend(_walk(path, recursive))
         elif path.exists():
             if path.suffix.lower() in TABLE_EXTENSIONS:
-                raise ValueError(f"{source} is a table of images: pass it alone, not in a list with other sources")
+                raise InvalidArgument(f"{source} is a table of images: pass it alone, not in a list with other sources")
             files.append(path)
         elif glob.has_magic(str(source)):
             for match in sorted(glob.glob(str(source), recursive=recursive)):
@@ -129,9 +132,9 @@ def read_table(path: str | os.PathLike, text_columns: Iterable[str | None] = ())
             text = {name: str for name in text_columns if name is not None}
             table = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=text)
     except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
-        raise ValueError(f"cannot read the table {path}: {exc}") from None
+        raise InvalidArgument(f"cannot read the table {path}: {exc}") from None
     if len(table) == 0:
-        raise ValueError(f"the table {path} has no rows")
+        raise InvalidArgument(f"the table {path} has no rows")
     return table
 
 
@@ -147,15 +150,15 @@ def expand_sources(source: str | os.PathLike | Sequence[str | os.PathLike], recu
     return found
 
 
-def _read_header(path: Any) -> tuple[int, int, str, int, float] | str:
-    """(width, height, format, bytes, mtime), or the reason the file is unusable."""
+def _read_header(path: Any) -> tuple[int, int, str, int, float] | ImageError:
+    """(width, height, format, bytes, mtime), or why the file is unusable."""
     try:
         info = probe(path)
         stat = os.stat(path)
     except ImageError as exc:
-        return exc.reason
+        return exc
     except OSError as exc:
-        return f"cannot read file ({exc.strerror or exc})"
+        return ImageError(describe(path), f"cannot read file ({exc.strerror or exc})", "unreadable file")
     return info.width, info.height, info.format, stat.st_size, stat.st_mtime
 
 
@@ -193,9 +196,9 @@ def load_images(
         how lookalike reaches the pixels. Tables keep their own column names.
     ignore_failure : bool, default True
         Skip images that cannot be read or downloaded and list them in
-        ``df.attrs["failures"]`` (a list of ``{"path", "reason"}``, plus
-        ``"id"`` with ``label``). When False, the first such image raises
-        :class:`~lookalike.ImageError`.
+        ``df.attrs["failures"]`` (a list of ``{"path", "kind", "reason"}``,
+        plus ``"id"`` with ``label``; see :class:`~lookalike.errors.Failure`).
+        When False, the first such image raises :class:`~lookalike.ImageError`.
     random_order : bool, default False
         Shuffle the rows (otherwise they keep the order of the table, or are sorted by path).
     feature : str, optional
@@ -228,7 +231,7 @@ def load_images(
         table = url.reset_index(drop=True) if isinstance(url, pd.DataFrame) else read_table(url, (label, feature))
         column = find_feature_column(table, feature, want="image", label=label)
         if not table[column].map(lambda v: isinstance(v, (str, os.PathLike)) or v is None or v != v).all():
-            raise ValueError(f"load_images reads image files and URLs, but column {column!r} holds other values")
+            raise InvalidArgument(f"load_images reads image files and URLs, but column {column!r} holds other values")
     else:
         column = "path" if with_path else "image"
         table = pd.DataFrame({column: expand_sources(url, recursive=recursive)})
@@ -236,18 +239,16 @@ def load_images(
     local = localize(values, download, verbose=verbose)
     with ThreadPoolExecutor(_PROBE_THREADS) as pool:
         headers = list(pool.map(_read_header, local.sources))
-    header_failures = [(p, h) for p, h in enumerate(headers) if isinstance(h, str)]
-    ok, failed = local.merge([p for p, h in enumerate(headers) if not isinstance(h, str)], header_failures)
+    header_failures = [Failure.of(p, h) for p, h in enumerate(headers) if isinstance(h, ImageError)]
+    ok, failed = local.merge([p for p, h in enumerate(headers) if not isinstance(h, ImageError)], header_failures)
     if failed and not ignore_failure:
-        position, reason = failed[0]
-        raise ImageError(describe(values[position]), reason)
+        raise failed[0].error()
     ids = table[label].tolist() if label is not None and label in table.columns else None
-    failures = [
-        {**({"id": ids[p]} if ids is not None else {}), "path": describe(values[p]), "reason": reason}
-        for p, reason in failed
-    ]
+    if ids is not None:
+        failed = [replace(f, id=ids[f.position]) for f in failed]
+    failures = [failure_record(f, with_id=ids is not None) for f in failed]
     found = table.iloc[ok].reset_index(drop=True)
-    header = pd.DataFrame([h for h in headers if not isinstance(h, str)], columns=_HEADER_COLUMNS)
+    header = pd.DataFrame([h for h in headers if not isinstance(h, ImageError)], columns=_HEADER_COLUMNS)
     for name, dtype in _HEADER_COLUMNS.items():
         found[name] = header[name].to_numpy(dtype=dtype)
     if random_order:

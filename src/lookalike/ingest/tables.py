@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
+from lookalike.ingest.report import failure_from_record
 from lookalike.ingest.sources import expand_sources, is_table_file, read_table
 
 
@@ -26,23 +28,25 @@ def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
         matrix = np.stack([np.asarray(v, dtype=np.float32) for v in values])
     except ValueError:
         lengths = sorted({len(v) for v in values})
-        raise ValueError(f"{where}: embedding vectors must all have one length, found lengths {lengths[:5]}") from None
+        raise InvalidArgument(
+            f"{where}: embedding vectors must all have one length, found lengths {lengths[:5]}"
+        ) from None
     if matrix.ndim != 2:
-        raise ValueError(f"{where}: embeddings must be 1-D vectors")
+        raise InvalidArgument(f"{where}: embeddings must be 1-D vectors")
     if not np.isfinite(matrix).all():
         bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
-        raise ValueError(f"{where}: embedding row {bad} holds NaN or infinite values")
+        raise InvalidArgument(f"{where}: embedding row {bad} holds NaN or infinite values")
     return matrix
 
 
 @dataclass
 class Rows:
-    """A dataset made uniform: a table, its image (or vector) column, and load failures."""
+    """A dataset made uniform: a table, its image (or vector) column, and the inputs ``load_images`` left out."""
 
     table: pd.DataFrame
     feature: str | None  # None when ``vectors`` holds the data
     vectors: np.ndarray | None = None
-    failures: list[dict] | None = None
+    failures: list[Failure] | None = None
 
 
 def as_rows(
@@ -51,7 +55,9 @@ def as_rows(
     """Normalise ``create``'s dataset argument (folder, glob, list of paths or URLs, table file, DataFrame, 2-D array)."""
     if isinstance(dataset, np.ndarray):
         if dataset.ndim != 2 or not np.issubdtype(dataset.dtype, np.number):
-            raise ValueError(f"an array dataset must be a 2-D (n, d) matrix of embeddings, got shape {dataset.shape}")
+            raise InvalidArgument(
+                f"an array dataset must be a 2-D (n, d) matrix of embeddings, got shape {dataset.shape}"
+            )
         return Rows(pd.DataFrame(index=range(len(dataset))), None, stack_vectors(list(dataset), "dataset"))
     if is_table_file(dataset):
         dataset = read_table(dataset, (label, feature))
@@ -59,23 +65,20 @@ def as_rows(
         isinstance(dataset, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in dataset)
     ):
         if isinstance(dataset, (list, tuple)) and not dataset:
-            raise ValueError("dataset is empty: the list of paths has no entries")
+            raise InvalidArgument("dataset is empty: the list of paths has no entries")
         # Headers are not probed here: the decoder reads them anyway, and cached files need neither.
         return Rows(pd.DataFrame({"path": expand_sources(dataset, recursive=recursive)}), "path", None, [])
     if isinstance(dataset, pd.DataFrame):
+        failed = [failure_from_record(record) for record in dataset.attrs.get("failures", [])]
         if len(dataset) == 0:
-            failed = dataset.attrs.get("failures") or []  # load_images of a folder of unreadable files
-            detail = (
-                f" ({len(failed)} files could not be read, first: {failed[0]['path']}: {failed[0]['reason']})"
-                if failed
-                else ""
-            )
-            raise ValueError(f"dataset is empty: the DataFrame has no rows{detail}")
+            # load_images of a folder of unreadable files
+            detail = f" ({len(failed)} files could not be read, first: {failed[0]})" if failed else ""
+            raise InvalidArgument(f"dataset is empty: the DataFrame has no rows{detail}")
         column = find_feature_column(dataset, feature, want="vector" if vectors_only else None, label=label)
         if column_kind(dataset[column]) == "vector":
             return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
-        return Rows(dataset, column, None, list(dataset.attrs.get("failures", [])))
-    raise TypeError(
+        return Rows(dataset, column, None, failed)
+    raise InvalidType(
         "dataset must be a folder, file, glob or URL, a list of those, a table file (.csv, .tsv, .parquet, .txt), "
         "a pandas DataFrame, or a 2-D "
         f"numpy array of embeddings; got {type(dataset).__name__}"
@@ -94,7 +97,7 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
         # Float arrays of 1 or 2 dimensions are embeddings; a float grayscale image must be HxWx1.
         if np.issubdtype(dataset.dtype, np.floating) and dataset.ndim in (1, 2):
             if dataset.shape[-1] != dim:
-                raise ValueError(
+                raise InvalidArgument(
                     f"query embeddings have length {dataset.shape[-1]}, but this model's have length {dim} "
                     "(a float grayscale image must be passed as HxWx1)"
                 )
@@ -102,16 +105,16 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
             return Rows(pd.DataFrame(index=range(len(matrix))), None, stack_vectors(list(matrix), "query"))
         if value_kind(dataset) == "image":
             return Rows(pd.DataFrame({"image": [dataset]}), "image")
-        raise ValueError(
+        raise InvalidArgument(
             f"a query array must be an image (HxW or HxWxC) or embeddings of length {dim}, got shape {dataset.shape}"
         )
     if isinstance(dataset, (list, tuple)):
         if not dataset:
-            raise ValueError("query dataset is empty")
+            raise InvalidArgument("query dataset is empty")
         kinds = {value_kind(v) for v in dataset}
         if None in kinds or len(kinds) > 1:
             bad = next(v for v in dataset if value_kind(v) is None or value_kind(v) != value_kind(dataset[0]))
-            raise TypeError(f"query list items must all be images or all embeddings; got {type(bad).__name__}")
+            raise InvalidType(f"query list items must all be images or all embeddings; got {type(bad).__name__}")
         for value in dataset:
             if isinstance(value, (str, os.PathLike)) and not Path(value).exists():
                 raise FileNotFoundError(f"query image not found: {value}")
@@ -120,14 +123,14 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
         return Rows(pd.DataFrame({"image": list(dataset)}), "image")
     if isinstance(dataset, pd.DataFrame):
         if len(dataset) == 0:
-            raise ValueError("query dataset is empty: the DataFrame has no rows")
+            raise InvalidArgument("query dataset is empty: the DataFrame has no rows")
         if feature is not None and feature not in dataset.columns:
             feature = None  # the model's own feature name does not bind a new table
         column = find_feature_column(dataset, feature, label=label)
         if column_kind(dataset[column]) == "vector":
             return Rows(dataset, None, stack_vectors(dataset[column].tolist(), f"column {column!r}"))
         return Rows(dataset, column)
-    raise TypeError(
+    raise InvalidType(
         "query dataset must be an image path, PIL image, bytes, numpy array, a list of those, "
         f"or a pandas DataFrame; got {type(dataset).__name__}"
     )
@@ -138,11 +141,11 @@ def labels_of(table: pd.DataFrame, label: str | None, what: str, unique: bool = 
     if label is None:
         return np.arange(len(table))
     if label not in table.columns:
-        raise ValueError(f"label column {label!r} is not in the {what}; its columns are {list(table.columns)}")
+        raise InvalidArgument(f"label column {label!r} is not in the {what}; its columns are {list(table.columns)}")
     values = table[label].to_numpy()
     if table[label].isna().any():
-        raise ValueError(f"label column {label!r} has missing values")
+        raise InvalidArgument(f"label column {label!r} has missing values")
     duplicated = table[label][table[label].duplicated()]
     if unique and len(duplicated):
-        raise ValueError(f"label column {label!r} must be unique; {duplicated.iloc[0]!r} appears more than once")
+        raise InvalidArgument(f"label column {label!r} must be unique; {duplicated.iloc[0]!r} appears more than once")
     return values

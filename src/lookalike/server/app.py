@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from lookalike.config import cache_dir
+from lookalike.errors import InvalidType
 from lookalike.server.collection import Collection
 from lookalike.server.errors import add_error_handlers, error_responses
 from lookalike.server.routes import API_ROUTERS, page
@@ -66,7 +67,7 @@ def create_app(
     >>> uvicorn.run(create_app(lk.load_model("photos.lookalike")))  # doctest: +SKIP
     """
     if isinstance(similarity_model, str | os.PathLike):
-        raise TypeError(
+        raise InvalidType(
             f"create_app takes a model, not a path: load it first with lookalike.load_model({similarity_model!r})"
         )
     app = FastAPI(

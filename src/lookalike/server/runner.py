@@ -9,6 +9,7 @@ import webbrowser
 from dataclasses import dataclass, field
 from typing import Any
 
+from lookalike.errors import CannotListen, MissingExtra
 from lookalike.server.security import LOOPBACK_NAMES, check_bind, is_loopback
 from lookalike.validation import renamed_argument
 
@@ -20,7 +21,7 @@ def _uvicorn():
     try:
         import uvicorn
     except ImportError:
-        raise ImportError("the web explorer needs the server extra: pip install 'lookalike[server]'") from None
+        raise MissingExtra("the web explorer needs the server extra: pip install 'lookalike[server]'") from None
     return uvicorn
 
 
@@ -44,7 +45,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)
     return sock
 

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lookalike.errors import InvalidArgument
+
 #: Scripts, styles, fonts, images and fetches from this origin only; blob: carries images fetched with a token.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob:; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -46,7 +48,7 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a bearer token."""
     if not is_loopback(host) and not token:
-        raise ValueError(
+        raise InvalidArgument(
             f"refusing to serve on {host} without a token: anyone who can reach it could browse your images. "
             "Pass --token SECRET (or set LOOKALIKE_TOKEN), or bind to 127.0.0.1"
         )

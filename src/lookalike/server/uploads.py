@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lookalike.errors import LookalikeError
 from lookalike.ingest.decode import ImageError, ImageInfo, probe
 
 #: Decoded formats accepted from uploads: Pillow's still-image formats a browser or camera produces.
@@ -23,8 +24,10 @@ class UploadLimits:
     max_pixels: int
 
 
-class UploadError(ValueError):
+class UploadError(LookalikeError, ValueError):
     """An upload refused before decoding; ``status`` is the HTTP status that says why."""
+
+    kind = "bad upload"
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
