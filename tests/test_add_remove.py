@@ -82,14 +82,14 @@ def test_hnsw_tombstones_are_saved_and_compacted(tmp_path):
     vectors = clustered(2000)
     model = lk.create(vectors, model=None, method="hnsw")
     model.remove(np.arange(0, 600))
-    assert model.core.index.describe()["tombstones"] == 600  # HNSW cannot drop nodes: skipped at search time
+    assert model.core.index.record()["tombstones"] == 600  # HNSW cannot drop nodes: skipped at search time
     model.save(tmp_path / "m")
     loaded = lk.load_model(tmp_path / "m")
     queries = clustered(50, seed=7)
     assert loaded.query(queries, k=5).equals(model.query(queries, k=5))
     assert loaded.query(vectors[:600], k=3)["reference_label"].min() >= 600
     model.remove(np.arange(600, 1500))  # tombstones now outnumber live vectors: the graph is rebuilt
-    assert model.core.index.describe()["tombstones"] == 0 and len(model.core.index) == 500
+    assert model.core.index.record()["tombstones"] == 0 and len(model.core.index) == 500
     distances, positions = model.core.index.search(vectors[1500:1510], 1)
     np.testing.assert_array_equal(positions[:, 0], np.arange(10))
     np.testing.assert_array_equal(distances, 0)

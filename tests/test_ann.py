@@ -72,8 +72,8 @@ def test_metrics_are_distances_as_documented(refs):
 
 def test_effort_is_tuned_until_the_sampled_recall_reaches_the_target(refs):
     index = build_index(refs, "euclidean", "ivf")
-    assert index.recall["k"] == 10 and index.recall["queries"] == 200
-    assert index.recall["recall"] >= 0.95
+    assert index.build.recall["k"] == 10 and index.build.recall["queries"] == 200
+    assert index.build.recall["recall"] >= 0.95
     # The measure is honest: the same sample searched with the chosen effort reproduces it, a lower one falls short.
     cheapest = index.efforts()[0]
     if index.search_effort != cheapest:
@@ -104,12 +104,16 @@ def test_zero_vector_under_cosine_is_at_distance_one(refs):
 def test_auto_is_exact_below_the_threshold_and_approximate_above(refs, monkeypatch):
     assert choose_method("auto", 5000)[0] == "brute_force"
     small = build_index(refs, "euclidean", "auto")
-    assert small.method == "brute_force" and "2000 references <" in small.reason and small.recall is None
+    assert small.method == "brute_force" and "2000 references <" in small.build.reason and small.build.recall is None
     assert choose_method("auto", 49_999, 512)[0] == choose_method("auto", 19_999, 1280)[0] == "brute_force"
     assert choose_method("auto", 50_000, 512)[0] == choose_method("auto", 20_000, 1280)[0] == "ivf"
     monkeypatch.setattr(factory, "AUTO_MAX_EXACT_VALUES", 1000 * refs.shape[1])
     large = build_index(refs, "euclidean", "auto")
-    assert large.method == "ivf" and f">= 1000 of {refs.shape[1]}-d" in large.reason and large.recall["recall"] >= 0.95
+    assert (
+        large.method == "ivf"
+        and f">= 1000 of {refs.shape[1]}-d" in large.build.reason
+        and large.build.recall["recall"] >= 0.95
+    )
 
 
 def test_bad_method_fails_before_any_embedding():
@@ -210,3 +214,17 @@ def test_expert_factory_string(tmp_path, refs, queries):
     assert isinstance(faiss.downcast_index(model.core.index._index), faiss.IndexIVFScalarQuantizer)
     model.save(tmp_path / "m")
     assert lk.load_model(tmp_path / "m").query(queries, k=3).equals(model.query(queries, k=3))
+
+
+def test_factory_strings_are_checked_at_the_real_dimension():
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(2_000, 384)).astype(np.float32)
+    # 384 is a multiple of 48: PQ48 is valid here (it was refused when checked at d=64).
+    model = lk.create(vectors, model=None, method="IVF16,PQ48")
+    assert model.summary(output="dict")["method"] == "IVF16,PQ48"
+    assert model.core.index.build.requested == "IVF16,PQ48" and model.core.index.build.recall["recall"] > 0
+    with pytest.raises(ValueError, match=r"factory string valid for 500-d vectors .*got 'IVF16,PQ48'"):
+        lk.create(rng.normal(size=(200, 500)).astype(np.float32), model=None, method="IVF16,PQ48")
+    # With a network the check runs before any image is embedded: 1280 is no multiple of 48.
+    with pytest.raises(ValueError, match="valid for 1280-d"):
+        lk.create(["/nonexistent/never-read.jpg"], method="IVF16,PQ48")

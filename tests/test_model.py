@@ -477,7 +477,7 @@ def test_registry():
     assert "squeezenet_v1.1" in lk.available_models()
     spec = get_spec("squeezenet_v1.1")
     assert spec.dim == 512 and spec.preprocessing == CAFFE
-    assert spec.describe()["fingerprint"] == spec.fingerprint
+    assert spec.record()["fingerprint"] == spec.fingerprint
     with pytest.raises(ValueError, match="already registered"):
         lk.register(spec)
 

@@ -231,7 +231,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     if args.json:
         print(duplicates.to_json(orient="records"))
     else:
-        print(dedup.describe(duplicates))
+        print(dedup.summary_text(duplicates))
     others = int((~duplicates["keeper"]).sum())
     if not (args.move_to or args.delete) or others == 0:
         if others and not args.json:

@@ -23,7 +23,7 @@ from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, build_index, check_metric
-from lookalike.index.factory import after_change, requested_method
+from lookalike.index.factory import after_change
 from lookalike.ingest.tables import Rows
 from lookalike.projection import Projection
 
@@ -146,7 +146,7 @@ class References:
         self.label_column = label_column
         self.feature_column = feature_column
         self.batch_size = batch_size
-        self.spec_record = spec_record or (spec.describe() if spec else None)
+        self.spec_record = spec_record or (spec.record() if spec else None)
         self._spec = spec
         self._embedder: Embedder | None = None
         self.index = index if index is not None else build_index(embeddings, self.metric, method)
@@ -371,11 +371,11 @@ class References:
         if self.projection.kind == "whiten":
             self.projection = self.projection.refit(self.raw_embeddings)
         self.embeddings = self.projection.apply(self.raw_embeddings)
-        self.index = build_index(self.embeddings, self.metric, requested_method(self.index))
+        self.index = build_index(self.embeddings, self.metric, self.index.build.requested)
 
     def replace(self, other: References) -> None:
         """Take ``other``'s references, vectors and projection, keeping this index's requested method."""
-        requested = requested_method(self.index)
+        requested = self.index.build.requested
         self.labels, self.table = other.labels, other.table
         self.raw_embeddings, self.embeddings, self.projection = other.raw_embeddings, other.embeddings, other.projection
         self.index = build_index(self.embeddings, self.metric, requested)

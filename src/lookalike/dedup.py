@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "apply_actions",
     "default_threshold",
     "describe",
+    "summary_text",
     "find_duplicates",
 ]
 
@@ -351,7 +353,7 @@ def _move_new(source: Path, destination: Path) -> str | None:
     return None
 
 
-def describe(duplicates: pd.DataFrame) -> str:
+def summary_text(duplicates: pd.DataFrame) -> str:
     """A human-readable dry-run report: each group's keeper and the others with their distances."""
     if duplicates.empty:
         return "no near-duplicates found"
@@ -374,3 +376,9 @@ def _size(row: Any) -> str:
     if "width" in row and "bytes" in row:
         return f"  ({int(row['width'])}x{int(row['height'])}, {int(row['bytes'])} bytes)"
     return ""
+
+
+def describe(duplicates: pd.DataFrame) -> str:
+    """Deprecated name of :func:`summary_text`."""
+    warnings.warn("lookalike.dedup.describe is renamed summary_text", DeprecationWarning, stacklevel=2)
+    return summary_text(duplicates)

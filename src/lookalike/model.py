@@ -26,8 +26,8 @@ from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.engines import Engine, RayEngine, as_engine
 from lookalike.errors import Failure, InvalidArgument, InvalidType
-from lookalike.index import ExactIndex, IndexFileError, check_metric, describe_index, read_index
-from lookalike.index.factory import check_method, index_files
+from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
+from lookalike.index.factory import check_method
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.report import failure_table
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
@@ -400,8 +400,8 @@ class ImageSimilarityModel:
             "model": self.model_name or "precomputed",
             "metric": self.metric,
             "method": self.core.index.method,
-            "method_reason": getattr(self.core.index, "reason", None),
-            "recall": getattr(self.core.index, "recall", None),
+            "method_reason": self.core.index.build.reason,
+            "recall": self.core.index.build.recall,
             "num_references": int(len(self.labels)),
             "num_features": self.dim,
             "projection": self.projection.kind if self.projection is not None else None,
@@ -454,13 +454,13 @@ class ImageSimilarityModel:
             "training_time": self.training_time,
             "build_stats": self.build_stats,
             "embedding_model": self.core.spec_record,
-            "index": describe_index(self.core.index),
+            "index": self.core.index.record(),
         }
         extra = {}
         if self.projection is not None:
             manifest["projection"] = self.projection.record()
             extra = {**self.projection.files(), FEATURES_FILE: storage.npy_bytes(self.raw_embeddings)}
-        extra.update(index_files(self.core.index))
+        extra.update(self.core.index.files())
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
 
     # ----------------------------------------------------------------- explore
@@ -607,11 +607,13 @@ def create(
     started = time.perf_counter()
     engine = _engine_of(engine, deprecated)
     check_metric(metric)
-    check_method(method)
+    check_method(method)  # a factory string is checked again once the dimension is known
     batch_size = check_positive_int("batch_size", batch_size)
     if train_label is not None and projection is not None:
         raise InvalidArgument("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
     spec, whiten = _resolve_spec(model, preprocessing, descriptor, precision)
+    if spec is not None and train_label is None and projection is None:
+        check_method(method, spec.dim)  # before any embedding: the network's output is what gets indexed
     rows, labels, load_failures, feature_column = _read_rows(engine.prepare(dataset), label, feature, spec)
     if spec is None:
         embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))

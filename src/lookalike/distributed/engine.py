@@ -25,7 +25,7 @@ from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import ModelSpec
 from lookalike.errors import InvalidArgument, InvalidType, MissingExtra
-from lookalike.ingest.decode import describe
+from lookalike.ingest.decode import source_name
 from lookalike.ingest.download import DownloadSettings
 
 #: Images per shard file at most: the unit of work, of retry and of resume.
@@ -96,7 +96,7 @@ def embed_on_ray(
     odd = next((s for s in sources if not isinstance(s, str)), None)
     if odd is not None:
         raise InvalidType(
-            f"engine='ray' embeds image files, URLs and object-store URIs; got {describe(odd)} "
+            f"engine='ray' embeds image files, URLs and object-store URIs; got {source_name(odd)} "
             "(use engine='local' for bytes, PIL images or arrays)"
         )
     if cpus_per_actor <= 0:

@@ -29,7 +29,7 @@ from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
 from lookalike.errors import Failure, ImageError, InvalidArgument
-from lookalike.ingest.decode import ImageInfo, decode_image, describe
+from lookalike.ingest.decode import ImageInfo, decode_image, source_name
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Embedder:
             raise
         except Exception as exc:  # one odd file must never stop a batch
             reason = f"unexpected error while decoding ({type(exc).__name__}: {exc})"
-            raise ImageError(describe(source), reason, "unexpected error") from None
+            raise ImageError(source_name(source), reason, "unexpected error") from None
 
     def run(self, batch: np.ndarray, output: str | None = None, session: Any = None) -> np.ndarray:
         """Run a preprocessed (n, H, W, 3) uint8 batch -> (n, dim) float32 (or another named output)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from numbers import Integral
@@ -294,7 +295,7 @@ class ModelSpec:
             raise InvalidArgument(f"precision must be one of {PRECISIONS} or 'auto', got {precision!r}")
         return replace(self, precision=precision)
 
-    def describe(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         """The spec as plain data, for manifests and ``lookalike models``."""
         return {
             "name": self.name,
@@ -308,6 +309,11 @@ class ModelSpec:
             "license": self.license,
             "source": self.source,
         }
+
+    def describe(self) -> dict[str, Any]:
+        """Deprecated name of :meth:`record`."""
+        warnings.warn("ModelSpec.describe() is renamed record()", DeprecationWarning, stacklevel=2)
+        return self.record()
 
 
 def _cpu_has_vnni() -> bool:

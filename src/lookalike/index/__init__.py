@@ -10,19 +10,21 @@ with the same distance definitions, and supports ``add``/``remove``:
 """
 
 from lookalike.index.approximate import ApproximateIndex, IndexFileError
+from lookalike.index.base import BuildInfo, Index
 from lookalike.index.exact import ExactIndex
 from lookalike.index.factory import (
     AUTO_MAX_EXACT_VALUES,
     METHODS,
     build_index,
     choose_method,
-    describe_index,
     exact_limit,
     read_index,
 )
 from lookalike.index.metrics import METRICS, check_metric
 
 __all__ = [
+    "BuildInfo",
+    "Index",
     "AUTO_MAX_EXACT_VALUES",
     "METHODS",
     "METRICS",
@@ -33,6 +35,5 @@ __all__ = [
     "check_metric",
     "choose_method",
     "exact_limit",
-    "describe_index",
     "read_index",
 ]

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
 from lookalike.errors import IndexFileError, InvalidArgument
+from lookalike.index.base import BuildInfo
 from lookalike.index.exact import ExactIndex
 from lookalike.index.metrics import check_metric, exact_distances
 
@@ -94,10 +96,19 @@ class ApproximateIndex:
     [0, 1]
     """
 
-    def __init__(self, vectors: np.ndarray, metric: str, method: str, _index: faiss.Index | None = None, _ids=None):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        metric: str,
+        method: str,
+        build: BuildInfo | None = None,
+        _index: faiss.Index | None = None,
+        _ids=None,
+    ):
         self.metric = check_metric(metric)
         self.vectors = vectors
         self.method = method
+        self.build = build or BuildInfo(method, "requested")
         self.spec = factory_string(method, len(vectors))
         self._viewed = False  # True when faiss maps the saved file: copy before changing it
         if _index is None:
@@ -243,9 +254,11 @@ class ApproximateIndex:
             self._set_tombstones()
 
     # ------------------------------------------------------------- save/load
-    def describe(self) -> dict:
-        """What the manifest records about this index."""
+    def record(self) -> dict[str, Any]:
+        """What the manifest records: the method, how it was chosen, its faiss spec and search effort."""
         return {
+            "method": self.method,
+            **self.build.record(),
             "spec": self.spec,
             "search_effort": self.search_effort,
             "effort_name": "nprobe" if self._ivf is not None else "efSearch",
@@ -261,7 +274,9 @@ class ApproximateIndex:
         }
 
     @classmethod
-    def read(cls, folder: Path, vectors: np.ndarray, metric: str, method: str, record: dict) -> ApproximateIndex:
+    def read(
+        cls, folder: Path, vectors: np.ndarray, metric: str, method: str, record: dict, build: BuildInfo
+    ) -> ApproximateIndex:
         """Read an index written by :meth:`write`, memory-mapped where faiss allows.
 
         Raises
@@ -293,7 +308,7 @@ class ApproximateIndex:
                 f"{path.name} holds {index.ntotal} vectors of length {index.d} and index_ids.npy {ids.shape}, "
                 f"but the model has {vectors.shape}"
             )
-        self = cls(vectors, metric, method, _index=index, _ids=ids)
+        self = cls(vectors, metric, method, build, _index=index, _ids=ids)
         self._viewed = viewed
         self.spec = record.get("spec", self.spec)
         self.search_effort = record.get("search_effort", self.search_effort)

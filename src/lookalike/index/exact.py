@@ -8,8 +8,13 @@ position), so ties always come out the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from lookalike.index.base import BuildInfo
 from lookalike.index.metrics import block_distances, check_metric, exact_distances, row_norms
 
 #: Largest distance block held at once (floats): 2**24 floats = 64 MiB.
@@ -30,13 +35,22 @@ class ExactIndex:
 
     method = "brute_force"
 
-    def __init__(self, vectors: np.ndarray, metric: str = "euclidean"):
+    def __init__(self, vectors: np.ndarray, metric: str = "euclidean", build: BuildInfo | None = None):
         self.metric = check_metric(metric)
         self.vectors = vectors
+        self.build = build or BuildInfo("brute_force", "requested")
         self._norms = row_norms(vectors) if len(vectors) else np.zeros(0, np.float32)
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest records: the method and how it was chosen."""
+        return {"method": self.method, **self.build.record()}
+
+    def files(self) -> dict[str, Callable[[Path], None]]:
+        """Exact search keeps nothing beside the embeddings."""
+        return {}
 
     def add(self, vectors: np.ndarray) -> None:
         """Append references (they take the next positions)."""

@@ -8,6 +8,7 @@ import numpy as np
 
 from lookalike.errors import InvalidArgument
 from lookalike.index.approximate import NAMED, ApproximateIndex
+from lookalike.index.base import BuildInfo, Index
 from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
 
@@ -51,7 +52,7 @@ def choose_method(method: str, n: int, dim: int = 512) -> tuple[str, str]:
     return AUTO_APPROXIMATE, f"auto: {n} references >= {limit} of {dim}-d, approximate search pays"
 
 
-def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "auto", recall_k: int = 10):
+def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "auto", recall_k: int = 10) -> Index:
     """An index over ``vectors``: exact, or approximate with its recall measured and search effort tuned.
 
     Parameters
@@ -66,7 +67,7 @@ def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "a
     Returns
     -------
     ExactIndex or ApproximateIndex
-        With ``reason`` (why this method) and ``recall`` (None for exact search).
+        With ``build``: the method asked for, why this one, the recall measured (None for exact search).
 
     Examples
     --------
@@ -74,33 +75,16 @@ def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "a
     >>> build_index(refs, "euclidean", "auto").method
     'brute_force'
     """
-    chosen, reason = choose_method(method, len(vectors), vectors.shape[1])
+    chosen, reason = choose_method(check_method(method, vectors.shape[1]), len(vectors), vectors.shape[1])
     if chosen == "brute_force":
-        index = ExactIndex(vectors, metric)
-        index.recall = None
-    else:
-        index = ApproximateIndex(vectors, metric, chosen)
-        index.recall = tune(index, k=recall_k)
-    index.reason = reason
-    index.requested = method
+        return ExactIndex(vectors, metric, BuildInfo(method, reason))
+    index = ApproximateIndex(vectors, metric, chosen, BuildInfo(method, reason))
+    index.build.recall = tune(index, k=recall_k)
     return index
 
 
-def describe_index(index) -> dict:
-    """The manifest's ``index`` record (method, why, recall, faiss spec)."""
-    record = {
-        "method": index.method,
-        "reason": getattr(index, "reason", None),
-        "recall": getattr(index, "recall", None),
-        "requested": requested_method(index),
-    }
-    if isinstance(index, ApproximateIndex):
-        record.update(index.describe())
-    return record
-
-
-def read_index(folder: Path, record: dict | None, vectors: np.ndarray, metric: str):
-    """The index a saved model describes: exact, or read back from its faiss file.
+def read_index(folder: Path, record: dict | None, vectors: np.ndarray, metric: str) -> Index:
+    """The index a saved model's manifest records: exact, or read back from its faiss file.
 
     Raises
     ------
@@ -109,55 +93,52 @@ def read_index(folder: Path, record: dict | None, vectors: np.ndarray, metric: s
     """
     record = record or {}
     method = record.get("method", "brute_force")
-    if method == "brute_force":
-        index = ExactIndex(vectors, metric)
-    else:
-        index = ApproximateIndex.read(Path(folder), vectors, metric, method, record)
-    index.reason = record.get("reason")
-    index.recall = record.get("recall")
+    reason = record.get("reason")
     # Models saved before "requested" was recorded say "auto: ..." in their reason.
-    index.requested = record.get("requested") or ("auto" if (index.reason or "").startswith("auto") else method)
-    return index
+    requested = record.get("requested") or ("auto" if (reason or "").startswith("auto") else method)
+    build = BuildInfo(requested, reason, record.get("recall"))
+    if method == "brute_force":
+        return ExactIndex(vectors, metric, build)
+    return ApproximateIndex.read(Path(folder), vectors, metric, method, record, build)
 
 
-def requested_method(index) -> str:
-    """The ``method=`` an index was built for (``"auto"`` re-chooses as the references change)."""
-    return getattr(index, "requested", index.method)
-
-
-def after_change(index, vectors: np.ndarray, metric: str):
+def after_change(index: Index, vectors: np.ndarray, metric: str) -> Index:
     """The index to use once references were added or removed in place.
 
     An ``auto`` index whose size crossed :func:`exact_limit` is rebuilt with the
     method ``auto`` now picks (a collection of 512-d vectors grown past 50k by ``add`` becomes IVF);
     otherwise an approximate index keeps its structure and has its recall re-measured.
     """
-    if requested_method(index) == "auto" and choose_method("auto", *vectors.shape)[0] != index.method:
+    if index.build.requested == "auto" and choose_method("auto", *vectors.shape)[0] != index.method:
         return build_index(vectors, metric, "auto")
     if isinstance(index, ApproximateIndex):
-        k = (index.recall or {}).get("k", 10)
-        index.recall = tune(index, k=k)
+        index.build.recall = tune(index, k=(index.build.recall or {}).get("k", 10))
     return index
 
 
-def check_method(method: str) -> str:
-    """Validate ``method=`` before any work: a named method, or a factory string faiss can parse."""
+def check_method(method: str, dim: int | None = None) -> str:
+    """Validate ``method=``: a named method, or a faiss factory string valid for ``dim``-d vectors.
+
+    Without ``dim`` (not known yet) a factory string is only checked to be a
+    non-empty string; :func:`build_index` checks it again at the real dimension,
+    so ``"IVF256,PQ48"`` is accepted for 384-d vectors and refused for 512-d ones.
+    """
     if isinstance(method, str) and method in METHODS:
         return method
     if isinstance(method, str) and method:
+        if dim is None:
+            return method
         import faiss
 
         try:
-            faiss.index_factory(64, method)
-        except RuntimeError:
-            pass
-        else:
-            return method
+            faiss.index_factory(int(dim), method)
+        except RuntimeError as exc:
+            detail = str(exc).strip().rsplit(": ", 1)[-1]  # faiss prefixes its C++ location
+            raise InvalidArgument(
+                f"method must be one of {METHODS} or a faiss index factory string valid for {dim}-d vectors "
+                f"(like 'IVF1024,Flat'), got {method!r}: {detail}"
+            ) from None
+        return method
     raise InvalidArgument(
         f"method must be one of {METHODS} or a faiss index factory string like 'IVF1024,Flat', got {method!r}"
     )
-
-
-def index_files(index) -> dict:
-    """Files a saved model holds for this index: name -> writer(path). None for exact search."""
-    return index.files() if isinstance(index, ApproximateIndex) else {}

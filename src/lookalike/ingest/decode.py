@@ -41,7 +41,7 @@ class ImageInfo:
     mode: str
 
 
-def describe(source: Any) -> str:
+def source_name(source: Any) -> str:
     """A short human name for an image source, for error messages."""
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -145,7 +145,7 @@ def _read_head(fp: Any, size: int = 512) -> bytes:
 def _open_file(source: Any) -> Image.Image:
     """``Image.open`` with every failure turned into an ImageError."""
     register_plugins()
-    name = describe(source)
+    name = source_name(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(name, "empty data (0 bytes)", "empty")
@@ -258,7 +258,7 @@ def load_rgb(source: Any, min_size: tuple[int, int] | None = None) -> Image.Imag
 
 def decode_image(source: Any, min_size: tuple[int, int] | None = None) -> tuple[Image.Image, ImageInfo]:
     """:func:`load_rgb`, plus what the source's header said (full size, format, mode)."""
-    name = describe(source)
+    name = source_name(source)
     if isinstance(source, Image.Image):
         _check_size(name, source)
         info = ImageInfo(source.size[0], source.size[1], source.format or "", source.mode)

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from lookalike.config import cache_dir
 from lookalike.errors import Failure, ImageError, InvalidArgument, InvalidType
 from lookalike.files import commit_file
-from lookalike.ingest.decode import describe, probe
+from lookalike.ingest.decode import probe, source_name
 
 if TYPE_CHECKING:
     import httpx  # imported where used: it costs ~0.1 s at startup, and most runs download nothing
@@ -477,7 +477,7 @@ class Localized:
         A failure of a downloaded file is named by its URL, not by its place in the download cache.
         """
         mapped = [
-            replace(f, position=int(self.ok[f.position]), source=describe(self.inputs[self.ok[f.position]]))
+            replace(f, position=int(self.ok[f.position]), source=source_name(self.inputs[self.ok[f.position]]))
             for f in failures
         ]
         return self.ok[np.asarray(ok, dtype=np.int64)], sorted(self.failures + mapped, key=lambda f: f.position)
@@ -514,7 +514,7 @@ def localize(
         if scheme is None:
             if pd.api.types.is_scalar(source) and pd.isna(source):
                 local.failures.append(
-                    Failure(position, describe(source), "missing value", "no path or URL (empty value)")
+                    Failure(position, source_name(source), "missing value", "no path or URL (empty value)")
                 )
             else:
                 local.sources.append(source)
@@ -522,7 +522,7 @@ def localize(
             continue
         result = next(results)
         if result.path is None:
-            local.failures.append(Failure(position, describe(source), result.kind, result.reason))
+            local.failures.append(Failure(position, source_name(source), result.kind, result.reason))
             continue
         local.sources.append(str(result.path))
         ok.append(position)

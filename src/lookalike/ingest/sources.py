@@ -20,7 +20,7 @@ import pandas as pd
 
 from lookalike.errors import Failure, ImageError, InvalidArgument
 from lookalike.ingest.columns import find_feature_column
-from lookalike.ingest.decode import describe, probe
+from lookalike.ingest.decode import probe, source_name
 from lookalike.ingest.download import DownloadSettings, localize, url_scheme
 from lookalike.ingest.report import failure_record
 
@@ -158,7 +158,7 @@ def _read_header(path: Any) -> tuple[int, int, str, int, float] | ImageError:
     except ImageError as exc:
         return exc
     except OSError as exc:
-        return ImageError(describe(path), f"cannot read file ({exc.strerror or exc})", "unreadable file")
+        return ImageError(source_name(path), f"cannot read file ({exc.strerror or exc})", "unreadable file")
     return info.width, info.height, info.format, stat.st_size, stat.st_mtime
 
 
