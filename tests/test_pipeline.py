@@ -134,6 +134,18 @@ def test_cache_is_keyed_by_model_fingerprint(tmp_path):
     other.close()
 
 
+def test_a_damaged_vector_in_the_cache_is_a_miss_not_a_wrong_embedding(tmp_path):
+    store = EmbeddingCache(tmp_path / "c.sqlite", "m", 4)
+    key = FileKey.of(SAMPLE_FILES[0])
+    store.put([(key, np.arange(4, dtype=np.float32), 10, 20, "JPEG")])
+    assert len(store.get([key])) == 1
+    flipped = np.array([0, 1, 2, 1e30], dtype=np.float32).tobytes()  # bytes changed on disk, checksum not
+    store._db.execute("UPDATE embeddings SET vector=?", (flipped,))
+    store._db.commit()
+    assert store.get([key]) == {}
+    store.close()
+
+
 def test_damaged_cache_is_rebuilt_and_newer_schema_refused(tmp_path):
     path = tmp_path / "c.sqlite"
     path.write_bytes(b"this is not a database" * 100)
@@ -144,6 +156,51 @@ def test_damaged_cache_is_rebuilt_and_newer_schema_refused(tmp_path):
         db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(cache_module.SCHEMA_VERSION + 1),))
     with pytest.raises(RuntimeError, match="newer lookalike"):
         EmbeddingCache(path, "m", 4)
+
+
+def test_a_cache_damaged_in_the_middle_is_moved_aside_and_rebuilt(private_cache):
+    files = sorted(SAMPLES.rglob("*.jpg"))[:40]
+    expected = lk.create(files, verbose=False).embeddings
+    database = private_cache / "embeddings.sqlite"
+    data = bytearray(database.read_bytes())
+    noise = np.random.default_rng(0)
+    for start in range(8192, len(data) - 4096, 12288):  # pages past the header: SQLite opens it, queries fail
+        data[start + 100 : start + 600] = noise.integers(0, 256, 500, dtype=np.uint8).tobytes()
+    database.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match=r"embeddings.sqlite is damaged .*moved to embeddings.sqlite.damaged-"):
+        again = lk.create(files, verbose=False)
+    np.testing.assert_array_equal(again.embeddings, expected)
+    assert again.build_stats["embedded"] == 40
+    assert len(list(private_cache.glob("embeddings.sqlite.damaged-*"))) == 1
+    assert lk.create(files, verbose=False).build_stats["from_cache"] == 40  # the rebuilt cache serves the next run
+
+
+def test_a_cache_that_cannot_be_opened_or_written_never_stops_indexing(private_cache, tmp_path):
+    files = sorted(SAMPLES.rglob("*.jpg"))[:24]
+    expected = lk.create(files, verbose=False, cache=False).embeddings
+    (private_cache / "embeddings.sqlite").mkdir()  # a folder where the database should be
+    with pytest.warns(RuntimeWarning, match="embeddings.sqlite cannot be opened .*without it"):
+        model = lk.create(files, verbose=False)
+    np.testing.assert_array_equal(model.embeddings, expected)
+    (private_cache / "embeddings.sqlite").rmdir()
+    # A disk that fills up while the cache grows: writes beyond 96 KB fail (RLIMIT_FSIZE, SIGXFSZ ignored).
+    script = (
+        "import json, resource, signal, warnings, lookalike as lk\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (96 * 1024, 96 * 1024))\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    model = lk.create({[str(f) for f in files]!r}, verbose=False, batch_size=4)\n"
+        "print(json.dumps({'warnings': [str(w.message) for w in caught], 'n': len(model.labels)}))\n"
+    )
+    vectors = tmp_path / "vectors.npy"
+    script += f"import numpy as np; np.save({str(vectors)!r}, model.embeddings[:2])\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["n"] == 24
+    assert any("cannot be written" in w and "indexing goes on" in w for w in report["warnings"]), report
+    np.testing.assert_array_equal(np.load(vectors), expected[:2])
 
 
 def _cached_rows(cache_folder: Path) -> int:

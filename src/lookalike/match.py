@@ -228,8 +228,6 @@ def _check_limits(threshold: Any, k: Any, metric: str) -> tuple[float | None, in
         )
     if threshold is not None:
         threshold = check_distance("threshold", threshold, metric)
-        if threshold < 0 and metric != "dot":  # only dot distances (-q.r) go below 0
-            raise InvalidArgument(f"threshold must be a non-negative {metric} distance, got {threshold!r}")
     return threshold, check_positive_int("k", k, none=True)
 
 

@@ -39,8 +39,8 @@ def check_radius(radius: Any) -> float | None:
     """A non-negative distance, or None."""
     if radius is None:
         return None
-    if isinstance(radius, bool) or not isinstance(radius, Real) or radius < 0:
-        raise InvalidArgument(f"radius must be a non-negative number or None, got {radius!r}")
+    if isinstance(radius, bool) or not isinstance(radius, Real) or not radius >= 0 or radius == float("inf"):
+        raise InvalidArgument(f"radius must be a finite non-negative number or None, got {radius!r}")
     return float(radius)
 
 
@@ -48,6 +48,8 @@ def check_distance(name: str, value: Any, metric: str) -> float:
     """A finite distance in ``metric``; negative only for ``dot`` (whose distances are ``-q.r``)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
         raise InvalidArgument(f"{name} must be a number (a distance in the {metric} metric), got {value!r}")
+    if value < 0 and metric != "dot":  # nothing is closer than 0: a negative limit would silently match nothing
+        raise InvalidArgument(f"{name} must be a non-negative {metric} distance, got {value!r}")
     return float(value)
 
 

@@ -7,13 +7,21 @@ an edited file is embedded again. The extractor commits each batch as it is
 done, so a run killed half-way resumes from what it had embedded.
 
 The database records its schema version; a newer one is refused with a
-message to upgrade, an older or damaged one is rebuilt (it is only a cache).
+message to upgrade, an older one is rebuilt. It is only a cache, so it never
+stops a run: a damaged database (found when it is opened or when a query
+meets a damaged page) is moved aside with a warning and rebuilt, and a cache
+that cannot be written (a full disk, a read-only or odd path) is read where it
+can be and otherwise skipped, with a warning, while indexing goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import time
+import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +30,16 @@ import numpy as np
 
 from lookalike.errors import CacheVersionError
 
-SCHEMA_VERSION = 1
+#: 2: each vector carries a CRC-32, so damage inside a stored vector is a miss, not a wrong embedding.
+SCHEMA_VERSION = 2
 _CHUNK = 500  # paths per SELECT ... IN (...): under SQLite's variable limit
+#: SQLite result codes (the low byte of extended codes) meaning the file is damaged, and meaning it cannot be written.
+_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_UNWRITABLE = {3, 8, 10, 13, 14}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
 
 
 @dataclass(frozen=True)
@@ -54,16 +70,34 @@ class CachedImage:
 
 
 class EmbeddingCache:
-    """Embeddings of one model (``fingerprint``, ``dim``) in the SQLite file at ``path``."""
+    """Embeddings of one model (``fingerprint``, ``dim``) in the SQLite file at ``path``.
+
+    ``writable`` is False when entries cannot be stored (they are then only
+    read, if the file could be opened at all): see the module docstring.
+    """
 
     def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int):
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.dim = dim
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = self._open()
+        self.writable = True
+        self._db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._open()
+        except (OSError, sqlite3.Error) as exc:
+            self._db = self._open_read_only(exc)
 
     def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if _code(exc) not in _DAMAGED:
+                raise
+            self._move_aside(exc)
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -71,33 +105,89 @@ class EmbeddingCache:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             version = int(row[0]) if row else None
-        except sqlite3.DatabaseError:
+            if version is not None and version > SCHEMA_VERSION:
+                raise CacheVersionError(
+                    f"the embedding cache {self.path} was written by a newer lookalike (schema {version}); "
+                    "upgrade lookalike or delete the cache file"
+                )
+            if version != SCHEMA_VERSION:
+                db.executescript(
+                    """
+                    DROP TABLE IF EXISTS embeddings;
+                    CREATE TABLE embeddings (
+                        fingerprint TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+                        mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER, format TEXT,
+                        vector BLOB NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (fingerprint, path)
+                    ) WITHOUT ROWID;
+                    """
+                )
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                db.commit()
+        except BaseException:
             db.close()
-            self.path.unlink(missing_ok=True)  # a damaged cache is rebuilt, not trusted
-            return self._open()
-        if version is not None and version > SCHEMA_VERSION:
-            db.close()
-            raise CacheVersionError(
-                f"the embedding cache {self.path} was written by a newer lookalike (schema {version}); "
-                "upgrade lookalike or delete the cache file"
-            )
-        if version != SCHEMA_VERSION:
-            db.executescript(
-                """
-                DROP TABLE IF EXISTS embeddings;
-                CREATE TABLE embeddings (
-                    fingerprint TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-                    mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER, format TEXT,
-                    vector BLOB NOT NULL, PRIMARY KEY (fingerprint, path)
-                ) WITHOUT ROWID;
-                """
-            )
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            db.commit()
+            raise
         return db
+
+    def _open_read_only(self, cause: BaseException) -> sqlite3.Connection | None:
+        """The cache for reading only, or None (no cache) when even that fails; warns either way."""
+        self.writable = False
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        except (OSError, ValueError, sqlite3.Error):
+            self._warn(f"cannot be opened ({_reason(cause)}): indexing goes on without it")
+            return None
+        self._warn(f"cannot be written ({_reason(cause)}): it is only read, new embeddings are not kept")
+        return db
+
+    def _move_aside(self, cause: sqlite3.Error) -> None:
+        """Keep a damaged database for inspection under another name, so a fresh one takes its place."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):  # the journal belongs to the damaged file
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._warn(f"is damaged ({_reason(cause)}): moved to {aside.name} and rebuilt")
+
+    def _warn(self, what: str) -> None:
+        warnings.warn(f"the embedding cache {self.path} {what}", RuntimeWarning, stacklevel=4)
+
+    def _recover(self, exc: sqlite3.Error) -> bool:
+        """Deal with an error met while using the cache: True when a fresh database is ready to retry on."""
+        if _code(exc) in _DAMAGED and self.writable:
+            try:
+                self._move_aside(exc)
+                self._db = self._connect()
+                return True
+            except (OSError, sqlite3.Error) as again:
+                self._db = self._open_read_only(again)
+                return False
+        if _code(exc) in _UNWRITABLE and self.writable:
+            self.writable = False
+            self._warn(f"cannot be written ({_reason(exc)}): new embeddings are not kept, indexing goes on")
+            return False
+        if _code(exc) in _DAMAGED:  # damaged and read-only: nothing in it can be trusted
+            self._db.close()
+            self._db = None
+            self._warn(f"is damaged ({_reason(exc)}) and cannot be rebuilt here: indexing goes on without it")
+            return False
+        raise exc
 
     def get(self, keys: Sequence[FileKey | None]) -> dict[int, CachedImage]:
         """Cached entries for the keys that match exactly, by position in ``keys``."""
+        for _ in range(2):
+            if self._db is None:
+                return {}
+            try:
+                return self._get(keys)
+            except sqlite3.Error as exc:
+                if not self._recover(exc):
+                    return {}
+        return {}
+
+    def _get(self, keys: Sequence[FileKey | None]) -> dict[int, CachedImage]:
         wanted: dict[str, list[int]] = {}
         for position, key in enumerate(keys):
             if key is not None:
@@ -107,13 +197,13 @@ class EmbeddingCache:
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, width, height, format, vector FROM embeddings "
+                "SELECT path, size, mtime_ns, width, height, format, vector, crc FROM embeddings "
                 f"WHERE fingerprint=? AND path IN ({','.join('?' * len(chunk))})",
                 (self.fingerprint, *chunk),
             )
-            for path, size, mtime_ns, width, height, fmt, blob in rows:
-                if len(blob) != 4 * self.dim:
-                    continue
+            for path, size, mtime_ns, width, height, fmt, blob, crc in rows:
+                if len(blob) != 4 * self.dim or zlib.crc32(blob) != crc:
+                    continue  # a damaged entry is embedded again (and replaced), never returned
                 vector = np.frombuffer(blob, dtype=np.float32)
                 for position in wanted[path]:
                     key = keys[position]
@@ -122,27 +212,41 @@ class EmbeddingCache:
         return found
 
     def put(self, entries: Iterable[tuple[FileKey, np.ndarray, int, int, str]]) -> None:
-        """Store (key, vector, width, height, format) entries and commit."""
-        self._db.executemany(
-            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (self.fingerprint, key.path, key.size, key.mtime_ns, width, height, fmt,
-                 np.ascontiguousarray(vector, dtype=np.float32).tobytes())
-                for key, vector, width, height, fmt in entries
-            ],
-        )  # fmt: skip
-        self._db.commit()
+        """Store (key, vector, width, height, format) entries and commit; a no-op when the cache cannot be written."""
+        blobs = [(key, np.ascontiguousarray(v, dtype=np.float32).tobytes(), w, h, f) for key, v, w, h, f in entries]
+        rows = [
+            (self.fingerprint, key.path, key.size, key.mtime_ns, width, height, fmt, blob, zlib.crc32(blob))
+            for key, blob, width, height, fmt in blobs
+        ]
+        for _ in range(2):
+            if self._db is None or not self.writable:
+                return
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.commit()
+                return
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.rollback()
+                if not self._recover(exc):
+                    return
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM embeddings WHERE fingerprint=?", (self.fingerprint,)).fetchone()[
-            0
-        ]
+        if self._db is None:
+            return 0
+        query = "SELECT COUNT(*) FROM embeddings WHERE fingerprint=?"
+        return self._db.execute(query, (self.fingerprint,)).fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
 
     def __enter__(self) -> EmbeddingCache:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
