@@ -25,6 +25,7 @@ from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
 from lookalike.errors import InvalidArgument, LookalikeError
 from lookalike.index import METRICS
+from lookalike.ingest.names import escaped_frame
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
@@ -37,6 +38,7 @@ _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirector
 
 
 def _print_table(table: pd.DataFrame, as_json: bool) -> None:
+    table = escaped_frame(table)  # file names that are not UTF-8 are shown with \xNN escapes
     if as_json:
         print(table.to_json(orient="records"))
     elif table.empty:
@@ -229,7 +231,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     if args.report:
         write_table(args.report, duplicates)
     if args.json:
-        print(duplicates.to_json(orient="records"))
+        print(escaped_frame(duplicates).to_json(orient="records"))
     else:
         print(dedup.summary_text(duplicates))
     others = int((~duplicates["keeper"]).sum())

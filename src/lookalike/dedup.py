@@ -25,6 +25,7 @@ from lookalike.core import References, as_references
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
+from lookalike.ingest.names import escaped_frame, has_surrogates, text_column
 from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
 __all__ = [
@@ -182,7 +183,8 @@ def find_duplicates(
     )
     for column in ("path", "width", "height", "bytes", "mtime"):
         if column in facts:
-            table[column] = facts[column][positions]
+            values = facts[column][positions]
+            table[column] = text_column(values.tolist()) if column == "path" else values
     return table
 
 
@@ -308,7 +310,10 @@ def apply_actions(
             else:
                 os.unlink(path)  # a symbolic link is removed itself, never its target
         results.append((path, action, destination and str(destination), "skipped" if reason else "done", reason or ""))
-    return pd.DataFrame(results, columns=["path", "action", "destination", "status", "reason"])
+    names = any(has_surrogates(value) for row in results for value in row)  # object columns: see ingest.names
+    return pd.DataFrame(
+        results, columns=["path", "action", "destination", "status", "reason"], dtype=object if names else None
+    )
 
 
 def _inside(path: str, real_root: Path) -> Path | None:
@@ -357,6 +362,7 @@ def summary_text(duplicates: pd.DataFrame) -> str:
     """A human-readable dry-run report: each group's keeper and the others with their distances."""
     if duplicates.empty:
         return "no near-duplicates found"
+    duplicates = escaped_frame(duplicates)
     name = "path" if "path" in duplicates.columns else "label"
     lines = []
     for number, group in duplicates.groupby("group", sort=True):

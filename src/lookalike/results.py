@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from lookalike.errors import InvalidArgument
 from lookalike.files import atomic_path
+from lookalike.ingest.names import escaped_frame
 
 #: Files results can be streamed to, by suffix.
 STREAM_SUFFIXES = (".parquet", ".csv")
@@ -61,7 +62,7 @@ def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema
         )
         with writer:
             for block in blocks:
-                writer.write_table(pa.Table.from_pandas(block, schema=schema, preserve_index=False))
+                writer.write_table(pa.Table.from_pandas(escaped_frame(block), schema=schema, preserve_index=False))
                 count += len(block)
     return count
 
@@ -74,7 +75,7 @@ def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
         write_blocks(path, [table], pa.Schema.from_pandas(table, preserve_index=False))
         return
     with atomic_path(path) as partial:
-        table.to_json(partial, orient="records", lines=suffix == ".jsonl")
+        escaped_frame(table).to_json(partial, orient="records", lines=suffix == ".jsonl")
 
 
 def count_rows(path: str | os.PathLike) -> int:

@@ -30,7 +30,8 @@ import numpy as np
 
 from lookalike.errors import CacheVersionError
 
-#: 2: each vector carries a CRC-32, so damage inside a stored vector is a miss, not a wrong embedding.
+#: 2: each vector carries a CRC-32, so damage inside a stored vector is a miss, not a wrong embedding; paths
+#: are the file names' bytes, so a name that is not valid UTF-8 is cached like any other.
 SCHEMA_VERSION = 2
 _CHUNK = 500  # paths per SELECT ... IN (...): under SQLite's variable limit
 #: SQLite result codes (the low byte of extended codes) meaning the file is damaged, and meaning it cannot be written.
@@ -115,7 +116,7 @@ class EmbeddingCache:
                     """
                     DROP TABLE IF EXISTS embeddings;
                     CREATE TABLE embeddings (
-                        fingerprint TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+                        fingerprint TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
                         mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER, format TEXT,
                         vector BLOB NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (fingerprint, path)
                     ) WITHOUT ROWID;
@@ -193,7 +194,7 @@ class EmbeddingCache:
             if key is not None:
                 wanted.setdefault(key.path, []).append(position)
         found: dict[int, CachedImage] = {}
-        paths = list(wanted)
+        paths = [os.fsencode(path) for path in wanted]
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
             rows = self._db.execute(
@@ -205,7 +206,7 @@ class EmbeddingCache:
                 if len(blob) != 4 * self.dim or zlib.crc32(blob) != crc:
                     continue  # a damaged entry is embedded again (and replaced), never returned
                 vector = np.frombuffer(blob, dtype=np.float32)
-                for position in wanted[path]:
+                for position in wanted[os.fsdecode(path)]:
                     key = keys[position]
                     if key.size == size and key.mtime_ns == mtime_ns:
                         found[position] = CachedImage(vector, width, height, fmt)
@@ -215,7 +216,17 @@ class EmbeddingCache:
         """Store (key, vector, width, height, format) entries and commit; a no-op when the cache cannot be written."""
         blobs = [(key, np.ascontiguousarray(v, dtype=np.float32).tobytes(), w, h, f) for key, v, w, h, f in entries]
         rows = [
-            (self.fingerprint, key.path, key.size, key.mtime_ns, width, height, fmt, blob, zlib.crc32(blob))
+            (
+                self.fingerprint,
+                os.fsencode(key.path),
+                key.size,
+                key.mtime_ns,
+                width,
+                height,
+                fmt,
+                blob,
+                zlib.crc32(blob),
+            )
             for key, blob, width, height, fmt in blobs
         ]
         for _ in range(2):

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lookalike.errors import Failure
 from lookalike.files import atomic_path
+from lookalike.ingest.names import text_column
 
 #: The kind of a saved reason, by its leading words where the kind is not simply its first words.
 _LEGACY_PREFIXES = (
@@ -73,8 +74,13 @@ def failure_table(failures: Sequence[Failure], with_id: bool) -> pd.DataFrame:
     0  a  a.jpg  truncated  truncated image data
     """
     columns = ["id", "source", "kind", "reason"] if with_id else ["source", "kind", "reason"]
-    rows = [(f.id, f.source, f.kind, f.reason) if with_id else (f.source, f.kind, f.reason) for f in failures]
-    return pd.DataFrame(rows, columns=columns)
+    values = {
+        "id": [f.id for f in failures],
+        "source": text_column(f.source for f in failures),
+        "kind": [f.kind for f in failures],
+        "reason": [f.reason for f in failures],
+    }
+    return pd.DataFrame({column: values[column] for column in columns})
 
 
 def failure_record(failure: Failure, with_id: bool) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from lookalike.errors import Failure, ImageError, InvalidArgument
 from lookalike.ingest.columns import find_feature_column
 from lookalike.ingest.decode import probe, source_name
 from lookalike.ingest.download import DownloadSettings, localize, url_scheme
+from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_record
 
 #: File extensions taken as images when walking a folder (compared lower-case).
@@ -234,7 +235,7 @@ def load_images(
             raise InvalidArgument(f"load_images reads image files and URLs, but column {column!r} holds other values")
     else:
         column = "path" if with_path else "image"
-        table = pd.DataFrame({column: expand_sources(url, recursive=recursive)})
+        table = pd.DataFrame({column: text_column(expand_sources(url, recursive=recursive))})
     values = table[column].tolist()
     local = localize(values, download, verbose=verbose)
     with ThreadPoolExecutor(_PROBE_THREADS) as pool:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
+from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_from_record
 from lookalike.ingest.sources import expand_sources, is_table_file, read_table
 
@@ -67,7 +68,7 @@ def as_rows(
         if isinstance(dataset, (list, tuple)) and not dataset:
             raise InvalidArgument("dataset is empty: the list of paths has no entries")
         # Headers are not probed here: the decoder reads them anyway, and cached files need neither.
-        return Rows(pd.DataFrame({"path": expand_sources(dataset, recursive=recursive)}), "path", None, [])
+        return Rows(pd.DataFrame({"path": text_column(expand_sources(dataset, recursive=recursive))}), "path", None, [])
     if isinstance(dataset, pd.DataFrame):
         failed = [failure_from_record(record) for record in dataset.attrs.get("failures", [])]
         if len(dataset) == 0:
@@ -90,7 +91,7 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
     if isinstance(dataset, (str, os.PathLike)):
         if not Path(dataset).exists():
             raise FileNotFoundError(f"query image not found: {dataset}")
-        return Rows(pd.DataFrame({"path": [str(dataset)]}), "path")
+        return Rows(pd.DataFrame({"path": text_column([os.fspath(dataset)])}), "path")
     if isinstance(dataset, (bytes, bytearray, Image.Image)):
         return Rows(pd.DataFrame({"image": [dataset]}), "image")
     if isinstance(dataset, np.ndarray):

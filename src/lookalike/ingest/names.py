@@ -1,0 +1,86 @@
+"""File names that are not valid UTF-8: kept exactly, shown escaped.
+
+On Linux a file name is bytes. Python reads one that is not valid UTF-8 as
+a ``str`` holding surrogate escapes (``os.fsdecode``), which opens the very
+same file again but which pandas' Arrow strings, parquet and JSON refuse.
+So such names live in object columns, are stored as bytes
+(:func:`storable` / :func:`restored`, exact both ways), and are shown with
+each undecodable byte as ``\\xNN`` (:func:`escaped`) wherever people read
+them: tables, JSON, the page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["escaped", "escaped_frame", "has_surrogates", "restored", "storable", "text_column"]
+
+
+def has_surrogates(value: Any) -> bool:
+    """Whether ``value`` is a str holding surrogate escapes (undecodable bytes of a file name)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def escaped(value: Any) -> Any:
+    """``value`` for people: undecodable bytes as ``\\xNN``; anything else unchanged.
+
+    >>> escaped(os.fsdecode(b"caf\\xe9.jpg"))
+    'caf\\\\xe9.jpg'
+    """
+    if not has_surrogates(value):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def text_column(values: Iterable[Any]) -> pd.Series:
+    """A column of names: object dtype when one holds surrogate escapes (Arrow strings cannot), else pandas' own."""
+    values = list(values)
+    if any(has_surrogates(v) for v in values):
+        return pd.Series(values, dtype=object)
+    return pd.Series(values)
+
+
+def _columns_with_surrogates(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if table[c].dtype == object and table[c].map(has_surrogates).any()]
+
+
+def escaped_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with names escaped for display (JSON, CSV, printed tables); the same object when none needs it."""
+    columns = _columns_with_surrogates(table)
+    if not columns:
+        return table
+    shown = table.copy()
+    for column in columns:
+        shown[column] = shown[column].map(escaped)
+    return shown
+
+
+def storable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``(table for parquet, columns stored as bytes)``: columns holding undecodable names become their exact bytes."""
+    columns = _columns_with_surrogates(table)
+    if not columns:
+        return table, []
+    stored = table.copy()
+    for column in columns:
+        stored[column] = stored[column].map(lambda v: os.fsencode(v) if isinstance(v, str) else v)
+    return stored, columns
+
+
+def restored(table: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """The inverse of :func:`storable`: byte columns back to the exact names."""
+    for column in columns:
+        if column in table.columns:
+            table[column] = pd.Series(
+                [os.fsdecode(v) if isinstance(v, bytes) else v for v in table[column]], index=table.index, dtype=object
+            )
+    return table

@@ -1,0 +1,66 @@
+"""File names that are not valid UTF-8: indexed, queried, deduplicated, saved and loaded with their exact bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lookalike as lk
+from conftest import SAMPLES
+from lookalike.ingest.names import escaped, restored, storable, text_column
+
+SOURCES = sorted(SAMPLES.rglob("*.jpg"))[:4]
+
+
+@pytest.fixture()
+def latin1_folder(tmp_path) -> Path:
+    """Four photos, two named in Latin-1 (b"caf\\xe9-N.jpg", not UTF-8) and one of those copied again."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [b"caf\xe9-0.jpg", b"caf\xe9-1.jpg", b"plain-2.jpg", b"plain-3.jpg"]
+    for source, name in zip(SOURCES, names, strict=True):
+        shutil.copyfile(source, os.path.join(os.fsencode(folder), name))
+    shutil.copyfile(SOURCES[0], os.path.join(os.fsencode(folder), b"copy\xff.jpg"))
+    return folder
+
+
+def test_names_round_trip_exactly_and_show_escaped():
+    name = os.fsdecode(b"/photos/caf\xe9 \\x41.jpg")  # an undecodable byte, and a real backslash sequence
+    assert escaped(name) == "/photos/caf\\xe9 \\x41.jpg"
+    table = text_column([name, "plain.jpg"]).to_frame("path")
+    stored, columns = storable(table)
+    assert columns == ["path"] and stored["path"][0] == b"/photos/caf\xe9 \\x41.jpg"
+    assert restored(stored, columns)["path"].tolist() == [name, "plain.jpg"]
+
+
+def test_a_folder_with_names_that_are_not_utf8_indexes_and_queries(latin1_folder, lookalike_cache):
+    model = lk.create(latin1_folder, verbose=False)
+    assert len(model.labels) == 5 and len(model.failures) == 0
+    paths = [os.fsencode(p) for p in model.references["path"]]
+    assert os.path.join(os.fsencode(latin1_folder), b"caf\xe9-0.jpg") in paths
+    query = os.fsdecode(os.path.join(os.fsencode(latin1_folder), b"caf\xe9-0.jpg"))
+    nearest = model.query(query, k=2, verbose=False)
+    assert os.fsencode(model.references["path"][nearest["reference_label"][0]]).endswith(b"caf\xe9-0.jpg")
+    assert nearest["distance"].tolist()[:2] == pytest.approx([0.0, 0.0], abs=1e-5)  # itself and its copy
+    again = lk.create(latin1_folder, verbose=False)  # the embedding cache keys the exact bytes
+    assert again.build_stats["from_cache"] == 5
+    np.testing.assert_array_equal(again.embeddings, model.embeddings)
+
+
+def test_dedup_reports_those_names_escaped_and_moves_the_exact_files(latin1_folder, lookalike_cache, tmp_path):
+    command = [sys.executable, "-m", "lookalike.cli", "dedup", str(latin1_folder), "--json", "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert sorted(Path(r["path"]).name for r in rows) == ["caf\\xe9-0.jpg", "copy\\xff.jpg"]
+    moved = tmp_path / "moved"
+    done = subprocess.run(command[:-2] + ["--move-to", str(moved), "-q"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(os.fsencode(moved)) != [] and len(os.listdir(os.fsencode(latin1_folder))) == 4
