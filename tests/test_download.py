@@ -262,3 +262,18 @@ def test_cli_report_path_and_json(tmp_path, server):
     assert table["id"].tolist() == ["007", "016"]
     assert table["reason"].tolist() == ["HTTP 404 (Not Found)", "not an image (an HTML page)"]
     assert not [p for p in os.listdir(report.parent) if p.endswith(".part")]
+
+
+def test_a_host_that_refuses_connections_is_given_up_after_a_few(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    urls = [f"http://127.0.0.1:{port}/image-{i}.jpg" for i in range(200)]
+    results = download(urls, settings={"retries": 3, "backoff": 0.05}, cache=DownloadCache(tmp_path), verbose=False)
+    assert [r.kind for r in results] == ["connection failed"] * 200
+    tried = [r for r in results if "not tried" not in r.reason]
+    # Only the first wave (16 downloads in flight) met the refusals; every later URL was not tried at all.
+    assert len(tried) <= DownloadSettings().concurrency, [r.reason for r in tried[:3]]
+    assert all("refused 3 connections in a row" in r.reason for r in results if r not in tried)
