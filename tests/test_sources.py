@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +115,55 @@ def test_unreadable_tables_name_the_file(tmp_path):
         read_table(tmp_path / "absent.csv")
     with pytest.raises(ValueError, match="is a table of images: pass it alone"):
         lk.load_images([str(tmp_path / "empty.csv"), HATS[0]])
+
+
+def test_a_fifo_named_like_an_image_is_reported_not_waited_on(tmp_path, lookalike_cache):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for source in sorted(SAMPLES.rglob("*.jpg"))[:3]:
+        shutil.copyfile(source, folder / source.name)
+    os.mkfifo(folder / "pipe.jpg")  # opening it would block until a writer comes
+    script = f"import lookalike as lk; m = lk.create({str(folder)!r}, verbose=False); print(m.failures.to_json())"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    failures = json.loads(done.stdout)
+    assert list(failures["kind"].values()) == ["not a regular file"]
+    assert "not a regular file (a FIFO)" in next(iter(failures["reason"].values()))
+
+
+def _without_root_reads() -> None:
+    """In the child: drop the capabilities that let root read any folder, so permissions apply as for a user."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, from the bounding set: gone after exec
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_unreadable_sub_folder_is_named_in_a_warning(tmp_path, lookalike_cache):
+    folder = tmp_path / "photos"
+    (folder / "locked").mkdir(parents=True)
+    sources = sorted(SAMPLES.rglob("*.jpg"))[:3]
+    shutil.copyfile(sources[0], folder / "open.jpg")
+    for source in sources[1:]:
+        shutil.copyfile(source, folder / "locked" / source.name)
+    os.chmod(folder / "locked", 0)
+    os.chmod(tmp_path, 0o755)
+    script = (
+        "import warnings, lookalike as lk\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    files = lk.ingest.sources.list_image_files({str(folder)!r})\n"
+        "print(len(files)); print([str(w.message) for w in caught])\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, preexec_fn=_without_root_reads
+        )
+    finally:
+        os.chmod(folder / "locked", 0o755)
+    assert done.returncode == 0, done.stderr
+    count, warnings_shown = done.stdout.splitlines()
+    assert count == "1"
+    assert "locked cannot be read (Permission denied): its images are left out" in warnings_shown

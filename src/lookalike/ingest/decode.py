@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
@@ -142,6 +143,13 @@ def _read_head(fp: Any, size: int = 512) -> bytes:
         return b""
 
 
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device")):
+        if test(mode):
+            return name
+    return "block device" if stat.S_ISBLK(mode) else "special file"
+
+
 def _open_file(source: Any) -> Image.Image:
     """``Image.open`` with every failure turned into an ImageError."""
     register_plugins()
@@ -153,14 +161,17 @@ def _open_file(source: Any) -> Image.Image:
     else:
         path = Path(source)
         try:
-            if path.stat().st_size == 0:
-                raise ImageError(name, "empty file (0 bytes)", "empty")
+            status = path.stat()
         except FileNotFoundError:
             raise ImageError(name, "file not found", "file not found") from None
         except PermissionError:
             raise ImageError(name, "permission denied", "permission denied") from None
-        if path.is_dir():
+        if stat.S_ISDIR(status.st_mode):
             raise ImageError(name, "is a directory, not an image", "is a directory")
+        if not stat.S_ISREG(status.st_mode):  # opening a FIFO would wait for a writer forever
+            raise ImageError(name, f"not a regular file (a {_file_type(status.st_mode)})", "not a regular file")
+        if status.st_size == 0:
+            raise ImageError(name, "empty file (0 bytes)", "empty")
         fp = path
     try:
         with warnings.catch_warnings():

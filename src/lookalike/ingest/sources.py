@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -96,9 +97,17 @@ def list_image_files(url: str | os.PathLike | Sequence[str | os.PathLike], recur
 def _walk(folder: Path, recursive: bool) -> list[Path]:
     found = []
     if recursive:
-        for root, dirs, names in os.walk(folder):
+        unreadable: list[OSError] = []
+        for root, dirs, names in os.walk(folder, onerror=unreadable.append):
             dirs.sort()
             found.extend(Path(root) / n for n in sorted(names) if Path(n).suffix.lower() in IMAGE_EXTENSIONS)
+        for error in unreadable:  # os.walk skips them silently: say which images are left out, and why
+            reason = error.strerror or type(error).__name__
+            warnings.warn(
+                f"folder {source_name(error.filename)} cannot be read ({reason}): its images are left out",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     else:
         found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     return found
