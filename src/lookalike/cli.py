@@ -30,6 +30,7 @@ from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 from lookalike.storage import is_model_dir
+from lookalike.tiers import COPY_TIERS, TIERS, check_tiers
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
 PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
@@ -228,16 +229,21 @@ def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimi
 def cmd_dedup(args: argparse.Namespace) -> int:
     model, root = _dedup_source(args.source, metric=args.metric, verbose=not args.quiet)
     duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k, verify=args.verify)
+    # Every tier is reported; only the tiers asked for (copies, by default) are acted on.
+    acted = check_tiers(args.tiers.split(","))
+    targets = duplicates["keeper"] | duplicates["tier"].isin(acted)
     if args.report:
         write_table(args.report, duplicates)
     if args.json:
         print(escaped_frame(duplicates).to_json(orient="records"))
     else:
         print(dedup.summary_text(duplicates))
-    others = int((~duplicates["keeper"]).sum())
+    others = int((~duplicates["keeper"] & targets).sum())
     if not (args.move_to or args.delete) or others == 0:
         if others and not args.json:
-            print("dry run: nothing moved or deleted (--move-to DIR or --delete to act)")
+            print(
+                f"dry run: nothing moved or deleted (--move-to DIR or --delete to act on the {','.join(acted)} tiers)"
+            )
         return 0
     if args.delete and not args.yes:
         if not sys.stdin.isatty():
@@ -245,7 +251,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         if input(f"delete {others} duplicate files (keepers stay)? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    results = dedup.apply_actions(duplicates, root, move_to=args.move_to, delete=args.delete)
+    results = dedup.apply_actions(duplicates[targets], root, move_to=args.move_to, delete=args.delete)
     done = results[results["status"] == "done"]
     print(f"{'moved' if args.move_to else 'deleted'} {len(done)} files, skipped {len(results) - len(done)}")
     for row in results[results["status"] == "skipped"].itertuples():
@@ -425,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--move-to", type=Path, help="move duplicates here, keeping their paths relative to SOURCE")
     act.add_argument("--delete", action="store_true", help="delete duplicates (asks first unless --yes)")
     dedup_cmd.add_argument("--yes", action="store_true", help="delete without asking")
+    dedup_cmd.add_argument(
+        "--tiers",
+        default=",".join(COPY_TIERS),
+        help=f"tiers to move or delete, of {','.join(TIERS)} (default: %(default)s; 'similar' is never a copy)",
+    )
     dedup_cmd.add_argument("--report", type=Path, help="write the groups to .csv, .parquet, .json or .jsonl")
     dedup_cmd.set_defaults(run=cmd_dedup)
 

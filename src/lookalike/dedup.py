@@ -12,9 +12,11 @@ ever touches the keeper, a file that is the keeper under another name
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
 from lookalike.ingest.names import escaped_frame, has_surrogates, text_column
+from lookalike.tiers import TIERS, Sameness, check_tiers
 from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
 __all__ = [
@@ -114,8 +117,9 @@ def find_duplicates(
     keep: str = "resolution",
     k: int = 10,
     verify: Any = False,
+    tiers: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Groups of near-duplicate references, each with one image to keep.
+    """Groups of near-duplicate references, each with one image to keep, and how much each is the same.
 
     Parameters
     ----------
@@ -139,13 +143,20 @@ def find_duplicates(
         (local features + RANSAC, see docs/verify.md; needs
         ``lookalike[verify]``): a looser threshold then finds more copies
         without merging look-alikes.
+    tiers : str or list of str, optional
+        Keep only members whose tier is one of these (see below), and the
+        groups that still have one; ``lookalike.tiers.COPY_TIERS`` for what
+        a person calls copies. All tiers by default.
 
     Returns
     -------
     pandas.DataFrame
         One row per image in a group: ``group`` (0 is the largest group),
         ``label``, ``keeper`` (bool, the first row of its group),
-        ``distance`` (to the group's keeper), then ``path``, ``width``,
+        ``distance`` (to the group's keeper), ``tier`` (how much it is the
+        same as the keeper: ``exact``, ``same-pixels``, ``resized``,
+        ``edited`` or ``similar``, see :mod:`lookalike.tiers`; a keeper's is
+        the strongest of its group's), then ``path``, ``width``,
         ``height``, ``bytes``, ``mtime`` where known. Images without a
         near-duplicate are not listed.
 
@@ -161,8 +172,11 @@ def find_duplicates(
     threshold = check_distance("threshold", threshold, references.metric)
     keep = check_choice("keep", keep, POLICIES)
     k = check_positive_int("k", k)
+    wanted = check_tiers(tiers) if tiers is not None else TIERS
     groups = _components(references, threshold, k, verify)
     facts = _facts(references, keep)
+    paths = references.file_paths()
+    verifier = verify if verify else (True if importlib.util.find_spec("cv2") else None)
     rows = []
     for number, members in enumerate(groups):
         members = sorted(members, key=lambda p: _rank_key(keep, facts, p))
@@ -170,8 +184,15 @@ def find_duplicates(
         vectors = references.embeddings
         distances = exact_distances(references.metric, vectors[[keeper]], vectors[members][None])[0]
         distances[0] = 0.0
-        order = [0] + sorted(range(1, len(members)), key=lambda i: (distances[i], facts["sort_name"][members[i]]))
-        rows += [(number, members[i], i == 0, float(distances[i])) for i in order]
+        order = sorted(range(1, len(members)), key=lambda i: (distances[i], facts["sort_name"][members[i]]))
+        sameness = Sameness(verifier)  # one per group: it keeps the group's decoded images
+        found = [(i, sameness.tier(paths[keeper], paths[members[i]])) for i in order]
+        found = [(i, tier) for i, tier in found if tier in wanted]
+        if not found:
+            continue
+        strongest = min((tier for _, tier in found), key=TIERS.index)
+        rows.append((number, keeper, True, 0.0, strongest))
+        rows += [(number, members[i], False, float(distances[i]), tier) for i, tier in found]
     positions = np.array([r[1] for r in rows], np.int64)
     table = pd.DataFrame(
         {
@@ -179,6 +200,7 @@ def find_duplicates(
             "label": references.labels[positions],
             "keeper": np.array([r[2] for r in rows], bool),
             "distance": np.array([r[3] for r in rows], np.float64),
+            "tier": [r[4] for r in rows],
         }
     )
     for column in ("path", "width", "height", "bytes", "mtime"):

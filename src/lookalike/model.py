@@ -240,7 +240,12 @@ class ImageSimilarityModel:
         return graph
 
     def find_duplicates(
-        self, threshold: float | None = None, keep: str = "resolution", k: int = 10, verify: Any = False
+        self,
+        threshold: float | None = None,
+        keep: str = "resolution",
+        k: int = 10,
+        verify: Any = False,
+        tiers: str | list[str] | tuple[str, ...] | None = None,
     ) -> pd.DataFrame:
         """Groups of near-duplicate references, each with a keeper: see :func:`lookalike.dedup.find_duplicates`.
 
@@ -249,7 +254,7 @@ class ImageSimilarityModel:
         >>> dups = model.find_duplicates(keep="size")  # doctest: +SKIP
         >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
         """
-        return dedup.find_duplicates(self.core, threshold=threshold, keep=keep, k=k, verify=verify)
+        return dedup.find_duplicates(self.core, threshold=threshold, keep=keep, k=k, verify=verify, tiers=tiers)
 
     def add(
         self, dataset: Any, verbose: bool = True, cache: bool = True, download: DownloadSettings | dict | None = None

@@ -1,0 +1,89 @@
+"""Tiers of sameness: exact, same-pixels, resized, edited, similar, measured on real photos and their copies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import lookalike as lk
+from conftest import SAMPLES
+from lookalike.ingest.decode import load_rgb
+from lookalike.tiers import COPY_TIERS, Sameness, resized_psnr
+
+ORIGINAL = sorted((SAMPLES / "shoes").glob("*.jpg"))[0]
+LOOKALIKE = sorted((SAMPLES / "shoes").glob("*.jpg"))[1]
+
+
+@pytest.fixture()
+def copies(tmp_path) -> Path:
+    """An original, one copy of each kind, and a distinct photo of the same class."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copyfile(ORIGINAL, folder / "original.jpg")
+    shutil.copyfile(ORIGINAL, folder / "exact.jpg")
+    pixels = load_rgb(ORIGINAL)
+    pixels.save(folder / "same-pixels.png")
+    pixels.resize((pixels.width // 2, pixels.height // 2), Image.Resampling.LANCZOS).save(
+        folder / "resized.jpg", quality=85
+    )
+    w, h = pixels.size
+    pixels.crop((w // 8, h // 10, w - w // 5, h - h // 6)).save(folder / "edited.jpg", quality=90)
+    shutil.copyfile(LOOKALIKE, folder / "lookalike.jpg")
+    return folder
+
+
+def test_each_kind_of_copy_gets_its_tier(copies):
+    sameness = Sameness(verifier=True)
+    original = str(copies / "original.jpg")
+    found = {name: sameness.tier(original, str(copies / name)) for name in os.listdir(copies)}
+    assert found == {
+        "original.jpg": "exact",
+        "exact.jpg": "exact",
+        "same-pixels.png": "same-pixels",
+        "resized.jpg": "resized",
+        "edited.jpg": "edited",
+        "lookalike.jpg": "similar",
+    }
+    assert Sameness(verifier=None).tier(original, str(copies / "edited.jpg")) == "similar"  # no verifier, no edited
+    assert sameness.tier(None, original) == "similar"  # no file, no pixels
+    assert (
+        resized_psnr(load_rgb(ORIGINAL), load_rgb(LOOKALIKE))
+        < 30
+        <= resized_psnr(load_rgb(ORIGINAL), load_rgb(copies / "resized.jpg"))
+    )
+
+
+def test_dedup_labels_rows_with_tiers_and_acts_only_on_copies(copies, tmp_path, lookalike_cache):
+    model = lk.create(copies, metric="cosine", verbose=False)
+    groups = model.find_duplicates(threshold=0.6)
+    tiers = dict(zip(groups["path"].map(lambda p: Path(p).name), groups["tier"], strict=True))
+    keeper = groups[groups["keeper"]]["path"].map(lambda p: Path(p).name).tolist()
+    # The PNG keeps: the most pixels (a tie), then the largest file. The JPEGs have its pixels, not its bytes.
+    assert keeper == ["same-pixels.png"] and tiers["same-pixels.png"] == "same-pixels"  # the group's strongest
+    assert tiers["original.jpg"] == tiers["exact.jpg"] == "same-pixels"
+    assert tiers["resized.jpg"] == "resized"
+    assert tiers["edited.jpg"] == "edited" and tiers["lookalike.jpg"] == "similar"
+    only_copies = model.find_duplicates(threshold=0.6, tiers=COPY_TIERS)
+    assert set(only_copies["tier"][~only_copies["keeper"]]) <= set(COPY_TIERS)
+    with pytest.raises(ValueError, match="tiers must be some of"):
+        model.find_duplicates(tiers="copies")
+
+    moved = tmp_path / "moved"
+    command = [sys.executable, "-m", "lookalike.cli", "dedup", str(copies), "--threshold", "0.6", "-q"]
+    listed = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert all(row["tier"] in ("exact", "same-pixels", "resized", "edited", "similar") for row in rows)
+    done = subprocess.run([*command, "--move-to", str(moved)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    moved_names = {p.name for p in moved.rglob("*") if p.is_file()}
+    copies_found = {Path(r["path"]).name for r in rows if not r["keeper"] and r["tier"] in COPY_TIERS}
+    assert moved_names == copies_found and "edited.jpg" in copies_found  # an edited copy is a copy
+    assert (copies / "lookalike.jpg").exists()  # a similar one never is, by default
