@@ -207,3 +207,21 @@ def test_neardup_edits_match_their_originals(needs_shared):
     assert list(zip(pairs["a_label"], pairs["b_label"], strict=True)) == expected
     hits = np.mean([b // 3 == a for a, b in expected])  # an edit of the same photo among the top 3
     assert hits > 0.5
+
+
+def test_one_to_one_pairs_each_image_once_closest_first_and_lists_the_unmatched():
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(50, 16)).astype(np.float32)
+    b = np.concatenate([a[:30] + rng.normal(scale=0.01, size=(30, 16)), rng.normal(size=(10, 16))]).astype(np.float32)
+    b = np.concatenate([b, a[:1] + 0.02]).astype(np.float32)  # a second, farther copy of a[0]: left unmatched
+    table = lk.match(a, b, model=None, metric="euclidean", threshold=0.5, one_to_one=True, verbose=False)
+    pairs = table.dropna(subset=["a_label", "b_label"])
+    assert sorted(zip(pairs["a_label"], pairs["b_label"], strict=True)) == [(i, i) for i in range(30)]
+    assert pairs["a_label"].is_unique and pairs["b_label"].is_unique
+    alone_a = table[table["b_label"].isna()]["a_label"].tolist()
+    alone_b = table[table["a_label"].isna()]["b_label"].tolist()
+    assert alone_a == list(range(30, 50)) and alone_b == list(range(30, 41))
+    assert table["distance"].isna().sum() == 31
+    # Without one_to_one, a[0] pairs with both of its copies.
+    everything = lk.match(a, b, model=None, metric="euclidean", threshold=0.5, verbose=False)
+    assert sorted(everything[everything["a_label"] == 0]["b_label"]) == [0, 40]

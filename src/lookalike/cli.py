@@ -194,7 +194,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     if args.output:
         check_output(args.output, TABLE_SUFFIXES)  # before embedding anything
-    options = dict(threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet)
+    options = dict(
+        threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet, one_to_one=args.one_to_one
+    )
     if args.output and args.output.suffix.lower() in STREAM_SUFFIXES:  # streamed block by block
         path = lk.match(args.a, args.b, path=args.output, **options)
         print(f"wrote {count_rows(path)} pairs to {path}")
@@ -415,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--threshold", type=float, help="largest distance of a pair (cosine: 1 - similarity)")
     match.add_argument("-k", type=int, help="at most the k nearest B images per A image")
     match.add_argument("--metric", default="cosine", choices=METRICS)
+    match.add_argument(
+        "--one-to-one",
+        action="store_true",
+        help="each image in one pair at most, closest first; the unmatched of each side follow",
+    )
     match.add_argument("-o", "--output", type=Path, help="pairs file: .parquet, .csv, .json or .jsonl")
     match.set_defaults(run=cmd_match)
 

@@ -51,6 +51,7 @@ def match(
     batch_size: int = BATCH_SIZE,
     verbose: bool = True,
     path: str | os.PathLike | None = None,
+    one_to_one: bool = False,
 ) -> pd.DataFrame | Path:
     """Pairs (a, b) of images from two sets that look alike: all pairs within ``threshold`` and/or b's ``k`` nearest per a.
 
@@ -85,6 +86,15 @@ def match(
         A ``.parquet`` or ``.csv`` file to stream the pairs to, one block of
         A at a time, instead of returning them: the pairs are never all in
         memory, and the file appears only when complete.
+    one_to_one : bool, default False
+        Each image in at most one pair (an edit to its original, a product
+        photo to its catalogue entry): of the candidate pairs (within
+        ``threshold``, among the ``k`` nearest), the closest pair is taken
+        first, then the closest of those left whose images are both still
+        free, and so on; every taken pair is the nearest free choice for
+        both of its images (mutual nearest neighbours, applied in turn). The
+        images left without a pair follow as rows with no partner
+        (``b_label`` or ``a_label`` missing, ``distance`` NaN).
 
     Returns
     -------
@@ -112,22 +122,26 @@ def match(
         path = check_output(path)  # before any embedding
     model_a, model_b = _as_models(a, b, model, metric, (label_a, label_b), batch_size, verbose)
     _check_comparable(model_a, model_b)
-    blocks = _pair_blocks(model_a, model_b, threshold, k, metric, BLOCK_A)
+    candidates = _candidate_blocks(model_a, model_b, threshold, k, metric, BLOCK_A)
+    if one_to_one:
+        blocks = iter([_one_to_one_table(model_a, model_b, _concat(candidates))])
+    else:
+        blocks = (_pair_table(model_a, model_b, *block) for block in candidates)
     if path is not None:
         write_blocks(path, blocks, _pair_schema(model_a, model_b))
         return path
     return pd.concat(blocks, ignore_index=True)
 
 
-def _pair_blocks(
+def _candidate_blocks(
     model_a: ImageSimilarityModel,
     model_b: ImageSimilarityModel,
     threshold: float | None,
     k: int | None,
     metric: str,
     block_a: int,
-) -> Iterator[pd.DataFrame]:
-    """The pairs table, one block of A at a time, already in the final order (a, then distance, then b)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(a positions, b positions, distances)``, one block of A at a time, in the final order (a, distance, b)."""
     if k is not None:
         # b's own index (approximate or exact) when it measures the same metric; exact search otherwise.
         index = model_b.core.index if model_b.metric == metric else model_b.core.exact_index(metric)
@@ -144,16 +158,53 @@ def _pair_blocks(
             a_pos, b_pos, dist = _concat(pairs_within(queries, model_b.embeddings, metric, threshold, block_a))
             order = np.lexsort((b_pos, dist, a_pos))
             a_pos, b_pos, dist = a_pos[order] + a0, b_pos[order], dist[order]
-        yield _pair_table(model_a, model_b, a_pos, b_pos, dist)
+        yield a_pos, b_pos, dist
+
+
+def _one_to_one_table(
+    model_a: ImageSimilarityModel, model_b: ImageSimilarityModel, candidates: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> pd.DataFrame:
+    """Closest pair first, each image in one pair at most; then the unmatched of a, then of b."""
+    a_pos, b_pos, dist = candidates
+    order = np.lexsort((b_pos, a_pos, dist))
+    a_free = np.ones(len(model_a.labels), bool)
+    b_free = np.ones(len(model_b.labels), bool)
+    taken = []
+    for i in order.tolist():
+        if a_free[a_pos[i]] and b_free[b_pos[i]]:
+            a_free[a_pos[i]] = b_free[b_pos[i]] = False
+            taken.append(i)
+    taken = np.array(sorted(taken, key=lambda i: (a_pos[i], dist[i])), np.int64)
+    pairs = _pair_table(model_a, model_b, a_pos[taken], b_pos[taken], dist[taken])
+    alone_a = _pair_table(model_a, model_b, np.flatnonzero(a_free), None, None)
+    alone_b = _pair_table(model_a, model_b, None, np.flatnonzero(b_free), None)
+    return pd.concat([pairs, alone_a, alone_b], ignore_index=True)
 
 
 def _pair_table(
-    model_a: ImageSimilarityModel, model_b: ImageSimilarityModel, a_pos: np.ndarray, b_pos: np.ndarray, dist: np.ndarray
+    model_a: ImageSimilarityModel,
+    model_b: ImageSimilarityModel,
+    a_pos: np.ndarray | None,
+    b_pos: np.ndarray | None,
+    dist: np.ndarray | None,
 ) -> pd.DataFrame:
-    table = pd.DataFrame({"a_label": model_a.labels[a_pos], "b_label": model_b.labels[b_pos], "distance": dist})
+    """Pairs at these positions; with one side None, that side's images without a partner (distance NaN)."""
+    rows = len(a_pos if a_pos is not None else b_pos)
+
+    def side(values: np.ndarray, pos: np.ndarray | None) -> Any:
+        return values[pos] if pos is not None else pd.array([None] * rows, dtype=object)
+
+    table = pd.DataFrame(
+        {
+            "a_label": side(model_a.labels, a_pos),
+            "b_label": side(model_b.labels, b_pos),
+            "distance": dist if dist is not None else np.full(rows, np.nan),
+        }
+    )
     for name, m, pos in (("a_path", model_a, a_pos), ("b_path", model_b, b_pos)):
         if _has_paths(m):
-            table[name] = m.references[m.feature].take(pos).reset_index(drop=True)  # its dtype, even when empty
+            paths = m.references[m.feature]
+            table[name] = paths.take(pos).reset_index(drop=True) if pos is not None else side(paths.to_numpy(), None)
     return table
 
 
