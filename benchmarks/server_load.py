@@ -5,13 +5,16 @@ its own process, then runs ``--clients`` concurrent clients (httpx + asyncio)
 for ``--duration`` seconds: each request is an image upload (``POST
 /api/query``) with probability ``--upload-share``, else the neighbours of a
 random reference (``GET /api/references/{i}/neighbours``), after a
-``--baseline`` seconds of one client alone for comparison. Reports the
-server's start-up time, requests/s, p50/p95/p99 latency per kind and every
-error, to ``benchmarks/results/server_load.json``. Client and server share
-this machine's cores, so the figures are a floor, not a capacity.
+``--baseline`` seconds of one client alone (one reused connection) for
+comparison. Reports the server's start-up time, requests/s, p50/p95/p99
+latency per kind, every error and the dropped connections (a request lost
+with its connection: ``ReadError``, ``RemoteProtocolError``...), with the
+machine (CPU flags, load average before and after), to
+``benchmarks/results/server_load.json``. Client and server share this
+machine's cores, so the figures are a floor, not a capacity.
 
     python benchmarks/server_load.py                       # the 80 bundled photos
-    python benchmarks/server_load.py --model photos.lookalike --clients 50 --duration 20
+    python benchmarks/server_load.py --model photos.lookalike --clients 50 --duration 60
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from machine import machine_info
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "clothing"
 RESULTS = REPO / "benchmarks" / "results" / "server_load.json"
+#: A request lost with its connection, as opposed to one the server answered (any status) or a client timeout.
+DROPPED = (httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 def start_server(model: Path) -> tuple[subprocess.Popen, str, float]:
@@ -79,6 +86,8 @@ async def run_load(
                     else:
                         response = await client.get(f"/api/references/{rng.randrange(n)}/neighbours?k=10")
                     outcome = str(response.status_code)
+                except DROPPED as exc:
+                    outcome = f"dropped connection ({type(exc).__name__})"
                 except httpx.HTTPError as exc:
                     outcome = type(exc).__name__
                 records.append(("upload" if upload else "neighbours", time.perf_counter() - began, outcome))
@@ -104,7 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a saved model (default: index samples/clothing now)")
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--upload-share", type=float, default=0.25, help="share of requests that are uploads")
     parser.add_argument("--baseline", type=float, default=5.0, help="seconds of a single client first")
     parser.add_argument("--seed", type=int, default=0)
@@ -121,7 +130,7 @@ def main() -> int:
             model_path = Path(scratch) / "samples.lookalike"
             lk.create(str(SAMPLES), verbose=False).save(model_path)
         n = len(lk.load_model(model_path).labels)
-        load_before = os.getloadavg()
+        machine = machine_info()
         process, url, startup = start_server(model_path)
         try:
             began = time.perf_counter()
@@ -144,10 +153,9 @@ def main() -> int:
     result = {
         "what": "lookalike serve on 127.0.0.1: concurrent uploads (POST /api/query) and neighbour lookups",
         "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_before": [round(v, 2) for v in load_before],
+            **machine,
             "load_average_after": [round(v, 2) for v in load_after],
-            "note": "client and server share these cores; other jobs were running (see the load averages)",
+            "note": "client and server share these cores; see the load averages for other jobs",
         },
         "config": {
             "references": n,
@@ -162,6 +170,7 @@ def main() -> int:
         "requests": len(records),
         "requests_per_s": round(len(records) / elapsed, 1),
         "errors": errors,
+        "dropped_connections": sum(c for outcome, c in outcomes.items() if outcome.startswith("dropped")),
         "all": latency_summary([s for _, s, _ in records]),
         "neighbours": latency_summary([s for kind, s, _ in records if kind == "neighbours"]),
         "upload": latency_summary([s for kind, s, _ in records if kind == "upload"]),

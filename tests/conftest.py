@@ -148,14 +148,27 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def _rgb_png(width: int, height: int, compressed_rows: bytes) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", compressed_rows)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def write_png_header_bomb(path: Path, width: int = 30000, height: int = 30000) -> Path:
     """A tiny valid PNG whose IHDR declares ``width`` x ``height`` RGB pixels (Pillow reads only the header)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    data = zlib.compress(b"\x00" * 16)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
-    )
+    path.write_bytes(_rgb_png(width, height, zlib.compress(b"\x00" * 16)))
     return path
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A complete grey RGB PNG: it decodes to all ``width`` x ``height`` pixels from ~1/1000 of their size (40 MP: 120 KB)."""
+    rows = zlib.compressobj(9)
+    row = b"\x00" + b"\x80" * (3 * width)  # filter byte "none", then the row's pixels
+    return _rgb_png(width, height, b"".join(rows.compress(row) for _ in range(height)) + rows.flush())
 
 
 def write_exif_rotated_jpeg(path: Path, image: Image.Image, orientation: int = 6) -> Path:

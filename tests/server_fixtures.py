@@ -5,7 +5,11 @@ Imported by the ``test_server_*`` modules (``from server_fixtures import *``).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ import pytest
 import lookalike as lk
 from lookalike.server.runner import start_in_thread
 
-__all__ = ["DUPLICATED", "SAMPLE_PHOTOS", "saved_model", "server", "small_folder"]
+__all__ = ["DUPLICATED", "SAMPLE_PHOTOS", "cli_server", "saved_model", "server", "small_folder"]
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "clothing"
 SAMPLE_PHOTOS = sorted(SAMPLES.rglob("*.jpg"))
@@ -36,6 +40,24 @@ def server(saved_model, tmp_path_factory):
     with start_in_thread(lk.load_model(saved_model), thumbnail_dir=thumbs) as running:
         running.thumbnail_dir = thumbs
         yield running
+
+
+@contextlib.contextmanager
+def cli_server(model: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``lookalike serve MODEL --port 0 -q OPTIONS`` in a process of its own: (the process, the page's URL)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.cli", "serve", str(model), "--port", "0", "-q", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "lookalike explorer on http://" in line, line or process.stderr.read()
+        yield process, line.split(" on ")[1].split()[0]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def small_folder(root: Path) -> Path:

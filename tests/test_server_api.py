@@ -21,7 +21,7 @@ from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.server.runner import start_in_thread
 from lookalike.server.security import check_bind
 from server_fixtures import *  # noqa: F403 - the server fixtures
-from server_fixtures import SAMPLE_PHOTOS, small_folder
+from server_fixtures import SAMPLE_PHOTOS, cli_server, small_folder
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +285,25 @@ def test_security_headers_and_no_cors_unless_asked(api, small_server):
     assert "access-control-allow-origin" not in other.headers
 
 
+def test_cross_origin_posts_are_refused(small_server):
+    # A page on any site may send a form to the server without asking it first: only its Origin header tells.
+    photo = SAMPLE_PHOTOS[0].read_bytes()
+    own = f"{small_server.base_url.scheme}://{small_server.base_url.netloc.decode()}"
+
+    def post(origin: str | None) -> httpx.Response:
+        headers = {"Origin": origin} if origin else {}
+        return small_server.post("/query?k=1", files={"image": ("p.jpg", photo, "image/jpeg")}, headers=headers)
+
+    refused = post("http://evil.example")
+    assert refused.status_code == 403 and "http://evil.example" in refused.json()["detail"]
+    assert post("null").status_code == 403  # a sandboxed page or a local file
+    assert post(own).status_code == 200  # the explorer's own page
+    assert post("http://example.org").status_code == 200  # allowed by cors=
+    assert post(None).status_code == 200  # not a browser: curl, scripts
+    # Reads stay answerable: the browser itself keeps their answers from another origin's page.
+    assert small_server.get("/health", headers={"Origin": "http://evil.example"}).status_code == 200
+
+
 def test_foreign_host_headers_are_refused(api):
     # A page on another site cannot talk to the loopback server through a DNS name it controls.
     assert api.get("/health", headers={"Host": "evil.example"}).status_code == 400
@@ -341,20 +360,9 @@ def test_openapi_documents_every_route(api):
 
 
 def test_cli_serve_starts_and_answers(saved_model, lookalike_cache):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "serve", str(saved_model), "--port", "0", "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        assert "lookalike explorer on http://127.0.0.1:" in line, line or process.stderr.read()
-        url = line.split(" on ")[1].split()[0]
+    with cli_server(saved_model) as (_, url):
+        assert url.startswith("http://127.0.0.1:")
         assert httpx.get(url + "api/health", timeout=30).json() == {"status": "ok", "references": 80}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_cli_serve_refuses_other_hosts_without_token(saved_model):

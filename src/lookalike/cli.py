@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
@@ -264,6 +265,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from lookalike.server.runner import serve
 
+    if not args.max_upload_mb > 0 or math.isinf(args.max_upload_mb):
+        raise InvalidArgument(f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb:g}")
     serve(
         lk.load_model(args.model),
         host=args.host,

@@ -1,4 +1,4 @@
-"""Process-wide settings: GPU use (Turi's ``config.set_num_gpus``) and the cache folder."""
+"""Process-wide settings: GPU use (Turi's ``config.set_num_gpus``), the cores to use and the cache folder."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def set_num_gpus(num_gpus: int) -> None:
 def get_num_gpus() -> int:
     """The value last given to :func:`set_num_gpus` (default ``-1``)."""
     return _num_gpus
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its CPU affinity where the system has one, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def execution_providers() -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lookalike.config import execution_providers
+from lookalike.config import cpu_count, execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
@@ -51,16 +51,12 @@ BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
 
 
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class Embedder:
     """Runs one :class:`ModelSpec`: preprocessing, an ONNX Runtime session, batched extraction."""
 
     def __init__(self, spec: ModelSpec, threads: int | None = None):
         self.spec = spec
-        self.threads = threads or _cpu_count()
+        self.threads = threads or cpu_count()
         self._network: bytes | None = None
         self._sessions: dict[int, Any] = {}
 

@@ -257,7 +257,9 @@ def load_rgb(source: Any, min_size: tuple[int, int] | None = None) -> Image.Imag
     min_size : (width, height), optional
         When given, a JPEG much larger than this is decoded at a reduced
         scale (DCT-domain, ``Image.draft``) that is still at least this big:
-        several times faster for camera photos.
+        several times faster for camera photos. Any image still at least
+        twice as big is then shrunk by a whole factor (``Image.reduce``, a
+        box filter), so the full-size pixels are freed at once.
 
     Raises
     ------
@@ -292,6 +294,12 @@ def decode_image(source: Any, min_size: tuple[int, int] | None = None) -> tuple[
             image.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame
         image.load()
         result = to_rgb(_upright(image))
+        if min_size is not None:
+            # Other formats decode only at full size (a 40 MP PNG is 120 MB of RGB): shrink before returning,
+            # so the caller never holds, and the copy below never doubles, the full-size pixels.
+            factor = min(result.size[0] // min_size[0], result.size[1] // min_size[1])
+            if factor >= 2:
+                result = result.reduce(factor)
         # ``finally`` closes ``image``, which would free the pixels of a result that is the same object.
         return (result.copy() if result is image else result), info
     except ImageError:

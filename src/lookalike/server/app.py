@@ -8,17 +8,16 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from lookalike.config import cache_dir
 from lookalike.errors import InvalidType
 from lookalike.server.collection import Collection
 from lookalike.server.errors import add_error_handlers, error_responses
 from lookalike.server.routes import API_ROUTERS, page
-from lookalike.server.security import BodyLimit, SecurityHeaders, bearer_guard
+from lookalike.server.security import BodyLimit, HostGuard, OriginGuard, SecurityHeaders, bearer_guard
 from lookalike.server.thumbnails import ThumbnailCache
-from lookalike.server.uploads import UploadLimits
-from lookalike.validation import renamed_argument
+from lookalike.server.uploads import DecodeSlots, UploadLimits
+from lookalike.validation import check_positive_int, renamed_argument
 from lookalike.version import __version__
 
 #: Defaults of :func:`create_app`: 20 MB uploads, 40 megapixels decoded.
@@ -49,9 +48,11 @@ def create_app(
     token : str, optional
         When given, every ``/api`` request must send ``Authorization: Bearer <token>``.
     cors : list of str, optional
-        Origins allowed to call the API from other pages. None: no CORS headers at all.
+        Origins allowed to call the API from other pages. None: no CORS headers at all, and a
+        POST from a page of another origin is refused (403).
     allowed_hosts : list of str, optional
-        Host headers to answer (a guard against DNS rebinding); None answers any.
+        Host names to answer (a guard against DNS rebinding), each with or without a port
+        (``"localhost"``, ``"[::1]:8000"``); other Host headers get 400. None answers any.
     thumbnail_dir : path, optional
         Where thumbnails are cached; default ``<lookalike cache>/thumbnails``.
     thumbnail_size : int, default 256
@@ -60,6 +61,7 @@ def create_app(
         Largest uploaded image; larger requests get 413.
     max_upload_pixels : int, default 40 000 000
         Largest uploaded width x height (decompression-bomb guard); larger get 413.
+        Uploads are decoded one per core at a time; the others wait their turn.
 
     Examples
     --------
@@ -70,17 +72,22 @@ def create_app(
         raise InvalidType(
             f"create_app takes a model, not a path: load it first with lookalike.load_model({similarity_model!r})"
         )
+    check_positive_int("max_upload_bytes", max_upload_bytes)
+    check_positive_int("max_upload_pixels", max_upload_pixels)
+    # No docs page: Swagger UI's scripts come from a CDN (blocked by our Content-Security-Policy, unreachable
+    # offline), and a page a browser opens cannot send the bearer token. The spec is a guarded route instead.
     app = FastAPI(
         title="lookalike",
         summary="Browse an image-similarity model, find neighbours, search by upload, review near-duplicates.",
         version=__version__,
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
     )
     app.state.collection = Collection(similarity_model)
     app.state.thumbnails = ThumbnailCache(thumbnail_dir or cache_dir() / "thumbnails", size=thumbnail_size)
     app.state.upload_limits = UploadLimits(max_upload_bytes, max_upload_pixels)
+    app.state.decode_slots = DecodeSlots()
 
     guard = [Depends(bearer_guard(token))] if token else []
     responses = error_responses(401, 422) if token else error_responses(422)
@@ -96,7 +103,8 @@ def create_app(
         app.add_middleware(
             CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"], allow_headers=["Authorization"]
         )
+    app.add_middleware(OriginGuard, allowed_origins=cors or ())
     if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(HostGuard, allowed_hosts=allowed_hosts)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes + MULTIPART_SLACK)
     return app

@@ -1,7 +1,7 @@
 """FastAPI dependencies: what the routes need from the app, and the reference a path addresses.
 
 :func:`~lookalike.server.app.create_app` keeps one :class:`Collection`,
-:class:`ThumbnailCache` and :class:`UploadLimits` on ``app.state``; routes
+:class:`ThumbnailCache`, :class:`UploadLimits` and :class:`DecodeSlots` on ``app.state``; routes
 declare them as parameters (``view: View``) instead of closing over them.
 """
 
@@ -14,7 +14,7 @@ from fastapi import Path as PathParam
 
 from lookalike.server.collection import Collection
 from lookalike.server.thumbnails import ThumbnailCache
-from lookalike.server.uploads import UploadLimits
+from lookalike.server.uploads import DecodeSlots, UploadLimits
 
 
 def get_collection(request: Request) -> Collection:
@@ -29,9 +29,14 @@ def get_upload_limits(request: Request) -> UploadLimits:
     return request.app.state.upload_limits
 
 
+def get_decode_slots(request: Request) -> DecodeSlots:
+    return request.app.state.decode_slots
+
+
 View = Annotated[Collection, Depends(get_collection)]
 Thumbnails = Annotated[ThumbnailCache, Depends(get_thumbnails)]
 Limits = Annotated[UploadLimits, Depends(get_upload_limits)]
+Slots = Annotated[DecodeSlots, Depends(get_decode_slots)]
 
 
 def reference_at(

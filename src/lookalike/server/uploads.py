@@ -1,16 +1,55 @@
-"""Checking an uploaded image before anything decodes its pixels.
+"""Uploaded images: checked before anything decodes their pixels, then decoded a few at a time.
 
 The bytes decide what the upload is (the client's Content-Type and file
 name are not trusted), and the header's pixel count is checked against a
 cap before any decoding, so a small file cannot expand into gigabytes.
+Decoding takes one slot per core (:class:`DecodeSlots`), and the memory a
+large decode freed goes back to the system (:func:`release_memory`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from lookalike.config import cpu_count
 from lookalike.errors import LookalikeError
 from lookalike.ingest.decode import ImageError, ImageInfo, probe
+
+Result = TypeVar("Result")
+
+#: Decoding an upload of this many pixels or more (a phone photo) frees enough to hand back (:func:`release_memory`).
+RELEASE_AFTER_PIXELS = 4_000_000
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl has none
+    except (OSError, AttributeError):
+        return None
+
+
+_trim = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the heap memory freed by a large decode back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    glibc keeps what each worker thread frees in that thread's arena: after
+    16 uploads of a 40 MP PNG the server held 1.65 GB more than idle, with a
+    trim after each 0.22 GB. A trim with nothing to release takes microseconds.
+    """
+    if _trim is not None:
+        _trim(0)
+
 
 #: Decoded formats accepted from uploads: Pillow's still-image formats a browser or camera produces.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "HEIF", "AVIF"})
@@ -22,6 +61,23 @@ class UploadLimits:
 
     max_bytes: int
     max_pixels: int
+
+
+class DecodeSlots:
+    """Uploads decoded at the same time: one per core, the others wait their turn.
+
+    A 40-megapixel upload decodes to 120 MB of pixels: 16 at once took the
+    server 3.4 GB above idle. A waiting upload holds no thread, and more
+    decodes at once would only share the same cores.
+    """
+
+    def __init__(self):
+        self._slots = anyio.Semaphore(cpu_count())
+
+    async def run(self, function: Callable[[], Result]) -> Result:
+        """``function()`` in a worker thread, once a slot is free."""
+        async with self._slots:
+            return await run_in_threadpool(function)
 
 
 class UploadError(LookalikeError, ValueError):
