@@ -222,6 +222,11 @@ def test_duplicates_find_the_copied_photo(small_server, small_model):
     assert [m["keeper"] for m in group["members"]] == [True, False]
     assert [m["distance"] for m in group["members"]] == [0.0, pytest.approx(0.0, abs=1e-3)]
     assert sorted(os.path.basename(m["path"]) for m in group["members"]) == ["copy-a.jpg", "copy-b.jpg"]
+    assert [m["tier"] for m in group["members"]] == ["exact", "exact"]  # the same bytes
+    copies = small_server.get("/duplicates", params={"threshold": 1e-3, "tiers": ["exact", "resized"]}).json()
+    assert copies["total"] == 1 and copies["tiers"] == ["exact", "resized"]
+    assert small_server.get("/duplicates", params={"threshold": 1e-3, "tiers": "similar"}).json()["total"] == 0
+    assert small_server.get("/duplicates", params={"tiers": "copies"}).status_code == 422
 
 
 def test_duplicate_groups_are_the_components_of_close_pairs(api, sample_model):

@@ -144,6 +144,8 @@ def test_duplicates_view(page, server, artifacts):
     )
     assert first == [m["index"] for m in expected["groups"][0]["members"]]
     assert page.locator("#duplicates .group >> nth=0 >> .tile.keeper").count() == 1
+    tiers = page.eval_on_selector_all("#duplicates .group >> nth=0 >> .tile", "tiles => tiles.map(t => t.dataset.tier)")
+    assert tiers == [m["tier"] for m in expected["groups"][0]["members"]]
     page.screenshot(path=str(artifacts / "explorer-duplicates.png"))
     page.fill("#dup-threshold", "0")
     page.click("#dup-form button")

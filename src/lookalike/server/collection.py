@@ -145,20 +145,22 @@ class Collection:
             return self.nearest_distances["p5"]
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one Collection lives as long as its app
-    def duplicate_groups(self, threshold: float, k: int, keep: str) -> list[list[tuple[int, bool, float]]]:
+    def duplicate_groups(
+        self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None = None
+    ) -> list[list[tuple[int, bool, float, str]]]:
         """Near-duplicate groups from :func:`lookalike.dedup.find_duplicates`, largest first.
 
-        Each group is a list of (position, is the keeper, distance to the keeper), keeper first.
+        Each group is a list of (position, is the keeper, distance to the keeper, tier), keeper first;
+        with ``tiers``, only members of those tiers (and groups that keep one).
         """
-        table = self.model.find_duplicates(threshold=threshold, keep=keep, k=k)
+        table = self.model.find_duplicates(threshold=threshold, keep=keep, k=k, tiers=tiers)
         positions = self.positions_of(table["label"])
-        rows = zip(positions.tolist(), table["keeper"].tolist(), table["distance"].tolist(), strict=True)
-        groups: list[list[tuple[int, bool, float]]] = [
-            [] for _ in range(int(table["group"].max()) + 1 if len(table) else 0)
-        ]
+        columns = (table["keeper"].tolist(), table["distance"].tolist(), table["tier"].tolist())
+        rows = zip(positions.tolist(), *columns, strict=True)
+        groups: dict[int, list[tuple[int, bool, float, str]]] = {}
         for group, row in zip(table["group"].tolist(), rows, strict=True):
-            groups[group].append(row)
-        return groups
+            groups.setdefault(group, []).append(row)
+        return [groups[number] for number in sorted(groups)]
 
     # -------------------------------------------------------------------- map
     @functools.cached_property

@@ -63,6 +63,10 @@ class UploadNeighbours(Neighbours):
 class Member(Reference):
     keeper: bool = Field(description="the image of the group a dedup would keep (the first member)")
     distance: float = Field(description="distance to the group's keeper")
+    tier: str = Field(
+        description="how much it is the same as the keeper: exact, same-pixels, resized, edited or similar "
+        "(a keeper: its group's strongest)"
+    )
 
 
 class Group(BaseModel):
@@ -83,6 +87,7 @@ class Duplicates(BaseModel):
     threshold: float
     k: int
     keep: str
+    tiers: list[str] = Field(description="the tiers of the members listed")
     total: int = Field(description="number of groups at this threshold")
     offset: int
     limit: int

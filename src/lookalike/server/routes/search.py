@@ -10,6 +10,7 @@ from lookalike.server import schemas
 from lookalike.server.dependencies import Limits, ReferenceIndex, Slots, View
 from lookalike.server.errors import error_responses
 from lookalike.server.uploads import RELEASE_AFTER_PIXELS, check_upload, release_memory
+from lookalike.tiers import TIERS
 
 router = APIRouter(tags=["search"])
 
@@ -71,6 +72,10 @@ def duplicates(
     ] = "resolution",
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    tiers: Annotated[
+        list[Literal[TIERS]] | None,  # type: ignore[valid-type]
+        Query(description="only members of these tiers (repeat the parameter); all by default"),
+    ] = None,
 ) -> dict:
     """Groups of near-duplicate references (chains of links at most ``threshold`` long), largest first.
 
@@ -80,7 +85,7 @@ def duplicates(
     if threshold is None:
         threshold = view.default_threshold()
     try:
-        groups = view.duplicate_groups(float(threshold), k, keep)
+        groups = view.duplicate_groups(float(threshold), k, keep, tuple(sorted(set(tiers))) if tiers else None)
     except ValueError as exc:
         # Here a ValueError is a keep policy needing facts the model does not have: the client's choice, so 400.
         # (An app-wide ValueError handler would also turn the server's own bugs into 400s.)
@@ -88,7 +93,9 @@ def duplicates(
     page = [
         {
             "size": len(members),
-            "members": [{**view.item(p), "keeper": keeper, "distance": d} for p, keeper, d in members],
+            "members": [
+                {**view.item(p), "keeper": keeper, "distance": d, "tier": tier} for p, keeper, d, tier in members
+            ],
         }
         for members in groups[offset : offset + limit]
     ]
@@ -96,6 +103,7 @@ def duplicates(
         "threshold": threshold,
         "k": k,
         "keep": keep,
+        "tiers": list(tiers) if tiers else list(TIERS),
         "total": len(groups),
         "offset": offset,
         "limit": limit,

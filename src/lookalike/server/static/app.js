@@ -77,7 +77,9 @@ function tile(item, onClick) {
     const distance = document.createElement("span");
     distance.className = "distance";
     if (item.keeper !== undefined) {
-      distance.textContent = item.keeper ? "keep " : `${item.distance.toFixed(3)} `;
+      const tier = item.tier ? `${item.tier} · ` : "";
+      distance.textContent = item.keeper ? `keep · ${tier}` : `${tier}${item.distance.toFixed(3)} `;
+      if (item.tier) button.dataset.tier = item.tier;
       if (item.keeper) button.classList.add("keeper");
     } else {
       distance.textContent = `#${item.rank} · ${item.distance.toFixed(3)} `;
@@ -159,8 +161,9 @@ async function loadDuplicates() {
   const container = $("duplicates");
   container.dataset.loaded = "1";
   const threshold = state.dupThreshold === null ? "" : `&threshold=${state.dupThreshold}`;
+  const tiers = $("dup-tiers").value.split(",").filter(Boolean).map((t) => `&tiers=${t}`).join("");
   try {
-    const result = await api(`/duplicates?offset=${state.dupOffset}&limit=${DUP_PAGE}${threshold}`);
+    const result = await api(`/duplicates?offset=${state.dupOffset}&limit=${DUP_PAGE}${threshold}${tiers}`);
     state.dupThreshold = result.threshold;
     $("dup-threshold").value = Number(result.threshold.toFixed(4));
     const near = result.nearest;
