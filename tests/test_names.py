@@ -64,3 +64,18 @@ def test_dedup_reports_those_names_escaped_and_moves_the_exact_files(latin1_fold
     done = subprocess.run(command[:-2] + ["--move-to", str(moved), "-q"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert os.listdir(os.fsencode(moved)) != [] and len(os.listdir(os.fsencode(latin1_folder))) == 4
+
+
+def test_the_explorer_lists_those_names_escaped_and_shows_their_thumbnails(latin1_folder, lookalike_cache, tmp_path):
+    import httpx
+
+    from lookalike.server.runner import start_in_thread
+
+    model = lk.create(latin1_folder, verbose=False)
+    with start_in_thread(model, thumbnail_dir=tmp_path / "thumbs") as running:
+        listed = httpx.get(f"{running.api}/references", timeout=60).json()["items"]
+        names = sorted(Path(item["path"]).name for item in listed)
+        assert names == ["caf\\xe9-0.jpg", "caf\\xe9-1.jpg", "copy\\xff.jpg", "plain-2.jpg", "plain-3.jpg"]
+        for item in listed:
+            thumbnail = httpx.get(f"{running.api}/references/{item['index']}/thumbnail", timeout=60)
+            assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"

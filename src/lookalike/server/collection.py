@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lookalike import dedup
+from lookalike.ingest.names import escaped
 from lookalike.server.projection import pca_2d
 
 
@@ -43,7 +44,9 @@ class Collection:
         refs = model.references
         paths = refs[model.feature] if model.feature in refs.columns else None
         # Only string paths are image files the server may open; anything else was an in-memory image.
-        self.paths = paths.map(lambda v: v if isinstance(v, str) else None).to_numpy() if paths is not None else None
+        self.paths = (
+            np.array([v if isinstance(v, str) else None for v in paths], dtype=object) if paths is not None else None
+        )
         self._sizes = {
             name: refs[name].to_numpy() if name in refs.columns and pd.api.types.is_numeric_dtype(refs[name]) else None
             for name in ("width", "height")
@@ -66,8 +69,9 @@ class Collection:
         label = _plain(self.model.labels[position])
         out = {
             "index": int(position),
-            "label": label if isinstance(label, (int, str)) else str(label),
-            "path": self.paths[position] if self.paths is not None else None,
+            "label": escaped(label) if isinstance(label, (int, str)) else str(label),
+            # A file name that is not UTF-8 is shown with \xNN escapes (JSON cannot carry its bytes).
+            "path": escaped(self.paths[position]) if self.paths is not None else None,
         }
         for name, values in self._sizes.items():
             value = values[position] if values is not None else None
