@@ -87,3 +87,27 @@ def test_dedup_labels_rows_with_tiers_and_acts_only_on_copies(copies, tmp_path, 
     copies_found = {Path(r["path"]).name for r in rows if not r["keeper"] and r["tier"] in COPY_TIERS}
     assert moved_names == copies_found and "edited.jpg" in copies_found  # an edited copy is a copy
     assert (copies / "lookalike.jpg").exists()  # a similar one never is, by default
+
+
+def test_calibration_measures_copies_of_the_collection_and_false_links(lookalike_cache, sample_model):
+    model = lk.create(SAMPLES, metric="cosine", verbose=False)
+    calibration = model.calibrate_duplicates(sample=12)
+    table = calibration.table()
+    recalls = [c for c in table.columns if c.startswith("recall ")]
+    assert recalls == ["recall re-saved", "recall resized", "recall cropped", "recall mirrored", "recall overlaid"]
+    for column in [*recalls, "false links per pair"]:  # more is found, and more is linked, as the threshold grows
+        assert table[column].is_monotonic_increasing
+    assert table[recalls].iloc[-1].tolist() == [1.0] * 5  # the grid reaches the farthest copy
+    assert len(calibration.pair_distances) == 80 * 79 // 2  # a small collection: every pair measured
+    at_zero = calibration.at(0.0)
+    assert at_zero["false links per pair"] == 0.0 and at_zero["recall cropped"] == 0.0
+    assert "copies of 12 of these photos" in calibration.summary(0.15)
+    done = subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", "dedup", str(SAMPLES), "--calibrate", "--json", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    table_json, summary = done.stdout.strip().splitlines()
+    assert len(json.loads(table_json)) == 20 and summary.startswith("at threshold 0.15: finds ")

@@ -231,6 +231,12 @@ def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimi
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     model, root = _dedup_source(args.source, metric=args.metric, verbose=not args.quiet)
+    if args.calibrate:
+        threshold = args.threshold if args.threshold is not None else dedup.default_threshold(model.core)
+        calibration = model.calibrate_duplicates()
+        _print_table(calibration.table(), args.json)
+        print(calibration.summary(threshold))
+        return 0
     duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k, verify=args.verify)
     # Every tier is reported; only the tiers asked for (copies, by default) are acted on.
     acted = check_tiers(args.tiers.split(","))
@@ -441,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--move-to", type=Path, help="move duplicates here, keeping their paths relative to SOURCE")
     act.add_argument("--delete", action="store_true", help="delete duplicates (asks first unless --yes)")
     dedup_cmd.add_argument("--yes", action="store_true", help="delete without asking")
+    dedup_cmd.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure on copies of your own photos what each threshold finds and links by mistake; act on nothing",
+    )
     dedup_cmd.add_argument(
         "--tiers",
         default=",".join(COPY_TIERS),

@@ -20,6 +20,7 @@ import pandas as pd
 
 from lookalike import dedup, storage
 from lookalike import graph as graph_edges
+from lookalike.calibrate import Calibration, calibrate
 from lookalike.core import References
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
@@ -255,6 +256,17 @@ class ImageSimilarityModel:
         >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
         """
         return dedup.find_duplicates(self.core, threshold=threshold, keep=keep, k=k, verify=verify, tiers=tiers)
+
+    def calibrate_duplicates(self, sample: int = 50, pairs: int = 200_000) -> Calibration:
+        """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.calibrate`.
+
+        Examples
+        --------
+        >>> calibration = model.calibrate_duplicates()  # doctest: +SKIP
+        >>> print(calibration.summary(0.15))  # doctest: +SKIP
+        at threshold 0.15: finds 100% of re-saved copies, ...
+        """
+        return calibrate(self.core, sample=sample, pairs=pairs)
 
     def add(
         self, dataset: Any, verbose: bool = True, cache: bool = True, download: DownloadSettings | dict | None = None

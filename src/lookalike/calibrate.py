@@ -1,0 +1,190 @@
+"""Choose a dedup threshold by what it means on your own photos.
+
+A threshold is a distance, and a distance means nothing to a person. So:
+copies of a sample of the collection's own photos are made (re-saved,
+resized, cropped, mirrored, overlaid), embedded exactly as the references
+were, and measured against their originals: at each threshold, the share of
+each kind of copy found (recall). Random pairs of the collection's photos
+(distinct photos, but for the rare duplicate) give the rate of false links per
+pair, and with the number of pairs, the false links the collection can expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageOps
+
+from lookalike.core import References, as_references
+from lookalike.errors import InvalidArgument
+from lookalike.index.metrics import exact_distances
+from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.validation import check_positive_int
+
+__all__ = ["COPY_KINDS", "Calibration", "calibrate"]
+
+
+def _resaved(image: Image.Image) -> Image.Image:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=60)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def _resized(image: Image.Image) -> Image.Image:
+    return image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.Resampling.LANCZOS)
+
+
+def _cropped(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    return image.crop((w // 10, h // 10, w - w // 10, h - h // 10))  # 80 % of each side kept
+
+
+def _overlaid(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    w, h = out.size
+    ImageDraw.Draw(out).rectangle((w // 20, h - h // 5, w - w // 20, h - h // 20), fill=(255, 255, 255))
+    return out  # a caption bar over the lower sixth
+
+
+#: The kinds of copy measured, each a function of the decoded original.
+COPY_KINDS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "re-saved": _resaved,
+    "resized": _resized,
+    "cropped": _cropped,
+    "mirrored": ImageOps.mirror,
+    "overlaid": _overlaid,
+}
+
+
+class Calibration:
+    """What each threshold finds and links by mistake on one collection.
+
+    ``copy_distances``: per kind of copy, each copy's distance to its
+    original; ``pair_distances``: distances of random pairs of distinct
+    references; ``pairs``: the collection's number of pairs.
+    """
+
+    def __init__(
+        self, copy_distances: dict[str, np.ndarray], pair_distances: np.ndarray, pairs: int, photos: int
+    ) -> None:
+        self.copy_distances = copy_distances
+        self.pair_distances = pair_distances
+        self.pairs = pairs
+        self.photos = photos
+
+    def at(self, threshold: float) -> dict[str, float]:
+        """Copies found per kind, false links per pair and the false links expected, at ``threshold``."""
+        found = {f"recall {kind}": float(np.mean(d <= threshold)) for kind, d in self.copy_distances.items()}
+        rate = float(np.mean(self.pair_distances <= threshold))
+        return {"threshold": float(threshold), **found, "false links per pair": rate,
+                "expected false links": rate * self.pairs}  # fmt: skip
+
+    def table(self, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
+        """:meth:`at` for each threshold; default: 20 steps up to the farthest copy."""
+        if thresholds is None:
+            top = float(max(d.max() for d in self.copy_distances.values() if len(d)))
+            thresholds = np.linspace(top / 20, top, 20)
+        return pd.DataFrame([self.at(t) for t in thresholds])
+
+    def summary(self, threshold: float) -> str:
+        """One paragraph for people: what ``threshold`` finds and what it costs on this collection."""
+        values = self.at(threshold)
+        found = ", ".join(f"{values[f'recall {kind}']:.0%} of {kind} copies" for kind in self.copy_distances)
+        rate = values["false links per pair"]
+        measured = len(self.pair_distances)
+        every = measured == self.pairs
+        if rate:
+            links = (
+                f"links {rate:.2g} of the pairs of photos, so about {values['expected false links']:.1f} false links"
+            )
+        elif every:
+            links = "links none of the pairs of photos"
+        else:
+            links = f"links none of {measured:,} sampled pairs, so fewer than {self.pairs / measured:.1f} false links"
+        return (
+            f"at threshold {threshold:.4g}: finds {found} (copies of {self.photos} of these photos); "
+            f"{links} among the collection's {self.pairs:,} pairs (a few of which may be real duplicates)"
+        )
+
+
+def calibrate(
+    references: References,
+    sample: int = 50,
+    pairs: int = 200_000,
+    seed: int = 0,
+) -> Calibration:
+    """Measure, on the collection itself, what each dedup threshold finds and what it links by mistake.
+
+    Parameters
+    ----------
+    references : lookalike.core.References
+        A model's references (``model.core``), built from image files.
+    sample : int, default 50
+        Photos copied (each in every kind of :data:`COPY_KINDS`).
+    pairs : int, default 200,000
+        Random pairs of distinct references measured for false links.
+
+    Returns
+    -------
+    Calibration
+        ``.table()`` (threshold, recall per kind, false links per pair,
+        expected false links), ``.at(t)`` and ``.summary(t)``.
+
+    Examples
+    --------
+    >>> calibration = model.calibrate_duplicates()  # doctest: +SKIP
+    >>> print(calibration.summary(0.15))  # doctest: +SKIP
+    """
+    references = as_references(references)
+    sample = check_positive_int("sample", sample)
+    pairs = check_positive_int("pairs", pairs)
+    all_paths = references.file_paths()
+    positions = np.flatnonzero([p is not None for p in all_paths])
+    if not len(positions):
+        raise InvalidArgument("calibration makes copies of the collection's photos: this model keeps no image files")
+    if len(references) < 2:
+        raise InvalidArgument("calibration needs at least two references")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(positions, min(sample, len(positions)), replace=False)
+    originals, copies, kinds = [], [], []
+    for position in chosen.tolist():
+        try:
+            image = load_rgb(all_paths[position])
+        except ImageError:
+            continue
+        for kind, make in COPY_KINDS.items():
+            originals.append(position)
+            copies.append(make(image))
+            kinds.append(kind)
+    if not copies:
+        raise InvalidArgument("none of the sampled photos could be read to make copies")
+    result = references.embedder.extract(copies, batch_size=references.batch_size, verbose=False)
+    vectors = references.project(result.embeddings)
+    kept = np.asarray(result.ok)
+    origin = references.embeddings[np.asarray(originals)[kept]]
+    distance = exact_distances(references.metric, vectors, origin[:, None, :])[:, 0]
+    kind_of = np.asarray(kinds)[kept]
+    copy_distances = {kind: distance[kind_of == kind] for kind in COPY_KINDS}
+    n = len(references)
+    total = n * (n - 1) // 2
+    if total <= pairs:  # a small collection: every pair, exactly
+        first, second = np.triu_indices(n, k=1)
+    else:
+        first = rng.integers(0, n, pairs)
+        second = (first + rng.integers(1, n, pairs)) % n  # never the same reference
+    pair_distances = np.concatenate(
+        [
+            exact_distances(
+                references.metric,
+                references.embeddings[first[s : s + 8192]],
+                references.embeddings[second[s : s + 8192]][:, None, :],
+            )[:, 0]
+            for s in range(0, len(first), 8192)
+        ]
+    )
+    photos = len(set(np.asarray(originals)[kept].tolist()))
+    return Calibration(copy_distances, pair_distances, total, photos)
