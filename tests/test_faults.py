@@ -282,6 +282,7 @@ MALFORMED = [
     (lambda manifest: manifest.update(label_column=7), "label_column is 7, not a column name or null"),
     (lambda manifest: manifest.update(checksums=None), "checksums is None, not an object"),
     (lambda manifest: manifest["checksums"].update(algorithm="md5"), "records no SHA-256 checksums"),
+    (lambda manifest: manifest["checksums"].update(block_bytes=2**60), "its checksums have no block size"),
     (
         lambda manifest: manifest["checksums"]["files"]["embeddings.npy"].update(blocks=["0"]),
         "the checksum record of 'embeddings.npy' is malformed",

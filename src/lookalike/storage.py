@@ -217,7 +217,7 @@ def _check_checksums(checksums: Any, path: Path) -> None:
     if not isinstance(checksums, dict) or checksums.get("algorithm") != "sha256":
         raise ModelFormatError(f"{path} is damaged: it records no SHA-256 checksums of the model's files")
     block, files = checksums.get("block_bytes"), checksums.get("files")
-    if not (_is_int(block) and block >= 4096 and isinstance(files, dict)):
+    if not (_is_int(block) and 4096 <= block <= 2**30 and isinstance(files, dict)):  # a block is read whole
         raise ModelFormatError(f"{path} is damaged: its checksums have no block size or file list")
     for name, record in files.items():
         size = record.get("bytes") if isinstance(record, dict) else None
