@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, manifest_of
 from lookalike.cli import main as cli
 from lookalike.index import ExactIndex, build_index
 from lookalike.index.metrics import exact_distances
@@ -215,7 +214,7 @@ def test_cli_index_descriptor_is_kept_unless_another_is_asked_for(tmp_path, caps
     folder, out = six_photos(tmp_path), tmp_path / "m"
 
     def descriptor() -> dict:
-        return json.loads((out / "manifest.json").read_text())["embedding_model"]["descriptor"]
+        return manifest_of(out)["embedding_model"]["descriptor"]
 
     assert cli(["index", str(folder), "-o", str(out), "-q"]) == 0
     assert descriptor()["pooling"] == "gem"  # the default

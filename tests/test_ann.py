@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, generation, reseal
 from lookalike.cli import main as cli
 from lookalike.index import ApproximateIndex, ExactIndex, build_index, choose_method, factory
 from lookalike.index.metrics import exact_distances
@@ -160,7 +160,7 @@ def test_summary_and_info_report_method_reason_and_recall(hnsw_model, sample_mod
 def test_save_load_roundtrip_answers_identically(tmp_path, refs, queries, method):
     model = lk.create(refs, model=None, metric="cosine", method=method)
     model.save(tmp_path / "m")
-    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    files = sorted(p.name for p in generation(tmp_path / "m").iterdir())
     assert "index.faiss" in files and "index_ids.npy" in files
     loaded = lk.load_model(tmp_path / "m")
     assert loaded.summary(output="dict")["recall"] == model.summary(output="dict")["recall"]
@@ -177,7 +177,7 @@ def test_saved_real_model_answers_identically(tmp_path, hnsw_model):
     loaded = lk.load_model(tmp_path / "m")
     queries = np.asarray(hnsw_model.embeddings[::3]) + 0.5
     assert loaded.query(queries, k=4).equals(hnsw_model.query(queries, k=4))
-    assert (tmp_path / "m" / "index.faiss").read_bytes()[:4] == b"IHNf"  # faiss's own format, not a pickle
+    assert (generation(tmp_path / "m") / "index.faiss").read_bytes()[:4] == b"IHNf"  # faiss's own format, not a pickle
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,7 @@ def test_saved_real_model_answers_identically(tmp_path, hnsw_model):
     [
         (lambda d: (d / "index.faiss").write_bytes((d / "index.faiss").read_bytes()[:500]), "index.faiss is damaged"),
         (lambda d: (d / "index.faiss").write_bytes(b"not an index at all"), "index.faiss is damaged"),
-        (lambda d: (d / "index.faiss").unlink(), "index file index.faiss or index_ids.npy is missing"),
+        (lambda d: (d / "index.faiss").unlink(), "is damaged: missing index.faiss"),
         (lambda d: np.save(d / "index_ids.npy", np.arange(5)), "but the model has"),
         (lambda d: (d / "index_ids.npy").write_bytes(b"junk"), "index_ids.npy is damaged"),
     ],
@@ -194,7 +194,8 @@ def test_damaged_index_file_is_a_clear_format_error(tmp_path, refs, damage, mess
     model = lk.create(refs[:500], model=None, method="hnsw")
     model.save(tmp_path / "good")
     shutil.copytree(tmp_path / "good", tmp_path / "bad")
-    damage(tmp_path / "bad")
+    damage(generation(tmp_path / "bad"))
+    reseal(tmp_path / "bad")  # past the checksums, to the checks of the files' contents
     with pytest.raises(lk.ModelFormatError, match=message):
         lk.load_model(tmp_path / "bad")
 
@@ -203,7 +204,10 @@ def test_index_from_another_model_is_refused(tmp_path, refs):
     lk.create(refs[:500], model=None, method="hnsw").save(tmp_path / "a")
     lk.create(refs[:600], model=None, method="hnsw").save(tmp_path / "b")
     for name in ("index.faiss", "index_ids.npy"):
-        shutil.copy(tmp_path / "b" / name, tmp_path / "a" / name)
+        shutil.copy(generation(tmp_path / "b") / name, generation(tmp_path / "a") / name)
+    with pytest.raises(lk.ModelFormatError, match="index_ids.npy is damaged: it holds"):
+        lk.load_model(tmp_path / "a")
+    reseal(tmp_path / "a")
     with pytest.raises(lk.ModelFormatError, match="holds 600 vectors"):
         lk.load_model(tmp_path / "a")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pty
 import shutil
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, edit_manifest, manifest_of
 from lookalike.cli import main
 from lookalike.dedup import DEFAULT_THRESHOLDS, apply_actions, default_threshold
 from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DEFAULT_MODEL, get_spec
@@ -89,9 +88,9 @@ def test_default_thresholds_follow_the_descriptor(photos, tmp_path):
     # A manifest from before descriptors existed (SqueezeNet, float32) names none: its vectors are plain ones.
     plain = lk.create(files, model="squeezenet_v1.1", metric="cosine", descriptor="plain", verbose=False)
     plain.save(tmp_path / "plain.lookalike")
-    manifest = json.loads((tmp_path / "plain.lookalike" / "manifest.json").read_text())
-    del manifest["embedding_model"]["descriptor"]
-    (tmp_path / "plain.lookalike" / "manifest.json").write_text(json.dumps(manifest))
+    spec = manifest_of(tmp_path / "plain.lookalike")["embedding_model"]
+    del spec["descriptor"]
+    edit_manifest(tmp_path / "plain.lookalike", embedding_model=spec)
     assert default_threshold(lk.load_model(tmp_path / "plain.lookalike").core) == 0.12
     # gem distances are not plain ones: unit vectors, euclidean at most 2 (plain: tens).
     assert (

@@ -7,7 +7,6 @@ network's graph: SqueezeNet's fire9, and the default network's head), on real ph
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, manifest_of
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import (
     DEFAULT_DESCRIPTOR,
@@ -159,7 +158,7 @@ def test_saved_model_remembers_its_descriptor(tmp_path):
     refs = [str(p) for p in PHOTOS]
     model = lk.create(refs, descriptor={"pooling": "gem", "flip": True, "normalize": True}, verbose=False)
     model.save(tmp_path / "m")
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest = manifest_of(tmp_path / "m")
     assert manifest["embedding_model"]["descriptor"]["pooling"] == "gem"
     assert manifest["embedding_model"]["descriptor"]["flip"] is True
     loaded = lk.load_model(tmp_path / "m")
@@ -182,7 +181,7 @@ def test_the_default_is_gem_where_there_is_a_feature_map_to_pool(tmp_path):
     expected = unit(np.mean(np.maximum(maps, 1e-6) ** 3, axis=(2, 3)) ** (1 / 3))
     np.testing.assert_allclose(model.embeddings, expected, rtol=1e-4, atol=1e-5)
     model.save(tmp_path / "m")
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest = manifest_of(tmp_path / "m")
     assert descriptor_name(Descriptor.resolve(manifest["embedding_model"]["descriptor"])) == "gem"
     onnx_file = tmp_path / "net.onnx"
     onnx_file.write_bytes(Path(get_spec("squeezenet_v1.1").onnx_file()).read_bytes())

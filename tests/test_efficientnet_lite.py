@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, manifest_of
 from lookalike.config import cache_dir
 from lookalike.embed import efficientnet_lite, quantize
 from lookalike.embed.extractor import Embedder
@@ -79,7 +79,7 @@ def test_default_is_lite0_int8_and_precisions_are_not_mixed(tmp_path):
     assert 0.9 <= cosine(REFERENCE["efficientnet_lite0-int8"], REFERENCE["efficientnet_lite0-fp32"]).mean() < 0.999
     model = lk.create(photos[:4], precision="fp32", verbose=False)
     model.save(tmp_path / "fp32")
-    manifest = json.loads((tmp_path / "fp32" / "manifest.json").read_text())
+    manifest = manifest_of(tmp_path / "fp32")
     assert manifest["embedding_model"]["precision"] == "fp32"
     assert manifest["embedding_model"]["fingerprint"] == fp32.with_descriptor(None).fingerprint
     loaded = lk.load_model(tmp_path / "fp32")

@@ -16,7 +16,7 @@ import pytest
 from pyarrow import fs
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, generation, reseal
 from imageserver import ImageServer
 from lookalike import cli
 from lookalike.distributed.shards import read_shards, to_embedded, to_table
@@ -107,9 +107,10 @@ def test_a_model_saved_without_kinds_loads_with_kinds_derived_from_its_reasons(t
     refs["name"] = [Path(p).stem for p in refs["path"]]
     model = lk.create(refs, label="name", verbose=False)
     model.save(tmp_path / "m")
-    failures_file = tmp_path / "m" / "failures.parquet"
+    failures_file = generation(tmp_path / "m") / "failures.parquet"
     # failures.parquet as lookalike wrote it before kinds: id, source, reason.
     pd.read_parquet(failures_file).drop(columns=["kind"]).to_parquet(failures_file, index=False)
+    reseal(tmp_path / "m")
     assert pq.read_schema(failures_file).names == ["id", "source", "reason"]
 
     loaded = lk.load_model(tmp_path / "m")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 
 import lookalike as lk
-from conftest import DEFAULT_DIM, SAMPLES
+from conftest import DEFAULT_DIM, SAMPLES, generation, manifest_of, reseal
 from lookalike import storage
 from lookalike.projection import Projection, fit_lda, fit_projection, fit_whitening
 
@@ -86,10 +85,10 @@ def test_train_label_learns_and_applies_lda(lda_model, sample_model):
 
 def test_save_load_keeps_the_projection_without_pickle(lda_model, tmp_path):
     lda_model.save(tmp_path / "m")
-    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest = manifest_of(tmp_path / "m")
     assert manifest["projection"]["kind"] == "lda" and manifest["projection"]["dim"] == 9
     for name in ("projection_mean.npy", "projection_matrix.npy", "features.npy"):
-        np.load(tmp_path / "m" / name, allow_pickle=False)  # plain arrays
+        np.load(generation(tmp_path / "m") / name, allow_pickle=False)  # plain arrays
     loaded = lk.load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.projection.mean, lda_model.projection.mean)
     np.testing.assert_array_equal(loaded.projection.matrix, lda_model.projection.matrix)
@@ -101,8 +100,11 @@ def test_save_load_keeps_the_projection_without_pickle(lda_model, tmp_path):
         loaded.query(queries, k=4, verbose=False), lda_model.query(queries, k=4, verbose=False)
     )
     # A damaged projection is reported as such.
-    (tmp_path / "m" / "projection_matrix.npy").write_bytes(b"not an array")
-    with pytest.raises(storage.ModelFormatError, match="projection"):
+    (generation(tmp_path / "m") / "projection_matrix.npy").write_bytes(b"not an array")
+    with pytest.raises(storage.ModelFormatError, match="projection_matrix.npy is damaged: it holds 12 bytes"):
+        lk.load_model(tmp_path / "m")
+    reseal(tmp_path / "m")
+    with pytest.raises(storage.ModelFormatError, match="projection_matrix.npy is damaged: the magic string"):
         lk.load_model(tmp_path / "m")
 
 

@@ -1,4 +1,7 @@
-"""Saved models: a directory of JSON, .npy and parquet, written atomically, validated on load, never a pickle."""
+"""Saved models: a directory of JSON, .npy and parquet, written atomically, validated on load, never a pickle.
+
+Saves killed mid-way, concurrent readers, damaged and hostile files, full disks: tests/test_faults.py.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import lookalike as lk
-from conftest import DEFAULT_DIM, SAMPLES
+from conftest import DEFAULT_DIM, SAMPLES, edit_manifest, generation, manifest_of, reseal
 from lookalike import storage
 from lookalike.embed.registry import CAFFE, DEFAULT_MODEL, get_spec
 
 PATHS = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
+#: The files of every saved model (a projection or an ANN index add theirs).
+FILES = ("embeddings.npy", "failures.parquet", "references.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +38,6 @@ def copy_of(saved: Path, tmp_path: Path) -> Path:
     target = tmp_path / "copy.lookalike"
     shutil.copytree(saved, target)
     return target
-
-
-def edit_manifest(path: Path, **changes) -> None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest.update(changes)
-    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 # ------------------------------------------------------------------------------- roundtrip
@@ -65,7 +64,7 @@ def test_roundtrip_answers_identically(sample_model, sample_refs, saved):
 def test_embeddings_are_memory_mapped(saved):
     loaded = lk.load_model(saved)
     assert isinstance(loaded.embeddings, np.memmap)
-    assert Path(loaded.embeddings.filename).resolve() == (saved / "embeddings.npy").resolve()
+    assert Path(loaded.embeddings.filename).resolve() == (generation(saved) / "embeddings.npy").resolve()
     assert not loaded.embeddings.flags.writeable
 
 
@@ -103,7 +102,7 @@ def test_roundtrip_in_memory_images_keeps_no_pixels(tmp_path, sample_model):
     table = pd.DataFrame({"image": [Path(p).read_bytes() for p in PATHS[:3]], "tag": ["a", "b", "c"]})
     model = lk.create(table, label="tag", verbose=False)
     model.save(tmp_path / "m")
-    references = pd.read_parquet(tmp_path / "m" / "references.parquet")
+    references = pd.read_parquet(generation(tmp_path / "m") / "references.parquet")
     assert "image" not in references.columns
     loaded = lk.load_model(tmp_path / "m")
     result = loaded.query(PATHS[1], k=1, verbose=False)
@@ -136,7 +135,8 @@ def test_save_replaces_an_existing_model(tmp_path, sample_model):
     loaded = lk.load_model(target)
     assert len(loaded.labels) == 4 and loaded.model_name is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or retired folders left
-    assert sorted(p.name for p in target.iterdir()) == sorted(storage._FILES)
+    assert sorted(p.name for p in target.iterdir()) == ["CURRENT", "gen-000002"]  # the first generation is gone
+    assert sorted(p.name for p in generation(target).iterdir()) == sorted([*FILES, "manifest.json"])
 
 
 def test_save_refuses_to_overwrite_other_things(tmp_path, sample_model):
@@ -205,7 +205,10 @@ def test_load_not_a_model(tmp_path):
 
 def test_load_garbage_manifest(saved, tmp_path):
     path = copy_of(saved, tmp_path)
-    (path / "manifest.json").write_bytes(b"\x00\xff{not json")
+    (generation(path) / "manifest.json").write_bytes(b"\x00\xff{not json")
+    with pytest.raises(lk.ModelFormatError, match="manifest.json is damaged: its SHA-256 is not the one CURRENT"):
+        lk.load_model(path)
+    reseal(path)
     with pytest.raises(lk.ModelFormatError, match="not JSON"):
         lk.load_model(path)
 
@@ -222,23 +225,29 @@ def test_load_newer_format(saved, tmp_path):
 
 def test_load_missing_file(saved, tmp_path):
     path = copy_of(saved, tmp_path)
-    (path / "references.parquet").unlink()
+    (generation(path) / "references.parquet").unlink()
     with pytest.raises(lk.ModelFormatError, match="missing references.parquet"):
         lk.load_model(path)
 
 
 def test_load_truncated_embeddings(saved, tmp_path):
     path = copy_of(saved, tmp_path)
-    data = (path / "embeddings.npy").read_bytes()
-    (path / "embeddings.npy").write_bytes(data[: len(data) // 2])
-    with pytest.raises(lk.ModelFormatError, match="damaged"):
+    data = (generation(path) / "embeddings.npy").read_bytes()
+    (generation(path) / "embeddings.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(lk.ModelFormatError, match=f"embeddings.npy is damaged: it holds {len(data) // 2} bytes"):
+        lk.load_model(path)
+    reseal(path)
+    with pytest.raises(lk.ModelFormatError, match="embeddings.npy is damaged: mmap length is greater than file size"):
         lk.load_model(path)
 
 
 def test_load_garbage_parquet(saved, tmp_path):
     path = copy_of(saved, tmp_path)
-    (path / "failures.parquet").write_bytes(b"PAR1 but not really")
-    with pytest.raises(lk.ModelFormatError, match="damaged"):
+    (generation(path) / "failures.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(lk.ModelFormatError, match="failures.parquet is damaged"):
+        lk.load_model(path)
+    reseal(path)
+    with pytest.raises(lk.ModelFormatError, match="failures.parquet is damaged"):
         lk.load_model(path)
 
 
@@ -251,11 +260,14 @@ def test_load_shape_mismatch(saved, tmp_path):
     ):
         lk.load_model(path)
     path = copy_of(saved, tmp_path / "other")
-    np.save(path / "embeddings.npy", np.zeros((80, DEFAULT_DIM), np.float64))
+    np.save(generation(path) / "embeddings.npy", np.zeros((80, DEFAULT_DIM), np.float64))
+    reseal(path)
     with pytest.raises(lk.ModelFormatError, match="float64"):
         lk.load_model(path)
     path = copy_of(saved, tmp_path / "third")
-    pd.read_parquet(path / "references.parquet").head(10).to_parquet(path / "references.parquet")
+    references = generation(path) / "references.parquet"
+    pd.read_parquet(references).head(10).to_parquet(references)
+    reseal(path)
     with pytest.raises(lk.ModelFormatError, match="references.parquet does not match"):
         lk.load_model(path)
 
@@ -270,8 +282,7 @@ def test_load_bad_metric(saved, tmp_path):
 def test_wrong_embedding_model_fingerprint(saved, tmp_path, sample_model):
     """Mixing models: a saved model whose embeddings came from other weights cannot be queried with images."""
     path = copy_of(saved, tmp_path)
-    manifest = json.loads((path / "manifest.json").read_text())
-    edit_manifest(path, embedding_model={**manifest["embedding_model"], "fingerprint": "0123456789abcdef"})
+    edit_manifest(path, embedding_model={**manifest_of(path)["embedding_model"], "fingerprint": "0123456789abcdef"})
     loaded = lk.load_model(path)  # the model itself is readable...
     vectors = sample_model.embeddings[[3]]
     assert loaded.query(vectors, k=2).equals(sample_model.query(vectors, k=2))  # ...and its vectors usable
@@ -284,8 +295,7 @@ def test_wrong_embedding_model_fingerprint(saved, tmp_path, sample_model):
 
 def test_unknown_embedding_model(saved, tmp_path):
     path = copy_of(saved, tmp_path)
-    manifest = json.loads((path / "manifest.json").read_text())
-    edit_manifest(path, embedding_model={**manifest["embedding_model"], "name": "resnet-9000"})
+    edit_manifest(path, embedding_model={**manifest_of(path)["embedding_model"], "name": "resnet-9000"})
     with pytest.raises(ValueError, match="resnet-9000"):
         lk.load_model(path).query(PATHS[0], verbose=False)
 
@@ -304,8 +314,9 @@ def test_query_with_vectors_of_the_wrong_length(saved):
 
 
 def test_saved_files_are_plain_formats(saved):
-    names = sorted(p.name for p in saved.iterdir())
-    assert names == sorted(storage._FILES)
+    assert sorted(p.name for p in saved.iterdir()) == ["CURRENT", "gen-000001"]
+    saved = generation(saved)
+    assert sorted(p.name for p in saved.iterdir()) == sorted([*FILES, "manifest.json"])
     for path in saved.iterdir():
         assert not path.read_bytes().startswith(b"\x80")  # no pickle stream anywhere
     manifest = json.loads((saved / "manifest.json").read_text())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 import lookalike as lk
-from lookalike import dedup
+from lookalike import dedup, storage
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
@@ -30,7 +30,6 @@ from lookalike.ingest.names import escaped_frame
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
-from lookalike.storage import is_model_dir
 from lookalike.tiers import COPY_TIERS, TIERS, check_tiers
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
@@ -51,7 +50,7 @@ def _print_table(table: pd.DataFrame, as_json: bool) -> None:
 
 def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarityModel | None:
     """The model already at ``output`` synced in place with the sources, or None when it must be built afresh."""
-    if args.rebuild or args.engine != "local" or not (output / "manifest.json").is_file():
+    if args.rebuild or args.engine != "local" or not storage.is_model_dir(output):
         return None
     model = lk.load_model(output)
     # Without --model, --descriptor or --precision the model keeps what it was built with.
@@ -184,11 +183,16 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    checked = storage.verify(args.model) if args.verify else None  # a mismatch raises ModelFormatError
     model = lk.load_model(args.model)
     if args.json:
-        print(json.dumps(model.summary(output="dict")))
-    else:
-        model.summary()
+        print(json.dumps({**model.summary(output="dict"), **({"verified": checked} if checked else {})}))
+        return 0
+    model.summary()
+    if checked and checked["files"]:
+        print(f"verified: {checked['files']} files, {checked['bytes']:,} bytes, every SHA-256 matches")
+    elif checked:
+        print("verified: nothing to check, a format-1 model has no checksums (save it again to record them)")
     return 0
 
 
@@ -218,7 +222,7 @@ def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimi
     saved model the deepest folder holding all its images.
     """
     path = Path(source)
-    if is_model_dir(path):
+    if storage.is_model_dir(path):
         model = lk.load_model(path)
         if model.feature not in model.references.columns:
             return model, path
@@ -418,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="describe a saved model")
     info.add_argument("model", type=Path)
+    info.add_argument(
+        "--verify",
+        action="store_true",
+        help="read every byte and check it against the checksums saved with the model (a load checks large files by samples)",
+    )
     info.set_defaults(run=cmd_info)
 
     match = commands.add_parser("match", help="pairs of look-alike images between two sets (folders or models)")

@@ -14,6 +14,7 @@ and the failure report with its kind set where the failure happened.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,23 @@ class IndexFileError(LookalikeError, ValueError):
     """A saved ANN index file is missing, damaged, or does not match its model."""
 
     kind = "damaged index"
+
+
+class DiskFull(LookalikeError, OSError):
+    """A write ran out of space (``errno.ENOSPC``); the message names the folder whose disk is full.
+
+    Examples
+    --------
+    >>> error = DiskFull("/data/photos.lookalike")
+    >>> str(error), error.errno == errno.ENOSPC
+    ('no space left on the disk holding /data/photos.lookalike', True)
+    """
+
+    kind = "disk full"
+
+    def __init__(self, folder: Any):
+        super().__init__(f"no space left on the disk holding {folder}")
+        self.errno = errno.ENOSPC
 
 
 class ModelUnavailableError(LookalikeError, OSError):

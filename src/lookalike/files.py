@@ -4,10 +4,13 @@ Every file lookalike writes for a user (models, tables, reports, exports,
 cached networks) goes through :func:`atomic_path`: the data is written beside
 the target, flushed to disk, renamed over the target, and the directory
 flushed too, so that a crash or a full disk at any moment leaves the old file.
+A write that runs out of space raises :class:`~lookalike.errors.DiskFull`,
+naming the folder, instead of the writer's own words for it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -16,11 +19,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lookalike.errors import DiskFull
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, saves are not guarded against each other
+    fcntl = None
+
 __all__ = [
     "atomic_path",
     "commit_file",
     "fsync_dir",
+    "fsync_tree",
+    "locked",
+    "place_dir",
     "replace_dir",
+    "reporting_full_disk",
     "staging_dir",
     "write_bytes_atomic",
     "write_text_atomic",
@@ -39,6 +53,42 @@ def fsync_dir(folder: str | os.PathLike) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file under ``folder`` and every folder's entries, so that renaming ``folder`` publishes it whole."""
+    folders = [Path(folder)]
+    for item in Path(folder).rglob("*"):
+        if item.is_symlink():
+            continue
+        if item.is_dir():
+            folders.append(item)
+        elif item.is_file():
+            _fsync_file(item)
+    for each in reversed(folders):  # deepest first: a folder's entry is flushed after what it holds
+        fsync_dir(each)
+
+
+def _is_full_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a full disk: ``ENOSPC``/``EDQUOT``, or a C++ writer (faiss) quoting the system's words for it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, RuntimeError) and os.strerror(errno.ENOSPC) in str(exc)
+
+
+@contextmanager
+def reporting_full_disk(folder: str | os.PathLike) -> Iterator[None]:
+    """Turn a write error caused by a full disk into :class:`DiskFull` naming ``folder``; other errors pass unchanged.
+
+    Writers word it their own way ("327680 requested and 262112 written",
+    "Error writing bytes to file"), which says nothing about where.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, DiskFull) or not _is_full_disk(exc):
+            raise
+        raise DiskFull(folder) from exc
 
 
 def commit_file(temp: Path, path: Path) -> Path:
@@ -65,8 +115,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
-        yield temp
-        commit_file(temp, path)
+        with reporting_full_disk(path.parent):
+            yield temp
+            commit_file(temp, path)
     finally:
         temp.unlink(missing_ok=True)
 
@@ -86,34 +137,75 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextmanager
+def locked(folder: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``folder`` while the block runs; yields whether it was obtained.
+
+    The lock (``flock``) is advisory, only between lookalike processes, and
+    the system drops it when its holder ends, even killed: a crash never
+    leaves a folder locked. With ``wait=False`` a folder another process
+    holds yields False at once.
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        obtained = True
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                obtained = False
+            except OSError:  # a file system without locks (some network ones): writers are not kept apart there
+                pass
+        yield obtained
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def staging_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """A fresh folder beside ``target`` to build a directory in; removed unless :func:`replace_dir` moved it."""
+    """A fresh folder beside ``target`` to build a directory in, locked while in use; removed unless moved away.
+
+    The lock (see :func:`locked`) follows the folder when it is renamed, and
+    tells a cleaner that a hidden ``.saving-`` folder is still being written.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
     try:
-        yield staging
+        with locked(staging):
+            yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def place_dir(staging: Path, target: str | os.PathLike) -> Path:
+    """Flush ``staging`` and rename it to ``target`` in one step; ``target`` must be absent or an empty folder.
+
+    Raises
+    ------
+    OSError
+        ``target`` is a file or a folder that is not empty (``ENOTEMPTY``/``EEXIST``).
+    """
+    target = Path(target)
+    fsync_tree(staging)
+    os.rename(staging, target)
+    fsync_dir(target.parent)
+    return target
 
 
 def replace_dir(staging: Path, target: str | os.PathLike) -> Path:
     """Flush every file in ``staging`` and move it to ``target``, replacing what was there.
 
-    A folder cannot replace another in one rename: an existing ``target`` is
-    moved aside first, then removed.
+    A folder cannot replace a non-empty one in one rename: such a ``target``
+    is moved aside first, then removed, so for an instant nothing is at
+    ``target``. Saved models avoid that instant (see :mod:`lookalike.storage`).
     """
     target = Path(target)
-    for item in staging.rglob("*"):
-        if item.is_file():
-            _fsync_file(item)
-    fsync_dir(staging)
-    if target.exists():
-        retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-        os.replace(target, retired / "old")
-        os.replace(staging, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return place_dir(staging, target)
+    fsync_tree(staging)
+    retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.replace(target, retired / "old")
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
     fsync_dir(target.parent)
     return target

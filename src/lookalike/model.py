@@ -458,7 +458,19 @@ class ImageSimilarityModel:
 
     # ------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike) -> None:
-        """Save to a directory (``manifest.json``, ``embeddings.npy``, parquet tables), atomically."""
+        """Save to a directory (``manifest.json``, ``embeddings.npy``, parquet tables), atomically.
+
+        At every instant ``path`` holds the old model or the new one, even if
+        the save is killed; every file's checksum is recorded, so damage is
+        found on load (see :mod:`lookalike.storage` and ``docs/faults.md``).
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` is something other than a lookalike model or an empty folder.
+        lookalike.errors.DiskFull
+            The disk holding ``path`` is full (the old model, if any, is left as it was).
+        """
         references = self.references.copy()
         references[storage.LABEL_COLUMN] = self.labels
         manifest = {
@@ -476,7 +488,7 @@ class ImageSimilarityModel:
         extra = {}
         if self.projection is not None:
             manifest["projection"] = self.projection.record()
-            extra = {**self.projection.files(), FEATURES_FILE: storage.npy_bytes(self.raw_embeddings)}
+            extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
         extra.update(self.core.index.files())
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
 
@@ -742,6 +754,10 @@ def _learned_projection(
 def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     """Load a model saved with :meth:`ImageSimilarityModel.save`.
 
+    Every file is checked against the checksums saved with it (large arrays
+    by size, header and sampled blocks; ``lookalike info --verify`` reads
+    them whole), and a model being re-saved meanwhile is read whole, old or new.
+
     Raises
     ------
     FileNotFoundError
@@ -749,26 +765,28 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     lookalike.storage.ModelFormatError
         ``path`` is not a lookalike model, is damaged, or is from a newer lookalike.
     """
-    manifest, embeddings, references, failures = storage.load(path)
+    return storage.load(path, _loaded)
+
+
+def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:
+    manifest = saved.manifest
+    embeddings, references, failures = saved.contents()
     labels = references[storage.LABEL_COLUMN].to_numpy()
     metric = manifest.get("metric")
     try:
         check_metric(metric)
     except ValueError as exc:
-        raise storage.ModelFormatError(f"{path}: {exc}") from None
+        raise storage.ModelFormatError(f"{saved.manifest_path}: {exc}") from None
     projection, features = None, None
     if manifest.get("projection") is not None:
-        try:
-            projection = Projection.load(path, manifest["projection"])
-            features = np.load(Path(path) / FEATURES_FILE, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise storage.ModelFormatError(f"{path} is damaged: {exc}") from None
+        projection = Projection.load(saved, manifest["projection"])
+        features = saved.array(FEATURES_FILE, mmap=True)
         if features.shape != (len(embeddings), projection.input_dim):
-            raise storage.ModelFormatError(f"{path} is damaged: {FEATURES_FILE} does not match embeddings.npy")
+            raise storage.ModelFormatError(f"{saved.folder} is damaged: {FEATURES_FILE} does not match embeddings.npy")
     try:
-        index = read_index(Path(path), manifest.get("index"), embeddings, metric)
+        index = read_index(saved, manifest.get("index"), embeddings, metric)
     except IndexFileError as exc:
-        raise storage.ModelFormatError(f"{path} is damaged: {exc}") from None
+        raise storage.ModelFormatError(f"{saved.folder} is damaged: {exc}") from None
     core = References(
         features if features is not None else embeddings,
         labels,
@@ -780,7 +798,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         index=index,
         label_column=manifest.get("label_column"),
         feature_column=manifest.get("feature_column"),
-        batch_size=int(manifest.get("batch_size", BATCH_SIZE)),
+        batch_size=manifest.get("batch_size", BATCH_SIZE),
     )
     return ImageSimilarityModel(
         core,

@@ -21,9 +21,7 @@ than dimensions) still gives a stable projection.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,30 +117,26 @@ class Projection:
             "files": {"mean": MEAN_FILE, "matrix": MATRIX_FILE},
         }
 
-    def files(self) -> dict[str, bytes]:
-        """File name -> ``.npy`` bytes, for :func:`lookalike.storage.save`'s ``extra_files``."""
-        return {MEAN_FILE: storage.npy_bytes(self.mean), MATRIX_FILE: storage.npy_bytes(self.matrix)}
+    def files(self) -> dict[str, np.ndarray]:
+        """File name -> array, for :func:`lookalike.storage.save`'s ``extra_files`` (written as ``.npy``)."""
+        return {MEAN_FILE: self.mean, MATRIX_FILE: self.matrix}
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, record: dict[str, Any]) -> Projection:
+    def load(cls, saved: storage.SavedModel, record: dict[str, Any]) -> Projection:
         """Read a projection saved with a model; a damaged one raises ModelFormatError naming the file."""
-        folder = Path(folder)
-        if not isinstance(record, dict) or record.get("kind") not in KINDS:
-            raise ModelFormatError(f"{folder}/manifest.json: unknown projection {record!r}")
-        arrays = []
-        for key, name in ((k, record.get("files", {}).get(k)) for k in ("mean", "matrix")):
-            try:
-                arrays.append(np.load(folder / str(name), allow_pickle=False))
-            except (OSError, ValueError) as exc:
-                raise ModelFormatError(f"{folder}: cannot read the projection's {key} ({name}): {exc}") from None
-        mean, matrix = arrays
+        if not isinstance(record, dict) or record.get("kind") not in KINDS or not isinstance(record.get("files"), dict):
+            raise ModelFormatError(f"{saved.manifest_path}: unknown projection {record!r}")
+        mean, matrix = (saved.array(record["files"].get(key)) for key in ("mean", "matrix"))
         d_in, d_out = record.get("input_dim"), record.get("dim")
         if mean.shape != (d_in,) or matrix.shape != (d_in, d_out) or matrix.dtype != np.float32:
             raise ModelFormatError(
-                f"{folder}: projection arrays have shapes {mean.shape} and {matrix.shape}, "
+                f"{saved.folder}: projection arrays have shapes {mean.shape} and {matrix.shape}, "
                 f"manifest says ({d_in},) and ({d_in}, {d_out})"
             )
-        return cls(record["kind"], mean, matrix, dict(record.get("params") or {}))
+        params = record.get("params") or {}
+        if not isinstance(params, dict):
+            raise ModelFormatError(f"{saved.manifest_path}: the projection's params are {params!r}, not an object")
+        return cls(record["kind"], mean, matrix, dict(params))
 
 
 def principal_axes(vectors: np.ndarray, count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

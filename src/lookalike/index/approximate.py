@@ -19,16 +19,18 @@ time by an ``IDSelector``; once tombstones outnumber live vectors the graph is r
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
 
-from lookalike.errors import IndexFileError, InvalidArgument
+from lookalike.errors import IndexFileError, InvalidArgument, ModelFormatError
 from lookalike.index.base import BuildInfo
 from lookalike.index.exact import ExactIndex
 from lookalike.index.metrics import check_metric, exact_distances
+
+if TYPE_CHECKING:
+    from lookalike.storage import SavedModel
 
 #: Named methods -> faiss factory strings (IVF's list count depends on n, see :func:`factory_string`).
 NAMED = ("hnsw", "ivf")
@@ -42,6 +44,8 @@ _EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 #: thread and 0.72 s on two (a busy 2-core machine), for a longer wall time too.
 _SMALL = 20_000
 _NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+#: The largest search effort faiss takes (a C int); a saved model asking for more is damaged.
+_MAX_EFFORT = 2**31 - 1
 
 
 def factory_string(method: str, n: int) -> str:
@@ -266,31 +270,32 @@ class ApproximateIndex:
         }
 
     def files(self) -> dict:
-        """The files a saved model holds for this index: name -> function writing it to a path."""
-        ids = self._ids
+        """The files a saved model holds for this index: name -> array, or function writing the file to a path."""
         return {
             "index.faiss": lambda path: faiss.write_index(self._index, os.fspath(path)),
-            "index_ids.npy": lambda path: np.save(path, ids, allow_pickle=False),
+            "index_ids.npy": self._ids,
         }
 
     @classmethod
     def read(
-        cls, folder: Path, vectors: np.ndarray, metric: str, method: str, record: dict, build: BuildInfo
+        cls, saved: SavedModel, vectors: np.ndarray, metric: str, method: str, record: dict, build: BuildInfo
     ) -> ApproximateIndex:
-        """Read an index written by :meth:`write`, memory-mapped where faiss allows.
+        """Read an index written by :meth:`files`, memory-mapped where faiss allows.
 
         Raises
         ------
         IndexFileError
-            The files are missing, damaged, or do not match ``vectors``.
+            The file is not a faiss index or does not match ``vectors``.
+        ModelFormatError
+            A file is missing or damaged, or the record's search effort is unusable.
         """
-        path = folder / "index.faiss"
-        if not path.is_file() or not (folder / "index_ids.npy").is_file():
-            raise IndexFileError(f"the {method} index file {path.name} or index_ids.npy is missing")
-        try:
-            ids = np.load(folder / "index_ids.npy", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise IndexFileError(f"index_ids.npy is damaged ({exc})") from None
+        effort = record.get("search_effort")
+        if effort is not None and (type(effort) is not int or not 1 <= effort <= _MAX_EFFORT):  # bool is no effort
+            raise ModelFormatError(
+                f"{saved.manifest_path} is damaged: its search_effort {effort!r} is not an integer from 1 to {_MAX_EFFORT}"
+            )
+        ids = saved.array("index_ids.npy")
+        path = saved.path("index.faiss")
         index, viewed = None, False
         for flag in (getattr(faiss, "IO_FLAG_MMAP_IFC", None), 0):
             if flag is None:
@@ -310,8 +315,9 @@ class ApproximateIndex:
             )
         self = cls(vectors, metric, method, build, _index=index, _ids=ids)
         self._viewed = viewed
-        self.spec = record.get("spec", self.spec)
-        self.search_effort = record.get("search_effort", self.search_effort)
+        self.spec = record.get("spec") or self.spec
+        if effort is not None:
+            self.search_effort = effort
         return self
 
     def efforts(self) -> tuple[int, ...]:

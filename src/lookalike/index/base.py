@@ -49,5 +49,5 @@ class Index(Protocol):
     def record(self) -> dict[str, Any]:
         """What a saved model's manifest records about the index (method, build info, backend settings)."""
 
-    def files(self) -> dict[str, Callable[[Path], None]]:
-        """The files a saved model holds for the index: name -> function writing it (none for exact search)."""
+    def files(self) -> dict[str, np.ndarray | Callable[[Path], None]]:
+        """The files a saved model holds for the index: name -> array, or function writing it (none for exact search)."""

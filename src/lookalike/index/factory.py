@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lookalike.errors import InvalidArgument
+from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.index.approximate import NAMED, ApproximateIndex
 from lookalike.index.base import BuildInfo, Index
 from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
+
+if TYPE_CHECKING:
+    from lookalike.storage import SavedModel
 
 METHODS = ("auto", "brute_force", *NAMED)
 #: ``auto`` builds IVF once the references hold this many values (count x dimension): 50,000
@@ -83,23 +86,28 @@ def build_index(vectors: np.ndarray, metric: str = "euclidean", method: str = "a
     return index
 
 
-def read_index(folder: Path, record: dict | None, vectors: np.ndarray, metric: str) -> Index:
+def read_index(saved: SavedModel, record: dict | None, vectors: np.ndarray, metric: str) -> Index:
     """The index a saved model's manifest records: exact, or read back from its faiss file.
 
     Raises
     ------
     IndexFileError
-        The ANN index file is missing, damaged or does not match the embeddings.
+        The index file does not match the embeddings.
+    ModelFormatError
+        The manifest's record of the index is malformed, or an index file is missing or damaged.
     """
     record = record or {}
-    method = record.get("method", "brute_force")
+    for key, types in (("method", str), ("requested", str), ("reason", str), ("spec", str), ("recall", dict)):
+        if not isinstance(record.get(key), types | None):
+            raise ModelFormatError(f"{saved.manifest_path} is damaged: its index {key} is {record[key]!r}")
+    method = record.get("method") or "brute_force"
     reason = record.get("reason")
     # Models saved before "requested" was recorded say "auto: ..." in their reason.
     requested = record.get("requested") or ("auto" if (reason or "").startswith("auto") else method)
     build = BuildInfo(requested, reason, record.get("recall"))
     if method == "brute_force":
         return ExactIndex(vectors, metric, build)
-    return ApproximateIndex.read(Path(folder), vectors, metric, method, record, build)
+    return ApproximateIndex.read(saved, vectors, metric, method, record, build)
 
 
 def after_change(index: Index, vectors: np.ndarray, metric: str) -> Index:
