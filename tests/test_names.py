@@ -79,3 +79,38 @@ def test_the_explorer_lists_those_names_escaped_and_shows_their_thumbnails(latin
         for item in listed:
             thumbnail = httpx.get(f"{running.api}/references/{item['index']}/thumbnail", timeout=60)
             assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+
+
+def test_those_names_survive_save_load_and_the_cli(latin1_folder, lookalike_cache, tmp_path):
+    model = lk.create(latin1_folder, verbose=False)
+    model.save(tmp_path / "m.lookalike")
+    loaded = lk.load_model(tmp_path / "m.lookalike")
+    assert [os.fsencode(p) for p in loaded.references["path"]] == [os.fsencode(p) for p in model.references["path"]]
+    query = loaded.references["path"][0]
+    assert loaded.query(query, k=1, verbose=False)["distance"][0] == pytest.approx(0.0, abs=1e-5)
+    out = tmp_path / "cli.lookalike"
+    indexed = subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", "index", str(latin1_folder), "-o", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert indexed.returncode == 0, indexed.stderr
+    image = os.path.join(os.fsencode(latin1_folder), b"caf\xe9-1.jpg")
+    queried = subprocess.run(
+        [
+            os.fsencode(sys.executable),
+            b"-m",
+            b"lookalike.cli",
+            b"query",
+            os.fsencode(out),
+            image,
+            b"-k",
+            b"1",
+            b"--json",
+        ],
+        capture_output=True,
+        timeout=300,
+    )
+    assert queried.returncode == 0, queried.stderr
+    assert json.loads(queried.stdout)[0]["distance"] == pytest.approx(0.0, abs=1e-5)

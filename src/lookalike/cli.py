@@ -26,7 +26,7 @@ from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
 from lookalike.errors import InvalidArgument, LookalikeError
 from lookalike.index import METRICS
-from lookalike.ingest.names import escaped_frame
+from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
@@ -140,7 +140,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from lookalike.verify import Verifier
 
     # The label column is never taken for the image column: the paths go in both.
-    queries = pd.DataFrame({"image": [str(p) for p in args.images], "query": [str(p) for p in args.images]})
+    names = [os.fspath(p) for p in args.images]
+    queries = pd.DataFrame({"image": text_column(names), "query": text_column(names)})
     for path in args.images:
         if not Path(path).exists():
             raise FileNotFoundError(f"query image not found: {path}")

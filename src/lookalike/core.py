@@ -24,6 +24,7 @@ from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, build_index, check_metric
 from lookalike.index.factory import after_change
+from lookalike.ingest.names import labels_column
 from lookalike.ingest.tables import Rows
 from lookalike.projection import Projection
 
@@ -270,8 +271,8 @@ class References:
         m, k = positions.shape
         table = pd.DataFrame(
             {
-                src: np.repeat(query_labels, k),
-                dst: self.labels[positions.ravel()] if k else self.labels[:0],
+                src: labels_column(np.repeat(query_labels, k)),
+                dst: labels_column(self.labels[positions.ravel()] if k else self.labels[:0]),
                 "distance": distances.ravel(),
                 "rank": np.tile(np.arange(1, k + 1), m),
             }

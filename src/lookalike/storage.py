@@ -63,6 +63,7 @@ from lookalike.files import (
     staging_dir,
     write_text_atomic,
 )
+from lookalike.ingest.names import restored, storable
 from lookalike.ingest.report import with_kinds
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LABEL_COLUMN", "SavedModel", "is_model_dir", "load", "save", "verify"]
@@ -324,10 +325,13 @@ class SavedModel:
                 raise ModelFormatError(f"{self.folder / name} is damaged: {exc}") from None
 
     def table(self, name: str) -> pd.DataFrame:
-        """The parquet file ``name``."""
+        """The parquet file ``name``, its columns of file names that are not UTF-8 restored from their bytes."""
+        byte_columns = (self.manifest.get("byte_columns") or {}).get(name) or []
+        if not isinstance(byte_columns, list) or not all(isinstance(c, str) for c in byte_columns):
+            raise ModelFormatError(f"{self.folder}/manifest.json has an invalid byte_columns entry for {name}")
         with self.open(name) as f:
             try:
-                return pd.read_parquet(f)
+                return restored(pd.read_parquet(f), byte_columns)
             except (OSError, ValueError, pa.ArrowException) as exc:
                 raise ModelFormatError(f"{self.folder / name} is damaged: {exc}") from None
 
@@ -539,6 +543,11 @@ def save(
     :class:`~lookalike.errors.DiskFull` naming ``path``.
     """
     target = Path(path)
+    # Parquet strings are UTF-8: file names that are not are stored as their exact bytes, and said so.
+    (references, reference_bytes), (failures, failure_bytes) = storable(references), storable(failures)
+    byte_columns = {"references.parquet": reference_bytes, "failures.parquet": failure_bytes}
+    if any(byte_columns.values()):
+        manifest = {**manifest, "byte_columns": {name: cols for name, cols in byte_columns.items() if cols}}
     contents: dict[str, Content] = {
         "embeddings.npy": np.asarray(embeddings, dtype=np.float32),
         "references.parquet": references,

@@ -15,9 +15,10 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["escaped", "escaped_frame", "has_surrogates", "restored", "storable", "text_column"]
+__all__ = ["escaped", "escaped_frame", "has_surrogates", "labels_column", "restored", "storable", "text_column"]
 
 
 def has_surrogates(value: Any) -> bool:
@@ -48,6 +49,16 @@ def text_column(values: Iterable[Any]) -> pd.Series:
     if any(has_surrogates(v) for v in values):
         return pd.Series(values, dtype=object)
     return pd.Series(values)
+
+
+def labels_column(values: np.ndarray) -> Any:
+    """Labels for a result table: as they are, unless text labels hold an undecodable name (then an object array).
+
+    Only text arrays are looked at, each distinct value once, so numeric labels cost nothing.
+    """
+    if values.dtype.kind not in "OU" or not any(has_surrogates(v) for v in set(values.tolist())):
+        return values
+    return pd.Series(values.tolist(), dtype=object)
 
 
 def _columns_with_surrogates(table: pd.DataFrame) -> list[str]:
