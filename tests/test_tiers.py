@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, generation
 from lookalike.ingest.decode import load_rgb
 from lookalike.tiers import COPY_TIERS, RESIZED_PSNR, Sameness, resized_psnr
 
@@ -111,3 +112,39 @@ def test_calibration_measures_copies_of_the_collection_and_false_links(lookalike
     assert done.returncode == 0, done.stderr
     table_json, summary = done.stdout.strip().splitlines()
     assert len(json.loads(table_json)) == 20 and summary.startswith("at threshold 0.15: finds ")
+
+
+def test_decisions_stick_across_save_reindex_and_a_change_of_network(copies, tmp_path, lookalike_cache):
+    model = lk.create(copies, metric="cosine", verbose=False)
+    names = lambda table: [Path(p).name for p in table["path"]]  # noqa: E731
+    groups = model.find_duplicates(threshold=0.6)
+    assert names(groups)[0] == "same-pixels.png"  # the policy's keeper
+    label_of = {Path(p).name: label for label, p in zip(model.labels, model.references["path"], strict=True)}
+    model.mark_keeper(label_of["resized.jpg"])
+    model.mark_not_duplicate(label_of["lookalike.jpg"], label_of["same-pixels.png"])
+    after = model.find_duplicates(threshold=0.6)
+    assert names(after)[0] == "resized.jpg" and after["keeper"].iloc[0]
+    same = ["original.jpg", "exact.jpg", "same-pixels.png"]  # three copies at distance 0
+    assert sorted(names(model.find_duplicates(threshold=1e-4))) == sorted(same)
+    model.mark_not_duplicate(label_of["original.jpg"], label_of["exact.jpg"])
+    model.mark_not_duplicate(label_of["original.jpg"], label_of["same-pixels.png"])
+    assert sorted(names(model.find_duplicates(threshold=1e-4))) == ["exact.jpg", "same-pixels.png"]
+    path = tmp_path / "m.lookalike"
+    model.save(path)
+    before = generation(path)
+    model.mark_not_duplicate(label_of["lookalike.jpg"], label_of["edited.jpg"])
+    model.save_decisions(path)  # on its own: no new generation, the embeddings untouched
+    assert generation(path) == before
+    loaded = lk.load_model(path)
+    assert len(loaded.decisions) == 5
+    pd.testing.assert_frame_equal(loaded.find_duplicates(threshold=0.6), model.find_duplicates(threshold=0.6))
+    # A re-index with another network, saved over the model: the decisions, kept by file, still apply.
+    other = lk.create(copies, model="squeezenet_v1.1", metric="cosine", verbose=False)
+    other.save(path)
+    again = lk.load_model(path)
+    assert again.model_name == "squeezenet_v1.1" and len(again.decisions) == 5
+    assert names(again.find_duplicates(threshold=0.6))[0] == "resized.jpg"
+    # A file changed since: its decision is reported, not applied.
+    load_rgb(copies / "resized.jpg").save(copies / "resized.jpg", quality=50)
+    with pytest.warns(RuntimeWarning, match="1 duplicate decisions are not applied"):
+        assert names(lk.load_model(path).find_duplicates(threshold=0.6))[0] != "resized.jpg"

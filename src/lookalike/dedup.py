@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lookalike.core import References, as_references
+from lookalike.decisions import Decisions
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
@@ -118,6 +119,7 @@ def find_duplicates(
     k: int = 10,
     verify: Any = False,
     tiers: str | Sequence[str] | None = None,
+    decisions: Decisions | None = None,
 ) -> pd.DataFrame:
     """Groups of near-duplicate references, each with one image to keep, and how much each is the same.
 
@@ -147,6 +149,11 @@ def find_duplicates(
         Keep only members whose tier is one of these (see below), and the
         groups that still have one; ``lookalike.tiers.COPY_TIERS`` for what
         a person calls copies. All tiers by default.
+    decisions : lookalike.decisions.Decisions, optional
+        What a person decided (``model.decisions``): a file marked to keep is
+        its group's keeper whatever ``keep`` says; two files marked not
+        duplicates are never linked directly. Decisions on files that have
+        changed since are reported and not applied.
 
     Returns
     -------
@@ -173,13 +180,14 @@ def find_duplicates(
     keep = check_choice("keep", keep, POLICIES)
     k = check_positive_int("k", k)
     wanted = check_tiers(tiers) if tiers is not None else TIERS
-    groups = _components(references, threshold, k, verify)
+    apart, kept = _decided(references, decisions)
+    groups = _components(references, threshold, k, verify, apart)
     facts = _facts(references, keep)
     paths = references.file_paths()
     verifier = verify if verify else (True if importlib.util.find_spec("cv2") else None)
     rows = []
     for number, members in enumerate(groups):
-        members = sorted(members, key=lambda p: _rank_key(keep, facts, p))
+        members = sorted(members, key=lambda p: (p not in kept, _rank_key(keep, facts, p)))
         keeper = members[0]
         vectors = references.embeddings
         distances = exact_distances(references.metric, vectors[[keeper]], vectors[members][None])[0]
@@ -210,8 +218,13 @@ def find_duplicates(
     return table
 
 
-def _components(references: References, threshold: float, k: int, verify: Any = False) -> list[list[int]]:
-    """Connected components (reference positions) of two or more, largest first, then by first position."""
+def _components(
+    references: References, threshold: float, k: int, verify: Any = False, apart: set[tuple[int, int]] | None = None
+) -> list[list[int]]:
+    """Connected components (reference positions) of two or more, largest first, then by first position.
+
+    Pairs in ``apart`` (a person said they are not duplicates) are never linked directly.
+    """
     from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it
 
     links = UnionFind()
@@ -223,10 +236,29 @@ def _components(references: References, threshold: float, k: int, verify: Any = 
 
             pairs = verified_pairs(references, pairs, verify)
         for source, target in pairs.tolist():
-            links.union(source, target)
+            if not apart or (min(source, target), max(source, target)) not in apart:
+                links.union(source, target)
     groups = [sorted(group) for group in links.to_sets() if len(group) > 1]
     groups.sort(key=lambda g: (-len(g), g[0]))
     return groups
+
+
+def _decided(references: References, decisions: Decisions | None) -> tuple[set[tuple[int, int]], set[int]]:
+    """The position pairs marked apart and the positions marked to keep, from the decisions still valid."""
+    if decisions is None or not len(decisions):
+        return set(), set()
+    paths = references.file_paths()
+    where = {os.fspath(p): i for i, p in enumerate(paths) if p is not None}
+    apart, kept = set(), set()
+    for record in decisions.valid():
+        positions = [where.get(p) for p in record["paths"]]
+        if None in positions:
+            continue  # a file not among these references
+        if record["kind"] == "keep":
+            kept.add(positions[0])
+        else:
+            apart.add((min(positions), max(positions)))
+    return apart, kept
 
 
 def _facts(references: References, keep: str) -> dict[str, np.ndarray]:

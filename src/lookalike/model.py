@@ -22,6 +22,7 @@ from lookalike import dedup, storage
 from lookalike import graph as graph_edges
 from lookalike.calibrate import Calibration, calibrate
 from lookalike.core import References
+from lookalike.decisions import DECISIONS_FILE, Decisions
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
@@ -88,6 +89,8 @@ class ImageSimilarityModel:
         self.training_time = training_time
         #: How the last create() got its embeddings: counts "embedded", "from_cache", "failed".
         self.build_stats: dict[str, int] = dict(build_stats or {})
+        #: What a person decided about duplicates (keep this one, not duplicates), honoured by find_duplicates.
+        self.decisions = Decisions()
 
     # Turi's names and the attributes users read, kept on the front and answered by the core.
     embeddings = property(lambda self: self.core.embeddings, doc="(n, d) float32 embeddings, as indexed.")
@@ -255,7 +258,9 @@ class ImageSimilarityModel:
         >>> dups = model.find_duplicates(keep="size")  # doctest: +SKIP
         >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
         """
-        return dedup.find_duplicates(self.core, threshold=threshold, keep=keep, k=k, verify=verify, tiers=tiers)
+        return dedup.find_duplicates(
+            self.core, threshold=threshold, keep=keep, k=k, verify=verify, tiers=tiers, decisions=self.decisions
+        )
 
     def calibrate_duplicates(self, sample: int = 50, pairs: int = 200_000) -> Calibration:
         """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.calibrate`.
@@ -491,6 +496,32 @@ class ImageSimilarityModel:
             extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
         extra.update(self.core.index.files())
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
+        if len(self.decisions):  # a model rebuilt without decisions leaves those saved at path in place
+            self.decisions.save(path)
+
+    def mark_keeper(self, label: Any) -> None:
+        """Keep the reference ``label`` whenever it is in a duplicate group (recorded by its file and content).
+
+        Saved with :meth:`save`, or alone with :meth:`save_decisions`.
+        """
+        self.decisions.keep(self._file_of(label))
+
+    def mark_not_duplicate(self, label_a: Any, label_b: Any) -> None:
+        """The references ``label_a`` and ``label_b`` are not duplicates: they are never linked again."""
+        self.decisions.not_duplicate(self._file_of(label_a), self._file_of(label_b))
+
+    def save_decisions(self, path: str | os.PathLike) -> None:
+        """Write only the decisions of the model saved at ``path`` (atomic, small: the embeddings are not rewritten)."""
+        if not storage.is_model_dir(Path(path)):
+            raise InvalidArgument(f"{path} is not a saved lookalike model: save the model first")
+        self.decisions.save(path)
+
+    def _file_of(self, label: Any) -> str:
+        position = int(self.core.positions_of([label])[0])
+        path = self.core.file_paths()[position]
+        if path is None:
+            raise InvalidArgument(f"reference {label!r} has no image file: decisions are recorded on files")
+        return path
 
     # ----------------------------------------------------------------- explore
     def explore(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, open_browser: bool = True):
@@ -765,7 +796,11 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     lookalike.storage.ModelFormatError
         ``path`` is not a lookalike model, is damaged, or is from a newer lookalike.
     """
-    return storage.load(path, _loaded)
+    model = storage.load(path, _loaded)
+    side = storage.read_side_file(path, DECISIONS_FILE)  # beside the generations: changed often, written on its own
+    if side is not None:
+        model.decisions = Decisions.parse(side.decode("utf-8", "replace"), f"{path}/{DECISIONS_FILE}")
+    return model
 
 
 def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:

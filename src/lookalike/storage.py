@@ -127,6 +127,22 @@ def _read_limited(path: Path, folder: Path, limit: int) -> bytes:
     return data
 
 
+#: Files kept in the model folder beside the generations, each written atomically on its own (small, changed often).
+SIDE_FILES = ("decisions.json",)
+#: Largest side file read (far above what lookalike writes: a side file is small by design).
+SIDE_FILE_LIMIT = 64 * 1024 * 1024
+
+
+def read_side_file(path: str | os.PathLike, name: str) -> bytes | None:
+    """The side file ``name`` of the model at ``path`` (a regular file in its folder), or None when there is none."""
+    folder = Path(path)
+    if name not in SIDE_FILES:
+        raise InvalidArgument(f"{name!r} is not a side file of a model ({SIDE_FILES})")
+    if not os.path.lexists(folder / name):
+        return None
+    return _read_limited(folder / name, folder, SIDE_FILE_LIMIT)
+
+
 def _parse_json(data: bytes, path: Path) -> Any:
     try:
         return json.loads(data)
@@ -597,5 +613,5 @@ def _save_over(target: Path, manifest: dict[str, Any], contents: dict[str, Conte
                 shutil.rmtree(target / name, ignore_errors=True)
             raise
         for entry in target.iterdir():  # older generations, and a format-1 model's files
-            if entry.name not in (POINTER, name):
+            if entry.name not in (POINTER, name, *SIDE_FILES):
                 _remove(entry)
