@@ -164,8 +164,9 @@ def test_a_cache_damaged_in_the_middle_is_moved_aside_and_rebuilt(private_cache)
     database = private_cache / "embeddings.sqlite"
     data = bytearray(database.read_bytes())
     noise = np.random.default_rng(0)
-    for start in range(8192, len(data) - 4096, 12288):  # pages past the header: SQLite opens it, queries fail
-        data[start + 100 : start + 600] = noise.integers(0, 256, 500, dtype=np.uint8).tobytes()
+    page = int.from_bytes(data[16:18], "big")  # the database header (page 1) stays whole: SQLite opens the file
+    for start in range(page, len(data), page):  # every other page's header is noise: queries find it malformed
+        data[start : start + 64] = noise.integers(0, 256, 64, dtype=np.uint8).tobytes()
     database.write_bytes(bytes(data))
     with pytest.warns(RuntimeWarning, match=r"embeddings.sqlite is damaged .*moved to embeddings.sqlite.damaged-"):
         again = lk.create(files, verbose=False)
