@@ -148,3 +148,22 @@ def test_decisions_stick_across_save_reindex_and_a_change_of_network(copies, tmp
     load_rgb(copies / "resized.jpg").save(copies / "resized.jpg", quality=50)
     with pytest.warns(RuntimeWarning, match="1 duplicate decisions are not applied"):
         assert names(lk.load_model(path).find_duplicates(threshold=0.6))[0] != "resized.jpg"
+
+
+def test_decisions_recorded_from_the_cli_are_honoured_by_dedup(copies, tmp_path, lookalike_cache):
+    saved = tmp_path / "m.lookalike"
+    model = lk.create(copies, metric="cosine", verbose=False)
+    model.save(saved)
+    label_of = {Path(p).name: str(label) for label, p in zip(model.labels, model.references["path"], strict=True)}
+    cli = [sys.executable, "-m", "lookalike.cli"]
+    done = subprocess.run(
+        [*cli, "decide", str(saved), "--keep", label_of["resized.jpg"]], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "1 decisions" in done.stdout, done.stderr
+    listed = subprocess.run(
+        [*cli, "dedup", str(saved), "--threshold", "0.6", "--json", "-q"], capture_output=True, text=True, timeout=300
+    )
+    rows = json.loads(listed.stdout)
+    assert [Path(r["path"]).name for r in rows if r["keeper"]] == ["resized.jpg"]
+    refused = subprocess.run([*cli, "decide", str(saved)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "nothing to record" in refused.stderr

@@ -273,6 +273,32 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    model = lk.load_model(args.model)
+    label = _label_parser(model)
+    for keep in args.keep:
+        model.mark_keeper(label(keep))
+    for a, b in args.not_duplicate:
+        model.mark_not_duplicate(label(a), label(b))
+    if not (args.keep or args.not_duplicate):
+        raise InvalidArgument("nothing to record: give --keep LABEL or --not-duplicate A B")
+    model.save_decisions(args.model)
+    print(f"{len(model.decisions)} decisions in {args.model}")
+    return 0
+
+
+def _label_parser(model: lk.ImageSimilarityModel):
+    """Labels typed on the command line are text: row-number labels are read back as numbers."""
+
+    def number(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidArgument(f"this model's labels are row numbers, got {text!r}") from None
+
+    return number if model.label is None else str
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from lookalike.server.runner import serve
 
@@ -469,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dedup_cmd.add_argument("--report", type=Path, help="write the groups to .csv, .parquet, .json or .jsonl")
     dedup_cmd.set_defaults(run=cmd_dedup)
+
+    decide = commands.add_parser("decide", help="record a duplicate decision in a saved model (honoured by dedup)")
+    decide.add_argument("model", type=Path, help="a model saved by lookalike index")
+    decide.add_argument("--keep", metavar="LABEL", action="append", default=[], help="keep this reference in its group")
+    decide.add_argument(
+        "--not-duplicate", nargs=2, metavar=("A", "B"), action="append", default=[], help="never link A and B"
+    )
+    decide.set_defaults(run=cmd_decide)
 
     serve = commands.add_parser("serve", help="web explorer and REST API for a model (127.0.0.1 by default)")
     serve.add_argument("model", type=Path)
