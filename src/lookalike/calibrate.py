@@ -11,6 +11,7 @@ pair, and with the number of pairs, the false links the collection can expect.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -27,8 +28,6 @@ __all__ = ["COPY_KINDS", "Calibration", "calibrate"]
 
 
 def _resaved(image: Image.Image) -> Image.Image:
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=60)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")

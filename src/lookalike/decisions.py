@@ -10,7 +10,6 @@ never rewrites the embeddings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import InvalidArgument, ModelFormatError
-from lookalike.files import write_text_atomic
+from lookalike.files import file_sha256, write_text_atomic
 
 __all__ = ["DECISIONS_FILE", "Decisions"]
 
@@ -28,10 +27,9 @@ VERSION = 1
 KINDS = ("keep", "not-duplicate")
 
 
-def file_sha256(path: str) -> str | None:
+def _digest(path: str) -> str | None:
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
@@ -46,7 +44,7 @@ class Decisions:
         return len(self.records)
 
     def _add(self, kind: str, paths: list[str]) -> None:
-        digests = [file_sha256(p) for p in paths]
+        digests = [_digest(p) for p in paths]
         missing = [p for p, d in zip(paths, digests, strict=True) if d is None]
         if missing:
             raise InvalidArgument(f"cannot record a decision on {missing[0]}: the file cannot be read")
@@ -66,7 +64,7 @@ class Decisions:
         """The decisions whose files are unchanged; the others are reported in a warning, not applied."""
         valid, stale = [], []
         for record in self.records:
-            same = all(file_sha256(p) == d for p, d in zip(record["paths"], record["sha256"], strict=True))
+            same = all(_digest(p) == d for p, d in zip(record["paths"], record["sha256"], strict=True))
             (valid if same else stale).append(record)
         if stale:
             shown = ", ".join(" / ".join(r["paths"]) for r in stale[:3])

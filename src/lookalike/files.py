@@ -1,4 +1,4 @@
-"""Atomic writes: whoever reads a file lookalike wrote sees the old file or the new one, never half of one.
+"""Atomic writes (whoever reads a file lookalike wrote sees the old file or the new one, never half), and file digests.
 
 Every file lookalike writes for a user (models, tables, reports, exports,
 cached networks) goes through :func:`atomic_path`: the data is written beside
@@ -11,6 +11,7 @@ naming the folder, instead of the writer's own words for it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ except ImportError:  # Windows: no advisory locks, saves are not guarded against
     fcntl = None
 
 __all__ = [
+    "file_sha256",
     "atomic_path",
     "commit_file",
     "fsync_dir",
@@ -209,3 +211,9 @@ def replace_dir(staging: Path, target: str | os.PathLike) -> Path:
     shutil.rmtree(retired, ignore_errors=True)
     fsync_dir(target.parent)
     return target
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content, read in blocks (hex); ``OSError`` when it cannot be read."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

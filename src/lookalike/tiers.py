@@ -21,7 +21,6 @@ Tiers that need pixels need the files: references without paths are all ``simila
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lookalike.files import file_sha256
 from lookalike.ingest.decode import ImageError, load_rgb
 
 __all__ = ["COPY_TIERS", "RESIZED_PSNR", "TIERS", "Sameness", "check_tiers"]
@@ -96,8 +96,7 @@ class Sameness:
     def _digest(self, path: str) -> str | None:
         if path not in self._digests:
             try:
-                with open(path, "rb") as f:
-                    self._digests[path] = hashlib.file_digest(f, "sha256").hexdigest()
+                self._digests[path] = file_sha256(path)
             except OSError:
                 self._digests[path] = None
         return self._digests[path]

@@ -8,15 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lookalike.config import cache_dir
-from lookalike.files import write_bytes_atomic
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from lookalike.files import file_sha256, write_bytes_atomic
 
 
 def cached_build(name: str, version: int, build: Callable[[], bytes]) -> Path:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.embed import efficientnet_lite, quantize, squeezenet
-from lookalike.embed.model_files import cached_build, file_sha256
+from lookalike.embed.model_files import cached_build
 from lookalike.errors import InvalidArgument, InvalidType
+from lookalike.files import file_sha256
 
 RESIZE_MODES = ("squash", "center_crop")
 POOLINGS = ("avg", "gem")
