@@ -155,14 +155,14 @@ def test_duplicates_view(page, server, artifacts):
 
 def test_map_shows_the_image_under_the_pointer(page, artifacts):
     page.click("#tabs button[data-view='map']")
-    page.wait_for_function("() => state.points && state.points.length === 80")
-    point = page.evaluate("() => state.points[0]")
+    page.wait_for_function("() => lookalikeMap.points && lookalikeMap.points.length === 80")
+    point = page.evaluate("() => lookalikeMap.points[0]")
     box = page.locator("#map").bounding_box()
     page.mouse.move(box["x"] + point["px"], box["y"] + point["py"])
     page.wait_for_selector("#map-tip:not([hidden])")
     page.wait_for_function("() => document.querySelector('#map-tip img').naturalWidth > 0")
     index = page.get_attribute("#map-tip img", "data-index")
-    assert index == str(page.evaluate("() => state.mapData.index[0]"))
+    assert index == str(page.evaluate("() => lookalikeMap.data.index[0]"))
     page.screenshot(path=str(artifacts / "explorer-map.png"))
     page.mouse.click(box["x"] + point["px"], box["y"] + point["py"])
     page.wait_for_selector("#neighbours .tile")

@@ -1,0 +1,147 @@
+// Shared by the explorer's views: the API client, thumbnails, tiles, the neighbours panel and the URL of a view.
+"use strict";
+
+// A bearer token arrives in the URL fragment (never sent to the server by the browser); keep it for this tab only.
+const tokenMatch = location.hash.match(/token=([^&]+)/);
+if (tokenMatch) {
+  sessionStorage.setItem("lookalike-token", decodeURIComponent(tokenMatch[1]));
+  const rest = new URLSearchParams(location.hash.slice(1));
+  rest.delete("token");
+  history.replaceState(null, "", location.pathname + location.search + (rest.toString() ? `#${rest}` : ""));
+}
+const token = sessionStorage.getItem("lookalike-token");
+const authHeaders = token ? { Authorization: `Bearer ${token}` } : {};
+
+export const $ = (id) => document.getElementById(id);
+export const state = { summary: null, current: null };
+
+export function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+export async function api(path, options = {}) {
+  const response = await fetch(`/api${path}`, { ...options, headers: { ...authHeaders, ...(options.headers || {}) } });
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const detail = body && body.detail ? body.detail : response.statusText;
+    throw new Error(`${response.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+  }
+  return body;
+}
+
+export function postJSON(path, body) {
+  return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+// ------------------------------------------------------------------ the URL of what is on screen, to share
+// The fragment holds the view and its place (#view=map&x=..; #view=duplicates&group=3; #ref=12): reading
+// it back opens the same view. It is rewritten in place, so the back button is not flooded with steps.
+export function route() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+export function setRoute(values) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(values)) {
+    if (value !== null && value !== undefined && value !== "") params.set(key, String(value));
+  }
+  history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
+}
+
+export function updateRoute(values) {
+  const params = Object.fromEntries(route());
+  setRoute({ ...params, ...values });
+}
+
+// ------------------------------------------------------------------ thumbnails, loaded when they scroll into view
+export function loadThumb(img) {
+  const src = img.dataset.src;
+  if (!src || img.dataset.loaded) return;
+  img.dataset.loaded = "1";
+  if (!token) { img.src = src; return; }
+  fetch(src, { headers: authHeaders })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.statusText))))
+    .then((blob) => { img.src = URL.createObjectURL(blob); })
+    .catch(() => { img.alt = "(no image)"; });
+}
+
+const observer = "IntersectionObserver" in window
+  ? new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) { observer.unobserve(entry.target); loadThumb(entry.target); }
+    }
+  }, { rootMargin: "300px" })
+  : null;
+
+export function thumbImage(index, alt) {
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.alt = alt;
+  img.decoding = "async";
+  img.dataset.src = `/api/references/${index}/thumbnail`;
+  if (observer) observer.observe(img); else loadThumb(img);
+  return img;
+}
+
+export function tile(item, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "tile";
+  button.dataset.index = item.index;
+  button.title = item.path || String(item.label);
+  button.appendChild(thumbImage(item.index, String(item.label)));
+  const caption = document.createElement("span");
+  caption.className = "caption";
+  caption.textContent = item.path ? `${item.label} · ${item.path.split(/[\\/]/).pop()}` : String(item.label);
+  if (item.distance !== undefined) {
+    const distance = document.createElement("span");
+    distance.className = "distance";
+    if (item.keeper !== undefined) {
+      const tier = item.tier ? `${item.tier} · ` : "";
+      distance.textContent = item.keeper ? `keep · ${tier}` : `${tier}${item.distance.toFixed(3)} `;
+      if (item.tier) button.dataset.tier = item.tier;
+      if (item.keeper) button.classList.add("keeper");
+    } else {
+      distance.textContent = `#${item.rank} · ${item.distance.toFixed(3)} `;
+    }
+    caption.prepend(distance);
+  }
+  button.appendChild(caption);
+  button.addEventListener("click", () => onClick(item));
+  return button;
+}
+
+export function fill(container, items, onClick) {
+  container.replaceChildren(...items.map((item) => tile(item, onClick)));
+}
+
+// ------------------------------------------------------------------ the neighbours panel
+export async function openNeighbours(item) {
+  state.current = item;
+  updateRoute({ ref: item.index });
+  const panel = $("neighbours-panel");
+  panel.hidden = false;
+  const k = $("k").value;
+  const card = $("neighbours-query");
+  const caption = document.createElement("p");
+  caption.className = "muted";
+  caption.textContent = `${item.label}${item.path ? ` — ${item.path}` : ""}`;
+  card.replaceChildren(thumbImage(item.index, String(item.label)), caption);
+  $("neighbours").replaceChildren();
+  try {
+    const result = await api(`/references/${item.index}/neighbours?k=${k}`);
+    fill($("neighbours"), result.neighbours, openNeighbours);
+  } catch (error) { showError(`Could not find neighbours (${error.message})`); }
+}
+
+export async function openReference(index) {
+  try { openNeighbours(await api(`/references/${index}`)); } catch (error) { showError(error.message); }
+}
+
+export function closeNeighbours() {
+  $("neighbours-panel").hidden = true;
+  updateRoute({ ref: null });
+}
