@@ -117,6 +117,10 @@ class References:
         The dataset's label column (None: row numbers) and the column the
         references came from (Turi's ``feature``): image paths or other
         images, or precomputed embeddings.
+    roots : tuple of str
+        The folders (resolved) the references' files were indexed from: no
+        file action ever touches a file outside them. Empty for URLs and
+        tables, whose files are never moved.
     """
 
     def __init__(
@@ -135,8 +139,10 @@ class References:
         label_column: str | None = None,
         feature_column: str | None = None,
         batch_size: int = BATCH_SIZE,
+        roots: tuple[str, ...] = (),
     ):
         self.metric = check_metric(metric)
+        self.roots = tuple(roots)
         self.raw_embeddings = raw_embeddings
         self.projection = projection
         if embeddings is None:
@@ -314,6 +320,7 @@ class References:
             table = table.rename(columns={other.feature_column: self.feature_column})
         self.labels = np.concatenate([self.labels, labels])
         self.table = pd.concat([self.table, table], ignore_index=True)
+        self.roots = tuple(sorted({*self.roots, *other.roots}))
         shared = self.raw_embeddings is self.embeddings
         if not shared:
             self.raw_embeddings = np.concatenate([self.raw_embeddings, other.raw_embeddings[rows]])
@@ -378,6 +385,7 @@ class References:
         """Take ``other``'s references, vectors and projection, keeping this index's requested method."""
         requested = self.index.build.requested
         self.labels, self.table = other.labels, other.table
+        self.roots = tuple(sorted({*self.roots, *other.roots}))
         self.raw_embeddings, self.embeddings, self.projection = other.raw_embeddings, other.embeddings, other.projection
         self.index = build_index(self.embeddings, self.metric, requested)
 

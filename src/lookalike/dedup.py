@@ -11,12 +11,11 @@ ever touches the keeper, a file that is the keeper under another name
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from lookalike.core import References, as_references
 from lookalike.decisions import Decisions
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
+from lookalike.files import move_without_overwrite, relative_inside
 from lookalike.index.metrics import exact_distances
 from lookalike.ingest.names import escaped_frame, has_surrogates, text_column
 from lookalike.tiers import TIERS, Sameness, check_tiers
@@ -180,14 +180,16 @@ def find_duplicates(
     keep = check_choice("keep", keep, POLICIES)
     k = check_positive_int("k", k)
     wanted = check_tiers(tiers) if tiers is not None else TIERS
-    apart, kept = _decided(references, decisions)
-    groups = _components(references, threshold, k, verify, apart)
+    decided = _decided(references, decisions)
+    groups = _components(references, threshold, k, verify, decided)
     facts = _facts(references, keep)
     paths = references.file_paths()
     verifier = verify if verify else (True if importlib.util.find_spec("cv2") else None)
     rows = []
     for number, members in enumerate(groups):
-        members = sorted(members, key=lambda p: (p not in kept, _rank_key(keep, facts, p)))
+        members = sorted(
+            members, key=lambda p: (p not in decided.kept, p in decided.discarded, _rank_key(keep, facts, p))
+        )
         keeper = members[0]
         vectors = references.embeddings
         distances = exact_distances(references.metric, vectors[[keeper]], vectors[members][None])[0]
@@ -218,12 +220,11 @@ def find_duplicates(
     return table
 
 
-def _components(
-    references: References, threshold: float, k: int, verify: Any = False, apart: set[tuple[int, int]] | None = None
-) -> list[list[int]]:
+def _components(references: References, threshold: float, k: int, verify: Any, decided: Decided) -> list[list[int]]:
     """Connected components (reference positions) of two or more, largest first, then by first position.
 
-    Pairs in ``apart`` (a person said they are not duplicates) are never linked directly.
+    Pairs a person said are not duplicates are never linked directly; a file they discarded is always
+    linked to the keeper they discarded it for.
     """
     from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it
 
@@ -236,29 +237,44 @@ def _components(
 
             pairs = verified_pairs(references, pairs, verify)
         for source, target in pairs.tolist():
-            if not apart or (min(source, target), max(source, target)) not in apart:
+            if (min(source, target), max(source, target)) not in decided.apart:
                 links.union(source, target)
+    for source, target in decided.linked:
+        links.union(source, target)
     groups = [sorted(group) for group in links.to_sets() if len(group) > 1]
     groups.sort(key=lambda g: (-len(g), g[0]))
     return groups
 
 
-def _decided(references: References, decisions: Decisions | None) -> tuple[set[tuple[int, int]], set[int]]:
-    """The position pairs marked apart and the positions marked to keep, from the decisions still valid."""
+@dataclass
+class Decided:
+    """A person's decisions as reference positions: pairs kept apart, files kept, files discarded and their links."""
+
+    apart: set[tuple[int, int]] = field(default_factory=set)
+    kept: set[int] = field(default_factory=set)
+    discarded: set[int] = field(default_factory=set)
+    linked: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _decided(references: References, decisions: Decisions | None) -> Decided:
+    """What the still-valid decisions say about these references, by position."""
+    decided = Decided()
     if decisions is None or not len(decisions):
-        return set(), set()
+        return decided
     paths = references.file_paths()
     where = {os.fspath(p): i for i, p in enumerate(paths) if p is not None}
-    apart, kept = set(), set()
     for record in decisions.valid():
         positions = [where.get(p) for p in record["paths"]]
         if None in positions:
             continue  # a file not among these references
         if record["kind"] == "keep":
-            kept.add(positions[0])
+            decided.kept.add(positions[0])
+        elif record["kind"] == "discard":
+            decided.discarded.add(positions[0])
+            decided.linked.append((positions[0], positions[1]))
         else:
-            apart.add((min(positions), max(positions)))
-    return apart, kept
+            decided.apart.add((min(positions), max(positions)))
+    return decided
 
 
 def _facts(references: References, keep: str) -> dict[str, np.ndarray]:
@@ -359,8 +375,8 @@ def apply_actions(
         destination, reason = None, _refusal(path, real_root, kept_files)
         if reason is None:
             if move_to is not None:
-                destination = Path(move_to) / _inside(path, real_root)
-                reason = _move_new(Path(path), destination)
+                destination = Path(move_to) / relative_inside(path, real_root)
+                reason = move_without_overwrite(Path(path), destination)
             else:
                 os.unlink(path)  # a symbolic link is removed itself, never its target
         results.append((path, action, destination and str(destination), "skipped" if reason else "done", reason or ""))
@@ -370,45 +386,15 @@ def apply_actions(
     )
 
 
-def _inside(path: str, real_root: Path) -> Path | None:
-    """``path`` relative to the (resolved) root, resolving its folders but not the file itself; None if outside."""
-    folder = Path(os.path.realpath(os.path.dirname(os.path.abspath(path))))
-    try:
-        return folder.relative_to(real_root) / os.path.basename(path)
-    except ValueError:
-        return None
-
-
 def _refusal(path: str, real_root: Path, kept_files: set[tuple[int, int]]) -> str | None:
     """Why ``path`` must not be touched, or None."""
     if not os.path.lexists(path):
         return "file no longer exists"
-    if _inside(path, real_root) is None:
+    if relative_inside(path, real_root) is None:
         return f"outside the input folder {real_root}"
     target = _stat(path)
     if target is not None and (target.st_dev, target.st_ino) in kept_files:
         return "same file as a keeper (a link to it)"
-    return None
-
-
-def _move_new(source: Path, destination: Path) -> str | None:
-    """Move without ever overwriting; None on success, else why not."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # link() fails if the destination exists, atomically: no check-then-write race.
-        os.link(source, destination, follow_symlinks=False)
-    except FileExistsError:
-        return f"{destination} already exists"
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-            raise
-        try:  # another file system: copy into a file that must not exist yet
-            with open(source, "rb") as src, open(destination, "xb") as dst:
-                shutil.copyfileobj(src, dst)
-        except FileExistsError:
-            return f"{destination} already exists"
-        shutil.copystat(source, destination)
-    os.unlink(source)
     return None
 
 

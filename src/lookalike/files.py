@@ -34,6 +34,8 @@ __all__ = [
     "fsync_dir",
     "fsync_tree",
     "locked",
+    "move_without_overwrite",
+    "relative_inside",
     "place_dir",
     "replace_dir",
     "reporting_full_disk",
@@ -217,3 +219,33 @@ def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's content, read in blocks (hex); ``OSError`` when it cannot be read."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def relative_inside(path: str, real_root: Path) -> Path | None:
+    """``path`` relative to the (resolved) root, resolving its folders but not the file itself; None if outside."""
+    folder = Path(os.path.realpath(os.path.dirname(os.path.abspath(path))))
+    try:
+        return folder.relative_to(real_root) / os.path.basename(path)
+    except ValueError:
+        return None
+
+
+def move_without_overwrite(source: Path, destination: Path) -> str | None:
+    """Move without ever overwriting; None on success, else why not."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # link() fails if the destination exists, atomically: no check-then-write race.
+        os.link(source, destination, follow_symlinks=False)
+    except FileExistsError:
+        return f"{destination} already exists"
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            raise
+        try:  # another file system: copy into a file that must not exist yet
+            with open(source, "rb") as src, open(destination, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+        except FileExistsError:
+            return f"{destination} already exists"
+        shutil.copystat(source, destination)
+    os.unlink(source)
+    return None

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lookalike import dedup, storage
+from lookalike import dedup, moves, storage
 from lookalike import graph as graph_edges
 from lookalike.calibrate import Calibration, calibrate
 from lookalike.core import References
-from lookalike.decisions import DECISIONS_FILE, Decisions
+from lookalike.decisions import Decisions, read_saved
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
@@ -32,11 +32,12 @@ from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
 from lookalike.index.factory import check_method
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.report import failure_table
+from lookalike.ingest.sources import folder_roots
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 from lookalike.projection import Projection, fit_projection
 from lookalike.validation import check_positive_int, check_radius
 
-__all__ = ["ImageSimilarityModel", "create", "load_model"]
+__all__ = ["ImageSimilarityModel", "create", "load_model", "undo_moves"]
 
 _GRAPH_ALIASES = {"graph": "graph", "sgraph": "graph", "table": "table", "sframe": "table"}
 
@@ -104,6 +105,9 @@ class ImageSimilarityModel:
     label = property(lambda self: self.core.label_column, doc="The dataset's label column (None: row numbers).")
     feature = property(
         lambda self: self.core.feature_column, doc="The column the references came from (Turi's ``feature``)."
+    )
+    roots = property(
+        lambda self: self.core.roots, doc="The folders the references were indexed from: file actions stay inside."
     )
     batch_size = property(lambda self: self.core.batch_size, doc="Images per inference batch.")
     model_name = property(lambda self: self.core.model_name, doc="The network's name; None for precomputed embeddings.")
@@ -489,6 +493,7 @@ class ImageSimilarityModel:
             "build_stats": self.build_stats,
             "embedding_model": self.core.spec_record,
             "index": self.core.index.record(),
+            "roots": list(self.core.roots),
         }
         extra = {}
         if self.projection is not None:
@@ -496,8 +501,9 @@ class ImageSimilarityModel:
             extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
         extra.update(self.core.index.files())
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
-        if len(self.decisions):  # a model rebuilt without decisions leaves those saved at path in place
-            self.decisions.save(path)
+        if len(self.decisions):
+            # Merged into those saved there (another explorer's, say); a model without decisions leaves them as they are.
+            self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
 
     def mark_keeper(self, label: Any) -> None:
         """Keep the reference ``label`` whenever it is in a duplicate group (recorded by its file and content).
@@ -510,11 +516,60 @@ class ImageSimilarityModel:
         """The references ``label_a`` and ``label_b`` are not duplicates: they are never linked again."""
         self.decisions.not_duplicate(self._file_of(label_a), self._file_of(label_b))
 
+    def mark_discarded(self, label: Any, keeper: Any) -> None:
+        """The reference ``label`` is a duplicate of ``keeper``: :meth:`apply_decisions` moves its file away."""
+        self.decisions.discard(self._file_of(label), self._file_of(keeper))
+
     def save_decisions(self, path: str | os.PathLike) -> None:
         """Write only the decisions of the model saved at ``path`` (atomic, small: the embeddings are not rewritten)."""
         if not storage.is_model_dir(Path(path)):
             raise InvalidArgument(f"{path} is not a saved lookalike model: save the model first")
         self.decisions.save(path)
+
+    def apply_decisions(self, move_to: str | os.PathLike, path: str | os.PathLike | None = None) -> moves.MoveReport:
+        """Move every file marked discarded to ``move_to`` and drop it from the model; nothing is deleted.
+
+        Only files inside the folders the model was indexed from (:attr:`roots`) are moved, each to
+        its relative path under ``move_to`` (outside those folders), never overwriting; a discard
+        whose keeper is discarded too, or whose file changed since, is skipped and reported. A
+        manifest written in ``move_to`` before anything moves lets ``lookalike undo`` put every file
+        back, and ``lookalike apply --resume`` finish an apply that was cut short.
+
+        Parameters
+        ----------
+        move_to : str or path
+            Where the discarded files go.
+        path : str or path, optional
+            Where this model is saved: it is saved again without the moved references, and the
+            decisions are marked carried out there.
+
+        Examples
+        --------
+        >>> model.mark_discarded("IMG_0001 (copy)", keeper="IMG_0001")  # doctest: +SKIP
+        >>> print(model.apply_decisions("../discarded", path="photos.lookalike").summary())  # doctest: +SKIP
+        moved 1 files, skipped 0; undo with: lookalike undo ../discarded/lookalike-moves-...json
+        """
+        report = moves.apply_discards(self.core, self.decisions, move_to, model_folder=path)
+        self._saved_after_moves(report, path)
+        return report
+
+    def resume_decisions(self, manifest: str | os.PathLike, path: str | os.PathLike | None = None) -> moves.MoveReport:
+        """Finish an :meth:`apply_decisions` that was interrupted, from its manifest."""
+        report = moves.resume(manifest, self.core, self.decisions)
+        self._saved_after_moves(report, path)
+        return report
+
+    def _saved_after_moves(self, report: moves.MoveReport, path: str | os.PathLike | None) -> None:
+        if path is None or not report.moved:
+            return
+        carried_out = self.decisions
+        self.decisions = Decisions()  # the saved decisions are updated below, merged with any other writer's
+        try:
+            self.save(path)
+        finally:
+            self.decisions = carried_out
+        moved = {r["paths"][0]: r["moved_to"] for r in carried_out.records if "moved_to" in r}
+        carried_out.change_saved(path, lambda saved: saved.mark_moved(moved))
 
     def _file_of(self, label: Any) -> str:
         position = int(self.core.positions_of([label])[0])
@@ -696,6 +751,7 @@ def create(
         label_column=label,
         feature_column=feature_column,
         batch_size=int(batch_size),
+        roots=folder_roots(dataset) if spec is not None else (),
     )
     reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
     stats = {"embedded": int(len(positions) - reused), "from_cache": 0, **embedded.stats, "failed": len(failures)}
@@ -782,6 +838,24 @@ def _learned_projection(
     return fit_projection("lda", features, references[train_label].to_numpy(), label_column=train_label)
 
 
+def undo_moves(manifest: str | os.PathLike, verbose: bool = True) -> moves.MoveReport:
+    """Put back every file an apply moved (never overwriting), and, when its model is saved where the manifest
+    says, add the files back to it and forget their discard decisions (so they are not moved again)."""
+    report = moves.undo(manifest)
+    folder = moves.read_manifest(manifest).get("model")
+    if folder and storage.is_model_dir(Path(folder)) and report.moved:
+        model = load_model(folder)
+        restored = set(report.moved)
+        present = {p for p in model.core.file_paths() if p is not None}
+        back = [p for p in report.moved if p not in present]
+        if back:
+            model.add(back, verbose=verbose)
+        model.decisions = Decisions()
+        model.save(folder)
+        Decisions().change_saved(folder, lambda saved: saved.revert_moves(restored))
+    return report
+
+
 def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     """Load a model saved with :meth:`ImageSimilarityModel.save`.
 
@@ -797,9 +871,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
         ``path`` is not a lookalike model, is damaged, or is from a newer lookalike.
     """
     model = storage.load(path, _loaded)
-    side = storage.read_side_file(path, DECISIONS_FILE)  # beside the generations: changed often, written on its own
-    if side is not None:
-        model.decisions = Decisions.parse(side.decode("utf-8", "replace"), f"{path}/{DECISIONS_FILE}")
+    model.decisions = read_saved(path)  # beside the generations: changed often, written on its own
     return model
 
 
@@ -834,6 +906,7 @@ def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:
         label_column=manifest.get("label_column"),
         feature_column=manifest.get("feature_column"),
         batch_size=manifest.get("batch_size", BATCH_SIZE),
+        roots=tuple(r for r in manifest.get("roots") or () if isinstance(r, str)),
     )
     return ImageSimilarityModel(
         core,

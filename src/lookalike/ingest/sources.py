@@ -160,6 +160,27 @@ def expand_sources(source: str | os.PathLike | Sequence[str | os.PathLike], recu
     return found
 
 
+def folder_roots(dataset: Any) -> tuple[str, ...]:
+    """The folders (resolved) that a dataset of local folders, files or globs came from; () for anything else.
+
+    These bound every file action on the references (moving discarded duplicates):
+    a model of URLs, a table file or an in-memory table has none, so nothing of it is moved.
+    """
+    entries = [dataset] if isinstance(dataset, (str, os.PathLike)) else dataset
+    if not isinstance(entries, (list, tuple)) or not all(isinstance(e, (str, os.PathLike)) for e in entries):
+        return ()
+    roots = set()
+    for entry in entries:
+        if url_scheme(os.fspath(entry)) is not None or is_table_file(entry):
+            return ()
+        path = os.fspath(entry)
+        if glob.has_magic(path):  # the deepest folder without a pattern
+            parts = Path(path).parts
+            path = os.path.join(*parts[: next(i for i, part in enumerate(parts) if glob.has_magic(part))] or ["."])
+        roots.add(os.path.realpath(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))))
+    return tuple(sorted(roots))
+
+
 def _read_header(path: Any) -> tuple[int, int, str, int, float] | ImageError:
     """(width, height, format, bytes, mtime), or why the file is unusable."""
     try:
