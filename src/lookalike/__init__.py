@@ -12,7 +12,7 @@ from lookalike.errors import Failure, ImageError, InvalidArgument, LookalikeErro
 from lookalike.evaluate import EvaluationReport, evaluate, evaluate_model
 from lookalike.ingest.sources import load_images
 from lookalike.match import match
-from lookalike.model import ImageSimilarityModel, create, load_model, undo_moves
+from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.version import __version__
 
 __all__ = [
@@ -35,5 +35,4 @@ __all__ = [
     "load_model",
     "match",
     "register",
-    "undo_moves",
 ]

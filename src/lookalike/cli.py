@@ -234,7 +234,29 @@ def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimi
     return lk.create(str(path), metric=metric, verbose=verbose), path
 
 
+def _review_model(args: argparse.Namespace) -> Path:
+    """The saved model a review works on: the source itself, or the folder's model (made now, or brought up to date)."""
+    if storage.is_model_dir(args.source):
+        return args.source
+    if not args.source.is_dir():
+        raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {args.source} is neither")
+    target = args.save or args.source.resolve().parent / f"{args.source.resolve().name}.lookalike"
+    if storage.is_model_dir(target):
+        model = lk.load_model(target)
+        changes = model.sync(str(args.source), verbose=not args.quiet)
+        print(f"{target}: {changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
+    else:
+        model = lk.create(str(args.source), metric=args.metric, verbose=not args.quiet)
+    model.save(target)
+    return target
+
+
 def cmd_dedup(args: argparse.Namespace) -> int:
+    if args.review:
+        if args.delete:
+            raise InvalidArgument("--review moves discarded files (with undo), it never deletes: drop --delete")
+        _serve(args, _review_model(args), view="duplicates")
+        return 0
     model, root = _dedup_source(args.source, metric=args.metric, verbose=not args.quiet)
     if args.calibrate:
         threshold = args.threshold if args.threshold is not None else dedup.default_threshold(model.core)
@@ -273,6 +295,34 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    model = lk.load_model(args.model)
+    if args.resume:
+        report = model.resume_decisions(args.resume, path=args.model)
+    else:
+        report = model.apply_decisions(args.move_to or discarded_folder(args.model), path=args.model)
+    print(report.summary())
+    for path, reason in report.skipped:
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from lookalike import moves
+
+    folder = moves.read_manifest(args.manifest).get("model")
+    if folder and storage.is_model_dir(Path(folder)):
+        report = lk.load_model(folder).undo_moves(args.manifest, path=folder, verbose=False)
+        where = f"; added back to {folder}"
+    else:
+        report = moves.undo(args.manifest)
+        where = ""
+    print(f"{report.summary()}{where}")
+    for path, reason in report.skipped:
+        print(f"  not restored {path}: {reason}", file=sys.stderr)
+    return 0 if not report.skipped else 1
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     model = lk.load_model(args.model)
     label = _label_parser(model)
@@ -280,9 +330,20 @@ def cmd_decide(args: argparse.Namespace) -> int:
         model.mark_keeper(label(keep))
     for a, b in args.not_duplicate:
         model.mark_not_duplicate(label(a), label(b))
-    if not (args.keep or args.not_duplicate):
-        raise InvalidArgument("nothing to record: give --keep LABEL or --not-duplicate A B")
-    model.save_decisions(args.model)
+    for a, keeper in args.discard:
+        model.mark_discarded(label(a), label(keeper))
+    if args.keep or args.not_duplicate or args.discard:
+        model.save_decisions(args.model)
+    elif not args.export:
+        raise InvalidArgument(
+            "nothing to do: give --keep LABEL, --discard LABEL KEEPER, --not-duplicate A B or --export"
+        )
+    if args.export:
+        pairs = model.decisions.pairs()
+        write_table(args.export, pairs)
+        print(
+            f"wrote {len(pairs)} labelled pairs to {args.export} (score a network on them: lookalike evaluate --pairs)"
+        )
     print(f"{len(model.decisions)} decisions in {args.model}")
     return 0
 
@@ -299,22 +360,34 @@ def _label_parser(model: lk.ImageSimilarityModel):
     return number if model.label is None else str
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from lookalike.server.runner import serve
+def discarded_folder(model: Path) -> Path:
+    """Where the explorer moves discarded files by default: beside the model's folder."""
+    return model.resolve().parent / f"{model.resolve().name}-discarded"
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
     if not args.max_upload_mb > 0 or math.isinf(args.max_upload_mb):
         raise InvalidArgument(f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb:g}")
+    _serve(args, args.model, view=None)
+    return 0
+
+
+def _serve(args: argparse.Namespace, model: Path, view: str | None) -> None:
+    from lookalike.server.runner import serve
+
     serve(
-        lk.load_model(args.model),
+        lk.load_model(model),
+        model_path=model,
+        move_to=getattr(args, "move_to", None) or discarded_folder(model),
+        view=view,
         host=args.host,
         port=args.port,
         token=args.token or os.environ.get("LOOKALIKE_TOKEN") or None,
         cors=args.cors,
-        open_browser=args.open,
+        open_browser=getattr(args, "open", True),
         log_level="warning" if args.quiet else "info",
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
     )
-    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -382,6 +455,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print("\n".join(f"wrote {path}" for path in written))
     return 0
+
+
+def _add_serve_options(command: argparse.ArgumentParser, quiet: bool = True) -> None:
+    command.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    command.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    command.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
+    command.add_argument("--cors", action="append", metavar="ORIGIN", help="allow API calls from this origin")
+    command.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s)")
+    if quiet:
+        command.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -494,7 +577,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"tiers to move or delete, of {','.join(TIERS)} (default: %(default)s; 'similar' is never a copy)",
     )
     dedup_cmd.add_argument("--report", type=Path, help="write the groups to .csv, .parquet, .json or .jsonl")
+    dedup_cmd.add_argument(
+        "--review",
+        action="store_true",
+        help="review the groups in the web explorer (keyboard: keep, discard, not a duplicate; then apply, with undo)",
+    )
+    dedup_cmd.add_argument(
+        "--save", type=Path, help="--review of a folder: where its model is saved (default: FOLDER.lookalike beside it)"
+    )
+    _add_serve_options(dedup_cmd, quiet=False)
     dedup_cmd.set_defaults(run=cmd_dedup)
+
+    apply = commands.add_parser(
+        "apply", help="move the files marked discarded out of a saved model's folders (an undo manifest is written)"
+    )
+    apply.add_argument("model", type=Path, help="a saved model with discard decisions")
+    apply.add_argument("--move-to", type=Path, help="where discarded files go (default: MODEL-discarded beside it)")
+    apply.add_argument("--resume", type=Path, metavar="MANIFEST", help="finish an apply that was interrupted")
+    apply.set_defaults(run=cmd_apply)
+
+    undo = commands.add_parser("undo", help="put back the files an apply moved, and add them back to the model")
+    undo.add_argument("manifest", type=Path, help="the manifest an apply wrote (lookalike-moves-*.json)")
+    undo.set_defaults(run=cmd_undo)
 
     decide = commands.add_parser("decide", help="record a duplicate decision in a saved model (honoured by dedup)")
     decide.add_argument("model", type=Path, help="a model saved by lookalike index")
@@ -502,17 +606,24 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument(
         "--not-duplicate", nargs=2, metavar=("A", "B"), action="append", default=[], help="never link A and B"
     )
+    decide.add_argument(
+        "--discard",
+        nargs=2,
+        metavar=("LABEL", "KEEPER"),
+        action="append",
+        default=[],
+        help="LABEL is a duplicate of KEEPER: lookalike apply moves it away",
+    )
+    decide.add_argument("--export", type=Path, help="write the judged pairs (a, b, duplicate) to .csv/.parquet/.json")
     decide.set_defaults(run=cmd_decide)
 
     serve = commands.add_parser("serve", help="web explorer and REST API for a model (127.0.0.1 by default)")
     serve.add_argument("model", type=Path)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
-    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
-    serve.add_argument("--cors", action="append", metavar="ORIGIN", help="allow API calls from this origin")
     serve.add_argument("--open", action="store_true", help="open the explorer in a web browser")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s)")
-    serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
+    serve.add_argument(
+        "--move-to", type=Path, help="where the page's apply moves discarded files (default: MODEL-discarded beside it)"
+    )
+    _add_serve_options(serve)
     serve.set_defaults(run=cmd_serve)
 
     models = commands.add_parser("models", help="list the embedding models (size, cached) or fetch one")

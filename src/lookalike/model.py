@@ -37,7 +37,7 @@ from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_c
 from lookalike.projection import Projection, fit_projection
 from lookalike.validation import check_positive_int, check_radius
 
-__all__ = ["ImageSimilarityModel", "create", "load_model", "undo_moves"]
+__all__ = ["ImageSimilarityModel", "create", "load_model"]
 
 _GRAPH_ALIASES = {"graph": "graph", "sgraph": "graph", "table": "table", "sframe": "table"}
 
@@ -559,6 +559,27 @@ class ImageSimilarityModel:
         self._saved_after_moves(report, path)
         return report
 
+    def undo_moves(
+        self, manifest: str | os.PathLike, path: str | os.PathLike | None = None, verbose: bool = True
+    ) -> moves.MoveReport:
+        """Put back every file an apply moved (never overwriting), add them back to this model and forget
+        their discard decisions, so that they are not moved again; with ``path``, save the model there.
+
+        ``lookalike undo MANIFEST`` does this on the model the manifest names.
+        """
+        report = moves.undo(manifest)
+        present = {p for p in self.core.file_paths() if p is not None}
+        back = [p for p in report.moved if p not in present]
+        if back:
+            self.add(back, verbose=verbose)
+        restored = set(report.moved)
+        if path is None:
+            self.decisions.revert_moves(restored)
+            return report
+        self._saved_after_moves(report, path)
+        self.decisions.change_saved(path, lambda saved: saved.revert_moves(restored))
+        return report
+
     def _saved_after_moves(self, report: moves.MoveReport, path: str | os.PathLike | None) -> None:
         if path is None or not report.moved:
             return
@@ -836,24 +857,6 @@ def _learned_projection(
     if references[train_label].isna().any():
         raise InvalidArgument(f"train_label column {train_label!r} has missing values: every reference needs a class")
     return fit_projection("lda", features, references[train_label].to_numpy(), label_column=train_label)
-
-
-def undo_moves(manifest: str | os.PathLike, verbose: bool = True) -> moves.MoveReport:
-    """Put back every file an apply moved (never overwriting), and, when its model is saved where the manifest
-    says, add the files back to it and forget their discard decisions (so they are not moved again)."""
-    report = moves.undo(manifest)
-    folder = moves.read_manifest(manifest).get("model")
-    if folder and storage.is_model_dir(Path(folder)) and report.moved:
-        model = load_model(folder)
-        restored = set(report.moved)
-        present = {p for p in model.core.file_paths() if p is not None}
-        back = [p for p in report.moved if p not in present]
-        if back:
-            model.add(back, verbose=verbose)
-        model.decisions = Decisions()
-        model.save(folder)
-        Decisions().change_saved(folder, lambda saved: saved.revert_moves(restored))
-    return report
 
 
 def load_model(path: str | os.PathLike) -> ImageSimilarityModel:

@@ -28,7 +28,7 @@ from lookalike.decisions import Decisions
 from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.files import file_sha256, move_without_overwrite, relative_inside, write_text_atomic
 
-__all__ = ["MoveReport", "apply_discards", "read_manifest", "resume", "undo"]
+__all__ = ["MoveReport", "apply_discards", "check_destination", "plan", "read_manifest", "resume", "undo"]
 
 MANIFEST_VERSION = 1
 MANIFEST_PREFIX = "lookalike-moves-"
@@ -41,12 +41,15 @@ class MoveReport:
     manifest: Path | None
     moved: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    undone: bool = False  # an undo: ``moved`` are the files back in place
 
     def table(self) -> pd.DataFrame:
         rows = [(p, "moved", "") for p in self.moved] + [(p, "skipped", why) for p, why in self.skipped]
         return pd.DataFrame(rows, columns=["path", "status", "reason"])
 
     def summary(self) -> str:
+        if self.undone:
+            return f"restored {len(self.moved)} files, could not restore {len(self.skipped)}"
         text = f"moved {len(self.moved)} files, skipped {len(self.skipped)}"
         return text + (f"; undo with: lookalike undo {self.manifest}" if self.manifest and self.moved else "")
 
@@ -59,7 +62,8 @@ def _root_of(path: str, roots: tuple[str, ...]) -> tuple[str, Path] | None:
     return None
 
 
-def _check_destination(destination: Path, roots: tuple[str, ...]) -> Path:
+def check_destination(destination: str | os.PathLike, roots: tuple[str, ...]) -> Path:
+    """``destination`` resolved, or why discarded files of references from ``roots`` cannot go there."""
     if not roots:
         raise InvalidArgument(
             "this model's references came from URLs or a table, not from folders: lookalike moves no file of it"
@@ -80,7 +84,7 @@ def plan(
     references: References, decisions: Decisions, destination: str | os.PathLike
 ) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
     """The moves the pending discard decisions ask for (source, destination, sha256), and those refused with why."""
-    real = _check_destination(Path(destination), references.roots)
+    real = check_destination(destination, references.roots)
     paths = {os.fspath(p) for p in references.file_paths() if p is not None}
     pending = [r for r in decisions.valid() if r["kind"] == "discard"]
     discarded = {r["paths"][0] for r in pending}
@@ -213,7 +217,7 @@ def resume(manifest: str | os.PathLike, references: References, decisions: Decis
 def undo(manifest: str | os.PathLike) -> MoveReport:
     """Move every file of a manifest back where it was (never overwriting); the files restored, and those not."""
     record = read_manifest(manifest)
-    report = MoveReport(Path(manifest))
+    report = MoveReport(Path(manifest), undone=True)
     for move in record["moves"]:
         source, destination = move["source"], move["destination"]
         where = _where(move)

@@ -13,6 +13,7 @@ from lookalike.config import cache_dir
 from lookalike.errors import InvalidType
 from lookalike.server.collection import Collection
 from lookalike.server.errors import add_error_handlers, error_responses
+from lookalike.server.review import Review
 from lookalike.server.routes import API_ROUTERS, page
 from lookalike.server.security import BodyLimit, HostGuard, OriginGuard, SecurityHeaders, bearer_guard
 from lookalike.server.thumbnails import ThumbnailCache
@@ -37,6 +38,8 @@ def create_app(
     thumbnail_size: int = 256,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_upload_pixels: int = MAX_UPLOAD_PIXELS,
+    model_path: str | os.PathLike | None = None,
+    move_to: str | os.PathLike | None = None,
 ) -> FastAPI:
     """The explorer's web application for a model.
 
@@ -62,6 +65,13 @@ def create_app(
     max_upload_pixels : int, default 40 000 000
         Largest uploaded width x height (decompression-bomb guard); larger get 413.
         Uploads are decoded one per core at a time; the others wait their turn.
+    model_path : path, optional
+        Where ``similarity_model`` is saved: the duplicate decisions made on the page are saved
+        there (merged with any other explorer's), and so is the model after discarded files move.
+        None: decisions last as long as the server.
+    move_to : path, optional
+        The folder the page's "apply" moves discarded files to (outside the folders the model was
+        indexed from); None: discards are recorded but not carried out from the page.
 
     Examples
     --------
@@ -88,6 +98,7 @@ def create_app(
     app.state.thumbnails = ThumbnailCache(thumbnail_dir or cache_dir() / "thumbnails", size=thumbnail_size)
     app.state.upload_limits = UploadLimits(max_upload_bytes, max_upload_pixels)
     app.state.decode_slots = DecodeSlots()
+    app.state.review = Review(model_path, move_to)
 
     guard = [Depends(bearer_guard(token))] if token else []
     responses = error_responses(401, 422) if token else error_responses(422)

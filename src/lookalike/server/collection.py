@@ -53,6 +53,7 @@ class Collection:
         }
         self._embedder_lock = threading.Lock()
         self._embedder_ready = False
+        self._decisions_version = 0  # part of the duplicate groups' cache key: a decision can regroup them
 
     @property
     def has_images(self) -> bool:
@@ -148,22 +149,30 @@ class Collection:
         except ValueError:  # no measured default for this network and metric
             return self.nearest_distances["p5"]
 
-    @functools.lru_cache(maxsize=16)  # noqa: B019 - one Collection lives as long as its app
-    def duplicate_groups(
-        self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None = None
-    ) -> list[list[tuple[int, bool, float, str]]]:
+    def decisions_changed(self) -> None:
+        self._decisions_version += 1
+
+    def decision_of(self, position: int) -> str | None:
+        """The pending decision on the reference's file: "keep", "discard" or None."""
+        path = self.image_path(position)
+        return self.model.decisions.state_of(path) if path is not None else None
+
+    def duplicate_groups(self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None = None) -> list:
         """Near-duplicate groups from :func:`lookalike.dedup.find_duplicates`, largest first.
 
-        Each group is a list of (position, is the keeper, distance to the keeper, tier), keeper first;
-        with ``tiers``, only members of those tiers (and groups that keep one).
+        Each group is a list of members (``position, keeper, distance, tier, bytes, mtime``), keeper first;
+        with ``tiers``, only members of those tiers (and groups that keep one). Person's decisions count.
         """
+        return self._groups(threshold, k, keep, tiers, self._decisions_version)
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one Collection lives as long as its app
+    def _groups(self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None, version: int) -> list:
         table = self.model.find_duplicates(threshold=threshold, keep=keep, k=k, tiers=tiers)
-        positions = self.positions_of(table["label"])
-        columns = (table["keeper"].tolist(), table["distance"].tolist(), table["tier"].tolist())
-        rows = zip(positions.tolist(), *columns, strict=True)
-        groups: dict[int, list[tuple[int, bool, float, str]]] = {}
-        for group, row in zip(table["group"].tolist(), rows, strict=True):
-            groups.setdefault(group, []).append(row)
+        table["position"] = self.positions_of(table["label"])
+        columns = [c for c in ("position", "keeper", "distance", "tier", "bytes", "mtime") if c in table.columns]
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for group, row in zip(table["group"].tolist(), table[columns].to_dict("records"), strict=True):
+            groups.setdefault(group, []).append({k: _plain(v) for k, v in row.items()})
         return [groups[number] for number in sorted(groups)]
 
     # -------------------------------------------------------------------- map

@@ -64,18 +64,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def page_url(host: str, port: int, token: str | None = None) -> str:
-    """The explorer's address; a token travels in the fragment, which browsers never send to servers.
+def page_url(host: str, port: int, token: str | None = None, view: str | None = None) -> str:
+    """The explorer's address (opening ``view``); a token travels in the fragment, which browsers never send.
 
     Examples
     --------
     >>> page_url("127.0.0.1", 8000)
     'http://127.0.0.1:8000/'
-    >>> page_url("::1", 8000, token="s3cret")
-    'http://[::1]:8000/#token=s3cret'
+    >>> page_url("::1", 8000, token="s3cret", view="duplicates")
+    'http://[::1]:8000/#token=s3cret&view=duplicates'
     """
     name = f"[{host.strip('[]')}]" if ":" in host else host
-    return f"http://{name}:{port}/" + (f"#token={token}" if token else "")
+    fragment = "&".join(f"{key}={value}" for key, value in (("token", token), ("view", view)) if value)
+    return f"http://{name}:{port}/" + (f"#{fragment}" if fragment else "")
 
 
 @dataclass
@@ -150,12 +151,14 @@ def serve(
     token: str | None = None,
     open_browser: bool = False,
     log_level: str = "info",
+    view: str | None = None,
     **options: Any,
 ) -> None:
-    """Serve the explorer in the foreground until interrupted (what ``lookalike serve`` runs)."""
+    """Serve the explorer in the foreground until interrupted (what ``lookalike serve`` runs); ``view`` is the
+    page's view to open first (``"duplicates"`` for a review)."""
     app = build_app(similarity_model, host, token, **options)
     sock = _bind(host, port)
-    url = page_url(host, sock.getsockname()[1], token)
+    url = page_url(host, sock.getsockname()[1], token, view)
     print(
         f"lookalike explorer on {url} (API spec: {url.split('#', 1)[0]}api/openapi.json); Ctrl+C stops it", flush=True
     )

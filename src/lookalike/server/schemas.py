@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -67,11 +69,15 @@ class Member(Reference):
         description="how much it is the same as the keeper: exact, same-pixels, resized, edited or similar "
         "(a keeper: its group's strongest)"
     )
+    bytes: int | None = Field(default=None, description="file size")
+    mtime: float | None = Field(default=None, description="file modification time (seconds since 1970)")
+    decision: Literal["keep", "discard"] | None = Field(default=None, description="a person's pending decision")
 
 
 class Group(BaseModel):
     size: int
     members: list[Member]
+    keeper_reason: str = Field(description="why the first member is the keeper: marked, or the keep policy's fact")
 
 
 class NearestDistances(BaseModel):
@@ -81,6 +87,18 @@ class NearestDistances(BaseModel):
     p5: float
     p50: float
     max: float
+
+
+class ReviewStatus(BaseModel):
+    """Where a review stands: decisions recorded, discards waiting, and whether they can be carried out."""
+
+    saved: bool = Field(description="whether decisions are saved with the model (it was loaded from a folder)")
+    decisions: int
+    pending_discards: int = Field(description="files marked discarded and not yet moved")
+    move_to: str | None = Field(description="where an apply moves discarded files (chosen when the server started)")
+    can_apply: bool
+    apply_refusal: str | None = Field(description="why discarded files cannot be moved, when they cannot")
+    manifests: list[str] = Field(description="undo manifests of the applies this server made")
 
 
 class Duplicates(BaseModel):
@@ -93,6 +111,7 @@ class Duplicates(BaseModel):
     limit: int
     groups: list[Group]
     nearest: NearestDistances
+    review: ReviewStatus
 
 
 class Map(BaseModel):
@@ -106,3 +125,27 @@ class Map(BaseModel):
 
 class Error(BaseModel):
     detail: str
+
+
+class Decision(BaseModel):
+    action: Literal["keep", "discard", "not-duplicate", "clear"]
+    index: int = Field(ge=0, description="the reference decided on")
+    other: int | None = Field(
+        default=None, ge=0, description="discard: the keeper it duplicates; not-duplicate: the other reference"
+    )
+
+
+class Confirmation(BaseModel):
+    confirm: bool = Field(description="must be true: files are moved")
+
+
+class UndoRequest(BaseModel):
+    manifest: str = Field(description="a manifest returned by /api/apply")
+
+
+class MoveResult(BaseModel):
+    manifest: str | None
+    moved: list[str] = Field(description="files moved (by an undo: files back in place)")
+    skipped: list[dict[str, str]]
+    summary: str
+    references: int = Field(description="references in the model now")

@@ -1,8 +1,8 @@
-"""Routes finding neighbours (of a reference or of an uploaded image) and groups of near-duplicates."""
+"""Routes finding neighbours: of a reference, or of an uploaded image."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
@@ -10,7 +10,6 @@ from lookalike.server import schemas
 from lookalike.server.dependencies import Limits, ReferenceIndex, Slots, View
 from lookalike.server.errors import error_responses
 from lookalike.server.uploads import RELEASE_AFTER_PIXELS, check_upload, release_memory
-from lookalike.tiers import TIERS
 
 router = APIRouter(tags=["search"])
 
@@ -57,56 +56,3 @@ async def query(
         }
 
     return await slots.run(search)
-
-
-@router.get("/duplicates", response_model=schemas.Duplicates, responses=error_responses(400))
-def duplicates(
-    view: View,
-    threshold: Annotated[
-        float | None,
-        Query(ge=0, allow_inf_nan=False, description="largest distance of a link; default: measured for the model"),
-    ] = None,
-    k: Annotated[int, Query(ge=1, le=100, description="links looked at per reference")] = 10,
-    keep: Annotated[
-        Literal["resolution", "size", "oldest"], Query(description="which image of a group is the keeper")
-    ] = "resolution",
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    tiers: Annotated[
-        list[Literal[TIERS]] | None,  # type: ignore[valid-type]
-        Query(description="only members of these tiers (repeat the parameter); all by default"),
-    ] = None,
-) -> dict:
-    """Groups of near-duplicate references (chains of links at most ``threshold`` long), largest first.
-
-    The groups are those of ``model.find_duplicates``: each lists its keeper first, then the
-    others by distance to it.
-    """
-    if threshold is None:
-        threshold = view.default_threshold()
-    try:
-        groups = view.duplicate_groups(float(threshold), k, keep, tuple(sorted(set(tiers))) if tiers else None)
-    except ValueError as exc:
-        # Here a ValueError is a keep policy needing facts the model does not have: the client's choice, so 400.
-        # (An app-wide ValueError handler would also turn the server's own bugs into 400s.)
-        raise HTTPException(400, str(exc)) from None
-    page = [
-        {
-            "size": len(members),
-            "members": [
-                {**view.item(p), "keeper": keeper, "distance": d, "tier": tier} for p, keeper, d, tier in members
-            ],
-        }
-        for members in groups[offset : offset + limit]
-    ]
-    return {
-        "threshold": threshold,
-        "k": k,
-        "keep": keep,
-        "tiers": list(tiers) if tiers else list(TIERS),
-        "total": len(groups),
-        "offset": offset,
-        "limit": limit,
-        "groups": page,
-        "nearest": view.nearest_distances,
-    }

@@ -1,0 +1,101 @@
+"""What the explorer may do about duplicates: record a person's decisions and carry out their discards.
+
+Decisions are saved with the model when it was loaded from a folder
+(``model_path``), merged under a lock with any other explorer's; otherwise
+they live as long as the server. Discarded files are moved to one folder
+chosen when the server starts (never one a page names), only from inside the
+folders the model was indexed from, with an undo manifest; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import InvalidArgument
+from lookalike.moves import MoveReport, check_destination
+from lookalike.server.collection import Collection
+
+
+class Review:
+    """The decisions and file moves of one served model.
+
+    Parameters
+    ----------
+    model_path : path, optional
+        Where the model is saved: decisions and the model after a move are saved there.
+    move_to : path, optional
+        Where discarded files go; None: the page can record discards but not carry them out.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None, move_to: str | os.PathLike | None):
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.move_to = Path(move_to) if move_to is not None else None
+        self.manifests: list[Path] = []  # written by this server: the only ones its page may undo
+        self.lock = threading.Lock()  # one change at a time: a decision, an apply or an undo
+
+    def status(self, view: Collection) -> dict[str, Any]:
+        model = view.model
+        pending = [r for r in model.decisions.records if r["kind"] == "discard" and "moved_to" not in r]
+        refusal = None
+        if self.move_to is None:
+            refusal = "the server was started without a folder for discarded files (lookalike serve --move-to DIR)"
+        else:
+            try:
+                check_destination(self.move_to, model.roots)
+            except InvalidArgument as exc:
+                refusal = str(exc)
+        return {
+            "saved": self.model_path is not None,
+            "decisions": len(model.decisions),
+            "pending_discards": len(pending),
+            "move_to": str(self.move_to) if self.move_to is not None else None,
+            "can_apply": refusal is None,
+            "apply_refusal": refusal,
+            "manifests": [str(m) for m in self.manifests],
+        }
+
+    def decide(self, view: Collection, action: str, index: int, other: int | None) -> None:
+        """Record ``action`` on the reference at ``index`` (``other``: the keeper it duplicates, or the one it is not)."""
+        model = view.model
+        path = view.image_path(index)
+        if path is None:
+            raise InvalidArgument(f"reference {index} has no image file: decisions are recorded on files")
+        other_path = view.image_path(other) if other is not None else None
+        if action in ("discard", "not-duplicate") and other_path is None:
+            raise InvalidArgument(f"{action} needs the other reference of the pair (an image file): give 'other'")
+
+        def change(decisions) -> None:
+            if action == "keep":
+                decisions.keep(path)
+            elif action == "discard":
+                decisions.discard(path, other_path)
+            elif action == "not-duplicate":
+                decisions.not_duplicate(path, other_path)
+            else:
+                decisions.forget(path)
+
+        with self.lock:
+            if self.model_path is not None:
+                model.decisions.change_saved(self.model_path, change)
+            else:
+                change(model.decisions)
+            view.decisions_changed()
+
+    def apply(self, view: Collection) -> MoveReport:
+        if self.move_to is None:
+            raise InvalidArgument(self.status(view)["apply_refusal"])
+        with self.lock:
+            report = view.model.apply_decisions(self.move_to, path=self.model_path)
+            if report.manifest is not None:
+                self.manifests.append(report.manifest)
+        return report
+
+    def undo(self, view: Collection, manifest: str) -> MoveReport:
+        known = {str(m): m for m in self.manifests}
+        if manifest not in known:
+            raise InvalidArgument("this server can only undo the moves it made: give a manifest it returned")
+        with self.lock:
+            return view.model.undo_moves(known[manifest], path=self.model_path, verbose=False)

@@ -1,0 +1,160 @@
+"""Routes reviewing near-duplicates: the groups, a person's decisions on them, and carrying out the discards."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from lookalike.errors import InvalidArgument
+from lookalike.server import schemas
+from lookalike.server.collection import Collection
+from lookalike.server.dependencies import View
+from lookalike.server.errors import error_responses
+from lookalike.server.review import Review
+from lookalike.tiers import TIERS
+
+router = APIRouter(tags=["review"])
+
+
+def get_review(request: Request) -> Review:
+    return request.app.state.review
+
+
+Reviewer = Annotated[Review, Depends(get_review)]
+
+
+@router.get("/duplicates", response_model=schemas.Duplicates, responses=error_responses(400))
+def duplicates(
+    view: View,
+    review: Reviewer,
+    threshold: Annotated[
+        float | None,
+        Query(ge=0, allow_inf_nan=False, description="largest distance of a link; default: measured for the model"),
+    ] = None,
+    k: Annotated[int, Query(ge=1, le=100, description="links looked at per reference")] = 10,
+    keep: Annotated[
+        Literal["resolution", "size", "oldest"], Query(description="which image of a group is the keeper")
+    ] = "resolution",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    tiers: Annotated[
+        list[Literal[TIERS]] | None,  # type: ignore[valid-type]
+        Query(description="only members of these tiers (repeat the parameter); all by default"),
+    ] = None,
+) -> dict:
+    """Groups of near-duplicate references (chains of links at most ``threshold`` long), largest first.
+
+    The groups are those of ``model.find_duplicates``, with the decisions recorded so far: each lists
+    its keeper first (and why it is the keeper), then the others by distance to it.
+    """
+    if threshold is None:
+        threshold = view.default_threshold()
+    try:
+        groups = view.duplicate_groups(float(threshold), k, keep, tuple(sorted(set(tiers))) if tiers else None)
+    except ValueError as exc:
+        # Here a ValueError is a keep policy needing facts the model does not have: the client's choice, so 400.
+        # (An app-wide ValueError handler would also turn the server's own bugs into 400s.)
+        raise HTTPException(400, str(exc)) from None
+    page = [_group(view, members, keep) for members in groups[offset : offset + limit]]
+    return {
+        "threshold": threshold,
+        "k": k,
+        "keep": keep,
+        "tiers": list(tiers) if tiers else list(TIERS),
+        "total": len(groups),
+        "offset": offset,
+        "limit": limit,
+        "groups": page,
+        "nearest": view.nearest_distances,
+        "review": review.status(view),
+    }
+
+
+def _group(view: Collection, members: list[dict[str, Any]], keep: str) -> dict[str, Any]:
+    listed = []
+    for member in members:
+        mtime = member.get("mtime")
+        listed.append(
+            {
+                **view.item(member["position"]),
+                "keeper": member["keeper"],
+                "distance": member["distance"],
+                "tier": member["tier"],
+                "bytes": member.get("bytes") if (member.get("bytes") or -1) >= 0 else None,
+                "mtime": mtime if mtime is not None and not math.isnan(mtime) else None,
+                "decision": view.decision_of(member["position"]),
+            }
+        )
+    return {"size": len(listed), "members": listed, "keeper_reason": _why_kept(listed, keep)}
+
+
+def _why_kept(members: list[dict[str, Any]], keep: str) -> str:
+    """Why the first member is its group's keeper, in words a person checks at a glance."""
+    keeper = members[0]
+    if keeper["decision"] == "keep":
+        return "marked to keep"
+    if keep == "resolution" and keeper.get("width"):
+        return f"most pixels ({keeper['width']}×{keeper['height']})"
+    if keep == "size" and keeper.get("bytes") is not None:
+        return f"largest file ({keeper['bytes']:,} bytes)"
+    if keep == "oldest" and keeper.get("mtime") is not None:
+        return f"oldest ({time.strftime('%Y-%m-%d %H:%M', time.localtime(keeper['mtime']))})"
+    return f"first by the {keep} policy"
+
+
+@router.get("/decisions", response_model=schemas.ReviewStatus)
+def decisions(view: View, review: Reviewer) -> dict:
+    """How many decisions are recorded, how many discards wait, and where an apply would move them."""
+    return review.status(view)
+
+
+@router.post("/decisions", response_model=schemas.ReviewStatus, responses=error_responses(400, 404))
+def decide(body: schemas.Decision, view: View, review: Reviewer) -> dict:
+    """Record a decision on one reference: keep it, discard it as a duplicate of ``other`` (its keeper),
+    mark it not a duplicate of ``other``, or clear its keep/discard decision."""
+    for index in (body.index, body.other):
+        if index is not None and index >= view.size:
+            raise HTTPException(404, f"no reference {index}: the model has {view.size}")
+    try:
+        review.decide(view, body.action, body.index, body.other)
+    except InvalidArgument as exc:
+        raise HTTPException(400, str(exc)) from None
+    return review.status(view)
+
+
+@router.post("/apply", response_model=schemas.MoveResult, responses=error_responses(400))
+def apply(body: schemas.Confirmation, request: Request, view: View, review: Reviewer) -> dict:
+    """Move every discarded file to the server's folder for them, drop them from the model, write an undo manifest."""
+    if not body.confirm:
+        raise HTTPException(400, "moving files needs confirm: true")
+    try:
+        report = review.apply(view)
+    except InvalidArgument as exc:
+        raise HTTPException(400, str(exc)) from None
+    request.app.state.collection = Collection(view.model)  # the references changed: positions, groups, map
+    return _moved(report, request)
+
+
+@router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400))
+def undo(body: schemas.UndoRequest, request: Request, view: View, review: Reviewer) -> dict:
+    """Put back the files of an apply this server made, and add them back to the model."""
+    try:
+        report = review.undo(view, body.manifest)
+    except InvalidArgument as exc:
+        raise HTTPException(400, str(exc)) from None
+    request.app.state.collection = Collection(view.model)
+    return _moved(report, request)
+
+
+def _moved(report, request: Request) -> dict:
+    view = request.app.state.collection
+    return {
+        "manifest": str(report.manifest) if report.manifest else None,
+        "moved": report.moved,
+        "skipped": [{"path": p, "reason": why} for p, why in report.skipped],
+        "summary": report.summary(),
+        "references": view.size,
+    }
