@@ -9,7 +9,7 @@
 from lookalike import config
 from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
 from lookalike.errors import Failure, ImageError, InvalidArgument, LookalikeError, ModelFormatError
-from lookalike.evaluate import EvaluationReport, evaluate, evaluate_model
+from lookalike.evaluate import EvaluationReport, PairReport, evaluate, evaluate_model, evaluate_pairs
 from lookalike.ingest.sources import load_images
 from lookalike.match import match
 from lookalike.model import ImageSimilarityModel, create, load_model
@@ -25,12 +25,14 @@ __all__ = [
     "LookalikeError",
     "ModelFormatError",
     "ModelSpec",
+    "PairReport",
     "Preprocessing",
     "available_models",
     "config",
     "create",
     "evaluate",
     "evaluate_model",
+    "evaluate_pairs",
     "load_images",
     "load_model",
     "match",

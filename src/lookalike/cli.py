@@ -423,10 +423,24 @@ def _descriptor_option(value: str | None) -> str | dict | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if (args.folder is None) == (args.pairs is None):
+        raise InvalidArgument("give a FOLDER of group sub-folders, or --pairs FILE of judged pairs (not both)")
+    if args.pairs is not None:
+        pairs = lk.evaluate_pairs(
+            args.pairs,
+            model=args.model,
+            metric=args.metric or "cosine",
+            threshold=args.threshold,
+            verbose=not args.quiet,
+            descriptor=_descriptor_option(args.descriptor),
+            precision=args.precision,
+        )
+        print(json.dumps(pairs.metrics) if args.json else pairs)
+        return 0
     report = lk.evaluate(
         args.folder,
         model=args.model,
-        metric=args.metric,
+        metric=args.metric or "euclidean",
         k=args.k,
         verbose=not args.quiet,
         descriptor=_descriptor_option(args.descriptor),
@@ -634,10 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="retrieval quality on a folder of group sub-folders: precision@k, recall@k, mAP, N-S"
     )
-    evaluate.add_argument("folder", type=Path, help="a folder whose sub-folders are the groups (classes)")
+    evaluate.add_argument("folder", type=Path, nargs="?", help="a folder whose sub-folders are the groups (classes)")
+    evaluate.add_argument(
+        "--pairs", type=Path, help="score on judged pairs instead (a, b, duplicate: lookalike decide --export)"
+    )
+    evaluate.add_argument("--threshold", type=float, help="--pairs: distance to report precision and recall at")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedding network (default: %(default)s)")
     evaluate.add_argument("--precision", help=PRECISION_HELP)
-    evaluate.add_argument("--metric", default="euclidean", choices=METRICS)
+    evaluate.add_argument("--metric", choices=METRICS, help="default: euclidean; cosine with --pairs")
     evaluate.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     evaluate.add_argument("--train", type=Path, help="learn an LDA projection from this folder of class sub-folders")
     evaluate.add_argument("-k", type=int, nargs="+", default=[1, 4, 10], help="cut-offs (default: 1 4 10)")

@@ -24,16 +24,17 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.core import drop_self
+from lookalike.dedup import default_threshold
 from lookalike.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.errors import InvalidArgument, InvalidType
 from lookalike.files import write_text_atomic
-from lookalike.index.metrics import block_distances, row_norms
-from lookalike.ingest.sources import list_image_files
+from lookalike.index.metrics import block_distances, exact_distances, row_norms
+from lookalike.ingest.sources import list_image_files, read_table
 from lookalike.model import ImageSimilarityModel, create
 from lookalike.validation import renamed_argument
 
-__all__ = ["EvaluationReport", "evaluate", "evaluate_model"]
+__all__ = ["EvaluationReport", "PairReport", "evaluate", "evaluate_model", "evaluate_pairs"]
 
 #: Distance cells (queries x references) ranked at once: 4M cells take under 100 MB with the sort's indices.
 RANK_BLOCK_CELLS = 1 << 22
@@ -573,3 +574,124 @@ def evaluate(
     # Unreadable images are left out of the model: find the table row of each reference kept.
     kept = built.labels if label is None else pd.Index(table[label]).get_indexer(built.labels)
     return evaluate_model(built, groups[kept], k=k, verbose=verbose, verify=verify, shortlist=shortlist)
+
+
+@dataclass
+class PairReport:
+    """How well a network's distances separate pairs a person judged duplicates from pairs judged distinct.
+
+    Attributes
+    ----------
+    metrics : dict
+        ``pairs``, ``duplicates``, ``distinct``; ``average_precision`` of the
+        duplicate pairs ranked by distance (1.0: every duplicate pair is closer
+        than every distinct one); at ``threshold`` (the network's measured
+        dedup default unless given): ``precision`` and ``recall`` of the
+        pairs it links; ``best_threshold`` and ``best_f1`` over all thresholds.
+    pairs : pandas.DataFrame
+        ``a, b, duplicate, distance``, one row per pair whose images could be read.
+    """
+
+    metrics: dict[str, Any]
+    pairs: pd.DataFrame
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "pairs": self.pairs.to_dict(orient="records")}
+
+    def __str__(self) -> str:
+        m = self.metrics
+        lines = [f"{m['pairs']} judged pairs: {m['duplicates']} duplicates, {m['distinct']} distinct"]
+        lines.append(f"average precision of the duplicates ranked by distance: {_shown_value(m['average_precision'])}")
+        if m["threshold"] is not None:
+            lines.append(
+                f"at threshold {m['threshold']:g}: precision {_shown_value(m['precision'])}, "
+                f"recall {_shown_value(m['recall'])}"
+            )
+        if m["best_threshold"] is not None:
+            lines.append(f"best F1 {m['best_f1']:.3f} at threshold {m['best_threshold']:.4g}")
+        return "\n".join(lines)
+
+
+def _shown_value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def evaluate_pairs(
+    pairs: str | os.PathLike | pd.DataFrame,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    metric: str = "cosine",
+    threshold: float | None = None,
+    verbose: bool = True,
+    **create_kwargs: Any,
+) -> PairReport:
+    """Score an embedding network on pairs a person judged: duplicates or not (``lookalike decide --export``).
+
+    Parameters
+    ----------
+    pairs : table file or pandas.DataFrame
+        Columns ``a``, ``b`` (image paths) and ``duplicate`` (bool); an ``a_now``
+        column (where a discarded file was moved) is read instead of ``a``.
+    model, metric, **create_kwargs
+        The network and how to embed, as for :func:`lookalike.create`.
+    threshold : float, optional
+        The distance to report precision and recall at; default: the network's measured dedup threshold.
+
+    Examples
+    --------
+    >>> report = lk.evaluate_pairs("judged.csv", model="efficientnet_lite0")  # doctest: +SKIP
+    >>> print(report)  # doctest: +SKIP
+    """
+    table = pairs if isinstance(pairs, pd.DataFrame) else read_table(pairs, ("a", "b", "a_now"))
+    missing = [c for c in ("a", "b", "duplicate") if c not in table.columns]
+    if missing:
+        raise InvalidArgument(f"judged pairs need the columns a, b and duplicate; missing {missing}")
+    first = table["a_now"].fillna(table["a"]) if "a_now" in table.columns else table["a"]
+    judged = table["duplicate"].map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).to_numpy(bool)
+    files = pd.Index(pd.concat([first, table["b"]]).astype(str).unique())
+    built = create(list(files), model=model, metric=metric, verbose=verbose, method="brute_force", **create_kwargs)
+    where = pd.Index(built.references["path"].astype(str)).get_indexer(files)
+    position = pd.Series(where, index=files)
+    a, b = position[first.astype(str)].to_numpy(), position[table["b"].astype(str)].to_numpy()
+    readable = (a >= 0) & (b >= 0)
+    vectors = built.embeddings
+    distances = exact_distances(metric, vectors[a[readable]], vectors[b[readable]][:, None, :])[:, 0]
+    judged = judged[readable]
+    if threshold is None:
+        try:
+            threshold = default_threshold(built.core)
+        except InvalidArgument:
+            threshold = None
+    metrics = _pair_metrics(distances, judged, threshold)
+    scored = pd.DataFrame(
+        {"a": table["a"][readable].to_numpy(), "b": table["b"][readable].to_numpy(), "duplicate": judged}
+    )
+    scored["distance"] = distances
+    return PairReport(metrics, scored)
+
+
+def _pair_metrics(distances: np.ndarray, duplicate: np.ndarray, threshold: float | None) -> dict[str, Any]:
+    order = np.argsort(distances, kind="stable")
+    hits = duplicate[order]
+    found = np.cumsum(hits)
+    linked = np.arange(1, len(hits) + 1)
+    total = int(duplicate.sum())
+    metrics: dict[str, Any] = {
+        "pairs": int(len(duplicate)),
+        "duplicates": total,
+        "distinct": int(len(duplicate) - total),
+        "average_precision": float(np.mean((found / linked)[hits])) if total else None,
+        "threshold": threshold,
+        "precision": None,
+        "recall": None,
+        "best_threshold": None,
+        "best_f1": None,
+    }
+    if threshold is not None and len(distances):
+        at = distances <= threshold
+        metrics["precision"] = float(duplicate[at].mean()) if at.any() else None
+        metrics["recall"] = float(duplicate[at].sum() / total) if total else None
+    if total:
+        f1 = 2 * found / (linked + total)
+        best = int(np.argmax(f1))
+        metrics["best_threshold"], metrics["best_f1"] = float(distances[order][best]), float(f1[best])
+    return metrics
