@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -150,6 +151,11 @@ def test_dedup_errors(sample_model):
         precomputed.find_duplicates(threshold=1.0)
     with pytest.raises(ValueError, match="no default dedup threshold for precomputed embeddings"):
         precomputed.find_duplicates()
+    # keep="first" needs no file: precomputed embeddings are deduplicated too, the first of each group kept.
+    copies = lk.create(np.concatenate([sample_model.embeddings, sample_model.embeddings[:3]]), model=None)
+    found = copies.find_duplicates(threshold=1e-3, keep="first")
+    assert found.groupby("group")["label"].apply(sorted).tolist() == [[0, 80], [1, 81], [2, 82]]
+    assert found.loc[found["keeper"], "label"].tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="keep must be one of"):
         sample_model.find_duplicates(keep="newest")
     with pytest.raises(ValueError, match="threshold must be a number"):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from lookalike.core import References, as_references
 from lookalike.errors import InvalidArgument
@@ -24,39 +24,96 @@ from lookalike.index.metrics import exact_distances
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.validation import check_positive_int
 
-__all__ = ["COPY_KINDS", "Calibration", "calibrate"]
+__all__ = ["COPY_KINDS", "HARD_KINDS", "Calibration", "calibrate"]
 
 
-def _resaved(image: Image.Image) -> Image.Image:
+# Each kind makes a copy of a decoded original; ``rng`` draws its strength, ``backdrop`` is another photo of the
+# collection (what an overlay is pasted on). The gentle kinds are the copies a dedup must always find; the hard ones
+# follow the recipe of ../shared/data/neardup's edits, so a collection's own photos predict recall on such edits.
+
+
+def _resaved(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
+    return _jpeg(image, 60)
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=60)
+    image.save(buffer, "JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
-def _resized(image: Image.Image) -> Image.Image:
+def _resized(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
     return image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.Resampling.LANCZOS)
 
 
-def _cropped(image: Image.Image) -> Image.Image:
+def _cropped(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
     w, h = image.size
     return image.crop((w // 10, h // 10, w - w // 10, h - h // 10))  # 80 % of each side kept
 
 
-def _overlaid(image: Image.Image) -> Image.Image:
+def _mirrored(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
+    return ImageOps.mirror(image)
+
+
+def _overlaid(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
     out = image.copy()
     w, h = out.size
     ImageDraw.Draw(out).rectangle((w // 20, h - h // 5, w - w // 20, h - h // 20), fill=(255, 255, 255))
     return out  # a caption bar over the lower sixth
 
 
-#: The kinds of copy measured, each a function of the decoded original.
-COPY_KINDS: dict[str, Callable[[Image.Image], Image.Image]] = {
+def _heavy_crop(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
+    """20-45 % of the area, downscaled, JPEG quality 30-60."""
+    w, h = image.size
+    area, aspect = rng.uniform(0.20, 0.45), rng.uniform(0.75, 1.33)
+    cw, ch = min(w, int(round(w * np.sqrt(area * aspect)))), min(h, int(round(h * np.sqrt(area / aspect))))
+    left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    crop = image.crop((left, top, left + cw, top + ch))
+    scale = rng.uniform(0.5, 1.0)
+    crop = crop.resize((max(1, int(cw * scale)), max(1, int(ch * scale))), Image.Resampling.BILINEAR)
+    return _jpeg(crop, int(rng.integers(30, 61)))
+
+
+def _rotated(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
+    """15-35 degrees either way on an expanded canvas, brightness and contrast changed."""
+    angle = rng.uniform(15, 35) * rng.choice([-1, 1])
+    grey = int(rng.integers(0, 61))  # a dark canvas, as neardup's
+    out = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(grey, grey, grey))
+    out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.7, 1.3))
+    return _jpeg(ImageEnhance.Contrast(out).enhance(rng.uniform(0.7, 1.3)), 85)
+
+
+def _pasted(image: Image.Image, rng: np.random.Generator, backdrop: Image.Image) -> Image.Image:
+    """Mirrored, grey or re-coloured, blurred, pasted at 55-80 % scale over another photo."""
+    out = ImageOps.mirror(image)
+    if rng.random() < 0.5:
+        out = ImageOps.grayscale(out).convert("RGB")
+    else:
+        out = ImageEnhance.Color(out).enhance(rng.uniform(0.0, 2.0))
+    out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+    scale = rng.uniform(0.55, 0.80)
+    out = out.resize((max(1, int(out.width * scale)), max(1, int(out.height * scale))), Image.Resampling.BILINEAR)
+    canvas = backdrop.resize(image.size, Image.Resampling.BILINEAR).copy()
+    position = (int(rng.integers(0, image.width - out.width + 1)), int(rng.integers(0, image.height - out.height + 1)))
+    canvas.paste(out, position)
+    return _jpeg(canvas, 85)
+
+
+CopyMaker = Callable[[Image.Image, np.random.Generator, Image.Image], Image.Image]
+
+#: The kinds of copy measured: the gentle copies a dedup must find, then hard edits (see ``HARD_KINDS``).
+COPY_KINDS: dict[str, CopyMaker] = {
     "re-saved": _resaved,
     "resized": _resized,
     "cropped": _cropped,
-    "mirrored": ImageOps.mirror,
+    "mirrored": _mirrored,
     "overlaid": _overlaid,
+    "heavy crop": _heavy_crop,
+    "rotated": _rotated,
+    "pasted": _pasted,
 }
+#: The hard edits, each matching one kind of ../shared/data/neardup's edits (crop, rotate, overlay).
+HARD_KINDS = {"heavy crop": "crop", "rotated": "rotate", "pasted": "overlay"}
 
 
 class Calibration:
@@ -150,6 +207,7 @@ def calibrate(
     rng = np.random.default_rng(seed)
     chosen = rng.choice(positions, min(sample, len(positions)), replace=False)
     originals, copies, kinds = [], [], []
+    backdrop = None  # the previous photo read: what the next one's overlay is pasted over
     for position in chosen.tolist():
         try:
             image = load_rgb(all_paths[position])
@@ -157,8 +215,9 @@ def calibrate(
             continue
         for kind, make in COPY_KINDS.items():
             originals.append(position)
-            copies.append(make(image))
+            copies.append(make(image, rng, backdrop if backdrop is not None else ImageOps.flip(image)))
             kinds.append(kind)
+        backdrop = image
     if not copies:
         raise InvalidArgument("none of the sampled photos could be read to make copies")
     result = references.embedder.extract(copies, batch_size=references.batch_size, verbose=False)

@@ -42,7 +42,7 @@ __all__ = [
     "find_duplicates",
 ]
 
-POLICIES = ("resolution", "size", "oldest")
+POLICIES = ("resolution", "size", "oldest", "first")
 
 #: Default thresholds by (network, precision, descriptor preset, metric), measured by
 #: benchmarks/dedup_threshold.py --model NAME --precision P --descriptor D: the largest distance at which >= 99% of the
@@ -132,11 +132,12 @@ def find_duplicates(
         images linked by a chain of such links form a group. Default: the
         value measured for the model's network, descriptor and metric (see
         ``DEFAULT_THRESHOLDS`` and docs/dedup.md).
-    keep : {"resolution", "size", "oldest"}, default "resolution"
+    keep : {"resolution", "size", "oldest", "first"}, default "resolution"
         Which image of a group to keep: the most pixels (width x height;
-        ties: the larger file), the largest file (ties: more pixels), or the
-        oldest modification time. Remaining ties go to the first path in
-        sorted order, so the choice never depends on the order of indexing.
+        ties: the larger file), the largest file (ties: more pixels), the
+        oldest modification time, or the first in the dataset's order (the
+        one policy for precomputed embeddings). Remaining ties go to the first
+        path in sorted order, so the choice never depends on the order of indexing.
     k : int, default 10
         Neighbours looked at per image; a group larger than ``k + 1`` is
         still found whole through chains of links.
@@ -293,13 +294,13 @@ def _facts(references: References, keep: str) -> dict[str, np.ndarray]:
         if column in refs.columns:
             facts[column] = refs[column].to_numpy()
     facts["sort_name"] = facts["path"] if has_paths else np.array([str(v) for v in references.labels])
-    needs = {"resolution": ("width", "height"), "size": ("bytes",), "oldest": ("mtime",)}[keep]
+    needs = {"resolution": ("width", "height"), "size": ("bytes",), "oldest": ("mtime",), "first": ()}[keep]
     missing = [c for c in needs if c not in facts]
     if missing:
         raise InvalidArgument(
             f"keep={keep!r} needs the {' and '.join(missing)} of each image, which this model does not have "
             f"({'built from precomputed embeddings' if not has_paths else 'no image headers kept'}); "
-            f"use keep='size' or 'oldest' with image files"
+            f"use keep='first' (the first in the dataset's order)" + (", 'size' or 'oldest'" if has_paths else "")
         )
     facts["pixels"] = (
         facts["width"].astype(np.int64) * facts["height"].astype(np.int64)
@@ -325,6 +326,8 @@ def _rank_key(keep: str, facts: dict[str, np.ndarray], position: int) -> tuple:
         return (-pixels, -size, name, position)
     if keep == "size":
         return (-size, -pixels, name, position)
+    if keep == "first":
+        return (position,)
     mtime = facts["mtime"][position]
     return (np.inf if np.isnan(mtime) else mtime, name, position)  # a file gone missing is never the oldest
 

@@ -36,7 +36,7 @@ def duplicates(
     ] = None,
     k: Annotated[int, Query(ge=1, le=100, description="links looked at per reference")] = 10,
     keep: Annotated[
-        Literal["resolution", "size", "oldest"], Query(description="which image of a group is the keeper")
+        Literal["resolution", "size", "oldest", "first"], Query(description="which image of a group is the keeper")
     ] = "resolution",
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
