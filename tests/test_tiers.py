@@ -95,10 +95,11 @@ def test_calibration_measures_copies_of_the_collection_and_false_links(lookalike
     calibration = model.calibrate_duplicates(sample=12)
     table = calibration.table()
     recalls = [c for c in table.columns if c.startswith("recall ")]
-    assert recalls == ["recall re-saved", "recall resized", "recall cropped", "recall mirrored", "recall overlaid"]
+    gentle = ["re-saved", "resized", "cropped", "mirrored", "overlaid"]
+    assert recalls == [f"recall {kind}" for kind in [*gentle, "heavy crop", "rotated", "pasted"]]
     for column in [*recalls, "false links per pair"]:  # more is found, and more is linked, as the threshold grows
         assert table[column].is_monotonic_increasing
-    assert table[recalls].iloc[-1].tolist() == [1.0] * 5  # the grid reaches the farthest copy
+    assert table[recalls].iloc[-1].tolist() == [1.0] * 8  # the grid reaches the farthest copy
     assert len(calibration.pair_distances) == 80 * 79 // 2  # a small collection: every pair measured
     at_zero = calibration.at(0.0)
     assert at_zero["false links per pair"] == 0.0 and at_zero["recall cropped"] == 0.0
