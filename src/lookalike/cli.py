@@ -336,7 +336,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         model.save_decisions(args.model)
     elif not args.export:
         raise InvalidArgument(
-            "nothing to do: give --keep LABEL, --discard LABEL KEEPER, --not-duplicate A B or --export"
+            "nothing to record: give --keep LABEL, --discard LABEL KEEPER or --not-duplicate A B (or --export)"
         )
     if args.export:
         pairs = model.decisions.pairs()
