@@ -246,6 +246,8 @@ def test_the_explorer_records_decisions_applies_and_undoes_them(tmp_path, saved)
         api, api2 = running.url + "api", other.url + "api"
         groups = httpx.get(api + "/duplicates").json()["groups"]
         assert len(groups) == 2 and all(g["keeper_reason"].startswith("most pixels") for g in groups)
+        calibration = httpx.get(api + "/calibration", params={"threshold": 0.15}, timeout=120).json()
+        assert calibration["recall"]["re-saved"] == 1.0 and calibration["summary"].startswith("at threshold 0.15")
         for group in groups:
             keeper = group["members"][0]["index"]
             for member in group["members"][1:]:

@@ -175,6 +175,11 @@ class Collection:
             groups.setdefault(group, []).append({k: _plain(v) for k, v in row.items()})
         return [groups[number] for number in sorted(groups)]
 
+    @functools.cached_property
+    def calibration(self) -> Any:
+        """What each threshold finds of copies of the collection's own photos, and links by mistake (computed once)."""
+        return self.model.calibrate_duplicates()
+
     # -------------------------------------------------------------------- map
     @functools.cached_property
     def projection(self) -> tuple[np.ndarray, np.ndarray]:

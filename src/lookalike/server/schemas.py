@@ -149,3 +149,13 @@ class MoveResult(BaseModel):
     skipped: list[dict[str, str]]
     summary: str
     references: int = Field(description="references in the model now")
+
+
+class CalibrationAt(BaseModel):
+    """What a threshold finds and links by mistake on this collection (copies of a sample of its own photos)."""
+
+    threshold: float
+    recall: dict[str, float] = Field(description="share of each kind of copy found")
+    false_links_per_pair: float
+    expected_false_links: float = Field(description="false links expected among all the collection's pairs")
+    summary: str

@@ -105,6 +105,32 @@ def _why_kept(members: list[dict[str, Any]], keep: str) -> str:
     return f"first by the {keep} policy"
 
 
+@router.get("/calibration", response_model=schemas.CalibrationAt, responses=error_responses(400))
+def calibration(
+    view: View,
+    threshold: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="default: measured for the model")
+    ] = None,
+) -> dict:
+    """What ``threshold`` means on this collection: the share of each kind of copy of its own photos it finds,
+    and the false links it can expect (``model.calibrate_duplicates()``, computed on first request)."""
+    if threshold is None:
+        threshold = view.default_threshold()
+    try:
+        measured = view.calibration
+    except ValueError as exc:  # no image files, or none readable: the model's nature, not a server bug
+        raise HTTPException(400, str(exc)) from None
+    values = measured.at(threshold)
+    recall = {key.removeprefix("recall "): value for key, value in values.items() if key.startswith("recall ")}
+    return {
+        "threshold": threshold,
+        "recall": recall,
+        "false_links_per_pair": values["false links per pair"],
+        "expected_false_links": values["expected false links"],
+        "summary": measured.summary(threshold),
+    }
+
+
 @router.get("/decisions", response_model=schemas.ReviewStatus)
 def decisions(view: View, review: Reviewer) -> dict:
     """How many decisions are recorded, how many discards wait, and where an apply would move them."""
