@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from types import SimpleNamespace
 
 import numpy as np
@@ -133,6 +134,20 @@ def saved_decisions(path: Path) -> tuple[dict[str, tuple], set[frozenset]]:
     return marks, apart
 
 
+def shows_its_own_file(tab) -> None:
+    """Every thumbnail of the current card loads, from an address naming the file of its tile."""
+    tab.wait_for_function(
+        "() => [...document.querySelectorAll('#duplicates .group.current img.thumb')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    sources = tab.eval_on_selector_all(
+        "#duplicates .group.current .tile", "tiles => tiles.map(t => [t.title, t.querySelector('img').src])"
+    )
+    for path, source in sources:
+        address = urlsplit(source)
+        assert address.path.endswith("/thumbnail") and parse_qs(address.query) == {"path": [path]}, source
+
+
 def honoured(model: lk.ImageSimilarityModel, keeps: set[str], apart: set[frozenset], gone: set[str]) -> list[list]:
     """Check that ``model.find_duplicates`` follows the decisions; its groups (paths, keeper first)."""
     dups = model.find_duplicates(threshold=THRESHOLD)
@@ -190,9 +205,7 @@ def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collectio
     marks: dict[str, tuple] = {}  # what the keys said: path -> ("keep", None) or ("discard", its keeper)
     apart: set[frozenset] = set()
     chosen_keepers: list[str] = []
-    server = start_in_thread(
-        lk.load_model(path), model_path=path, move_to=move_to, thumbnail_dir=collection.thumbnails
-    )
+    server = start_in_thread(lk.load_model(path), model_path=path, move_to=move_to, thumbnail_dir=collection.thumbnails)
     try:
         tab = open_tab(f"{server.url}#view=duplicates&threshold={THRESHOLD}")
         assert tab.inner_text("#review-progress") == f"Group 1 of {GROUPS} · 0 decisions · 0 discards waiting"
@@ -276,9 +289,7 @@ def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collectio
         server.stop()
 
     # A restart: a new server on the model read back shows every decision on its cards; split pairs stay split.
-    server = start_in_thread(
-        lk.load_model(path), model_path=path, move_to=move_to, thumbnail_dir=collection.thumbnails
-    )
+    server = start_in_thread(lk.load_model(path), model_path=path, move_to=move_to, thumbnail_dir=collection.thumbnails)
     try:
         tab = open_tab(f"{server.url}#view=duplicates&threshold={THRESHOLD}")
         total = GROUPS - len(apart)
@@ -320,6 +331,10 @@ def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collectio
         assert moved == {r: collection.original[r] for r in relative}  # same places, same bytes
         assert digest(photos) == {r: h for r, h in collection.original.items() if r not in relative}
         assert tab.inner_text("#review-progress").endswith(f"{decisions} decisions · 0 discards waiting")
+        # Positions changed: the other views reload, and no thumbnail is another file's image kept by the browser.
+        remaining = len(collection.original) - len(discards)
+        tab.wait_for_function(f"() => document.getElementById('summary').textContent.startsWith('{remaining} ')")
+        shows_its_own_file(tab)
 
         # A re-index of the folder saved to the same place: the decisions are still honoured.
         keeps = {p for p, (kind, _) in marks.items() if kind == "keep"}
@@ -342,5 +357,6 @@ def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collectio
         for chosen in chosen_keepers:
             assert any(g[0] == chosen for g in groups), chosen
         assert tab.inner_text("#review-progress").startswith(f"Group 1 of {total} ·")
+        shows_its_own_file(tab)
     finally:
         server.stop()

@@ -262,6 +262,42 @@ def test_map_is_the_pca_of_the_embeddings(api, sample_model):
     assert len(sample["x"]) == 10 and sample["index"][0] == 0 and sample["index"][-1] == 79
 
 
+def test_a_position_that_holds_another_file_after_an_apply_is_refused(tmp_path, lookalike_cache):
+    # Pages address references by position, and an apply moves some out of the model: a page that listed them
+    # before names the file it means, and a position holding another file now is a 409, never that other file.
+    folder = small_folder(tmp_path)
+    lk.create(str(folder), verbose=False).save(tmp_path / "model")
+    model = lk.load_model(tmp_path / "model")
+    with (
+        start_in_thread(
+            model, model_path=tmp_path / "model", move_to=tmp_path / "out", thumbnail_dir=tmp_path / "thumbs"
+        ) as running,
+        httpx.Client(base_url=running.api, timeout=60) as client,
+    ):
+        before = client.get("/references").json()["items"]
+        where = {os.path.basename(item["path"]): item for item in before}
+        copy, keeper = where["copy-b.jpg"], where["copy-a.jpg"]
+        after_copy = before[copy["index"] + 1]  # the reference whose position the apply changes
+        assert client.get(
+            f"/references/{after_copy['index']}/thumbnail", params={"path": after_copy["path"]}
+        ).is_success
+        for wrong in (copy["path"], "/etc/passwd"):
+            refused = client.get(f"/references/{after_copy['index']}/thumbnail", params={"path": wrong})
+            assert refused.status_code == 409 and b"root:" not in refused.content
+        decision = {"action": "discard", "index": copy["index"], "path": copy["path"]}
+        decision.update(other=keeper["index"], other_path=keeper["path"])
+        assert client.post("/decisions", json=decision).json()["pending_discards"] == 1
+        assert client.post("/apply", json={"confirm": True}).json()["moved"] == [copy["path"]]
+
+        stale = client.get(f"/references/{after_copy['index']}/thumbnail", params={"path": after_copy["path"]})
+        assert stale.status_code == 409 and "reload" in stale.json()["detail"]
+        keep = {"action": "keep", "index": after_copy["index"], "path": after_copy["path"]}
+        assert client.post("/decisions", json=keep).status_code == 409
+        keep["index"] -= 1  # where that file is now
+        assert client.post("/decisions", json=keep).json()["decisions"] == 2
+        assert model.decisions.state_of(after_copy["path"]) == "keep"
+
+
 # ---------------------------------------------------------------------------------------------- security
 
 

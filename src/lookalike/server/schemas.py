@@ -133,6 +133,13 @@ class Decision(BaseModel):
     other: int | None = Field(
         default=None, ge=0, description="discard: the keeper it duplicates; not-duplicate: the other reference"
     )
+    path: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="the path of `index` as the page listed it: if that position holds another file now "
+        "(an apply or undo changed the positions), the decision is refused with 409",
+    )
+    other_path: str | None = Field(default=None, max_length=4096, description="the same for `other`")
 
 
 class Confirmation(BaseModel):

@@ -41,12 +41,31 @@ def reference(index: ReferenceIndex, view: View) -> dict:
 @router.get(
     "/references/{index}/thumbnail",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404, 409)},
 )
-def thumbnail(index: ReferenceIndex, view: View, thumbnails: Thumbnails) -> FileResponse:
-    """An upright JPEG thumbnail of the reference (made once, then served from the disk cache)."""
+def thumbnail(
+    index: ReferenceIndex,
+    view: View,
+    thumbnails: Thumbnails,
+    expected: Annotated[
+        str | None,
+        Query(
+            alias="path",
+            max_length=4096,
+            description="the reference's path as listed: 409 when that position holds another file now "
+            "(an apply or undo changed the positions)",
+        ),
+    ] = None,
+) -> FileResponse:
+    """An upright JPEG thumbnail of the reference (made once, then served from the disk cache).
+
+    Browsers keep it a day by its address: pages put the path in the address, so that a position that
+    holds another file after an apply or undo is another address, and a stale page gets a 409, not another image.
+    """
     path = view.image_path(index)
     if path is None:
         raise HTTPException(404, f"reference {index} has no image file (it was built from in-memory images)")
+    if expected is not None and expected != view.item(index)["path"]:
+        raise HTTPException(409, f"reference {index} is another file now: reload the page")
     file = thumbnails.get(path)  # an unreadable image is a 404 (see errors.unreadable_image)
     return FileResponse(file, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

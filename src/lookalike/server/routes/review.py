@@ -137,13 +137,16 @@ def decisions(view: View, review: Reviewer) -> dict:
     return review.status(view)
 
 
-@router.post("/decisions", response_model=schemas.ReviewStatus, responses=error_responses(400, 404))
+@router.post("/decisions", response_model=schemas.ReviewStatus, responses=error_responses(400, 404, 409))
 def decide(body: schemas.Decision, view: View, review: Reviewer) -> dict:
     """Record a decision on one reference: keep it, discard it as a duplicate of ``other`` (its keeper),
     mark it not a duplicate of ``other``, or clear its keep/discard decision."""
-    for index in (body.index, body.other):
+    for index, path in ((body.index, body.path), (body.other, body.other_path)):
         if index is not None and index >= view.size:
             raise HTTPException(404, f"no reference {index}: the model has {view.size}")
+        # Positions change when an apply or undo moves files: a page listed before must not decide on another file.
+        if index is not None and path is not None and path != view.item(index)["path"]:
+            raise HTTPException(409, f"reference {index} is another file now: reload the groups")
     try:
         review.decide(view, body.action, body.index, body.other)
     except InvalidArgument as exc:

@@ -56,6 +56,13 @@ async function upload(file) {
   }
 }
 
+async function loadSummary() {
+  const summary = await api("/summary");
+  state.summary = summary;
+  $("summary").textContent = `${summary.num_references} references · ${summary.model} · ${summary.metric}`;
+  if (!summary.can_query_images) $("dropzone").querySelector("span").textContent = "This model holds precomputed embeddings: it cannot search by photo.";
+}
+
 async function start() {
   for (const button of document.querySelectorAll("#tabs button")) {
     button.addEventListener("click", () => showView(button.dataset.view));
@@ -74,12 +81,14 @@ async function start() {
 
   initDuplicates();
   initMap();
+  // An apply or undo in the duplicates view moved files out of the model or back: positions changed.
+  document.addEventListener("lookalike:references-changed", () => {
+    closeNeighbours();
+    loadSummary().then(() => loadPage(browse.offset), (error) => showError(`Cannot reach the API (${error.message})`));
+  });
 
   try {
-    const summary = await api("/summary");
-    state.summary = summary;
-    $("summary").textContent = `${summary.num_references} references · ${summary.model} · ${summary.metric}`;
-    if (!summary.can_query_images) $("dropzone").querySelector("span").textContent = "This model holds precomputed embeddings: it cannot search by photo.";
+    await loadSummary();
   } catch (error) { showError(`Cannot reach the API (${error.message})`); return; }
   loadPage(0);
   // A shared URL opens the same view, and the same reference's neighbours.

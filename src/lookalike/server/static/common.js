@@ -76,12 +76,18 @@ const observer = "IntersectionObserver" in window
   }, { rootMargin: "300px" })
   : null;
 
-export function thumbImage(index, alt) {
+// The address names the file as well as the position: an apply or undo gives a position another file, and a browser
+// reuses the image it has for an address (for a day, and always within the page); the server refuses a stale pair.
+export function thumbnailURL(index, path) {
+  return `/api/references/${index}/thumbnail${path ? `?path=${encodeURIComponent(path)}` : ""}`;
+}
+
+export function thumbImage(index, alt, path = null) {
   const img = document.createElement("img");
   img.className = "thumb";
   img.alt = alt;
   img.decoding = "async";
-  img.dataset.src = `/api/references/${index}/thumbnail`;
+  img.dataset.src = thumbnailURL(index, path);
   if (observer) observer.observe(img); else loadThumb(img);
   return img;
 }
@@ -92,7 +98,7 @@ export function tile(item, onClick) {
   button.className = "tile";
   button.dataset.index = item.index;
   button.title = item.path || String(item.label);
-  button.appendChild(thumbImage(item.index, String(item.label)));
+  button.appendChild(thumbImage(item.index, String(item.label), item.path));
   const caption = document.createElement("span");
   caption.className = "caption";
   caption.textContent = item.path ? `${item.label} · ${item.path.split(/[\\/]/).pop()}` : String(item.label);
@@ -129,7 +135,7 @@ export async function openNeighbours(item) {
   const caption = document.createElement("p");
   caption.className = "muted";
   caption.textContent = `${item.label}${item.path ? ` — ${item.path}` : ""}`;
-  card.replaceChildren(thumbImage(item.index, String(item.label)), caption);
+  card.replaceChildren(thumbImage(item.index, String(item.label), item.path), caption);
   $("neighbours").replaceChildren();
   try {
     const result = await api(`/references/${item.index}/neighbours?k=${k}`);

@@ -37,6 +37,11 @@ function enqueue(task) {
   return queue;
 }
 
+// A key's or a button's action, after the actions before it; its hint replaces the last one.
+function run(action) {
+  return enqueue(() => { hint(""); return action(); });
+}
+
 function hint(text) {
   $("review-hint").textContent = text;
 }
@@ -101,6 +106,10 @@ function fileDate(mtime) {
   return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
 }
 
+function name(item) {
+  return item.path ? item.path.split(/[\\/]/).pop() : String(item.label);
+}
+
 function span(className, text) {
   const element = document.createElement("span");
   element.className = className;
@@ -116,15 +125,19 @@ function memberTile(item, groupAt, memberAt) {
   button.dataset.tier = item.tier;
   button.title = item.path || String(item.label);
   if (item.keeper) button.classList.add("keeper");
-  const name = item.path ? item.path.split(/[\\/]/).pop() : String(item.label);
   const role = item.keeper ? `keeper · ${item.tier}` : `${item.tier} · ${item.distance.toFixed(3)}`;
-  const caption = span("caption", "");
-  caption.append(span("distance", `${role} `), name);
   const facts = [
     item.width && item.height ? `${item.width}×${item.height}` : null, fileSize(item.bytes), fileDate(item.mtime),
   ].filter(Boolean).join(" · ");
-  button.append(thumbImage(item.index, String(item.label)), span("badge", ""), caption, span("facts", facts));
-  button.addEventListener("click", () => enqueue(() => { select(groupAt, memberAt); openNeighbours(item); }));
+  button.append(
+    thumbImage(item.index, String(item.label), item.path), span("badge", ""), span("distance", role), span("name", name(item)),
+    span("facts", facts),
+  );
+  // A click makes the image current (the buttons below the cards then act on it); a second click opens its neighbours.
+  button.addEventListener("click", () => enqueue(() => {
+    if (review.groups[groupAt] === currentGroup() && review.member === memberAt) openNeighbours(item);
+    else select(groupAt, memberAt);
+  }));
   item.tile = button;
   paintDecision(item);
   return button;
@@ -234,8 +247,9 @@ function moveMember(step) {
 
 // ------------------------------------------------------------------ decisions
 async function decide(action, item, other = null) {
-  const body = { action, index: item.index };
-  if (other) body.other = other.index;
+  // With the paths the page knows: the server refuses the decision if a position holds another file by now.
+  const body = { action, index: item.index, path: item.path };
+  if (other) Object.assign(body, { other: other.index, other_path: other.path });
   try {
     review.status = await postJSON("/decisions", body);
   } catch (error) {
@@ -291,8 +305,11 @@ async function notDuplicate() {
   // A keep or discard decision on it would still tie it to the group: "not a duplicate" replaces it.
   if (item.decision) await decide("clear", item);
   await decide("not-duplicate", item, keeper);
-  hint(`${item.path || item.label} is not a duplicate of ${keeper.path || keeper.label}.`);
   await reloadFollowing(keeper.index);
+  const still = currentGroup() && currentGroup().members.some((m) => m.index === item.index);
+  hint(still
+    ? `${name(item)} is not a duplicate of the keeper, but stays in the group: it is close to another image of it.`
+    : `${name(item)} is not a duplicate of ${name(keeper)}: they are apart now.`);
 }
 
 // s: keep the current member: it becomes the keeper, and discards made for the old keeper now refer to it.
@@ -311,7 +328,7 @@ async function keepThis() {
   for (const other of group.members.slice(1)) {
     if (other !== item && other.decision === "discard") await decide("discard", other, item);
   }
-  hint(`${item.path || item.label} is now the keeper.`);
+  hint(`${name(item)} is now the keeper.`);
   await reloadFollowing(item.index, item.index);
 }
 
@@ -356,6 +373,12 @@ function showMoves(result, undoable) {
   $("undo-button").hidden = !review.undo;
 }
 
+// Files moved out of the model or back into it: every position may now hold another reference. The other views
+// listen ("lookalike:references-changed") to reload what they list; the groups are reloaded by the caller.
+function referencesChanged() {
+  document.dispatchEvent(new CustomEvent("lookalike:references-changed"));
+}
+
 async function apply() {
   const status = review.status;
   if (!status) return;
@@ -381,8 +404,8 @@ async function apply() {
     result = await postJSON("/apply", { confirm: true });
   } catch (error) { throw new Error(`Could not move the discarded files (${error.message})`); }
   showMoves(result, result.moved.length > 0);
-  hint("");
-  await load(0); // the moved files left the model: the references and their groups changed
+  referencesChanged();
+  await load(0);
 }
 
 async function undo() {
@@ -395,7 +418,8 @@ async function undo() {
     result = await postJSON("/undo", { manifest: review.undo });
   } catch (error) { throw new Error(`Could not undo the moves (${error.message})`); }
   showMoves(result, false);
-  await load(0); // the files are references again
+  referencesChanged();
+  await load(0);
 }
 
 // ------------------------------------------------------------------ keys
@@ -421,7 +445,7 @@ function onKey(event) {
   const action = KEYS[event.key];
   if (!action) return;
   event.preventDefault();
-  enqueue(() => { hint(""); return action(); });
+  run(action);
 }
 
 // ------------------------------------------------------------------ the view
@@ -452,10 +476,13 @@ export function initDuplicates() {
   $("dup-tiers").addEventListener("change", () => enqueue(() => load(0)));
   $("dup-prev").addEventListener("click", () => enqueue(() => load(Math.max(0, review.offset - DUP_PAGE))));
   $("dup-next").addEventListener("click", () => enqueue(() => load(review.offset + DUP_PAGE)));
-  $("apply-button").addEventListener("click", () => enqueue(apply));
-  $("undo-button").addEventListener("click", () => enqueue(undo));
+  $("apply-button").addEventListener("click", () => run(apply));
+  $("undo-button").addEventListener("click", () => run(undo));
   $("apply-confirm").addEventListener("click", () => $("apply-dialog").close("confirm"));
   $("apply-cancel").addEventListener("click", () => $("apply-dialog").close("cancel"));
+  for (const button of document.querySelectorAll("#review-bar [data-key]")) {
+    button.addEventListener("click", () => run(KEYS[button.dataset.key]));
+  }
   $("review-help-toggle").addEventListener("click", () => { $("review-help").hidden = !$("review-help").hidden; });
   document.addEventListener("keydown", onKey);
 }
