@@ -98,8 +98,8 @@ def open_tab(browser):  # noqa: F811 - the fixture imported above
     """A function opening a URL in a new tab that fails the test on any JavaScript error."""
     contexts, errors = [], []
 
-    def open_url(url: str):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def open_url(url: str, **options):
+        context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
         contexts.append(context)
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
@@ -198,6 +198,30 @@ def test_a_shared_url_opens_its_group_and_keys_typed_in_the_form_are_not_review_
         size = len(tab.evaluate(CURRENT)["members"])
         press(tab, "a")
         assert tab.evaluate(CURRENT)["group"] == 41 and len(model.decisions) == size  # kept in memory
+
+
+def test_a_phone_reviews_with_taps(open_tab, collection):
+    model = lk.load_model(collection.fresh)
+    with start_in_thread(model, thumbnail_dir=collection.thumbnails) as running:
+        phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+        tab = open_tab(f"{running.url}#view=duplicates&threshold={THRESHOLD}", **phone)
+        assert tab.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        bar = tab.locator("#review-bar").bounding_box()
+        assert bar["y"] + bar["height"] <= 844  # the bar stays on screen below the cards
+        first = tab.evaluate(CURRENT)
+        tab.locator("#duplicates .group.current .tile").nth(1).tap()
+        tab.wait_for_function(IDLE)
+        assert tab.evaluate(CURRENT)["members"][1]["current"]
+        tab.tap("#review-bar [data-key='s']")
+        tab.wait_for_function(IDLE)
+        chosen = first["members"][1]["path"]
+        assert tab.evaluate(CURRENT)["members"][0]["path"] == chosen
+        tab.tap("#review-bar [data-key='a']")
+        tab.wait_for_function(IDLE)
+        assert tab.evaluate(CURRENT)["group"] == first["group"] + 1
+        assert {m["path"]: model.decisions.state_of(m["path"]) for m in first["members"]} == {
+            m["path"]: "keep" if m["path"] == chosen else "discard" for m in first["members"]
+        }
 
 
 def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collection):
