@@ -215,6 +215,12 @@ def test_later_decisions_on_a_file_replace_earlier_ones_and_merge_keeps_the_late
     assert decisions.state_of(str(photos / "p0.jpg")) == "keep" and len(decisions) == 1
     decisions.forget(photos / "p0.jpg")
     assert decisions.state_of(str(photos / "p0.jpg")) is None
+    # One judgement per pair: a discard replaces "not a duplicate", and the other way round.
+    decisions.not_duplicate(photos / "p2.jpg", photos / "p3.jpg")
+    decisions.discard(photos / "p3.jpg", photos / "p2.jpg")
+    assert decisions.pairs()["duplicate"].tolist() == [True]
+    decisions.not_duplicate(photos / "p3.jpg", photos / "p2.jpg")
+    assert decisions.pairs()["duplicate"].tolist() == [False] and decisions.state_of(str(photos / "p3.jpg")) is None
     with pytest.raises(InvalidArgument, match="itself"):
         decisions.discard(photos / "p0.jpg", photos / "p0.jpg")
 
@@ -258,15 +264,15 @@ def test_the_explorer_records_decisions_applies_and_undoes_them(tmp_path, saved)
         assert status["pending_discards"] == 3 and status["can_apply"] and status["saved"]
         decided = httpx.get(api + "/duplicates").json()["groups"]
         assert [m["decision"] for g in decided for m in g["members"][1:]] == ["discard"] * 3
-        assert httpx.post(api2 + "/apply", json={"confirm": True}).status_code == 400  # it has no discard folder
-        assert httpx.post(api + "/apply", json={"confirm": False}).status_code == 400
-        assert httpx.post(api + "/decisions", json={"action": "discard", "index": 1}).status_code == 400
+        assert httpx.post(api2 + "/apply", json={"confirm": True}).status_code == 409  # it has no discard folder
+        assert httpx.post(api + "/apply", json={"confirm": False}).status_code == 422
+        assert httpx.post(api + "/decisions", json={"action": "discard", "index": 1}).status_code == 422
         assert httpx.post(api + "/decisions", json={"action": "keep", "index": 10_000}).status_code == 404
         applied = httpx.post(api + "/apply", json={"confirm": True}).json()
         assert len(applied["moved"]) == 3 and applied["references"] == len(before) - 3
         assert httpx.get(api + "/duplicates").json()["total"] == 0
         assert len(read_saved(path)) == 4  # the other explorer's keep is still there
-        assert httpx.post(api + "/undo", json={"manifest": "/etc/passwd"}).status_code == 400
+        assert httpx.post(api + "/undo", json={"manifest": "/etc/passwd"}).status_code == 404
         undone = httpx.post(api + "/undo", json={"manifest": applied["manifest"]}).json()
         assert undone["references"] == len(before) and digest(photos) == before
     finally:

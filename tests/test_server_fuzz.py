@@ -28,6 +28,11 @@ OPERATIONS = [
     ("GET", "/api/references/{index}/neighbours"),
     ("POST", "/api/query"),
     ("GET", "/api/duplicates"),
+    ("GET", "/api/calibration"),
+    ("GET", "/api/decisions"),
+    ("POST", "/api/decisions"),
+    ("POST", "/api/apply"),
+    ("POST", "/api/undo"),
     ("GET", "/api/map"),
 ]
 

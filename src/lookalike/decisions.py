@@ -66,16 +66,18 @@ class Decisions:
         self.records.append({"kind": kind, "paths": paths, "sha256": digests, "time": time.time()})
 
     def _drop(self, kind: str, paths: list[str]) -> None:
-        """Forget the decisions a new one of ``kind`` on ``paths`` supersedes."""
-        if kind == "not-duplicate":
-            pair = sorted(paths)
-            self.records = [
-                r
-                for r in self.records
-                if not (sorted(r["paths"]) == pair and "moved_to" not in r and r["kind"] != "keep")
-            ]
-        else:
-            self.forget(paths[0])
+        """Forget the decisions a new one of ``kind`` on ``paths`` supersedes: a file's keep or discard, and the
+        pending judgement of the same pair (a discard says the pair is a duplicate, a not-duplicate that it is not)."""
+        pair = sorted(paths)
+
+        def superseded(record: dict[str, Any]) -> bool:
+            if "moved_to" in record:
+                return False
+            if kind != "not-duplicate" and record["kind"] != "not-duplicate" and record["paths"][0] == paths[0]:
+                return True
+            return len(paths) == 2 and record["kind"] != "keep" and sorted(record["paths"]) == pair
+
+        self.records = [r for r in self.records if not superseded(r)]
 
     def keep(self, path: str | os.PathLike) -> None:
         """Keep this file in its group whatever the keeper policy says."""

@@ -65,7 +65,7 @@ class Review:
             raise InvalidArgument(f"reference {index} has no image file: decisions are recorded on files")
         other_path = view.image_path(other) if other is not None else None
         if action in ("discard", "not-duplicate") and other_path is None:
-            raise InvalidArgument(f"{action} needs the other reference of the pair (an image file): give 'other'")
+            raise InvalidArgument(f"reference {other} has no image file: decisions are recorded on files")
 
         def change(decisions) -> None:
             if action == "keep":
@@ -94,8 +94,6 @@ class Review:
         return report
 
     def undo(self, view: Collection, manifest: str) -> MoveReport:
-        known = {str(m): m for m in self.manifests}
-        if manifest not in known:
-            raise InvalidArgument("this server can only undo the moves it made: give a manifest it returned")
+        """Undo an apply of this server (the route checks ``manifest`` is one of :attr:`manifests`)."""
         with self.lock:
-            return view.model.undo_moves(known[manifest], path=self.model_path, verbose=False)
+            return view.model.undo_moves(manifest, path=self.model_path, verbose=False)

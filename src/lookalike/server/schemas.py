@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -127,23 +127,37 @@ class Error(BaseModel):
     detail: str
 
 
-class Decision(BaseModel):
-    action: Literal["keep", "discard", "not-duplicate", "clear"]
+class _OneReference(BaseModel):
     index: int = Field(ge=0, description="the reference decided on")
-    other: int | None = Field(
-        default=None, ge=0, description="discard: the keeper it duplicates; not-duplicate: the other reference"
-    )
     path: str | None = Field(
         default=None,
         max_length=4096,
         description="the path of `index` as the page listed it: if that position holds another file now "
         "(an apply or undo changed the positions), the decision is refused with 409",
     )
-    other_path: str | None = Field(default=None, max_length=4096, description="the same for `other`")
+
+
+class FileDecision(_OneReference):
+    """Keep this reference in its group, or clear its keep or discard decision."""
+
+    action: Literal["keep", "clear"]
+    other: None = Field(default=None, description="not used")
+    other_path: None = Field(default=None, description="not used")
+
+
+class PairDecision(_OneReference):
+    """Discard this reference as a duplicate of ``other`` (its keeper), or mark the two not duplicates."""
+
+    action: Literal["discard", "not-duplicate"]
+    other: int = Field(ge=0, description="discard: the keeper it duplicates; not-duplicate: the other reference")
+    other_path: str | None = Field(default=None, max_length=4096, description="the same check as `path`, for `other`")
+
+
+Decision = Annotated[FileDecision | PairDecision, Field(discriminator="action")]
 
 
 class Confirmation(BaseModel):
-    confirm: bool = Field(description="must be true: files are moved")
+    confirm: Literal[True] = Field(description="must be true: files are moved")
 
 
 class UndoRequest(BaseModel):

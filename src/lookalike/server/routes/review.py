@@ -140,7 +140,8 @@ def decisions(view: View, review: Reviewer) -> dict:
 @router.post("/decisions", response_model=schemas.ReviewStatus, responses=error_responses(400, 404, 409))
 def decide(body: schemas.Decision, view: View, review: Reviewer) -> dict:
     """Record a decision on one reference: keep it, discard it as a duplicate of ``other`` (its keeper),
-    mark it not a duplicate of ``other``, or clear its keep/discard decision."""
+    mark it not a duplicate of ``other``, or clear its keep/discard decision. 409: a file that cannot be decided
+    on (no image file, unreadable) or that is not the one the page listed."""
     for index, path in ((body.index, body.path), (body.other, body.other_path)):
         if index is not None and index >= view.size:
             raise HTTPException(404, f"no reference {index}: the model has {view.size}")
@@ -150,30 +151,30 @@ def decide(body: schemas.Decision, view: View, review: Reviewer) -> dict:
     try:
         review.decide(view, body.action, body.index, body.other)
     except InvalidArgument as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(409, str(exc)) from None
     return review.status(view)
 
 
-@router.post("/apply", response_model=schemas.MoveResult, responses=error_responses(400))
+@router.post("/apply", response_model=schemas.MoveResult, responses=error_responses(400, 409))
 def apply(body: schemas.Confirmation, request: Request, view: View, review: Reviewer) -> dict:
-    """Move every discarded file to the server's folder for them, drop them from the model, write an undo manifest."""
-    if not body.confirm:
-        raise HTTPException(400, "moving files needs confirm: true")
+    """Move every discarded file to the server's folder for them, drop them from the model, write an undo manifest.
+
+    409 when files cannot be moved from here: no folder for them was given when the server started, or the
+    model's references did not come from folders."""
     try:
         report = review.apply(view)
     except InvalidArgument as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(409, str(exc)) from None
     request.app.state.collection = Collection(view.model)  # the references changed: positions, groups, map
     return _moved(report, request)
 
 
-@router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400))
+@router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400, 404))
 def undo(body: schemas.UndoRequest, request: Request, view: View, review: Reviewer) -> dict:
     """Put back the files of an apply this server made, and add them back to the model."""
-    try:
-        report = review.undo(view, body.manifest)
-    except InvalidArgument as exc:
-        raise HTTPException(400, str(exc)) from None
+    if body.manifest not in review.status(view)["manifests"]:
+        raise HTTPException(404, "no apply of this server wrote that manifest (lookalike undo MANIFEST undoes any)")
+    report = review.undo(view, body.manifest)
     request.app.state.collection = Collection(view.model)
     return _moved(report, request)
 
