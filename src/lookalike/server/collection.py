@@ -16,7 +16,7 @@ import pandas as pd
 
 from lookalike import dedup
 from lookalike.ingest.names import escaped
-from lookalike.server.projection import pca_2d
+from lookalike.layout import pca_2d
 
 
 def _plain(value: Any) -> Any:
