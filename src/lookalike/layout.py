@@ -28,7 +28,6 @@ decisions: computing a map never rewrites the embeddings.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -71,8 +70,12 @@ EARLY_ITERATIONS, ITERATIONS = 250, 500
 
 
 def tsne_available() -> bool:
-    """Whether openTSNE (the ``map`` extra) is installed."""
-    return importlib.util.find_spec("openTSNE") is not None
+    """Whether openTSNE (the ``map`` extra) can be imported."""
+    try:
+        import openTSNE  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _open_tsne():
