@@ -10,11 +10,13 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
 import lookalike as lk
 from conftest import _in_ci
+from lookalike.server.collection import TSNE_ON_REQUEST
 from lookalike.server.runner import start_in_thread
 from server_fixtures import *  # noqa: F403 - the server fixtures
 from server_fixtures import SAMPLE_PHOTOS
@@ -304,6 +306,49 @@ def test_map_colour_select_changes_the_colours(page, sample_classes):
     page.select_option("#map-color", "width")
     page.wait_for_function("() => lookalikeMap.data.color.kind === 'number'")
     assert page.locator("#map-legend .swatch.ramp").count() == 1
+
+
+def test_map_of_many_points_draws_each_in_its_colour(browser, tmp_path, artifacts):
+    # Above 20,000 references the explorer shows PCA at once (t-SNE waits for `lookalike map`), and its dots are
+    # written into the canvas' pixels rather than filled as paths: each visible one must still be its colour.
+    vectors = np.random.default_rng(0).normal(size=(TSNE_ON_REQUEST + 1, 8)).astype(np.float32)
+    with start_in_thread(lk.create(vectors, model=None, verbose=False), thumbnail_dir=tmp_path) as running:
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        open_map(tab, running.url + "#view=map")
+        assert tab.evaluate("() => [lookalikeMap.data.method, lookalikeMap.points.length]") == ["pca", 20_001]
+        assert "lookalike map MODEL" in tab.inner_text("#map-info")
+        tab.wait_for_timeout(100)
+        checked, wrong = tab.evaluate(
+            """() => {
+            const canvas = document.getElementById('map');
+            const [cw, ch] = [canvas.width, canvas.height];
+            const pixels = canvas.getContext('2d').getImageData(0, 0, cw, ch).data;
+            const probe = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+            const rgb = (css) => { probe.fillStyle = css; probe.fillRect(0, 0, 1, 1); return probe.getImageData(0, 0, 1, 1).data; };
+            const centre = (p) => [Math.round(p.px), Math.round(p.py)];
+            const covered = new Uint16Array(cw * ch);  // how many dots (3 x 3 squares at this size) cover each pixel
+            for (const p of lookalikeMap.points) {
+              const [x, y] = centre(p);
+              for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) {
+                if (x + dx >= 0 && x + dx < cw && y + dy >= 0 && y + dy < ch) covered[(y + dy) * cw + x + dx]++;
+              }
+            }
+            let checked = 0, wrong = 0;
+            for (const p of lookalikeMap.points) {
+              const [x, y] = centre(p);
+              if (x < 0 || x >= cw || y < 0 || y >= ch || covered[y * cw + x] !== 1) continue;
+              const want = rgb(lookalikeMap.colors[p.i]);
+              checked++;
+              if ([0, 1, 2].some(k => Math.abs(pixels[4 * (y * cw + x) + k] - want[k]) > 8)) wrong++;
+            }
+            return [checked, wrong];
+        }"""
+        )
+        assert checked > 1000 and wrong == 0, (checked, wrong)
+        tab.screenshot(path=str(artifacts / "explorer-map-many.png"))
+        context.close()
 
 
 def test_phone_width(browser, server, artifacts):
