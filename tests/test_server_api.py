@@ -307,6 +307,9 @@ def test_map_colours_by_folder_or_column(api, sample_model, sample_classes):
             f"the map cannot be coloured by {bad!r}: choose one of cluster, folder, width, height, format"
         )
     assert api.get("/map", params={"method": "umap"}).status_code == 422
+    spec = api.get("/openapi.json").json()  # the spec names this model's colourings
+    color = next(p for p in spec["paths"]["/api/map"]["get"]["parameters"] if p["name"] == "color")
+    assert color["schema"]["enum"] == ["cluster", "folder", "width", "height", "format"]
 
 
 def test_map_saved_with_the_model_is_served(saved_model, tmp_path):
