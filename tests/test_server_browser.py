@@ -383,4 +383,6 @@ def test_page_works_with_a_token(browser, saved_model, tmp_path):
         tab.wait_for_function(
             "() => [...document.querySelectorAll('#grid img.thumb')].some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)"
         )
+        tab.click("#tabs button[data-view='map']")  # the map's thumbnails are fetched with the token too
+        tab.wait_for_function("() => lookalikeMap.thumbs && lookalikeMap.thumbs.length > 0")
         context.close()

@@ -47,7 +47,17 @@ from lookalike.errors import InvalidArgument, MissingExtra, ModelFormatError
 from lookalike.files import write_bytes_atomic
 from lookalike.projection import BLOCK_ROWS, principal_axes
 
-__all__ = ["MAP_FILE", "METHODS", "MapLayout", "compute", "fingerprint", "pca_2d", "tsne_available"]
+__all__ = [
+    "MAP_FILE",
+    "METHODS",
+    "MapLayout",
+    "clusters_of",
+    "compute",
+    "fingerprint",
+    "nearest_neighbours",
+    "pca_2d",
+    "tsne_available",
+]
 
 METHODS = ("auto", "tsne", "pca")
 MAP_FILE = "map.npz"

@@ -77,6 +77,8 @@ class ImageSimilarityModel:
         The reference table as kept by the model (label, path and metadata columns).
     failures : pandas.DataFrame
         Images that could not be embedded: ``source`` and ``reason``.
+    map : lookalike.layout.MapLayout or None
+        The 2-D map last computed (:meth:`compute_map`) or saved with the model.
     """
 
     def __init__(
