@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import webbrowser
@@ -16,8 +17,10 @@ from PIL import Image, ImageOps
 
 import lookalike as lk
 from conftest import noise_rgb, write_png_header_bomb, write_truncated_jpeg
-from lookalike import dedup
+from lookalike import dedup, layout
+from lookalike.cli import main as lookalike_cli
 from lookalike.embed.registry import DEFAULT_MODEL
+from lookalike.server.collection import TSNE_ON_REQUEST
 from lookalike.server.runner import start_in_thread
 from lookalike.server.security import check_bind
 from server_fixtures import *  # noqa: F403 - the server fixtures
@@ -250,8 +253,9 @@ def test_duplicate_groups_are_the_components_of_close_pairs(api, sample_model):
 
 
 def test_map_is_the_pca_of_the_embeddings(api, sample_model):
-    result = api.get("/map").json()
+    result = api.get("/map", params={"method": "pca"}).json()
     assert result["total"] == 80 and result["index"] == list(range(80))
+    assert result["method"] == "pca" and result["note"] == ""
     centred = sample_model.embeddings.astype(np.float64) - sample_model.embeddings.mean(axis=0)
     _, singular, axes = np.linalg.svd(centred, full_matrices=False)
     expected = centred @ axes[:2].T
@@ -296,6 +300,80 @@ def test_a_position_that_holds_another_file_after_an_apply_is_refused(tmp_path, 
         keep["index"] -= 1  # where that file is now
         assert client.post("/decisions", json=keep).json()["decisions"] == 2
         assert model.decisions.state_of(after_copy["path"]) == "keep"
+
+
+def test_map_is_a_tsne_layout_with_clusters(api, sample_model):
+    result = api.get("/map").json()
+    assert (result["method"], result["saved"], result["note"], result["explained_variance"]) == ("tsne", False, "", [])
+    assert result["index"] == list(range(80)) and len(result["x"]) == len(result["y"]) == 80
+    expected = layout.compute(sample_model.core, "tsne")  # the same references give the same map
+    np.testing.assert_allclose(np.column_stack([result["x"], result["y"]]), expected.coordinates, rtol=1e-6)
+    assert result["cluster"] == expected.clusters.tolist() and result["clusters"] == 6  # sqrt(80 / 2)
+    counts = np.bincount(result["cluster"])
+    assert result["color"] == {
+        "column": "cluster",
+        "kind": "category",
+        "values": result["cluster"],
+        "categories": [f"cluster {k}" for k in range(1, 7)],
+        "counts": counts.tolist(),
+        "min": None,
+        "max": None,
+    }
+    assert result["columns"] == ["cluster", "folder", "width", "height", "format"]  # never the paths
+    assert api.get("/map", params={"limit": 100_000}).json()["index"] == list(range(80))
+    assert api.get("/map", params={"limit": 100_001}).status_code == 422
+
+
+def test_map_colours_by_folder_or_column(api, sample_model, sample_classes):
+    folders = api.get("/map", params={"color": "folder"}).json()["color"]
+    assert folders["kind"] == "category" and folders["categories"] == sorted(set(sample_classes))  # 8 of each
+    assert folders["counts"] == [8] * 10
+    assert [folders["categories"][v] for v in folders["values"]] == sample_classes.tolist()
+    widths = api.get("/map", params={"color": "width", "limit": 10}).json()
+    expected = sample_model.references["width"].to_numpy()
+    assert widths["color"]["kind"] == "number" and len(widths["color"]["values"]) == 10
+    assert widths["color"]["values"] == expected[widths["index"]].tolist()
+    assert (widths["color"]["min"], widths["color"]["max"]) == (expected.min(), expected.max())
+    formats = api.get("/map", params={"color": "format"}).json()["color"]
+    assert formats["categories"] == ["JPEG"] and set(formats["values"]) == {0}
+    for bad in ("path", "nothing"):
+        response = api.get("/map", params={"color": bad})
+        assert response.status_code == 422
+        assert response.json()["detail"] == (
+            f"the map cannot be coloured by {bad!r}: choose one of cluster, folder, width, height, format"
+        )
+    assert api.get("/map", params={"method": "umap"}).status_code == 422
+    spec = api.get("/openapi.json").json()  # the spec names this model's colourings
+    color = next(p for p in spec["paths"]["/api/map"]["get"]["parameters"] if p["name"] == "color")
+    assert color["schema"]["enum"] == ["cluster", "folder", "width", "height", "format"]
+
+
+def test_map_saved_with_the_model_is_served(saved_model, tmp_path):
+    folder = tmp_path / "with-map.lookalike"
+    shutil.copytree(saved_model, folder)
+    assert lookalike_cli(["map", str(folder), "--method", "pca", "-q"]) == 0
+    with start_in_thread(lk.load_model(folder), thumbnail_dir=tmp_path / "thumbs") as running:
+        result = httpx.get(f"{running.api}/map", timeout=60).json()
+    # With openTSNE at hand, "auto" computes t-SNE rather than show a saved PCA map (saved without the extra, say).
+    assert result["method"] == "tsne" and not result["saved"]
+    assert lookalike_cli(["map", str(folder), "-q"]) == 0
+    saved = lk.load_model(folder).map
+    with start_in_thread(lk.load_model(folder), thumbnail_dir=tmp_path / "thumbs") as running:
+        result = httpx.get(f"{running.api}/map", timeout=60).json()
+        pca = httpx.get(f"{running.api}/map", params={"method": "pca"}, timeout=60).json()
+    assert result["method"] == "tsne" and result["saved"] and result["seconds"] == saved.seconds
+    np.testing.assert_array_equal(np.column_stack([result["x"], result["y"]]), saved.coordinates)
+    assert pca["method"] == "pca" and not pca["saved"]
+
+
+def test_a_large_collection_shows_pca_until_its_map_is_saved(tmp_path):
+    vectors = np.random.default_rng(0).normal(size=(TSNE_ON_REQUEST + 1, 8)).astype(np.float32)
+    with start_in_thread(lk.create(vectors, model=None, verbose=False), thumbnail_dir=tmp_path) as running:
+        result = httpx.get(f"{running.api}/map", params={"limit": 100}, timeout=60).json()
+    assert result["method"] == "pca" and len(result["explained_variance"]) == 2
+    assert f"a t-SNE map of {TSNE_ON_REQUEST + 1:,} references takes minutes" in result["note"]
+    assert "lookalike map MODEL" in result["note"]
+    assert result["total"] == TSNE_ON_REQUEST + 1 and len(result["index"]) == 100 and result["clusters"] == 50
 
 
 # ---------------------------------------------------------------------------------------------- security

@@ -10,11 +10,13 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
 import lookalike as lk
 from conftest import _in_ci
+from lookalike.server.collection import TSNE_ON_REQUEST
 from lookalike.server.runner import start_in_thread
 from server_fixtures import *  # noqa: F403 - the server fixtures
 from server_fixtures import SAMPLE_PHOTOS
@@ -168,6 +170,189 @@ def test_map_shows_the_image_under_the_pointer(page, artifacts):
     page.wait_for_selector("#neighbours .tile")
 
 
+def open_map(page, url: str | None = None):
+    """The map view of ``page`` (at ``url`` if given), once its points are drawn; the canvas' box."""
+    if url is None:
+        page.click("#tabs button[data-view='map']")
+    else:
+        page.goto(url)
+    page.wait_for_function("() => lookalikeMap.points && lookalikeMap.points.length > 0")
+    return page.locator("#map").bounding_box()
+
+
+def wait_for_route(page, **values: str) -> None:
+    """Until the URL's fragment holds these values (the map writes it a moment after the view settles)."""
+    checks = " && ".join(f"p.get({key!r}) === {value!r}" for key, value in values.items())
+    page.wait_for_function(f"() => {{ const p = new URLSearchParams(location.hash.slice(1)); return {checks}; }}")
+
+
+def test_map_zoomed_in_draws_thumbnails_of_the_points_in_view(page, artifacts):
+    box = open_map(page)
+    for _ in range(3):  # out to the smallest zoom: dots only
+        page.click("#map-zoom-out")
+    page.wait_for_function("() => lookalikeMap.view.zoom === 0.25 && lookalikeMap.thumbs.length === 0")
+    page.screenshot(path=str(artifacts / "explorer-map-dots.png"))
+    target = page.evaluate("() => lookalikeMap.points[0]")
+    page.mouse.move(box["x"] + target["px"], box["y"] + target["py"])
+    for _ in range(12):  # the wheel zooms about the pointer: in on that point
+        page.mouse.wheel(0, -250)
+    page.wait_for_function("() => lookalikeMap.view.zoom > 20")
+    page.wait_for_function("() => lookalikeMap.thumbs.length > 0")
+    state = page.evaluate(
+        "() => ({thumbs: lookalikeMap.thumbs, points: lookalikeMap.points.length, index: lookalikeMap.data.index})"
+    )
+    assert 0 < len(state["thumbs"]) <= state["points"] < 80  # only points in view, and not all of them are
+    for thumb in state["thumbs"]:
+        assert thumb["size"] >= 24
+        assert -thumb["size"] <= thumb["px"] <= box["width"] + thumb["size"]
+        assert -thumb["size"] <= thumb["py"] <= box["height"] + thumb["size"]
+    assert target["i"] in [t["i"] for t in state["thumbs"]]  # the point zoomed on stayed under the pointer
+    page.screenshot(path=str(artifacts / "explorer-map-thumbnails.png"))
+
+
+def test_map_lasso_lists_the_references_inside(page, artifacts):
+    box = open_map(page)
+    points = page.evaluate("() => lookalikeMap.points")
+    left, top, right, bottom = box["width"] * 0.3, box["height"] * 0.2, box["width"] * 0.7, box["height"] * 0.8
+    expected = sorted(p["i"] for p in points if left < p["px"] < right and top < p["py"] < bottom)
+    assert 0 < len(expected) < 80
+    page.keyboard.down("Shift")
+    page.mouse.move(box["x"] + left, box["y"] + top)
+    page.mouse.down()
+    for x, y in [(right, top), (right, bottom), (left, bottom), (left, top + 1)]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_selector("#map-selection .tile")
+    index = page.evaluate("() => lookalikeMap.data.index")
+    shown = page.eval_on_selector_all("#map-selection .tile", "tiles => tiles.map(t => Number(t.dataset.index))")
+    assert sorted(shown) == sorted(index[i] for i in expected)
+    assert page.inner_text("#map-selection-info") == f"{len(expected)} references selected"
+    page.wait_for_function("() => document.querySelector('#map-selection img.thumb').naturalWidth > 0")
+    page.screenshot(path=str(artifacts / "explorer-map-lasso.png"), full_page=True)
+    page.click("#map-selection .tile >> nth=0")
+    page.wait_for_selector("#neighbours .tile")
+    # The panel names the file it shows, so that a position holding another file later is refused (409).
+    address = page.get_attribute("#neighbours-query img", "data-src")
+    assert address.split("?")[0] == f"/api/references/{shown[0]}/thumbnail" and "?path=" in address
+    page.click("#close-panel")
+    page.click("#map-clear")
+    assert page.locator("#map-selection .tile").count() == 0 and page.locator("#map-selection-bar").is_hidden()
+
+
+def test_map_view_is_shared_by_its_url(page, browser):
+    box = open_map(page)
+    page.select_option("#map-color", "folder")
+    page.wait_for_function("() => lookalikeMap.data.color.column === 'folder'")
+    page.click("#map-zoom-in")
+    page.click("#map-zoom-in")
+    page.mouse.move(box["x"] + 300, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 420, box["y"] + 260, steps=5)  # a drag pans
+    page.mouse.up()
+    assert page.locator("#neighbours-panel").is_hidden()  # a drag is not a click
+    view = page.evaluate("() => lookalikeMap.view")
+    assert view["zoom"] == pytest.approx(1.6**2)
+    wait_for_route(page, view="map", color="folder", mz=f"{1.6**2:.4g}")
+    shared = page.url
+    where = page.evaluate("() => lookalikeMap.points.find(p => p.i === 5)")
+
+    other = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    other.set_default_timeout(TIMEOUT_MS)
+    open_map(other, shared)
+    assert other.evaluate("() => lookalikeMap.data.color.column") == "folder"
+    assert other.input_value("#map-color") == "folder"
+    restored = other.evaluate("() => lookalikeMap.view")
+    for key in ("x", "y", "zoom"):
+        assert restored[key] == pytest.approx(view[key], rel=1e-4, abs=1e-4)
+    again = other.evaluate("() => lookalikeMap.points.find(p => p.i === 5)")
+    assert again["px"] == pytest.approx(where["px"], abs=0.5) and again["py"] == pytest.approx(where["py"], abs=0.5)
+    other.context.close()
+
+
+def test_map_colour_select_changes_the_colours(page, sample_classes):
+    open_map(page)
+    legend = page.eval_on_selector_all("#map-legend .legend-item", "items => items.map(i => i.dataset.category)")
+    assert legend == [f"cluster {k}" for k in range(1, 7)]
+    by_cluster = page.evaluate("() => lookalikeMap.colors")
+    page.select_option("#map-color", "folder")
+    page.wait_for_function("() => lookalikeMap.data.color.column === 'folder'")
+    legend = page.eval_on_selector_all("#map-legend .legend-item", "items => items.map(i => i.dataset.category)")
+    assert legend == sorted(set(sample_classes))
+    by_folder = page.evaluate("() => lookalikeMap.colors")
+    assert by_folder != by_cluster
+    colour_of = {}
+    for index, css in zip(page.evaluate("() => lookalikeMap.data.index"), by_folder, strict=True):
+        assert colour_of.setdefault(sample_classes[index], css) == css  # one colour per folder
+    assert len(set(colour_of.values())) == 10
+    # What is drawn: zoomed out, each dot's middle pixel is its point's colour.
+    for _ in range(3):
+        page.click("#map-zoom-out")
+    page.wait_for_function("() => lookalikeMap.view.zoom === 0.25 && lookalikeMap.thumbs.length === 0")
+    page.wait_for_timeout(100)  # the frame after the last zoom
+    mismatches = page.evaluate(
+        """() => {
+        const ctx = document.getElementById('map').getContext('2d');
+        const probe = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+        const ratio = window.devicePixelRatio || 1;
+        const rgb = (css) => { probe.fillStyle = css; probe.fillRect(0, 0, 1, 1); return [...probe.getImageData(0, 0, 1, 1).data.slice(0, 3)]; };
+        const lone = lookalikeMap.points.filter(p => lookalikeMap.points.every(q => q === p || Math.hypot(q.px - p.px, q.py - p.py) > 6));
+        return [lone.length, lone.filter(p => {
+          const got = [...ctx.getImageData(Math.round(p.px * ratio), Math.round(p.py * ratio), 1, 1).data.slice(0, 3)];
+          const want = rgb(lookalikeMap.colors[p.i]);
+          return got.some((v, k) => Math.abs(v - want[k]) > 8);
+        }).length];
+    }"""
+    )
+    assert mismatches[0] > 5 and mismatches[1] == 0, mismatches
+    page.select_option("#map-color", "width")
+    page.wait_for_function("() => lookalikeMap.data.color.kind === 'number'")
+    assert page.locator("#map-legend .swatch.ramp").count() == 1
+
+
+def test_map_of_many_points_draws_each_in_its_colour(browser, tmp_path, artifacts):
+    # Above 20,000 references the explorer shows PCA at once (t-SNE waits for `lookalike map`), and its dots are
+    # written into the canvas' pixels rather than filled as paths: each visible one must still be its colour.
+    vectors = np.random.default_rng(0).normal(size=(TSNE_ON_REQUEST + 1, 8)).astype(np.float32)
+    with start_in_thread(lk.create(vectors, model=None, verbose=False), thumbnail_dir=tmp_path) as running:
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        open_map(tab, running.url + "#view=map")
+        assert tab.evaluate("() => [lookalikeMap.data.method, lookalikeMap.points.length]") == ["pca", 20_001]
+        assert "lookalike map MODEL" in tab.inner_text("#map-info")
+        tab.wait_for_timeout(100)
+        checked, wrong = tab.evaluate(
+            """() => {
+            const canvas = document.getElementById('map');
+            const [cw, ch] = [canvas.width, canvas.height];
+            const pixels = canvas.getContext('2d').getImageData(0, 0, cw, ch).data;
+            const probe = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+            const rgb = (css) => { probe.fillStyle = css; probe.fillRect(0, 0, 1, 1); return probe.getImageData(0, 0, 1, 1).data; };
+            const centre = (p) => [Math.round(p.px), Math.round(p.py)];
+            const covered = new Uint16Array(cw * ch);  // how many dots (3 x 3 squares at this size) cover each pixel
+            for (const p of lookalikeMap.points) {
+              const [x, y] = centre(p);
+              for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) {
+                if (x + dx >= 0 && x + dx < cw && y + dy >= 0 && y + dy < ch) covered[(y + dy) * cw + x + dx]++;
+              }
+            }
+            let checked = 0, wrong = 0;
+            for (const p of lookalikeMap.points) {
+              const [x, y] = centre(p);
+              if (x < 0 || x >= cw || y < 0 || y >= ch || covered[y * cw + x] !== 1) continue;
+              const want = rgb(lookalikeMap.colors[p.i]);
+              checked++;
+              if ([0, 1, 2].some(k => Math.abs(pixels[4 * (y * cw + x) + k] - want[k]) > 8)) wrong++;
+            }
+            return [checked, wrong];
+        }"""
+        )
+        assert checked > 1000 and wrong == 0, (checked, wrong)
+        tab.screenshot(path=str(artifacts / "explorer-map-many.png"))
+        context.close()
+
+
 def test_phone_width(browser, server, artifacts):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     tab = context.new_page()
@@ -200,4 +385,6 @@ def test_page_works_with_a_token(browser, saved_model, tmp_path):
         tab.wait_for_function(
             "() => [...document.querySelectorAll('#grid img.thumb')].some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)"
         )
+        tab.click("#tabs button[data-view='map']")  # the map's thumbnails are fetched with the token too
+        tab.wait_for_function("() => lookalikeMap.thumbs && lookalikeMap.thumbs.length > 0")
         context.close()

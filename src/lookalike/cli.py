@@ -29,6 +29,7 @@ from lookalike.index import METRICS
 from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
+from lookalike.layout import MAP_FILE, METHODS
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 from lookalike.tiers import COPY_TIERS, TIERS, check_tiers
 
@@ -180,6 +181,29 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print(f"wrote {len(edges)} edges over {len(model.labels)} images to {args.output}")
     else:
         _print_table(edges, args.json)
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    model = lk.load_model(args.model)
+    saved = model.map
+    layout = model.compute_map(args.method, verbose=not args.quiet)
+    if layout is not saved:
+        model.save_map(args.model)
+    what = {"tsne": "t-SNE", "pca": "PCA"}[layout.method]
+    if args.json:
+        record = {**layout.record(), "clusters": layout.cluster_count, "reused": layout is saved}
+        print(json.dumps({**record, "path": str(Path(args.model) / MAP_FILE)}))
+        return 0
+    if layout is saved:
+        print(f"the saved {what} map of {len(layout)} references is up to date: nothing to do")
+    else:
+        print(
+            f"{what} map of {len(layout)} references, {layout.cluster_count} clusters, in {layout.seconds:.1f} s: "
+            f"saved in {Path(args.model) / MAP_FILE}"
+        )
+    if layout.note:
+        print(layout.note)
     return 0
 
 
@@ -544,6 +568,16 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("-o", "--output", type=Path, help="edges file: .parquet, .csv, .json or .jsonl")
     graph.set_defaults(run=cmd_graph)
 
+    map_cmd = commands.add_parser("map", help="compute and save the 2-D map the explorer shows (t-SNE, or PCA)")
+    map_cmd.add_argument("model", type=Path, help="a model saved by lookalike index")
+    map_cmd.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="tsne keeps neighbours near each other (needs lookalike[map]); pca is fast; auto: tsne when installed",
+    )
+    map_cmd.set_defaults(run=cmd_map)
+
     info = commands.add_parser("info", help="describe a saved model")
     info.add_argument("model", type=Path)
     info.add_argument(
@@ -670,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-k", type=int, default=5, help="neighbours returned per image (default: %(default)s)")
     export.set_defaults(run=cmd_export)
 
-    for sub in (index, query, graph, info, match, dedup_cmd, models, evaluate, export):
+    for sub in (index, query, graph, map_cmd, info, match, dedup_cmd, models, evaluate, export):
         sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lookalike import dedup, moves, storage
 from lookalike import graph as graph_edges
+from lookalike import layout as layouts
 from lookalike.calibrate import Calibration, calibrate
 from lookalike.core import References
 from lookalike.decisions import Decisions, read_saved
@@ -34,6 +36,7 @@ from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.report import failure_table
 from lookalike.ingest.sources import folder_roots
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
+from lookalike.layout import MAP_FILE, MapLayout
 from lookalike.projection import Projection, fit_projection
 from lookalike.validation import check_positive_int, check_radius
 
@@ -75,6 +78,8 @@ class ImageSimilarityModel:
         The reference table as kept by the model (label, path and metadata columns).
     failures : pandas.DataFrame
         Images that could not be embedded: ``source`` and ``reason``.
+    map : lookalike.layout.MapLayout or None
+        The 2-D map last computed (:meth:`compute_map`) or saved with the model.
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class ImageSimilarityModel:
         self.build_stats: dict[str, int] = dict(build_stats or {})
         #: What a person decided about duplicates (keep this one, not duplicates), honoured by find_duplicates.
         self.decisions = Decisions()
+        #: The 2-D map last computed or loaded (see :meth:`compute_map`); it may predate add/remove.
+        self.map: MapLayout | None = None
 
     # Turi's names and the attributes users read, kept on the front and answered by the core.
     embeddings = property(lambda self: self.core.embeddings, doc="(n, d) float32 embeddings, as indexed.")
@@ -504,6 +511,8 @@ class ImageSimilarityModel:
         if len(self.decisions):
             # Merged into those saved there (another explorer's, say); a model without decisions leaves them as they are.
             self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
+        if self.map is not None and self.map.covers(self.core):  # a stale one is left out, to be computed again
+            self.map.save(path)
 
     def mark_keeper(self, label: Any) -> None:
         """Keep the reference ``label`` whenever it is in a duplicate group (recorded by its file and content).
@@ -591,6 +600,61 @@ class ImageSimilarityModel:
             self.decisions = carried_out
         moved = {r["paths"][0]: r["moved_to"] for r in carried_out.records if "moved_to" in r}
         carried_out.change_saved(path, lambda saved: saved.mark_moved(moved))
+
+    # --------------------------------------------------------------------- map
+    def compute_map(self, method: str = "auto", verbose: bool = True, tsne_limit: int | None = None) -> MapLayout:
+        """A 2-D map of the references where images that look alike lie close together, and k-means clusters.
+
+        The map saved with the model (or computed before) is reused while it
+        covers exactly these references; after ``add``/``remove``/``sync`` a
+        new one is computed. Kept as :attr:`map`, saved by :meth:`save` or
+        alone by :meth:`save_map`. See :mod:`lookalike.layout`.
+
+        Parameters
+        ----------
+        method : {"auto", "tsne", "pca"}, default "auto"
+            ``"tsne"`` keeps each reference's neighbours near it (openTSNE:
+            ``pip install 'lookalike[map]'``); ``"pca"`` is the first two
+            principal axes (fast, but they keep little of what is near what);
+            ``"auto"`` is t-SNE when openTSNE is installed, else PCA, and the
+            layout's ``note`` says how to get t-SNE.
+        verbose : bool, default True
+            Show a progress bar while t-SNE runs.
+        tsne_limit : int, optional
+            With ``"auto"``, lay out at most this many references with t-SNE
+            (PCA above, saying so); a saved t-SNE map is reused whatever the size.
+
+        Returns
+        -------
+        lookalike.layout.MapLayout
+            ``coordinates`` (n, 2), ``clusters`` (n,), ``method``, ``explained`` (PCA), ``seconds``, ``note``.
+
+        Examples
+        --------
+        >>> layout = model.compute_map()  # doctest: +SKIP
+        >>> layout.method, layout.coordinates.shape  # doctest: +SKIP
+        ('tsne', (80, 2))
+        >>> model.save_map("clothes.lookalike")  # doctest: +SKIP
+        """
+        check_positive_int("tsne_limit", tsne_limit, none=True)
+        total = layouts.EARLY_ITERATIONS + layouts.ITERATIONS
+        # delay: a reused map or a PCA one is done before a bar would show
+        with tqdm(
+            total=total, desc="t-SNE map", unit="it", disable=None if verbose else True, leave=False, delay=1
+        ) as bar:
+            self.map = layouts.compute(self.core, method, previous=self.map, tsne_limit=tsne_limit, progress=bar.update)
+        return self.map
+
+    def save_map(self, path: str | os.PathLike) -> None:
+        """Write only the map of the model saved at ``path`` (``map.npz``, atomic; the embeddings are not rewritten).
+
+        The map must cover the model's references: call :meth:`compute_map` first.
+        """
+        if not storage.is_model_dir(Path(path)):
+            raise InvalidArgument(f"{path} is not a saved lookalike model: save the model first")
+        if self.map is None or not self.map.covers(self.core):
+            raise InvalidArgument("this model has no map of its current references: call compute_map() first")
+        self.map.save(path)
 
     def _file_of(self, label: Any) -> str:
         position = int(self.core.positions_of([label])[0])
@@ -875,7 +939,19 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     """
     model = storage.load(path, _loaded)
     model.decisions = read_saved(path)  # beside the generations: changed often, written on its own
+    model.map = _saved_map(path)
     return model
+
+
+def _saved_map(path: str | os.PathLike) -> MapLayout | None:
+    """The map saved beside the model, if any; a damaged one is reported and left to be computed again."""
+    try:
+        data = storage.read_side_file(path, MAP_FILE)
+        return MapLayout.from_bytes(data, f"{path}/{MAP_FILE}") if data is not None else None
+    except storage.ModelFormatError as exc:
+        # Unlike decisions, a map is derived from the embeddings: losing it costs time, not anything a person did.
+        warnings.warn(f"{exc}; the map will be computed again", RuntimeWarning, stacklevel=3)
+        return None
 
 
 def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:

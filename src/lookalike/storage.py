@@ -128,7 +128,7 @@ def _read_limited(path: Path, folder: Path, limit: int) -> bytes:
 
 
 #: Files kept in the model folder beside the generations, each written atomically on its own (small, changed often).
-SIDE_FILES = ("decisions.json",)
+SIDE_FILES = ("decisions.json", "map.npz")
 #: Largest side file read (far above what lookalike writes: a side file is small by design).
 SIDE_FILE_LIMIT = 64 * 1024 * 1024
 

@@ -8,6 +8,8 @@ once even on a large model.
 from __future__ import annotations
 
 import functools
+import math
+import os
 import threading
 from typing import Any
 
@@ -15,8 +17,18 @@ import numpy as np
 import pandas as pd
 
 from lookalike import dedup
+from lookalike import layout as layouts
+from lookalike.errors import InvalidArgument
 from lookalike.ingest.names import escaped
-from lookalike.server.projection import pca_2d
+from lookalike.layout import MapLayout
+
+#: Most references the map lays out with t-SNE on a first request (about a minute on 2 cores); above, it shows
+#: PCA until ``lookalike map MODEL`` has saved the t-SNE map with the model.
+TSNE_ON_REQUEST = 20_000
+#: The map can be coloured by a column of at most this many distinct values (or of numbers).
+MAX_CATEGORIES = 50
+#: Colourings that are not columns of the references: k-means clusters, and the folder of each image file.
+CLUSTER, FOLDER = "cluster", "folder"
 
 
 def _plain(value: Any) -> Any:
@@ -54,6 +66,8 @@ class Collection:
         self._embedder_lock = threading.Lock()
         self._embedder_ready = False
         self._decisions_version = 0  # part of the duplicate groups' cache key: a decision can regroup them
+        self._map_lock = threading.Lock()
+        self._maps: dict[str, MapLayout] = {}
 
     @property
     def has_images(self) -> bool:
@@ -65,12 +79,16 @@ class Collection:
         return self.model.model_name is not None
 
     # ------------------------------------------------------------------ items
+    def label(self, position: int) -> int | str:
+        """The label of the reference at ``position``, as JSON can carry it."""
+        label = _plain(self.model.labels[position])
+        return escaped(label) if isinstance(label, (int, str)) else str(label)
+
     def item(self, position: int) -> dict[str, Any]:
         """The JSON description of the reference at ``position``."""
-        label = _plain(self.model.labels[position])
         out = {
             "index": int(position),
-            "label": escaped(label) if isinstance(label, (int, str)) else str(label),
+            "label": self.label(position),
             # A file name that is not UTF-8 is shown with \xNN escapes (JSON cannot carry its bytes).
             "path": escaped(self.paths[position]) if self.paths is not None else None,
         }
@@ -181,13 +199,91 @@ class Collection:
         return self.model.calibrate_duplicates()
 
     # -------------------------------------------------------------------- map
-    @functools.cached_property
-    def projection(self) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 2) PCA coordinates of the embeddings and the variance share of each axis."""
-        return pca_2d(self.model.embeddings)
+    def map_layout(self, method: str) -> MapLayout:
+        """The map for ``method`` ("auto", "tsne", "pca"): the one saved with the model while it still covers
+        the references, else computed on this first request and kept (by the model too, for ``auto``/``tsne``)."""
+        with self._map_lock:  # one computation, however many requests wait for it
+            if method not in self._maps:
+                if method == "pca":  # a look at the principal axes: never displaces the model's own map
+                    layout = layouts.compute(self.model.core, "pca", previous=self.model.map)
+                else:
+                    layout = self.model.compute_map(method, verbose=False, tsne_limit=TSNE_ON_REQUEST)
+                self._maps[method] = layout
+            return self._maps[method]
 
     def map_sample(self, limit: int) -> np.ndarray:
         """At most ``limit`` reference positions, evenly spread over the collection."""
         if self.size <= limit:
             return np.arange(self.size)
         return np.unique(np.linspace(0, self.size - 1, limit).round().astype(np.int64))
+
+    @functools.cached_property
+    def colourings(self) -> dict[str, str]:
+        """What the map can be coloured by, and how: ``"category"`` or ``"number"``, in the order to offer them.
+
+        The k-means clusters, the images' folders, and the references' columns
+        of numbers or of at most :data:`MAX_CATEGORIES` distinct values (the
+        paths themselves, and other columns of names, are not colours).
+        """
+        kinds = {CLUSTER: "category"}
+        if self.paths is not None and len(set(self._folders)) <= MAX_CATEGORIES:
+            kinds[FOLDER] = "category"
+        for name, column in self.model.references.items():
+            if name in kinds or name == self.model.feature or not isinstance(name, str):
+                continue
+            if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+                kinds[name] = "number"
+            elif column.nunique(dropna=False) <= MAX_CATEGORIES:
+                kinds[name] = "category"
+        return kinds
+
+    @functools.cached_property
+    def _folders(self) -> list[str | None]:
+        return [os.path.basename(os.path.dirname(p)) if p else None for p in self.paths]
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 - one Collection lives as long as its app
+    def _categories(self, column: str) -> tuple[np.ndarray, list[str], list[int]]:
+        """(category number of every reference, category names, their counts), the most common category first."""
+        values = pd.Series(self._folders if column == FOLDER else self.model.references[column], dtype=object)
+        names = values.map(lambda v: "(none)" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+        counts = names.value_counts(sort=False)
+        order = sorted(counts.index, key=lambda name: (-counts[name], name))
+        codes = pd.Categorical(names, categories=order).codes.astype(np.int64)
+        return codes, [escaped(name) for name in order], [int(counts[name]) for name in order]
+
+    def check_colouring(self, column: str) -> str:
+        """``column`` if the map can be coloured by it, else an InvalidArgument naming those it can."""
+        if column not in self.colourings:
+            offered = ", ".join(self.colourings)
+            raise InvalidArgument(f"the map cannot be coloured by {column!r}: choose one of {offered}")
+        return column
+
+    def map_colours(self, column: str, positions: np.ndarray, layout: MapLayout) -> dict[str, Any]:
+        """The colouring of the points at ``positions`` by ``column`` (see :attr:`colourings`)."""
+        kind = self.colourings[self.check_colouring(column)]
+        if column == CLUSTER:
+            return {
+                "column": column,
+                "kind": kind,
+                "values": layout.clusters[positions].tolist(),
+                "categories": [f"cluster {number + 1}" for number in range(layout.cluster_count)],
+                "counts": np.bincount(layout.clusters, minlength=layout.cluster_count).tolist(),
+            }
+        if kind == "category":
+            codes, names, counts = self._categories(column)
+            return {
+                "column": column,
+                "kind": kind,
+                "values": codes[positions].tolist(),
+                "categories": names,
+                "counts": counts,
+            }
+        values = pd.to_numeric(self.model.references[column], errors="coerce").to_numpy(dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        return {
+            "column": column,
+            "kind": kind,
+            "values": [float(v) if math.isfinite(v) else None for v in values[positions]],
+            "min": float(finite.min()) if len(finite) else None,
+            "max": float(finite.max()) if len(finite) else None,
+        }

@@ -114,13 +114,35 @@ class Duplicates(BaseModel):
     review: ReviewStatus
 
 
+class MapColours(BaseModel):
+    column: str = Field(
+        description='"cluster" (k-means clusters of the embeddings), "folder" (of each image file) or a column'
+    )
+    kind: Literal["category", "number"]
+    values: list[int | float | None] = Field(
+        description="per point: the number of its category (an index into categories), or its value (null: none)"
+    )
+    categories: list[str] = Field(default=[], description="category names, the most common first")
+    counts: list[int] = Field(default=[], description="references of each category in the whole collection")
+    min: float | None = Field(default=None, description="numbers: the smallest value in the whole collection")
+    max: float | None = None
+
+
 class Map(BaseModel):
     total: int = Field(description="references in the model (the points may be an even sample of them)")
-    explained_variance: list[float]
+    method: Literal["tsne", "pca"]
+    saved: bool = Field(description="the map saved with the model (lookalike map), not computed by this server")
+    seconds: float = Field(description="time the layout and the clustering took when they were computed")
+    note: str = Field(description='why "auto" gave PCA rather than t-SNE, and how to get t-SNE (else empty)')
+    explained_variance: list[float] = Field(description="PCA: share of the variance along each axis; t-SNE: empty")
+    clusters: int = Field(description="number of k-means clusters")
+    columns: list[str] = Field(description="what color= accepts")
     index: list[int]
     label: list[int | str]
     x: list[float]
     y: list[float]
+    cluster: list[int] = Field(description="k-means cluster of each point, 0 the largest")
+    color: MapColours
 
 
 class Error(BaseModel):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
+from lookalike.errors import LookalikeError
 from lookalike.server import schemas
+from lookalike.server.collection import CLUSTER
 from lookalike.server.dependencies import Limits, Thumbnails, View
 
 router = APIRouter(tags=["model"])
+
+#: Most points one map request returns: the whole collection up to here (about 5 MB of JSON), an even sample beyond.
+MAX_MAP_POINTS = 100_000
 
 
 @router.get("/health", response_model=schemas.Health)
@@ -34,16 +39,41 @@ def summary(view: View, thumbnails: Thumbnails, limits: Limits) -> dict:
 @router.get("/map", response_model=schemas.Map)
 def collection_map(
     view: View,
-    limit: Annotated[int, Query(ge=1, le=20000, description="most points returned (an even sample)")] = 5000,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_MAP_POINTS, description="most points returned (an even sample of the references)")
+    ] = 5000,
+    method: Annotated[
+        Literal["auto", "tsne", "pca"],
+        Query(description="auto: the model's saved map, else t-SNE (openTSNE) up to 20,000 references, else PCA"),
+    ] = "auto",
+    color: Annotated[
+        str, Query(description='"cluster", "folder" or a column of the references (see columns)')
+    ] = CLUSTER,
 ) -> dict:
-    """2-D PCA coordinates of the references' embeddings, for a map of the collection."""
-    coordinates, explained = view.projection
+    """A 2-D map of the references where images that look alike lie close together, with what colours it.
+
+    The layout is the one saved with the model (``lookalike map MODEL``) while it
+    covers the references, else computed on the first request and kept.
+    """
+    try:
+        view.check_colouring(color)  # before any layout is computed
+        layout = view.map_layout(method)
+    except LookalikeError as exc:  # a bad colour column, t-SNE without the map extra or with too few references
+        raise HTTPException(422, str(exc)) from None
     sample = view.map_sample(limit)
     return {
         "total": view.size,
-        "explained_variance": [float(v) for v in explained],
+        "method": layout.method,
+        "saved": layout.saved,
+        "seconds": layout.seconds,
+        "note": layout.note,
+        "explained_variance": list(layout.explained or ()),
+        "clusters": layout.cluster_count,
+        "columns": list(view.colourings),
         "index": sample.tolist(),
-        "label": [view.item(int(p))["label"] for p in sample],
-        "x": coordinates[sample, 0].tolist(),
-        "y": coordinates[sample, 1].tolist(),
+        "label": [view.label(int(p)) for p in sample],
+        "x": layout.coordinates[sample, 0].tolist(),
+        "y": layout.coordinates[sample, 1].tolist(),
+        "cluster": layout.clusters[sample].tolist(),
+        "color": view.map_colours(color, sample, layout),
     }

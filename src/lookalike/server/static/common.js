@@ -68,6 +68,14 @@ export function loadThumb(img) {
     .catch(() => { img.alt = "(no image)"; });
 }
 
+// An image the API serves, decoded for drawing on a canvas (the map), fetched with the bearer token if there is one;
+// ``width`` scales it down as it is decoded (its height follows), so many fit in memory.
+export async function fetchBitmap(src, width) {
+  const response = await fetch(src, { headers: authHeaders });
+  if (!response.ok) throw new Error(`${response.status}: ${response.statusText}`);
+  return createImageBitmap(await response.blob(), width ? { resizeWidth: width, resizeQuality: "medium" } : {});
+}
+
 const observer = "IntersectionObserver" in window
   ? new IntersectionObserver((entries) => {
     for (const entry of entries) {
