@@ -27,7 +27,7 @@ import numpy as np
 from lookalike.errors import IndexFileError, InvalidArgument, ModelFormatError
 from lookalike.index.base import BuildInfo
 from lookalike.index.exact import ExactIndex
-from lookalike.index.metrics import check_metric, exact_distances
+from lookalike.index.metrics import check_metric, exact_distances_at
 
 if TYPE_CHECKING:
     from lookalike.storage import SavedModel
@@ -209,7 +209,7 @@ class ApproximateIndex:
         positions = np.searchsorted(self._ids, np.where(found, ids, 0))
         positions = np.minimum(positions, n - 1)
         found &= self._ids[positions] == ids
-        precise = exact_distances(self.metric, queries, self.vectors[positions])
+        precise = exact_distances_at(self.metric, queries, self.vectors, positions)
         precise[~found] = np.inf
         order = np.lexsort((positions, precise), axis=-1)[:, :k]
         distances = np.take_along_axis(precise, order, 1)

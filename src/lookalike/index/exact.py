@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.index.base import BuildInfo
-from lookalike.index.metrics import block_distances, check_metric, exact_distances, row_norms
+from lookalike.index.metrics import block_distances, check_metric, exact_distances_at, row_norms
 
 #: Largest distance block held at once (floats): 2**24 floats = 64 MiB.
 BLOCK_FLOATS = 1 << 24
@@ -106,7 +106,7 @@ class ExactIndex:
                     best = _smallest(cand_d, cand_i, k + _MARGIN)
                     cand_d = np.take_along_axis(cand_d, best, 1)
                     cand_i = np.take_along_axis(cand_i, best, 1)
-            precise = exact_distances(self.metric, q, self.vectors[cand_i])
+            precise = exact_distances_at(self.metric, q, self.vectors, cand_i)
             order = np.lexsort((cand_i, precise), axis=-1)[:, :k]
             distances[q0 : q0 + len(q)] = np.take_along_axis(precise, order, 1)
             positions[q0 : q0 + len(q)] = np.take_along_axis(cand_i, order, 1)
