@@ -49,7 +49,8 @@ def worker(n: int, copies: int, method: str) -> dict:
     found = sum(1 for s, c in pairs if s in group_of and group_of[s] == group_of.get(c))
     return {
         "method": method,
-        "index": model.summary(output="dict").get("index"),
+        "index": model.summary(output="dict")["method"],
+        "index_recall_at_10": model.summary(output="dict")["recall"],
         "build_seconds": round(built, 1),
         "dedup_seconds": round(seconds, 1),
         "groups": int(table["group"].nunique()),
