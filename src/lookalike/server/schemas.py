@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Health(BaseModel):
@@ -149,8 +149,18 @@ class Error(BaseModel):
     detail: str
 
 
+def _not_a_boolean(value: object) -> object:
+    # JSON true is not reference 1, though pydantic reads a boolean as an integer; 627.0 is 627, as JSON Schema says.
+    if isinstance(value, bool):
+        raise ValueError("a reference position is an integer, not true or false")
+    return value
+
+
+Position = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
 class _OneReference(BaseModel):
-    index: int = Field(ge=0, description="the reference decided on")
+    index: Position = Field(ge=0, description="the reference decided on")
     path: str | None = Field(
         default=None,
         max_length=4096,
@@ -171,7 +181,7 @@ class PairDecision(_OneReference):
     """Discard this reference as a duplicate of ``other`` (its keeper), or mark the two not duplicates."""
 
     action: Literal["discard", "not-duplicate"]
-    other: int = Field(ge=0, description="discard: the keeper it duplicates; not-duplicate: the other reference")
+    other: Position = Field(ge=0, description="discard: the keeper it duplicates; not-duplicate: the other reference")
     other_path: str | None = Field(default=None, max_length=4096, description="the same check as `path`, for `other`")
 
 
