@@ -4,8 +4,13 @@ figure is never compared with one from another kind of machine or a busier momen
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
 
 #: CPU flags that decide speed here: int8 needs VNNI to pay off most; faiss and MLAS use AVX-512 where present;
 #: the SHA-256 of saved models' checksums runs several times faster with SHA-NI.
@@ -40,3 +45,20 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def run_worker(command: list[str], report: dict, output: Path, **identity: Any) -> dict:
+    """Run one benchmark worker process (its last stdout line is its JSON row), add the row to ``report`` with
+    its wall time, and write ``report`` to ``output`` at once, so that what is measured survives a cut-off."""
+    started = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode != 0:
+        row = {**identity, "error": out.stderr.strip().splitlines()[-1:]}
+    else:
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+    row["wall_s"] = round(time.perf_counter() - started, 1)
+    report["results"].append(row)
+    print(json.dumps(row), flush=True)
+    report["machine"]["load_average_at_end"] = machine_info()["load_average"]
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    return row

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from machine import machine_info
+from machine import machine_info, run_worker
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "map_layout.json"
@@ -145,18 +144,8 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     for n in args.sizes:
         for method in args.methods:
-            started = time.perf_counter()
             command = [sys.executable, __file__, "--dim", str(args.dim), "--score-max", str(args.score_max)]
-            out = subprocess.run([*command, "--worker", str(n), method], capture_output=True, text=True)
-            if out.returncode != 0:
-                row = {"n": n, "method": method, "error": out.stderr.strip().splitlines()[-1:]}
-            else:
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-            row["wall_s"] = round(time.perf_counter() - started, 1)
-            report["results"].append(row)
-            print(json.dumps(row), flush=True)
-            report["machine"]["load_average_at_end"] = machine_info()["load_average"]
-            args.output.write_text(json.dumps(report, indent=2) + "\n")  # keep what is measured if cut off
+            run_worker([*command, "--worker", str(n), method], report, args.output, n=n, method=method)
     print(f"wrote {args.output}")
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine_info
+from machine import machine_info, run_worker
 
 DIM = 512
 CENTRES = 1000
@@ -145,24 +144,11 @@ def main() -> None:
         for n in args.sizes:
             truth = Path(tmp) / f"truth-{n}.npy"
             for method in args.methods:
-                started = time.perf_counter()
-                out = subprocess.run(
-                    [
-                        *(sys.executable, __file__, "--metric", args.metric, "--dim", str(args.dim)),
-                        *("--worker", str(n), method, str(truth)),
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
-                if out.returncode != 0:
-                    row = {"n": n, "method": method, "error": out.stderr.strip().splitlines()[-1:]}
-                else:
-                    row = json.loads(out.stdout.strip().splitlines()[-1])
-                row["wall_s"] = round(time.perf_counter() - started, 1)
-                report["results"].append(row)
-                print(json.dumps(row), flush=True)
-                report["machine"]["load_average_at_end"] = machine_info()["load_average"]
-                args.output.write_text(json.dumps(report, indent=2))  # keep what is measured if cut off
+                command = [
+                    *(sys.executable, __file__, "--metric", args.metric, "--dim", str(args.dim)),
+                    *("--worker", str(n), method, str(truth)),
+                ]
+                run_worker(command, report, args.output, n=n, method=method)
     print(f"wrote {args.output}")
 
 
