@@ -100,7 +100,7 @@ def worker(n: int, method: str, metric: str, truth_path: Path, dim: int) -> dict
         "search_effort": getattr(index, "search_effort", None),
         "build_s": round(build_s, 2),
         "build_cpu_s": round(build_cpu_s, 2),
-        "build_time_recall@10": (index.recall or {}).get("recall"),
+        "build_time_recall@10": index.build.recall,
         "recall@10": round(recall_at_k(found, truth), 4),
         "latency": _latency(index, queries, LATENCY_QUERIES if method != "brute_force" or n <= 100_000 else 20),
         "batch_queries_per_s": round(len(batch) / batch_s, 1),
