@@ -33,6 +33,8 @@ OPERATIONS = [
     ("POST", "/api/decisions"),
     ("POST", "/api/apply"),
     ("POST", "/api/undo"),
+    ("GET", "/api/match"),
+    ("GET", "/api/match/other/{index}/thumbnail"),
     ("GET", "/api/map"),
 ]
 

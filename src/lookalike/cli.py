@@ -399,11 +399,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, model: Path, view: str | None) -> None:
     from lookalike.server.runner import serve
 
+    served = lk.load_model(model)
+    matched = (
+        _matched_set(served, args.match, args.match_threshold, args.quiet) if getattr(args, "match", None) else None
+    )
     serve(
-        lk.load_model(model),
+        served,
         model_path=model,
         move_to=getattr(args, "move_to", None) or discarded_folder(model),
-        view=view,
+        matched=matched,
+        view=view if matched is None else "match",
         host=args.host,
         port=args.port,
         token=args.token or os.environ.get("LOOKALIKE_TOKEN") or None,
@@ -412,6 +417,32 @@ def _serve(args: argparse.Namespace, model: Path, view: str | None) -> None:
         log_level="warning" if args.quiet else "info",
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
     )
+
+
+def _matched_set(model: lk.ImageSimilarityModel, source: Path, threshold: float | None, quiet: bool):
+    """The second set of ``serve --match``, embedded as the model's references were, paired one to one with them."""
+    from lookalike.server.matching import MatchedSet
+
+    if threshold is None:
+        threshold = dedup.default_threshold(model.core)
+    if storage.is_model_dir(source):
+        other = lk.load_model(source)
+    else:
+        spec = model.core.spec
+        if spec is None:
+            raise InvalidArgument(
+                "this model holds precomputed embeddings: --match needs a saved model of the same kind"
+            )
+        other = lk.create(
+            str(source),
+            model=spec,
+            descriptor=spec.descriptor,
+            metric=model.metric,
+            projection=model.projection,
+            verbose=not quiet,
+        )
+    pairs = lk.match(model, other, threshold=threshold, metric=model.metric, one_to_one=True, verbose=not quiet)
+    return MatchedSet(other, pairs, threshold)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -670,6 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--open", action="store_true", help="open the explorer in a web browser")
     serve.add_argument(
         "--move-to", type=Path, help="where the page's apply moves discarded files (default: MODEL-discarded beside it)"
+    )
+    serve.add_argument(
+        "--match", type=Path, metavar="SET", help="pair each reference with at most one image of SET (the Match view)"
+    )
+    serve.add_argument(
+        "--match-threshold", type=float, help="largest distance of a --match pair (default: the dedup threshold)"
     )
     _add_serve_options(serve)
     serve.set_defaults(run=cmd_serve)

@@ -13,6 +13,7 @@ from lookalike.config import cache_dir
 from lookalike.errors import InvalidType
 from lookalike.server.collection import Collection
 from lookalike.server.errors import add_error_handlers, error_responses
+from lookalike.server.matching import MatchedSet
 from lookalike.server.review import Review
 from lookalike.server.routes import API_ROUTERS, page
 from lookalike.server.security import BodyLimit, HostGuard, OriginGuard, SecurityHeaders, bearer_guard
@@ -40,6 +41,7 @@ def create_app(
     max_upload_pixels: int = MAX_UPLOAD_PIXELS,
     model_path: str | os.PathLike | None = None,
     move_to: str | os.PathLike | None = None,
+    matched: MatchedSet | None = None,
 ) -> FastAPI:
     """The explorer's web application for a model.
 
@@ -72,6 +74,9 @@ def create_app(
     move_to : path, optional
         The folder the page's "apply" moves discarded files to (outside the folders the model was
         indexed from); None: discards are recorded but not carried out from the page.
+    matched : lookalike.server.matching.MatchedSet, optional
+        A second set matched one to one with the model, shown by the page's Match view
+        (``lookalike serve MODEL --match SET`` makes it).
 
     Examples
     --------
@@ -99,6 +104,7 @@ def create_app(
     app.state.upload_limits = UploadLimits(max_upload_bytes, max_upload_pixels)
     app.state.decode_slots = DecodeSlots()
     app.state.review = Review(model_path, move_to)
+    app.state.matched = matched
 
     guard = [Depends(bearer_guard(token))] if token else []
     responses = error_responses(401, 422) if token else error_responses(422)

@@ -20,6 +20,7 @@ class Summary(BaseModel):
     num_references: int
     has_images: bool = Field(description="whether the references are image files the server can show")
     can_query_images: bool = Field(description="whether uploads can be embedded (False for precomputed embeddings)")
+    has_match: bool = Field(default=False, description="whether a second set is matched (the Match view)")
     thumbnail_size: int
     max_upload_bytes: int
     max_upload_pixels: int
@@ -212,3 +213,23 @@ class CalibrationAt(BaseModel):
     false_links_per_pair: float
     expected_false_links: float = Field(description="false links expected among all the collection's pairs")
     summary: str
+
+
+class MatchedPair(BaseModel):
+    a: Reference | None = Field(description="the served model's reference (None: an unmatched image of the other set)")
+    b: Reference | None = Field(description="the other set's image (`index`: its position there)")
+    distance: float | None
+
+
+class MatchPage(BaseModel):
+    """One-to-one pairs of the served model with a second set (``lookalike serve MODEL --match SET``)."""
+
+    threshold: float
+    max_threshold: float = Field(description="the threshold the pairs were found at: the largest one can ask for")
+    pairs: int = Field(description="pairs within the threshold")
+    unmatched_a: int = Field(description="references without a pair within the threshold")
+    unmatched_b: int = Field(description="images of the other set without a pair")
+    show: str
+    total: int = Field(description="rows of what is shown")
+    offset: int
+    items: list[MatchedPair]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from lookalike.errors import LookalikeError
 from lookalike.server import schemas
@@ -24,12 +24,13 @@ def health(view: View) -> dict:
 
 
 @router.get("/summary", response_model=schemas.Summary)
-def summary(view: View, thumbnails: Thumbnails, limits: Limits) -> dict:
+def summary(request: Request, view: View, thumbnails: Thumbnails, limits: Limits) -> dict:
     """The model's summary (network, metric, counts) and the server's limits."""
     return {
         **view.model.summary(output="dict"),
         "has_images": view.has_images,
         "can_query_images": view.can_query_images,
+        "has_match": request.app.state.matched is not None,
         "thumbnail_size": thumbnails.size,
         "max_upload_bytes": limits.max_bytes,
         "max_upload_pixels": limits.max_pixels,

@@ -6,10 +6,11 @@ import {
 } from "./common.js";
 import { initDuplicates, showDuplicates } from "./duplicates.js";
 import { initMap, showMap } from "./map.js";
+import { initMatch, showMatch } from "./match.js";
 
 const PAGE_SIZE = 60;
 const browse = { offset: 0, total: 0 };
-const VIEWS = { browse: () => {}, search: () => {}, duplicates: showDuplicates, map: showMap };
+const VIEWS = { browse: () => {}, search: () => {}, duplicates: showDuplicates, map: showMap, match: () => showMatch(route()) };
 
 function showView(name) {
   if (!(name in VIEWS)) name = "browse";
@@ -60,6 +61,7 @@ async function loadSummary() {
   const summary = await api("/summary");
   state.summary = summary;
   $("summary").textContent = `${summary.num_references} references · ${summary.model} · ${summary.metric}`;
+  document.querySelector('#tabs button[data-view="match"]').hidden = !summary.has_match;
   if (!summary.can_query_images) $("dropzone").querySelector("span").textContent = "This model holds precomputed embeddings: it cannot search by photo.";
 }
 
@@ -81,6 +83,7 @@ async function start() {
 
   initDuplicates();
   initMap();
+  initMatch();
   // An apply or undo in the duplicates view moved files out of the model or back: positions changed.
   document.addEventListener("lookalike:references-changed", () => {
     closeNeighbours();
