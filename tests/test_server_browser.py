@@ -148,6 +148,9 @@ def test_duplicates_view(page, server, artifacts):
     assert page.locator("#duplicates .group >> nth=0 >> .tile.keeper").count() == 1
     tiers = page.eval_on_selector_all("#duplicates .group >> nth=0 >> .tile", "tiles => tiles.map(t => t.dataset.tier)")
     assert tiers == [m["tier"] for m in expected["groups"][0]["members"]]
+    # What the threshold means here, measured on copies of the collection's own photos, as /api/calibration says.
+    meaning = httpx.get(f"{server.api}/calibration", params={"threshold": threshold}, timeout=120).json()["summary"]
+    page.wait_for_function(f"() => document.getElementById('dup-calibration').textContent.includes({meaning!r})")
     page.screenshot(path=str(artifacts / "explorer-duplicates.png"))
     page.fill("#dup-threshold", "0")
     page.click("#dup-form button")

@@ -53,6 +53,22 @@ function tiersQuery() {
 
 // Loads the page of groups starting at ``offset`` and makes current the group holding the reference ``follow``
 // (a decision can move a group within the page), else the group at page position ``group`` (-1: the last).
+// What the threshold means on this collection (copies of its own photos found, false links expected): measured by
+// the server on first request (a few seconds), so it is shown when it arrives, after the groups.
+let explained = null;
+function explainThreshold(threshold) {
+  if (explained === threshold) return;
+  explained = threshold;
+  const box = $("dup-calibration");
+  api(`/calibration?threshold=${threshold}`)
+    .then((calibration) => {
+      if (explained !== threshold) return;
+      box.textContent = `Calibrated on this collection: ${calibration.summary}.`;
+      box.hidden = false;
+    })
+    .catch(() => { box.hidden = true; });  // a model without image files cannot be calibrated: say nothing
+}
+
 async function load(offset, { group = 0, follow = null, member = null } = {}) {
   $("duplicates").dataset.loaded = "1";
   const threshold = review.threshold === null ? "" : `&threshold=${review.threshold}`;
@@ -78,6 +94,7 @@ async function load(offset, { group = 0, follow = null, member = null } = {}) {
   $("dup-info").textContent = `${result.total} groups at ${result.threshold.toFixed(3)} ` +
     `(nearest-neighbour distances: 1% ${near.p1.toFixed(2)}, 5% ${near.p5.toFixed(2)}, median ${near.p50.toFixed(2)})` +
     ` · showing ${filter.selectedOptions[0].textContent}`;
+  explainThreshold(result.threshold);
   render();
   let at = group < 0 ? review.groups.length - 1 : Math.min(group, review.groups.length - 1);
   if (follow !== null) {
