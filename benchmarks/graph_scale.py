@@ -66,11 +66,13 @@ def worker(kind: str, n: int, chosen: str = "") -> dict:
     else:
         import faiss
 
-        spec, effort = json.loads(chosen)  # the factory string and nprobe lookalike chose
+        spec, effort = json.loads(chosen)  # the factory string and nprobe lookalike chose (exact: a flat scan)
+        spec, effort = spec or "Flat", effort or 1
         index = faiss.index_factory(x.shape[1], spec)
         index.train(x[np.random.default_rng(0).choice(n, min(n, 256 * 1000), replace=False)])
         index.add(x)
-        index.nprobe = effort
+        if hasattr(index, "nprobe"):
+            index.nprobe = effort
         built = time.perf_counter() - wall
         found = np.empty((n, K + 1), np.int64)
         for start in range(0, n, 4096):
