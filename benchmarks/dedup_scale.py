@@ -47,10 +47,11 @@ def worker(n: int, copies: int, method: str) -> dict:
     group_of = dict(zip(table["label"].tolist(), table["group"].tolist(), strict=True))
     pairs = zip(sources.tolist(), range(n - copies, n), strict=True)
     found = sum(1 for s, c in pairs if s in group_of and group_of[s] == group_of.get(c))
+    summary = model.summary(output="dict")
     return {
         "method": method,
-        "index": model.summary(output="dict")["method"],
-        "index_recall_at_10": model.summary(output="dict")["recall"],
+        "index": summary["method"],
+        "index_recall_at_10": summary["recall"],
         "build_seconds": round(built, 1),
         "dedup_seconds": round(seconds, 1),
         "groups": int(table["group"].nunique()),

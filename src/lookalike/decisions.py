@@ -38,9 +38,18 @@ VERSION = 2  # 2: "discard" decisions, and "moved_to" on those carried out
 KINDS = {"keep": 1, "discard": 2, "not-duplicate": 2}
 
 
+#: SHA-256 of files already read, by (path, size, modification time): every find_duplicates checks each decision's
+#: files, and an explorer regroups after each decision; a file is read again only when it changed.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def _digest(path: str) -> str | None:
     try:
-        return file_sha256(path)
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in _DIGESTS:
+            _DIGESTS[key] = file_sha256(path)
+        return _DIGESTS[key]
     except OSError:
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -487,6 +488,13 @@ class ImageSimilarityModel:
         lookalike.errors.DiskFull
             The disk holding ``path`` is full (the old model, if any, is left as it was).
         """
+        self._save_references(path)
+        if len(self.decisions):
+            # Merged into those saved there (another explorer's, say); a model without decisions leaves them as they are.
+            self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
+
+    def _save_references(self, path: str | os.PathLike) -> None:
+        """Everything :meth:`save` writes but the decisions, which have their own writer (merged, under a lock)."""
         references = self.references.copy()
         references[storage.LABEL_COLUMN] = self.labels
         manifest = {
@@ -508,9 +516,6 @@ class ImageSimilarityModel:
             extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
         extra.update(self.core.index.files())
         storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
-        if len(self.decisions):
-            # Merged into those saved there (another explorer's, say); a model without decisions leaves them as they are.
-            self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
         if self.map is not None and self.map.covers(self.core):  # a stale one is left out, to be computed again
             self.map.save(path)
 
@@ -559,13 +564,13 @@ class ImageSimilarityModel:
         moved 1 files, skipped 0; undo with: lookalike undo ../discarded/lookalike-moves-...json
         """
         report = moves.apply_discards(self.core, self.decisions, move_to, model_folder=path)
-        self._saved_after_moves(report, path)
+        self._saved_after_moves(report, path, self._mark_moved)
         return report
 
     def resume_decisions(self, manifest: str | os.PathLike, path: str | os.PathLike | None = None) -> moves.MoveReport:
         """Finish an :meth:`apply_decisions` that was interrupted, from its manifest."""
         report = moves.resume(manifest, self.core, self.decisions)
-        self._saved_after_moves(report, path)
+        self._saved_after_moves(report, path, self._mark_moved)
         return report
 
     def undo_moves(
@@ -584,22 +589,21 @@ class ImageSimilarityModel:
         restored = set(report.moved)
         if path is None:
             self.decisions.revert_moves(restored)
-            return report
-        self._saved_after_moves(report, path)
-        self.decisions.change_saved(path, lambda saved: saved.revert_moves(restored))
+        else:
+            self._saved_after_moves(report, path, lambda saved: saved.revert_moves(restored))
         return report
 
-    def _saved_after_moves(self, report: moves.MoveReport, path: str | os.PathLike | None) -> None:
+    def _saved_after_moves(
+        self, report: moves.MoveReport, path: str | os.PathLike | None, change: Callable[[Decisions], None]
+    ) -> None:
+        """Save the references the moves changed, and ``change`` the decisions saved beside them (merged)."""
         if path is None or not report.moved:
             return
-        carried_out = self.decisions
-        self.decisions = Decisions()  # the saved decisions are updated below, merged with any other writer's
-        try:
-            self.save(path)
-        finally:
-            self.decisions = carried_out
-        moved = {r["paths"][0]: r["moved_to"] for r in carried_out.records if "moved_to" in r}
-        carried_out.change_saved(path, lambda saved: saved.mark_moved(moved))
+        self._save_references(path)
+        self.decisions.change_saved(path, change)
+
+    def _mark_moved(self, saved: Decisions) -> None:
+        saved.mark_moved({r["paths"][0]: r["moved_to"] for r in self.decisions.records if "moved_to" in r})
 
     # --------------------------------------------------------------------- map
     def compute_map(self, method: str = "auto", verbose: bool = True, tsne_limit: int | None = None) -> MapLayout:

@@ -172,7 +172,7 @@ def apply(body: schemas.Confirmation, request: Request, view: View, review: Revi
 @router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400, 404))
 def undo(body: schemas.UndoRequest, request: Request, view: View, review: Reviewer) -> dict:
     """Put back the files of an apply this server made, and add them back to the model."""
-    if body.manifest not in review.status(view)["manifests"]:
+    if body.manifest not in {str(m) for m in review.manifests}:
         raise HTTPException(404, "no apply of this server wrote that manifest (lookalike undo MANIFEST undoes any)")
     report = review.undo(view, body.manifest)
     request.app.state.collection = Collection(view.model)
