@@ -3,7 +3,8 @@
 Data: ``scale.synthetic`` (512-d float32, a mixture of 1,000 Gaussians). Each run is a fresh process, so its
 peak RSS is its own, with its wall time and CPU time (CPU / wall = cores kept busy, of 2 here):
 
-- ``lookalike``: ``lk.create(x, model=None, metric="euclidean")`` (auto: IVF at this size, search effort tuned
+- ``lookalike``: ``lk.create(x, model=None, metric="euclidean")`` (auto: IVF with SQ8 codes re-ranked from the
+  vectors at this size, search effort tuned
   for recall@10 >= 0.95) then ``similarity_graph(k=10, output_type="table", path=edges.parquet)``;
 - ``faiss``: the same factory string trained and filled the same way, the same nprobe, every reference
   searched for its 11 nearest in blocks of 4,096 (itself included), edges kept in memory as arrays.

@@ -105,11 +105,11 @@ def test_auto_index_follows_the_collection_size_across_add_save_and_remove(tmp_p
     grown.add(vectors[1000:])
     pinned.add(vectors[1000:])
     # auto re-chooses once add crosses the threshold; an explicit method is kept whatever the size.
-    assert grown.core.index.method == "ivf" and grown.summary(output="dict")["recall"]["recall"] >= 0.95
+    assert grown.core.index.method == "ivf-sq8" and grown.summary(output="dict")["recall"]["recall"] >= 0.95
     assert pinned.core.index.method == "brute_force"
     grown.save(tmp_path / "m")
     loaded = lk.load_model(tmp_path / "m")
-    assert loaded.core.index.method == "ivf"
+    assert loaded.core.index.method == "ivf-sq8"
     loaded.remove(np.arange(1000))  # back under the threshold: exact again, answers exact
     assert loaded.core.index.method == "brute_force"
     queries = clustered(30, seed=3)

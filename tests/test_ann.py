@@ -16,7 +16,7 @@ from lookalike.index import ApproximateIndex, ExactIndex, build_index, choose_me
 from lookalike.index.metrics import exact_distances
 from lookalike.index.recall import recall_at_k
 
-CASES = [(m, metric) for m in ("hnsw", "ivf") for metric in ("euclidean", "cosine", "dot")]
+CASES = [(m, metric) for m in ("hnsw", "ivf", "ivf-sq8", "ivf-pq") for metric in ("euclidean", "cosine", "dot")]
 CASES += [("IVF16,Flat", "euclidean"), ("HNSW16", "cosine")]
 
 
@@ -106,14 +106,22 @@ def test_auto_is_exact_below_the_threshold_and_approximate_above(refs, monkeypat
     small = build_index(refs, "euclidean", "auto")
     assert small.method == "brute_force" and "2000 references <" in small.build.reason and small.build.recall is None
     assert choose_method("auto", 49_999, 512)[0] == choose_method("auto", 19_999, 1280)[0] == "brute_force"
-    assert choose_method("auto", 50_000, 512)[0] == choose_method("auto", 20_000, 1280)[0] == "ivf"
+    # Above the threshold: IVF with one byte per value, re-ranked from the vectors (never a second full copy)...
+    assert choose_method("auto", 50_000, 512)[0] == choose_method("auto", 20_000, 1280)[0] == "ivf-sq8"
     monkeypatch.setattr(factory, "AUTO_MAX_EXACT_VALUES", 1000 * refs.shape[1])
     large = build_index(refs, "euclidean", "auto")
     assert (
-        large.method == "ivf"
+        large.method == "ivf-sq8"
+        and large.spec.endswith(",SQ8")
         and f">= 1000 of {refs.shape[1]}-d" in large.build.reason
         and large.build.recall["recall"] >= 0.95
     )
+    # ...and product-quantised codes once those bytes would pass the budget (10M x 512 would take 4.8 GiB).
+    method, reason = choose_method("auto", 10_000_000, 512)
+    assert method == "ivf-pq" and "4.8 GiB" in reason
+    monkeypatch.setattr(factory, "AUTO_SQ8_BUDGET", 1000 * refs.shape[1])
+    compressed = build_index(refs, "euclidean", "auto")
+    assert compressed.method == "ivf-pq" and ",PQ" in compressed.spec and compressed.build.recall["recall"] >= 0.95
 
 
 def test_bad_method_fails_before_any_embedding():

@@ -32,12 +32,22 @@ from lookalike.index.metrics import check_metric, exact_distances_at
 if TYPE_CHECKING:
     from lookalike.storage import SavedModel
 
-#: Named methods -> faiss factory strings (IVF's list count depends on n, see :func:`factory_string`).
-NAMED = ("hnsw", "ivf")
+#: Named methods -> faiss factory strings (IVF's list count depends on n, see :func:`factory_string`):
+#: ``ivf`` keeps each vector whole (Flat); ``ivf-sq8`` keeps one byte per value and ``ivf-pq`` a product-quantised
+#: code, both re-ranked from the full vectors, so only the compact codes are a second copy in memory.
+NAMED = ("hnsw", "ivf", "ivf-sq8", "ivf-pq")
+#: Bytes of product-quantised codes ``ivf-pq`` aims to hold: 10M references of 512 values take PQ128 (1.3 GB),
+#: which leaves a 4 GB serving budget room for ids, labels and the query path.
+PQ_CODE_BUDGET = 2 << 30
 #: HNSW links per node: M=32 reached recall@10 0.97-1.0 at efSearch 16-32 on 100k clustered 512-d vectors (benchmarks/scale.py).
 HNSW_M = 32
 #: Extra candidates fetched per query, so near-ties are settled by the exact re-measure.
 _MARGIN = 8
+#: Candidates per answer fetched for the exact re-measure to re-order, by bytes stored per value: whole vectors
+#: need only the margin, one byte per value (SQ8) twice the answers, shorter codes (PQ) ten times. On 1M clustered
+#: 512-d vectors at nprobe 1, recall@10 was 0.951 for Flat and 0.959 for SQ8 with 19 candidates, and for PQ128
+#: 0.65 with 19, 0.85 with 50, 0.93 with 100 (benchmarks/graph_scale.py data).
+_RERANK = ((4.0, 1), (1.0, 2), (0.0, 10))
 #: Search-effort ladder tried at build time until the sampled recall reaches the target.
 _EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 #: Adds of fewer vectors than this run on one thread: 3000 x 32-d into HNSW took 0.19 s CPU on one
@@ -48,8 +58,11 @@ _NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 _MAX_EFFORT = 2**31 - 1
 
 
-def factory_string(method: str, n: int) -> str:
+def factory_string(method: str, n: int, dim: int = 512, code_budget: int | None = None) -> str:
     """The faiss factory string for a named method (or ``method`` itself for an expert string).
+
+    ``ivf-pq`` takes the longest code (bytes per vector) that divides ``dim`` and keeps ``n`` codes
+    within ``code_budget`` bytes (:data:`PQ_CODE_BUDGET` by default), from ``dim / 2`` down to 8.
 
     Examples
     --------
@@ -57,12 +70,23 @@ def factory_string(method: str, n: int) -> str:
     'HNSW32'
     >>> factory_string("ivf", 1_000_000)
     'IVF1000,Flat'
+    >>> factory_string("ivf-pq", 10_000_000, dim=512)
+    'IVF3162,PQ128'
     """
     if method == "hnsw":
         return f"HNSW{HNSW_M}"
+    # ~sqrt(n) lists: k-means training and the coarse search stay cheap on 2 cores.
+    lists = int(np.clip(round(np.sqrt(max(n, 1))), 1, 65536))
     if method == "ivf":
-        # ~sqrt(n) lists: k-means training and the coarse search stay cheap on 2 cores.
-        return f"IVF{int(np.clip(round(np.sqrt(max(n, 1))), 1, 65536))},Flat"
+        return f"IVF{lists},Flat"
+    if method == "ivf-sq8":
+        return f"IVF{lists},SQ8"
+    if method == "ivf-pq":
+        budget = PQ_CODE_BUDGET if code_budget is None else code_budget
+        code = max(dim // 2, 1)
+        while code > 8 and (dim % code or code * n > budget):
+            code -= 1
+        return f"IVF{lists},PQ{code}"
     return method
 
 
@@ -113,7 +137,7 @@ class ApproximateIndex:
         self.vectors = vectors
         self.method = method
         self.build = build or BuildInfo(method, "requested")
-        self.spec = factory_string(method, len(vectors))
+        self.spec = factory_string(method, len(vectors), vectors.shape[1])
         self._viewed = False  # True when faiss maps the saved file: copy before changing it
         if _index is None:
             _index = self._build(vectors)
@@ -124,6 +148,8 @@ class ApproximateIndex:
         self._ids = np.asarray(_ids, dtype=np.int64)
         self._set_tombstones()
         self.search_effort = self._default_effort()
+        self._rerank = _rerank_factor(_code_size(_index), vectors.shape[1])
+        self._exact_index: ExactIndex | None = None
 
     # ------------------------------------------------------------------ build
     def _build(self, vectors: np.ndarray) -> faiss.Index:
@@ -134,6 +160,9 @@ class ApproximateIndex:
             raise InvalidArgument(
                 f"method {self.method!r} is not a faiss index factory string: {_first_line(exc)}"
             ) from None
+        coded = faiss.downcast_index(faiss.try_extract_index_ivf(index) or index)
+        if getattr(coded, "do_polysemous_training", False):
+            coded.do_polysemous_training = False  # 20x the training time, for a search mode lookalike never uses
         if not index.is_trained:
             index.train(_prepared(self.metric, _training_sample(vectors, self.spec)))
         self._add_to(index, vectors, np.arange(len(vectors), dtype=np.int64))
@@ -202,22 +231,51 @@ class ApproximateIndex:
         k = min(k, n)
         if k == 0 or m == 0:
             return np.empty((m, k), np.float64), np.empty((m, k), np.int64)
-        fetch = min(k + _MARGIN, n)
-        params = self._params(fetch, self.search_effort if effort is None else effort)
-        _, ids = self._index.search(_prepared(self.metric, queries), fetch, params=params)
+        effort = self.search_effort if effort is None else effort
+        distances, positions = self._reranked(queries, k, effort)
+        # Rows with fewer than k answers: the probed lists were small (IVF) or tombstones crowded the
+        # graph (HNSW). Search those again harder, and exactly as a last resort.
+        short = np.flatnonzero(~np.isfinite(distances[:, -1]))
+        while len(short) and effort is not None and effort < self._max_effort():
+            effort = min(effort * 4, self._max_effort())
+            distances[short], positions[short] = self._reranked(queries[short], k, effort)
+            short = short[~np.isfinite(distances[short, -1])]
+        if len(short):
+            distances[short], positions[short] = self._exact().search(queries[short], k)
+        return distances, positions
+
+    def _reranked(self, queries: np.ndarray, k: int, effort: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's candidates re-measured exactly from the full vectors and ordered; missing answers are inf."""
+        n = len(self)
+        fetch = min(self.rerank_depth(k), n)
+        _, ids = self._index.search(_prepared(self.metric, queries), fetch, params=self._params(fetch, effort))
         found = ids >= 0
-        positions = np.searchsorted(self._ids, np.where(found, ids, 0))
-        positions = np.minimum(positions, n - 1)
-        found &= self._ids[positions] == ids
+        if self._ids[-1] == n - 1:  # ids are positions until a reference is removed: no lookup
+            found &= ids < n
+            positions = np.where(found, ids, 0)
+        else:
+            positions = np.minimum(np.searchsorted(self._ids, np.where(found, ids, 0)), n - 1)
+            found &= self._ids[positions] == ids
         precise = exact_distances_at(self.metric, queries, self.vectors, positions)
         precise[~found] = np.inf
         order = np.lexsort((positions, precise), axis=-1)[:, :k]
-        distances = np.take_along_axis(precise, order, 1)
-        positions = np.take_along_axis(positions, order, 1)
-        short = np.flatnonzero(~np.isfinite(distances).all(axis=1))
-        if len(short):  # faiss found fewer than k (tiny sets, heavy filtering): answer those rows exactly
-            distances[short], positions[short] = ExactIndex(self.vectors, self.metric).search(queries[short], k)
-        return distances, positions
+        return np.take_along_axis(precise, order, 1), np.take_along_axis(positions, order, 1)
+
+    def rerank_depth(self, k: int) -> int:
+        """Candidates faiss proposes for ``k`` answers: a margin for near-ties, and more for compressed codes,
+        whose approximate distances misorder neighbours that the exact re-measure puts right."""
+        return k * self._rerank + _MARGIN
+
+    def _max_effort(self) -> int:
+        if self._ivf is not None:
+            return int(self._ivf.nlist)
+        return _EF_LADDER[-1] if isinstance(self._index, faiss.IndexHNSW) else 0
+
+    def _exact(self) -> ExactIndex:
+        """Exact search over the references (built on first use: its norms cost a pass over them)."""
+        if self._exact_index is None:
+            self._exact_index = ExactIndex(self.vectors, self.metric)
+        return self._exact_index
 
     # ----------------------------------------------------------- add / remove
     def _own(self) -> None:
@@ -239,6 +297,7 @@ class ApproximateIndex:
         self._add_to(self._index, vectors, ids)
         self._ids = np.concatenate([self._ids, ids])
         self.vectors = np.concatenate([self.vectors, vectors])
+        self._exact_index = None
 
     def remove(self, positions: np.ndarray) -> None:
         """Drop the references at ``positions``; later references move up."""
@@ -251,6 +310,7 @@ class ApproximateIndex:
             self._index.remove_ids(faiss.IDSelectorBatch(gone))
         self._ids = np.delete(self._ids, positions)
         self.vectors = np.delete(self.vectors, positions, axis=0)
+        self._exact_index = None
         self._set_tombstones()
         if len(self._dead) > len(self._ids):  # search would mostly skip tombstones: rebuild the graph
             self._index = self._build(self.vectors)
@@ -337,6 +397,19 @@ def _training_sample(vectors: np.ndarray, spec: str, per_list: int = 40) -> np.n
         return vectors
     rows = np.sort(np.random.default_rng(0).choice(len(vectors), want, replace=False))
     return vectors[rows]
+
+
+def _rerank_factor(code_size: int, dim: int) -> int:
+    return next(factor for bytes_per_value, factor in _RERANK if code_size >= bytes_per_value * dim)
+
+
+def _code_size(index: faiss.Index) -> int:
+    """Bytes faiss stores per vector (4 x d for Flat storage)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return int(ivf.code_size)
+    storage = getattr(faiss.downcast_index(index), "storage", None)
+    return int(faiss.downcast_index(storage).sa_code_size() if storage is not None else index.sa_code_size())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -34,9 +34,26 @@ def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
         ) from None
     if matrix.ndim != 2:
         raise InvalidArgument(f"{where}: embeddings must be 1-D vectors")
-    if not np.isfinite(matrix).all():
-        bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
-        raise InvalidArgument(f"{where}: embedding row {bad} holds NaN or infinite values")
+    return checked_matrix(matrix, where)
+
+
+#: Rows checked for NaN at once: the check's temporary stays a few MiB whatever the matrix's size.
+_CHECK_ROWS = 16384
+
+
+def checked_matrix(matrix: np.ndarray, where: str) -> np.ndarray:
+    """A 2-D array of embeddings as float32, checked for NaN and infinities a block of rows at a time.
+
+    A float32 array in memory order is kept as it is, not copied: an ``np.load(..., mmap_mode="r")``
+    of ten million embeddings stays on disk, read through the page cache.
+    """
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    for start in range(0, len(matrix), _CHECK_ROWS):
+        finite = np.isfinite(matrix[start : start + _CHECK_ROWS]).all(axis=1)
+        if not finite.all():
+            raise InvalidArgument(
+                f"{where}: embedding row {start + int(np.argmin(finite))} holds NaN or infinite values"
+            )
     return matrix
 
 
@@ -59,7 +76,7 @@ def as_rows(
             raise InvalidArgument(
                 f"an array dataset must be a 2-D (n, d) matrix of embeddings, got shape {dataset.shape}"
             )
-        return Rows(pd.DataFrame(index=range(len(dataset))), None, stack_vectors(list(dataset), "dataset"))
+        return Rows(pd.DataFrame(index=range(len(dataset))), None, checked_matrix(dataset, "dataset"))
     if is_table_file(dataset):
         dataset = read_table(dataset, (label, feature))
     elif isinstance(dataset, (str, os.PathLike)) or (
@@ -103,7 +120,7 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
                     "(a float grayscale image must be passed as HxWx1)"
                 )
             matrix = dataset.reshape(-1, dim)
-            return Rows(pd.DataFrame(index=range(len(matrix))), None, stack_vectors(list(matrix), "query"))
+            return Rows(pd.DataFrame(index=range(len(matrix))), None, checked_matrix(matrix, "query"))
         if value_kind(dataset) == "image":
             return Rows(pd.DataFrame({"image": [dataset]}), "image")
         raise InvalidArgument(
