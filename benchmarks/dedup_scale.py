@@ -9,6 +9,7 @@ worker process: ``lk.create(x, model=None, metric="cosine", method=...)`` then
 neighbour stage alone (tiering costs per candidate pair are in ``tiers.json``).
 
     python benchmarks/dedup_scale.py --n 100000 -o benchmarks/results/dedup_scale.json
+    python benchmarks/dedup_scale.py --n 1000000 --dim 512 --methods auto -o benchmarks/results/dedup_scale_1m.json
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from scale import synthetic
 THRESHOLD = 0.15  # efficientnet_lite0 int8 gem cosine: the default a user gets
 
 
-def worker(n: int, copies: int, method: str) -> dict:
+def worker(n: int, copies: int, method: str, dim: int) -> dict:
     import lookalike as lk
 
-    x = synthetic(n, seed=1, dim=1280)
+    x = synthetic(n, seed=1, dim=dim)
     rng = np.random.default_rng(2)
     sources = rng.choice(n - copies, copies, replace=False)
     noise = rng.standard_normal((copies, x.shape[1]), dtype=np.float32)
@@ -65,16 +66,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--copies", type=int, default=5_000)
     parser.add_argument("--methods", nargs="+", default=["auto", "brute_force"])
+    parser.add_argument("--dim", type=int, default=1280, help="vector length (1280: the default network's)")
     parser.add_argument("--worker", nargs=2, metavar=("N", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results/dedup_scale.json"))
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(int(args.worker[0]), args.copies, args.worker[1])))
+        print(json.dumps(worker(int(args.worker[0]), args.copies, args.worker[1], args.dim)))
         return
-    result = {"machine": machine_info(), "n": args.n, "dim": 1280, "copies": args.copies, "threshold": THRESHOLD}
+    result = {"machine": machine_info(), "n": args.n, "dim": args.dim, "copies": args.copies, "threshold": THRESHOLD}
     runs = []
     for method in args.methods:
         command = [sys.executable, __file__, "--worker", str(args.n), method, "--copies", str(args.copies)]
+        command += ["--dim", str(args.dim)]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(runs[-1], flush=True)

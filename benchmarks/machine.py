@@ -62,3 +62,49 @@ def run_worker(command: list[str], report: dict, output: Path, **identity: Any) 
     report["machine"]["load_average_at_end"] = machine_info()["load_average"]
     output.write_text(json.dumps(report, indent=2) + "\n")
     return row
+
+
+class MemoryWatch:
+    """Peak anonymous and total resident memory of this process, sampled from ``/proc/self/status``.
+
+    ``ru_maxrss`` counts pages of memory-mapped files too, which the kernel drops when memory is short;
+    ``RssAnon`` is the memory the process itself holds. Sampled every ``interval`` seconds in a thread
+    (a peak shorter than that can be missed; the kernel keeps no high-water mark of RssAnon).
+    """
+
+    def __init__(self, interval: float = 0.05):
+        import threading
+
+        self.interval = interval
+        self.peak_anon_gb = self.peak_rss_gb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def now() -> dict[str, float]:
+        """RssAnon, RssFile and VmRSS now, in GB."""
+        values = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("RssAnon", "RssFile", "VmRSS"):
+                    values[key] = int(rest.split()[0]) * 1024 / 1e9
+        return values
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            values = self.now()
+            self.peak_anon_gb = max(self.peak_anon_gb, values["RssAnon"])
+            self.peak_rss_gb = max(self.peak_rss_gb, values["VmRSS"])
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def record(self) -> dict[str, float]:
+        return {"peak_anon_gb": round(self.peak_anon_gb, 2), "peak_rss_gb": round(self.peak_rss_gb, 2)}

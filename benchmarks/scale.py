@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine_info, run_worker
+from machine import MemoryWatch, machine_info, run_worker
 
 DIM = 512
 CENTRES = 1000
@@ -40,16 +40,36 @@ K = 10
 RESULTS = Path(__file__).parent / "results" / "scale.json"
 
 
-def synthetic(n: int, seed: int, block: int = 100_000, dim: int = DIM) -> np.ndarray:
-    """n clustered float32 vectors; the same centres for every seed, generated in blocks."""
+def synthetic_blocks(n: int, seed: int, block: int = 100_000, dim: int = DIM):
+    """n clustered float32 vectors, ``block`` rows at a time; the same centres for every seed."""
     centres = np.random.default_rng(12345).standard_normal((CENTRES, dim), dtype=np.float32)
-    out = np.empty((n, dim), np.float32)
     rng = np.random.default_rng(seed)
     for start in range(0, n, block):
         rows = min(block, n - start)
-        out[start : start + rows] = centres[rng.integers(0, CENTRES, rows)]
-        out[start : start + rows] += 0.6 * rng.standard_normal((rows, dim), dtype=np.float32)
+        out = centres[rng.integers(0, CENTRES, rows)]
+        out += 0.6 * rng.standard_normal((rows, dim), dtype=np.float32)
+        yield out
+
+
+def synthetic(n: int, seed: int, block: int = 100_000, dim: int = DIM) -> np.ndarray:
+    """n clustered float32 vectors in memory (see :func:`synthetic_blocks`)."""
+    out = np.empty((n, dim), np.float32)
+    for start, rows in zip(range(0, n, block), synthetic_blocks(n, seed, block, dim), strict=True):
+        out[start : start + len(rows)] = rows
     return out
+
+
+def synthetic_file(path: Path, n: int, seed: int, dim: int = DIM) -> None:
+    """:func:`synthetic` written to an ``.npy`` file block by block (never all in memory)."""
+    partial = path.with_suffix(".partial.npy")
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, dim))
+    start = 0
+    for rows in synthetic_blocks(n, seed, dim=dim):
+        out[start : start + len(rows)] = rows
+        start += len(rows)
+    out.flush()
+    del out
+    partial.rename(path)
 
 
 def _latency(index, queries: np.ndarray, count: int) -> dict:
@@ -119,27 +139,100 @@ def worker(n: int, method: str, metric: str, truth_path: Path, dim: int) -> dict
     return result
 
 
+def large_worker(stage: str, n: int, workdir: Path, metric: str) -> dict:
+    """One stage of the large run, in its own process: ``build`` (create from a memory-mapped .npy, then save)
+    or ``serve`` (load, single queries, batch queries, recall against exact search on a sample)."""
+    import lookalike as lk
+    from lookalike.index import ExactIndex
+    from lookalike.index.recall import recall_at_k
+
+    data, folder = workdir / f"embeddings-{n}.npy", workdir / f"model-{n}"
+    if stage == "build":
+        result: dict = {"stage": stage, "n": n, "metric": metric}
+        if not data.exists():
+            started = time.perf_counter()
+            synthetic_file(data, n, seed=1)
+            result["generate_s"] = round(time.perf_counter() - started, 1)
+        x = np.load(data, mmap_mode="r")
+        with MemoryWatch() as watch:
+            started, cpu = time.perf_counter(), time.process_time()
+            model = lk.create(x, model=None, metric=metric, verbose=False)
+            result["build_s"] = round(time.perf_counter() - started, 1)
+            result["build_cpu_per_wall"] = round((time.process_time() - cpu) / result["build_s"], 2)
+            result["index"] = model.core.index.record()
+            started = time.perf_counter()
+            model.save(folder)
+            result["save_s"] = round(time.perf_counter() - started, 1)
+        return {**result, **watch.record(), "ru_maxrss_gb": _maxrss_gb()}
+    queries = synthetic(QUERIES, seed=2)
+    with MemoryWatch() as watch:
+        started = time.perf_counter()
+        model = lk.load_model(folder)
+        index = model.core.index
+        result = {"stage": stage, "n": n, "load_s": round(time.perf_counter() - started, 2)}
+        index.search(queries[:20], K)  # first touches of the mapped files
+        result["latency"] = _latency(index, queries, LATENCY_QUERIES)
+        result["latency_same_queries_again"] = _latency(index, queries, LATENCY_QUERIES)  # their pages now cached
+        started = time.perf_counter()
+        found, _ = index.search(queries, K)
+        result["batch_queries_per_s"] = round(len(queries) / (time.perf_counter() - started), 1)
+        result["serving"] = {**watch.record(), **{k: round(v, 2) for k, v in watch.now().items()}}
+    sample = queries[:100]
+    truth, _ = ExactIndex(model.core.embeddings, metric).search(sample, K)
+    result["recall@10"] = round(recall_at_k(found[: len(sample)], truth), 4)
+    result["recall_queries"] = len(sample)
+    return result
+
+
+def _maxrss_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--methods", nargs="+", default=["brute_force", "hnsw", "ivf"])
     parser.add_argument("--metric", default="euclidean")
     parser.add_argument("--dim", type=int, default=DIM, help="vector length (default %(default)s; 1280: EfficientNet)")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--large", type=int, metavar="N", help="instead: build and serve N references from disk")
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/lookalike-scale"), help="files of --large")
     parser.add_argument("--worker", nargs=3, metavar=("N", "METHOD", "TRUTH"), help=argparse.SUPPRESS)
+    parser.add_argument("--large-worker", nargs=2, metavar=("STAGE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         n, method, truth = args.worker
         print(json.dumps(worker(int(n), method, args.metric, Path(truth), args.dim)))
         return
+    if args.large_worker:
+        stage, n = args.large_worker
+        print(json.dumps(large_worker(stage, int(n), args.workdir, args.metric)))
+        return
+    data = f"synthetic {args.dim}-d float32, mixture of {CENTRES} Gaussians (centres N(0,1), spread 0.6)"
+    if args.large:
+        output = args.output or RESULTS.with_name(f"scale_{args.large // 1_000_000}m.json")
+        report = {
+            "what": "N references built from a memory-mapped .npy (auto index), saved, then served from a fresh "
+            "process: build time, peak memory (anonymous: RssAnon sampled every 50 ms; and total RSS), single-query "
+            "latency at k=10, recall@10 against exact search on 100 held-out queries",
+            "data": f"{data}; written to disk block by block in {args.workdir}",
+            "machine": machine_info(),
+            "results": [],
+        }
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        for stage in ("build", "serve"):
+            command = [sys.executable, __file__, "--metric", args.metric, "--workdir", str(args.workdir)]
+            run_worker([*command, "--large-worker", stage, str(args.large)], report, output, stage=stage)
+        print(f"wrote {output}")
+        return
+    output = args.output or RESULTS
     report = {
         "what": "index backends vs size: build, single-query latency at k=10, recall@10 vs exact, add/remove, peak RSS",
-        "data": f"synthetic {args.dim}-d float32, mixture of {CENTRES} Gaussians (centres N(0,1), spread 0.6); "
-        f"{QUERIES} held-out queries from the same mixture",
+        "data": f"{data}; {QUERIES} held-out queries from the same mixture",
         "machine": machine_info(),
         "results": [],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             truth = Path(tmp) / f"truth-{n}.npy"
@@ -148,8 +241,8 @@ def main() -> None:
                     *(sys.executable, __file__, "--metric", args.metric, "--dim", str(args.dim)),
                     *("--worker", str(n), method, str(truth)),
                 ]
-                run_worker(command, report, args.output, n=n, method=method)
-    print(f"wrote {args.output}")
+                run_worker(command, report, output, n=n, method=method)
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Seed 004 computed a dense cosine matrix between two sets (13,501 x 21,221)
 and kept the pairs above a similarity. Here both sets are embedded (or
 taken from saved models), and pairs are found in blocks: at most one
 ``BLOCK_A x BLOCK_B`` block of distances exists at a time, whatever the sizes
-of A and B. Candidates from the fast float32 BLAS block are re-measured in
-float64 (:func:`lookalike.index.metrics.exact_distances`), so a pair's
+of A and B. Candidates from the fast float32 BLAS block are re-measured
+from the two rows (:func:`lookalike.index.metrics.exact_distances`), so a pair's
 distance is the same as ``query`` reports.
 """
 

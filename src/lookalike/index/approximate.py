@@ -26,6 +26,7 @@ import numpy as np
 
 from lookalike.errors import IndexFileError, InvalidArgument, ModelFormatError
 from lookalike.index.base import BuildInfo
+from lookalike.index.checkpoint import CHECKPOINT_ROWS, BuildCheckpoint
 from lookalike.index.exact import ExactIndex
 from lookalike.index.metrics import check_metric, exact_distances_at
 
@@ -139,6 +140,8 @@ class ApproximateIndex:
         self.build = build or BuildInfo(method, "requested")
         self.spec = factory_string(method, len(vectors), vectors.shape[1])
         self._viewed = False  # True when faiss maps the saved file: copy before changing it
+        #: Parts of an interrupted build found on disk and reused (see :mod:`lookalike.index.checkpoint`).
+        self.resumed_parts = 0
         if _index is None:
             _index = self._build(vectors)
             _ids = np.arange(len(vectors), dtype=np.int64)
@@ -153,9 +156,21 @@ class ApproximateIndex:
 
     # ------------------------------------------------------------------ build
     def _build(self, vectors: np.ndarray) -> faiss.Index:
-        dim = vectors.shape[1]
+        checkpoint = None
+        if len(vectors) >= CHECKPOINT_ROWS and "IVF" in self.spec.split(",")[0]:
+            checkpoint = BuildCheckpoint.for_build(vectors, self.metric, self.spec)
+        if checkpoint is None:
+            index = self._trained(vectors)
+            self._add_to(index, vectors, np.arange(len(vectors), dtype=np.int64))
+            return index
+        index = checkpoint.filled(checkpoint.trained(lambda: self._trained(vectors)), vectors, self._add_to)
+        self.resumed_parts = checkpoint.resumed_parts
+        return index
+
+    def _trained(self, vectors: np.ndarray) -> faiss.Index:
+        """An empty index of ``self.spec``, trained on a sample of ``vectors``."""
         try:
-            index = faiss.index_factory(dim, self.spec, _faiss_metric(self.metric))
+            index = faiss.index_factory(vectors.shape[1], self.spec, _faiss_metric(self.metric))
         except RuntimeError as exc:
             raise InvalidArgument(
                 f"method {self.method!r} is not a faiss index factory string: {_first_line(exc)}"
@@ -165,7 +180,6 @@ class ApproximateIndex:
             coded.do_polysemous_training = False  # 20x the training time, for a search mode lookalike never uses
         if not index.is_trained:
             index.train(_prepared(self.metric, _training_sample(vectors, self.spec)))
-        self._add_to(index, vectors, np.arange(len(vectors), dtype=np.int64))
         return index
 
     def _add_to(self, index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, block: int = 65536) -> None:
