@@ -40,6 +40,7 @@ import glob
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import random
 import re
@@ -270,7 +271,18 @@ def _check_file(f: BinaryIO, path: Path, record: dict[str, Any], block: int, who
     f.seek(0)
 
 
-def _read_npy(f: BinaryIO, mmap: bool) -> np.ndarray:
+def _mapped(f: BinaryIO, dtype: np.dtype, shape: tuple, fortran: bool, random_access: bool) -> np.ndarray:
+    """The array of an ``.npy`` file, read-only and memory-mapped."""
+    array = np.memmap(f, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=f.tell())
+    mapped = getattr(array, "_mmap", None)  # numpy's mmap.mmap of the file (None for an empty array)
+    if random_access and mapped is not None and hasattr(mapped, "madvise"):
+        # Re-ranking reads a few scattered rows per query: the kernel's read-ahead would pull in ~32 pages for
+        # each one, filling the page cache with rows no query asked for.
+        mapped.madvise(mmap.MADV_RANDOM)
+    return array
+
+
+def _read_npy(f: BinaryIO, mmap: bool, random_access: bool = False) -> np.ndarray:
     if os.fstat(f.fileno()).st_size == 0:
         raise ValueError("the file is empty")
     version = np.lib.format.read_magic(f)
@@ -283,7 +295,7 @@ def _read_npy(f: BinaryIO, mmap: bool) -> np.ndarray:
     if dtype.hasobject:
         raise ValueError("it holds Python objects (a pickle), which lookalike never reads")
     if mmap:
-        return np.memmap(f, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=f.tell())
+        return _mapped(f, dtype, shape, fortran, random_access)
     f.seek(0)
     return np.lib.format.read_array(f, allow_pickle=False)
 
@@ -332,11 +344,12 @@ class SavedModel:
             raise
         return f
 
-    def array(self, name: str, mmap: bool = False) -> np.ndarray:
-        """The ``.npy`` file ``name`` (memory-mapped, read-only, with ``mmap``); never a pickle."""
+    def array(self, name: str, mmap: bool = False, random_access: bool = False) -> np.ndarray:
+        """The ``.npy`` file ``name`` (memory-mapped, read-only, with ``mmap``; read a few rows at a time with
+        ``random_access``); never a pickle."""
         with self.open(name) as f:
             try:
-                return _read_npy(f, mmap)
+                return _read_npy(f, mmap, random_access)
             except (OSError, ValueError) as exc:
                 raise ModelFormatError(f"{self.folder / name} is damaged: {exc}") from None
 
@@ -358,7 +371,9 @@ class SavedModel:
 
     def contents(self) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
         """(embeddings (memory-mapped), references, failures), checked against each other and the manifest."""
-        embeddings = self.array("embeddings.npy", mmap=True)
+        # An approximate index reads scattered rows to re-rank; exact search reads them all, in order.
+        scattered = (self.manifest.get("index") or {}).get("method", "brute_force") != "brute_force"
+        embeddings = self.array("embeddings.npy", mmap=True, random_access=scattered)
         references = self.table("references.parquet")
         failures = self.table("failures.parquet")
         count, dim = self.manifest.get("count"), self.manifest.get("dim")

@@ -423,7 +423,10 @@ def _code_size(index: faiss.Index) -> int:
     if ivf is not None:
         return int(ivf.code_size)
     storage = getattr(faiss.downcast_index(index), "storage", None)
-    return int(faiss.downcast_index(storage).sa_code_size() if storage is not None else index.sa_code_size())
+    try:
+        return int(faiss.downcast_index(storage).sa_code_size() if storage is not None else index.sa_code_size())
+    except RuntimeError:  # an index type that does not say: treat its codes as lossy
+        return 0
 
 
 def _first_line(exc: BaseException) -> str:
