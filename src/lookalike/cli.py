@@ -29,6 +29,7 @@ from lookalike.index import METRICS
 from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.ingest.options import add_download_options, download_options
 from lookalike.ingest.report import summarize_failures, write_report
+from lookalike.ingest.sources import is_embeddings_file
 from lookalike.layout import MAP_FILE, METHODS
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 from lookalike.tiers import COPY_TIERS, TIERS, check_tiers
@@ -77,11 +78,14 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
 
 def cmd_index(args: argparse.Namespace) -> int:
     output = args.output or Path(Path(args.sources[0].rstrip("/")).stem + ".lookalike")
-    model = _updated_model(args, output) or lk.create(
+    embeddings_only = len(args.sources) == 1 and is_embeddings_file(args.sources[0])
+    if embeddings_only and args.model:
+        raise InvalidArgument(f"{args.sources[0]} holds embeddings already: drop --model {args.model}")
+    model = (None if embeddings_only else _updated_model(args, output)) or lk.create(
         args.sources if len(args.sources) > 1 else args.sources[0],
         label=args.id_column,
         feature=args.url_column,
-        model=args.model or DEFAULT_MODEL,
+        model=None if embeddings_only else args.model or DEFAULT_MODEL,
         metric=args.metric,
         batch_size=args.batch_size,
         precision=args.precision,
@@ -104,6 +108,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             total = len(model.failures) + summary["num_references"]
             print(summarize_failures(model.failures, total), file=sys.stderr)
         stats = model.build_stats
+        if embeddings_only:
+            print(f"indexed {summary['num_references']} embeddings in {summary['training_time']:.1f} s -> {output}")
+            return 0
         print(
             f"indexed {summary['num_references']} images ({stats.get('embedded', 0)} embedded, "
             f"{stats.get('from_cache', 0)} from cache, {summary['num_failures']} skipped) "
@@ -543,7 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = commands.add_parser("index", help="embed and index images into a model directory")
-    index.add_argument("sources", nargs="+", help="folders, files, globs, URLs, or one table (.csv .tsv .parquet .txt)")
+    index.add_argument(
+        "sources",
+        nargs="+",
+        help="folders, files, globs, URLs, one table (.csv .tsv .parquet .txt), or one .npy of embeddings",
+    )
     index.add_argument("-o", "--output", type=Path, help="model directory to write (default: SOURCE-NAME.lookalike)")
     index.add_argument("--id-column", help="a table's id column: names the references and their failures")
     index.add_argument("--url-column", "--path-column", help="a table's column of image paths or URLs")

@@ -113,6 +113,15 @@ def _walk(folder: Path, recursive: bool) -> list[Path]:
     return found
 
 
+def is_embeddings_file(source: Any) -> bool:
+    """True for a path (not a URL) ending in ``.npy``: precomputed embeddings, memory-mapped by ``create``."""
+    return (
+        isinstance(source, (str, os.PathLike))
+        and url_scheme(os.fspath(source)) is None
+        and Path(source).suffix.lower() == ".npy"
+    )
+
+
 def is_table_file(source: Any) -> bool:
     """True for a path (not a URL) ending in a table extension: .csv, .tsv, .parquet, .pq or .txt."""
     return (

@@ -20,7 +20,7 @@ from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_from_record
-from lookalike.ingest.sources import expand_sources, is_table_file, read_table
+from lookalike.ingest.sources import expand_sources, is_embeddings_file, is_table_file, read_table
 
 
 def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
@@ -57,6 +57,21 @@ def checked_matrix(matrix: np.ndarray, where: str) -> np.ndarray:
     return matrix
 
 
+def _mapped_embeddings(path: Path) -> np.ndarray:
+    """The (n, d) array of a ``.npy`` file, memory-mapped (a file larger than memory stays on disk); never a pickle."""
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"{path} is not a readable .npy file of embeddings: {exc}") from None
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
+        raise InvalidArgument(
+            f"{path} must hold a 2-D (n, d) matrix of numbers, it holds {matrix.dtype} {matrix.shape}"
+        )
+    return matrix
+
+
 @dataclass
 class Rows:
     """A dataset made uniform: a table, its image (or vector) column, and the inputs ``load_images`` left out."""
@@ -77,6 +92,9 @@ def as_rows(
                 f"an array dataset must be a 2-D (n, d) matrix of embeddings, got shape {dataset.shape}"
             )
         return Rows(pd.DataFrame(index=range(len(dataset))), None, checked_matrix(dataset, "dataset"))
+    if is_embeddings_file(dataset):
+        matrix = _mapped_embeddings(Path(dataset))
+        return Rows(pd.DataFrame(index=range(len(matrix))), None, checked_matrix(matrix, os.fspath(dataset)))
     if is_table_file(dataset):
         dataset = read_table(dataset, (label, feature))
     elif isinstance(dataset, (str, os.PathLike)) or (

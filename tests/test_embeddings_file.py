@@ -1,0 +1,67 @@
+"""Precomputed embeddings in a .npy file: indexed where they lie (memory-mapped), from Python and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lookalike as lk
+from lookalike.cli import main as cli
+from lookalike.index import ExactIndex
+
+
+def _vectors(n: int = 3000, dim: int = 24) -> np.ndarray:
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((30, dim))
+    return (centres[rng.integers(0, 30, n)] + 0.3 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def test_npy_is_indexed_in_place_and_answers_exactly(tmp_path):
+    path = tmp_path / "vectors.npy"
+    vectors = _vectors()
+    np.save(path, vectors)
+    model = lk.create(path, model=None, verbose=False)
+    # Not copied: the model's embeddings are the file's pages.
+    base = model.embeddings
+    while not isinstance(base, np.memmap) and base.base is not None:
+        base = base.base
+    assert isinstance(base, np.memmap) and str(base.filename) == str(path.resolve())
+    expected_d, expected_p = ExactIndex(vectors, "euclidean").search(vectors[:50], 6)
+    got = model.query(vectors[:50], k=6)
+    np.testing.assert_array_equal(got["reference_label"].to_numpy().reshape(50, 6), expected_p)
+    np.testing.assert_array_equal(got["distance"].to_numpy().reshape(50, 6), expected_d)
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(lk.load_model(tmp_path / "m").embeddings, vectors)
+
+
+def test_bad_npy_files_are_named_with_their_fault(tmp_path):
+    nan = _vectors(100)
+    nan[37, 5] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    with pytest.raises(ValueError, match=r"nan\.npy: embedding row 37 holds NaN"):
+        lk.create(tmp_path / "nan.npy", model=None, verbose=False)
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"objects\.npy is not a readable \.npy file"):
+        lk.create(tmp_path / "objects.npy", model=None, verbose=False)
+    np.save(tmp_path / "flat.npy", np.arange(10.0))
+    with pytest.raises(ValueError, match=r"flat\.npy must hold a 2-D"):
+        lk.create(tmp_path / "flat.npy", model=None, verbose=False)
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        lk.create(tmp_path / "missing.npy", model=None, verbose=False)
+    np.save(tmp_path / "good.npy", _vectors(100))
+    with pytest.raises(ValueError, match="pass model=None"):  # a network has nothing to embed here
+        lk.create(tmp_path / "good.npy", verbose=False)
+
+
+def test_cli_indexes_a_npy_file(tmp_path, capsys):
+    path = tmp_path / "vectors.npy"
+    np.save(path, _vectors())
+    assert cli(["index", str(path), "-o", str(tmp_path / "v.lookalike"), "--metric", "cosine"]) == 0
+    assert "indexed 3000 embeddings" in capsys.readouterr().out
+    assert cli(["info", str(tmp_path / "v.lookalike"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["num_references"] == 3000 and info["model"] == "precomputed" and info["metric"] == "cosine"
+    assert cli(["index", str(path), "-o", str(tmp_path / "w.lookalike"), "--model", "squeezenet_v1.1"]) == 1
+    assert "holds embeddings already: drop --model" in capsys.readouterr().err
