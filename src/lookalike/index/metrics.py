@@ -96,16 +96,16 @@ def _measured(metric: str, queries: np.ndarray, vectors: np.ndarray, positions: 
     if m == 0 or c == 0:
         return np.zeros((m, c), np.float64)
     if metric == "dot":
-        dots = _by_idx(faiss.fvec_inner_products_by_idx, queries, vectors, positions)
+        dots = _by_idx("ip", queries, vectors, positions)
         return -dots.astype(np.float64)
-    squared = _by_idx(faiss.fvec_L2sqr_by_idx, queries, vectors, positions).astype(np.float64)
+    squared = _by_idx("l2", queries, vectors, positions).astype(np.float64)
     if metric == "euclidean":
         return np.sqrt(squared)
     # 1 - cos(q, r) = (|q - r|^2 - (|q| - |r|)^2) / (2 |q| |r|): exactly 0 for identical rows, and
     # no normalised copy of the references is needed.
     zeros = np.zeros((m, queries.shape[1]), np.float32)
-    q_norms = np.sqrt(_by_idx(faiss.fvec_L2sqr_by_idx, zeros[:1], queries, np.arange(m).reshape(1, m))[0])
-    r_norms = np.sqrt(_by_idx(faiss.fvec_L2sqr_by_idx, zeros, vectors, positions))
+    q_norms = np.sqrt(_by_idx("l2", zeros[:1], queries, np.arange(m).reshape(1, m))[0])
+    r_norms = np.sqrt(_by_idx("l2", zeros, vectors, positions))
     q_norms = q_norms.astype(np.float64)[:, None]
     r_norms = r_norms.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -114,18 +114,28 @@ def _measured(metric: str, queries: np.ndarray, vectors: np.ndarray, positions: 
     return np.where((q_norms > 0) & (r_norms > 0), np.clip(cosine_distance, 0.0, 2.0), 1.0)
 
 
-def _by_idx(kernel, queries: np.ndarray, vectors: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """faiss's ``fvec_*_by_idx``: (m, c) float32 measures of query i against ``vectors[positions[i, j]]``."""
+#: Pairs measured one call at a time: faiss's ``*_by_idx`` opens an OpenMP region even for one query, and
+#: right after a BLAS product (exact search) its threads fight OpenBLAS's still-spinning ones for the two
+#: cores: 3-7 ms for one query's 18 candidates, against 10 us for 18 single-pair calls (same kernel, same bits).
+_FEW_PAIRS = 256
+#: faiss's batched kernel and the single-pair kernel it runs for each pair.
+_KERNELS = {
+    "l2": (faiss.fvec_L2sqr_by_idx, faiss.fvec_L2sqr),
+    "ip": (faiss.fvec_inner_products_by_idx, faiss.fvec_inner_product),
+}
+
+
+def _by_idx(kind: str, queries: np.ndarray, vectors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """(m, c) float32 squared distances (``"l2"``) or inner products (``"ip"``) of query i and ``vectors[positions[i, j]]``."""
+    batched, single = _KERNELS[kind]
     m, c = positions.shape
+    d = queries.shape[1]
+    if m * c <= _FEW_PAIRS:
+        out = [
+            single(faiss.swig_ptr(queries[i]), faiss.swig_ptr(vectors[j]), d) for i in range(m) for j in positions[i]
+        ]
+        return np.array(out, np.float32).reshape(m, c)
     out = np.empty((m, c), np.float32)
     positions = np.ascontiguousarray(positions, dtype=np.int64)
-    kernel(
-        faiss.swig_ptr(out),
-        faiss.swig_ptr(queries),
-        faiss.swig_ptr(vectors),
-        faiss.swig_ptr(positions),
-        queries.shape[1],
-        m,
-        c,
-    )
+    batched(faiss.swig_ptr(out), faiss.swig_ptr(queries), faiss.swig_ptr(vectors), faiss.swig_ptr(positions), d, m, c)
     return out
