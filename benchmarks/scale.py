@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -141,7 +142,7 @@ def worker(n: int, method: str, metric: str, truth_path: Path, dim: int) -> dict
     return result
 
 
-def large_worker(stage: str, n: int, workdir: Path, metric: str) -> dict:
+def large_worker(stage: str, n: int, workdir: Path, metric: str, cache: str = "as-is") -> dict:
     """One stage of the large run, in its own process: ``build`` (create from a memory-mapped .npy, then save)
     or ``serve`` (load, single queries, batch queries, recall against exact search on a sample)."""
     import lookalike as lk
@@ -166,13 +167,22 @@ def large_worker(stage: str, n: int, workdir: Path, metric: str) -> dict:
             model.save(folder)
             result["save_s"] = round(time.perf_counter() - started, 1)
         return {**result, **watch.record(), "ru_maxrss_gb": _maxrss_gb()}
+    if cache == "cold":  # the kernel forgets every cached page (needs root), as after a reboot
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    elif cache == "warm":  # the model's files read once, as on a server that has been answering for a while
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                with open(path, "rb") as f:
+                    while f.read(1 << 24):
+                        pass
     queries = synthetic(2 * LATENCY_QUERIES + WARM_UP, seed=2)
     first, warm_up, fresh = np.split(queries, [LATENCY_QUERIES, LATENCY_QUERIES + WARM_UP])
     with MemoryWatch() as watch:
         started = time.perf_counter()
         model = lk.load_model(folder)
         index = model.core.index
-        result = {"stage": stage, "n": n, "load_s": round(time.perf_counter() - started, 2)}
+        result = {"stage": stage, "n": n, "page_cache": cache, "load_s": round(time.perf_counter() - started, 2)}
         # The first queries after loading read their lists and rows from disk unless the page cache holds them.
         result["latency_first_queries"] = _latency(index, first, LATENCY_QUERIES)
         started = time.perf_counter()
@@ -203,16 +213,22 @@ def main() -> None:
     parser.add_argument("--large", type=int, metavar="N", help="instead: build and serve N references from disk")
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/lookalike-scale"), help="files of --large")
     parser.add_argument("--stages", nargs="+", default=["build", "serve"], help="stages of --large to run")
+    parser.add_argument(
+        "--page-cache",
+        choices=["as-is", "cold", "warm"],
+        default="as-is",
+        help="before serving: leave the page cache, empty it (needs root) or read the model's files into it",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("N", "METHOD", "TRUTH"), help=argparse.SUPPRESS)
-    parser.add_argument("--large-worker", nargs=2, metavar=("STAGE", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--large-worker", nargs=3, metavar=("STAGE", "N", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         n, method, truth = args.worker
         print(json.dumps(worker(int(n), method, args.metric, Path(truth), args.dim)))
         return
     if args.large_worker:
-        stage, n = args.large_worker
-        print(json.dumps(large_worker(stage, int(n), args.workdir, args.metric)))
+        stage, n, cache = args.large_worker
+        print(json.dumps(large_worker(stage, int(n), args.workdir, args.metric, cache)))
         return
     data = f"synthetic {args.dim}-d float32, mixture of {CENTRES} Gaussians (centres N(0,1), spread 0.6)"
     if args.large:
@@ -227,11 +243,16 @@ def main() -> None:
         }
         args.workdir.mkdir(parents=True, exist_ok=True)
         if output.exists() and args.stages != ["build", "serve"]:  # a stage run again replaces its row
-            kept = [r for r in json.loads(output.read_text())["results"] if r.get("stage") not in args.stages]
+            kept = [
+                r
+                for r in json.loads(output.read_text())["results"]
+                if (r.get("stage"), r.get("page_cache")) not in {(stage, args.page_cache) for stage in args.stages}
+            ]
             report["results"] = kept
         for stage in args.stages:
             command = [sys.executable, __file__, "--metric", args.metric, "--workdir", str(args.workdir)]
-            run_worker([*command, "--large-worker", stage, str(args.large)], report, output, stage=stage)
+            worker_args = ["--large-worker", stage, str(args.large), args.page_cache]
+            run_worker([*command, *worker_args], report, output, stage=stage, page_cache=args.page_cache)
         print(f"wrote {output}")
         return
     output = args.output or RESULTS

@@ -10,6 +10,7 @@ import pytest
 import lookalike as lk
 from lookalike.cli import main as cli
 from lookalike.index import ExactIndex
+from lookalike.index.recall import recall_at_k
 
 
 def _vectors(n: int = 3000, dim: int = 24) -> np.ndarray:
@@ -65,3 +66,38 @@ def test_cli_indexes_a_npy_file(tmp_path, capsys):
     assert info["num_references"] == 3000 and info["model"] == "precomputed" and info["metric"] == "cosine"
     assert cli(["index", str(path), "-o", str(tmp_path / "w.lookalike"), "--model", "squeezenet_v1.1"]) == 1
     assert "holds embeddings already: drop --model" in capsys.readouterr().err
+
+
+def _mapped(array: np.ndarray) -> bool:
+    while not isinstance(array, np.memmap) and isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return isinstance(array, np.memmap)
+
+
+@pytest.mark.parametrize("method", ["brute_force", "IVF16,SQ8"])
+def test_add_and_remove_keep_mapped_vectors_out_of_memory(tmp_path, monkeypatch, method):
+    """Adding to (or removing from) a memory-mapped model copies its vectors into a new file, not into memory."""
+    from lookalike.index import rows
+
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rows, "ON_DISK_BYTES", 1)  # every mapped matrix counts as large
+    vectors = _vectors()
+    np.save(tmp_path / "vectors.npy", vectors[:2500])
+    model = lk.create(tmp_path / "vectors.npy", model=None, method=method, verbose=False)
+    model.add(vectors[2500:])
+    assert _mapped(model.embeddings) and _mapped(model.core.index.vectors)
+    model.remove(np.arange(0, 3000, 7))
+    assert _mapped(model.embeddings)
+    kept = np.delete(np.arange(3000), np.arange(0, 3000, 7))
+    np.testing.assert_array_equal(model.embeddings, vectors[kept])
+    assert not list((tmp_path / "cache" / "scratch").iterdir())  # the copies' names are gone already
+    truth_d, truth_p = ExactIndex(vectors[kept], "euclidean").search(vectors[:40], 5)
+    got = model.query(vectors[:40], k=5)
+    distances = got["distance"].to_numpy().reshape(40, 5)
+    if method == "brute_force":
+        np.testing.assert_array_equal(distances, truth_d)
+        np.testing.assert_array_equal(got["reference_label"].to_numpy().reshape(40, 5), kept[truth_p])
+    else:
+        assert recall_at_k(distances, truth_d) >= 0.95
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(lk.load_model(tmp_path / "m").embeddings, vectors[kept])

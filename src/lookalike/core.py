@@ -24,6 +24,7 @@ from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, build_index, check_metric
 from lookalike.index.factory import after_change
+from lookalike.index.rows import appended, without
 from lookalike.ingest.names import labels_column
 from lookalike.ingest.tables import Rows
 from lookalike.projection import Projection
@@ -323,7 +324,7 @@ class References:
         self.roots = tuple(sorted({*self.roots, *other.roots}))
         shared = self.raw_embeddings is self.embeddings
         if not shared:
-            self.raw_embeddings = np.concatenate([self.raw_embeddings, other.raw_embeddings[rows]])
+            self.raw_embeddings = appended(self.raw_embeddings, other.raw_embeddings[rows])
         self.index.add(self.project(other.raw_embeddings[rows]))
         self._vectors_changed(shared)
         return len(rows)
@@ -354,7 +355,7 @@ class References:
         self.table = self.table.drop(index=self.table.index[positions]).reset_index(drop=True)
         shared = self.raw_embeddings is self.embeddings
         if not shared:
-            self.raw_embeddings = np.delete(self.raw_embeddings, positions, axis=0)
+            self.raw_embeddings = without(self.raw_embeddings, positions)
         self.index.remove(positions)
         self._vectors_changed(shared)
 

@@ -29,6 +29,7 @@ from lookalike.index.base import BuildInfo
 from lookalike.index.checkpoint import CHECKPOINT_ROWS, BuildCheckpoint
 from lookalike.index.exact import ExactIndex
 from lookalike.index.metrics import check_metric, exact_distances_at
+from lookalike.index.rows import appended, without
 
 if TYPE_CHECKING:
     from lookalike.storage import SavedModel
@@ -312,7 +313,7 @@ class ApproximateIndex:
         ids = np.arange(start, start + len(vectors), dtype=np.int64)
         self._add_to(self._index, vectors, ids)
         self._ids = np.concatenate([self._ids, ids])
-        self.vectors = np.concatenate([self.vectors, vectors])
+        self.vectors = appended(self.vectors, vectors)
         self._exact_index = None
 
     def remove(self, positions: np.ndarray) -> None:
@@ -325,7 +326,7 @@ class ApproximateIndex:
         if self._ivf is not None:
             self._index.remove_ids(faiss.IDSelectorBatch(gone))
         self._ids = np.delete(self._ids, positions)
-        self.vectors = np.delete(self.vectors, positions, axis=0)
+        self.vectors = without(self.vectors, positions)
         self._exact_index = None
         self._set_tombstones()
         if len(self._dead) > len(self._ids):  # search would mostly skip tombstones: rebuild the graph

@@ -16,6 +16,7 @@ import numpy as np
 
 from lookalike.index.base import BuildInfo
 from lookalike.index.metrics import block_distances, check_metric, exact_distances_at, row_norms
+from lookalike.index.rows import appended, without
 
 #: Largest distance block held at once (floats): 2**24 floats = 64 MiB.
 BLOCK_FLOATS = 1 << 24
@@ -55,13 +56,13 @@ class ExactIndex:
     def add(self, vectors: np.ndarray) -> None:
         """Append references (they take the next positions)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.vectors = np.concatenate([self.vectors, vectors])
+        self.vectors = appended(self.vectors, vectors)
         self._norms = np.concatenate([self._norms, row_norms(vectors)])
 
     def remove(self, positions: np.ndarray) -> None:
         """Drop the references at ``positions``; later references move up."""
         positions = np.unique(np.asarray(positions, dtype=np.int64))
-        self.vectors = np.delete(self.vectors, positions, axis=0)
+        self.vectors = without(self.vectors, positions)
         self._norms = np.delete(self._norms, positions)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
