@@ -77,10 +77,10 @@ def _mapped(array: np.ndarray) -> bool:
 @pytest.mark.parametrize("method", ["brute_force", "IVF16,SQ8"])
 def test_add_and_remove_keep_mapped_vectors_out_of_memory(tmp_path, monkeypatch, method):
     """Adding to (or removing from) a memory-mapped model copies its vectors into a new file, not into memory."""
-    from lookalike.index import rows
+    from lookalike import files
 
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(rows, "ON_DISK_BYTES", 1)  # every mapped matrix counts as large
+    monkeypatch.setattr(files, "SCRATCH_BYTES", 1)  # every mapped matrix counts as large
     vectors = _vectors()
     np.save(tmp_path / "vectors.npy", vectors[:2500])
     model = lk.create(tmp_path / "vectors.npy", model=None, method=method, verbose=False)
@@ -101,3 +101,29 @@ def test_add_and_remove_keep_mapped_vectors_out_of_memory(tmp_path, monkeypatch,
         assert recall_at_k(distances, truth_d) >= 0.95
     model.save(tmp_path / "m")
     np.testing.assert_array_equal(lk.load_model(tmp_path / "m").embeddings, vectors[kept])
+
+
+def test_embeddings_of_a_large_collection_are_written_to_disk_as_they_are_made(tmp_path, monkeypatch):
+    """Past files.SCRATCH_BYTES the embedder fills a scratch file, not memory; unreadable images are squeezed out."""
+    import shutil
+
+    from conftest import SAMPLES
+    from lookalike import files
+
+    folder, good = tmp_path / "photos", tmp_path / "good"
+    folder.mkdir()
+    good.mkdir()
+    for path in sorted(SAMPLES.rglob("*.jpg"))[:12]:
+        shutil.copy(path, folder / path.name)
+        shutil.copy(path, good / path.name)
+    (folder / "a-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")  # listed first: every row moves up
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    in_memory = lk.create(folder, cache=False, verbose=False)
+    expected = lk.create(good, cache=False, verbose=False)
+    monkeypatch.setattr(files, "SCRATCH_BYTES", 1)
+    on_disk = lk.create(folder, cache=False, verbose=False)
+    assert _mapped(on_disk.embeddings) and not _mapped(in_memory.embeddings)
+    assert len(on_disk.failures) == 1 and len(on_disk.labels) == 12
+    for model in (in_memory, on_disk):
+        np.testing.assert_array_equal(model.embeddings, expected.embeddings)
+    assert not list((tmp_path / "cache" / "scratch").iterdir())

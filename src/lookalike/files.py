@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
+from lookalike.config import cache_dir
 from lookalike.errors import DiskFull
 
 try:
@@ -249,3 +252,29 @@ def move_without_overwrite(source: Path, destination: Path) -> str | None:
         shutil.copystat(source, destination)
     os.unlink(source)
     return None
+
+
+#: Arrays a run builds of at least this many bytes (the embeddings of a large collection, references grown by
+#: ``add``) live in a scratch file instead of in memory (see :func:`scratch_array`).
+SCRATCH_BYTES = 1 << 30
+
+
+def scratch_array(shape: tuple[int, int], dtype: type = np.float32) -> np.ndarray:
+    """A zeroed, writable array backed by a new file in ``cache_dir()/scratch`` that is unlinked at once.
+
+    Its pages are the kernel's to write back and drop under memory pressure, like any file's, so a
+    matrix larger than memory can be filled; nothing is left on disk once it is dropped. The file's
+    space is reserved up front: a full disk is a :class:`DiskFull` now, not a crash on a later write.
+    """
+    folder = cache_dir() / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"array-{os.getpid()}-{threading.get_ident()}-{os.urandom(6).hex()}"
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    try:
+        with reporting_full_disk(folder), open(path, "w+b") as f:
+            if size == 0:
+                return np.zeros(shape, dtype)
+            os.posix_fallocate(f.fileno(), 0, size)
+            return np.memmap(f, dtype=dtype, mode="r+", shape=shape)
+    finally:
+        path.unlink(missing_ok=True)

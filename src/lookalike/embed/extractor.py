@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from lookalike import files
 from lookalike.config import cpu_count, execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.frontend import PIXELS, embedding_graph
@@ -135,7 +136,10 @@ class Embedder:
         if batch_size < 1:
             raise InvalidArgument(f"batch_size must be a positive integer, got {batch_size!r}")
         total = len(sources)
-        out = np.empty((total, self.spec.dim), dtype=np.float32)
+        shape = (total, self.spec.dim)
+        # Embeddings of a large collection are written to a scratch file as they are made, not held in memory.
+        large = total * self.spec.dim * 4 >= files.SCRATCH_BYTES
+        out = files.scratch_array(shape) if large else np.empty(shape, dtype=np.float32)
         ok = np.zeros(total, dtype=bool)
         infos: list[ImageInfo | None] = [None] * total
         failures: list[Failure] = []
@@ -217,6 +221,14 @@ class Embedder:
                     finished += done.get() is None
                 progress.close()
         kept = np.flatnonzero(ok)
-        embeddings = out if len(kept) == total else out[kept]  # no second copy of a million rows when none failed
+        embeddings = out if len(kept) == total else _compacted(out, kept)
         failures.sort(key=lambda f: f.position)
         return Extraction(embeddings, kept, failures, [infos[p] for p in kept], cached)
+
+
+def _compacted(out: np.ndarray, kept: np.ndarray, block: int = 65536) -> np.ndarray:
+    """The rows ``kept`` (ascending) of ``out``, moved to its top in place: no second copy of a million rows."""
+    for start in range(0, len(kept), block):  # kept[i] >= i: each block only reads rows not yet overwritten
+        rows = kept[start : start + block]
+        out[start : start + len(rows)] = out[rows]
+    return out[: len(kept)]

@@ -3,23 +3,17 @@
 ``numpy.concatenate`` and ``numpy.delete`` build the new matrix in memory: for ten million memory-mapped
 512-d references that is 20 GB of anonymous memory for adding ten rows. Large memory-mapped vectors
 are instead copied, a block at a time, into a new file in the cache's ``scratch`` folder, which is
-mapped and unlinked at once: the kernel keeps its pages while the model uses them (and may write them
-back and drop them under pressure, as with any file), and nothing is left on disk afterwards.
+mapped and unlinked at once (:func:`lookalike.files.scratch_array`).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from lookalike.config import cache_dir
-from lookalike.files import reporting_full_disk
+from lookalike import files
 
-#: Memory-mapped vectors of at least this many bytes stay in a file when references are added or removed.
-ON_DISK_BYTES = 1 << 30
 #: Rows copied at once.
 _BLOCK = 65536
 
@@ -46,7 +40,7 @@ def without(vectors: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def _kept_on_disk(vectors: np.ndarray) -> bool:
-    return vectors.nbytes >= ON_DISK_BYTES and _memmap_of(vectors) is not None
+    return vectors.nbytes >= files.SCRATCH_BYTES and _memmap_of(vectors) is not None
 
 
 def _memmap_of(vectors: np.ndarray) -> np.memmap | None:
@@ -67,18 +61,10 @@ def _blocks(vectors: np.ndarray, rows: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def _in_file(count: int, dim: int, blocks: Callable[[], Iterator[np.ndarray]]) -> np.ndarray:
-    folder = cache_dir() / "scratch"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"vectors-{os.getpid()}-{uuid.uuid4().hex}.npy"
-    try:
-        with reporting_full_disk(folder):
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(count, dim))
-            start = 0
-            for block in blocks():
-                out[start : start + len(block)] = block
-                start += len(block)
-            out.flush()
-            del out
-        return np.load(path, mmap_mode="r")
-    finally:
-        path.unlink(missing_ok=True)  # the mapping keeps the pages; the name is not needed
+    out = files.scratch_array((count, dim))
+    start = 0
+    for block in blocks():
+        out[start : start + len(block)] = block
+        start += len(block)
+    out.flags.writeable = False
+    return out
