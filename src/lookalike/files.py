@@ -1,4 +1,5 @@
-"""Atomic writes (whoever reads a file lookalike wrote sees the old file or the new one, never half), and file digests.
+"""Atomic writes (whoever reads a file lookalike wrote sees the old file or the new one, never half), file digests,
+and scratch arrays larger than memory.
 
 Every file lookalike writes for a user (models, tables, reports, exports,
 cached networks) goes through :func:`atomic_path`: the data is written beside
