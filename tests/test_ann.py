@@ -119,7 +119,7 @@ def test_auto_is_exact_below_the_threshold_and_approximate_above(refs, monkeypat
     # ...and product-quantised codes once those bytes would pass the budget (10M x 512 would take 4.8 GiB).
     method, reason = choose_method("auto", 10_000_000, 512)
     assert method == "ivf-pq" and "4.8 GiB" in reason
-    monkeypatch.setattr(factory, "AUTO_SQ8_BUDGET", 1000 * refs.shape[1])
+    monkeypatch.setattr(factory, "CODE_BUDGET", 1000 * refs.shape[1])
     compressed = build_index(refs, "euclidean", "auto")
     assert compressed.method == "ivf-pq" and ",PQ" in compressed.spec and compressed.build.recall["recall"] >= 0.95
 

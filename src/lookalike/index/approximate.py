@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 #: ``ivf`` keeps each vector whole (Flat); ``ivf-sq8`` keeps one byte per value and ``ivf-pq`` a product-quantised
 #: code, both re-ranked from the full vectors, so only the compact codes are a second copy in memory.
 NAMED = ("hnsw", "ivf", "ivf-sq8", "ivf-pq")
-#: Bytes of product-quantised codes ``ivf-pq`` aims to hold: 10M references of 512 values take PQ128 (1.3 GB),
-#: which leaves a 4 GB serving budget room for ids, labels and the query path.
-PQ_CODE_BUDGET = 2 << 30
+#: Bytes of compressed codes an index aims to hold: ``auto`` takes SQ8 while its codes fit, and ``ivf-pq`` the
+#: longest code that fits (10M references of 512 values take PQ128, 1.3 GB), which leaves a 4 GB serving budget
+#: room for ids, labels and the query path.
+CODE_BUDGET = 2 << 30
 #: HNSW links per node: M=32 reached recall@10 0.97-1.0 at efSearch 16-32 on 100k clustered 512-d vectors (benchmarks/scale.py).
 HNSW_M = 32
 #: Extra candidates fetched per query, so near-ties are settled by the exact re-measure.
@@ -60,11 +61,11 @@ _NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 _MAX_EFFORT = 2**31 - 1
 
 
-def factory_string(method: str, n: int, dim: int = 512, code_budget: int | None = None) -> str:
+def factory_string(method: str, n: int, dim: int = 512) -> str:
     """The faiss factory string for a named method (or ``method`` itself for an expert string).
 
     ``ivf-pq`` takes the longest code (bytes per vector) that divides ``dim`` and keeps ``n`` codes
-    within ``code_budget`` bytes (:data:`PQ_CODE_BUDGET` by default), from ``dim / 4`` down to 8: four values
+    within :data:`CODE_BUDGET` bytes, from ``dim / 4`` down to 8: four values
     per byte at most, since PQ's training time grows with the code (PQ256 of 512-d took 143 s at 1M, for the
     recall PQ128 reached after re-ranking).
 
@@ -86,9 +87,8 @@ def factory_string(method: str, n: int, dim: int = 512, code_budget: int | None 
     if method == "ivf-sq8":
         return f"IVF{lists},SQ8"
     if method == "ivf-pq":
-        budget = PQ_CODE_BUDGET if code_budget is None else code_budget
         code = max(dim // 4, 1)
-        while code > 8 and (dim % code or code * n > budget):
+        while code > 8 and (dim % code or code * n > CODE_BUDGET):
             code -= 1
         return f"IVF{lists},PQ{code}"
     return method

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.errors import InvalidArgument, ModelFormatError
-from lookalike.index.approximate import NAMED, ApproximateIndex
+from lookalike.index.approximate import CODE_BUDGET, NAMED, ApproximateIndex
 from lookalike.index.base import BuildInfo, Index
 from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
@@ -27,10 +27,9 @@ AUTO_MAX_EXACT_VALUES = 50_000 * 512
 #: inserts into a graph one vector at a time), answered as fast (0.65 vs 0.53 ms) and drops removed vectors for
 #: real; its search effort is re-tuned on add/remove, so the recall it reports holds as the references change.
 #: Its lists hold compressed codes re-ranked from the full vectors, never a second full copy: SQ8 (a quarter of
-#: the vectors' size) while those codes fit :data:`AUTO_SQ8_BUDGET`, product quantisation beyond. On 1M clustered
-#: 512-d vectors IVF1000,SQ8 reached recall@10 0.959 at nprobe 1 where IVF1000,Flat reached 0.951, scanning
-#: faster (benchmarks/graph_scale.py).
-AUTO_SQ8_BUDGET = 2 << 30
+#: the vectors' size) while those codes fit :data:`~lookalike.index.approximate.CODE_BUDGET`, product quantisation
+#: beyond. On 1M clustered 512-d vectors IVF1000,SQ8 reached recall@10 0.959 at nprobe 1 where IVF1000,Flat reached
+#: 0.951, scanning faster (benchmarks/graph_scale.py).
 
 
 def exact_limit(dim: int) -> int:
@@ -57,11 +56,11 @@ def choose_method(method: str, n: int, dim: int = 512) -> tuple[str, str]:
     limit = exact_limit(dim)
     if n < limit:
         return "brute_force", f"auto: {n} references < {limit} of {dim}-d, exact search is fast enough"
-    if n * dim <= AUTO_SQ8_BUDGET:
+    if n * dim <= CODE_BUDGET:
         return "ivf-sq8", f"auto: {n} references >= {limit} of {dim}-d, approximate search pays; one byte per value"
     return "ivf-pq", (
         f"auto: {n} references of {dim}-d: one byte per value would take {n * dim / 2**30:.1f} GiB, "
-        f"more than {AUTO_SQ8_BUDGET / 2**30:.0f} GiB: product-quantised codes"
+        f"more than {CODE_BUDGET / 2**30:.0f} GiB: product-quantised codes"
     )
 
 
