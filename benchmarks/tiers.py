@@ -1,4 +1,4 @@
-"""How well the tiers of sameness tell copies from look-alikes (lookalike.tiers), on real photos.
+"""How well the tiers of sameness tell copies from look-alikes (lookalike.dedup.tiers), on real photos.
 
 Positives: for each of ``--groups`` neardup groups, the original against
 generated copies of it (a byte copy, a PNG of its pixels, JPEG re-saves at
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lookalike.dedup.tiers import RESIZED_PSNR, TIERS, Sameness, resized_psnr
 from lookalike.ingest.decode import load_rgb
-from lookalike.tiers import RESIZED_PSNR, TIERS, Sameness, resized_psnr
 from machine import machine_info
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -23,7 +23,8 @@ from lookalike.embed import cache as cache_module
 from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.registry import get_spec
-from lookalike.ingest.decode import load_rgb
+from lookalike.ingest.decode import decode_image, load_rgb
+from lookalike.ingest.pixel_facts import pixel_facts
 
 SAMPLE_FILES = sorted(SAMPLES.rglob("*.jpg"))
 
@@ -122,12 +123,20 @@ def test_reindex_embeds_only_new_and_changed_files(tmp_path, private_cache):
     np.testing.assert_array_equal(changed.embeddings[row], expected)
 
 
-def test_cache_is_keyed_by_model_fingerprint(tmp_path):
+def _entry(path):
+    """A cache entry for ``path``: its key, a made-up vector, its header and its real pixel facts."""
+    image, info = decode_image(path)
+    return FileKey.of(path), np.arange(4, dtype=np.float32), info, pixel_facts(image)
+
+
+def test_cache_is_keyed_by_model_fingerprint_and_keeps_the_pixel_facts(tmp_path):
     store = EmbeddingCache(tmp_path / "c.sqlite", "model-a", 4)
-    key = FileKey.of(SAMPLE_FILES[0])
-    store.put([(key, np.arange(4, dtype=np.float32), 10, 20, "JPEG")])
+    entry = _entry(SAMPLE_FILES[0])
+    key = entry[0]
+    store.put([entry])
     other = EmbeddingCache(tmp_path / "c.sqlite", "model-b", 4)
     assert other.get([key]) == {} and len(store.get([key])) == 1
+    assert store.get([key])[0].facts == entry[3]
     moved = FileKey(key.path, key.size, key.mtime_ns + 1)
     assert store.get([moved]) == {}  # a touched file is not trusted
     store.close()
@@ -136,8 +145,9 @@ def test_cache_is_keyed_by_model_fingerprint(tmp_path):
 
 def test_a_damaged_vector_in_the_cache_is_a_miss_not_a_wrong_embedding(tmp_path):
     store = EmbeddingCache(tmp_path / "c.sqlite", "m", 4)
-    key = FileKey.of(SAMPLE_FILES[0])
-    store.put([(key, np.arange(4, dtype=np.float32), 10, 20, "JPEG")])
+    entry = _entry(SAMPLE_FILES[0])
+    key = entry[0]
+    store.put([entry])
     assert len(store.get([key])) == 1
     flipped = np.array([0, 1, 2, 1e30], dtype=np.float32).tobytes()  # bytes changed on disk, checksum not
     store._db.execute("UPDATE embeddings SET vector=?", (flipped,))

@@ -15,8 +15,8 @@ from PIL import Image
 
 import lookalike as lk
 from conftest import SAMPLES, generation
+from lookalike.dedup.tiers import COPY_TIERS, RESIZED_PSNR, Sameness, resized_psnr
 from lookalike.ingest.decode import load_rgb
-from lookalike.tiers import COPY_TIERS, RESIZED_PSNR, Sameness, resized_psnr
 
 ORIGINAL = sorted((SAMPLES / "shoes").glob("*.jpg"))[0]
 LOOKALIKE = sorted((SAMPLES / "shoes").glob("*.jpg"))[1]

@@ -21,6 +21,7 @@ import pandas as pd
 
 import lookalike as lk
 from lookalike import dedup, storage
+from lookalike.dedup.tiers import COPY_TIERS, TIERS, check_tiers
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
@@ -32,7 +33,6 @@ from lookalike.ingest.report import summarize_failures, write_report
 from lookalike.ingest.sources import is_embeddings_file
 from lookalike.layout import MAP_FILE, METHODS
 from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
-from lookalike.tiers import COPY_TIERS, TIERS, check_tiers
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
 PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"

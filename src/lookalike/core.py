@@ -412,4 +412,15 @@ class References:
         else:
             self.remove(np.sort(np.concatenate([gone, changed])))
             self.append(fresh, np.sort(np.concatenate([added, in_new[changed]])))
+            self._take_new_columns(fresh)
         return {"added": int(len(added)), "removed": int(len(gone)), "changed": int(len(changed))}
+
+    def _take_new_columns(self, fresh: References) -> None:
+        """Columns ``fresh`` has for every file and these references lack (facts a newer lookalike reads off the
+        pixels, say): taken for every reference, so an older model gets them on its next re-index."""
+        missing = [c for c in fresh.table.columns if c not in self.table.columns or self.table[c].isna().any()]
+        if not missing:
+            return
+        rows = pd.Index([os.fspath(p) for p in fresh.paths]).get_indexer([os.fspath(p) for p in self.paths])
+        for column in missing:
+            self.table[column] = fresh.table[column].to_numpy()[rows]

@@ -2,8 +2,9 @@
 
 Columns: ``id`` (position in the job's input list), ``path``, ``embedding``
 (fixed-size list of float32, null for a failure), ``kind`` and ``reason``
-(null when embedded), ``width``, ``height``, ``format``. Plain parquet: any
-reader, no Ray needed to read a job's output.
+(null when embedded), ``width``, ``height``, ``format`` and the pixel facts
+(:mod:`lookalike.ingest.pixel_facts`). Plain parquet: any reader, no Ray
+needed to read a job's output.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from lookalike.embed.batch import HEADER_COLUMNS, Embedded
 from lookalike.errors import Failure
+from lookalike.ingest.pixel_facts import COLUMNS as PIXEL_FACTS
 from lookalike.ingest.report import legacy_kind
 
 
@@ -33,6 +35,7 @@ def schema(dim: int) -> pa.Schema:
             ("width", pa.int32()),
             ("height", pa.int32()),
             ("format", pa.string()),
+            *((name, pa.int64() if name.startswith("fingerprint") else pa.float32()) for name in PIXEL_FACTS),
         ]
     )
 
@@ -55,6 +58,7 @@ def to_table(ids: np.ndarray, paths: Sequence[str], done: Embedded, dim: int) ->
             pa.array(headers["width"].tolist() + missing, pa.int32()),
             pa.array(headers["height"].tolist() + missing, pa.int32()),
             pa.array(headers["format"].tolist() + missing, pa.string()),
+            *(pa.array(headers[name].tolist() + missing, schema(dim).field(name).type) for name in PIXEL_FACTS),
         ],
         schema=schema(dim),
     )
@@ -78,6 +82,9 @@ def read_shards(store, directory: str, dim: int) -> pa.Table:
             if "kind" not in table.column_names:  # a shard written before failures had kinds
                 kinds = [None if reason is None else legacy_kind(reason) for reason in table["reason"].to_pylist()]
                 table = table.append_column("kind", pa.array(kinds, pa.string()))
+            for name in PIXEL_FACTS:  # a shard written before pixel facts: they are unknown
+                if name not in table.column_names:
+                    table = table.append_column(name, pa.nulls(len(table), schema(dim).field(name).type))
             tables.append(table.select(schema(dim).names).cast(schema(dim)))
         except (OSError, pa.ArrowException, KeyError):  # half-written shard of a crashed run
             continue
@@ -101,5 +108,5 @@ def to_embedded(table: pa.Table, dim: int) -> Embedded:
                 *(failed[name].to_pylist() for name in ("id", "path", "kind", "reason")), strict=True
             )
         ],
-        headers=pd.DataFrame({name: embedded[name].to_pylist() for name in HEADER_COLUMNS}, columns=HEADER_COLUMNS),
+        headers=embedded.select(HEADER_COLUMNS).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get),
     )

@@ -20,8 +20,11 @@ from lookalike.embed.cache import EmbeddingCache
 from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.errors import Failure
 from lookalike.ingest.download import DownloadSettings, localize
+from lookalike.ingest.pixel_facts import COLUMNS as PIXEL_FACTS
+from lookalike.ingest.pixel_facts import facts_table
 
-HEADER_COLUMNS = ["width", "height", "format"]
+#: What each embedded image's header and pixels say, kept as columns of the references.
+HEADER_COLUMNS = ["width", "height", "format", *PIXEL_FACTS]
 
 
 @dataclass
@@ -65,5 +68,11 @@ def embed_sources(
         if store is not None:
             store.close()
     positions, failures = local.merge(result.ok, result.failures)
-    headers = pd.DataFrame([(i.width, i.height, i.format) for i in result.info], columns=HEADER_COLUMNS)
+    headers = pd.concat(
+        [
+            pd.DataFrame([(i.width, i.height, i.format) for i in result.info], columns=HEADER_COLUMNS[:3]),
+            facts_table(result.facts),
+        ],
+        axis=1,
+    )
     return Embedded(result.embeddings, positions, failures, headers, {"from_cache": result.cached, **local.stats()})

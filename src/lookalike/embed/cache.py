@@ -29,10 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import CacheVersionError
+from lookalike.ingest.decode import ImageInfo
+from lookalike.ingest.pixel_facts import PixelFacts, facts_from_bytes, facts_to_bytes
 
 #: 2: each vector carries a CRC-32, so damage inside a stored vector is a miss, not a wrong embedding; paths
-#: are the file names' bytes, so a name that is not valid UTF-8 is cached like any other.
-SCHEMA_VERSION = 2
+#: are the file names' bytes, so a name that is not valid UTF-8 is cached like any other. 3: each entry carries its
+#: image's pixel facts (copy fingerprints, exposure, sharpness), covered by the CRC too.
+SCHEMA_VERSION = 3
 _CHUNK = 500  # paths per SELECT ... IN (...): under SQLite's variable limit
 #: SQLite result codes (the low byte of extended codes) meaning the file is damaged, and meaning it cannot be written.
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -68,6 +71,7 @@ class CachedImage:
     width: int
     height: int
     format: str
+    facts: PixelFacts
 
 
 class EmbeddingCache:
@@ -118,7 +122,8 @@ class EmbeddingCache:
                     CREATE TABLE embeddings (
                         fingerprint TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
                         mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER, format TEXT,
-                        vector BLOB NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (fingerprint, path)
+                        vector BLOB NOT NULL, facts BLOB NOT NULL, crc INTEGER NOT NULL,
+                        PRIMARY KEY (fingerprint, path)
                     ) WITHOUT ROWID;
                     """
                 )
@@ -198,42 +203,33 @@ class EmbeddingCache:
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
             rows = self._db.execute(
-                "SELECT path, size, mtime_ns, width, height, format, vector, crc FROM embeddings "
+                "SELECT path, size, mtime_ns, width, height, format, vector, facts, crc FROM embeddings "
                 f"WHERE fingerprint=? AND path IN ({','.join('?' * len(chunk))})",
                 (self.fingerprint, *chunk),
             )
-            for path, size, mtime_ns, width, height, fmt, blob, crc in rows:
-                if len(blob) != 4 * self.dim or zlib.crc32(blob) != crc:
-                    continue  # a damaged entry is embedded again (and replaced), never returned
+            for path, size, mtime_ns, width, height, fmt, blob, stored_facts, crc in rows:
+                facts = facts_from_bytes(stored_facts)
+                if len(blob) != 4 * self.dim or zlib.crc32(blob + stored_facts) != crc or facts is None:
+                    continue  # a damaged entry (or facts of another version) is embedded again, never returned
                 vector = np.frombuffer(blob, dtype=np.float32)
                 for position in wanted[os.fsdecode(path)]:
                     key = keys[position]
                     if key.size == size and key.mtime_ns == mtime_ns:
-                        found[position] = CachedImage(vector, width, height, fmt)
+                        found[position] = CachedImage(vector, width, height, fmt, facts)
         return found
 
-    def put(self, entries: Iterable[tuple[FileKey, np.ndarray, int, int, str]]) -> None:
-        """Store (key, vector, width, height, format) entries and commit; a no-op when the cache cannot be written."""
-        blobs = [(key, np.ascontiguousarray(v, dtype=np.float32).tobytes(), w, h, f) for key, v, w, h, f in entries]
-        rows = [
-            (
-                self.fingerprint,
-                os.fsencode(key.path),
-                key.size,
-                key.mtime_ns,
-                width,
-                height,
-                fmt,
-                blob,
-                zlib.crc32(blob),
-            )
-            for key, blob, width, height, fmt in blobs
-        ]
+    def put(self, entries: Iterable[tuple[FileKey, np.ndarray, ImageInfo, PixelFacts]]) -> None:
+        """Store (key, vector, header, pixel facts) entries and commit; a no-op when the cache cannot be written."""
+        rows = []
+        for key, vector, info, facts in entries:
+            blob, stored_facts = np.ascontiguousarray(vector, dtype=np.float32).tobytes(), facts_to_bytes(facts)
+            row = (key.size, key.mtime_ns, info.width, info.height, info.format, blob, stored_facts)
+            rows.append((self.fingerprint, os.fsencode(key.path), *row, zlib.crc32(blob + stored_facts)))
         for _ in range(2):
             if self._db is None or not self.writable:
                 return
             try:
-                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 self._db.commit()
                 return
             except sqlite3.Error as exc:

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from lookalike.dedup.tiers import TIERS
 from lookalike.errors import InvalidArgument
 from lookalike.server import schemas
 from lookalike.server.collection import Collection
 from lookalike.server.dependencies import View
 from lookalike.server.errors import error_responses
 from lookalike.server.review import Review
-from lookalike.tiers import TIERS
 
 router = APIRouter(tags=["review"])
 

@@ -24,12 +24,12 @@ import pandas as pd
 
 from lookalike.core import References, as_references
 from lookalike.decisions import Decisions
+from lookalike.dedup.tiers import TIERS, Sameness, check_tiers
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
 from lookalike.files import move_without_overwrite, relative_inside
 from lookalike.index.metrics import exact_distances
 from lookalike.ingest.names import escaped_frame, has_surrogates, text_column
-from lookalike.tiers import TIERS, Sameness, check_tiers
 from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
 __all__ = [
@@ -148,7 +148,7 @@ def find_duplicates(
         without merging look-alikes.
     tiers : str or list of str, optional
         Keep only members whose tier is one of these (see below), and the
-        groups that still have one; ``lookalike.tiers.COPY_TIERS`` for what
+        groups that still have one; ``lookalike.dedup.tiers.COPY_TIERS`` for what
         a person calls copies. All tiers by default.
     decisions : lookalike.decisions.Decisions, optional
         What a person decided (``model.decisions``): a file marked to keep is
@@ -163,7 +163,7 @@ def find_duplicates(
         ``label``, ``keeper`` (bool, the first row of its group),
         ``distance`` (to the group's keeper), ``tier`` (how much it is the
         same as the keeper: ``exact``, ``same-pixels``, ``resized``,
-        ``edited`` or ``similar``, see :mod:`lookalike.tiers`; a keeper's is
+        ``edited`` or ``similar``, see :mod:`lookalike.dedup.tiers`; a keeper's is
         the strongest of its group's), then ``path``, ``width``,
         ``height``, ``bytes``, ``mtime`` where known. Images without a
         near-duplicate are not listed.

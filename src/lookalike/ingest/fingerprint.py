@@ -1,0 +1,155 @@
+"""A 64-bit fingerprint of a picture that survives resizing, re-compression, grey levels, borders and quarter turns.
+
+Copies of one photo are found by comparing these fingerprints as well as the
+embeddings: a quarter-size, turned or grey copy often lies farther from its
+original in embedding space than a look-alike does, but keeps the same coarse
+layout of light and dark. The fingerprint is computed from the pixels the
+indexer has already decoded, so it costs a small resize and one 32 x 32 DCT.
+
+How it is made:
+
+1. the picture's uniform borders (letterbox bars, padding) are trimmed, so a
+   padded copy is fingerprinted on the same content as its original;
+2. the grey levels of what remains are shrunk to 32 x 32 (area average);
+3. its 2-D DCT is taken, and the 63 lowest frequencies but the constant one
+   (an 8 x 8 block) each give one bit: whether the coefficient is positive.
+
+Thresholding at zero rather than at the median keeps the bits of a mirrored or
+turned picture computable from the original's: mirroring negates the
+coefficients of odd horizontal frequency, turning transposes the block
+(:func:`orientations`), so a copy in any of the 8 orientations is found by
+comparing 8 variants of one stored number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["BITS", "fingerprints", "hamming", "orientations", "trimmed_box"]
+
+#: Size of the grey picture the DCT is taken of.
+SIDE = 32
+#: Frequencies per axis kept (an 8 x 8 block: 64 bits, the constant term's always 0).
+BLOCK = 8
+BITS = BLOCK * BLOCK
+#: A border row or column differs from the border colour by at most this many grey levels (JPEG ringing allowed).
+BORDER_TOLERANCE = 8
+#: Side of the thumbnail borders are looked for in: a bar of 1 % of the side is still seen.
+TRIM_SIDE = 128
+#: No more than this share of each side is ever trimmed, so a near-uniform picture keeps its content.
+MAX_TRIM = 0.45
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix: ``D @ x`` transforms a column."""
+    k = np.arange(n)[:, None]
+    matrix = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    matrix[0] /= np.sqrt(2.0)
+    return matrix
+
+
+_DCT = _dct_matrix(SIDE)[:BLOCK]  # only the lowest frequencies are ever used
+#: Bit i of a fingerprint is the coefficient at (row i // 8, column i % 8): vertical, horizontal frequency.
+_ROW, _COLUMN = np.divmod(np.arange(BITS), BLOCK)
+_WEIGHTS = np.left_shift(np.uint64(1), np.arange(BITS, dtype=np.uint64))
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    """Grey levels of ``image`` shrunk by a whole factor to about :data:`TRIM_SIDE` (box filter: fast, exact averages)."""
+    gray = image.convert("L")
+    factor = max(1, max(gray.size) // TRIM_SIDE)
+    return gray.reduce(factor) if factor > 1 else gray
+
+
+def trimmed_box(gray: Image.Image) -> tuple[int, int, int, int]:
+    """The box (left, top, right, bottom) of ``gray`` inside its uniform borders; the whole image when it has none.
+
+    A border is a run of rows (or columns) from an edge whose every pixel is
+    within :data:`BORDER_TOLERANCE` grey levels of the edge's own colour.
+    """
+    pixels = np.asarray(gray, dtype=np.int16)
+    rows, columns = pixels.shape
+    top, bottom = _border(pixels), _border(pixels[::-1])
+    left, right = _border(pixels.T), _border(pixels.T[::-1])
+    if top + bottom >= rows or left + right >= columns:
+        return (0, 0, columns, rows)
+    return (left, top, columns - right, rows - bottom)
+
+
+def _border(pixels: np.ndarray) -> int:
+    """How many leading rows of ``pixels`` are uniform in the colour of the first (at most MAX_TRIM of them)."""
+    limit = int(MAX_TRIM * len(pixels))
+    first = pixels[0]
+    colour = int(np.sort(first)[len(first) // 2])  # the median, robust to a few pixels of JPEG ringing
+    if not limit or np.abs(first - colour).max() > BORDER_TOLERANCE:
+        return 0
+    spread = np.abs(pixels[:limit] - colour).max(axis=1)
+    outside = np.flatnonzero(spread > BORDER_TOLERANCE)
+    return int(outside[0]) if len(outside) else limit
+
+
+def fingerprints(image: Image.Image) -> tuple[int, int]:
+    """The fingerprints of a decoded picture (any mode), whole and inside its uniform borders, as unsigned 64-bit
+    integers (the two are equal when it has no border).
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> picture = Image.linear_gradient("L").resize((300, 200))
+    >>> whole, _ = fingerprints(picture)
+    >>> hamming(whole, fingerprints(picture.resize((75, 50)))[0]) <= 4
+    True
+    """
+    gray = _thumbnail(image)
+    whole = _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX))
+    box = trimmed_box(gray)
+    if box == (0, 0, *gray.size):
+        return whole, whole
+    return whole, _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX, box=box))
+
+
+def _bits(small: Image.Image) -> int:
+    coefficients = _DCT @ np.asarray(small, dtype=np.float64) @ _DCT.T
+    bits = coefficients.reshape(-1) > 0
+    bits[0] = False  # the mean brightness says nothing about the layout
+    return int(np.bitwise_or.reduce(_WEIGHTS[bits], initial=np.uint64(0)))
+
+
+def _permutation(transpose: bool, flip_rows: bool, flip_columns: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Where each bit of an oriented fingerprint comes from, and which bits change sign."""
+    source = (_COLUMN * BLOCK + _ROW) if transpose else np.arange(BITS)
+    row, column = np.divmod(source, BLOCK)
+    negated = ((row % 2 == 1) & flip_rows) ^ ((column % 2 == 1) & flip_columns)
+    return source, negated & (source != 0)
+
+
+_ORIENTATIONS = [_permutation(t, r, c) for t in (False, True) for r in (False, True) for c in (False, True)]
+
+
+def orientations(fingerprints: np.ndarray) -> np.ndarray:
+    """The fingerprints of the same pictures in all 8 orientations (turns by 90 degrees, mirrored or not).
+
+    Parameters
+    ----------
+    fingerprints : numpy.ndarray
+        (n,) uint64 fingerprints.
+
+    Returns
+    -------
+    numpy.ndarray
+        (8, n) uint64; row 0 is ``fingerprints`` itself.
+    """
+    values = np.asarray(fingerprints, dtype=np.uint64)
+    bits = ((values[:, None] >> np.arange(BITS, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+    out = np.empty((len(_ORIENTATIONS), len(values)), np.uint64)
+    for i, (source, negated) in enumerate(_ORIENTATIONS):
+        # A bit is "positive"; a negated coefficient is positive when it was not (the zero bit stays zero).
+        moved = bits[:, source] ^ negated
+        out[i] = (moved.astype(np.uint64) * _WEIGHTS).sum(axis=1, dtype=np.uint64)
+    return out
+
+
+def hamming(a: int, b: int) -> int:
+    """How many bits two fingerprints differ in."""
+    return int(a ^ b).bit_count()

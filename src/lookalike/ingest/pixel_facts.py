@@ -1,0 +1,126 @@
+"""Facts about a picture read off the pixels the indexer has already decoded: its copy fingerprints and plain
+measures of exposure, sharpness and colour.
+
+They cost a few small resizes per image (well under the network's time) and
+are kept with the embedding (in the cache and the references), so finding
+copies and auditing a collection never decode it again.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import astuple, dataclass, fields
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageStat
+
+from lookalike.ingest.fingerprint import fingerprints
+
+__all__ = ["COLUMNS", "FACTS_VERSION", "PixelFacts", "facts_from_bytes", "facts_table", "facts_to_bytes", "pixel_facts"]
+
+#: Changes whenever a fact is added or computed otherwise: cached facts of another version are computed again.
+FACTS_VERSION = 1
+#: Longest side the measures are taken at (shrunk by a whole factor, so between this and twice it): a photo that
+#: looks sharp at this size is sharp enough.
+SHARPNESS_SIDE = 256
+#: Longest side colourfulness is measured at (about).
+COLOUR_SIDE = 64
+
+
+@dataclass(frozen=True)
+class PixelFacts:
+    """What the pixels of one image say, besides what it shows.
+
+    Attributes
+    ----------
+    fingerprint, fingerprint_trimmed : int
+        Copy fingerprints of the whole picture and of what lies inside its
+        uniform borders (see :mod:`lookalike.ingest.fingerprint`), as signed
+        64-bit integers (the bits of the unsigned fingerprint).
+    brightness, contrast : float
+        Mean and standard deviation of the grey levels, in [0, 1].
+    sharpness : float
+        Standard deviation of the grey levels' Laplacian at about
+        :data:`SHARPNESS_SIDE` pixels, in grey levels: low for a blurred or flat picture.
+    entropy : float
+        Entropy of the grey-level histogram, in bits (0: one grey; 8: every level alike).
+    colourfulness : float
+        Mean difference between the strongest and the weakest colour channel, in
+        [0, 1]: about 0 for a grey picture stored in colour.
+    """
+
+    fingerprint: int
+    fingerprint_trimmed: int
+    brightness: float
+    contrast: float
+    sharpness: float
+    entropy: float
+    colourfulness: float
+
+
+COLUMNS = tuple(f.name for f in fields(PixelFacts))
+
+
+def _signed(value: int) -> int:
+    """The unsigned 64-bit ``value`` as the signed integer with the same bits (what int64 columns hold)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def pixel_facts(image: Image.Image) -> PixelFacts:
+    """The facts of a decoded picture (any mode).
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> facts = pixel_facts(Image.new("RGB", (64, 48), (128, 128, 128)))
+    >>> facts.contrast, facts.entropy, facts.colourfulness
+    (0.0, 0.0, 0.0)
+    """
+    # One shrink of the picture by a whole factor (a box filter, the cheapest resize) serves every measure.
+    factor = max(1, max(image.size) // SHARPNESS_SIDE)
+    small = (image.reduce(factor) if factor > 1 else image).convert("RGB")
+    gray = small.convert("L")
+    whole, trimmed = fingerprints(gray)
+    stat = ImageStat.Stat(gray)
+    levels = np.asarray(gray, dtype=np.int16)
+    laplacian = levels[1:-1, :-2] + levels[1:-1, 2:] + levels[:-2, 1:-1] + levels[2:, 1:-1] - 4 * levels[1:-1, 1:-1]
+    colours = small.reduce(max(1, max(small.size) // COLOUR_SIDE))
+    red, green, blue = (np.asarray(band, dtype=np.int16) for band in colours.split())
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
+    return PixelFacts(
+        _signed(whole),
+        _signed(trimmed),
+        round(stat.mean[0] / 255.0, 4),
+        round(stat.stddev[0] / 255.0, 4),
+        round(float(laplacian.std()) if laplacian.size else 0.0, 3),
+        round(float(gray.entropy()) + 0.0, 4),  # + 0.0: never -0.0
+        round(float(spread.mean()) / 255.0 if spread.size else 0.0, 4),
+    )
+
+
+#: The stored form: the version, then each fact in the order of :data:`COLUMNS` (little-endian).
+_PACKED = struct.Struct("<Bqq5f")
+
+
+def facts_to_bytes(facts: PixelFacts) -> bytes:
+    """``facts`` as a few bytes, to store beside an embedding."""
+    return _PACKED.pack(FACTS_VERSION, *astuple(facts))
+
+
+def facts_from_bytes(data: bytes | None) -> PixelFacts | None:
+    """Facts stored by :func:`facts_to_bytes`, or None when ``data`` holds none of this version's."""
+    if data is None or len(data) != _PACKED.size or data[0] != FACTS_VERSION:
+        return None
+    return PixelFacts(*(round(v, 4) if isinstance(v, float) else v for v in _PACKED.unpack(data)[1:]))
+
+
+def facts_table(facts: list[PixelFacts]) -> pd.DataFrame:
+    """Many images' facts as columns: int64 fingerprints, float32 measures."""
+    values = np.array([astuple(f) for f in facts], dtype=object).reshape(len(facts), len(COLUMNS))
+    return pd.DataFrame(
+        {
+            name: values[:, i].astype(np.int64 if name.startswith("fingerprint") else np.float32)
+            for i, name in enumerate(COLUMNS)
+        }
+    )
