@@ -21,7 +21,7 @@ import pandas as pd
 
 import lookalike as lk
 from lookalike import dedup, storage
-from lookalike.dedup.tiers import COPY_TIERS, TIERS, check_tiers
+from lookalike.dedup.tiers import COPY_TIERS, check_tiers
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
@@ -295,21 +295,22 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         _print_table(calibration.table(), args.json)
         print(calibration.summary(threshold))
         return 0
-    duplicates = model.find_duplicates(threshold=args.threshold, keep=args.keep, k=args.k, verify=args.verify)
-    # Every tier is reported; only the tiers asked for (copies, by default) are acted on.
-    acted = check_tiers(args.tiers.split(","))
-    targets = duplicates["keeper"] | duplicates["tier"].isin(acted)
+    acted = check_tiers(args.act_on.split(","), COPY_TIERS, "--act-on")
+    duplicates = model.find_duplicates(
+        threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in
+    )
+    targets = duplicates["action"].isin(("keep", "discard"))
     if args.report:
         write_table(args.report, duplicates)
     if args.json:
         print(escaped_frame(duplicates).to_json(orient="records"))
     else:
-        print(dedup.summary_text(duplicates))
-    others = int((~duplicates["keeper"] & targets).sum())
+        print(dedup.summary_text(duplicates, "move" if not args.delete else "delete"))
+    others = int((duplicates["action"] == "discard").sum())
     if not (args.move_to or args.delete) or others == 0:
         if others and not args.json:
             print(
-                f"dry run: nothing moved or deleted (--move-to DIR or --delete to act on the {','.join(acted)} tiers)"
+                f"dry run: nothing moved or deleted (--move-to DIR or --delete to act on the {','.join(acted)} copies)"
             )
         return 0
     if args.delete and not args.yes:
@@ -650,7 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
     dedup_cmd.add_argument("--metric", default="cosine", choices=METRICS, help="for a folder (a model keeps its own)")
     dedup_cmd.add_argument("-k", type=int, default=10, help="neighbours looked at per image (default: %(default)s)")
     dedup_cmd.add_argument(
-        "--verify", action="store_true", help="link only images whose local features match (lookalike[verify])"
+        "--keep-in",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="never discard a file under DIR (repeat for more folders); a keeper is taken from them first",
     )
     act = dedup_cmd.add_mutually_exclusive_group()
     act.add_argument("--move-to", type=Path, help="move duplicates here, keeping their paths relative to SOURCE")
@@ -662,9 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure on copies of your own photos what each threshold finds and links by mistake; act on nothing",
     )
     dedup_cmd.add_argument(
-        "--tiers",
+        "--act-on",
         default=",".join(COPY_TIERS),
-        help=f"tiers to move or delete, of {','.join(TIERS)} (default: %(default)s; 'similar' is never a copy)",
+        metavar="TIERS",
+        help="which copies to move or delete: some of %(default)s (a look-alike, 'similar', is never acted on)",
     )
     dedup_cmd.add_argument("--report", type=Path, help="write the groups to .csv, .parquet, .json or .jsonl")
     dedup_cmd.add_argument(

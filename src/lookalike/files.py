@@ -32,6 +32,7 @@ except ImportError:  # Windows: no advisory locks, saves are not guarded against
     fcntl = None
 
 __all__ = [
+    "cached_sha256",
     "file_sha256",
     "atomic_path",
     "commit_file",
@@ -223,6 +224,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's content, read in blocks (hex); ``OSError`` when it cannot be read."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+#: SHA-256 of files already read, by (path, size, modification time): dedup and decisions ask for the same files'
+#: digests again and again (each regrouping of an explorer); a file is read again only when it changed.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: str | os.PathLike) -> str | None:
+    """:func:`file_sha256` of ``path``, read once per version of the file (path, size, mtime); None when it cannot
+    be read."""
+    try:
+        stat = os.stat(path)
+        key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _DIGESTS:
+            _DIGESTS[key] = file_sha256(path)
+        return _DIGESTS[key]
+    except OSError:
+        return None
 
 
 def relative_inside(path: str, real_root: Path) -> Path | None:

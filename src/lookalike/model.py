@@ -26,6 +26,7 @@ from lookalike import layout as layouts
 from lookalike.calibrate import Calibration, calibrate
 from lookalike.core import References
 from lookalike.decisions import Decisions, read_saved
+from lookalike.dedup.tiers import COPY_TIERS, Sameness
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
@@ -260,18 +261,29 @@ class ImageSimilarityModel:
         threshold: float | None = None,
         keep: str = "resolution",
         k: int = 10,
-        verify: Any = False,
         tiers: str | list[str] | tuple[str, ...] | None = None,
+        act_on: str | list[str] | tuple[str, ...] = COPY_TIERS,
+        keep_in: list[str | os.PathLike] | tuple[str | os.PathLike, ...] = (),
+        sameness: Sameness | None = None,
     ) -> pd.DataFrame:
-        """Groups of near-duplicate references, each with a keeper: see :func:`lookalike.dedup.find_duplicates`.
+        """Groups of copies among the references, each with a keeper, honouring the model's decisions: see
+        :func:`lookalike.dedup.find_duplicates`.
 
         Examples
         --------
-        >>> dups = model.find_duplicates(keep="size")  # doctest: +SKIP
-        >>> dups[~dups.keeper].path.tolist()  # doctest: +SKIP
+        >>> dups = model.find_duplicates(keep="sharpest")  # doctest: +SKIP
+        >>> dups[dups.action == "discard"].path.tolist()  # doctest: +SKIP
         """
         return dedup.find_duplicates(
-            self.core, threshold=threshold, keep=keep, k=k, verify=verify, tiers=tiers, decisions=self.decisions
+            self.core,
+            threshold=threshold,
+            keep=keep,
+            k=k,
+            tiers=tiers,
+            decisions=self.decisions,
+            act_on=act_on,
+            keep_in=keep_in,
+            sameness=sameness,
         )
 
     def calibrate_duplicates(self, sample: int = 50, pairs: int = 200_000) -> Calibration:

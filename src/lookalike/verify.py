@@ -36,6 +36,7 @@ from lookalike.validation import check_positive_int
 __all__ = [
     "METHODS",
     "VERIFY_EXTRA",
+    "align",
     "LocalFeatures",
     "Verifier",
     "reference_paths",
@@ -220,8 +221,13 @@ class Verifier:
         reference side; the transform (rotation, uniform scale, translation)
         must map each inlier within 0.8 % of the image size.
         """
+        return self.alignment(query, reference)[0]
+
+    def alignment(self, query: LocalFeatures, reference: LocalFeatures) -> tuple[int, np.ndarray | None]:
+        """``(inliers, transform)``: what :meth:`match` counts, and the 2 x 3 transform from the query's feature
+        coordinates to the reference's (None when there is none)."""
         if len(query) < MIN_MATCHES or len(reference) < 2:
-            return 0
+            return 0, None
         cv2 = self._cv2
         _, matcher = self._tools()
         best: dict[int, tuple[float, int]] = {}  # reference keypoint -> (distance, query keypoint)
@@ -234,11 +240,11 @@ class Verifier:
                 if m.trainIdx not in best or m.distance < best[m.trainIdx][0]:
                     best[m.trainIdx] = (m.distance, m.queryIdx)
         if len(best) < MIN_MATCHES:
-            return 0
+            return 0, None
         train = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
         queried = np.fromiter((q for _, q in best.values()), dtype=np.int64, count=len(best))
         tolerance = REPROJECTION_TOLERANCE * max(*query.size, *reference.size)
-        _, mask = cv2.estimateAffinePartial2D(
+        transform, mask = cv2.estimateAffinePartial2D(
             query.points[queried],
             reference.points[train],
             method=cv2.RANSAC,
@@ -246,7 +252,7 @@ class Verifier:
             maxIters=2000,
             confidence=0.995,
         )
-        return 0 if mask is None else int(mask.sum())
+        return (0, None) if mask is None or transform is None else (int(mask.sum()), transform)
 
     def inliers(self, query: Any, reference: Any) -> int:
         """Inliers between two images (paths, bytes, PIL images or arrays), trying the mirrored query too.
@@ -502,3 +508,23 @@ def verify_pairs(
             return 0
 
     return np.array(verifier._map(one, list(pairs), verbose, "pair"), dtype=np.int64)
+
+
+def align(verifier: Verifier, a: Any, b: Any, mirrored: bool = False) -> list[np.ndarray]:
+    """How local features lay image ``a`` (mirrored first with ``mirrored``) on image ``b``: one transform (2 x 3),
+    from ``a``'s coordinates to ``b``'s as fractions of each picture's width (so that it holds at any size), when
+    the match reaches ``verifier.min_inliers``; none otherwise. A mirrored ``a`` is mirrored back in the transform.
+
+    Raises :class:`lookalike.ImageError` when either cannot be read.
+    """
+    query, target = verifier.features(a, mirrored=mirrored), verifier.features(b)
+    inliers, transform = verifier.alignment(query, target)
+    if inliers < verifier.min_inliers:
+        return []
+    # Keypoints put pixel centres at whole coordinates; fractions of the width count from the picture's edge.
+    centres = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
+    into = centres @ np.diag([query.size[0], query.size[0], 1.0])  # widths -> the feature image's keypoints
+    if mirrored:  # a point of a at u is at 1 - u in the mirrored picture
+        into = into @ np.array([[-1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    out_of = np.diag([1.0 / target.size[0], 1.0 / target.size[0], 1.0]) @ np.linalg.inv(centres)
+    return [(out_of @ np.vstack([transform, [0.0, 0.0, 1.0]]) @ into)[:2]]

@@ -17,14 +17,10 @@ import numpy as np
 
 from lookalike.core import References
 from lookalike.index.metrics import exact_distances_at
-from lookalike.ingest.fingerprint import orientations
+from lookalike.ingest.fingerprint import MATCH_BITS, orientations
 
-__all__ = ["FINGERPRINT_RADIUS", "Candidates", "candidate_pairs", "has_fingerprints"]
+__all__ = ["Candidates", "candidate_pairs", "has_fingerprints"]
 
-#: Most bits two fingerprints of copies differ in. Measured by benchmarks/copies.py: 1/8-size, q30, grey,
-#: brightness, gamma and letterboxed copies of neardup originals lie within it (median 0-2 bits), while of 767k
-#: pairs of distinct photos (landmarks, neardup originals, clothing) 7 do; every candidate is checked anyway.
-FINGERPRINT_RADIUS = 10
 #: Nearest fingerprints looked at per orientation of each reference: copies of one photo are few.
 FINGERPRINT_K = 16
 #: Above this many references the fingerprints are searched with an inverted file (approximate) instead of flat.
@@ -63,7 +59,7 @@ def has_fingerprints(references: References) -> bool:
 
 def candidate_pairs(references: References, threshold: float, k: int) -> Candidates:
     """The candidate pairs of ``references``: each reference's ``k`` nearest within ``threshold`` (in the
-    references' metric), and every pair whose fingerprints lie within :data:`FINGERPRINT_RADIUS`."""
+    references' metric), and every pair whose fingerprints lie within :data:`MATCH_BITS`."""
     found = [_embedding_pairs(references, threshold, k)]
     if has_fingerprints(references):
         for column in ("fingerprint", "fingerprint_trimmed"):
@@ -113,7 +109,7 @@ def _fingerprint_pairs(fingerprints: np.ndarray) -> np.ndarray:
     for start in range(0, n, _QUERY_BLOCK):
         for variant in turned:
             bits, positions = index.search(_as_codes(variant[start : start + _QUERY_BLOCK]), k)
-            rows, columns = np.nonzero((bits <= FINGERPRINT_RADIUS) & (positions >= 0))
+            rows, columns = np.nonzero((bits <= MATCH_BITS) & (positions >= 0))
             found.append(np.column_stack([rows + start, positions[rows, columns]]))
     return np.concatenate(found).astype(np.int64)
 

@@ -1,19 +1,19 @@
-"""Near-duplicate groups, which image of each group to keep, and safe actions on the others.
+"""Groups of copies, the photo of each to keep, and what to do with the others.
 
-Groups are the connected components of the thresholded neighbour graph
-(each reference linked to those of its ``k`` nearest references that are
-within the threshold), built block by block with :mod:`lookalike.graph`.
-A keeper policy picks one image per group; the rest can be reported, moved
-(keeping their relative paths, never overwriting) or deleted. No action
-ever touches the keeper, a file that is the keeper under another name
-(hard or symbolic link), or a file outside the input folder.
+Candidates are pairs with close embeddings or matching copy fingerprints
+(:mod:`.candidates`); each pair that can change a group is judged from the
+pixels of both files (:mod:`.tiers`). A group is a connected set of copies:
+look-alikes (``similar``) never join two groups, they are listed beside the
+group they resemble. A keeper policy picks one photo per group
+(:mod:`.keepers`); only members that are themselves copies of the keeper
+are acted on, and nothing is acted on outside the input folder or on the
+keeper under another name.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +24,13 @@ import pandas as pd
 
 from lookalike.core import References, as_references
 from lookalike.decisions import Decisions
-from lookalike.dedup.tiers import TIERS, Sameness, check_tiers
+from lookalike.dedup.candidates import Candidates, candidate_pairs
+from lookalike.dedup.keepers import POLICIES, Member, rank
+from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
-from lookalike.files import move_without_overwrite, relative_inside
-from lookalike.index.metrics import exact_distances
+from lookalike.files import cached_sha256, move_without_overwrite, relative_inside
+from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.names import escaped_frame, has_surrogates, text_column
 from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
@@ -37,12 +39,9 @@ __all__ = [
     "POLICIES",
     "apply_actions",
     "default_threshold",
-    "describe",
     "summary_text",
     "find_duplicates",
 ]
-
-POLICIES = ("resolution", "size", "oldest", "first")
 
 #: Default thresholds by (network, precision, descriptor preset, metric), measured by
 #: benchmarks/dedup_threshold.py --model NAME --precision P --descriptor D: the largest distance at which >= 99% of the
@@ -111,67 +110,76 @@ def default_threshold(references: References) -> float:
     return DEFAULT_THRESHOLDS[key]
 
 
-@renamed_argument("model", "references")
 def find_duplicates(
     references: References,
     threshold: float | None = None,
     keep: str = "resolution",
     k: int = 10,
-    verify: Any = False,
     tiers: str | Sequence[str] | None = None,
     decisions: Decisions | None = None,
+    act_on: str | Sequence[str] = COPY_TIERS,
+    keep_in: Sequence[str | os.PathLike] = (),
+    sameness: Sameness | None = None,
+    verbose: bool = False,
 ) -> pd.DataFrame:
-    """Groups of near-duplicate references, each with one image to keep, and how much each is the same.
+    """Groups of copies among the references, each with the photo to keep, and what to do with each other member.
+
+    Candidate pairs are each reference's ``k`` nearest within ``threshold``
+    and every pair whose copy fingerprints match (in any orientation), so
+    copies are found wherever their embeddings lie. The pixels of both files
+    decide each pair's tier (:mod:`lookalike.dedup.tiers`): ``exact``,
+    ``same-pixels``, ``resized``, ``edited`` (the copies) or ``similar``.
+    A group is a connected set of copies; a look-alike (``similar``) never
+    joins two groups, and is listed beside the group it resembles. Only a
+    member that is itself a copy of the keeper is ever acted on.
 
     Parameters
     ----------
     references : lookalike.core.References
         A model's references (``model.core``); ``model.find_duplicates`` calls this.
     threshold : float, optional
-        Largest distance (in the model's metric) between two linked images;
-        images linked by a chain of such links form a group. Default: the
-        value measured for the model's network, descriptor and metric (see
-        ``DEFAULT_THRESHOLDS`` and docs/dedup.md).
-    keep : {"resolution", "size", "oldest", "first"}, default "resolution"
-        Which image of a group to keep: the most pixels (width x height;
-        ties: the larger file), the largest file (ties: more pixels), the
-        oldest modification time, or the first in the dataset's order (the
-        one policy for precomputed embeddings). Remaining ties go to the first
-        path in sorted order, so the choice never depends on the order of indexing.
+        Largest embedding distance (in the model's metric) of a candidate
+        pair. Default: the value measured for the model's network,
+        descriptor and metric (see :data:`DEFAULT_THRESHOLDS`).
+    keep : {"resolution", "sharpest", "size", "oldest", "first"}, default "resolution"
+        Which photo of a group to keep: the most picture (padding and
+        enlargement not counted), the most detail (sharp, least compressed),
+        the largest file, the oldest file, or the first in the dataset's
+        order. Ties keep the original (see :mod:`lookalike.dedup.keepers`).
     k : int, default 10
-        Neighbours looked at per image; a group larger than ``k + 1`` is
-        still found whole through chains of links.
-    verify : bool or lookalike.verify.Verifier, default False
-        Link two images only when geometric verification confirms them
-        (local features + RANSAC, see docs/verify.md; needs
-        ``lookalike[verify]``): a looser threshold then finds more copies
-        without merging look-alikes.
+        Nearest references looked at per reference (and fingerprints per orientation).
     tiers : str or list of str, optional
-        Keep only members whose tier is one of these (see below), and the
-        groups that still have one; ``lookalike.dedup.tiers.COPY_TIERS`` for what
-        a person calls copies. All tiers by default.
+        List only members of these tiers (and the groups that keep one).
     decisions : lookalike.decisions.Decisions, optional
-        What a person decided (``model.decisions``): a file marked to keep is
-        its group's keeper whatever ``keep`` says; two files marked not
-        duplicates are never linked directly. Decisions on files that have
+        What a person decided (``model.decisions``): a file marked to keep
+        is its group's keeper; a file discarded is acted on; two files
+        marked not duplicates are never linked. Decisions on files that have
         changed since are reported and not applied.
+    act_on : str or list of str, default the copy tiers
+        The tiers of a member's own link to the keeper that make it a
+        ``discard``: some of ``exact``, ``same-pixels``, ``resized``, ``edited``.
+    keep_in : list of paths
+        Folders whose files are never discarded (a keeper is taken from them first).
+    sameness : lookalike.dedup.tiers.Sameness, optional
+        What judges pairs (and remembers its verdicts); a new one by default.
 
     Returns
     -------
     pandas.DataFrame
-        One row per image in a group: ``group`` (0 is the largest group),
-        ``label``, ``keeper`` (bool, the first row of its group),
-        ``distance`` (to the group's keeper), ``tier`` (how much it is the
-        same as the keeper: ``exact``, ``same-pixels``, ``resized``,
-        ``edited`` or ``similar``, see :mod:`lookalike.dedup.tiers`; a keeper's is
-        the strongest of its group's), then ``path``, ``width``,
-        ``height``, ``bytes``, ``mtime`` where known. Images without a
-        near-duplicate are not listed.
+        One row per listed photo: ``group`` (0 is the largest), ``label``,
+        ``keeper`` (bool, the first row of its group), ``action`` (``keep``,
+        ``discard`` or ``none``), ``tier`` (a member's strongest link in the
+        group; a keeper's, the strongest of its group), ``matched`` and
+        ``matched_path`` (the member that link is to), ``similar_to_group``
+        (for a look-alike: the group it resembles), ``distance`` (embedding
+        distance to the keeper), ``reason`` (why kept, why discarded, why
+        left), then ``path``, ``width``, ``height``, ``bytes``, ``mtime``
+        where known. Photos without a copy or look-alike are not listed.
 
     Examples
     --------
-    >>> dups = model.find_duplicates(threshold=0.05)  # doctest: +SKIP
-    >>> dups[~dups.keeper].path.tolist()  # the images a dedup would remove  # doctest: +SKIP
+    >>> dups = model.find_duplicates()  # doctest: +SKIP
+    >>> dups[dups.action == "discard"].path.tolist()  # what a dedup would move  # doctest: +SKIP
     ['photos/IMG_0001 (copy).jpg']
     """
     references = as_references(references)
@@ -181,37 +189,318 @@ def find_duplicates(
     keep = check_choice("keep", keep, POLICIES)
     k = check_positive_int("k", k)
     wanted = check_tiers(tiers) if tiers is not None else TIERS
-    decided = _decided(references, decisions)
-    groups = _components(references, threshold, k, verify, decided)
+    acted = check_tiers(act_on, COPY_TIERS, "act_on")
     facts = _facts(references, keep)
-    paths = references.file_paths()
-    verifier = verify if verify else (True if importlib.util.find_spec("cv2") else None)
-    rows = []
-    for number, members in enumerate(groups):
-        members = sorted(
-            members, key=lambda p: (p not in decided.kept, p in decided.discarded, _rank_key(keep, facts, p))
+    kept_folders = [os.path.realpath(folder) for folder in keep_in]
+    decided = _decided(references, decisions)
+    sameness = sameness if sameness is not None else Sameness()
+    candidates = candidate_pairs(references, threshold, k)
+    judged = _Judged(references, candidates, sameness, decided)
+    built = []
+    for component in judged.components():
+        built += _groups_of(component, judged, facts, keep, acted, kept_folders, decided)
+    return _table(built, references, facts, wanted)
+
+
+#: Most times a group's keeper is chosen again after measuring every member against the one chosen before.
+_KEEPER_ROUNDS = 3
+
+
+@dataclass
+class _Group:
+    """A group before numbering: its keeper first, each member's row values."""
+
+    members: list[int]  # positions, keeper first
+    rows: dict[int, dict[str, Any]]  # position -> action, tier, matched, similar_to, reason
+    copies: bool  # a group of copies (else of look-alikes only)
+
+
+class _Judged:
+    """The candidate pairs, judged lazily: a pair's verdict is asked for only when it can change a group."""
+
+    def __init__(self, references: References, candidates: Candidates, sameness: Sameness, decided: Decided):
+        self.paths = references.file_paths()
+        self.sameness = sameness
+        self.references = references
+        pairs = [tuple(p) for p in candidates.pairs.tolist()]
+        order = np.lexsort((candidates.distance, candidates.bits))  # likeliest copies first
+        self.pairs = [pairs[i] for i in order if pairs[i] not in decided.apart]
+        self.forced = {(min(a, b), max(a, b)): (a, b) for a, b in decided.linked}  # discarded -> its keeper
+        self.verdicts: dict[tuple[int, int], Verdict] = {}
+
+    def verdict(self, a: int, b: int) -> Verdict:
+        pair = (min(a, b), max(a, b))
+        if pair not in self.verdicts:
+            self.verdicts[pair] = self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]])
+        return self.verdicts[pair]
+
+    def components(self) -> list[list[tuple[int, int]]]:
+        """The candidate pairs (and a person's links) grouped by connected component, each in judging order."""
+        from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it here
+
+        joined = UnionFind()
+        every = self.pairs + [p for p in self.forced if p not in set(self.pairs)]
+        for a, b in every:
+            joined.union(a, b)
+        parts: dict[int, list[tuple[int, int]]] = {}
+        for pair in every:
+            parts.setdefault(joined[pair[0]], []).append(pair)
+        return sorted(parts.values(), key=lambda pairs: min(min(p) for p in pairs))
+
+
+def _groups_of(
+    pairs: list[tuple[int, int]],
+    judged: _Judged,
+    facts: dict[str, np.ndarray],
+    keep: str,
+    acted: tuple[str, ...],
+    kept_folders: list[str],
+    decided: Decided,
+) -> list[_Group]:
+    """The copy groups and look-alike groups of one component of candidate pairs."""
+    from networkx.utils import UnionFind
+
+    copies = UnionFind()
+    links: dict[tuple[int, int], Verdict] = {}
+    for a, b in pairs:
+        if (a, b) in judged.forced:
+            links[(a, b)] = judged.verdict(a, b)
+            copies.union(a, b)
+        elif copies[a] != copies[b]:  # two members already joined by copies need no verdict of their own
+            links[(a, b)] = verdict = judged.verdict(a, b)
+            if verdict.is_copy:
+                copies.union(a, b)
+    members = sorted({p for pair in pairs for p in pair})
+    sets: dict[int, list[int]] = {}
+    for position in members:
+        sets.setdefault(copies[position], []).append(position)
+    groups = [g for g in sets.values() if len(g) > 1]
+    grouped = {p: i for i, g in enumerate(groups) for p in g}
+    built = [_copy_group(g, links, judged, facts, keep, acted, kept_folders, decided) for g in groups]
+    # Look-alikes: a photo in no copy group beside the group it is closest to; the rest in groups of their own.
+    similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy]
+    alone = [p for p in members if p not in grouped]
+    nearest: dict[int, tuple[float, int, int]] = {}
+    for a, b, _ in similar:
+        for lone, other in ((a, b), (b, a)):
+            if lone in grouped or other not in grouped:
+                continue
+            distance = _distance(judged, lone, other)
+            if lone not in nearest or distance < nearest[lone][0]:
+                nearest[lone] = (distance, other, grouped[other])
+    for lone, (_, other, number) in nearest.items():
+        built[number].members.append(lone)
+        built[number].rows[lone] = _row("none", "similar", other, None, links_reason(links, lone, other))
+    for a, b, _ in similar:  # copy groups that resemble each other say so
+        if a in grouped and b in grouped and grouped[a] != grouped[b]:
+            built[grouped[a]].rows[a].setdefault("similar_to", built[grouped[b]])
+            built[grouped[b]].rows[b].setdefault("similar_to", built[grouped[a]])
+    rest = UnionFind()
+    for a, b, _ in similar:
+        if a in alone and b in alone and a not in nearest and b not in nearest:
+            rest.union(a, b)
+    for group in rest.to_sets():
+        built.append(_lookalike_group(sorted(group), links, judged, facts, keep))
+    for group in built:  # a look-alike listed with a group points at it
+        for position in group.members:
+            row = group.rows[position]
+            if row["tier"] == "similar" and group.copies and "similar_to" not in row:
+                row["similar_to"] = group
+    return built
+
+
+def links_reason(links: dict[tuple[int, int], Verdict], a: int, b: int) -> str:
+    verdict = links.get((min(a, b), max(a, b)))
+    return verdict.reason if verdict is not None else ""
+
+
+def _distance(judged: _Judged, a: int, b: int) -> float:
+    vectors = judged.references.embeddings
+    return float(exact_distances_at(judged.references.metric, vectors[[a]], vectors, np.array([[b]]))[0, 0])
+
+
+def _row(action: str, tier: str, matched: int | None, similar_to: Any, reason: str) -> dict[str, Any]:
+    row = {"action": action, "tier": tier, "matched": matched, "reason": reason}
+    if similar_to is not None:
+        row["similar_to"] = similar_to
+    return row
+
+
+def _members(
+    positions: list[int],
+    links: dict[tuple[int, int], Verdict],
+    judged: _Judged,
+    facts: dict[str, np.ndarray],
+    kept_folders: list[str],
+    decided: Decided,
+    keep: str,
+) -> list[Member]:
+    """What the keeper policies need of each of ``positions``: pixels of picture as the copy links measured them
+    (canvas never counted), enlargement and sharpness from the pixels."""
+    out = []
+    for position in positions:
+        path = judged.paths[position]
+        mtime = float(facts["mtime"][position]) if "mtime" in facts else math.nan
+        member = Member(
+            position=position,
+            path=path,
+            name=str(facts["sort_name"][position]),
+            pixels=int(facts["pixels"][position]),
+            bytes=int(facts["bytes"][position]) if "bytes" in facts else -1,
+            mtime=math.inf if math.isnan(mtime) else mtime,
+            identity=_identity(path),
+            kept=position in decided.kept or _inside(path, kept_folders),
         )
-        keeper = members[0]
-        vectors = references.embeddings
-        distances = exact_distances(references.metric, vectors[[keeper]], vectors[members][None])[0]
-        distances[0] = 0.0
-        order = sorted(range(1, len(members)), key=lambda i: (distances[i], facts["sort_name"][members[i]]))
-        sameness = Sameness(verifier)  # one per group: it keeps the group's decoded images
-        found = [(i, sameness.tier(paths[keeper], paths[members[i]])) for i in order]
-        found = [(i, tier) for i, tier in found if tier in wanted]
-        if not found:
+        member.picture = float(member.pixels)
+        for (a, b), verdict in links.items():
+            if verdict.pictures is not None and position in (a, b):
+                member.picture = min(member.picture, verdict.pictures[0 if position == a else 1])
+        if keep in ("resolution", "sharpest"):
+            factor, sharp = judged.sameness.quality(path)
+            member.picture /= factor**2
+            member.detail = member.picture * sharp
+        out.append(member)
+    return out
+
+
+def _identity(path: str | None) -> int:
+    """Members with the same SHA-256 are one picture to the keeper policies (same-pixel files are joined later)."""
+    digest = cached_sha256(path) if path is not None else None
+    return int(digest[:15], 16) if digest else -1
+
+
+def _inside(path: str | None, folders: list[str]) -> bool:
+    if path is None or not folders:
+        return False
+    real = os.path.realpath(path)
+    return any(real == f or real.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def _copy_group(
+    positions: list[int],
+    links: dict[tuple[int, int], Verdict],
+    judged: _Judged,
+    facts: dict[str, np.ndarray],
+    keep: str,
+    acted: tuple[str, ...],
+    kept_folders: list[str],
+    decided: Decided,
+) -> _Group:
+    keeper = None
+    for _ in range(_KEEPER_ROUNDS):
+        # Each round measures every member against the keeper chosen so far, which tells what a chain of copy
+        # links could not (a turned copy's corners are canvas only beside the original).
+        if keeper is not None:
+            for position in positions:
+                if position != keeper:
+                    links[(min(position, keeper), max(position, keeper))] = judged.verdict(position, keeper)
+        members = _members(positions, links, judged, facts, kept_folders, decided, keep)
+        _join_same_pixels(members, links)
+        eligible = [m for m in members if m.position not in decided.discarded] or members
+        ranked, why = rank(eligible, keep)
+        if ranked[0].position == keeper:
+            break
+        keeper = ranked[0].position
+    strongest = "similar"
+    rows: dict[int, dict[str, Any]] = {}
+    for member in members:
+        position = member.position
+        if position == keeper:
             continue
-        strongest = min((tier for _, tier in found), key=TIERS.index)
-        rows.append((number, keeper, True, 0.0, strongest))
-        rows += [(number, members[i], False, float(distances[i]), tier) for i, tier in found]
-    positions = np.array([r[1] for r in rows], np.int64)
+        direct = judged.verdict(position, keeper)
+        best_tier, best_other = direct.tier, keeper
+        for (a, b), verdict in links.items():
+            if position in (a, b) and verdict.is_copy and TIERS.index(verdict.tier) < TIERS.index(best_tier):
+                best_tier, best_other = verdict.tier, b if a == position else a
+        strongest = stronger(strongest, best_tier)
+        if position in decided.discarded:
+            action, reason = "discard", f"you marked it a duplicate; {direct.reason}"
+        elif member.kept:
+            action, reason = "none", "kept by you (or in a folder kept whole)"
+        elif direct.tier in acted:
+            action, reason = "discard", f"a copy of the keeper: {direct.reason}"
+        else:
+            action = "none"
+            reason = (
+                f"a copy of {judged.paths[best_other] or best_other}, not of the keeper ({direct.reason})"
+                if best_other != keeper
+                else f"{direct.tier}, not acted on ({direct.reason})"
+            )
+        rows[position] = _row(action, best_tier, best_other, None, reason)
+    rows[keeper] = _row("keep", strongest, None, None, why)
+    return _Group([keeper] + [p for p in positions if p != keeper], rows, copies=True)
+
+
+def _join_same_pixels(members: list[Member], links: dict[tuple[int, int], Verdict]) -> None:
+    """Members with the same pixels (a re-saved PNG) get one identity: one picture to the keeper policies."""
+    by_position = {m.position: m for m in members}
+    for (a, b), verdict in links.items():
+        if verdict.tier == "same-pixels" and a in by_position and b in by_position:
+            by_position[a].identity = by_position[b].identity = min(by_position[a].identity, by_position[b].identity)
+
+
+def _lookalike_group(
+    positions: list[int],
+    links: dict[tuple[int, int], Verdict],
+    judged: _Judged,
+    facts: dict[str, np.ndarray],
+    keep: str,
+) -> _Group:
+    members = _members(positions, links, judged, facts, [], Decided(), keep)
+    ranked, _ = rank(members, keep)
+    first = ranked[0].position
+    rows = {first: _row("none", "similar", None, None, "look-alikes, no copy among them")}
+    for position in positions:
+        if position == first:
+            continue
+        linked = [b if a == position else a for (a, b) in links if position in (a, b)]
+        other = min(linked, key=lambda o: _distance(judged, position, o)) if linked else first
+        rows[position] = _row("none", "similar", other, None, links_reason(links, position, other))
+    return _Group([first] + [p for p in positions if p != first], rows, copies=False)
+
+
+def _table(
+    built: list[_Group], references: References, facts: dict[str, np.ndarray], wanted: tuple[str, ...]
+) -> pd.DataFrame:
+    """The groups as the table :func:`find_duplicates` returns, numbered largest first (copy groups before
+    groups of look-alikes alone); members of tiers not ``wanted`` left out, and groups left with their keeper only."""
+    listed = []
+    for group in built:
+        shown = [group.members[0]] + [p for p in group.members[1:] if group.rows[p]["tier"] in wanted]
+        if len(shown) > 1:
+            listed.append((group, shown))
+    listed.sort(key=lambda item: (not item[0].copies, -len(item[1]), min(item[1])))
+    number = {id(group): i for i, (group, _) in enumerate(listed)}
+    vectors, metric, labels = references.embeddings, references.metric, references.labels
+    columns: dict[str, list] = {name: [] for name in ("group", "position", "matched", "similar", "distance")}
+    rows = []
+    for group, shown in listed:
+        distances = exact_distances_at(metric, vectors[[shown[0]]], vectors, np.array([shown]))[0]
+        for position, distance in zip(shown, distances, strict=True):
+            row = group.rows[position]
+            similar_to = row.get("similar_to")
+            columns["group"].append(number[id(group)])
+            columns["position"].append(position)
+            columns["matched"].append(row["matched"])
+            columns["similar"].append(number.get(id(similar_to)) if similar_to not in (None, group) else None)
+            columns["distance"].append(0.0 if position == shown[0] else float(distance))
+            rows.append(row)
+    positions = np.array(columns["position"], np.int64)
+    paths = facts.get("path")
     table = pd.DataFrame(
         {
-            "group": np.array([r[0] for r in rows], np.int64),
-            "label": references.labels[positions],
-            "keeper": np.array([r[2] for r in rows], bool),
-            "distance": np.array([r[3] for r in rows], np.float64),
-            "tier": [r[4] for r in rows],
+            "group": np.array(columns["group"], np.int64),
+            "label": labels[positions],
+            "keeper": np.array([row["action"] == "keep" for row in rows], bool),
+            "action": [row["action"] for row in rows],
+            "tier": [row["tier"] for row in rows],
+            "matched": pd.array([labels[m] if m is not None else None for m in columns["matched"]], dtype=object),
+            "matched_path": text_column(
+                [paths[m] if m is not None and paths is not None else None for m in columns["matched"]]
+            ),
+            "similar_to_group": pd.array(columns["similar"], dtype="Int64"),
+            "distance": np.array(columns["distance"], np.float64),
+            "reason": [row["reason"] for row in rows],
         }
     )
     for column in ("path", "width", "height", "bytes", "mtime"):
@@ -219,32 +508,6 @@ def find_duplicates(
             values = facts[column][positions]
             table[column] = text_column(values.tolist()) if column == "path" else values
     return table
-
-
-def _components(references: References, threshold: float, k: int, verify: Any, decided: Decided) -> list[list[int]]:
-    """Connected components (reference positions) of two or more, largest first, then by first position.
-
-    Pairs a person said are not duplicates are never linked directly; a file they discarded is always
-    linked to the keeper they discarded it for.
-    """
-    from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it
-
-    links = UnionFind()
-    for start, distances, positions in references.neighbour_blocks(k):
-        rows, cols = np.nonzero(distances <= threshold)
-        pairs = np.column_stack([rows + start, positions[rows, cols]])
-        if verify:
-            from lookalike.verify import verified_pairs
-
-            pairs = verified_pairs(references, pairs, verify)
-        for source, target in pairs.tolist():
-            if (min(source, target), max(source, target)) not in decided.apart:
-                links.union(source, target)
-    for source, target in decided.linked:
-        links.union(source, target)
-    groups = [sorted(group) for group in links.to_sets() if len(group) > 1]
-    groups.sort(key=lambda g: (-len(g), g[0]))
-    return groups
 
 
 @dataclass
@@ -294,7 +557,13 @@ def _facts(references: References, keep: str) -> dict[str, np.ndarray]:
         if column in refs.columns:
             facts[column] = refs[column].to_numpy()
     facts["sort_name"] = facts["path"] if has_paths else np.array([str(v) for v in references.labels])
-    needs = {"resolution": ("width", "height"), "size": ("bytes",), "oldest": ("mtime",), "first": ()}[keep]
+    needs = {
+        "resolution": ("width", "height"),
+        "sharpest": ("path",),
+        "size": ("bytes",),
+        "oldest": ("mtime",),
+        "first": (),
+    }[keep]
     missing = [c for c in needs if c not in facts]
     if missing:
         raise InvalidArgument(
@@ -315,21 +584,6 @@ def _stat(path: str) -> os.stat_result | None:
         return os.stat(path)
     except OSError:
         return None
-
-
-def _rank_key(keep: str, facts: dict[str, np.ndarray], position: int) -> tuple:
-    """Sort key of a group member: the keeper sorts first."""
-    pixels = int(facts["pixels"][position])
-    size = int(facts["bytes"][position]) if "bytes" in facts else -1
-    name = facts["sort_name"][position]
-    if keep == "resolution":
-        return (-pixels, -size, name, position)
-    if keep == "size":
-        return (-size, -pixels, name, position)
-    if keep == "first":
-        return (position,)
-    mtime = facts["mtime"][position]
-    return (np.inf if np.isnan(mtime) else mtime, name, position)  # a file gone missing is never the oldest
 
 
 # -------------------------------------------------------------------------------------------------------- actions
@@ -401,33 +655,41 @@ def _refusal(path: str, real_root: Path, kept_files: set[tuple[int, int]]) -> st
     return None
 
 
-def summary_text(duplicates: pd.DataFrame) -> str:
-    """A human-readable dry-run report: each group's keeper and the others with their distances."""
+def summary_text(duplicates: pd.DataFrame, action: str = "move") -> str:
+    """The dry run in words: each group's keeper and why, each other member's tier, what it was matched to and
+    what will be done with it; counts per tier; and "would move N files (X MB)", exactly the files ``action``
+    (``"move"``, ``"move to the trash"``, ``"delete"``) would touch."""
     if duplicates.empty:
-        return "no near-duplicates found"
-    duplicates = escaped_frame(duplicates)
-    name = "path" if "path" in duplicates.columns else "label"
+        return "no copies or look-alikes found"
+    shown = escaped_frame(duplicates)
+    name = "path" if "path" in shown.columns else "label"
+    matched = "matched_path" if name == "path" else "matched"
     lines = []
-    for number, group in duplicates.groupby("group", sort=True):
+    for number, group in shown.groupby("group", sort=True):
         keeper = group[group["keeper"]].iloc[0]
-        lines.append(f"group {number + 1} ({len(group)} images): keep {keeper[name]}{_size(keeper)}")
+        kind = "copies" if (group["tier"] != "similar").any() and keeper["action"] == "keep" else "look-alikes"
+        lines.append(
+            f"group {number + 1} ({len(group)} {kind}): keep {keeper[name]}{_size(keeper)}: {keeper['reason']}"
+        )
         for row in group[~group["keeper"]].itertuples():
-            lines.append(f"    duplicate {getattr(row, name)}{_size(row._asdict())}  distance {row.distance:.4f}")
-    others = int((~duplicates["keeper"]).sum())
-    total = duplicates.loc[~duplicates["keeper"], "bytes"].clip(lower=0).sum() if "bytes" in duplicates else 0
+            what = {"discard": "discard", "none": "leave"}[row.action]
+            other = getattr(row, matched)
+            to = f" of {other}" if isinstance(other, str) and other != keeper[name] else ""
+            lines.append(
+                f"    {what:7s} {row.tier:11s} {getattr(row, name)}{_size(row._asdict())}  {row.tier}{to}: {row.reason}"
+            )
+    counts = shown.loc[~shown["keeper"], "tier"].value_counts()
+    tiers = ", ".join(f"{int(counts[t])} {t}" for t in TIERS if t in counts)
+    lines.append(f"{shown['group'].nunique()} groups: {tiers}")
+    acted = duplicates[duplicates["action"] == "discard"]
+    size = acted["bytes"].clip(lower=0).sum() if "bytes" in acted else 0
     lines.append(
-        f"{duplicates['group'].nunique()} groups, {others} duplicates" + (f" ({total / 1e6:.2f} MB)" if total else "")
+        f"would {action} {len(acted)} files" + (f" ({size / 1e6:.1f} MB)" if size else "") + "; the others stay"
     )
     return "\n".join(lines)
 
 
 def _size(row: Any) -> str:
     if "width" in row and "bytes" in row:
-        return f"  ({int(row['width'])}x{int(row['height'])}, {int(row['bytes'])} bytes)"
+        return f" ({int(row['width'])}x{int(row['height'])}, {int(row['bytes']):,} bytes)"
     return ""
-
-
-def describe(duplicates: pd.DataFrame) -> str:
-    """Deprecated name of :func:`summary_text`."""
-    warnings.warn("lookalike.dedup.describe is renamed summary_text", DeprecationWarning, stacklevel=2)
-    return summary_text(duplicates)

@@ -1,132 +1,405 @@
 """How much two images are the same: ``exact``, ``same-pixels``, ``resized``, ``edited`` or ``similar``.
 
-Near-duplicate groups come from close embeddings, and close embeddings alone
-cannot tell a copy from a burst shot of the same scene. Each pair is labelled
-with the strongest of these that holds, checked from the cheapest:
+A copy is one capture of a scene, however re-saved, resized, cropped, turned,
+recoloured or overlaid; another capture of the same scene (other light,
+viewpoint, people, clouds) is a look-alike, never a copy. Each pair is given
+the strongest of these that holds, checked from the cheapest:
 
-- ``exact``: the same bytes (SHA-256 of the files; no decoding).
+- ``exact``: the same bytes (SHA-256 of two files of one size; no decoding).
 - ``same-pixels``: the same decoded pixels once EXIF orientation is applied (a
   re-saved PNG, changed metadata).
-- ``resized``: the same picture at another size or quality: both shrunk to the
-  smaller one's size (at most :data:`COMPARE_SIDE` pixels on a side), grey
-  levels close (PSNR at least :data:`RESIZED_PSNR` dB), aspect ratios
-  within 2 %.
-- ``edited``: a crop, rotation, overlay or mirror: geometric verification
-  (local features + RANSAC, the mirror image tried too) confirms them; needs
-  ``lookalike[verify]``.
-- ``similar``: close embeddings only.
+- ``resized``: the same picture at another size or quality: aspect ratios
+  within 2 %, and, both shrunk to the smaller one's size, their grey levels
+  agree everywhere (see below) with no change of tone allowed.
+- ``edited``: the same capture cropped, turned, mirrored, recoloured, padded
+  or marked: local features matched and one similarity transform found by
+  RANSAC (OpenCV's SIFT, the mirror image tried too), then the two pictures
+  aligned by it and compared pixel by pixel (below). Needs OpenCV
+  (``lookalike[verify]``).
+- ``similar``: anything else, however close the embeddings or however many
+  keypoints match: two captures of one building match hundreds of keypoints.
 
-Tiers that need pixels need the files: references without paths are all ``similar``.
+The pixel comparison is what tells one capture from two. The pair is
+compared where it overlaps, at the smaller picture's scale (at most
+:data:`COMPARE_SIDE` pixels a side): grey levels, the tone of one mapped onto
+the other's by their histograms over the overlap (brightness, contrast,
+gamma and grey copies keep their pixels' order), both lightly blurred (JPEG
+artefacts and resampling). Every pixel differing by more than
+:data:`CHANGED_LEVELS` grey levels is a change. One capture re-saved or
+edited changes almost nothing, or one compact place (a watermark, a caption);
+another capture changes a share of the overlap everywhere (moved people,
+clouds, shadows, and the parallax of another viewpoint, which no single
+transform undoes). A pair is a copy when at most :data:`MAX_CHANGED` of its
+overlap changed. When a check cannot run (an unreadable file, no OpenCV), the
+pair is ``similar`` and the verdict says why: a copy is never inferred from
+names, sizes or embeddings alone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from lookalike.files import file_sha256
+from lookalike.errors import InvalidArgument
+from lookalike.files import cached_sha256
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.ingest.fingerprint import MATCH_BITS, ORIENTATION_MAPS, content_box, fingerprints, hamming, orientations
 
-__all__ = ["COPY_TIERS", "RESIZED_PSNR", "TIERS", "Sameness", "check_tiers"]
+__all__ = [
+    "COPY_TIERS",
+    "MAX_CHANGED",
+    "RESIZED_PSNR",
+    "TIERS",
+    "TIERS_VERSION",
+    "Sameness",
+    "Verdict",
+    "check_tiers",
+    "stronger",
+]
 
 TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
-#: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise. Never
-#: ``similar``: close embeddings alone also link burst shots and look-alikes. Without ``lookalike[verify]``
-#: an edited copy cannot be confirmed, stays ``similar`` and is left alone.
+#: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
-#: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Measured by
-#: ``benchmarks/tiers.py`` on 100 neardup originals: their JPEG q60 re-saves and 1/2 and 1/4 resizes were at
-#: 24.9 dB or more, distinct clothing look-alikes at 16.8 dB or less (1,000 pairs); 23 dB leaves room on both sides.
+#: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
+TIERS_VERSION = 2
+#: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
+#: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
-#: Longest side the ``resized`` test compares at: enough for detail, cheap for 40 MP photos.
-COMPARE_SIDE = 512
+#: Most mean change of colour (Cb, Cr levels at 8 x 8) a ``resized`` copy may show; a recoloured copy is edited.
+MAX_COLOUR_CHANGE = 4.0
+#: Longest side two pictures are compared at: enough for the changes another capture makes, cheap for 40 MP photos.
+COMPARE_SIDE = 256
+#: Grey levels (after tone mapping and blur) by which a pixel must differ to count as changed.
+CHANGED_LEVELS = 30
+#: Most of the overlap that may change for a pair to be one capture (see the module docstring and docs/dedup.md).
+MAX_CHANGED = 0.04
+#: Least share of the smaller picture the other must cover for an edited copy (a crop of a crop still does).
+MIN_OVERLAP = 0.6
 _ASPECT_TOLERANCE = 0.02
+#: Grey levels canvas (padding, a turn's corners) may vary by: JPEG ringing near the picture's edge.
+CANVAS_TOLERANCE = 6
+#: Decoded images kept per Sameness, by path (a group's members are compared with each other).
+_IMAGES_KEPT = 64
 
 
-def check_tiers(tiers: Any) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class Verdict:
+    """A pair's tier and why, in words a person reads in a report; for resized and edited copies, each one's pixels
+    of picture (see :class:`Compared`)."""
+
+    tier: str
+    reason: str
+    pictures: tuple[float, float] | None = None
+
+    @property
+    def is_copy(self) -> bool:
+        return self.tier in COPY_TIERS
+
+
+def stronger(a: str, b: str) -> str:
+    """The stronger of two tiers."""
+    return a if TIERS.index(a) <= TIERS.index(b) else b
+
+
+def check_tiers(tiers: Any, allowed: tuple[str, ...] = TIERS, name: str = "tiers") -> tuple[str, ...]:
     """A tier name or a list of them, validated, in strength order."""
-    from lookalike.errors import InvalidArgument
-
     wanted = {tiers} if isinstance(tiers, str) else set(tiers)
-    unknown = wanted - set(TIERS)
+    unknown = wanted - set(allowed)
     if unknown or not wanted:
-        raise InvalidArgument(f"tiers must be some of {TIERS}, got {tiers!r}")
+        raise InvalidArgument(f"{name} must be some of {allowed}, got {tiers!r}")
     return tuple(t for t in TIERS if t in wanted)
 
 
 class Sameness:
-    """Labels pairs of image files with their tier; file hashes and decoded images are kept per path.
+    """Gives pairs of image files their tier; decoded images and local features are kept per path.
 
     Parameters
     ----------
-    verifier : lookalike.verify.Verifier, True or None
-        For the ``edited`` tier: a verifier (True: the default one). None
-        leaves ``edited`` out (pairs that are not ``resized`` are ``similar``).
+    edits : bool or lookalike.verify.Verifier, optional
+        Whether to look for the ``edited`` tier (crops, turns, mirrors,
+        recolouring, overlays), which needs OpenCV: None looks for it when
+        OpenCV is installed, True requires it, a Verifier sets how local
+        features are matched.
     """
 
-    def __init__(self, verifier: Any = None):
-        self.verifier = verifier
-        self._digests: dict[str, str | None] = {}
-        self._images: dict[str, Image.Image | None] = {}
+    def __init__(self, edits: Any = None):
+        if edits is None:
+            import importlib.util
+
+            edits = importlib.util.find_spec("cv2") is not None
+        self._verifier = None
+        if edits:
+            from lookalike.verify import Verifier
+
+            self._verifier = edits if isinstance(edits, Verifier) else Verifier(threads=1, cache_size=_IMAGES_KEPT)
+        self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
+
+    @property
+    def checks_edits(self) -> bool:
+        return self._verifier is not None
+
+    def verdict(self, a: str | None, b: str | None) -> Verdict:
+        """How much the images at paths ``a`` and ``b`` are the same, and why."""
+        if a is None or b is None:
+            return Verdict("similar", "no image file to compare")
+        digests = cached_sha256(a), cached_sha256(b)
+        if digests[0] is not None and digests[0] == digests[1]:
+            return Verdict("exact", "the same bytes")
+        image_a, image_b = self._image(a), self._image(b)
+        for path, image in ((a, image_a), (b, image_b)):
+            if isinstance(image, ImageError):
+                return Verdict("similar", f"not compared: {path} cannot be read ({image.reason})")
+        if image_a.size == image_b.size and np.array_equal(np.asarray(image_a), np.asarray(image_b)):
+            return Verdict("same-pixels", "the same pixels")
+        resized = _resized(image_a, image_b)
+        if resized is not None:
+            return resized
+        if self._verifier is None:
+            return Verdict("similar", "crops and other edits not looked for: pip install 'lookalike[verify]'")
+        return self._edited(a, b, image_a, image_b)
 
     def tier(self, a: str | None, b: str | None) -> str:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
-        if a is None or b is None:
-            return "similar"
-        digest_a, digest_b = self._digest(a), self._digest(b)
-        if digest_a is not None and digest_a == digest_b:
-            return "exact"
-        image_a, image_b = self._image(a), self._image(b)
-        if image_a is not None and image_b is not None:
-            if image_a.size == image_b.size and np.array_equal(np.asarray(image_a), np.asarray(image_b)):
-                return "same-pixels"
-            if resized_psnr(image_a, image_b) >= RESIZED_PSNR:
-                return "resized"
-        if self.verifier is not None and self._verified(a, b):
-            return "edited"
-        return "similar"
+        return self.verdict(a, b).tier
 
-    def tiers(self, pairs: Sequence[tuple[str | None, str | None]]) -> list[str]:
-        return [self.tier(a, b) for a, b in pairs]
+    def quality(self, path: str | None) -> tuple[float, float]:
+        """``(enlargement, sharpness)`` of the image at ``path`` for the keeper policies (see
+        :mod:`lookalike.dedup.keepers`); ``(1, 0)`` when it cannot be read."""
+        from lookalike.dedup.keepers import enlargement, sharpness
 
-    def _digest(self, path: str) -> str | None:
-        if path not in self._digests:
-            try:
-                self._digests[path] = file_sha256(path)
-            except OSError:
-                self._digests[path] = None
-        return self._digests[path]
+        image = self._image(path) if path is not None else None
+        if image is None or isinstance(image, ImageError):
+            return 1.0, 0.0
+        factor = enlargement(image)
+        return factor, sharpness(image, factor)
 
-    def _image(self, path: str) -> Image.Image | None:
-        if path not in self._images:
-            try:
-                self._images[path] = load_rgb(path)
-            except ImageError:
-                self._images[path] = None
-        return self._images[path]
+    def _image(self, path: str) -> Image.Image | ImageError:
+        if path in self._images:
+            self._images.move_to_end(path)
+            return self._images[path]
+        try:
+            image = load_rgb(path)
+        except ImageError as exc:
+            image = exc
+        self._images[path] = image
+        while len(self._images) > _IMAGES_KEPT:
+            self._images.popitem(last=False)
+        return image
 
-    def _verified(self, a: str, b: str) -> bool:
-        from lookalike.verify import Verifier, verify_pairs
+    def _edited(self, a: str, b: str, image_a: Image.Image, image_b: Image.Image) -> Verdict:
+        """Whether ``b`` is ``a`` edited: laid on each other first as their fingerprints say (a turn, a mirror,
+        padding: no features needed), then as local features say, directly and mirrored."""
+        from lookalike.verify import align
 
-        verifier = Verifier() if self.verifier is True else self.verifier
-        inliers = verify_pairs([(0, 1)], [a, b], verifier, verbose=False)
-        return bool(inliers[0] >= verifier.min_inliers)
+        best = None
+        for transform in _fingerprint_alignments(image_a, image_b):
+            best = _better(best, compare_aligned(image_a, image_b, transform))
+        for mirrored in (False, True):
+            if best is not None and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
+                break
+            for transform in align(self._verifier, a, b, mirrored):
+                best = _better(best, compare_aligned(image_a, image_b, _in_pixels(transform, image_a, image_b)))
+        if best is None:
+            return Verdict("similar", "no geometric match")
+        if best.overlap < MIN_OVERLAP:
+            return Verdict("similar", f"they share {best.overlap:.0%} of the smaller picture")
+        if best.changed > MAX_CHANGED:
+            return Verdict("similar", f"another capture: {best.changed:.0%} of the aligned overlap differs")
+        return Verdict(
+            "edited", f"the same capture, edited: {best.changed:.1%} of the aligned overlap differs", best.pictures
+        )
+
+
+def _better(best: Compared | None, found: Compared) -> Compared:
+    return found if best is None or (found.changed, -found.overlap) < (best.changed, -best.overlap) else best
+
+
+def _in_pixels(transform: np.ndarray, a: Image.Image, b: Image.Image) -> np.ndarray:
+    """A transform between coordinates as fractions of each picture's width, as one between their pixels."""
+    forward = np.diag([b.size[0], b.size[0], 1.0]) @ np.vstack([transform, [0.0, 0.0, 1.0]])
+    return (forward @ np.diag([1.0 / a.size[0], 1.0 / a.size[0], 1.0]))[:2]
+
+
+def _fingerprint_alignments(a: Image.Image, b: Image.Image) -> list[np.ndarray]:
+    """The transforms (2 x 3, ``a``'s pixels to ``b``'s) under which the two pictures' fingerprints match: the
+    orientation whose fingerprint is within MATCH_BITS, content box (inside uniform borders) onto content box."""
+    found = []
+    boxes = (content_box(a), content_box(b))
+    for kind, (fa, fb) in enumerate(zip(fingerprints(a), fingerprints(b), strict=True)):
+        turned = orientations(np.array([fa], np.uint64))[:, 0]
+        bits = [hamming(int(v), fb) for v in turned]
+        best = int(np.argmin(bits))
+        if bits[best] > MATCH_BITS:
+            continue
+        box_a, box_b = boxes if kind else ((0, 0, *a.size), (0, 0, *b.size))
+        into = np.array(
+            [
+                [1.0 / (box_a[2] - box_a[0]), 0, -box_a[0] / (box_a[2] - box_a[0])],
+                [0, 1.0 / (box_a[3] - box_a[1]), -box_a[1] / (box_a[3] - box_a[1])],
+                [0, 0, 1],
+            ]
+        )
+        out_of = np.array([[box_b[2] - box_b[0], 0, box_b[0]], [0, box_b[3] - box_b[1], box_b[1]], [0, 0, 1]])
+        turn = np.vstack([ORIENTATION_MAPS[best], [0, 0, 1]])
+        found.append((out_of @ turn @ into)[:2])
+    return found
+
+
+def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
+    """The ``resized`` verdict when the two pictures are one at two sizes or qualities, else None."""
+    (wa, ha), (wb, hb) = a.size, b.size
+    if abs(wa / ha - wb / hb) > _ASPECT_TOLERANCE * max(wa / ha, wb / hb):
+        return None
+    size = _compare_size(a if wa * ha <= wb * hb else b)
+    x, y = _gray(a, size), _gray(b, size)
+    mse = float(np.mean((x - y) ** 2))
+    psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    if psnr < RESIZED_PSNR:
+        return None
+    changed = _changed_share(x, y, np.ones(x.shape, bool))
+    if changed > MAX_CHANGED or _colour_changed(a, b):
+        return None
+    return Verdict("resized", f"the same picture at {wa}x{ha} and {wb}x{hb} ({psnr:.0f} dB)", (wa * ha, wb * hb))
+
+
+def _colour_changed(a: Image.Image, b: Image.Image) -> bool:
+    """Whether the colours of two pictures differ (their Cb and Cr at 8 x 8): a grey or recoloured copy keeps its
+    original's grey levels, not its colours. A copy shrunk to 1/8 and re-compressed moves them by 3 levels at most."""
+    x, y = (
+        np.asarray(i.convert("YCbCr").resize((8, 8), Image.Resampling.BOX), np.float32)[..., 1:] - 128 for i in (a, b)
+    )
+    saturation = sorted((float(np.abs(x).mean()), float(np.abs(y).mean())))
+    greyed = saturation[0] < 1.0 < 3.0 < saturation[1]
+    return greyed or float(np.abs(x - y).mean()) > MAX_COLOUR_CHANGE
 
 
 def resized_psnr(a: Image.Image, b: Image.Image) -> float:
-    """PSNR (dB) of two images' grey levels at the smaller one's size (at most :data:`COMPARE_SIDE`); 0 when
-    their aspect ratios differ by more than 2 % (a crop is not a resize)."""
+    """PSNR (dB) of two images' grey levels at the smaller one's size (at most :data:`COMPARE_SIDE`); 0 when their
+    aspect ratios differ by more than 2 % (a crop is not a resize)."""
     (wa, ha), (wb, hb) = a.size, b.size
     if abs(wa / ha - wb / hb) > _ASPECT_TOLERANCE * max(wa / ha, wb / hb):
         return 0.0
-    small = a if wa * ha <= wb * hb else b
-    scale = min(1.0, COMPARE_SIDE / max(small.size))
-    size = (max(1, round(small.size[0] * scale)), max(1, round(small.size[1] * scale)))
-    x = np.asarray(a.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float64)
-    y = np.asarray(b.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float64)
-    mse = float(np.mean((x - y) ** 2))
+    size = _compare_size(a if wa * ha <= wb * hb else b)
+    mse = float(np.mean((_gray(a, size) - _gray(b, size)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def _compare_size(image: Image.Image) -> tuple[int, int]:
+    scale = min(1.0, COMPARE_SIDE / max(image.size))
+    return (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+
+
+def _gray(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(image.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Two pictures laid on each other.
+
+    Attributes
+    ----------
+    overlap : float
+        The share of the smaller picture (in scene terms) the other covers.
+    changed : float
+        The share of the overlap where they differ (see the module docstring).
+    pictures : tuple of float
+        Each one's pixels of picture: its own pixels, less what lies outside the overlap when that is flat
+        canvas (a letterbox's bars, the corners a turn fills in).
+    """
+
+    overlap: float
+    changed: float
+    pictures: tuple[float, float]
+
+
+#: From OpenCV's pixel coordinates (centres at whole numbers) to those with pixel edges at whole numbers, and back.
+_CENTRES_OUT_OF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+_CENTRES_INTO = np.linalg.inv(_CENTRES_OUT_OF)
+
+
+def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Compared:
+    """Compare ``a`` and ``b`` where ``transform`` (2 x 3, from ``a``'s pixel coordinates to ``b``'s, with pixel
+    ``i`` spanning ``[i, i + 1]``; a mirror or a turn is a transform like any other) lays one on the other, at the
+    lower-resolution picture's scale."""
+    import cv2
+
+    forward = np.vstack([transform, [0.0, 0.0, 1.0]])
+    # The frame is the picture with fewer pixels per unit of scene: the other is shrunk into it, never enlarged.
+    b_per_a = math.sqrt(abs(np.linalg.det(forward[:2, :2])))
+    frame, other, to_other = (b, a, np.linalg.inv(forward)) if b_per_a < 1.0 else (a, b, forward)
+    size = _compare_size(frame)
+    to_other = to_other @ np.diag([frame.size[0] / size[0], frame.size[1] / size[1], 1.0])  # compared -> other
+    step = max(1.0, math.sqrt(abs(np.linalg.det(to_other[:2, :2]))))  # the other's pixels per compared pixel
+    other_size = (max(1, round(other.size[0] / step)), max(1, round(other.size[1] / step)))
+    to_other = np.diag([other_size[0] / other.size[0], other_size[1] / other.size[1], 1.0]) @ to_other
+    x, source = _gray(frame, size), _gray(other, other_size)
+    warp = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    # OpenCV puts pixel centres at whole coordinates, these transforms at half ones (a pixel spans [i, i + 1]).
+    to_other = (_CENTRES_INTO @ to_other @ _CENTRES_OUT_OF)[:2]
+    y = cv2.warpAffine(source, to_other, size, flags=warp, borderValue=0)
+    covered = cv2.warpAffine(np.ones_like(source), to_other, size, flags=warp, borderValue=0) > 0.5
+    # What of the other the frame covers: the frame's extent carried forward into the other's pixels.
+    covering = cv2.warpAffine(np.ones_like(x), to_other, other_size, flags=cv2.INTER_LINEAR, borderValue=0) > 0.5
+    frame_picture = _picture(x, covered) * frame.size[0] * frame.size[1]
+    other_picture = _picture(source, covering) * other.size[0] * other.size[1]
+    pictures = (other_picture, frame_picture) if frame is b else (frame_picture, other_picture)
+    shares = (covered.mean(), covering.mean())
+    overlap = float(max(shares))
+    inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if inside.sum() < 64:
+        return Compared(overlap, 1.0, pictures)
+    return Compared(overlap, _changed_share(x, _tone_mapped(y, x, inside), inside), pictures)
+
+
+def _picture(levels: np.ndarray, overlap: np.ndarray) -> float:
+    """The share of a picture that is picture: all of it, or only the ``overlap`` when what lies outside is one
+    flat colour (canvas)."""
+    outside = levels[~overlap]
+    if outside.size < 0.01 * levels.size:
+        return 1.0
+    flat = np.abs(outside - np.median(outside)) <= CANVAS_TOLERANCE
+    return float(overlap.mean()) if flat.mean() >= 0.9 else 1.0
+
+
+def _tone_mapped(source: np.ndarray, target: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``source``'s grey levels mapped onto ``target``'s by rank over ``inside`` (histogram matching)."""
+    values = source[inside]
+    order = np.argsort(values, kind="stable")
+    mapped = np.empty_like(values)
+    mapped[order] = np.sort(target[inside])
+    out = np.zeros_like(source)
+    out[inside] = mapped
+    return out
+
+
+#: A Gaussian of sigma 1.5 pixels, the blur both pictures get before they are compared (JPEG blocks, resampling).
+_TAPS = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
+_TAPS /= _TAPS.sum()
+
+
+def _blurred(values: np.ndarray) -> np.ndarray:
+    """``values`` convolved with the Gaussian in both directions (edges mirrored)."""
+    radius = len(_TAPS) // 2
+    padded = np.pad(values, radius, mode="reflect")
+    rows = sum(w * padded[:, i : i + values.shape[1]] for i, w in enumerate(_TAPS))
+    return sum(w * rows[i : i + values.shape[0]] for i, w in enumerate(_TAPS))
+
+
+def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray) -> float:
+    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than CHANGED_LEVELS."""
+    if inside.all():
+        difference = np.abs(_blurred(x) - _blurred(y))
+    else:  # normalised by the blurred mask: pixels near the overlap's edge are not darkened by what lies outside
+        weight = _blurred(inside.astype(np.float32))
+        difference = np.abs(_blurred(np.where(inside, x, 0)) - _blurred(np.where(inside, y, 0))) / np.maximum(
+            weight, 1e-6
+        )
+        inside = inside & (weight > 0.5)
+    count = int(inside.sum())
+    return float((difference > CHANGED_LEVELS)[inside].sum() / count) if count else 1.0

@@ -1,0 +1,155 @@
+"""Does dedup find every copy and never call another capture a copy? Real photos, planted copies, hard negatives.
+
+The folder: every neardup group (its original, its own hard edits crop/rotate/overlay, and one copy of each
+kind in ``copy_kinds.KINDS``), every photo of ``landmarks/`` (many captures of each of 8 buildings: the hard
+negatives) and of ``clothing/`` (garments photographed alike). ``lookalike.create`` indexes it, then
+``find_duplicates`` groups it at the default threshold; a second ``find_duplicates`` with the same judge shows
+what cached verdicts cost.
+
+Reported, each with the command that reproduces it:
+- per kind of planted copy: the share grouped with its original at its expected tier or a stronger one;
+- false copies: rows given a copy tier whose match is a photo of another source (another neardup group, another
+  landmark photo, another garment), and photos that are not a copy of their group's keeper yet are discarded;
+- neardup's hard edits: ``edited`` precision and recall for crops and rotations, overlays reported;
+- keepers: the share of neardup groups whose original is kept, per policy (``resolution``, ``sharpest``);
+- times: index, first dedup (cold verdicts), second dedup (warm), peak memory.
+
+    python benchmarks/copies.py --groups 500 -o benchmarks/results/copies.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from copy_kinds import KINDS, make_copies
+from machine import MemoryWatch, machine_info
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+HARD_EDITS = ("crop", "rotate", "overlay")
+
+
+def build_folder(root: Path, groups: int) -> dict[str, tuple[str, str]]:
+    """Write the benchmark's folder; path -> (source, kind): the neardup group (or landmark / garment photo itself)
+    and what it is (``original``, a planted kind, a hard edit, ``landmark`` or ``garment``)."""
+    truth: dict[str, tuple[str, str]] = {}
+    for group in sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())[:groups]:
+        folder = root / "neardup" / group.name
+        folder.mkdir(parents=True)
+        original = folder / "original.jpg"
+        shutil.copyfile(group / "original.jpg", original)
+        os.utime(original, (1.6e9, 1.6e9))  # the original is the oldest file, as in a real library
+        truth[str(original)] = (group.name, "original")
+        for edit in HARD_EDITS:
+            shutil.copyfile(group / f"{edit}.jpg", folder / f"{edit}.jpg")
+            truth[str(folder / f"{edit}.jpg")] = (group.name, edit)
+        for kind, path in make_copies(group / "original.jpg", folder / "copies").items():
+            truth[str(path)] = (group.name, kind)
+    for photo in sorted((DATA / "landmarks").glob("*/*.jpg")):
+        target = root / "landmarks" / photo.parent.name / photo.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(photo, target)
+        truth[str(target)] = (str(photo), "landmark")
+    for photo in sorted((DATA / "clothing").glob("*/*/*.jpg")):
+        target = root / "clothing" / photo.parent.parent.name / photo.parent.name / photo.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(photo, target)
+        truth[str(target)] = (str(photo), "garment")
+    return truth
+
+
+def score(table, truth: dict[str, tuple[str, str]]) -> dict:
+    """What the groups got right and wrong, against the truth of the folder."""
+    from lookalike.dedup.tiers import COPY_TIERS, TIERS
+
+    group_of = dict(zip(table["path"], table["group"], strict=True))
+    tier_of = dict(zip(table["path"], table["tier"], strict=True))
+    originals = {source: path for path, (source, kind) in truth.items() if kind == "original"}
+    found: dict[str, list[bool]] = {kind: [] for kind in list(KINDS) + list(HARD_EDITS)}
+    for path, (source, kind) in truth.items():
+        if kind not in found:
+            continue
+        original = originals[source]
+        together = path in group_of and group_of[path] == group_of.get(original)
+        expected = KINDS[kind][3] if kind in KINDS else "edited"
+        tier = tier_of.get(path, "similar")
+        found[kind].append(together and tier in COPY_TIERS and TIERS.index(tier) <= TIERS.index(expected))
+    recall = {kind: round(sum(v) / len(v), 4) for kind, v in found.items() if v}
+    false_links, false_discards = [], []
+    keeper_of = {g: p for p, g, k in zip(table["path"], table["group"], table["keeper"], strict=True) if k}
+    for row in table.itertuples():
+        source = truth[row.path][0]
+        if row.tier in COPY_TIERS and isinstance(row.matched_path, str) and truth[row.matched_path][0] != source:
+            false_links.append((row.path, row.matched_path, row.tier, row.reason))
+        if row.action == "discard" and truth[keeper_of[row.group]][0] != source:
+            false_discards.append((row.path, keeper_of[row.group], row.tier, row.reason))
+    edited = table[table["tier"] == "edited"]
+    hard = {edit: [] for edit in HARD_EDITS}
+    for row in edited.itertuples():
+        source, kind = truth[row.path]
+        if kind in HARD_EDITS and isinstance(row.matched_path, str):
+            hard[kind].append(truth[row.matched_path][0] == source)
+    keepers = [
+        truth[p][1] == "original" for g, p in keeper_of.items() if truth[p][1] in KINDS or truth[p][1] == "original"
+    ]
+    return {
+        "recall": recall,
+        "false_copy_links": len(false_links),
+        "false_copy_examples": false_links[:20],
+        "discarded_not_copies_of_keeper": len(false_discards),
+        "false_discard_examples": false_discards[:20],
+        "edited_precision_hard": {k: round(sum(v) / len(v), 4) if v else None for k, v in hard.items()},
+        "original_kept": round(sum(keepers) / max(len(keepers), 1), 4),
+        "groups": int(table["group"].nunique()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=500, help="neardup groups (500: all, a 12,300-photo folder)")
+    parser.add_argument("--keep", default="resolution,sharpest", help="keeper policies to score")
+    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "copies.json")
+    args = parser.parse_args()
+    import lookalike as lk
+    from lookalike.dedup.tiers import Sameness
+
+    report: dict = {"machine": machine_info(), "groups": args.groups}
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["LOOKALIKE_CACHE"] = str(Path(scratch) / "cache")
+        root = Path(scratch) / "photos"
+        truth = build_folder(root, args.groups)
+        report["photos"] = len(truth)
+        watch = MemoryWatch()
+        with watch:
+            started = time.perf_counter()
+            model = lk.create(str(root), verbose=False)
+            report["index_seconds"] = round(time.perf_counter() - started, 1)
+            judge = Sameness()
+            started = time.perf_counter()
+            table = model.find_duplicates(sameness=judge)
+            report["dedup_seconds_cold"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            model.find_duplicates(sameness=judge)
+            report["dedup_seconds_warm"] = round(time.perf_counter() - started, 1)
+        report["peak_anon_gb"] = round(watch.peak_anon_gb, 2)
+        report["cold_over_index"] = round(
+            (report["index_seconds"] + report["dedup_seconds_cold"]) / report["index_seconds"], 2
+        )
+        report["resolution"] = score(table, truth)
+        for policy in args.keep.split(","):
+            if policy != "resolution":
+                kept = model.find_duplicates(keep=policy, sameness=judge)
+                report[policy] = {"original_kept": score(kept, truth)["original_kept"]}
+    report["machine"]["load_average_at_end"] = machine_info()["load_average"]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
