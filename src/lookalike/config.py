@@ -71,3 +71,12 @@ def cache_dir() -> Path:
         return Path(os.environ["LOOKALIKE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "lookalike"
+
+
+def data_dir() -> Path:
+    """Folder for what lookalike keeps for the user and must not be thrown away like a cache (undo manifests).
+
+    ``$XDG_DATA_HOME/lookalike``, else ``~/.local/share/lookalike``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "lookalike"
