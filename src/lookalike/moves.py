@@ -43,7 +43,7 @@ from lookalike.core import References
 from lookalike.decisions import Decisions
 from lookalike.errors import DiskFull, FileMoveError, InvalidArgument, LookalikeError, ModelFormatError, MoveRefused
 from lookalike.files import relative_inside, reporting_full_disk, write_text_atomic
-from lookalike.safemove import file_digest, kill_point, move_file, partial_copies, remove_partial
+from lookalike.safemove import cause_of, file_digest, kill_point, move_file, partial_copies, remove_partial
 
 __all__ = [
     "MODES",
@@ -238,9 +238,15 @@ def apply_discards(
         "moves": moves,
     }
     manifest = folder / f"{MANIFEST_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}.json"
-    with reporting_full_disk(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(manifest, json.dumps(record, indent=1))
+    try:
+        with reporting_full_disk(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(manifest, json.dumps(record, indent=1))
+    except OSError as exc:
+        if isinstance(exc, DiskFull):
+            raise
+        cause = cause_of(exc)
+        raise FileMoveError(f"files to {folder}", f"the undo manifest cannot be written there ({cause})") from exc
     kill_point("after-manifest")
     report = _carry_out(manifest, record, references, decisions)
     report.skipped = skipped + report.skipped
@@ -401,7 +407,7 @@ def _reserve_in_trash(manifest: Path, record: dict[str, Any]) -> None:
             move["refused"] = str(exc)
             continue
         except OSError as exc:
-            raise FileMoveError(move["source"], f"cannot reserve a name in the trash ({exc.strerror or exc})") from exc
+            raise FileMoveError(move["source"], f"cannot reserve a name in the trash ({cause_of(exc)})") from exc
         move["destination"], move["trashinfo"] = str(files), str(info)
         kill_point("after-trashinfo")
     write_text_atomic(manifest, json.dumps(record, indent=1))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from lookalike.errors import DiskFull, FileMoveError, MoveRefused
 
-__all__ = ["KILL_AT", "file_digest", "kill_point", "move_file", "partial_copies", "remove_partial"]
+__all__ = ["KILL_AT", "cause_of", "file_digest", "kill_point", "move_file", "partial_copies", "remove_partial"]
 
 #: Test-only: ``LOOKALIKE_TEST_KILL_AT=NAME`` (or ``NAME@N``, the Nth time) makes the process SIGKILL itself at
 #: the point so named (:func:`kill_point`), so that tests can stop a move at a chosen moment for real.
@@ -135,14 +135,19 @@ def _reported(source: Path, destination: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(destination.parent) from exc
-        causes = {
-            errno.EFBIG: "the file is larger than the file-size limit (ulimit -f) or what the file system holds",
-            errno.EACCES: "permission denied",
-            errno.EPERM: "operation not permitted",
-            errno.EROFS: "read-only file system",
-        }
-        cause = causes.get(exc.errno, exc.strerror or str(exc))
-        raise FileMoveError(f"{source} to {destination}", f"{cause}; the file is left where it was", exc.errno) from exc
+        where = f"{source} to {destination}"
+        raise FileMoveError(where, f"{cause_of(exc)}; the file is left where it was", exc.errno) from exc
+
+
+def cause_of(error: OSError) -> str:
+    """What a user-caused ``OSError`` means, in a few words."""
+    causes = {
+        errno.EFBIG: "the file is larger than the file-size limit (ulimit -f) or what the file system holds",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "read-only file system",
+    }
+    return causes.get(error.errno, error.strerror or str(error))
 
 
 def _open_folder(path: Path) -> int:
