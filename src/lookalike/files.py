@@ -158,13 +158,14 @@ def locked(folder: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
     leaves a folder locked. With ``wait=False`` a folder another process
     holds yields False at once. A thread that holds the lock may take it
     again (an apply holds the model's folder across the saves it makes);
-    another thread of the same process waits for it like another process.
+    another thread of the same process waits for it like another process,
+    and ``wait=False`` (is anyone using it?) is False for the holder too.
     """
     fd = os.open(folder, os.O_RDONLY)
     try:
         found = os.fstat(fd)
         key = (found.st_dev, found.st_ino, threading.get_ident())
-        if key in _HELD:
+        if wait and key in _HELD:
             _HELD[key] += 1
             try:
                 yield True
@@ -179,12 +180,13 @@ def locked(folder: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
                 obtained = False
             except OSError:  # a file system without locks (some network ones): writers are not kept apart there
                 pass
-        if obtained:
+        outermost = obtained and key not in _HELD
+        if outermost:
             _HELD[key] = 1
         try:
             yield obtained
         finally:
-            if obtained:
+            if outermost:
                 del _HELD[key]
     finally:
         os.close(fd)

@@ -36,6 +36,7 @@ from lookalike.files import locked
 from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
 from lookalike.index.factory import check_method
 from lookalike.ingest.download import DownloadSettings
+from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_table
 from lookalike.ingest.sources import absolute_paths, folder_roots
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
@@ -881,7 +882,8 @@ def create(
     if roots and rows.feature in references.columns:
         # Files are acted on by path (moves, sync): a path relative to this run's working folder would name
         # another file, or none, from another one.
-        references[rows.feature] = absolute_paths(references[rows.feature].tolist(), roots)
+        absolute = absolute_paths(references[rows.feature].tolist(), roots)
+        references[rows.feature] = text_column(absolute).set_axis(references.index)
     if train_label is not None:
         projection = _learned_projection(rows, positions, references, features, train_label)
     elif projection is None and whiten:
@@ -1022,7 +1024,7 @@ def _upgrade_relative_paths(model: ImageSimilarityModel) -> None:
     if all(not isinstance(p, str) or os.path.isabs(p) for p in before):
         return
     after = absolute_paths(before, model.roots)
-    model.references[column] = after
+    model.references[column] = text_column(after).set_axis(model.references.index)
     renamed = {old: new for old, new in zip(before, after, strict=True) if old != new}
     for record in model.decisions.records:
         record["paths"] = [renamed.get(p, p) for p in record["paths"]]
