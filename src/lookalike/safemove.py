@@ -9,11 +9,11 @@ the destination holds a verified copy of it:
   source: for an instant both names hold the same file, never neither;
 - **across file systems**: copy into a recognisable temporary name in the
   destination's folder (``.NAME.lookalike-partial-PID``, see
-  :func:`partial_copies`), flush it and its folder, check its size and SHA-256
-  against the source (and the digest the caller expects), give it the source's
-  mode and times, put it in place without overwriting (a hard link, or
-  ``renameat2(RENAME_NOREPLACE)`` where links are not supported), and only
-  then unlink the source.
+  :func:`partial_copies`), hashing what is read, with the source's mode and
+  times; flush it, read it back and check its size and SHA-256 against the
+  source (and the digest the caller expects), put it in place without
+  overwriting (a hard link, or ``renameat2(RENAME_NOREPLACE)`` where links are
+  not supported), flush the folder, and only then unlink the source.
 
 A kill at any moment leaves the file whole at the source, or at the
 destination, or at both (the same bytes): :mod:`lookalike.moves` tells which
@@ -247,8 +247,9 @@ def _unlink_source(src_dir: int, source: Path, expected: os.stat_result) -> None
     now = os.lstat(source.name, dir_fd=src_dir)
     if not _same(now, expected) or (now.st_size, now.st_mtime_ns) != (expected.st_size, expected.st_mtime_ns):
         raise MoveRefused(f"{source} changed while it was moved")
+    # Not flushed: an unlink lost in a power cut leaves the file at both places, which an apply's resume or undo
+    # tells by content; what must be on the disk before it is the destination's name (flushed by the caller).
     os.unlink(source.name, dir_fd=src_dir)
-    os.fsync(src_dir)
 
 
 def _move(src_dir: int, source: Path, dst_dir: int, destination: Path, sha256: str | None) -> None:
@@ -305,7 +306,6 @@ def _copy_across(
                 digest = _copy(fd_in, fd_out, opened)
             finally:
                 os.close(fd_out)
-            os.fsync(dst_dir)
             copied = _digest_at(dst_dir, temp)
             if copied != digest or os.lstat(temp, dir_fd=dst_dir).st_size != opened.st_size:
                 raise FileMoveError(source, f"its copy at {destination.parent / temp} does not read back the same")
