@@ -1,4 +1,4 @@
-"""Process-wide settings: GPU use (Turi's ``config.set_num_gpus``), the cores to use and the cache folder."""
+"""Process-wide settings: GPU use (Turi's ``config.set_num_gpus``), the cores to use, the cache and data folders."""
 
 from __future__ import annotations
 
