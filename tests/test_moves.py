@@ -396,6 +396,18 @@ def test_a_trash_apply_killed_is_resumed_without_stray_trashinfo(library, data_h
     assert list((trash_folder / "info").iterdir()) == []
 
 
+def test_a_trash_inside_an_indexed_folder_is_refused(library, monkeypatch):
+    """A home indexed whole holds its own trash: files put there would be indexed again."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(library.photos / ".local"))
+    done = cli("apply", library.model, "--trash")
+    assert done.returncode == 0 and "moved to the trash 0 files, skipped 3" in done.stdout
+    assert "is inside the indexed folder" in done.stderr
+    assert not (library.photos / ".local" / "Trash" / "info").exists() or not any(
+        (library.photos / ".local" / "Trash" / "info").iterdir()
+    )
+    library.check()
+
+
 def test_permanent_deletion_is_asked_for_explicitly_recorded_and_reported_as_not_restorable(library, data_home):
     refused = cli("apply", library.model, "--permanently")
     assert "add --yes to confirm" in one_line_error(refused)

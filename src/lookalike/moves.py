@@ -321,8 +321,8 @@ def _look(path: str | os.PathLike | None, sha256: str | None, same_as: _Look | N
     known = same_as.found if same_as is not None and same_as.kind == "ours" else None
     if known is not None and (known.st_dev, known.st_ino) == (found.st_dev, found.st_ino):
         return _Look("ours", found)
-    if sha256 is None:  # a version-1 manifest written by hand: a regular file is taken as the one moved
-        return _Look("ours", found)
+    if sha256 is None:  # a manifest without digests: a lone regular file is the one moved, a second one is not
+        return _Look("other" if same_as is not None and same_as.exists else "ours", found)
     return _Look("ours" if file_digest(path) == sha256 else "other", found)
 
 
@@ -402,6 +402,12 @@ def _reserve_in_trash(manifest: Path, record: dict[str, Any]) -> None:
             continue
         _remove_unrecorded_reservations(move)
         try:
+            folder, _ = trash.trash_folder(move["source"])
+            inside = _root_of(str(folder / "files" / "name"), tuple(record.get("roots", [])))
+            if inside is not None:
+                raise MoveRefused(
+                    f"the trash {folder} is inside the indexed folder {inside[0]}: the file would be indexed again"
+                )
             files, info = trash.reserve(move["source"])
         except (MoveRefused, FileNotFoundError) as exc:
             move["refused"] = str(exc)
@@ -443,6 +449,8 @@ def _carry_out(manifest: Path, record: dict[str, Any], references: References, d
             except MoveRefused as exc:
                 report.skipped.append((move["source"], str(exc)))
                 move["state"] = f"skipped: {exc}"
+                if move.get("trashinfo") and not os.path.lexists(move["destination"]):
+                    Path(move["trashinfo"]).unlink(missing_ok=True)  # the name reserved for it is not needed
             except (DiskFull, FileMoveError) as exc:
                 report.stopped = exc
                 move["state"] = f"stopped: {exc}"
