@@ -9,6 +9,7 @@ its traceback and asks for a report, and also exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
 from lookalike.errors import InvalidArgument, LookalikeError
+from lookalike.files import locked
 from lookalike.index import METRICS
 from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.ingest.options import add_download_options, download_options
@@ -327,15 +329,45 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    model = lk.load_model(args.model)
-    if args.resume:
-        report = model.resume_decisions(args.resume, path=args.model)
-    else:
-        report = model.apply_decisions(args.move_to or discarded_folder(args.model), path=args.model)
-    print(report.summary())
+def _holding(model: Path | str):
+    """The lock of a saved model's folder (nothing for a path that is not one): held across load, change and save,
+    so that two commands changing one model take turns and each starts from what the other saved."""
+    return locked(model) if storage.is_model_dir(Path(model)) else contextlib.nullcontext()
+
+
+def _print_moves(report, where: str = "") -> None:
+    print(f"{report.summary()}{where}")
     for path, reason in report.skipped:
-        print(f"  skipped {path}: {reason}", file=sys.stderr)
+        print(f"  {'not restored' if report.undone else 'skipped'} {path}: {reason}", file=sys.stderr)
+    for path in report.deleted:
+        print(f"  not restored {path}: it was deleted permanently", file=sys.stderr)
+
+
+def _carried_out(act, where: str = ""):
+    """``act()``'s report, printed; an apply or undo stopped early (a full disk...) prints what it did first."""
+    try:
+        report = act()
+    except LookalikeError as exc:
+        if getattr(exc, "report", None) is not None:
+            _print_moves(exc.report, where)
+        raise
+    _print_moves(report, where)
+    return report
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    mode = "trash" if args.trash else "permanently" if args.permanently else "move"
+    if args.resume and (args.move_to or mode != "move"):
+        raise InvalidArgument("--resume finishes an apply as its manifest says: drop --move-to, --trash, --permanently")
+    if mode == "permanently" and not args.yes:
+        raise InvalidArgument("--permanently deletes the discarded files for good (no undo): add --yes to confirm")
+    with _holding(args.model):
+        model = lk.load_model(args.model)
+        if args.resume:
+            _carried_out(lambda: model.resume_decisions(args.resume, path=args.model))
+        else:
+            destination = args.move_to or (discarded_folder(args.model) if mode == "move" else None)
+            _carried_out(lambda: model.apply_decisions(destination, path=args.model, mode=mode))
     return 0
 
 
@@ -344,14 +376,13 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
     folder = moves.read_manifest(args.manifest).get("model")
     if folder and storage.is_model_dir(Path(folder)):
-        report = lk.load_model(folder).undo_moves(args.manifest, path=folder, verbose=False)
-        where = f"; added back to {folder}"
+        with _holding(folder):
+            model = lk.load_model(folder)
+            report = _carried_out(
+                lambda: model.undo_moves(args.manifest, path=folder, verbose=False), f"; added back to {folder}"
+            )
     else:
-        report = moves.undo(args.manifest)
-        where = ""
-    print(f"{report.summary()}{where}")
-    for path, reason in report.skipped:
-        print(f"  not restored {path}: {reason}", file=sys.stderr)
+        report = _carried_out(lambda: moves.undo(args.manifest))
     return 0 if not report.skipped else 1
 
 
@@ -689,7 +720,13 @@ def build_parser() -> argparse.ArgumentParser:
         "apply", help="move the files marked discarded out of a saved model's folders (an undo manifest is written)"
     )
     apply.add_argument("model", type=Path, help="a saved model with discard decisions")
-    apply.add_argument("--move-to", type=Path, help="where discarded files go (default: MODEL-discarded beside it)")
+    action = apply.add_mutually_exclusive_group()
+    action.add_argument("--move-to", type=Path, help="where discarded files go (default: MODEL-discarded beside it)")
+    action.add_argument(
+        "--trash", action="store_true", help="move them to the system trash instead (Linux; lookalike undo restores)"
+    )
+    action.add_argument("--permanently", action="store_true", help="delete them for good (no undo; needs --yes)")
+    apply.add_argument("--yes", action="store_true", help="confirm --permanently")
     apply.add_argument("--resume", type=Path, metavar="MANIFEST", help="finish an apply that was interrupted")
     apply.set_defaults(run=cmd_apply)
 

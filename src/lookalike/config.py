@@ -1,4 +1,4 @@
-"""Process-wide settings: GPU use (Turi's ``config.set_num_gpus``), the cores to use and the cache folder."""
+"""Process-wide settings: GPU use (Turi's ``config.set_num_gpus``), the cores to use, the cache and data folders."""
 
 from __future__ import annotations
 
@@ -70,4 +70,13 @@ def cache_dir() -> Path:
     if os.environ.get("LOOKALIKE_CACHE"):
         return Path(os.environ["LOOKALIKE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lookalike"
+
+
+def data_dir() -> Path:
+    """Folder for what lookalike keeps for the user and must not be thrown away like a cache (undo manifests).
+
+    ``$XDG_DATA_HOME/lookalike``, else ``~/.local/share/lookalike``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "lookalike"

@@ -90,6 +90,37 @@ class DiskFull(LookalikeError, OSError):
         self.errno = errno.ENOSPC
 
 
+class MoveRefused(LookalikeError):
+    """One file is not moved (a link at its place, something already at its destination, changed content); it was
+    left exactly as it was, and the rest of the run goes on."""
+
+    kind = "move refused"
+
+
+class FileMoveError(LookalikeError, OSError):
+    """A move cannot go on here (no permission, a read-only disk, a file too large for the destination); the
+    message names the path and the cause. The file it was moving is left whole where it was.
+
+    Examples
+    --------
+    >>> str(FileMoveError("/photos/a.jpg", "read-only file system", errno.EROFS))
+    'cannot move /photos/a.jpg: read-only file system'
+    """
+
+    kind = "cannot move"
+
+    def __init__(self, path: Any, cause: str, error: int | None = None):
+        super().__init__(f"cannot move {path}: {cause}")
+        self.errno = error
+
+
+class StaleModel(LookalikeError):
+    """A process saving a model that another process saved since this one loaded it: saving would drop the other's
+    changes, so it is refused (load the model again)."""
+
+    kind = "stale model"
+
+
 class ModelUnavailableError(LookalikeError, OSError):
     """A zoo model is not in the cache and cannot be downloaded now."""
 

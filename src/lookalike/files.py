@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.config import cache_dir
-from lookalike.errors import DiskFull
+from lookalike.errors import DiskFull, MoveRefused
+from lookalike.safemove import move_file
 
 try:
     import fcntl
@@ -145,6 +146,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+#: Folders this process holds locked, by (device, inode, thread): how deep the holds of each nest.
+_HELD: dict[tuple[int, int, int], int] = {}
+
+
 @contextmanager
 def locked(folder: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on ``folder`` while the block runs; yields whether it was obtained.
@@ -152,10 +157,22 @@ def locked(folder: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
     The lock (``flock``) is advisory, only between lookalike processes, and
     the system drops it when its holder ends, even killed: a crash never
     leaves a folder locked. With ``wait=False`` a folder another process
-    holds yields False at once.
+    holds yields False at once. A thread that holds the lock may take it
+    again (an apply holds the model's folder across the saves it makes);
+    another thread of the same process waits for it like another process,
+    and ``wait=False`` (is anyone using it?) is False for the holder too.
     """
     fd = os.open(folder, os.O_RDONLY)
     try:
+        found = os.fstat(fd)
+        key = (found.st_dev, found.st_ino, threading.get_ident())
+        if wait and key in _HELD:
+            _HELD[key] += 1
+            try:
+                yield True
+            finally:
+                _HELD[key] -= 1
+            return
         obtained = True
         if fcntl is not None:
             try:
@@ -164,7 +181,14 @@ def locked(folder: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
                 obtained = False
             except OSError:  # a file system without locks (some network ones): writers are not kept apart there
                 pass
-        yield obtained
+        outermost = obtained and key not in _HELD
+        if outermost:
+            _HELD[key] = 1
+        try:
+            yield obtained
+        finally:
+            if outermost:
+                del _HELD[key]
     finally:
         os.close(fd)
 
@@ -254,23 +278,12 @@ def relative_inside(path: str, real_root: Path) -> Path | None:
 
 
 def move_without_overwrite(source: Path, destination: Path) -> str | None:
-    """Move without ever overwriting; None on success, else why not."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    """Move without ever overwriting or following a link (:func:`lookalike.safemove.move_file`); None on success,
+    else why the file was left where it was."""
     try:
-        # link() fails if the destination exists, atomically: no check-then-write race.
-        os.link(source, destination, follow_symlinks=False)
-    except FileExistsError:
-        return f"{destination} already exists"
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-            raise
-        try:  # another file system: copy into a file that must not exist yet
-            with open(source, "rb") as src, open(destination, "xb") as dst:
-                shutil.copyfileobj(src, dst)
-        except FileExistsError:
-            return f"{destination} already exists"
-        shutil.copystat(source, destination)
-    os.unlink(source)
+        move_file(source, destination)
+    except MoveRefused as exc:
+        return str(exc)
     return None
 
 

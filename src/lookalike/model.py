@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,13 @@ from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.engines import Engine, RayEngine, as_engine
 from lookalike.errors import Failure, InvalidArgument, InvalidType
+from lookalike.files import locked
 from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
 from lookalike.index.factory import check_method
 from lookalike.ingest.download import DownloadSettings
+from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_table
-from lookalike.ingest.sources import folder_roots
+from lookalike.ingest.sources import absolute_paths, folder_roots
 from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
 from lookalike.layout import MAP_FILE, MapLayout
 from lookalike.projection import Projection, fit_projection
@@ -101,6 +104,9 @@ class ImageSimilarityModel:
         self.decisions = Decisions()
         #: The 2-D map last computed or loaded (see :meth:`compute_map`); it may predate add/remove.
         self.map: MapLayout | None = None
+        # (real path, generation) of the saved model this one was loaded from (and saved to since): a save
+        # there checks that no other process saved it meanwhile. None for a model made afresh.
+        self._saved_as: tuple[str, storage.Generation] | None = None
 
     # Turi's names and the attributes users read, kept on the front and answered by the core.
     embeddings = property(lambda self: self.core.embeddings, doc="(n, d) float32 embeddings, as indexed.")
@@ -499,6 +505,9 @@ class ImageSimilarityModel:
             ``path`` is something other than a lookalike model or an empty folder.
         lookalike.errors.DiskFull
             The disk holding ``path`` is full (the old model, if any, is left as it was).
+        lookalike.errors.StaleModel
+            This model was loaded from ``path`` and another process saved it since: saving would drop what
+            that process added (load it again). A model made afresh replaces what is at ``path``.
         """
         self._save_references(path)
         if len(self.decisions):
@@ -527,7 +536,13 @@ class ImageSimilarityModel:
             manifest["projection"] = self.projection.record()
             extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
         extra.update(self.core.index.files())
-        storage.save(path, manifest, self.embeddings, references, self.failures, extra_files=extra)
+        real = os.path.realpath(path)
+        expected = self._saved_as[1] if self._saved_as is not None and self._saved_as[0] == real else None
+        written = storage.save(
+            path, manifest, self.embeddings, references, self.failures, extra_files=extra, expected=expected
+        )
+        if expected is not None:
+            self._saved_as = (real, written)
         if self.map is not None and self.map.covers(self.core):  # a stale one is left out, to be computed again
             self.map.save(path)
 
@@ -552,22 +567,37 @@ class ImageSimilarityModel:
             raise InvalidArgument(f"{path} is not a saved lookalike model: save the model first")
         self.decisions.save(path)
 
-    def apply_decisions(self, move_to: str | os.PathLike, path: str | os.PathLike | None = None) -> moves.MoveReport:
-        """Move every file marked discarded to ``move_to`` and drop it from the model; nothing is deleted.
+    def apply_decisions(
+        self, move_to: str | os.PathLike | None = None, path: str | os.PathLike | None = None, *, mode: str = "move"
+    ) -> moves.MoveReport:
+        """Carry out every discard decision: move each discarded file to ``move_to`` (or to the trash, or delete
+        it), and drop it from the model.
 
-        Only files inside the folders the model was indexed from (:attr:`roots`) are moved, each to
-        its relative path under ``move_to`` (outside those folders), never overwriting; a discard
-        whose keeper is discarded too, or whose file changed since, is skipped and reported. A
-        manifest written in ``move_to`` before anything moves lets ``lookalike undo`` put every file
-        back, and ``lookalike apply --resume`` finish an apply that was cut short.
+        Only files inside the folders the model was indexed from (:attr:`roots`) are acted on; a file
+        moved goes to its relative path under ``move_to`` (outside those folders), never overwriting, never
+        through a symbolic link, copied and verified before its source goes when ``move_to`` is on another
+        disk. A discard whose keeper is discarded too, or whose file changed since, is skipped and reported.
+        A manifest written before anything changes lets ``lookalike undo`` put every file back (but
+        permanently deleted ones), and ``lookalike apply --resume`` finish an apply that was cut short.
 
         Parameters
         ----------
-        move_to : str or path
-            Where the discarded files go.
+        move_to : str or path, optional
+            Where the discarded files go (required with ``mode="move"``); with the other modes, where the
+            manifest is written (default: ``~/.local/share/lookalike/moves``).
         path : str or path, optional
-            Where this model is saved: it is saved again without the moved references, and the
-            decisions are marked carried out there.
+            Where this model is saved: its folder is locked for the whole apply (a second apply waits), the
+            apply is refused if another process saved the model since this one loaded it
+            (:class:`~lookalike.errors.StaleModel`), and the model is saved there again without the files
+            acted on, their decisions marked carried out.
+        mode : {"move", "trash", "permanently"}, default "move"
+            ``"trash"``: the system trash (freedesktop.org, Linux); ``"permanently"``: delete, not restorable.
+
+        Raises
+        ------
+        lookalike.errors.DiskFull, lookalike.errors.FileMoveError
+            A full disk, a read-only disk, no permission, a file-size limit: the apply stopped there; what
+            was done is saved and recorded in the manifest (the exception's ``report``), nothing is half-moved.
 
         Examples
         --------
@@ -575,15 +605,17 @@ class ImageSimilarityModel:
         >>> print(model.apply_decisions("../discarded", path="photos.lookalike").summary())  # doctest: +SKIP
         moved 1 files, skipped 0; undo with: lookalike undo ../discarded/lookalike-moves-...json
         """
-        report = moves.apply_discards(self.core, self.decisions, move_to, model_folder=path)
-        self._saved_after_moves(report, path, self._mark_moved)
-        return report
+        with self._holding(path):
+            report = moves.apply_discards(self.core, self.decisions, move_to, model_folder=path, mode=mode)
+            self._saved_after_moves(report, path, self._mark_moved)
+        return _raised_if_stopped(report)
 
     def resume_decisions(self, manifest: str | os.PathLike, path: str | os.PathLike | None = None) -> moves.MoveReport:
-        """Finish an :meth:`apply_decisions` that was interrupted, from its manifest."""
-        report = moves.resume(manifest, self.core, self.decisions)
-        self._saved_after_moves(report, path, self._mark_moved)
-        return report
+        """Finish an :meth:`apply_decisions` that was interrupted, from its manifest (``path`` as there)."""
+        with self._holding(path):
+            report = moves.resume(manifest, self.core, self.decisions)
+            self._saved_after_moves(report, path, self._mark_moved)
+        return _raised_if_stopped(report)
 
     def undo_moves(
         self, manifest: str | os.PathLike, path: str | os.PathLike | None = None, verbose: bool = True
@@ -593,17 +625,30 @@ class ImageSimilarityModel:
 
         ``lookalike undo MANIFEST`` does this on the model the manifest names.
         """
-        report = moves.undo(manifest)
-        present = {p for p in self.core.file_paths() if p is not None}
-        back = [p for p in report.moved if p not in present]
-        if back:
-            self.add(back, verbose=verbose)
-        restored = set(report.moved)
-        if path is None:
-            self.decisions.revert_moves(restored)
-        else:
-            self._saved_after_moves(report, path, lambda saved: saved.revert_moves(restored))
-        return report
+        with self._holding(path):
+            report = moves.undo(manifest)
+            present = {p for p in self.core.file_paths() if p is not None}
+            back = [p for p in report.moved if p not in present]
+            if back:
+                self.add(back, verbose=verbose)
+            restored = set(report.moved)
+            if path is None:
+                self.decisions.revert_moves(restored)
+            else:
+                self._saved_after_moves(report, path, lambda saved: saved.revert_moves(restored))
+        return _raised_if_stopped(report)
+
+    @contextmanager
+    def _holding(self, path: str | os.PathLike | None) -> Iterator[None]:
+        """Hold the lock of the model saved at ``path`` (if any), refusing to go on if another process saved
+        it since this model was loaded from it: files moved by a stale model could not be saved."""
+        if path is None or not storage.is_model_dir(Path(path)):
+            yield
+            return
+        with locked(path):
+            if self._saved_as is not None and self._saved_as[0] == os.path.realpath(path):
+                storage.check_unchanged(path, self._saved_as[1])
+            yield
 
     def _saved_after_moves(
         self, report: moves.MoveReport, path: str | os.PathLike | None, change: Callable[[Decisions], None]
@@ -713,6 +758,14 @@ class ImageSimilarityModel:
 
 #: Raw embeddings of a model with a projection, saved beside embeddings.npy so the projection can be refitted.
 FEATURES_FILE = "features.npy"
+
+
+def _raised_if_stopped(report: moves.MoveReport) -> moves.MoveReport:
+    """The report, or its stopping error (carrying the report as ``report``) once what was done is saved."""
+    if report.stopped is not None:
+        report.stopped.report = report
+        raise report.stopped
+    return report
 
 
 def create(
@@ -837,6 +890,12 @@ def create(
         embedded = engine.embed(spec, rows.table[rows.feature].tolist(), batch_size, verbose, cache, download)
     features, references, failures = _assemble(rows, labels, load_failures, embedded, label, spec, verbose)
     positions = embedded.positions
+    roots = folder_roots(dataset) if spec is not None else ()
+    if roots and rows.feature in references.columns:
+        # Files are acted on by path (moves, sync): a path relative to this run's working folder would name
+        # another file, or none, from another one.
+        absolute = absolute_paths(references[rows.feature].tolist(), roots)
+        references[rows.feature] = text_column(absolute).set_axis(references.index)
     if train_label is not None:
         projection = _learned_projection(rows, positions, references, features, train_label)
     elif projection is None and whiten:
@@ -852,7 +911,7 @@ def create(
         label_column=label,
         feature_column=feature_column,
         batch_size=int(batch_size),
-        roots=folder_roots(dataset) if spec is not None else (),
+        roots=roots,
     )
     reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
     stats = {"embedded": int(len(positions) - reused), "from_cache": 0, **embedded.stats, "failed": len(failures)}
@@ -953,10 +1012,34 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     lookalike.storage.ModelFormatError
         ``path`` is not a lookalike model, is damaged, or is from a newer lookalike.
     """
-    model = storage.load(path, _loaded)
+
+    def read(saved: storage.SavedModel) -> ImageSimilarityModel:
+        model = _loaded(saved)
+        model._saved_as = (os.path.realpath(path), saved.generation)  # a later save there checks it is still this
+        return model
+
+    model = storage.load(path, read)
     model.decisions = read_saved(path)  # beside the generations: changed often, written on its own
+    _upgrade_relative_paths(model)
     model.map = _saved_map(path)
     return model
+
+
+def _upgrade_relative_paths(model: ImageSimilarityModel) -> None:
+    """Models saved before paths were made absolute at indexing kept them relative to the working folder of
+    that run: find each file again (see :func:`~lookalike.ingest.sources.absolute_paths`), here and in the
+    decisions; the next save stores them absolute."""
+    column = model.feature
+    if not model.roots or column not in model.references.columns:
+        return
+    before = model.references[column].tolist()
+    if all(not isinstance(p, str) or os.path.isabs(p) for p in before):
+        return
+    after = absolute_paths(before, model.roots)
+    model.references[column] = text_column(after).set_axis(model.references.index)
+    renamed = {old: new for old, new in zip(before, after, strict=True) if old != new}
+    for record in model.decisions.records:
+        record["paths"] = [renamed.get(p, p) for p in record["paths"]]
 
 
 def _saved_map(path: str | os.PathLike) -> MapLayout | None:
@@ -1001,7 +1084,7 @@ def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:
         label_column=manifest.get("label_column"),
         feature_column=manifest.get("feature_column"),
         batch_size=manifest.get("batch_size", BATCH_SIZE),
-        roots=tuple(r for r in manifest.get("roots") or () if isinstance(r, str)),
+        roots=tuple(r for r in manifest.get("roots") or () if isinstance(r, str) and os.path.isabs(r)),
     )
     return ImageSimilarityModel(
         core,

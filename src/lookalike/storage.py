@@ -47,6 +47,7 @@ import re
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lookalike.errors import InvalidArgument, LookalikeError, ModelFormatError
+from lookalike.errors import InvalidArgument, LookalikeError, ModelFormatError, StaleModel
 from lookalike.files import (
     fsync_dir,
     fsync_tree,
@@ -67,7 +68,19 @@ from lookalike.files import (
 from lookalike.ingest.names import restored, storable
 from lookalike.ingest.report import with_kinds
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LABEL_COLUMN", "SavedModel", "is_model_dir", "load", "save", "verify"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LABEL_COLUMN",
+    "Generation",
+    "SavedModel",
+    "check_unchanged",
+    "current_generation",
+    "is_model_dir",
+    "load",
+    "save",
+    "verify",
+]
 
 FORMAT = "lookalike-model"
 FORMAT_VERSION = 2
@@ -96,6 +109,20 @@ _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _NO_DIGEST = hashlib.sha256(b"").hexdigest()
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Which save of a model a reader saw: the generation ``CURRENT`` names and its manifest's SHA-256
+    (both None for a model in format 1, which has no generations)."""
+
+    name: str | None
+    manifest_sha256: str | None
+
+    def __str__(self) -> str:
+        return self.name or "format 1"
+
+
 #: What a saved file is made from: an array (written as .npy), a table (parquet) or a function writing the file.
 Content = np.ndarray | pd.DataFrame | Callable[[Path], None]
 
@@ -183,6 +210,22 @@ def is_model_dir(path: Path) -> bool:
     except (OSError, LookalikeError):
         return False
     return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def current_generation(path: str | os.PathLike) -> Generation:
+    """The save of the model at ``path`` that a load would read now."""
+    pointer = _pointer(Path(path))
+    return Generation(*pointer) if pointer else Generation(None, None)
+
+
+def check_unchanged(path: str | os.PathLike, loaded: Generation) -> None:
+    """Raise :class:`StaleModel` when the model at ``path`` is no longer the save ``loaded`` (another process
+    saved it since): a writer holding the older one would drop what the other added."""
+    now = current_generation(path)
+    if now != loaded:
+        raise StaleModel(
+            f"{path} was saved by another process since this one loaded it (generation {loaded} -> {now}): reload it"
+        )
 
 
 def _is_int(value: Any) -> bool:
@@ -311,10 +354,13 @@ class SavedModel:
     Anything wrong raises :class:`ModelFormatError` naming the file and why.
     """
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], whole: bool = False):
+    def __init__(
+        self, folder: Path, manifest: dict[str, Any], whole: bool = False, generation: Generation | None = None
+    ):
         self.folder = folder
         self.manifest = manifest
         self.whole = whole
+        self.generation = generation or Generation(None, None)  # the save this is: what a later save checks
         self._checksums = manifest.get("checksums")
         self._checked: set[str] = set()
 
@@ -419,7 +465,7 @@ def _open(folder: Path, pointer: tuple[str, str] | None, whole: bool) -> SavedMo
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
         raise ModelFormatError(f"{path} is damaged: its SHA-256 is not the one {POINTER} recorded")
     manifest = _checked_manifest(_parse_json(data, path), path, in_generation=pointer is not None)
-    return SavedModel(generation, manifest, whole)
+    return SavedModel(generation, manifest, whole, Generation(*pointer) if pointer else Generation(None, None))
 
 
 def _unchanged(folder: Path, pointer: tuple[str, str] | None) -> bool:
@@ -563,7 +609,8 @@ def save(
     references: pd.DataFrame,
     failures: pd.DataFrame,
     extra_files: dict[str, Content] | None = None,
-) -> Path:
+    expected: Generation | None = None,
+) -> Generation:
     """Write a model: readers see the old model or the new one at every instant, never half, never nothing.
 
     ``extra_files`` maps file names to arrays (written as ``.npy``) or to
@@ -572,6 +619,10 @@ def save(
     folder), so a typo cannot wipe out someone's photos. A save that fails
     leaves the old model and nothing else; one that runs out of space raises
     :class:`~lookalike.errors.DiskFull` naming ``path``.
+
+    ``expected`` is the save of ``path`` the writer loaded: if another process saved the model since,
+    :class:`~lookalike.errors.StaleModel` is raised and nothing is written (checked under the folder's lock).
+    None (a model made afresh, replacing whatever is there) checks nothing. Returns the generation written.
     """
     target = Path(path)
     # Parquet strings are UTF-8: file names that are not are stored as their exact bytes, and said so.
@@ -589,31 +640,37 @@ def save(
     if not fresh and not is_model_dir(target):
         raise FileExistsError(f"{target} exists and is not a lookalike model; refusing to overwrite it")
     with reporting_full_disk(target):
-        if not fresh or not _save_fresh(target, manifest, contents):
-            _save_over(target, manifest, contents)
+        written = _save_fresh(target, manifest, contents) if fresh else None
+        if written is None:
+            written = _save_over(target, manifest, contents, expected)
     _remove_leftovers(target)
-    return target
+    return written
 
 
-def _save_fresh(target: Path, manifest: dict[str, Any], contents: dict[str, Content]) -> bool:
-    """Build the model beside ``target`` and rename it into place whole; False if another save put one there first."""
+def _save_fresh(target: Path, manifest: dict[str, Any], contents: dict[str, Content]) -> Generation | None:
+    """Build the model beside ``target`` and rename it into place whole; None if another save put one there first."""
     with staging_dir(target) as staging:
         name = _generation_name(1)
-        _point(staging, name, _write_generation(staging / name, manifest, contents))
+        digest = _write_generation(staging / name, manifest, contents)
+        _point(staging, name, digest)
         try:
             place_dir(staging, target)
         except OSError:
             if is_model_dir(target):
-                return False
+                return None
             raise
-    return True
+    return Generation(name, digest)
 
 
-def _save_over(target: Path, manifest: dict[str, Any], contents: dict[str, Content]) -> None:
+def _save_over(
+    target: Path, manifest: dict[str, Any], contents: dict[str, Content], expected: Generation | None
+) -> Generation:
     """Add a generation to the model at ``target``, point CURRENT at it, then remove everything else."""
     with locked(target):
         if not is_model_dir(target):  # checked again now that other saves wait
             raise FileExistsError(f"{target} exists and is not a lookalike model; refusing to overwrite it")
+        if expected is not None:
+            check_unchanged(target, expected)
         pointer = _pointer(target)
         current = pointer[0] if pointer else None
         numbers = [int(m.group(1)) for e in target.iterdir() if (m := _GENERATION.match(e.name))]
@@ -622,7 +679,8 @@ def _save_over(target: Path, manifest: dict[str, Any], contents: dict[str, Conte
                 _remove(entry)
         name = _generation_name(max(numbers, default=0) + 1)
         try:
-            _point(target, name, _write_generation(target / name, manifest, contents))
+            digest = _write_generation(target / name, manifest, contents)
+            _point(target, name, digest)
         except BaseException:
             if _unchanged(target, pointer):  # never remove what CURRENT already names
                 shutil.rmtree(target / name, ignore_errors=True)
@@ -630,3 +688,4 @@ def _save_over(target: Path, manifest: dict[str, Any], contents: dict[str, Conte
         for entry in target.iterdir():  # older generations, and a format-1 model's files
             if entry.name not in (POINTER, name, *SIDE_FILES):
                 _remove(entry)
+    return Generation(name, digest)

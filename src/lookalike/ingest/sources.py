@@ -190,6 +190,38 @@ def folder_roots(dataset: Any) -> tuple[str, ...]:
     return tuple(sorted(roots))
 
 
+def absolute_paths(paths: Sequence[Any], roots: Sequence[str]) -> list[Any]:
+    """``paths`` (of files indexed from the folders ``roots``, resolved) as absolute paths; anything else unchanged.
+
+    A path made relative to the working folder of the run that indexed it (``lookalike index photos``) is
+    found again from any other folder: through the working folder when it leads into a root, else below the
+    root it names (``photos/sub/a.jpg`` below ``/base/photos``, or below a root indexed as ``.``). One that
+    cannot be found is kept as it was.
+    """
+    found = []
+    for path in paths:
+        if not isinstance(path, str) or os.path.isabs(path) or url_scheme(path) is not None:
+            found.append(path)
+            continue
+        found.append(_absolute(path, roots))
+    return found
+
+
+def _absolute(path: str, roots: Sequence[str]) -> str:
+    here = os.path.abspath(path)
+    folder = os.path.realpath(os.path.dirname(here))
+    if os.path.lexists(here) and any(folder == r or folder.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+        return here
+    parts = Path(path).parts
+    for root in roots:
+        named = [k for k in range(1, len(parts)) if parts[k - 1] == Path(root).name]
+        for k in [*named, 0]:  # the root as the path names it, else the path taken from the root itself
+            candidate = os.path.join(root, *parts[k:])
+            if os.path.lexists(candidate):
+                return candidate
+    return path
+
+
 def _read_header(path: Any) -> tuple[int, int, str, int, float] | ImageError:
     """(width, height, format, bytes, mtime), or why the file is unusable."""
     try:

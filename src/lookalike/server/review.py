@@ -85,6 +85,8 @@ class Review:
             view.decisions_changed()
 
     def apply(self, view: Collection) -> MoveReport:
+        """Move the discarded files; refused (:class:`~lookalike.errors.StaleModel`, nothing moved) when another
+        process saved the model since this server loaded it, whose references a save from here would drop."""
         if self.move_to is None:
             raise InvalidArgument(self.status(view)["apply_refusal"])
         with self.lock:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from lookalike.dedup.tiers import TIERS
-from lookalike.errors import InvalidArgument
+from lookalike.errors import DiskFull, FileMoveError, InvalidArgument, StaleModel
 from lookalike.server import schemas
 from lookalike.server.collection import Collection
 from lookalike.server.dependencies import View
@@ -155,26 +155,35 @@ def decide(body: schemas.Decision, view: View, review: Reviewer) -> dict:
     return review.status(view)
 
 
-@router.post("/apply", response_model=schemas.MoveResult, responses=error_responses(400, 409))
+@router.post("/apply", response_model=schemas.MoveResult, responses=error_responses(400, 409, 507))
 def apply(body: schemas.Confirmation, request: Request, view: View, review: Reviewer) -> dict:
     """Move every discarded file to the server's folder for them, drop them from the model, write an undo manifest.
 
-    409 when files cannot be moved from here: no folder for them was given when the server started, or the
-    model's references did not come from folders."""
+    409 when files cannot be moved from here: no folder for them was given when the server started, the
+    model's references did not come from folders, or another process saved the model since this server loaded
+    it (reload it); 507 (a full disk) or 409 when the apply stopped part-way, what was moved saved and undoable."""
     try:
         report = review.apply(view)
-    except InvalidArgument as exc:
+    except (InvalidArgument, StaleModel) as exc:  # nothing was moved
         raise HTTPException(409, str(exc)) from None
+    except (DiskFull, FileMoveError) as exc:  # stopped part-way: what was moved is saved, the rest stays
+        request.app.state.collection = Collection(view.model)
+        done = getattr(exc, "report", None)
+        detail = f"{exc} (moved {len(done.moved)} files before it; undo: {done.manifest})" if done else str(exc)
+        raise HTTPException(507 if isinstance(exc, DiskFull) else 409, detail) from None
     request.app.state.collection = Collection(view.model)  # the references changed: positions, groups, map
     return _moved(report, request)
 
 
-@router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400, 404))
+@router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400, 404, 409))
 def undo(body: schemas.UndoRequest, request: Request, view: View, review: Reviewer) -> dict:
     """Put back the files of an apply this server made, and add them back to the model."""
     if body.manifest not in {str(m) for m in review.manifests}:
         raise HTTPException(404, "no apply of this server wrote that manifest (lookalike undo MANIFEST undoes any)")
-    report = review.undo(view, body.manifest)
+    try:
+        report = review.undo(view, body.manifest)
+    except StaleModel as exc:
+        raise HTTPException(409, str(exc)) from None
     request.app.state.collection = Collection(view.model)
     return _moved(report, request)
 
