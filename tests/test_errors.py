@@ -135,20 +135,24 @@ def test_load_images_failures_survive_parquet_and_records_without_kinds_get_thei
 
 
 def test_shards_keep_kinds_and_shards_written_before_kinds_still_read(tmp_path):
-    def shard(ids, paths, failure):
+    def shard(ids, paths, failure, fingerprint=None):
         headers = pd.DataFrame({"width": [5], "height": [6], "format": ["JPEG"]})
+        if fingerprint is not None:
+            headers["fingerprint"] = [fingerprint]
         return to_table(
             np.array(ids), paths, Embedded(np.ones((1, 4), np.float32), np.array([0]), [failure], headers), 4
         )
 
-    pq.write_table(
-        shard([10, 11], ["a.jpg", "b.jpg"], Failure(1, "b.jpg", "truncated", "cut short")), tmp_path / "new.parquet"
-    )
+    new = shard([10, 11], ["a.jpg", "b.jpg"], Failure(1, "b.jpg", "truncated", "cut short"), fingerprint=-42)
+    pq.write_table(new, tmp_path / "new.parquet")
     older = shard([12, 13], ["c.jpg", "d.jpg"], Failure(1, "d.jpg", "HTTP 404", "HTTP 404 (Not Found)"))
-    pq.write_table(older.drop_columns(["kind"]), tmp_path / "old.parquet")
+    before_facts = [c for c in older.column_names if c not in ("kind",) and c not in new.column_names[:8]]
+    pq.write_table(older.drop_columns(["kind", *before_facts]), tmp_path / "old.parquet")
 
     embedded = to_embedded(read_shards(fs.LocalFileSystem(), str(tmp_path), 4), 4)
     assert embedded.positions.tolist() == [10, 12]
+    # A shard's pixel facts are kept; one written before pixel facts existed has none (not zeros).
+    assert embedded.headers["fingerprint"].tolist()[0] == -42 and pd.isna(embedded.headers["fingerprint"].tolist()[1])
     assert embedded.failures == [
         Failure(11, "b.jpg", "truncated", "cut short"),
         Failure(13, "d.jpg", "HTTP 404", "HTTP 404 (Not Found)"),

@@ -22,6 +22,7 @@ import pandas as pd
 
 import lookalike as lk
 from lookalike import dedup, storage
+from lookalike.decisions import Decisions
 from lookalike.dedup.tiers import COPY_TIERS, check_tiers
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
@@ -301,7 +302,6 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     duplicates = model.find_duplicates(
         threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in
     )
-    targets = duplicates["action"].isin(("keep", "discard"))
     if args.report:
         write_table(args.report, duplicates)
     if args.json:
@@ -315,17 +315,30 @@ def cmd_dedup(args: argparse.Namespace) -> int:
                 f"dry run: nothing moved or deleted (--move-to DIR or --delete to act on the {','.join(acted)} copies)"
             )
         return 0
-    if args.delete and not args.yes:
+    mode = "move" if args.move_to else "permanently" if args.permanently else "trash"
+    if mode == "permanently" and not args.yes:
         if not sys.stdin.isatty():
-            raise InvalidArgument(f"refusing to delete {others} files without confirmation (no terminal): add --yes")
-        if input(f"delete {others} duplicate files (keepers stay)? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise InvalidArgument(
+                f"refusing to delete {others} files for good without confirmation (no terminal): add --yes"
+            )
+        if input(f"delete {others} copies for good, with no undo (keepers stay)? [y/N] ").strip().lower() not in (
+            "y",
+            "yes",
+        ):
             print("nothing deleted")
             return 1
-    results = dedup.apply_actions(duplicates[targets], root, move_to=args.move_to, delete=args.delete)
-    done = results[results["status"] == "done"]
-    print(f"{'moved' if args.move_to else 'deleted'} {len(done)} files, skipped {len(results) - len(done)}")
-    for row in results[results["status"] == "skipped"].itertuples():
-        print(f"  skipped {row.path}: {row.reason}", file=sys.stderr)
+    decisions = Decisions()
+    keepers = dict(
+        zip(duplicates.loc[duplicates["keeper"], "group"], duplicates.loc[duplicates["keeper"], "path"], strict=True)
+    )
+    for row in duplicates[duplicates["action"] == "discard"].itertuples():
+        decisions.discard(row.path, keepers[row.group])
+    saved = args.source if storage.is_model_dir(args.source) else None
+    # An earlier dedup (or apply) cut short is finished first: nothing is left in two places or half copied.
+    for manifest in model.interrupted_applies(args.move_to):
+        _carried_out(lambda manifest=manifest: model.resume_decisions(manifest, path=saved), f" (finishing {manifest})")
+    model.decisions.merge(decisions)
+    _carried_out(lambda: model.apply_decisions(args.move_to, path=saved, mode=mode))
     return 0
 
 
@@ -691,8 +704,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     act = dedup_cmd.add_mutually_exclusive_group()
     act.add_argument("--move-to", type=Path, help="move duplicates here, keeping their paths relative to SOURCE")
-    act.add_argument("--delete", action="store_true", help="delete duplicates (asks first unless --yes)")
-    dedup_cmd.add_argument("--yes", action="store_true", help="delete without asking")
+    act.add_argument("--delete", action="store_true", help="move the copies to the system trash (undo restores them)")
+    dedup_cmd.add_argument(
+        "--permanently", action="store_true", help="with --delete: remove the copies' bytes for good (asks first)"
+    )
+    dedup_cmd.add_argument("--yes", action="store_true", help="delete permanently without asking")
     dedup_cmd.add_argument(
         "--calibrate",
         action="store_true",

@@ -610,6 +610,11 @@ class ImageSimilarityModel:
             self._saved_after_moves(report, path, self._mark_moved)
         return _raised_if_stopped(report)
 
+    def interrupted_applies(self, move_to: str | os.PathLike | None = None) -> list[Path]:
+        """The manifests of applies on this model's folders that were cut short, in ``move_to`` (or where trash and
+        permanent deletions keep theirs), oldest first: :meth:`resume_decisions` finishes each."""
+        return moves.unfinished(move_to, self.core.roots)
+
     def resume_decisions(self, manifest: str | os.PathLike, path: str | os.PathLike | None = None) -> moves.MoveReport:
         """Finish an :meth:`apply_decisions` that was interrupted, from its manifest (``path`` as there)."""
         with self._holding(path):

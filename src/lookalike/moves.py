@@ -55,6 +55,7 @@ __all__ = [
     "read_manifest",
     "resume",
     "undo",
+    "unfinished",
 ]
 
 MANIFEST_VERSION = 2  # 2: a mode per file ("move", "trash", "permanently"), "folder", per-file "state"
@@ -478,6 +479,21 @@ def _forget_moved(moved: list[str], record: dict[str, Any], references: Referenc
         references.remove(positions)
     destinations = {m["source"]: m["destination"] or "" for m in record["moves"]}
     decisions.mark_moved({source: destinations[source] for source in moved})
+
+
+def unfinished(folder: str | os.PathLike | None, roots: tuple[str, ...]) -> list[Path]:
+    """Manifests in ``folder`` (default :func:`manifests_folder`) of applies on files under ``roots`` that were
+    cut short, oldest first. A manifest that cannot be read is not one of them."""
+    folder = Path(folder) if folder is not None else manifests_folder()
+    found = []
+    for manifest in sorted(folder.glob(f"{MANIFEST_PREFIX}*.json")) if folder.is_dir() else []:
+        try:
+            record = read_manifest(manifest)
+        except (OSError, ModelFormatError):
+            continue
+        if not record.get("finished") and not record.get("undone") and set(record.get("roots", [])) & set(roots):
+            found.append((record.get("created", 0), manifest))
+    return [manifest for _, manifest in sorted(found)]
 
 
 def resume(manifest: str | os.PathLike, references: References, decisions: Decisions) -> MoveReport:

@@ -9,10 +9,9 @@ keep (:mod:`.groups`).
 from lookalike.dedup.groups import (
     DEFAULT_THRESHOLDS,
     POLICIES,
-    apply_actions,
     default_threshold,
     find_duplicates,
     summary_text,
 )
 
-__all__ = ["DEFAULT_THRESHOLDS", "POLICIES", "apply_actions", "default_threshold", "find_duplicates", "summary_text"]
+__all__ = ["DEFAULT_THRESHOLDS", "POLICIES", "default_threshold", "find_duplicates", "summary_text"]

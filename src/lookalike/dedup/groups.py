@@ -16,7 +16,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,15 +28,14 @@ from lookalike.dedup.keepers import POLICIES, Member, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
-from lookalike.files import cached_sha256, move_without_overwrite, relative_inside
+from lookalike.files import cached_sha256
 from lookalike.index.metrics import exact_distances_at
-from lookalike.ingest.names import escaped_frame, has_surrogates, text_column
+from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "POLICIES",
-    "apply_actions",
     "default_threshold",
     "summary_text",
     "find_duplicates",
@@ -363,6 +361,14 @@ def _members(
     return out
 
 
+def _same_file(a: str | None, b: str | None) -> bool:
+    """Whether two paths lead to one file (a hard or symbolic link): discarding one would touch the other."""
+    try:
+        return a is not None and b is not None and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _identity(path: str | None) -> int:
     """Members with the same SHA-256 are one picture to the keeper policies (same-pixel files are joined later)."""
     digest = cached_sha256(path) if path is not None else None
@@ -413,7 +419,9 @@ def _copy_group(
             if position in (a, b) and verdict.is_copy and TIERS.index(verdict.tier) < TIERS.index(best_tier):
                 best_tier, best_other = verdict.tier, b if a == position else a
         strongest = stronger(strongest, best_tier)
-        if position in decided.discarded:
+        if _same_file(judged.paths[position], judged.paths[keeper]):
+            action, reason = "none", "the keeper itself under another name (a link to the same file)"
+        elif position in decided.discarded:
             action, reason = "discard", f"you marked it a duplicate; {direct.reason}"
         elif member.kept:
             action, reason = "none", "kept by you (or in a folder kept whole)"
@@ -472,7 +480,7 @@ def _table(
     listed.sort(key=lambda item: (not item[0].copies, -len(item[1]), min(item[1])))
     number = {id(group): i for i, (group, _) in enumerate(listed)}
     vectors, metric, labels = references.embeddings, references.metric, references.labels
-    columns: dict[str, list] = {name: [] for name in ("group", "position", "matched", "similar", "distance")}
+    columns: dict[str, list] = {name: [] for name in ("group", "position", "keeper", "matched", "similar", "distance")}
     rows = []
     for group, shown in listed:
         distances = exact_distances_at(metric, vectors[[shown[0]]], vectors, np.array([shown]))[0]
@@ -481,6 +489,7 @@ def _table(
             similar_to = row.get("similar_to")
             columns["group"].append(number[id(group)])
             columns["position"].append(position)
+            columns["keeper"].append(position == shown[0])
             columns["matched"].append(row["matched"])
             columns["similar"].append(number.get(id(similar_to)) if similar_to not in (None, group) else None)
             columns["distance"].append(0.0 if position == shown[0] else float(distance))
@@ -491,7 +500,7 @@ def _table(
         {
             "group": np.array(columns["group"], np.int64),
             "label": labels[positions],
-            "keeper": np.array([row["action"] == "keep" for row in rows], bool),
+            "keeper": np.array(columns["keeper"], bool),
             "action": [row["action"] for row in rows],
             "tier": [row["tier"] for row in rows],
             "matched": pd.array([labels[m] if m is not None else None for m in columns["matched"]], dtype=object),
@@ -584,75 +593,6 @@ def _stat(path: str) -> os.stat_result | None:
         return os.stat(path)
     except OSError:
         return None
-
-
-# -------------------------------------------------------------------------------------------------------- actions
-
-
-def apply_actions(
-    duplicates: pd.DataFrame, root: str | os.PathLike, move_to: str | os.PathLike | None = None, delete: bool = False
-) -> pd.DataFrame:
-    """Move or delete every non-keeper of ``duplicates`` (from :func:`find_duplicates`); what happened to each.
-
-    Parameters
-    ----------
-    duplicates : pandas.DataFrame
-        The table of :func:`find_duplicates`, with a ``path`` column.
-    root : str or path
-        The input folder: no file outside it (after resolving symbolic links
-        of its folders) is touched.
-    move_to : str or path, optional
-        Move each duplicate to ``move_to / <its path relative to root>``;
-        an existing file there is never overwritten (the duplicate stays).
-    delete : bool, default False
-        Delete each duplicate instead. Exactly one of ``move_to`` and
-        ``delete`` is required.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``path, action, destination, status ("done" or "skipped"), reason``.
-
-    Examples
-    --------
-    >>> apply_actions(model.find_duplicates(), "photos/", move_to="photos-dups/")  # doctest: +SKIP
-    """
-    if (move_to is None) == (not delete):
-        raise InvalidArgument("give exactly one action: move_to=FOLDER or delete=True")
-    if "path" not in duplicates.columns:
-        raise InvalidArgument("these duplicates have no file paths (precomputed embeddings): nothing to move or delete")
-    real_root = Path(os.path.realpath(root))
-    if not real_root.is_dir():
-        raise NotADirectoryError(f"input folder not found: {root}")
-    keepers = [p for p in duplicates.loc[duplicates["keeper"], "path"] if _stat(p) is not None]
-    kept_files = {(s.st_dev, s.st_ino) for s in map(os.stat, keepers)}
-    results = []
-    for path in duplicates.loc[~duplicates["keeper"], "path"]:
-        action = "move" if move_to is not None else "delete"
-        destination, reason = None, _refusal(path, real_root, kept_files)
-        if reason is None:
-            if move_to is not None:
-                destination = Path(move_to) / relative_inside(path, real_root)
-                reason = move_without_overwrite(Path(path), destination)
-            else:
-                os.unlink(path)  # a symbolic link is removed itself, never its target
-        results.append((path, action, destination and str(destination), "skipped" if reason else "done", reason or ""))
-    names = any(has_surrogates(value) for row in results for value in row)  # object columns: see ingest.names
-    return pd.DataFrame(
-        results, columns=["path", "action", "destination", "status", "reason"], dtype=object if names else None
-    )
-
-
-def _refusal(path: str, real_root: Path, kept_files: set[tuple[int, int]]) -> str | None:
-    """Why ``path`` must not be touched, or None."""
-    if not os.path.lexists(path):
-        return "file no longer exists"
-    if relative_inside(path, real_root) is None:
-        return f"outside the input folder {real_root}"
-    target = _stat(path)
-    if target is not None and (target.st_dev, target.st_ino) in kept_files:
-        return "same file as a keeper (a link to it)"
-    return None
 
 
 def summary_text(duplicates: pd.DataFrame, action: str = "move") -> str:

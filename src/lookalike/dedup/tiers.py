@@ -75,9 +75,15 @@ MAX_COLOUR_CHANGE = 4.0
 #: Longest side two pictures are compared at: enough for the changes another capture makes, cheap for 40 MP photos.
 COMPARE_SIDE = 256
 #: Grey levels (after tone mapping and blur) by which a pixel must differ to count as changed.
-CHANGED_LEVELS = 30
+CHANGED_LEVELS = 20
 #: Most of the overlap that may change for a pair to be one capture (see the module docstring and docs/dedup.md).
-MAX_CHANGED = 0.04
+MAX_CHANGED = 0.05
+#: Largest patch of changes (its bounding box, as a share of the overlap) an edit may add in one place: a watermark,
+#: a caption, a logo.
+MARK_SHARE = 0.125
+#: How many times the frame's resolution the other picture must have before it could show more detail than the
+#: frame (a closer capture of the same scene): an enlarged crop holds no more.
+ZOOM_SCALE = 1.4
 #: Least share of the smaller picture the other must cover for an edited copy (a crop of a crop still does).
 MIN_OVERLAP = 0.6
 _ASPECT_TOLERANCE = 0.02
@@ -206,6 +212,8 @@ class Sameness:
                 best = _better(best, compare_aligned(image_a, image_b, _in_pixels(transform, image_a, image_b)))
         if best is None:
             return Verdict("similar", "no geometric match")
+        if best.zoomed:
+            return Verdict("similar", "another capture: one shows part of the other's scene in more detail")
         if best.overlap < MIN_OVERLAP:
             return Verdict("similar", f"they share {best.overlap:.0%} of the smaller picture")
         if best.changed > MAX_CHANGED:
@@ -311,11 +319,15 @@ class Compared:
     pictures : tuple of float
         Each one's pixels of picture: its own pixels, less what lies outside the overlap when that is flat
         canvas (a letterbox's bars, the corners a turn fills in).
+    zoomed : bool
+        Whether one shows part of the other's scene in more detail than the other has: a closer capture,
+        never a copy (a copy cannot gain detail; an enlarged crop holds none).
     """
 
     overlap: float
     changed: float
     pictures: tuple[float, float]
+    zoomed: bool = False
 
 
 #: From OpenCV's pixel coordinates (centres at whole numbers) to those with pixel edges at whole numbers, and back.
@@ -351,10 +363,26 @@ def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Co
     pictures = (other_picture, frame_picture) if frame is b else (frame_picture, other_picture)
     shares = (covered.mean(), covering.mean())
     overlap = float(max(shares))
+    if _zoomed_in(other, max(b_per_a, 1.0 / b_per_a), shares):
+        return Compared(overlap, 1.0, pictures, zoomed=True)
     inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if inside.sum() < 64:
         return Compared(overlap, 1.0, pictures)
-    return Compared(overlap, _changed_share(x, _tone_mapped(y, x, inside), inside), pictures)
+    # Compared as they are and with the tone of one mapped onto the other's (a brightened or grey copy): a copy
+    # whose tones did not change loses nothing to the mapping's approximations.
+    changed = min(_changed_share(x, candidate, inside, marks=True) for candidate in (y, _tone_mapped(y, x, inside)))
+    return Compared(overlap, changed, pictures)
+
+
+def _zoomed_in(other: Image.Image, scale: float, shares: tuple[float, float]) -> bool:
+    """Whether ``other``, ``scale`` times the frame's resolution and lying within the frame's scene, shows it in
+    more detail than the frame: a closer capture, not an enlarged crop (whose enlargement makes up the scale)."""
+    from lookalike.dedup.keepers import enlargement
+
+    frame_covered, other_covered = shares
+    if scale < ZOOM_SCALE or other_covered < 0.9 or frame_covered >= 0.9:
+        return False
+    return enlargement(other) * ZOOM_SCALE < scale
 
 
 def _picture(levels: np.ndarray, overlap: np.ndarray) -> float:
@@ -368,14 +396,40 @@ def _picture(levels: np.ndarray, overlap: np.ndarray) -> float:
 
 
 def _tone_mapped(source: np.ndarray, target: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """``source``'s grey levels mapped onto ``target``'s by rank over ``inside`` (histogram matching)."""
-    values = source[inside]
-    order = np.argsort(values, kind="stable")
-    mapped = np.empty_like(values)
-    mapped[order] = np.sort(target[inside])
+    """``source``'s grey levels mapped onto ``target``'s over ``inside``: each of 32 bands of ``source``'s levels
+    goes to the median of ``target`` there, made increasing (weighted by each band's pixels), interpolated between.
+    Medians leave a changed part (a watermark's white box) out of the mapping, where matching whole histograms
+    would bend every level."""
+    values, wanted = source[inside], target[inside]
+    bands = np.linspace(values.min(), values.max() + 1e-3, 33)
+    which = np.digitize(values, bands) - 1
+    centres, medians, weights = [], [], []
+    for band in range(32):
+        here = which == band
+        if here.sum() >= 16:
+            centres.append(float(np.median(values[here])))
+            medians.append(float(np.median(wanted[here])))
+            weights.append(float(here.sum()))
     out = np.zeros_like(source)
-    out[inside] = mapped
+    if len(centres) < 2:
+        out[inside] = values - values.mean() + wanted.mean()
+        return out
+    out[inside] = np.interp(values, centres, _increasing(medians, weights))
     return out
+
+
+def _increasing(values: list[float], weights: list[float]) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in weighted least squares (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, weight in zip(values, weights, strict=True):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, weight, count = blocks.pop()
+            merged = blocks[-1]
+            total = merged[1] + weight
+            merged[0] = (merged[0] * merged[1] + mean * weight) / total
+            merged[1], merged[2] = total, merged[2] + count
+    return np.repeat([b[0] for b in blocks], [b[2] for b in blocks])
 
 
 #: A Gaussian of sigma 1.5 pixels, the blur both pictures get before they are compared (JPEG blocks, resampling).
@@ -391,15 +445,29 @@ def _blurred(values: np.ndarray) -> np.ndarray:
     return sum(w * rows[i : i + values.shape[0]] for i, w in enumerate(_TAPS))
 
 
-def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray) -> float:
-    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than CHANGED_LEVELS."""
+def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool = False) -> float:
+    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than CHANGED_LEVELS; with
+    ``marks``, not counting the largest compact patch of changes (a watermark, a caption: at most MARK_SHARE of
+    the overlap's area): one capture edited changes one place, another capture changes many."""
     if inside.all():
         difference = np.abs(_blurred(x) - _blurred(y))
     else:  # normalised by the blurred mask: pixels near the overlap's edge are not darkened by what lies outside
-        weight = _blurred(inside.astype(np.float32))
-        difference = np.abs(_blurred(np.where(inside, x, 0)) - _blurred(np.where(inside, y, 0))) / np.maximum(
-            weight, 1e-6
-        )
+        weight = np.maximum(_blurred(inside.astype(np.float32)), 1e-6)
+        difference = np.abs(_blurred(np.where(inside, x, 0)) - _blurred(np.where(inside, y, 0))) / weight
         inside = inside & (weight > 0.5)
     count = int(inside.sum())
-    return float((difference > CHANGED_LEVELS)[inside].sum() / count) if count else 1.0
+    if not count:
+        return 1.0
+    changed = (difference > CHANGED_LEVELS) & inside
+    total = int(changed.sum())
+    if marks and total:
+        import cv2
+
+        grown = cv2.dilate(changed.astype(np.uint8), np.ones((7, 7), np.uint8))
+        found, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+        boxes = stats[1:, cv2.CC_STAT_WIDTH] * stats[1:, cv2.CC_STAT_HEIGHT]
+        sizes = np.bincount(labels[changed], minlength=found)[1:]
+        compact = boxes <= MARK_SHARE * count
+        if compact.any():
+            total -= int(sizes[compact].max())
+    return total / count

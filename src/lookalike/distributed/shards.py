@@ -58,7 +58,10 @@ def to_table(ids: np.ndarray, paths: Sequence[str], done: Embedded, dim: int) ->
             pa.array(headers["width"].tolist() + missing, pa.int32()),
             pa.array(headers["height"].tolist() + missing, pa.int32()),
             pa.array(headers["format"].tolist() + missing, pa.string()),
-            *(pa.array(headers[name].tolist() + missing, schema(dim).field(name).type) for name in PIXEL_FACTS),
+            *(
+                pa.array((headers[name].tolist() if name in headers else [None] * len(headers)) + missing, kind)
+                for name, kind in ((name, schema(dim).field(name).type) for name in PIXEL_FACTS)
+            ),
         ],
         schema=schema(dim),
     )
