@@ -176,3 +176,118 @@ def test_an_idle_keep_alive_connection_outlives_the_clients_expiry(server):
         time.sleep(6.0)
         connection.sendall(request)
         assert read_response(connection).startswith(b"HTTP/1.1 200")
+
+
+# ------------------------------------------------------------------------------ issues 26 and 30: edges of the guards
+
+#: Host values that start like a loopback name but name another host (DNS names an attacker could own), or that are
+#: no host at all; ``{port}`` is the server's port.
+FOREIGN_HOSTS = [
+    "[::1].evil.com",
+    "[::1]:{port}.evil.com",
+    "[::1]evil.com",
+    "[::1]:{port}evil.com",
+    "127.0.0.1:{port}@evil.com",
+    "evil.com@127.0.0.1",
+    "user@localhost:{port}",
+    "localhost.evil.com",
+    "localhost.evil.com:{port}",
+    "127.0.0.1.evil.com",
+    "localhost:{port}:{port}",
+    "localhost:",
+    "localhost:http",
+    "localhost:{port}/evil",
+    "localhost evil.com",
+    "::1",
+    "[::1",
+    "[::1]:",
+    "[fe80::1%25lo]",
+    "[::ffff:127.0.0.1]evil",
+]
+OWN_HOSTS = ["localhost", "127.0.0.1", "[::1]", "localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LOCALHOST"]
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", pytest.param("::1", marks=pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here"))],
+)
+def test_the_whole_host_value_is_read(sample_model, tmp_path, host, token):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with start_in_thread(sample_model, host=host, token=token, thumbnail_dir=tmp_path) as running:
+        health = running.api + "/health"
+        for name in OWN_HOSTS:
+            answer = httpx.get(health, headers={**headers, "Host": name.format(port=running.port)})
+            assert answer.status_code == 200, (name, answer.text)
+        for name in FOREIGN_HOSTS:
+            value = name.format(port=running.port)
+            refused = httpx.get(health, headers={**headers, "Host": value})
+            assert refused.status_code == 400, (value, refused.status_code)
+            assert "Host" in refused.json()["detail"], value
+        # Two Host headers, one of them loopback: which one a proxy or the app reads is anyone's guess.
+        request = "GET /api/health HTTP/1.1\r\nHost: localhost\r\nHost: evil.com\r\n"
+        request += "".join(f"{key}: {value}\r\n" for key, value in headers.items()) + "\r\n"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as connection:
+            connection.settimeout(10)
+            connection.connect((host, running.port))
+            connection.sendall(request.encode())
+            assert connection.recv(65536).startswith(b"HTTP/1.1 400")
+
+
+def test_the_token_is_checked_before_the_body_is_read(saved_model, tmp_path):
+    with start_in_thread(lk.load_model(saved_model), token="s3cret", thumbnail_dir=tmp_path) as running:
+        decisions = running.api + "/decisions"
+        for body in (b"{not json", b"\xef\xbb\xbf{}", b'{"action": "keep", "index": 0, "bogus": 1}', b""):
+            refused = httpx.post(decisions, content=body, headers={"content-type": "application/json"})
+            assert refused.status_code == 401, (body, refused.text)
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "bearer token" in refused.json()["detail"]
+        # A body announced but never sent: answered at once, not waited for.
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as connection:
+            connection.sendall(
+                f"POST /api/decisions HTTP/1.1\r\nHost: 127.0.0.1:{running.port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode()
+            )
+            assert read_response(connection).startswith(b"HTTP/1.1 401")
+        # An upload is refused before its bytes are read too.
+        photo = {"image": ("p.jpg", SAMPLE_PHOTOS[0].read_bytes(), "image/jpeg")}
+        assert httpx.post(running.api + "/query", files=photo).status_code == 401
+
+
+def test_request_bodies_with_unknown_fields_or_a_byte_order_mark_are_refused(saved_model, tmp_path):
+    token = {"Authorization": "Bearer s3cret"}
+    with start_in_thread(lk.load_model(saved_model), token="s3cret", thumbnail_dir=tmp_path) as running:
+        decisions = running.api + "/decisions"
+        unknown = httpx.post(decisions, json={"action": "keep", "index": 0, "bogus": 1}, headers=token)
+        assert unknown.status_code == 422 and "bogus: Extra inputs are not permitted" in unknown.json()["detail"]
+        typo = httpx.post(decisions, json={"action": "discard", "index": 1, "other": 0, "pth": "x"}, headers=token)
+        assert typo.status_code == 422 and "pth" in typo.json()["detail"]
+        apply = httpx.post(running.api + "/apply", json={"confirm": True, "force": True}, headers=token)
+        assert apply.status_code == 422 and "force" in apply.json()["detail"]
+        bom = httpx.post(
+            decisions,
+            content=b'\xef\xbb\xbf{"action": "keep", "index": 0}',
+            headers={**token, "content-type": "application/json"},
+        )
+        assert bom.status_code == 400 and "byte order mark" in bom.json()["detail"]
+        assert httpx.get(decisions, headers=token).json()["decisions"] == 0  # neither was recorded
+        kept = httpx.post(decisions, json={"action": "keep", "index": 0}, headers=token)
+        assert kept.status_code == 200 and kept.json()["decisions"] == 1
+
+
+def test_cors_without_a_token_is_refused_at_start(saved_model, sample_model, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", "serve", str(saved_model), "--port", "0", "--cors", "*"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("lookalike: error: refusing --cors * without a token")
+    assert done.stderr.count("\n") == 1
+    with pytest.raises(InvalidArgument, match="refusing --cors http://example.org without a token"):
+        start_in_thread(sample_model, cors=["http://example.org"], thumbnail_dir=tmp_path)
+    with cli_server(saved_model, "--cors", "*", "--token", "s3cret") as (_, url):
+        answer = httpx.get(url + "api/health", headers={"Authorization": "Bearer s3cret", "Origin": "http://a.example"})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "*"
