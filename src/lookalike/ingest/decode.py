@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import ImageError
+from lookalike.files import file_type
 
 #: Images with more pixels than this are refused as decompression bombs
 #: (Pillow's own warning threshold, about 89 megapixels).
@@ -143,13 +144,6 @@ def _read_head(fp: Any, size: int = 512) -> bytes:
         return b""
 
 
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device")):
-        if test(mode):
-            return name
-    return "block device" if stat.S_ISBLK(mode) else "special file"
-
-
 def _open_file(source: Any) -> Image.Image:
     """``Image.open`` with every failure turned into an ImageError."""
     register_plugins()
@@ -169,7 +163,7 @@ def _open_file(source: Any) -> Image.Image:
         if stat.S_ISDIR(status.st_mode):
             raise ImageError(name, "is a directory, not an image", "is a directory")
         if not stat.S_ISREG(status.st_mode):  # opening a FIFO would wait for a writer forever
-            raise ImageError(name, f"not a regular file (a {_file_type(status.st_mode)})", "not a regular file")
+            raise ImageError(name, f"not a regular file (a {file_type(status.st_mode)})", "not a regular file")
         if status.st_size == 0:
             raise ImageError(name, "empty file (0 bytes)", "empty")
         fp = path
