@@ -8,15 +8,20 @@ options, the API spec behind the token, and idle keep-alive connections.
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 import lookalike as lk
 from conftest import flat_png
@@ -291,3 +296,77 @@ def test_cors_without_a_token_is_refused_at_start(saved_model, sample_model, tmp
     with cli_server(saved_model, "--cors", "*", "--token", "s3cret") as (_, url):
         answer = httpx.get(url + "api/health", headers={"Authorization": "Bearer s3cret", "Origin": "http://a.example"})
         assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "*"
+
+
+def cached_thumbnail(folder: Path) -> Path:
+    """The one thumbnail file cached in ``folder``."""
+    (found,) = [p for p in folder.rglob("*.jpg") if not p.name.startswith(".")]
+    return found
+
+
+def test_a_linked_or_damaged_cached_thumbnail_is_never_served(sample_model, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:the server may read this, nobody else may\n")
+    other_photo = SAMPLE_PHOTOS[30]
+    thumbs = tmp_path / "thumbs"
+    with start_in_thread(sample_model, thumbnail_dir=thumbs) as running:
+        address = running.api + "/references/5/thumbnail"
+        first = httpx.get(address)
+        assert first.status_code == 200
+        cached = cached_thumbnail(thumbs)
+        whole = cached.read_bytes()
+        other = httpx.get(running.api + "/references/6/thumbnail").content
+        other_file = next(p for p in thumbs.rglob("*.jpg") if p != cached).read_bytes()
+
+        def planted(make) -> httpx.Response:
+            cached.unlink()
+            make(cached)
+            return httpx.get(address)
+
+        damage = {
+            "a link to a secret": lambda p: p.symlink_to(secret),
+            "a link to another photo": lambda p: p.symlink_to(other_photo),
+            "a link to another thumbnail": lambda p: p.symlink_to(next(q for q in thumbs.rglob("*.jpg") if q != p)),
+            "truncated": lambda p: p.write_bytes(whole[: len(whole) // 2]),
+            "emptied": lambda p: p.write_bytes(b""),
+            "overwritten by a photo": lambda p: p.write_bytes(other_photo.read_bytes()),
+            "overwritten by another thumbnail's file": lambda p: p.write_bytes(other_file),
+            "a flipped byte": lambda p: p.write_bytes(whole[:100] + bytes([whole[100] ^ 1]) + whole[101:]),
+            "a FIFO": lambda p: os.mkfifo(p),
+            "a folder": lambda p: p.mkdir(),
+        }
+        for what, make in damage.items():
+            warned = pytest.warns(RuntimeWarning, match="cannot be kept") if what == "a folder" else nullcontext()
+            with warned:
+                answer = planted(make)
+            assert answer.status_code == 200, what
+            assert answer.content == first.content, what  # made again from the original, never what was planted
+            assert answer.content != other and b"root:" not in answer.content, what
+            if what != "a folder":  # remade in place (a folder there is left alone: served uncached)
+                assert not cached.is_symlink() and cached.read_bytes() == whole, what
+            elif cached.is_dir():
+                cached.rmdir()
+        # The thumbnail's sub-folder swapped for a link to a folder holding a file planted under the thumbnail's name.
+        planted_folder = tmp_path / "elsewhere"
+        planted_folder.mkdir()
+        (planted_folder / cached.name).symlink_to(secret)
+        shutil.rmtree(cached.parent)
+        cached.parent.symlink_to(planted_folder, target_is_directory=True)
+        answer = httpx.get(address)
+        assert answer.status_code == 200 and answer.content == first.content
+        assert (planted_folder / cached.name).is_symlink() and len(list(planted_folder.iterdir())) == 1  # not written
+
+
+def test_a_file_in_place_of_the_thumbnail_folder_still_serves_thumbnails(sample_model, tmp_path):
+    blocked = tmp_path / "thumbs"
+    blocked.write_text("not a folder")
+    with (
+        start_in_thread(sample_model, thumbnail_dir=blocked) as running,
+        pytest.warns(RuntimeWarning, match="thumbnails cannot be kept in .*thumbs"),
+    ):
+        answers = [httpx.get(running.api + f"/references/{i}/thumbnail") for i in (5, 5, 6)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[0].content == answers[1].content != answers[2].content
+    with Image.open(io.BytesIO(answers[0].content)) as thumb:
+        assert thumb.format == "JPEG" and max(thumb.size) == 256
+    assert blocked.read_text() == "not a folder"
