@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import socket
@@ -24,7 +25,7 @@ import pytest
 from PIL import Image
 
 import lookalike as lk
-from conftest import flat_png
+from conftest import flat_png, on_small_tmpfs, without_root_reads
 from lookalike.errors import InvalidArgument
 from lookalike.ingest.decode import decode_image
 from lookalike.server.app import create_app
@@ -370,3 +371,64 @@ def test_a_file_in_place_of_the_thumbnail_folder_still_serves_thumbnails(sample_
     with Image.open(io.BytesIO(answers[0].content)) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) == 256
     assert blocked.read_text() == "not a folder"
+
+
+SERVER_ON_A_FULL_DISK = """
+import json, os, shutil, sys
+from pathlib import Path
+import httpx, lookalike as lk
+from lookalike.server.runner import start_in_thread
+
+disk, saved, thumbs = map(Path, sys.argv[1:4])
+model = Path(shutil.copytree(saved, disk / "m"))
+with start_in_thread(lk.load_model(model), model_path=model, thumbnail_dir=thumbs) as running:
+    decisions = running.api + "/decisions"
+    before = httpx.post(decisions, json={"action": "keep", "index": 0})
+    filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(filler, bytes(1 << 16))
+    except OSError:
+        os.close(filler)
+    full = httpx.post(decisions, json={"action": "keep", "index": 1})
+    print(json.dumps({"before": before.status_code, "status": full.status_code, "body": full.json(),
+                      "files": sorted(os.listdir(model)), "saved": len(lk.load_model(model).decisions)}))
+"""
+
+
+def test_a_decision_on_a_full_disk_is_a_json_error_naming_the_folder(saved_model, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = on_small_tmpfs(disk)
+    script = tmp_path / "full.py"
+    script.write_text(SERVER_ON_A_FULL_DISK)
+    command = [*mount, sys.executable, str(script), str(disk), str(saved_model), str(tmp_path / "thumbs")]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["before"] == 200
+    assert report["status"] == 507
+    assert report["body"] == {"detail": f"no space left on the disk holding {disk / 'm'}"}
+    assert report["files"] == ["CURRENT", "decisions.json", "gen-000001"]  # nothing half-written beside them
+    assert report["saved"] == 1  # the decision made before the disk filled is whole
+
+
+def test_a_decision_in_a_folder_that_cannot_be_written_is_a_json_error_naming_it(saved_model, tmp_path):
+    model = Path(shutil.copytree(saved_model, tmp_path / "m"))
+    command = [sys.executable, "-m", "lookalike.cli", "serve", str(model), "--port", "0", "-q"]
+    model.chmod(0o555)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=without_root_reads
+    )
+    try:
+        line = process.stdout.readline()
+        assert "lookalike explorer on http://" in line, line or process.stderr.read()
+        url = line.split(" on ")[1].split()[0]
+        refused = httpx.post(url + "api/decisions", json={"action": "keep", "index": 0}, timeout=60)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        model.chmod(0o755)
+    assert refused.status_code == 500
+    assert refused.json() == {"detail": f"{model / 'decisions.json'}: Permission denied"}
+    assert sorted(os.listdir(model)) == ["CURRENT", "gen-000001"]

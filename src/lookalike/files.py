@@ -202,6 +202,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with reporting_full_disk(path.parent, path):
             yield temp
             commit_file(temp, path)
+    except OSError as exc:
+        if (
+            exc.filename is None
+            or os.fspath(exc.filename) != os.fspath(temp)
+            or type(exc).__module__ != "builtins"  # a LookalikeError keeps its own words
+        ):
+            raise
+        # The temporary name means nothing to a person: name the file being written.
+        raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from exc
     finally:
         temp.unlink(missing_ok=True)
 
