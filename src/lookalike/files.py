@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +51,7 @@ __all__ = [
     "place_dir",
     "replace_dir",
     "reporting_full_disk",
+    "set_aside",
     "staging_dir",
     "write_bytes_atomic",
     "write_text_atomic",
@@ -327,9 +330,25 @@ def replace_dir(staging: Path, target: str | os.PathLike) -> Path:
     return target
 
 
+def set_aside(path: str | os.PathLike, why: str = "damaged") -> Path:
+    """Rename ``path`` (a file, a link, a FIFO) to ``NAME.<why>-<date>-<time>`` beside it, never over another one.
+
+    For a damaged file that someone may want to look at or repair: kept, out of the way.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in itertools.count():
+        aside = path.with_name(f"{path.name}.{why}-{stamp}" + (f"-{attempt}" if attempt else ""))
+        if not os.path.lexists(aside):
+            os.rename(path, aside)
+            return aside
+    raise AssertionError("unreachable")
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's content, read in blocks (hex); ``OSError`` when it cannot be read."""
-    with open(path, "rb") as f:
+    """The SHA-256 of a regular file's content, read in blocks (hex); ``OSError`` when it cannot be read or is not a
+    regular file (a FIFO is refused at once, never waited on)."""
+    with open_regular(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
