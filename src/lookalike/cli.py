@@ -1,9 +1,11 @@
 """The ``lookalike`` command: a thin shell over the Python API.
 
-User errors (a :class:`~lookalike.errors.LookalikeError`, or a path that does
-not exist or cannot be opened) print one line and exit 1; ``--debug`` shows
-the traceback instead. Any other exception is a bug in lookalike: it prints
-its traceback and asks for a report, and also exits 1.
+User errors (a :class:`~lookalike.errors.LookalikeError`, or an ``OSError``
+about the user's files: a path that does not exist or cannot be opened, a
+full disk, a file size limit) print one line and exit 1; ``--debug`` shows
+the traceback instead. Warnings print one line each. Any other exception
+is a bug in lookalike: it prints its traceback and asks for a report, and
+also exits 1.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -26,7 +30,7 @@ from lookalike.dedup.tiers import COPY_TIERS, check_tiers
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
-from lookalike.errors import InvalidArgument, LookalikeError
+from lookalike.errors import InvalidArgument, LookalikeError, os_error_line
 from lookalike.files import locked
 from lookalike.index import METRICS
 from lookalike.ingest.names import escaped_frame, text_column
@@ -804,9 +808,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.debug:
-        warnings.simplefilter("ignore")  # skips are reported by the commands themselves
-    return run(args)
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        # Past a file size limit (ulimit -f) the system kills the process by default, leaving half-written files:
+        # ignored, the write fails with EFBIG instead, and the command cleans up and says so in one line.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if args.debug:
+        return run(args)
+    with warnings.catch_warnings():
+        # What lookalike warns about (a folder it cannot read, a damaged cache moved aside) reaches the user, one line
+        # each; the images skipped are listed by the commands themselves.
+        warnings.showwarning = _show_warning
+        warnings.filterwarnings("ignore", message=r"\d+ images skipped \(see model\.failures\)")
+        return run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' own
+    print(f"lookalike: warning: {str(message).replace(chr(10), ' ')}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -825,6 +842,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         if isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
             print(f"lookalike: error: {exc}", file=sys.stderr)
+        elif os_error_line(exc) is not None:  # a user's file or disk: rights, space, size limits, odd files
+            print(f"lookalike: error: {os_error_line(exc)}", file=sys.stderr)
         else:
             traceback.print_exc()
             print(
