@@ -155,3 +155,115 @@ def test_a_fifo_in_place_of_a_cached_network_is_rebuilt_not_waited_on(photos, lo
     assert network.is_file() and not network.is_fifo()
     expected = lk.create(photos, model=NETWORK, verbose=False)
     assert (lk.load_model(tmp_path / "m").embeddings == expected.embeddings).all()
+
+
+# ------------------------------------------------------------------------------------------------------- decisions
+
+
+@pytest.fixture(scope="module")
+def decided_model(tmp_path_factory, lookalike_cache) -> Path:
+    """A saved model of 16 photos with two decisions recorded: the model to copy for each test."""
+    folder = tmp_path_factory.mktemp("decided")
+    (folder / "photos").mkdir()
+    for source in PHOTOS[:16]:
+        shutil.copyfile(source, folder / "photos" / f"{source.parent.name}-{source.name}")
+    model = lk.create(folder / "photos", model=NETWORK, verbose=False)
+    model.mark_keeper(0)
+    model.mark_not_duplicate(1, 2)
+    model.save(folder / "m.lookalike")
+    return folder / "m.lookalike"
+
+
+def _decisions(model: Path) -> dict:
+    return json.loads((model / "decisions.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda d: d["decisions"][0].pop("time"), "decision 1 has no 'time'"),
+        (lambda d: d["decisions"][0].update(time="yesterday"), "decision 1 has a 'time' that is not a number"),
+        (lambda d: d["decisions"][1].update(time=True), "decision 2 has a 'time' that is not a number"),
+        (lambda d: d["decisions"][1].update(time=float("nan")), "decision 2 has a 'time' that is not a number"),
+        (lambda d: d["decisions"][0].update(kind="maybe"), "decision 1 has a 'kind' that is not one of keep, discard"),
+        (lambda d: d["decisions"][0].update(paths="a.jpg"), "decision 1 has a 'paths' that is not a list of paths"),
+        (lambda d: d["decisions"][0].update(sha256=["00"]), "decision 1 has a 'sha256' that is not a list of SHA-256"),
+        (lambda d: d["decisions"][1]["paths"].pop(), "decision 2 names 1 files and 2 digests, not 2"),
+        (lambda d: d["decisions"][0].update(tame=1), "decision 1 has fields lookalike does not write (tame)"),
+        (lambda d: d["decisions"][0].update(moved_to=3), "decision 1 has a 'moved_to' that is not a path"),
+        (lambda d: d["decisions"].append("keep"), "decision 3 is not an object"),
+        (lambda d: d.update(version="2"), "its version '2' is not a version number"),
+        (lambda d: d.update(decision=[]), 'not an object of "version" and "decisions"'),
+    ],
+)
+def test_malformed_decisions_are_an_error_naming_the_file_wherever_the_model_is_loaded(
+    decided_model, tmp_path, edit, problem
+):
+    model = Path(shutil.copytree(decided_model, tmp_path / "m.lookalike"))
+    record = _decisions(model)
+    edit(record)
+    (model / "decisions.json").write_text(json.dumps(record))
+    with pytest.raises(lk.decisions.DamagedDecisions) as caught:
+        lk.load_model(model)
+    assert str(caught.value).startswith(f"{model / 'decisions.json'} is damaged ({problem}")
+    assert "repair it, or record a decision (lookalike decide)" in str(caught.value)
+
+
+def test_hand_edited_decisions_are_one_line_in_index_and_query_not_a_traceback(decided_model, tmp_path):
+    model = Path(shutil.copytree(decided_model, tmp_path / "m.lookalike"))
+    record = _decisions(model)
+    record["decisions"][0]["time"] = "yesterday"
+    (model / "decisions.json").write_text(json.dumps(record))
+    photos = decided_model.parent / "photos"
+    for command in (["index", photos, "-o", model, "-q", "--model", NETWORK], ["query", model, PHOTOS[0]]):
+        line = one_line(cli(*command))
+        assert line.startswith(f"{model / 'decisions.json'} is damaged (decision 1 has a 'time' that is not a number")
+
+
+@pytest.mark.parametrize(
+    ("position", "bit", "problem"),
+    [(0, 1, "not JSON"), (None, 5, "decision 1 has no 'time'")],  # '{' -> 'z'; "time" -> "tIme"
+    ids=["invalid JSON", "invalid schema"],
+)
+def test_a_damaged_decisions_file_is_kept_aside_never_replaced_by_decide(
+    decided_model, tmp_path, position, bit, problem
+):
+    model = Path(shutil.copytree(decided_model, tmp_path / "m.lookalike"))
+    damaged = bytearray((model / "decisions.json").read_bytes())
+    position = damaged.index(b'"time"') + 2 if position is None else position
+    damaged[position] ^= 1 << bit
+    (model / "decisions.json").write_bytes(bytes(damaged))
+    line = one_line(cli("decide", model, "--keep", "3"))
+    (aside,) = model.glob("decisions.json.damaged-*")
+    assert line.startswith(f"{model / 'decisions.json'} is damaged ({problem}")
+    assert line.endswith(f"kept aside as {aside}; nothing was recorded: do it again to start a new decisions.json")
+    assert aside.read_bytes() == bytes(damaged)  # kept byte for byte
+    assert not (model / "decisions.json").exists()
+    again = cli("decide", model, "--keep", "3")
+    assert again.returncode == 0, again.stderr
+    assert [r["kind"] for r in _decisions(model)["decisions"]] == ["keep"]
+    assert aside.read_bytes() == bytes(damaged) and len(list(model.glob("decisions.json.damaged-*"))) == 1
+
+
+def test_a_writer_of_decisions_keeps_a_file_damaged_since_it_loaded_aside(decided_model, tmp_path):
+    model_path = Path(shutil.copytree(decided_model, tmp_path / "m.lookalike"))
+    model = lk.load_model(model_path)
+    (model_path / "decisions.json").write_text('{"version": 2, "decisions": [{"kind": "keep"}]}')
+    model.mark_keeper(5)
+    with pytest.raises(lk.decisions.DamagedDecisions, match=r"kept aside as .*decisions\.json\.damaged-") as caught:
+        model.save_decisions(model_path)
+    assert caught.value.aside.read_text() == '{"version": 2, "decisions": [{"kind": "keep"}]}'
+    assert not (model_path / "decisions.json").exists()
+
+
+@pytest.mark.parametrize("count", [4, 16])
+def test_concurrent_decide_runs_record_every_decision(decided_model, tmp_path, count):
+    model = Path(shutil.copytree(decided_model, tmp_path / "m.lookalike"))
+    command = [sys.executable, "-m", "lookalike.cli", "decide", str(model), "--keep"]
+    runs = [subprocess.Popen([*command, str(label)], stderr=subprocess.PIPE, text=True) for label in range(count)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    saved = lk.load_model(model)
+    kept = sorted(r["paths"][0] for r in saved.decisions.records if r["kind"] == "keep")
+    assert kept == sorted(saved.references["path"][:count])  # all of them (the keep of 0 was there already)
+    assert [r["kind"] for r in saved.decisions.records].count("not-duplicate") == 1

@@ -26,6 +26,7 @@ import pandas as pd
 
 import lookalike as lk
 from lookalike import dedup, storage
+from lookalike.decisions import DamagedDecisions, set_aside_damaged
 from lookalike.dedup.tiers import COPY_TIERS, check_tiers
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
@@ -391,7 +392,11 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    model = lk.load_model(args.model)
+    try:
+        model = lk.load_model(args.model)
+    except DamagedDecisions:
+        set_aside_damaged(args.model)  # raises, naming both files (returns if another process already did it)
+        model = lk.load_model(args.model)
     label = _label_parser(model)
     for keep in args.keep:
         model.mark_keeper(label(keep))

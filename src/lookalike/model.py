@@ -511,8 +511,12 @@ class ImageSimilarityModel:
         """
         self._save_references(path)
         if len(self.decisions):
-            # Merged into those saved there (another explorer's, say); a model without decisions leaves them as they are.
-            self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
+            # A model without decisions leaves those saved there as they are.
+            self._merge_decisions(path)
+
+    def _merge_decisions(self, path: str | os.PathLike) -> None:
+        """Merge the decisions into those saved at ``path`` (another explorer's or ``lookalike decide``'s), locked."""
+        self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
 
     def _save_references(self, path: str | os.PathLike) -> None:
         """Everything :meth:`save` writes but the decisions, which have their own writer (merged, under a lock)."""
@@ -562,10 +566,17 @@ class ImageSimilarityModel:
         self.decisions.discard(self._file_of(label), self._file_of(keeper))
 
     def save_decisions(self, path: str | os.PathLike) -> None:
-        """Write only the decisions of the model saved at ``path`` (atomic, small: the embeddings are not rewritten)."""
+        """Write only the decisions of the model saved at ``path`` (atomic, small: the embeddings are not rewritten),
+        merged with those saved there since this model was loaded (several processes deciding at once all keep theirs).
+
+        Raises
+        ------
+        lookalike.decisions.DamagedDecisions
+            The ``decisions.json`` there is damaged: it is kept aside (the message names both files), nothing is written.
+        """
         if not storage.is_model_dir(Path(path)):
             raise InvalidArgument(f"{path} is not a saved lookalike model: save the model first")
-        self.decisions.save(path)
+        self._merge_decisions(path)
 
     def apply_decisions(
         self, move_to: str | os.PathLike | None = None, path: str | os.PathLike | None = None, *, mode: str = "move"
