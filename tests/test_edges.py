@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, without_root_reads
 
 PHOTOS = sorted(SAMPLES.rglob("*.jpg"))
 #: The fastest built-in network: these tests are about files, not embeddings.
@@ -267,3 +268,91 @@ def test_concurrent_decide_runs_record_every_decision(decided_model, tmp_path, c
     kept = sorted(r["paths"][0] for r in saved.decisions.records if r["kind"] == "keep")
     assert kept == sorted(saved.references["path"][:count])  # all of them (the keep of 0 was there already)
     assert [r["kind"] for r in saved.decisions.records].count("not-duplicate") == 1
+
+
+# ----------------------------------------------------------------------------------- EFBIG and other OS errors
+
+
+@pytest.fixture(scope="module")
+def forty(tmp_path_factory, lookalike_cache) -> Path:
+    """A saved model of 40 photos (80 kB of embeddings), beside its folder of photos."""
+    folder = tmp_path_factory.mktemp("forty")
+    (folder / "photos").mkdir()
+    for number, source in enumerate(PHOTOS[:40]):
+        shutil.copyfile(source, folder / "photos" / f"{number:02d}.jpg")
+    lk.create(folder / "photos", model=NETWORK, verbose=False).save(folder / "m.lookalike")
+    return folder / "m.lookalike"
+
+
+def file_size_limit(limit: int):
+    """A ``preexec_fn`` limiting the files the child writes to ``limit`` bytes (``ulimit -f``).
+
+    SIGXFSZ is left as it is: Python ignores it from the start, so a write past the limit fails with EFBIG
+    instead of the system killing the process mid-write (an exit code of -25 would say it did).
+    """
+
+    def limit_writes() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_writes
+
+
+def listing(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` and its size (hidden ones included)."""
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("command", "limit", "written"),
+    [
+        (["index", "{photos}", "-o", "{out}/new.lookalike", "-q", "--model", NETWORK], 32_000, "new.lookalike"),
+        (["index", "{photos}", "-o", "{model}", "-q", "--rebuild", "--model", NETWORK], 32_000, "{model}"),
+        (["graph", "{model}", "-k", "39", "-o", "{out}/edges.csv"], 8_000, "edges.csv"),
+        (["graph", "{model}", "-k", "39", "-o", "{out}/edges.parquet"], 8_000, "edges.parquet"),
+        (["graph", "{model}", "-k", "39", "-o", "{out}/edges.jsonl"], 8_000, "edges.jsonl"),
+        (["export", "{model}", "--onnx", "{out}/model.onnx"], 32_000, "model.onnx"),
+        (["map", "{model}", "--method", "pca"], 1_000, "{model}/map.npz"),
+    ],
+    ids=["index", "index over a model", "graph csv", "graph parquet", "graph jsonl", "export onnx", "map"],
+)
+def test_a_file_size_limit_is_one_line_naming_the_file_and_leaves_nothing_half_written(
+    forty, tmp_path, command, limit, written
+):
+    model = Path(shutil.copytree(forty, tmp_path / "m.lookalike"))
+    out = tmp_path / "out"
+    out.mkdir()
+    places = {"photos": forty.parent / "photos", "model": model, "out": out}
+    before = {"model": listing(model), "out": listing(out)}
+    done = cli(*(part.format(**places) for part in command), preexec_fn=file_size_limit(limit), timeout=300)
+    assert done.returncode == 1, (done.stdout, done.stderr)  # not killed by SIGXFSZ (-25)
+    *warnings, error = done.stderr.splitlines()
+    assert all(w.startswith("lookalike: warning: the embedding cache") for w in warnings), warnings
+    target = written.format(**places) if "{" in written else str(out / written)
+    assert error == (
+        f"lookalike: error: file too large: writing {target} went past the largest file allowed "
+        "(ulimit -f, or the file system's limit)"
+    )
+    assert {"model": listing(model), "out": listing(out)} == before  # nothing written, nothing half-written
+    assert sorted(os.listdir(tmp_path)) == ["m.lookalike", "out"]  # no folder of a save left beside them
+    assert len(lk.load_model(model).labels) == 40
+
+
+def test_files_that_cannot_be_written_are_one_line_naming_them(forty, tmp_path):
+    model = Path(shutil.copytree(forty, tmp_path / "m.lookalike"))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        for command, target in (
+            (["graph", model, "-o", locked / "edges.parquet"], locked / "edges.parquet"),
+            (["graph", model, "-o", locked / "edges.csv"], locked / "edges.csv"),
+            (["export", model, "--onnx", locked / "model.onnx"], locked / "model.onnx"),
+            (
+                ["index", forty.parent / "photos", "-o", locked / "m.lookalike", "-q", "--model", NETWORK],
+                locked / "m.lookalike",
+            ),
+        ):
+            done = cli(*command, preexec_fn=without_root_reads)
+            assert one_line(done) == f"{target}: Permission denied"
+        assert os.listdir(locked) == []
+    finally:
+        locked.chmod(0o755)

@@ -15,9 +15,7 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -813,10 +811,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
-        # Past a file size limit (ulimit -f) the system kills the process by default, leaving half-written files:
-        # ignored, the write fails with EFBIG instead, and the command cleans up and says so in one line.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if args.debug:
         return run(args)
     with warnings.catch_warnings():
@@ -845,10 +839,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
-            print(f"lookalike: error: {exc}", file=sys.stderr)
-        elif os_error_line(exc) is not None:  # a user's file or disk: rights, space, size limits, odd files
-            print(f"lookalike: error: {os_error_line(exc)}", file=sys.stderr)
+        # A user's file or disk (rights, space, size limits, odd files) is named with the cause, in one line.
+        line = os_error_line(exc)
+        if line is not None or isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
+            print(f"lookalike: error: {line or exc}", file=sys.stderr)
         else:
             traceback.print_exc()
             print(

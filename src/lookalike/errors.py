@@ -261,11 +261,9 @@ def os_error_line(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, LookalikeError):
         return str(exc)
-    if exc.errno not in USER_ERRNOS and exc.filename is None:
-        return None
-    cause = exc.strerror or str(exc)
     if exc.filename is None:
-        return cause
+        return str(exc) if exc.errno in USER_ERRNOS else None
+    cause = exc.strerror or str(exc)
     names = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
     if exc.filename2 is not None:
         names += f" -> {exc.filename2}"

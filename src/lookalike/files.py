@@ -206,14 +206,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             yield temp
             commit_file(temp, path)
     except OSError as exc:
-        if (
-            exc.filename is None
-            or os.fspath(exc.filename) != os.fspath(temp)
-            or type(exc).__module__ != "builtins"  # a LookalikeError keeps its own words
-        ):
+        about_temp = str(temp) in str(exc) if exc.filename is None else os.fspath(exc.filename) == os.fspath(temp)
+        if not about_temp or exc.errno is None or type(exc).__module__ != "builtins":  # a LookalikeError says it all
             raise
-        # The temporary name means nothing to a person: name the file being written.
-        raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from exc
+        # The temporary name means nothing to a person (pyarrow, say, quotes it in its own words): name the file.
+        raise type(exc)(exc.errno, os.strerror(exc.errno), os.fspath(path)) from exc
     finally:
         temp.unlink(missing_ok=True)
 
@@ -288,7 +285,12 @@ def staging_dir(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    except OSError as exc:
+        if exc.errno is None or type(exc).__module__ != "builtins":
+            raise
+        raise type(exc)(exc.errno, os.strerror(exc.errno), os.fspath(target)) from exc  # not the name it tried
     try:
         with locked(staging):
             yield staging
