@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import lookalike as lk
@@ -356,3 +358,82 @@ def test_files_that_cannot_be_written_are_one_line_naming_them(forty, tmp_path):
         assert os.listdir(locked) == []
     finally:
         locked.chmod(0o755)
+
+
+# --------------------------------------------------------------------------------------- arguments at the edge
+
+
+def test_options_may_come_anywhere_on_the_command_line(forty, tmp_path):
+    photo = forty.parent / "photos" / "03.jpg"
+    before = cli("query", forty, photo, "-k", "3", "--json")
+    assert before.returncode == 0, before.stderr
+    for order in (["query", forty, "-k", "3", photo, "--json"], ["query", "-k", "3", "--json", forty, photo]):
+        after = cli(*order)
+        assert after.returncode == 0, (order, after.stderr)
+        assert json.loads(after.stdout) == json.loads(before.stdout)
+    assert len(json.loads(before.stdout)) == 3
+    model = Path(shutil.copytree(forty, tmp_path / "m.lookalike"))
+    assert cli("decide", "--keep", "4", model, "--not-duplicate", "1", "2").returncode == 0
+    assert len(lk.load_model(model).decisions) == 2
+    graph = cli("graph", "-k", "2", model, "--json")
+    assert graph.returncode == 0 and len(json.loads(graph.stdout)) == 80
+
+
+def test_a_factory_string_the_photos_cannot_train_is_refused_before_anything_is_embedded(forty, own_cache, tmp_path):
+    photos = forty.parent / "photos"
+    line = one_line(
+        cli("index", photos, "-o", tmp_path / "m", "--method", "IVF99999,Flat", "--model", NETWORK, env=own_cache)
+    )
+    assert line == (
+        "method 'IVF99999,Flat' cannot be trained on 40 vectors: its 99999 inverted lists need at least 99999; "
+        "use 'IVF6,Flat' or method 'auto'"
+    )
+    assert not (Path(own_cache["LOOKALIKE_CACHE"]) / "embeddings.sqlite").exists()  # refused before embedding
+    assert not (tmp_path / "m").exists()
+    line = one_line(cli("index", photos, "-o", tmp_path / "m", "--method", "ivf-pq", "--model", NETWORK, env=own_cache))
+    assert line.startswith("method 'ivf-pq' cannot be trained on 40 vectors: the 256 centroids of each of its 128")
+    line = one_line(
+        cli("index", photos, "-o", tmp_path / "m", "--method", "IVF4,Flatt", "--model", NETWORK, env=own_cache)
+    )
+    assert "got 'IVF4,Flatt'" in line
+    vectors = np.random.default_rng(0).normal(size=(32, 16)).astype(np.float32)
+    with pytest.raises(lk.InvalidArgument, match="'IVF64,Flat' cannot be trained on 32 vectors: its 64 inverted lists"):
+        lk.create(vectors, model=None, method="IVF64,Flat")
+    with pytest.raises(lk.InvalidArgument, match=r"'IVF4,PQ4' cannot be trained on 32 vectors: the 256 centroids"):
+        lk.create(vectors, model=None, method="IVF4,PQ4")
+    assert lk.create(vectors, model=None, method="IVF4,Flat").summary("dict")["method"] == "IVF4,Flat"
+
+
+def test_empty_zero_width_complex_and_nan_inputs_are_refused_naming_the_argument(forty, tmp_path, monkeypatch):
+    monkeypatch.chdir(forty.parent / "photos")  # a folder of images: '' used to index it
+    for empty in ("", " ", [""]):
+        with pytest.raises(lk.InvalidArgument, match=r"an empty path \('.*'\) names no file or folder"):
+            lk.create(empty, model=NETWORK, verbose=False)
+    with pytest.raises(lk.InvalidArgument, match=r"an empty path"):
+        lk.load_images("")
+    with pytest.raises(
+        lk.InvalidArgument, match=r"dataset: embeddings must have at least one value each, got shape \(4, 0\)"
+    ):
+        lk.create(np.zeros((4, 0)), model=None)
+    with pytest.raises(lk.InvalidArgument, match="dataset: embeddings must be real numbers, got complex ones"):
+        lk.create(np.ones((4, 3), dtype=complex), model=None)
+    complex_column = pd.DataFrame({"vector": [np.ones(3, dtype=complex)] * 4})
+    with pytest.raises(lk.InvalidArgument, match="column 'vector': embeddings must be real numbers"):
+        lk.create(complex_column, model=None)
+    vectors = lk.create(np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32), model=None)
+    # An empty query is an error, as for an empty list or DataFrame: nothing was asked (not an empty answer).
+    with pytest.raises(lk.InvalidArgument, match=r"query dataset is empty: the array of shape \(0, 8\) has no rows"):
+        vectors.query(np.zeros((0, 8)))
+    with pytest.raises(lk.InvalidArgument, match="query: embeddings must be real numbers"):
+        vectors.query(np.ones((1, 8), dtype=complex))
+    images = lk.load_model(forty)
+    with pytest.raises(lk.InvalidArgument, match="an empty path"):
+        images.query("")
+    for pixels, reason in (
+        (np.full((64, 64, 3), np.nan), "the image array holds NaN or infinite values"),
+        (np.full((64, 64, 3), np.inf, dtype=np.float32), "the image array holds NaN or infinite values"),
+        (np.ones((64, 64, 3), dtype=complex), "an image array must hold real numbers, not complex128"),
+    ):
+        with pytest.raises(lk.ImageError, match=reason), pytest.warns(RuntimeWarning, match=f"skipped: {reason}"):
+            images.query(pixels, k=2)
+    assert len(images.query(np.full((64, 64, 3), 0.5), k=2)) == 2  # a float image in 0..1 is still one

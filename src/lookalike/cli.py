@@ -582,11 +582,27 @@ def _add_serve_options(command: argparse.ArgumentParser, quiet: bool = True) -> 
         command.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
 
 
+class _AnyOrder(argparse.ArgumentParser):
+    """A command's parser taking options anywhere among its positional arguments (``query MODEL -k 3 IMG``)."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's own signature
+        # parse_known_intermixed_args calls parse_known_args itself, twice: those calls parse as usual.
+        if self._mixing:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
     parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_AnyOrder)
 
     index = commands.add_parser("index", help="embed and index images into a model directory")
     index.add_argument(

@@ -892,9 +892,12 @@ def create(
     if train_label is not None and projection is not None:
         raise InvalidArgument("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
     spec, whiten = _resolve_spec(model, preprocessing, descriptor, precision)
-    if spec is not None and train_label is None and projection is None:
-        check_method(method, spec.dim)  # before any embedding: the network's output is what gets indexed
+    indexed_dim = spec.dim if spec is not None and train_label is None and projection is None else None
+    if indexed_dim is not None:
+        check_method(method, indexed_dim)  # before any embedding: the network's output is what gets indexed
     rows, labels, load_failures, feature_column = _read_rows(engine.prepare(dataset), label, feature, spec)
+    if indexed_dim is not None:
+        check_method(method, indexed_dim, len(rows.table))  # and trainable on that many images at the most
     if spec is None:
         embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))
     else:

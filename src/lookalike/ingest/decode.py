@@ -229,6 +229,11 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
         raise ImageError(
             name, "an image array must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)", "unsupported image type"
         )
+    if np.iscomplexobj(array) or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ImageError(name, f"an image array must hold real numbers, not {array.dtype}", "unsupported image type")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        # Clipped to 0..255, NaN would become some colour: an answer about an image nobody has.
+        raise ImageError(name, "the image array holds NaN or infinite values", "invalid pixels")
     if array.dtype == np.uint16:
         # 16-bit pixels span 0..65535: scale them, as to_rgb does for 16-bit files, instead of clipping at 255.
         array = (array.astype(np.float32) * (255.0 / 65535.0)).round().astype(np.uint8)

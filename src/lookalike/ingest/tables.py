@@ -20,11 +20,13 @@ from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_from_record
-from lookalike.ingest.sources import expand_sources, is_embeddings_file, is_table_file, read_table
+from lookalike.ingest.sources import check_named, expand_sources, is_embeddings_file, is_table_file, read_table
 
 
 def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
     """A column of 1-D vectors -> one (n, d) float32 matrix, with a precise error for ragged rows."""
+    for value in values:
+        _real(value, where)
     try:
         matrix = np.stack([np.asarray(v, dtype=np.float32) for v in values])
     except ValueError:
@@ -47,7 +49,9 @@ def checked_matrix(matrix: np.ndarray, where: str) -> np.ndarray:
     A float32 array in memory order is kept as it is, not copied: an ``np.load(..., mmap_mode="r")``
     of ten million embeddings stays on disk, read through the page cache.
     """
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if matrix.ndim == 2 and matrix.shape[1] == 0:
+        raise InvalidArgument(f"{where}: embeddings must have at least one value each, got shape {matrix.shape}")
+    matrix = np.ascontiguousarray(_real(matrix, where), dtype=np.float32)
     for start in range(0, len(matrix), _CHECK_ROWS):
         finite = np.isfinite(matrix[start : start + _CHECK_ROWS]).all(axis=1)
         if not finite.all():
@@ -55,6 +59,13 @@ def checked_matrix(matrix: np.ndarray, where: str) -> np.ndarray:
                 f"{where}: embedding row {start + int(np.argmin(finite))} holds NaN or infinite values"
             )
     return matrix
+
+
+def _real(values: Any, where: str) -> Any:
+    """``values``, refused if they are complex numbers (float32 would drop their imaginary parts without a word)."""
+    if np.iscomplexobj(values):
+        raise InvalidArgument(f"{where}: embeddings must be real numbers, got complex ones")
+    return values
 
 
 def _mapped_embeddings(path: Path) -> np.ndarray:
@@ -124,20 +135,23 @@ def as_rows(
 def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None = None) -> Rows:
     """Normalise ``query``'s dataset: one image, a list of images, a DataFrame, or embeddings."""
     if isinstance(dataset, (str, os.PathLike)):
-        if not Path(dataset).exists():
+        if not Path(check_named(dataset)).exists():
             raise FileNotFoundError(f"query image not found: {dataset}")
         return Rows(pd.DataFrame({"path": text_column([os.fspath(dataset)])}), "path")
     if isinstance(dataset, (bytes, bytearray, Image.Image)):
         return Rows(pd.DataFrame({"image": [dataset]}), "image")
     if isinstance(dataset, np.ndarray):
-        # Float arrays of 1 or 2 dimensions are embeddings; a float grayscale image must be HxWx1.
-        if np.issubdtype(dataset.dtype, np.floating) and dataset.ndim in (1, 2):
+        # Float arrays of 1 or 2 dimensions are embeddings (complex ones too, to be refused as such); a float
+        # grayscale image must be HxWx1.
+        if np.issubdtype(dataset.dtype, np.inexact) and dataset.ndim in (1, 2):
             if dataset.shape[-1] != dim:
                 raise InvalidArgument(
                     f"query embeddings have length {dataset.shape[-1]}, but this model's have length {dim} "
                     "(a float grayscale image must be passed as HxWx1)"
                 )
             matrix = dataset.reshape(-1, dim)
+            if len(matrix) == 0:  # as for an empty list or DataFrame: nothing was asked, and nothing would answer
+                raise InvalidArgument(f"query dataset is empty: the array of shape {dataset.shape} has no rows")
             return Rows(pd.DataFrame(index=range(len(matrix))), None, checked_matrix(matrix, "query"))
         if value_kind(dataset) == "image":
             return Rows(pd.DataFrame({"image": [dataset]}), "image")
