@@ -437,3 +437,72 @@ def test_empty_zero_width_complex_and_nan_inputs_are_refused_naming_the_argument
         with pytest.raises(lk.ImageError, match=reason), pytest.warns(RuntimeWarning, match=f"skipped: {reason}"):
             images.query(pixels, k=2)
     assert len(images.query(np.full((64, 64, 3), 0.5), k=2)) == 2  # a float image in 0..1 is still one
+
+
+# ---------------------------------------------------------------------------------------------------- ingest
+
+
+def test_rows_without_an_id_are_skipped_and_reported_not_the_whole_run(forty, own_cache, tmp_path):
+    photos = sorted((forty.parent / "photos").glob("*.jpg"))[:6]
+    ids = ["a", "", "c", "d", "", "f"]
+    table = tmp_path / "images.csv"
+    table.write_text("id,path\n" + "".join(f"{i},{p}\n" for i, p in zip(ids, photos, strict=True)))
+    done = cli(
+        "index", table, "--id-column", "id", "-o", tmp_path / "m", "--model", NETWORK, "-q", "--report", env=own_cache
+    )
+    assert done.returncode == 0, done.stderr
+    assert "indexed 4 images" in done.stdout and "2 skipped" in done.stdout
+    assert done.stderr.splitlines() == [
+        "skipped 2 of 6 inputs: 2 missing id",
+        f"  skipped {photos[1]}: row 1 has no id: its 'id' cell is empty",
+        f"  skipped {photos[4]}: row 4 has no id: its 'id' cell is empty",
+        f"failure report: {tmp_path / 'm.failures.csv'}",
+    ]
+    model = lk.load_model(tmp_path / "m")
+    assert model.labels.tolist() == ["a", "c", "d", "f"]
+    assert model.references["path"].tolist() == [str(photos[i]) for i in (0, 2, 3, 5)]
+    report = pd.read_csv(tmp_path / "m.failures.csv", keep_default_na=False)
+    assert report["source"].tolist() == [str(photos[1]), str(photos[4])]
+    assert report["kind"].tolist() == ["missing id", "missing id"]
+    vectors = pd.DataFrame({"id": ["x", None, "z"], "vector": list(np.eye(3, 4, dtype=np.float32))})
+    assert lk.create(vectors, label="id", model=None).labels.tolist() == ["x", "z"]
+
+
+@pytest.mark.parametrize(("mode", "what"), [(0o000, "read"), (0o111, "listed"), (0o444, "entered")])
+def test_a_sub_folder_that_cannot_be_read_is_named_by_the_cli(forty, own_cache, tmp_path, mode, what):
+    folder = tmp_path / "photos"
+    (folder / "locked").mkdir(parents=True)
+    sources = sorted((forty.parent / "photos").glob("*.jpg"))[:3]
+    shutil.copyfile(sources[0], folder / "open.jpg")
+    for source in sources[1:]:
+        shutil.copyfile(source, folder / "locked" / source.name)
+    (folder / "locked" / "deeper").mkdir()
+    shutil.copyfile(sources[1], folder / "locked" / "deeper" / "more.jpg")
+    (folder / "locked").chmod(mode)
+    try:
+        done = cli(
+            "index",
+            folder,
+            "-o",
+            tmp_path / "m",
+            "--model",
+            NETWORK,
+            "-q",
+            env=own_cache,
+            preexec_fn=without_root_reads,
+        )
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert "indexed 1 images" in done.stdout
+    if what == "entered":  # its names can be listed, its files not opened, its sub-folders not walked
+        assert done.stderr.splitlines() == [
+            f"lookalike: warning: folder {folder / 'locked' / 'deeper'} cannot be read (Permission denied): "
+            "its images are left out",
+            "skipped 2 of 3 inputs: 2 permission denied",
+            *(f"  skipped {folder / 'locked' / source.name}: permission denied" for source in sources[1:]),
+        ]
+    else:
+        assert done.stderr.splitlines() == [
+            f"lookalike: warning: folder {folder / 'locked'} cannot be read (Permission denied): its images are left out"
+        ]

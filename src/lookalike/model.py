@@ -40,7 +40,15 @@ from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_table
 from lookalike.ingest.sources import absolute_paths, folder_roots
-from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
+from lookalike.ingest.tables import (
+    Rows,
+    as_query_rows,
+    as_rows,
+    find_feature_column,
+    labels_of,
+    stack_vectors,
+    without_missing_labels,
+)
 from lookalike.layout import MAP_FILE, MapLayout
 from lookalike.projection import Projection, fit_projection
 from lookalike.validation import check_positive_int, check_radius
@@ -965,8 +973,8 @@ def _resolve_spec(model, preprocessing, descriptor, precision) -> tuple[ModelSpe
 def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: ModelSpec | None):
     """``(rows, labels, failures of listing, feature column)``: the dataset as rows of images, or of vectors
     without a network; the feature column is the table's column they came from (Turi's ``feature``)."""
-    rows = as_rows(dataset, feature, vectors_only=spec is None, label=label)
-    load_failures = rows.failures or []
+    rows, unlabelled = without_missing_labels(as_rows(dataset, feature, vectors_only=spec is None, label=label), label)
+    load_failures = (rows.failures or []) + unlabelled
     if len(rows.table) == 0:
         detail = f" ({len(load_failures)} files could not be read, first: {load_failures[0]})" if load_failures else ""
         raise InvalidArgument(f"dataset is empty: no images found in {dataset!r}{detail}")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
+from lookalike.ingest.decode import source_name
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_from_record
 from lookalike.ingest.sources import check_named, expand_sources, is_embeddings_file, is_table_file, read_table
@@ -184,6 +185,24 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
         "query dataset must be an image path, PIL image, bytes, numpy array, a list of those, "
         f"or a pandas DataFrame; got {type(dataset).__name__}"
     )
+
+
+def without_missing_labels(rows: Rows, label: str | None) -> tuple[Rows, list[Failure]]:
+    """``rows`` without those whose ``label`` cell is empty, and a failure naming each (the others are indexed).
+
+    A row is named by its index in the table (for a CSV file, 0 is the first row after the header).
+    """
+    if label is None or label not in rows.table.columns or not rows.table[label].isna().any():
+        return rows, []
+    missing = rows.table[label].isna().to_numpy()
+    failures = []
+    for position in np.flatnonzero(missing):
+        row = rows.table.index[position]
+        source = source_name(rows.table[rows.feature].iloc[position]) if rows.feature is not None else f"row {row}"
+        reason = f"row {row} has no id: its {label!r} cell is empty"
+        failures.append(Failure(None, source, "missing id", reason))
+    vectors = rows.vectors[~missing] if rows.vectors is not None else None
+    return Rows(rows.table[~missing].reset_index(drop=True), rows.feature, vectors, rows.failures), failures
 
 
 def labels_of(table: pd.DataFrame, label: str | None, what: str, unique: bool = True) -> np.ndarray:
