@@ -506,3 +506,20 @@ def test_a_sub_folder_that_cannot_be_read_is_named_by_the_cli(forty, own_cache, 
         assert done.stderr.splitlines() == [
             f"lookalike: warning: folder {folder / 'locked'} cannot be read (Permission denied): its images are left out"
         ]
+
+
+def test_a_fifo_in_place_of_a_side_file_is_refused_not_waited_on(decided_model, tmp_path):
+    model = Path(shutil.copytree(decided_model, tmp_path / "m.lookalike"))
+    (model / "decisions.json").unlink()
+    os.mkfifo(model / "decisions.json")
+    os.mkfifo(model / "map.npz")
+    line = one_line(cli("query", model, PHOTOS[0], timeout=60))
+    assert line.startswith(f"{model / 'decisions.json'} is damaged (it is not a regular file (a FIFO)")
+    line = one_line(cli("decide", model, "--keep", "3", timeout=60))
+    (aside,) = model.glob("decisions.json.damaged-*")
+    assert aside.is_fifo() and line.endswith(
+        f"kept aside as {aside}; nothing was recorded: do it again to start a new decisions.json"
+    )
+    done = cli("query", model, PHOTOS[0], "-k", "1", timeout=60)
+    assert done.returncode == 0
+    assert done.stderr.startswith(f"lookalike: warning: {model / 'map.npz'} is not a regular file (a FIFO)")
