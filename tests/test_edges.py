@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,26 +73,15 @@ def _loop(path: Path) -> None:
     path.symlink_to(path.name)  # a link to itself
 
 
-def _dropped_table(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TABLE embeddings")
+def _sql(*statements: str) -> Callable[[Path], None]:
+    """Damage done by hand to a cache lookalike made: ``statements`` run on it."""
 
+    def run(path: Path) -> None:
+        with sqlite3.connect(path) as db:
+            for statement in statements:
+                db.execute(statement)
 
-def _other_columns(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TABLE embeddings")
-        db.execute("CREATE TABLE embeddings (fingerprint TEXT, path TEXT, vector BLOB)")
-
-
-def _extra_column(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE embeddings ADD COLUMN note TEXT")
-
-
-def _other_meta(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TABLE meta")
-        db.execute("CREATE TABLE meta (name TEXT, number INTEGER)")
+    return run
 
 
 @pytest.mark.parametrize(
@@ -99,10 +89,19 @@ def _other_meta(path: Path) -> None:
     [
         (_fifo, "it is a FIFO, not a database"),
         (_loop, "it is a loop of symbolic links, not a database"),
-        (_dropped_table, "its table embeddings is missing"),
-        (_other_columns, "its table embeddings has other columns (fingerprint, path, vector) than lookalike writes"),
-        (_extra_column, "its table embeddings has other columns (fingerprint, path, size, mtime_ns, width"),
-        (_other_meta, "its table meta has other columns (name, number) than lookalike writes"),
+        (_sql("DROP TABLE embeddings"), "its table embeddings is missing"),
+        (
+            _sql("DROP TABLE embeddings", "CREATE TABLE embeddings (fingerprint TEXT, path TEXT, vector BLOB)"),
+            "its table embeddings has other columns (fingerprint, path, vector) than lookalike writes",
+        ),
+        (
+            _sql("ALTER TABLE embeddings ADD COLUMN note TEXT"),
+            "its table embeddings has other columns (fingerprint, path, size, mtime_ns, width",
+        ),
+        (
+            _sql("DROP TABLE meta", "CREATE TABLE meta (name TEXT, number INTEGER)"),
+            "its table meta has other columns (name, number) than lookalike writes",
+        ),
     ],
     ids=["fifo", "link loop", "dropped table", "other columns", "an extra column", "other meta"],
 )
