@@ -7,12 +7,14 @@ the repo, ``../shared/data`` beside it) or generated here with Pillow/numpy.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import io
 import json
 import os
 import shutil
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -302,6 +304,36 @@ def unreadable(path: Path):
         for folder, mode in relaxed:
             folder.chmod(mode)
         path.chmod(0o644)
+
+
+def on_small_tmpfs(disk: Path, size: str = "8m") -> list[str]:
+    """The command prefix running a command with a fresh tmpfs of ``size`` on ``disk`` (a real disk that fills up), in
+    a private mount namespace (``unshare --mount --map-root-user``); skips the test where that is not allowed."""
+    mount = [
+        "unshare",
+        "--mount",
+        "--map-root-user",
+        "sh",
+        "-c",
+        f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"',
+    ]
+    if shutil.which("unshare") is None:
+        pytest.skip("cannot mount a small tmpfs here: no unshare")
+    probe = subprocess.run([*mount, str(disk), "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
+    return [*mount, str(disk)]
+
+
+def without_root_reads() -> None:
+    """In a child process (``preexec_fn``): drop the capabilities that let root read and write any file or folder,
+    so that permissions apply to it, and to what it runs, as to any user."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, from the bounding set: gone after exec
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 class DecodingForbidden(AssertionError):

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 import lookalike as lk
-from conftest import edit_manifest, generation, manifest_of, repoint, reseal
+from conftest import edit_manifest, generation, manifest_of, on_small_tmpfs, repoint, reseal
 from lookalike import cli, files, storage
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
@@ -481,13 +481,10 @@ def test_a_full_disk_is_named_and_a_failed_save_leaves_nothing_behind(tmp_path):
     """On a real full disk: an 8 MB tmpfs mounted in a private mount namespace (``unshare``)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mount = ["unshare", "--mount", "--map-root-user", "sh", "-c", 'mount -t tmpfs -o size=8m tmpfs "$0" && exec "$@"']
-    probe = subprocess.run([*mount, str(disk), "true"], capture_output=True, text=True)
-    if shutil.which("unshare") is None or probe.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {probe.stderr.strip()}")
+    mount = on_small_tmpfs(disk)
     script = tmp_path / "full_disk.py"
     script.write_text(FULL_DISK)
-    run = subprocess.run([*mount, str(disk), sys.executable, str(script), str(disk)], capture_output=True, text=True)
+    run = subprocess.run([*mount, sys.executable, str(script), str(disk)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     for case, target in (("embeddings", "m"), ("faiss index", "m"), ("first save", "new")):

@@ -29,11 +29,11 @@ import pytest
 from PIL import Image
 
 import lookalike as lk
+from conftest import without_root_reads
 from lookalike import moves, safemove, trash
 from lookalike.errors import InvalidArgument, StaleModel
 from lookalike.server.runner import start_in_thread
 from test_dedup import make_folder
-from test_sources import _without_root_reads
 
 HERE = Path(__file__).resolve()
 #: The discarded copy -> its keeper, in the order the apply moves them (make_folder's copies).
@@ -436,7 +436,7 @@ def test_no_permission_in_the_destination_stops_the_apply_cleanly(tmp_path, look
     (dups / "sub" / "deeper").chmod(0o555)
     os.chmod(tmp_path, 0o755)
     try:
-        done = cli("apply", library.model, "--move-to", dups, preexec_fn=_without_root_reads)
+        done = cli("apply", library.model, "--move-to", dups, preexec_fn=without_root_reads)
     finally:
         (dups / "sub" / "deeper").chmod(0o755)
     line = one_line_error(done)

@@ -40,7 +40,7 @@ def small_model(tmp_path_factory, lookalike_cache):
 
 @pytest.fixture(scope="module")
 def small_server(small_model, tmp_path_factory):
-    """The small model served straight from the object, with tight upload limits and one CORS origin."""
+    """The small model served straight from the object, with tight upload limits and one CORS origin (and so a token)."""
     thumbs = tmp_path_factory.mktemp("small-thumbnails")
     with (
         start_in_thread(
@@ -49,8 +49,9 @@ def small_server(small_model, tmp_path_factory):
             max_upload_bytes=200_000,
             max_upload_pixels=1_000_000,
             cors=["http://example.org"],
+            token="small-s3cret",
         ) as running,
-        httpx.Client(base_url=running.api, timeout=60) as client,
+        httpx.Client(base_url=running.api, timeout=60, headers={"Authorization": "Bearer small-s3cret"}) as client,
     ):
         yield client
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 
 import lookalike as lk
-from conftest import SAMPLES
+from conftest import SAMPLES, without_root_reads
 from imageserver import ImageServer
 from lookalike.ingest.sources import read_table
 
@@ -131,16 +130,6 @@ def test_a_fifo_named_like_an_image_is_reported_not_waited_on(tmp_path, lookalik
     assert "not a regular file (a FIFO)" in next(iter(failures["reason"].values()))
 
 
-def _without_root_reads() -> None:
-    """In the child: drop the capabilities that let root read any folder, so permissions apply as for a user."""
-    if os.geteuid() != 0:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, from the bounding set: gone after exec
-        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_an_unreadable_sub_folder_is_named_in_a_warning(tmp_path, lookalike_cache):
     folder = tmp_path / "photos"
     (folder / "locked").mkdir(parents=True)
@@ -159,7 +148,7 @@ def test_an_unreadable_sub_folder_is_named_in_a_warning(tmp_path, lookalike_cach
     )
     try:
         done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, preexec_fn=_without_root_reads
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, preexec_fn=without_root_reads
         )
     finally:
         os.chmod(folder / "locked", 0o755)

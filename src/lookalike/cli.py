@@ -1,9 +1,11 @@
 """The ``lookalike`` command: a thin shell over the Python API.
 
-User errors (a :class:`~lookalike.errors.LookalikeError`, or a path that does
-not exist or cannot be opened) print one line and exit 1; ``--debug`` shows
-the traceback instead. Any other exception is a bug in lookalike: it prints
-its traceback and asks for a report, and also exits 1.
+User errors (a :class:`~lookalike.errors.LookalikeError`, or an ``OSError``
+about the user's files: a path that does not exist or cannot be opened, a
+full disk, a file size limit) print one line and exit 1; ``--debug`` shows
+the traceback instead. Warnings print one line each. Any other exception
+is a bug in lookalike: it prints its traceback and asks for a report, and
+also exits 1.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import pandas as pd
 
 import lookalike as lk
 from lookalike import dedup, storage
-from lookalike.decisions import Decisions
+from lookalike.decisions import DamagedDecisions, Decisions, set_aside_damaged
 from lookalike.dedup.tiers import COPY_TIERS, check_tiers
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
 from lookalike.engines import RayEngine
-from lookalike.errors import InvalidArgument, LookalikeError
+from lookalike.errors import InvalidArgument, LookalikeError, os_error_line
 from lookalike.files import locked
 from lookalike.index import METRICS
 from lookalike.ingest.names import escaped_frame, text_column
@@ -400,7 +402,11 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    model = lk.load_model(args.model)
+    try:
+        model = lk.load_model(args.model)
+    except DamagedDecisions:
+        set_aside_damaged(args.model)  # raises, naming both files (returns if another process already did it)
+        model = lk.load_model(args.model)
     label = _label_parser(model)
     for keep in args.keep:
         model.mark_keeper(label(keep))
@@ -588,11 +594,27 @@ def _add_serve_options(command: argparse.ArgumentParser, quiet: bool = True) -> 
         command.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
 
 
+class _AnyOrder(argparse.ArgumentParser):
+    """A command's parser taking options anywhere among its positional arguments (``query MODEL -k 3 IMG``)."""
+
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's own signature
+        # parse_known_intermixed_args calls parse_known_args itself, twice: those calls parse as usual.
+        if self._mixing:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
     parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_AnyOrder)
 
     index = commands.add_parser("index", help="embed and index images into a model directory")
     index.add_argument(
@@ -820,9 +842,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.debug:
-        warnings.simplefilter("ignore")  # skips are reported by the commands themselves
-    return run(args)
+    if args.debug:
+        return run(args)
+    with warnings.catch_warnings():
+        # What lookalike warns about (a folder it cannot read, a damaged cache moved aside) reaches the user, one line
+        # each; the images skipped are listed by the commands themselves.
+        warnings.showwarning = _show_warning
+        warnings.filterwarnings("ignore", message=r"\d+ images skipped \(see model\.failures\)")
+        return run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' own
+    print(f"lookalike: warning: {str(message).replace(chr(10), ' ')}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -839,8 +870,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        if isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
-            print(f"lookalike: error: {exc}", file=sys.stderr)
+        # A user's file or disk (rights, space, size limits, odd files) is named with the cause, in one line.
+        line = os_error_line(exc)
+        if line is not None or isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
+            print(f"lookalike: error: {line or exc}", file=sys.stderr)
         else:
             traceback.print_exc()
             print(

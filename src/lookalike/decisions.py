@@ -6,8 +6,15 @@ label: they survive ``add``, a re-index and a change of network. A decision
 whose file has since changed or gone is reported and not applied. They are
 saved beside the model as one small JSON file (``decisions.json``), written
 atomically on its own, so recording one never rewrites the embeddings; two
-writers (two explorers on one model) take turns under a lock on the model's
-folder and each merges its change into what the other wrote.
+writers (two explorers on one model, several ``lookalike decide`` at once)
+take turns under a lock on the model's folder and each merges its change into
+what the other wrote.
+
+A ``decisions.json`` that is not what lookalike writes (not JSON, an entry
+without ``time``, a ``time`` that is text) is a one-line error naming it
+wherever the model is loaded, and is never written over: a writer keeps it
+aside as ``decisions.json.damaged-<date>-<time>``, says so, and records
+nothing, so that the next decision starts a new file.
 
 A discard that has been carried out (the file moved away by
 :mod:`lookalike.moves`) stays recorded with where the file went: it is a
@@ -17,7 +24,9 @@ labelled pair, exported by :meth:`Decisions.pairs` for ``lookalike evaluate``.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -27,10 +36,10 @@ from typing import Any
 import pandas as pd
 
 from lookalike.errors import InvalidArgument, ModelFormatError
-from lookalike.files import file_sha256, locked, write_text_atomic
+from lookalike.files import file_sha256, locked, set_aside, write_text_atomic
 from lookalike.storage import read_side_file
 
-__all__ = ["DECISIONS_FILE", "KINDS", "Decisions", "read_saved"]
+__all__ = ["DECISIONS_FILE", "KINDS", "DamagedDecisions", "Decisions", "read_saved", "set_aside_damaged"]
 
 DECISIONS_FILE = "decisions.json"
 VERSION = 2  # 2: "discard" decisions, and "moved_to" on those carried out
@@ -189,37 +198,101 @@ class Decisions:
 
         The folder is locked meanwhile, so two processes recording decisions on one
         model both keep theirs. This object becomes the merged decisions.
+
+        Raises
+        ------
+        DamagedDecisions
+            The saved file is damaged: it is kept aside (named in the message) and nothing is recorded.
         """
         with locked(model_folder):
-            saved = read_saved(model_folder)
+            saved = _read_or_set_aside(model_folder)  # a damaged file is never written over
             change(saved)
             saved.save(model_folder)
         self.records = saved.records
 
     @classmethod
     def parse(cls, text: str, where: str) -> Decisions:
+        """The decisions of a ``decisions.json`` whose text is ``text`` (``where`` names it in errors).
+
+        Raises
+        ------
+        DamagedDecisions
+            Not JSON, or not decisions as lookalike writes them (an entry without ``time``, a ``time`` that is text...).
+        lookalike.errors.ModelFormatError
+            Decisions written by a newer lookalike.
+        """
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise ModelFormatError(f"{where} is damaged: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("decisions"), list):
-            raise ModelFormatError(f"{where} is not a list of decisions")
-        if not isinstance(data.get("version"), int) or data["version"] > VERSION:
-            raise ModelFormatError(f"{where} has decisions version {data.get('version')!r}: upgrade lookalike")
-        for record in data["decisions"]:
-            paths, digests = (record.get("paths"), record.get("sha256")) if isinstance(record, dict) else (None, None)
-            if (
-                not isinstance(record, dict)
-                or record.get("kind") not in KINDS
-                or not isinstance(paths, list)
-                or not isinstance(digests, list)
-                or len(paths) != len(digests)
-                or len(paths) != KINDS[record["kind"]]
-                or not all(isinstance(p, str) for p in paths + digests)
-                or not isinstance(record.get("moved_to", ""), str)
-            ):
-                raise ModelFormatError(f"{where} holds a malformed decision: {str(record)[:200]}")
+            raise DamagedDecisions(where, f"not JSON: {exc}") from None
+        if (
+            not isinstance(data, dict)
+            or set(data) != {"version", "decisions"}
+            or not isinstance(data["decisions"], list)
+        ):
+            raise DamagedDecisions(where, 'not an object of "version" and "decisions" (a list)')
+        version = data["version"]
+        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+            raise ModelFormatError(f"{where} has decisions version {version}: upgrade lookalike")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise DamagedDecisions(where, f"its version {version!r} is not a version number")
+        for number, record in enumerate(data["decisions"], 1):
+            problem = _problem(record)
+            if problem is not None:
+                raise DamagedDecisions(where, f"decision {number} {problem}: {json.dumps(record)[:200]}")
         return cls(data["decisions"])
+
+
+class DamagedDecisions(ModelFormatError):
+    """A ``decisions.json`` that is not decisions as lookalike writes them; ``path`` names it, ``reason`` says why.
+
+    ``aside``: where it was kept (``decisions.json.damaged-<date>-<time>``), once :func:`set_aside_damaged` (or a
+    writer of decisions) moved it there.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, aside: Path | None = None):
+        self.path, self.reason, self.aside = Path(path), reason, aside
+        if aside is None:
+            advice = "repair it, or record a decision (lookalike decide) to keep it aside and start a new one"
+        else:
+            advice = f"kept aside as {aside}; nothing was recorded: do it again to start a new {DECISIONS_FILE}"
+        super().__init__(f"{path} is damaged ({reason}): {advice}")
+
+
+#: The fields of one decision, each with the check its value must pass and what it must be.
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "kind": (lambda v: v in KINDS, f"one of {', '.join(KINDS)}"),
+    "paths": (lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v), "a list of paths"),
+    "sha256": (
+        lambda v: isinstance(v, list) and all(isinstance(d, str) and _SHA256.match(d) for d in v),
+        "a list of SHA-256 digests",
+    ),
+    "time": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+        "a number (seconds since 1970)",
+    ),
+    "moved_to": (lambda v: isinstance(v, str), "a path"),
+}
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _problem(record: Any) -> str | None:
+    """What is wrong with one decision as read from JSON, or None."""
+    if not isinstance(record, dict):
+        return "is not an object"
+    for name in ("kind", "paths", "sha256", "time"):
+        if name not in record:
+            return f"has no {name!r}"
+    unknown = sorted(set(record) - set(_FIELDS))
+    if unknown:
+        return f"has fields lookalike does not write ({', '.join(unknown)})"
+    for name, value in record.items():
+        check, wanted = _FIELDS[name]
+        if not check(value):
+            return f"has a {name!r} that is not {wanted}"
+    if not len(record["paths"]) == len(record["sha256"]) == KINDS[record["kind"]]:
+        return f"names {len(record['paths'])} files and {len(record['sha256'])} digests, not {KINDS[record['kind']]}"
+    return None
 
 
 def _key(record: dict[str, Any]) -> tuple:
@@ -227,7 +300,44 @@ def _key(record: dict[str, Any]) -> tuple:
 
 
 def read_saved(model_folder: str | os.PathLike) -> Decisions:
-    """The decisions saved in a model's folder (none when it has no ``decisions.json``)."""
+    """The decisions saved in a model's folder (none when it has no ``decisions.json``).
+
+    Raises
+    ------
+    DamagedDecisions
+        ``decisions.json`` is damaged: not a regular file, not UTF-8 JSON, or not decisions.
+    """
     where = Path(model_folder) / DECISIONS_FILE
-    data = read_side_file(model_folder, DECISIONS_FILE)
-    return Decisions() if data is None else Decisions.parse(data.decode("utf-8", "replace"), str(where))
+    try:
+        data = read_side_file(model_folder, DECISIONS_FILE)
+    except ModelFormatError as exc:  # not a regular file of the folder, or far too large
+        message = str(exc)
+        reason = "it " + message[len(f"{where} ") :] if message.startswith(f"{where} ") else message
+        raise DamagedDecisions(where, reason) from None
+    if data is None:
+        return Decisions()
+    try:
+        text = data.decode("utf-8")  # lookalike writes ASCII (names that are not UTF-8 as escapes): nothing is replaced
+    except UnicodeDecodeError as exc:
+        raise DamagedDecisions(where, f"not UTF-8: {exc}") from None
+    return Decisions.parse(text, str(where))
+
+
+def _read_or_set_aside(model_folder: str | os.PathLike) -> Decisions:
+    """:func:`read_saved`, a damaged file kept aside (never overwritten later) and reported; call under the lock."""
+    try:
+        return read_saved(model_folder)
+    except DamagedDecisions as exc:
+        raise DamagedDecisions(exc.path, exc.reason, set_aside(exc.path)) from None
+
+
+def set_aside_damaged(model_folder: str | os.PathLike) -> None:
+    """Keep a damaged ``decisions.json`` aside as ``decisions.json.damaged-<date>-<time>``, so that a new one can start.
+
+    Raises
+    ------
+    DamagedDecisions
+        Naming both files, when it was damaged (nothing is raised when it is not, or no longer is).
+    """
+    with locked(model_folder):
+        _read_or_set_aside(model_folder)

@@ -15,6 +15,7 @@ and the failure report with its kind set where the failure happened.
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,34 @@ class StaleModel(LookalikeError):
     kind = "stale model"
 
 
+class FileTooLarge(LookalikeError, OSError):
+    """A write went past the largest file allowed (``errno.EFBIG``: ``ulimit -f``, or the file system's own limit).
+
+    Examples
+    --------
+    >>> error = FileTooLarge("/data/edges.csv")
+    >>> str(error).startswith("file too large: writing /data/edges.csv"), error.errno == errno.EFBIG
+    (True, True)
+    """
+
+    kind = "file too large"
+
+    def __init__(self, path: Any):
+        super().__init__(
+            f"file too large: writing {path} went past the largest file allowed (ulimit -f, or the file system's limit)"
+        )
+        self.errno = errno.EFBIG
+
+
+class NotRegularFile(LookalikeError, OSError):
+    """A file lookalike reads is something else (a FIFO, a device, a folder, or a symbolic link where none may be)."""
+
+    kind = "not a regular file"
+
+    def __init__(self, path: Any, what: str):
+        super().__init__(f"{path} is not a regular file (a {what}): refusing to read it")
+
+
 class ModelUnavailableError(LookalikeError, OSError):
     """A zoo model is not in the cache and cannot be downloaded now."""
 
@@ -180,3 +209,62 @@ class Failure:
     def error(self) -> ImageError:
         """This failure as an :class:`ImageError`, for callers that stop at the first one."""
         return ImageError(self.source, self.reason, self.kind)
+
+
+#: Causes of an ``OSError`` that come from what the user's files and disks are (rights, space, limits, kinds), not
+#: from a bug: reported in one line naming the path.
+USER_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOENT",
+        "EEXIST",
+        "EACCES",
+        "EPERM",
+        "EROFS",
+        "ENOSPC",
+        "EDQUOT",
+        "EFBIG",
+        "EISDIR",
+        "ENOTDIR",
+        "ELOOP",
+        "ENAMETOOLONG",
+        "ENOTEMPTY",
+        "EXDEV",
+        "EIO",
+        "ENXIO",
+        "ETXTBSY",
+        "EBUSY",
+        "EMLINK",
+        "ESTALE",
+        "EMFILE",
+        "ENFILE",
+        "ENODEV",
+        "EOVERFLOW",
+    )
+    if hasattr(errno, name)
+)
+
+
+def os_error_line(exc: BaseException) -> str | None:
+    """One line saying what a user-caused ``OSError`` was about and why (the path, the cause); None for any other.
+
+    Examples
+    --------
+    >>> os_error_line(PermissionError(errno.EACCES, "Permission denied", "/data/out.csv"))
+    '/data/out.csv: Permission denied'
+    >>> os_error_line(DiskFull("/data"))
+    'no space left on the disk holding /data'
+    >>> os_error_line(ValueError("no")) is None
+    True
+    """
+    if not isinstance(exc, OSError):
+        return None
+    if isinstance(exc, LookalikeError):
+        return str(exc)
+    if exc.filename is None:
+        return str(exc) if exc.errno in USER_ERRNOS else None
+    cause = exc.strerror or str(exc)
+    names = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+    if exc.filename2 is not None:
+        names += f" -> {exc.filename2}"
+    return f"{names}: {cause}"

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import shutil
+import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from lookalike.config import cache_dir
-from lookalike.errors import DiskFull, MoveRefused
+from lookalike.errors import DiskFull, FileTooLarge, MoveRefused, NotRegularFile
 from lookalike.safemove import move_file
 
 try:
@@ -38,13 +42,16 @@ __all__ = [
     "atomic_path",
     "commit_file",
     "fsync_dir",
+    "file_type",
     "fsync_tree",
     "locked",
     "move_without_overwrite",
+    "open_regular",
     "relative_inside",
     "place_dir",
     "replace_dir",
     "reporting_full_disk",
+    "set_aside",
     "staging_dir",
     "write_bytes_atomic",
     "write_text_atomic",
@@ -86,9 +93,18 @@ def _is_full_disk(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and os.strerror(errno.ENOSPC) in str(exc)
 
 
+def _is_too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a write past the largest file allowed (``EFBIG``), in a writer's words or the system's."""
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return True
+    return isinstance(exc, RuntimeError) and os.strerror(errno.EFBIG) in str(exc)
+
+
 @contextmanager
-def reporting_full_disk(folder: str | os.PathLike) -> Iterator[None]:
-    """Turn a write error caused by a full disk into :class:`DiskFull` naming ``folder``; other errors pass unchanged.
+def reporting_full_disk(folder: str | os.PathLike, path: str | os.PathLike | None = None) -> Iterator[None]:
+    """Turn a write error caused by a full disk into :class:`DiskFull` naming ``folder``, and one caused by a file
+    size limit (``EFBIG``: ``ulimit -f``) into :class:`~lookalike.errors.FileTooLarge` naming ``path`` (the file
+    being written, by default ``folder``); other errors pass unchanged.
 
     Writers word it their own way ("327680 requested and 262112 written",
     "Error writing bytes to file"), which says nothing about where.
@@ -96,9 +112,70 @@ def reporting_full_disk(folder: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except (OSError, RuntimeError) as exc:
-        if isinstance(exc, DiskFull) or not _is_full_disk(exc):
+        if isinstance(exc, DiskFull | FileTooLarge):
             raise
-        raise DiskFull(folder) from exc
+        if _is_full_disk(exc):
+            raise DiskFull(folder) from exc
+        if _is_too_large(exc):
+            raise FileTooLarge(path or folder) from exc
+        raise
+
+
+def file_type(mode: int) -> str:
+    """What a file whose ``st_mode`` is ``mode`` is, in a word or two: "regular file", "FIFO", "folder"...
+
+    Examples
+    --------
+    >>> file_type(stat.S_IFIFO | 0o644), file_type(stat.S_IFDIR | 0o755)
+    ('FIFO', 'folder')
+    """
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _is_link(path: str | os.PathLike, dir_fd: int | None) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def open_regular(path: str | os.PathLike, follow_symlinks: bool = True, dir_fd: int | None = None) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; never waits on a FIFO, never follows a link if told not to.
+
+    ``dir_fd``: ``path`` is relative to this open folder (see :func:`os.open`).
+
+    Raises
+    ------
+    lookalike.errors.NotRegularFile
+        ``path`` is a FIFO (opened without waiting for a writer), a device, a folder or, with
+        ``follow_symlinks=False``, a symbolic link.
+    OSError
+        ``path`` cannot be opened (missing, permission denied, a loop of links).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        # O_NOFOLLOW refuses a link with ELOOP, which would read as a loop of links: say what it is.
+        if not follow_symlinks and exc.errno == errno.ELOOP and _is_link(path, dir_fd):
+            raise NotRegularFile(path, "symbolic link") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(path, file_type(mode))
+    return open(fd, "rb")
 
 
 def commit_file(temp: Path, path: Path) -> Path:
@@ -125,9 +202,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
-        with reporting_full_disk(path.parent):
+        with reporting_full_disk(path.parent, path):
             yield temp
             commit_file(temp, path)
+    except OSError as exc:
+        about_temp = str(temp) in str(exc) if exc.filename is None else os.fspath(exc.filename) == os.fspath(temp)
+        if not about_temp or exc.errno is None or type(exc).__module__ != "builtins":  # a LookalikeError says it all
+            raise
+        # The temporary name means nothing to a person (pyarrow, say, quotes it in its own words): name the file.
+        raise type(exc)(exc.errno, os.strerror(exc.errno), os.fspath(path)) from exc
     finally:
         temp.unlink(missing_ok=True)
 
@@ -202,7 +285,12 @@ def staging_dir(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.saving-"))
+    except OSError as exc:
+        if exc.errno is None or type(exc).__module__ != "builtins":
+            raise
+        raise type(exc)(exc.errno, os.strerror(exc.errno), os.fspath(target)) from exc  # not the name it tried
     try:
         with locked(staging):
             yield staging
@@ -244,9 +332,25 @@ def replace_dir(staging: Path, target: str | os.PathLike) -> Path:
     return target
 
 
+def set_aside(path: str | os.PathLike, why: str = "damaged") -> Path:
+    """Rename ``path`` (a file, a link, a FIFO) to ``NAME.<why>-<date>-<time>`` beside it, never over another one.
+
+    For a damaged file that someone may want to look at or repair: kept, out of the way.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in itertools.count():
+        aside = path.with_name(f"{path.name}.{why}-{stamp}" + (f"-{attempt}" if attempt else ""))
+        if not os.path.lexists(aside):
+            os.rename(path, aside)
+            return aside
+    raise AssertionError("unreachable")
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's content, read in blocks (hex); ``OSError`` when it cannot be read."""
-    with open(path, "rb") as f:
+    """The SHA-256 of a regular file's content, read in blocks (hex); ``OSError`` when it cannot be read or is not a
+    regular file (a FIFO is refused at once, never waited on)."""
+    with open_regular(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 

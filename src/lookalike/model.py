@@ -40,7 +40,15 @@ from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_table
 from lookalike.ingest.sources import absolute_paths, folder_roots
-from lookalike.ingest.tables import Rows, as_query_rows, as_rows, find_feature_column, labels_of, stack_vectors
+from lookalike.ingest.tables import (
+    Rows,
+    as_query_rows,
+    as_rows,
+    find_feature_column,
+    labels_of,
+    stack_vectors,
+    without_missing_labels,
+)
 from lookalike.layout import MAP_FILE, MapLayout
 from lookalike.projection import Projection, fit_projection
 from lookalike.validation import check_positive_int, check_radius
@@ -511,8 +519,12 @@ class ImageSimilarityModel:
         """
         self._save_references(path)
         if len(self.decisions):
-            # Merged into those saved there (another explorer's, say); a model without decisions leaves them as they are.
-            self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
+            # A model without decisions leaves those saved there as they are.
+            self._merge_decisions(path)
+
+    def _merge_decisions(self, path: str | os.PathLike) -> None:
+        """Merge the decisions into those saved at ``path`` (another explorer's or ``lookalike decide``'s), locked."""
+        self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
 
     def _save_references(self, path: str | os.PathLike) -> None:
         """Everything :meth:`save` writes but the decisions, which have their own writer (merged, under a lock)."""
@@ -562,10 +574,17 @@ class ImageSimilarityModel:
         self.decisions.discard(self._file_of(label), self._file_of(keeper))
 
     def save_decisions(self, path: str | os.PathLike) -> None:
-        """Write only the decisions of the model saved at ``path`` (atomic, small: the embeddings are not rewritten)."""
+        """Write only the decisions of the model saved at ``path`` (atomic, small: the embeddings are not rewritten),
+        merged with those saved there since this model was loaded (several processes deciding at once all keep theirs).
+
+        Raises
+        ------
+        lookalike.decisions.DamagedDecisions
+            The ``decisions.json`` there is damaged: it is kept aside (the message names both files), nothing is written.
+        """
         if not storage.is_model_dir(Path(path)):
             raise InvalidArgument(f"{path} is not a saved lookalike model: save the model first")
-        self.decisions.save(path)
+        self._merge_decisions(path)
 
     def apply_decisions(
         self, move_to: str | os.PathLike | None = None, path: str | os.PathLike | None = None, *, mode: str = "move"
@@ -886,9 +905,12 @@ def create(
     if train_label is not None and projection is not None:
         raise InvalidArgument("pass train_label= (learn a projection here) or projection= (use a fitted one), not both")
     spec, whiten = _resolve_spec(model, preprocessing, descriptor, precision)
-    if spec is not None and train_label is None and projection is None:
-        check_method(method, spec.dim)  # before any embedding: the network's output is what gets indexed
+    indexed_dim = spec.dim if spec is not None and train_label is None and projection is None else None
+    if indexed_dim is not None:
+        check_method(method, indexed_dim)  # before any embedding: the network's output is what gets indexed
     rows, labels, load_failures, feature_column = _read_rows(engine.prepare(dataset), label, feature, spec)
+    if indexed_dim is not None:
+        check_method(method, indexed_dim, len(rows.table))  # and trainable on that many images at the most
     if spec is None:
         embedded = Embedded(rows.vectors, np.arange(len(rows.vectors)))
     else:
@@ -956,8 +978,8 @@ def _resolve_spec(model, preprocessing, descriptor, precision) -> tuple[ModelSpe
 def _read_rows(dataset: Any, label: str | None, feature: str | None, spec: ModelSpec | None):
     """``(rows, labels, failures of listing, feature column)``: the dataset as rows of images, or of vectors
     without a network; the feature column is the table's column they came from (Turi's ``feature``)."""
-    rows = as_rows(dataset, feature, vectors_only=spec is None, label=label)
-    load_failures = rows.failures or []
+    rows, unlabelled = without_missing_labels(as_rows(dataset, feature, vectors_only=spec is None, label=label), label)
+    load_failures = (rows.failures or []) + unlabelled
     if len(rows.table) == 0:
         detail = f" ({len(load_failures)} files could not be read, first: {load_failures[0]})" if load_failures else ""
         raise InvalidArgument(f"dataset is empty: no images found in {dataset!r}{detail}")

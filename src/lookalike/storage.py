@@ -45,7 +45,6 @@ import os
 import random
 import re
 import shutil
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +54,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lookalike.errors import InvalidArgument, LookalikeError, ModelFormatError, StaleModel
+from lookalike.errors import InvalidArgument, LookalikeError, ModelFormatError, NotRegularFile, StaleModel
 from lookalike.files import (
     fsync_dir,
     fsync_tree,
     locked,
+    open_regular,
     place_dir,
     reporting_full_disk,
     staging_dir,
@@ -130,21 +130,15 @@ Content = np.ndarray | pd.DataFrame | Callable[[Path], None]
 # ------------------------------------------------------------------------------------ reading
 
 
-def _nonblocking(path: str, flags: int) -> int:
-    # A FIFO opens at once without a writer instead of waiting for one; fstat then refuses it.
-    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-
-
 def _open_regular(path: Path, folder: Path) -> BinaryIO:
     """``path`` opened for reading if it is a regular file directly inside ``folder`` (links are followed, but not out)."""
     real = os.path.realpath(path)
     if os.path.dirname(real) != os.path.realpath(folder):
         raise ModelFormatError(f"{path} leads outside {folder} (to {real}): a model reads only its own files")
-    f = open(path, "rb", opener=_nonblocking)  # noqa: SIM115 (returned open)
-    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-        f.close()
-        raise ModelFormatError(f"{path} is not a regular file (a FIFO, device or folder): refusing to read it")
-    return f
+    try:
+        return open_regular(path)
+    except NotRegularFile as exc:
+        raise ModelFormatError(str(exc)) from None
 
 
 def _read_limited(path: Path, folder: Path, limit: int) -> bytes:

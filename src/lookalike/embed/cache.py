@@ -9,17 +9,22 @@ done, so a run killed half-way resumes from what it had embedded.
 The database records its schema version; a newer one is refused with a
 message to upgrade, an older one is rebuilt. It is only a cache, so it never
 stops a run: a damaged database (found when it is opened or when a query
-meets a damaged page) is moved aside with a warning and rebuilt, and a cache
-that cannot be written (a full disk, a read-only or odd path) is read where it
-can be and otherwise skipped, with a warning, while indexing goes on.
+meets a damaged page), or one that is not a database this version wrote (a
+FIFO or a loop of links in its place, a table dropped or with other columns),
+is moved aside with a warning and rebuilt; a cache that cannot be written (a
+full disk, a read-only or odd path) is read where it can be and otherwise
+skipped, with a warning, while indexing goes on. Nothing is opened before it
+is known not to be a FIFO, which would make SQLite wait forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import os
 import sqlite3
-import time
+import stat
 import warnings
 import zlib
 from collections.abc import Iterable, Sequence
@@ -29,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import CacheVersionError
+from lookalike.files import file_type, set_aside
 from lookalike.ingest.decode import ImageInfo
 from lookalike.ingest.pixel_facts import PixelFacts, facts_from_bytes, facts_to_bytes
 
@@ -38,8 +44,25 @@ from lookalike.ingest.pixel_facts import PixelFacts, facts_from_bytes, facts_to_
 SCHEMA_VERSION = 3
 _CHUNK = 500  # paths per SELECT ... IN (...): under SQLite's variable limit
 #: SQLite result codes (the low byte of extended codes) meaning the file is damaged, and meaning it cannot be written.
-_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+#: SQLITE_ERROR: one of our own statements failing means tables that are not ours (dropped, changed by hand).
+_DAMAGED = {1, 11, 26}  # SQLITE_ERROR, SQLITE_CORRUPT, SQLITE_NOTADB
 _UNWRITABLE = {3, 8, 10, 13, 14}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+
+
+#: The tables of the cache, as this version creates them (the columns of a database opened are checked against them).
+META_TABLE = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)"
+EMBEDDINGS_TABLE = """
+    CREATE TABLE embeddings (
+        fingerprint TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER, format TEXT,
+        vector BLOB NOT NULL, facts BLOB NOT NULL, crc INTEGER NOT NULL,
+        PRIMARY KEY (fingerprint, path)
+    ) WITHOUT ROWID
+"""
+
+
+class NotOurs(Exception):
+    """The cache's file is not a database this version wrote: a FIFO or a loop of links, a table dropped or changed."""
 
 
 def _code(exc: sqlite3.Error) -> int:
@@ -90,24 +113,53 @@ class EmbeddingCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open()
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, NotOurs) as exc:
             self._db = self._open_read_only(exc)
 
     def _open(self) -> sqlite3.Connection:
         try:
+            self._check_files()
             return self._connect()
-        except sqlite3.DatabaseError as exc:
-            if _code(exc) not in _DAMAGED:
+        except (sqlite3.DatabaseError, NotOurs) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and _code(exc) not in _DAMAGED:
                 raise
             self._move_aside(exc)
             return self._connect()
+
+    def _check_files(self) -> None:
+        """Refuse, before SQLite opens them, files it would wait on forever (a FIFO) or trip over (a loop of links).
+
+        Raises
+        ------
+        NotOurs
+            The database is a FIFO, socket, device or loop of links (to be moved aside).
+        """
+        for path in (self.path, *_journals(self.path)):
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                what = "a loop of symbolic links"
+            else:
+                if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder cannot be opened: read-only, see __init__
+                    continue
+                what = f"a {file_type(mode)}"
+            if path != self.path:  # the journal of this database, and not one: it holds nothing of ours
+                os.unlink(path)
+                self._warn(f"had {what} as {path.name}: removed")
+                continue
+            raise NotOurs(f"it is {what}, not a database")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at each checkpoint, never corrupt
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            db.execute(META_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+            _check_tables(db, ("meta",))
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             version = int(row[0]) if row else None
             if version is not None and version > SCHEMA_VERSION:
@@ -116,19 +168,11 @@ class EmbeddingCache:
                     "upgrade lookalike or delete the cache file"
                 )
             if version != SCHEMA_VERSION:
-                db.executescript(
-                    """
-                    DROP TABLE IF EXISTS embeddings;
-                    CREATE TABLE embeddings (
-                        fingerprint TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
-                        mtime_ns INTEGER NOT NULL, width INTEGER, height INTEGER, format TEXT,
-                        vector BLOB NOT NULL, facts BLOB NOT NULL, crc INTEGER NOT NULL,
-                        PRIMARY KEY (fingerprint, path)
-                    ) WITHOUT ROWID;
-                    """
-                )
+                db.execute("DROP TABLE IF EXISTS embeddings")
+                db.execute(EMBEDDINGS_TABLE)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 db.commit()
+            _check_tables(db)
         except BaseException:
             db.close()
             raise
@@ -138,7 +182,7 @@ class EmbeddingCache:
         """The cache for reading only, or None (no cache) when even that fails; warns either way."""
         self.writable = False
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
             db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
         except (OSError, ValueError, sqlite3.Error):
             self._warn(f"cannot be opened ({_reason(cause)}): indexing goes on without it")
@@ -146,15 +190,14 @@ class EmbeddingCache:
         self._warn(f"cannot be written ({_reason(cause)}): it is only read, new embeddings are not kept")
         return db
 
-    def _move_aside(self, cause: sqlite3.Error) -> None:
+    def _move_aside(self, cause: BaseException) -> None:
         """Keep a damaged database for inspection under another name, so a fresh one takes its place."""
-        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
         if self._db is not None:
             self._db.close()
             self._db = None
-        os.replace(self.path, aside)
-        for suffix in ("-wal", "-shm"):  # the journal belongs to the damaged file
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        aside = set_aside(self.path)
+        for journal in _journals(self.path):  # the journal belongs to the damaged file
+            journal.unlink(missing_ok=True)
         self._warn(f"is damaged ({_reason(cause)}): moved to {aside.name} and rebuilt")
 
     def _warn(self, what: str) -> None:
@@ -257,3 +300,36 @@ class EmbeddingCache:
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _journals(path: Path) -> tuple[Path, Path]:
+    """The files SQLite keeps beside a database in WAL mode."""
+    return Path(f"{path}-wal"), Path(f"{path}-shm")
+
+
+@functools.cache
+def _columns_written() -> dict[str, list[tuple]]:
+    """Each table's columns (name, type, not null, key) as this version creates them."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.execute(META_TABLE)
+        db.execute(EMBEDDINGS_TABLE)
+        return {table: _columns(db, table) for table in ("meta", "embeddings")}
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[tuple]:
+    # PRAGMA table_info rows: (position, name, type, notnull, default, primary key position).
+    return [
+        (name, kind.upper(), notnull, key)
+        for _, name, kind, notnull, _, key in db.execute(f"PRAGMA table_info({table})")
+    ]
+
+
+def _check_tables(db: sqlite3.Connection, tables: Sequence[str] = ("meta", "embeddings")) -> None:
+    """Raise :class:`NotOurs` unless ``tables`` have the columns this version writes (none dropped, none other)."""
+    for table in tables:
+        found, written = _columns(db, table), _columns_written()[table]
+        if not found:
+            raise NotOurs(f"its table {table} is missing")
+        if found != written:
+            names = ", ".join(column[0] for column in found)
+            raise NotOurs(f"its table {table} has other columns ({names}) than lookalike writes")

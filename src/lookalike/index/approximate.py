@@ -94,6 +94,39 @@ def factory_string(method: str, n: int, dim: int = 512) -> str:
     return method
 
 
+def training_needs(index: faiss.Index) -> list[tuple[int, str]]:
+    """``(vectors, what)`` for each part of a faiss index that k-means trains: what it needs at the least.
+
+    Examples
+    --------
+    >>> training_needs(faiss.index_factory(16, "IVF64,PQ4"))
+    [(64, 'its 64 inverted lists'), (256, 'the 256 centroids of each of its 4 product-quantiser parts')]
+    """
+    needs = []
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        needs.append((int(ivf.nlist), f"its {ivf.nlist} inverted lists"))
+    pq = getattr(faiss.downcast_index(ivf or index), "pq", None)
+    if pq is not None:
+        needs.append((int(pq.ksub), f"the {pq.ksub} centroids of each of its {pq.M} product-quantiser parts"))
+    return needs
+
+
+def check_trainable(method: str, index: faiss.Index, count: int) -> None:
+    """Refuse, before any training, an index that ``count`` vectors cannot train (more IVF lists or PQ centroids
+    than vectors: faiss would fail half-way with a C++ message)."""
+    lists = int(np.clip(round(np.sqrt(max(count, 1))), 1, 65536))  # as factory_string would take
+    for needed, what in training_needs(index):
+        if count < needed:
+            instead = (
+                f"'IVF{lists},Flat'" if "lists" in what else f"codes without product quantisation ('IVF{lists},SQ8')"
+            )
+            raise InvalidArgument(
+                f"method {method!r} cannot be trained on {count} vectors: {what} need at least {needed}; "
+                f"use {instead} or method 'auto'"
+            )
+
+
 def _faiss_metric(metric: str) -> int:
     return faiss.METRIC_INNER_PRODUCT if metric == "dot" else faiss.METRIC_L2
 
@@ -178,11 +211,17 @@ class ApproximateIndex:
             raise InvalidArgument(
                 f"method {self.method!r} is not a faiss index factory string: {_first_line(exc)}"
             ) from None
+        check_trainable(self.method, index, len(vectors))
         coded = faiss.downcast_index(faiss.try_extract_index_ivf(index) or index)
         if getattr(coded, "do_polysemous_training", False):
             coded.do_polysemous_training = False  # 20x the training time, for a search mode lookalike never uses
         if not index.is_trained:
-            index.train(_prepared(self.metric, _training_sample(vectors, self.spec)))
+            try:
+                index.train(_prepared(self.metric, _training_sample(vectors, self.spec)))
+            except RuntimeError as exc:  # any other need of a factory string's parts the data cannot meet
+                raise InvalidArgument(
+                    f"method {self.method!r} cannot be trained on {len(vectors)} vectors: {_first_line(exc)}"
+                ) from None
         return index
 
     def _add_to(self, index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, block: int = 65536) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.errors import InvalidArgument, ModelFormatError
-from lookalike.index.approximate import CODE_BUDGET, NAMED, ApproximateIndex
+from lookalike.index.approximate import CODE_BUDGET, NAMED, ApproximateIndex, check_trainable, factory_string
 from lookalike.index.base import BuildInfo, Index
 from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
@@ -133,14 +133,16 @@ def after_change(index: Index, vectors: np.ndarray, metric: str) -> Index:
     return index
 
 
-def check_method(method: str, dim: int | None = None) -> str:
+def check_method(method: str, dim: int | None = None, count: int | None = None) -> str:
     """Validate ``method=``: a named method, or a faiss factory string valid for ``dim``-d vectors.
 
     Without ``dim`` (not known yet) a factory string is only checked to be a
     non-empty string; :func:`build_index` checks it again at the real dimension,
     so ``"IVF256,PQ48"`` is accepted for 384-d vectors and refused for 512-d ones.
+    With ``count``, the most vectors there can be, an index they cannot train (``"IVF99999,Flat"`` on 32
+    photos) is refused too, before anything is embedded.
     """
-    if isinstance(method, str) and method in METHODS:
+    if isinstance(method, str) and method in METHODS and (method in ("auto", "brute_force") or dim is None):
         return method
     if isinstance(method, str) and method:
         if dim is None:
@@ -148,13 +150,15 @@ def check_method(method: str, dim: int | None = None) -> str:
         import faiss
 
         try:
-            faiss.index_factory(int(dim), method)
+            index = faiss.index_factory(int(dim), factory_string(method, count or 1, int(dim)))
         except RuntimeError as exc:
             detail = str(exc).strip().rsplit(": ", 1)[-1]  # faiss prefixes its C++ location
             raise InvalidArgument(
                 f"method must be one of {METHODS} or a faiss index factory string valid for {dim}-d vectors "
                 f"(like 'IVF1024,Flat'), got {method!r}: {detail}"
             ) from None
+        if count is not None:
+            check_trainable(method, index, count)
         return method
     raise InvalidArgument(
         f"method must be one of {METHODS} or a faiss index factory string like 'IVF1024,Flat', got {method!r}"

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import ImageError
+from lookalike.files import file_type
 
 #: Images with more pixels than this are refused as decompression bombs
 #: (Pillow's own warning threshold, about 89 megapixels).
@@ -143,13 +144,6 @@ def _read_head(fp: Any, size: int = 512) -> bytes:
         return b""
 
 
-def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device")):
-        if test(mode):
-            return name
-    return "block device" if stat.S_ISBLK(mode) else "special file"
-
-
 def _open_file(source: Any) -> Image.Image:
     """``Image.open`` with every failure turned into an ImageError."""
     register_plugins()
@@ -169,7 +163,7 @@ def _open_file(source: Any) -> Image.Image:
         if stat.S_ISDIR(status.st_mode):
             raise ImageError(name, "is a directory, not an image", "is a directory")
         if not stat.S_ISREG(status.st_mode):  # opening a FIFO would wait for a writer forever
-            raise ImageError(name, f"not a regular file (a {_file_type(status.st_mode)})", "not a regular file")
+            raise ImageError(name, f"not a regular file (a {file_type(status.st_mode)})", "not a regular file")
         if status.st_size == 0:
             raise ImageError(name, "empty file (0 bytes)", "empty")
         fp = path
@@ -235,6 +229,11 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
         raise ImageError(
             name, "an image array must be HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)", "unsupported image type"
         )
+    if np.iscomplexobj(array) or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ImageError(name, f"an image array must hold real numbers, not {array.dtype}", "unsupported image type")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        # Clipped to 0..255, NaN would become some colour: an answer about an image nobody has.
+        raise ImageError(name, "the image array holds NaN or infinite values", "invalid pixels")
     if array.dtype == np.uint16:
         # 16-bit pixels span 0..65535: scale them, as to_rgb does for 16-bit files, instead of clipping at 255.
         array = (array.astype(np.float32) * (255.0 / 65535.0)).round().astype(np.uint8)

@@ -78,7 +78,7 @@ def list_image_files(url: str | os.PathLike | Sequence[str | os.PathLike], recur
         sources = url
     files: list[Path] = []
     for source in sources:
-        path = Path(source)
+        path = Path(check_named(source))
         if path.is_dir():
             files.extend(_walk(path, recursive))
         elif path.exists():
@@ -92,6 +92,15 @@ def list_image_files(url: str | os.PathLike | Sequence[str | os.PathLike], recur
         else:
             raise FileNotFoundError(f"no such file or folder: {source}")
     return files
+
+
+def check_named(source: str | os.PathLike) -> str | os.PathLike:
+    """``source``, refused if it is an empty path: ``Path("")`` means the current folder, which nobody meant."""
+    if not os.fspath(source).strip():
+        raise InvalidArgument(
+            f"an empty path ({os.fspath(source)!r}) names no file or folder; for the current folder, pass '.'"
+        )
+    return source
 
 
 def _walk(folder: Path, recursive: bool) -> list[Path]:

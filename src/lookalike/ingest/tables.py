@@ -18,13 +18,16 @@ from PIL import Image
 
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.ingest.columns import column_kind, find_feature_column, value_kind
+from lookalike.ingest.decode import source_name
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_from_record
-from lookalike.ingest.sources import expand_sources, is_embeddings_file, is_table_file, read_table
+from lookalike.ingest.sources import check_named, expand_sources, is_embeddings_file, is_table_file, read_table
 
 
 def stack_vectors(values: Sequence[Any], where: str) -> np.ndarray:
     """A column of 1-D vectors -> one (n, d) float32 matrix, with a precise error for ragged rows."""
+    for value in values:
+        _real(value, where)
     try:
         matrix = np.stack([np.asarray(v, dtype=np.float32) for v in values])
     except ValueError:
@@ -47,7 +50,9 @@ def checked_matrix(matrix: np.ndarray, where: str) -> np.ndarray:
     A float32 array in memory order is kept as it is, not copied: an ``np.load(..., mmap_mode="r")``
     of ten million embeddings stays on disk, read through the page cache.
     """
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    if matrix.ndim == 2 and matrix.shape[1] == 0:
+        raise InvalidArgument(f"{where}: embeddings must have at least one value each, got shape {matrix.shape}")
+    matrix = np.ascontiguousarray(_real(matrix, where), dtype=np.float32)
     for start in range(0, len(matrix), _CHECK_ROWS):
         finite = np.isfinite(matrix[start : start + _CHECK_ROWS]).all(axis=1)
         if not finite.all():
@@ -55,6 +60,13 @@ def checked_matrix(matrix: np.ndarray, where: str) -> np.ndarray:
                 f"{where}: embedding row {start + int(np.argmin(finite))} holds NaN or infinite values"
             )
     return matrix
+
+
+def _real(values: Any, where: str) -> Any:
+    """``values``, refused if they are complex numbers (float32 would drop their imaginary parts without a word)."""
+    if np.iscomplexobj(values):
+        raise InvalidArgument(f"{where}: embeddings must be real numbers, got complex ones")
+    return values
 
 
 def _mapped_embeddings(path: Path) -> np.ndarray:
@@ -124,20 +136,23 @@ def as_rows(
 def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None = None) -> Rows:
     """Normalise ``query``'s dataset: one image, a list of images, a DataFrame, or embeddings."""
     if isinstance(dataset, (str, os.PathLike)):
-        if not Path(dataset).exists():
+        if not Path(check_named(dataset)).exists():
             raise FileNotFoundError(f"query image not found: {dataset}")
         return Rows(pd.DataFrame({"path": text_column([os.fspath(dataset)])}), "path")
     if isinstance(dataset, (bytes, bytearray, Image.Image)):
         return Rows(pd.DataFrame({"image": [dataset]}), "image")
     if isinstance(dataset, np.ndarray):
-        # Float arrays of 1 or 2 dimensions are embeddings; a float grayscale image must be HxWx1.
-        if np.issubdtype(dataset.dtype, np.floating) and dataset.ndim in (1, 2):
+        # Float arrays of 1 or 2 dimensions are embeddings (complex ones too, to be refused as such); a float
+        # grayscale image must be HxWx1.
+        if np.issubdtype(dataset.dtype, np.inexact) and dataset.ndim in (1, 2):
             if dataset.shape[-1] != dim:
                 raise InvalidArgument(
                     f"query embeddings have length {dataset.shape[-1]}, but this model's have length {dim} "
                     "(a float grayscale image must be passed as HxWx1)"
                 )
             matrix = dataset.reshape(-1, dim)
+            if len(matrix) == 0:  # as for an empty list or DataFrame: nothing was asked, and nothing would answer
+                raise InvalidArgument(f"query dataset is empty: the array of shape {dataset.shape} has no rows")
             return Rows(pd.DataFrame(index=range(len(matrix))), None, checked_matrix(matrix, "query"))
         if value_kind(dataset) == "image":
             return Rows(pd.DataFrame({"image": [dataset]}), "image")
@@ -170,6 +185,24 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
         "query dataset must be an image path, PIL image, bytes, numpy array, a list of those, "
         f"or a pandas DataFrame; got {type(dataset).__name__}"
     )
+
+
+def without_missing_labels(rows: Rows, label: str | None) -> tuple[Rows, list[Failure]]:
+    """``rows`` without those whose ``label`` cell is empty, and a failure naming each (the others are indexed).
+
+    A row is named by its index in the table (for a CSV file, 0 is the first row after the header).
+    """
+    if label is None or label not in rows.table.columns or not rows.table[label].isna().any():
+        return rows, []
+    missing = rows.table[label].isna().to_numpy()
+    failures = []
+    for position in np.flatnonzero(missing):
+        row = rows.table.index[position]
+        source = source_name(rows.table[rows.feature].iloc[position]) if rows.feature is not None else f"row {row}"
+        reason = f"row {row} has no id: its {label!r} cell is empty"
+        failures.append(Failure(None, source, "missing id", reason))
+    vectors = rows.vectors[~missing] if rows.vectors is not None else None
+    return Rows(rows.table[~missing].reset_index(drop=True), rows.feature, vectors, rows.failures), failures
 
 
 def labels_of(table: pd.DataFrame, label: str | None, what: str, unique: bool = True) -> np.ndarray:

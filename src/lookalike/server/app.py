@@ -16,7 +16,15 @@ from lookalike.server.errors import add_error_handlers, error_responses
 from lookalike.server.matching import MatchedSet
 from lookalike.server.review import Review
 from lookalike.server.routes import API_ROUTERS, page
-from lookalike.server.security import BodyLimit, HostGuard, OriginGuard, SecurityHeaders, bearer_guard
+from lookalike.server.security import (
+    BearerToken,
+    BodyLimit,
+    HostGuard,
+    NoByteOrderMark,
+    OriginGuard,
+    SecurityHeaders,
+    bearer_guard,
+)
 from lookalike.server.thumbnails import ThumbnailCache
 from lookalike.server.uploads import DecodeSlots, UploadLimits
 from lookalike.validation import check_positive_int, renamed_argument
@@ -54,7 +62,8 @@ def create_app(
         When given, every ``/api`` request must send ``Authorization: Bearer <token>``.
     cors : list of str, optional
         Origins allowed to call the API from other pages. None: no CORS headers at all, and a
-        POST from a page of another origin is refused (403).
+        POST from a page of another origin is refused (403). ``lookalike serve`` and
+        ``start_in_thread`` allow it only with a ``token``.
     allowed_hosts : list of str, optional
         Host names to answer (a guard against DNS rebinding), each with or without a port
         (``"localhost"``, ``"[::1]:8000"``); other Host headers get 400. None answers any.
@@ -114,7 +123,11 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(page.STATIC)), name="static")
     add_error_handlers(app)
 
-    # Outermost last: the size cap runs before anything reads the body.
+    # Outermost last: the size cap runs before anything reads the body, the Host and the token are checked before the
+    # body is read (inside CORS, which answers preflights: they carry no token), security headers on every answer.
+    app.add_middleware(NoByteOrderMark)
+    if token:
+        app.add_middleware(BearerToken, token=token)
     app.add_middleware(SecurityHeaders)
     if cors:
         app.add_middleware(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from lookalike.errors import InvalidArgument, LookalikeError, os_error_line
 from lookalike.ingest.decode import ImageError
 from lookalike.server import schemas
 from lookalike.server.uploads import UploadError
+
+logger = logging.getLogger("lookalike.server")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -43,6 +48,22 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     return _detail(422, "; ".join(parts))
 
 
+#: Causes of an OSError meaning the server's disk cannot take what it must write: 507 Insufficient Storage.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+async def named_error(request: Request, exc: Exception) -> JSONResponse:
+    """A lookalike error or an OSError that a person can act on (a full disk, a folder that cannot be written, a
+    damaged side file): its one line, naming the file and the cause; any other is an internal error."""
+    line = os_error_line(exc) or (str(exc) if isinstance(exc, LookalikeError) else None)
+    if line is None:
+        return await internal_error(request, exc)
+    logger.warning("%s %s: %s", request.method, request.url.path, line)
+    if getattr(exc, "errno", None) in NO_ROOM:
+        return _detail(507, line)
+    return _detail(400 if isinstance(exc, InvalidArgument) else 500, line)
+
+
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the server's log (uvicorn writes it), never to the client.
     return _detail(500, "internal server error (see the server log)")
@@ -53,4 +74,6 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ImageError, unreadable_image)
     app.add_exception_handler(UploadError, refused_upload)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(LookalikeError, named_error)
+    app.add_exception_handler(OSError, named_error)
     app.add_exception_handler(Exception, internal_error)

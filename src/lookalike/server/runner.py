@@ -30,8 +30,8 @@ def _uvicorn():
 
 
 def build_app(similarity_model: Any, host: str, token: str | None, **options: Any):
-    """``create_app`` after the bind check, answering only loopback Host headers when bound to loopback."""
-    check_bind(host, token)
+    """``create_app`` after the bind and CORS checks, answering only loopback Host headers when bound to loopback."""
+    check_bind(host, token, options.get("cors"))
     _uvicorn()
     from lookalike.server.app import create_app
 

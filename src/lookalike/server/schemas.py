@@ -160,7 +160,13 @@ def _not_a_boolean(value: object) -> object:
 Position = Annotated[int, BeforeValidator(_not_a_boolean)]
 
 
-class _OneReference(BaseModel):
+class _Request(BaseModel):
+    """A request body: a field it does not know is refused (a typo would otherwise be ignored silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _OneReference(_Request):
     index: Position = Field(ge=0, description="the reference decided on")
     path: str | None = Field(
         default=None,
@@ -189,11 +195,11 @@ class PairDecision(_OneReference):
 Decision = Annotated[FileDecision | PairDecision, Field(discriminator="action")]
 
 
-class Confirmation(BaseModel):
+class Confirmation(_Request):
     confirm: Literal[True] = Field(description="must be true: files are moved")
 
 
-class UndoRequest(BaseModel):
+class UndoRequest(_Request):
     manifest: str = Field(description="a manifest returned by /api/apply")
 
 

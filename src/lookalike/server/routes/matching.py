@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from lookalike.server import schemas
 from lookalike.server.dependencies import Thumbnails, View
@@ -49,19 +49,18 @@ def match_page(
 
 @router.get(
     "/match/other/{index}/thumbnail",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
 )
 def other_thumbnail(
     matched: Matched,
     thumbnails: Thumbnails,
     index: Annotated[int, PathParam(ge=0, description="position in the other set")],
-) -> FileResponse:
+) -> Response:
     """An upright JPEG thumbnail of an image of the other set."""
     if index >= matched.other.size:
         raise HTTPException(404, f"no image {index} in the other set: it has {matched.other.size}")
     path = matched.other.image_path(index)
     if path is None:
         raise HTTPException(404, f"image {index} of the other set has no file")
-    file = thumbnails.get(path)
-    return FileResponse(file, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    return thumbnails.response(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from lookalike.server import schemas
 from lookalike.server.dependencies import ReferenceIndex, Thumbnails, View
@@ -40,7 +40,7 @@ def reference(index: ReferenceIndex, view: View) -> dict:
 
 @router.get(
     "/references/{index}/thumbnail",
-    response_class=FileResponse,
+    response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404, 409)},
 )
 def thumbnail(
@@ -56,7 +56,7 @@ def thumbnail(
             "(an apply or undo changed the positions)",
         ),
     ] = None,
-) -> FileResponse:
+) -> Response:
     """An upright JPEG thumbnail of the reference (made once, then served from the disk cache).
 
     Browsers keep it a day by its address: pages put the path in the address, so that a position that
@@ -67,5 +67,4 @@ def thumbnail(
         raise HTTPException(404, f"reference {index} has no image file (it was built from in-memory images)")
     if expected is not None and expected != view.item(index)["path"]:
         raise HTTPException(409, f"reference {index} is another file now: reload the page")
-    file = thumbnails.get(path)  # an unreadable image is a 404 (see errors.unreadable_image)
-    return FileResponse(file, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    return thumbnails.response(path)  # an unreadable image is a 404 (see errors.unreadable_image)
