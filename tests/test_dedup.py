@@ -20,8 +20,8 @@ import lookalike as lk
 from conftest import SAMPLES, edit_manifest, manifest_of
 from lookalike.cli import main
 from lookalike.dedup import DEFAULT_THRESHOLDS, default_threshold
+from lookalike.dedup.tiers import Sameness
 from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DEFAULT_MODEL, get_spec
-from lookalike.errors import InvalidArgument
 
 PHOTOS = sorted(SAMPLES.rglob("*.jpg"))[::13][:6]  # six distinct photos from different classes
 #: The default network's (network, precision) part of a DEFAULT_THRESHOLDS key.
@@ -226,8 +226,8 @@ def test_cli_move_keeps_relative_paths_never_overwrites_and_undoes(photos, tmp_p
     assert main(["undo", manifest]) == 0  # a folder dedup keeps what undo needs: the manifest
     assert digest(photos) == before
     # The destination may not lie inside the folder: a second dedup would move files out of its own moves.
-    with pytest.raises(InvalidArgument, match="inside the indexed folder"):
-        main(["dedup", str(photos), "-q", "--move-to", str(photos / "dups"), "--debug"])
+    assert main(["dedup", str(photos), "-q", "--move-to", str(photos / "dups")]) == 1
+    assert "inside the indexed folder" in capsys.readouterr().err and digest(photos) == before
 
 
 def run_cli(args: list[str], stdin=subprocess.DEVNULL, **kw) -> subprocess.CompletedProcess:
@@ -328,20 +328,23 @@ def _copy_groups_hold_one_folder(dups: pd.DataFrame) -> None:
 
 
 @pytest.mark.needs_shared
-def test_neardup_edits_are_edited_copies_of_their_own_original_at_any_threshold(needs_shared):
-    """Crops and rotations of neardup's originals are found as edited copies of their own original (however far
-    their embeddings lie), and a looser threshold brings more look-alikes, never a copy link between two photos."""
-    model = lk.create(_neardup_subset(needs_shared / "neardup"), metric="cosine", verbose=False)
+def test_neardup_edits_are_edited_copies_of_their_own_original_and_groups_never_mix(needs_shared):
+    """neardup's hard crops and rotations, compared with their originals, are edited copies (measured: 96 of 100
+    on the first 100 groups); at the default threshold and a looser one, no copy link or discard joins two photos."""
+    files = _neardup_subset(needs_shared / "neardup")
+    judge = Sameness()
+    folders = sorted({Path(p).parent for p in files})
+    edited = [
+        judge.tier(str(f / "original.jpg"), str(f / f"{edit}.jpg")) for f in folders for edit in ("crop", "rotate")
+    ]
+    assert edited.count("edited") >= 0.9 * len(edited), edited
+    model = lk.create(files, metric="cosine", verbose=False)
     assert default_threshold(model.core) == DEFAULT_THRESHOLDS[(*DEFAULT_NETWORK, "gem", "cosine")] == 0.15
-    dups = model.find_duplicates()
+    dups = model.find_duplicates(sameness=judge)
     _copy_groups_hold_one_folder(dups)
-    found = dups[dups["action"] == "discard"]
-    names = found["path"].map(lambda p: Path(p).name)
-    # Measured: crops and rotations of 33 originals, grouped by their fingerprints and local features.
-    assert (names == "crop.jpg").sum() >= 20 and (names == "rotate.jpg").sum() >= 25
-    assert set(found["tier"]) <= {"edited", "resized"}
-    loose = model.find_duplicates(threshold=0.3)
-    assert len(loose) >= len(dups)
+    assert (dups["action"] == "discard").sum() >= 5  # the edits whose embeddings lie within the threshold
+    loose = model.find_duplicates(threshold=0.3, sameness=judge)
+    assert (loose["action"] == "discard").sum() > (dups["action"] == "discard").sum()
     _copy_groups_hold_one_folder(loose)
 
 

@@ -320,7 +320,15 @@ def test_map_is_a_tsne_layout_with_clusters(api, sample_model):
         "min": None,
         "max": None,
     }
-    assert result["columns"] == ["cluster", "folder", "width", "height", "format"]  # never the paths
+    facts = ["brightness", "contrast", "sharpness", "entropy", "colourfulness"]  # read off the pixels when indexed
+    assert result["columns"] == [
+        "cluster",
+        "folder",
+        "width",
+        "height",
+        "format",
+        *facts,
+    ]  # never paths or fingerprints
     assert api.get("/map", params={"limit": 100_000}).json()["index"] == list(range(80))
     assert api.get("/map", params={"limit": 100_001}).status_code == 422
 
@@ -341,12 +349,14 @@ def test_map_colours_by_folder_or_column(api, sample_model, sample_classes):
         response = api.get("/map", params={"color": bad})
         assert response.status_code == 422
         assert response.json()["detail"] == (
-            f"the map cannot be coloured by {bad!r}: choose one of cluster, folder, width, height, format"
+            f"the map cannot be coloured by {bad!r}: choose one of cluster, folder, width, height, format, "
+            "brightness, contrast, sharpness, entropy, colourfulness"
         )
     assert api.get("/map", params={"method": "umap"}).status_code == 422
     spec = api.get("/openapi.json").json()  # the spec names this model's colourings
     color = next(p for p in spec["paths"]["/api/map"]["get"]["parameters"] if p["name"] == "color")
-    assert color["schema"]["enum"] == ["cluster", "folder", "width", "height", "format"]
+    facts = ["brightness", "contrast", "sharpness", "entropy", "colourfulness"]
+    assert color["schema"]["enum"] == ["cluster", "folder", "width", "height", "format", *facts]
 
 
 def test_map_saved_with_the_model_is_served(saved_model, tmp_path):

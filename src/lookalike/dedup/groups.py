@@ -193,7 +193,7 @@ def find_duplicates(
     decided = _decided(references, decisions)
     sameness = sameness if sameness is not None else Sameness()
     candidates = candidate_pairs(references, threshold, k)
-    judged = _Judged(references, candidates, sameness, decided)
+    judged = _Judged(references, candidates, sameness, decided, threshold)
     built = []
     for component in judged.components():
         built += _groups_of(component, judged, facts, keep, acted, kept_folders, decided)
@@ -216,7 +216,9 @@ class _Group:
 class _Judged:
     """The candidate pairs, judged lazily: a pair's verdict is asked for only when it can change a group."""
 
-    def __init__(self, references: References, candidates: Candidates, sameness: Sameness, decided: Decided):
+    def __init__(
+        self, references: References, candidates: Candidates, sameness: Sameness, decided: Decided, threshold: float
+    ):
         self.paths = references.file_paths()
         self.sameness = sameness
         self.references = references
@@ -225,6 +227,8 @@ class _Judged:
         self.pairs = [pairs[i] for i in order if pairs[i] not in decided.apart]
         self.forced = {(min(a, b), max(a, b)): (a, b) for a, b in decided.linked}  # discarded -> its keeper
         self.verdicts: dict[tuple[int, int], Verdict] = {}
+        # Look-alikes are pairs within the threshold: a pair found by its fingerprints alone is a copy or nothing.
+        self.close = {pairs[i] for i in np.flatnonzero(candidates.distance <= threshold)}
 
     def verdict(self, a: int, b: int) -> Verdict:
         pair = (min(a, b), max(a, b))
@@ -276,7 +280,7 @@ def _groups_of(
     grouped = {p: i for i, g in enumerate(groups) for p in g}
     built = [_copy_group(g, links, judged, facts, keep, acted, kept_folders, decided) for g in groups]
     # Look-alikes: a photo in no copy group beside the group it is closest to; the rest in groups of their own.
-    similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy]
+    similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close]
     alone = [p for p in members if p not in grouped]
     nearest: dict[int, tuple[float, int, int]] = {}
     for a, b, _ in similar:
@@ -491,7 +495,7 @@ def _table(
             columns["position"].append(position)
             columns["keeper"].append(position == shown[0])
             columns["matched"].append(row["matched"])
-            columns["similar"].append(number.get(id(similar_to)) if similar_to not in (None, group) else None)
+            columns["similar"].append(number.get(id(similar_to)) if similar_to is not None else None)
             columns["distance"].append(0.0 if position == shown[0] else float(distance))
             rows.append(row)
     positions = np.array(columns["position"], np.int64)

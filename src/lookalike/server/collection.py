@@ -229,8 +229,13 @@ class Collection:
         if self.paths is not None and len(set(self._folders)) <= MAX_CATEGORIES:
             kinds[FOLDER] = "category"
         for name, column in self.model.references.items():
-            if name in kinds or name == self.model.feature or not isinstance(name, str):
-                continue
+            if (
+                name in kinds
+                or name == self.model.feature
+                or not isinstance(name, str)
+                or name.startswith("fingerprint")
+            ):
+                continue  # paths and copy fingerprints name things, they measure nothing
             if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
                 kinds[name] = "number"
             elif column.nunique(dropna=False) <= MAX_CATEGORIES:
