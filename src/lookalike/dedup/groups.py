@@ -12,6 +12,7 @@ keeper under another name.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from lookalike.decisions import Decisions
 from lookalike.dedup.candidates import Candidates, candidate_pairs
 from lookalike.dedup.keepers import POLICIES, Member, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
+from lookalike.embed.cache import EmbeddingCache, default_path
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
 from lookalike.files import cached_sha256
@@ -191,12 +193,17 @@ def find_duplicates(
     facts = _facts(references, keep)
     kept_folders = [os.path.realpath(folder) for folder in keep_in]
     decided = _decided(references, decisions)
-    sameness = sameness if sameness is not None else Sameness()
-    candidates = candidate_pairs(references, threshold, k)
-    judged = _Judged(references, candidates, sameness, decided, threshold)
-    built = []
-    for component in judged.components():
-        built += _groups_of(component, judged, facts, keep, acted, kept_folders, decided)
+    with contextlib.ExitStack() as stack:
+        if sameness is None:  # verdicts kept between runs, beside the embeddings
+            sameness = Sameness(cache=stack.enter_context(EmbeddingCache(default_path())))
+        candidates = candidate_pairs(references, threshold, k)
+        judged = _Judged(references, candidates, sameness, decided, threshold)
+        paths = judged.paths
+        sameness.recall([(paths[a], paths[b]) for a, b in judged.pairs] + [(p, p) for p in paths if p is not None])
+        built = []
+        for component in judged.components():
+            built += _groups_of(component, judged, facts, keep, acted, kept_folders, decided)
+        sameness.save()
     return _table(built, references, facts, wanted)
 
 

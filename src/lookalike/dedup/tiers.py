@@ -37,9 +37,10 @@ names, sizes or embeddings alone.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -122,7 +123,8 @@ def check_tiers(tiers: Any, allowed: tuple[str, ...] = TIERS, name: str = "tiers
 
 
 class Sameness:
-    """Gives pairs of image files their tier; decoded images and local features are kept per path.
+    """Gives pairs of image files their tier; decoded images and local features are kept per path, verdicts per
+    pair of file versions (in memory, and in the embedding cache's database when ``cache`` is given).
 
     Parameters
     ----------
@@ -131,9 +133,12 @@ class Sameness:
         recolouring, overlays), which needs OpenCV: None looks for it when
         OpenCV is installed, True requires it, a Verifier sets how local
         features are matched.
+    cache : lookalike.embed.cache.EmbeddingCache, optional
+        Where verdicts are kept between runs: a pair judged before is not
+        judged again while both files are unchanged (path, size, mtime).
     """
 
-    def __init__(self, edits: Any = None):
+    def __init__(self, edits: Any = None, cache: Any = None):
         if edits is None:
             import importlib.util
 
@@ -144,6 +149,11 @@ class Sameness:
 
             self._verifier = edits if isinstance(edits, Verifier) else Verifier(threads=1, cache_size=_IMAGES_KEPT)
         self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
+        self._cache = cache
+        self._known: dict[tuple, Verdict | tuple[float, float]] = {}
+        self._new: list[tuple] = []
+        # What was judged with edits looked for is not what was judged without: they are kept apart.
+        self._version = TIERS_VERSION * 2 + (self._verifier is not None)
 
     @property
     def checks_edits(self) -> bool:
@@ -153,6 +163,43 @@ class Sameness:
         """How much the images at paths ``a`` and ``b`` are the same, and why."""
         if a is None or b is None:
             return Verdict("similar", "no image file to compare")
+        if b < a:
+            found = self.verdict(b, a)
+            return replace(found, pictures=found.pictures[::-1]) if found.pictures else found
+        keys = _versions(a, b)
+        if keys is not None and (keys in self._known or self._stored(keys)):
+            return self._known[keys]
+        found = self._judge(a, b)
+        if keys is not None:
+            self._known[keys] = found
+            self._new.append((keys, found))
+        return found
+
+    def recall(self, pairs: list[tuple[str, str]]) -> None:
+        """Read the stored verdicts of many pairs at once (what :meth:`verdict` would otherwise read one by one)."""
+        if self._cache is None:
+            return
+        keyed = [keys for keys in (_versions(*sorted(p)) for p in pairs if None not in p) if keys is not None]
+        wanted = [keys for keys in keyed if keys not in self._known]
+        for position, text in self._cache.get_verdicts(wanted, self._version).items():
+            self._known[wanted[position]] = _parsed(text)
+
+    def _stored(self, keys: tuple) -> bool:
+        """Whether the cache holds a verdict for ``keys`` (now in memory too)."""
+        if self._cache is None:
+            return False
+        found = self._cache.get_verdicts([keys], self._version)
+        if found:
+            self._known[keys] = _parsed(found[0])
+        return bool(found)
+
+    def save(self) -> None:
+        """Keep the verdicts judged since the last save in the cache (nothing without one)."""
+        if self._cache is not None and self._new:
+            self._cache.put_verdicts(((*keys, _stored(found)) for keys, found in self._new), self._version)
+        self._new = []
+
+    def _judge(self, a: str, b: str) -> Verdict:
         digests = cached_sha256(a), cached_sha256(b)
         if digests[0] is not None and digests[0] == digests[1]:
             return Verdict("exact", "the same bytes")
@@ -175,14 +222,22 @@ class Sameness:
 
     def quality(self, path: str | None) -> tuple[float, float]:
         """``(enlargement, sharpness)`` of the image at ``path`` for the keeper policies (see
-        :mod:`lookalike.dedup.keepers`); ``(1, 0)`` when it cannot be read."""
+        :mod:`lookalike.dedup.keepers`); ``(1, 0)`` when it cannot be read. Kept like a verdict on the file
+        paired with itself."""
         from lookalike.dedup.keepers import enlargement, sharpness
 
+        keys = _versions(path, path) if path is not None else None
+        if keys is not None and (keys in self._known or self._stored(keys)):
+            return self._known[keys]
         image = self._image(path) if path is not None else None
         if image is None or isinstance(image, ImageError):
             return 1.0, 0.0
         factor = enlargement(image)
-        return factor, sharpness(image, factor)
+        found = (factor, sharpness(image, factor))
+        if keys is not None:
+            self._known[keys] = found
+            self._new.append((keys, found))
+        return found
 
     def _image(self, path: str) -> Image.Image | ImageError:
         if path in self._images:
@@ -221,6 +276,28 @@ class Sameness:
         return Verdict(
             "edited", f"the same capture, edited: {best.changed:.1%} of the aligned overlap differs", best.pictures
         )
+
+
+def _versions(a: str, b: str) -> tuple | None:
+    """What identifies a pair of file versions, or None when either cannot be read."""
+    from lookalike.embed.cache import FileKey
+
+    ka, kb = FileKey.of(a), FileKey.of(b)
+    return None if ka is None or kb is None else (ka, kb)
+
+
+def _stored(found: Verdict | tuple[float, float]) -> str:
+    if isinstance(found, Verdict):
+        return json.dumps({"tier": found.tier, "reason": found.reason, "pictures": found.pictures})
+    return json.dumps({"quality": list(found)})
+
+
+def _parsed(text: str) -> Verdict | tuple[float, float]:
+    record = json.loads(text)
+    if "quality" in record:
+        return tuple(record["quality"])
+    pictures = tuple(record["pictures"]) if record.get("pictures") else None
+    return Verdict(record["tier"], record["reason"], pictures)
 
 
 def _better(best: Compared | None, found: Compared) -> Compared:

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lookalike.config import cache_dir
-from lookalike.embed.cache import EmbeddingCache
+from lookalike.embed.cache import EmbeddingCache, default_path
 from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.errors import Failure
 from lookalike.ingest.download import DownloadSettings, localize
@@ -61,7 +60,7 @@ def embed_sources(
     """
     spec = embedder.spec
     local = localize(sources, download, verbose=verbose)  # URLs -> downloaded files
-    store = EmbeddingCache(cache_dir() / "embeddings.sqlite", spec.fingerprint, spec.dim) if cache else None
+    store = EmbeddingCache(default_path(), spec.fingerprint, spec.dim) if cache else None
     try:
         result = embedder.extract(local.sources, batch_size=batch_size, verbose=verbose, cache=store)
     finally:

@@ -40,8 +40,9 @@ from lookalike.ingest.pixel_facts import PixelFacts, facts_from_bytes, facts_to_
 
 #: 2: each vector carries a CRC-32, so damage inside a stored vector is a miss, not a wrong embedding; paths
 #: are the file names' bytes, so a name that is not valid UTF-8 is cached like any other. 3: each entry carries its
-#: image's pixel facts (copy fingerprints, exposure, sharpness), covered by the CRC too.
-SCHEMA_VERSION = 3
+#: image's pixel facts (copy fingerprints, exposure, sharpness), covered by the CRC too. 4: dedup's verdicts on
+#: pairs of files and its measures of single files (:mod:`lookalike.dedup.tiers`), by the files' versions.
+SCHEMA_VERSION = 4
 _CHUNK = 500  # paths per SELECT ... IN (...): under SQLite's variable limit
 #: SQLite result codes (the low byte of extended codes) meaning the file is damaged, and meaning it cannot be written.
 #: SQLITE_ERROR: one of our own statements failing means tables that are not ours (dropped, changed by hand).
@@ -59,6 +60,24 @@ EMBEDDINGS_TABLE = """
         PRIMARY KEY (fingerprint, path)
     ) WITHOUT ROWID
 """
+
+
+#: A pair's verdict, kept while both files are unchanged (``version``: the tiers' own, see TIERS_VERSION).
+VERDICTS_TABLE = """
+    CREATE TABLE verdicts (
+        a BLOB NOT NULL, a_size INTEGER NOT NULL, a_mtime_ns INTEGER NOT NULL,
+        b BLOB NOT NULL, b_size INTEGER NOT NULL, b_mtime_ns INTEGER NOT NULL,
+        version INTEGER NOT NULL, verdict TEXT NOT NULL, PRIMARY KEY (a, b)
+    ) WITHOUT ROWID
+"""
+TABLES = {"meta": META_TABLE, "embeddings": EMBEDDINGS_TABLE, "verdicts": VERDICTS_TABLE}
+
+
+def default_path() -> Path:
+    """The cache's database, under ``config.cache_dir()``."""
+    from lookalike.config import cache_dir
+
+    return cache_dir() / "embeddings.sqlite"
 
 
 class NotOurs(Exception):
@@ -98,13 +117,14 @@ class CachedImage:
 
 
 class EmbeddingCache:
-    """Embeddings of one model (``fingerprint``, ``dim``) in the SQLite file at ``path``.
+    """Embeddings of one model (``fingerprint``, ``dim``) in the SQLite file at ``path``, and dedup's verdicts on
+    pairs of files (any model: they come from the pixels).
 
     ``writable`` is False when entries cannot be stored (they are then only
     read, if the file could be opened at all): see the module docstring.
     """
 
-    def __init__(self, path: str | os.PathLike, fingerprint: str, dim: int):
+    def __init__(self, path: str | os.PathLike, fingerprint: str = "", dim: int = 0):
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.dim = dim
@@ -168,8 +188,10 @@ class EmbeddingCache:
                     "upgrade lookalike or delete the cache file"
                 )
             if version != SCHEMA_VERSION:
-                db.execute("DROP TABLE IF EXISTS embeddings")
-                db.execute(EMBEDDINGS_TABLE)
+                for table, create in TABLES.items():
+                    if table != "meta":
+                        db.execute(f"DROP TABLE IF EXISTS {table}")
+                        db.execute(create)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 db.commit()
             _check_tables(db)
@@ -224,17 +246,62 @@ class EmbeddingCache:
             return False
         raise exc
 
-    def get(self, keys: Sequence[FileKey | None]) -> dict[int, CachedImage]:
-        """Cached entries for the keys that match exactly, by position in ``keys``."""
+    def _reading(self, read, *args):
+        """``read(*args)`` on the database, ``{}`` when there is none or it cannot be read (see :meth:`_recover`)."""
         for _ in range(2):
             if self._db is None:
                 return {}
             try:
-                return self._get(keys)
+                return read(*args)
             except sqlite3.Error as exc:
                 if not self._recover(exc):
                     return {}
         return {}
+
+    def _writing(self, statement: str, rows: list[tuple]) -> None:
+        """Run ``statement`` for each of ``rows`` and commit; a no-op when the cache cannot be written."""
+        for _ in range(2):
+            if self._db is None or not self.writable:
+                return
+            try:
+                self._db.executemany(statement, rows)
+                self._db.commit()
+                return
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.rollback()
+                if not self._recover(exc):
+                    return
+
+    def get(self, keys: Sequence[FileKey | None]) -> dict[int, CachedImage]:
+        """Cached entries for the keys that match exactly, by position in ``keys``."""
+        return self._reading(self._get, keys)
+
+    def get_verdicts(self, pairs: Sequence[tuple[FileKey, FileKey]], version: int) -> dict[int, str]:
+        """Verdicts (as stored by :meth:`put_verdicts`) of the pairs whose files are both unchanged, by position."""
+        return self._reading(self._get_verdicts, pairs, version)
+
+    def _get_verdicts(self, pairs: Sequence[tuple[FileKey, FileKey]], version: int) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for start in range(0, len(pairs), _CHUNK // 2):
+            chunk = pairs[start : start + _CHUNK // 2]
+            where = " OR ".join(["(a=? AND b=?)"] * len(chunk))
+            values = [os.fsencode(k.path) for pair in chunk for k in pair]
+            rows = self._db.execute(f"SELECT * FROM verdicts WHERE version=? AND ({where})", (version, *values))
+            stored = {(os.fsdecode(r[0]), r[1], r[2], os.fsdecode(r[3]), r[4], r[5]): r[7] for r in rows}
+            for offset, (a, b) in enumerate(chunk):
+                verdict = stored.get((a.path, a.size, a.mtime_ns, b.path, b.size, b.mtime_ns))
+                if verdict is not None:
+                    found[start + offset] = verdict
+        return found
+
+    def put_verdicts(self, entries: Iterable[tuple[FileKey, FileKey, str]], version: int) -> None:
+        """Store each pair's verdict (any text), kept while both files are unchanged."""
+        rows = [
+            (os.fsencode(a.path), a.size, a.mtime_ns, os.fsencode(b.path), b.size, b.mtime_ns, version, verdict)
+            for a, b, verdict in entries
+        ]
+        self._writing("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _get(self, keys: Sequence[FileKey | None]) -> dict[int, CachedImage]:
         wanted: dict[str, list[int]] = {}
@@ -268,18 +335,7 @@ class EmbeddingCache:
             blob, stored_facts = np.ascontiguousarray(vector, dtype=np.float32).tobytes(), facts_to_bytes(facts)
             row = (key.size, key.mtime_ns, info.width, info.height, info.format, blob, stored_facts)
             rows.append((self.fingerprint, os.fsencode(key.path), *row, zlib.crc32(blob + stored_facts)))
-        for _ in range(2):
-            if self._db is None or not self.writable:
-                return
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.commit()
-                return
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.rollback()
-                if not self._recover(exc):
-                    return
+        self._writing("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def __len__(self) -> int:
         if self._db is None:
@@ -311,9 +367,9 @@ def _journals(path: Path) -> tuple[Path, Path]:
 def _columns_written() -> dict[str, list[tuple]]:
     """Each table's columns (name, type, not null, key) as this version creates them."""
     with contextlib.closing(sqlite3.connect(":memory:")) as db:
-        db.execute(META_TABLE)
-        db.execute(EMBEDDINGS_TABLE)
-        return {table: _columns(db, table) for table in ("meta", "embeddings")}
+        for create in TABLES.values():
+            db.execute(create)
+        return {table: _columns(db, table) for table in TABLES}
 
 
 def _columns(db: sqlite3.Connection, table: str) -> list[tuple]:
@@ -324,7 +380,7 @@ def _columns(db: sqlite3.Connection, table: str) -> list[tuple]:
     ]
 
 
-def _check_tables(db: sqlite3.Connection, tables: Sequence[str] = ("meta", "embeddings")) -> None:
+def _check_tables(db: sqlite3.Connection, tables: Sequence[str] = tuple(TABLES)) -> None:
     """Raise :class:`NotOurs` unless ``tables`` have the columns this version writes (none dropped, none other)."""
     for table in tables:
         found, written = _columns(db, table), _columns_written()[table]
