@@ -24,7 +24,7 @@ import pandas as pd
 
 from lookalike.core import References, as_references
 from lookalike.decisions import Decisions
-from lookalike.dedup.candidates import Candidates, candidate_pairs
+from lookalike.dedup.candidates import candidate_pairs
 from lookalike.dedup.keepers import POLICIES, Member, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
 from lookalike.embed.cache import EmbeddingCache, default_path
@@ -182,29 +182,8 @@ def find_duplicates(
     >>> dups[dups.action == "discard"].path.tolist()  # what a dedup would move  # doctest: +SKIP
     ['photos/IMG_0001 (copy).jpg']
     """
-    references = as_references(references)
-    if threshold is None:
-        threshold = default_threshold(references)
-    threshold = check_distance("threshold", threshold, references.metric)
-    keep = check_choice("keep", keep, POLICIES)
-    k = check_positive_int("k", k)
-    wanted = check_tiers(tiers) if tiers is not None else TIERS
-    acted = check_tiers(act_on, COPY_TIERS, "act_on")
-    facts = _facts(references, keep)
-    kept_folders = [os.path.realpath(folder) for folder in keep_in]
-    decided = _decided(references, decisions)
-    with contextlib.ExitStack() as stack:
-        if sameness is None:  # verdicts kept between runs, beside the embeddings
-            sameness = Sameness(cache=stack.enter_context(EmbeddingCache(default_path())))
-        candidates = candidate_pairs(references, threshold, k)
-        judged = _Judged(references, candidates, sameness, decided, threshold)
-        paths = judged.paths
-        sameness.recall([(paths[a], paths[b]) for a, b in judged.pairs] + [(p, p) for p in paths if p is not None])
-        built = []
-        for component in judged.components():
-            built += _groups_of(component, judged, facts, keep, acted, kept_folders, decided)
-        sameness.save()
-    return _table(built, references, facts, wanted)
+    with DuplicateFinder(references, threshold, k, sameness) as finder:
+        return finder.find(keep=keep, tiers=tiers, decisions=decisions, act_on=act_on, keep_in=keep_in)
 
 
 #: Most times a group's keeper is chosen again after measuring every member against the one chosen before.
@@ -220,22 +199,51 @@ class _Group:
     copies: bool  # a group of copies (else of look-alikes only)
 
 
-class _Judged:
-    """The candidate pairs, judged lazily: a pair's verdict is asked for only when it can change a group."""
+class DuplicateFinder:
+    """The copy groups of one set of references at one threshold, asked for again and again (an explorer's review):
+    candidates are found once, verdicts remembered, and a set of candidates is grouped again only when a decision
+    about one of its files changed.
+
+    Parameters are those of :func:`find_duplicates`; close it (or use it as a context manager) to release the
+    verdicts' database when it opened one itself.
+    """
 
     def __init__(
-        self, references: References, candidates: Candidates, sameness: Sameness, decided: Decided, threshold: float
+        self, references: References, threshold: float | None = None, k: int = 10, sameness: Sameness | None = None
     ):
-        self.paths = references.file_paths()
-        self.sameness = sameness
+        references = as_references(references)
+        if threshold is None:
+            threshold = default_threshold(references)
+        self.threshold = check_distance("threshold", threshold, references.metric)
+        self.k = check_positive_int("k", k)
         self.references = references
+        self.paths = references.file_paths()
+        self._closing = contextlib.ExitStack()
+        if sameness is None:  # verdicts kept between runs, beside the embeddings
+            sameness = Sameness(cache=self._closing.enter_context(EmbeddingCache(default_path())))
+        self.sameness = sameness
+        candidates = candidate_pairs(references, self.threshold, self.k)
         pairs = [tuple(p) for p in candidates.pairs.tolist()]
         order = np.lexsort((candidates.distance, candidates.bits))  # likeliest copies first
-        self.pairs = [pairs[i] for i in order if pairs[i] not in decided.apart]
-        self.forced = {(min(a, b), max(a, b)): (a, b) for a, b in decided.linked}  # discarded -> its keeper
-        self.verdicts: dict[tuple[int, int], Verdict] = {}
+        self.pairs = [pairs[i] for i in order]
         # Look-alikes are pairs within the threshold: a pair found by its fingerprints alone is a copy or nothing.
-        self.close = {pairs[i] for i in np.flatnonzero(candidates.distance <= threshold)}
+        self.close_pairs = {pairs[i] for i in np.flatnonzero(candidates.distance <= self.threshold)}
+        self.verdicts: dict[tuple[int, int], Verdict] = {}
+        self._components = _components(self.pairs)
+        self._grouped: dict[tuple, list[_Group]] = {}
+        self._facts: dict[str, dict[str, np.ndarray]] = {}
+        paths = self.paths
+        sameness.recall([(paths[a], paths[b]) for a, b in self.pairs] + [(p, p) for p in paths if p is not None])
+
+    def __enter__(self) -> DuplicateFinder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sameness.save()
+        self._closing.close()
 
     def verdict(self, a: int, b: int) -> Verdict:
         pair = (min(a, b), max(a, b))
@@ -243,23 +251,60 @@ class _Judged:
             self.verdicts[pair] = self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]])
         return self.verdicts[pair]
 
-    def components(self) -> list[list[tuple[int, int]]]:
-        """The candidate pairs (and a person's links) grouped by connected component, each in judging order."""
-        from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it here
+    def find(
+        self,
+        keep: str = "resolution",
+        tiers: str | Sequence[str] | None = None,
+        decisions: Decisions | None = None,
+        act_on: str | Sequence[str] = COPY_TIERS,
+        keep_in: Sequence[str | os.PathLike] = (),
+    ) -> pd.DataFrame:
+        """The groups as :func:`find_duplicates` returns them, with these options and decisions."""
+        keep = check_choice("keep", keep, POLICIES)
+        wanted = check_tiers(tiers) if tiers is not None else TIERS
+        acted = check_tiers(act_on, COPY_TIERS, "act_on")
+        if keep not in self._facts:  # sizes and times read from disk once per finder
+            self._facts[keep] = _facts(self.references, keep)
+        facts = self._facts[keep]
+        kept_folders = tuple(os.path.realpath(folder) for folder in keep_in)
+        decided = _decided(self.references, decisions)
+        built = []
+        for component in _joined(self._components, decided.linked):
+            members = {p for pair in component for p in pair}
+            key = (tuple(component), decided.about(members), keep, acted, kept_folders)
+            if key not in self._grouped:
+                pairs = [p for p in component if p not in decided.apart]
+                self._grouped[key] = _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
+            built += self._grouped[key]
+        self.sameness.save()
+        return _table(built, self.references, facts, wanted)
 
-        joined = UnionFind()
-        every = self.pairs + [p for p in self.forced if p not in set(self.pairs)]
-        for a, b in every:
-            joined.union(a, b)
-        parts: dict[int, list[tuple[int, int]]] = {}
-        for pair in every:
-            parts.setdefault(joined[pair[0]], []).append(pair)
-        return sorted(parts.values(), key=lambda pairs: min(min(p) for p in pairs))
+
+def _components(pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """``pairs`` grouped by connected component, each in the order given, components by their first member."""
+    from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it here
+
+    joined = UnionFind()
+    for a, b in pairs:
+        joined.union(a, b)
+    parts: dict[int, list[tuple[int, int]]] = {}
+    for pair in pairs:
+        parts.setdefault(joined[pair[0]], []).append(pair)
+    return sorted(parts.values(), key=lambda component: min(min(p) for p in component))
+
+
+def _joined(components: list[list[tuple[int, int]]], links: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """The components with a person's links added: a discard ties its file to its keeper, wherever they were."""
+    if not links:
+        return components
+    pairs = [pair for component in components for pair in component]
+    known = set(pairs)
+    return _components(pairs + [p for p in {(min(a, b), max(a, b)) for a, b in links} if p not in known])
 
 
 def _groups_of(
     pairs: list[tuple[int, int]],
-    judged: _Judged,
+    judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
     acted: tuple[str, ...],
@@ -272,7 +317,7 @@ def _groups_of(
     copies = UnionFind()
     links: dict[tuple[int, int], Verdict] = {}
     for a, b in pairs:
-        if (a, b) in judged.forced:
+        if (a, b) in decided.forced:
             links[(a, b)] = judged.verdict(a, b)
             copies.union(a, b)
         elif copies[a] != copies[b]:  # two members already joined by copies need no verdict of their own
@@ -287,7 +332,7 @@ def _groups_of(
     grouped = {p: i for i, g in enumerate(groups) for p in g}
     built = [_copy_group(g, links, judged, facts, keep, acted, kept_folders, decided) for g in groups]
     # Look-alikes: a photo in no copy group beside the group it is closest to; the rest in groups of their own.
-    similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close]
+    similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close_pairs]
     alone = [p for p in members if p not in grouped]
     nearest: dict[int, tuple[float, int, int]] = {}
     for a, b, _ in similar:
@@ -323,7 +368,7 @@ def links_reason(links: dict[tuple[int, int], Verdict], a: int, b: int) -> str:
     return verdict.reason if verdict is not None else ""
 
 
-def _distance(judged: _Judged, a: int, b: int) -> float:
+def _distance(judged: DuplicateFinder, a: int, b: int) -> float:
     vectors = judged.references.embeddings
     return float(exact_distances_at(judged.references.metric, vectors[[a]], vectors, np.array([[b]]))[0, 0])
 
@@ -338,7 +383,7 @@ def _row(action: str, tier: str, matched: int | None, similar_to: Any, reason: s
 def _members(
     positions: list[int],
     links: dict[tuple[int, int], Verdict],
-    judged: _Judged,
+    judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     kept_folders: list[str],
     decided: Decided,
@@ -396,7 +441,7 @@ def _inside(path: str | None, folders: list[str]) -> bool:
 def _copy_group(
     positions: list[int],
     links: dict[tuple[int, int], Verdict],
-    judged: _Judged,
+    judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
     acted: tuple[str, ...],
@@ -461,7 +506,7 @@ def _join_same_pixels(members: list[Member], links: dict[tuple[int, int], Verdic
 def _lookalike_group(
     positions: list[int],
     links: dict[tuple[int, int], Verdict],
-    judged: _Judged,
+    judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
 ) -> _Group:
@@ -538,6 +583,20 @@ class Decided:
     kept: set[int] = field(default_factory=set)
     discarded: set[int] = field(default_factory=set)
     linked: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def forced(self) -> set[tuple[int, int]]:
+        """The pairs a discard links, as ``(smaller, larger)``."""
+        return {(min(a, b), max(a, b)) for a, b in self.linked}
+
+    def about(self, members: set[int]) -> tuple:
+        """The decisions that concern ``members``: what a regrouping of them depends on."""
+        return (
+            tuple(sorted(p for p in self.apart if p[0] in members)),
+            tuple(sorted(self.kept & members)),
+            tuple(sorted(self.discarded & members)),
+            tuple(sorted(p for p in self.linked if p[0] in members)),
+        )
 
 
 def _decided(references: References, decisions: Decisions | None) -> Decided:
