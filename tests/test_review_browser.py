@@ -1,8 +1,9 @@
 """Reviewing duplicates in the explorer with the keyboard alone: a real browser, a real server, real photos.
 
-120 groups of copies are made from the 80 vendored photos (and 40 side-by-side pairs of them, so that there
-are more originals than photos): exact copies, half-size and quality-60 re-saves, PNG re-saves. A person
-reviews 100 groups with keys only, applies the discards, restarts the server, re-indexes, and undoes.
+120 groups of copies are made from the 80 vendored photos (and 40 generated pictures, so that there are more
+originals than photos): exact copies, half-size and quality-60 re-saves, PNG re-saves; the first group
+also holds a look-alike (the photo with a large part of it changed), which is never suggested for discard. A
+person reviews 100 groups with keys only, applies the discards, restarts the server, re-indexes, and undoes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import lookalike as lk
 from lookalike.decisions import read_saved
@@ -37,24 +38,41 @@ CURRENT = """() => {
   return {
     group: Number(card.dataset.group),
     members: [...card.querySelectorAll('.tile')].map((t) => ({
-      index: Number(t.dataset.index), path: t.title, keeper: t.classList.contains('keeper'),
-      decision: t.dataset.decision, current: t.classList.contains('current'),
+      index: Number(t.dataset.index), path: t.title.split('\\n')[0], keeper: t.classList.contains('keeper'),
+      decision: t.dataset.decision, current: t.classList.contains('current'), action: t.dataset.action,
     })),
   };
 }"""
 CARDS = """() => [...document.querySelectorAll('#duplicates .group')].map((card) => ({
   group: Number(card.dataset.group),
-  members: [...card.querySelectorAll('.tile')].map((t) => ({path: t.title, decision: t.dataset.decision})),
+  members: [...card.querySelectorAll('.tile')].map((t) => ({path: t.title.split('\\n')[0], decision: t.dataset.decision})),
 }))"""
 
 
+def _perspective(target: tuple, source: tuple) -> list[float]:
+    """PIL's 8 perspective coefficients taking each point of ``target`` to the matching point of ``source``."""
+    rows = []
+    for (x, y), (u, v) in zip(target, source, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    return np.linalg.solve(np.array(rows), np.array(source, dtype=float).ravel()).tolist()
+
+
 def make_groups(root: Path) -> Path:
-    """GROUPS folders ``NNN/``, each an original ``photo.jpg`` and copies of it: 30 groups of 4 images, 90 of 2."""
+    """GROUPS folders ``NNN/``, each an original ``photo.jpg`` and copies of it: 30 groups of 4 images, 90 of 2; the
+    fourth also holds ``lookalike.jpg``, the photo as if seen from a little to the side (a look-alike, never a copy)."""
     root.mkdir(parents=True)
     originals = [Image.open(p).convert("RGB") for p in SAMPLE_PHOTOS]
-    for j, left in enumerate(originals[:40]):
-        right = originals[(j + 47) % len(SAMPLE_PHOTOS)].resize(left.size)  # another class beside it: a new picture
-        originals.append(Image.fromarray(np.concatenate([np.asarray(left), np.asarray(right)], axis=1)))
+    rng = np.random.default_rng(7)
+    for _ in range(40):  # pictures of their own: anything made from a photo would be an edited copy of it
+        shapes = Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).resize((400, 400))
+        draw = ImageDraw.Draw(shapes)
+        for _ in range(12):
+            x, y = rng.integers(0, 400, 2)
+            draw.ellipse(
+                (x, y, x + rng.integers(20, 160), y + rng.integers(20, 160)), fill=tuple(rng.integers(0, 255, 3))
+            )
+        originals.append(shapes)
     for n, image in enumerate(originals):
         folder = root / f"{n:03d}"
         folder.mkdir()
@@ -72,6 +90,13 @@ def make_groups(root: Path) -> Path:
             Image.open(folder / "photo.jpg").save(folder / "photo-q60.jpg", quality=60)
         if kind == 3:
             Image.open(folder / "photo.jpg").save(folder / "photo.png")
+    # Another capture of the same thing: seen from a little to the side (a perspective no single turn undoes).
+    w, h = originals[3].size
+    warp = _perspective(((0, 0), (w, 0), (w, h), (0, h)), ((w * 0.12, h * 0.06), (w, 0), (w * 0.94, h * 0.97), (0, h)))
+    changed = originals[3].transform(
+        (w, h), Image.Transform.PERSPECTIVE, warp, Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)
+    )
+    changed.save(root / "003" / "lookalike.jpg", quality=92)
     return root
 
 
@@ -141,7 +166,8 @@ def shows_its_own_file(tab) -> None:
         ".every(i => i.complete && i.naturalWidth > 0)"
     )
     sources = tab.eval_on_selector_all(
-        "#duplicates .group.current .tile", "tiles => tiles.map(t => [t.title, t.querySelector('img').src])"
+        "#duplicates .group.current .tile",
+        "tiles => tiles.map(t => [t.title.split('\\n')[0], t.querySelector('img').src])",
     )
     for path, source in sources:
         address = urlsplit(source)
@@ -215,13 +241,17 @@ def test_a_phone_reviews_with_taps(open_tab, collection):
         tab.tap("#review-bar [data-key='s']")
         tab.wait_for_function(IDLE)
         chosen = first["members"][1]["path"]
-        assert tab.evaluate(CURRENT)["members"][0]["path"] == chosen
+        regrouped = tab.evaluate(CURRENT)["members"]
+        assert regrouped[0]["path"] == chosen
         tab.tap("#review-bar [data-key='a']")
         tab.wait_for_function(IDLE)
         assert tab.evaluate(CURRENT)["group"] == first["group"] + 1
-        assert {m["path"]: model.decisions.state_of(m["path"]) for m in first["members"]} == {
-            m["path"]: "keep" if m["path"] == chosen else "discard" for m in first["members"]
+        # Copies of the new keeper are discarded; the look-alike (another capture) is left undecided.
+        assert {m["path"]: model.decisions.state_of(m["path"]) for m in regrouped} == {
+            m["path"]: "keep" if m["path"] == chosen else "discard" if m["action"] == "discard" else None
+            for m in regrouped
         }
+        assert any(m["action"] == "none" for m in regrouped)
 
 
 def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collection):
@@ -235,7 +265,7 @@ def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collectio
         assert tab.inner_text("#review-progress") == f"Group 1 of {GROUPS} · 0 decisions · 0 discards waiting"
         assert tab.locator("#review-saved").is_hidden()
         assert str(move_to) in tab.inner_text("#apply-where")
-        assert "keeper: most pixels" in tab.inner_text("#duplicates .group.current")
+        assert "keeper: the original" in tab.inner_text("#duplicates .group.current")  # of identical copies
         facts = tab.inner_text("#duplicates .group.current .tile.keeper .facts")
         assert "×" in facts and "KB" in facts
 
@@ -253,9 +283,13 @@ def test_a_person_reviews_100_groups_with_the_keyboard_alone(open_tab, collectio
             keeper = next(m for m in state["members"] if m["keeper"])
             marks[keeper["path"]] = ("keep", None)
             for member in state["members"]:
-                if member is not keeper:
+                if member is not keeper and member["action"] == "discard":  # copies of the keeper, not look-alikes
                     marks[member["path"]] = ("discard", keeper["path"])
             press(tab, "a")
+
+        first = tab.evaluate(CURRENT)["members"]
+        looks = [m for m in first if m["path"].endswith("lookalike.jpg")]
+        assert len(looks) == 1 and looks[0]["action"] == "none" and looks[0]["decision"] == "none"
 
         reviewed = splits = 0
         while reviewed < REVIEWED:

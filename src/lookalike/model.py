@@ -300,6 +300,19 @@ class ImageSimilarityModel:
             sameness=sameness,
         )
 
+    def saved_since(self) -> bool:
+        """Whether the model this one was loaded from (and last saved to) has been saved by another process since:
+        a re-index or an apply from the command line. ``lookalike.load_model`` again reads what it saved."""
+        if self._saved_as is None:
+            return False
+        path, generation = self._saved_as
+        return storage.current_generation(path) != generation
+
+    def duplicate_finder(self, threshold: float | None = None, k: int = 10) -> dedup.DuplicateFinder:
+        """A :class:`lookalike.dedup.DuplicateFinder` over these references: candidates found once, verdicts
+        remembered, for asking :meth:`find_duplicates`'s question again and again (``finder.find(decisions=...)``)."""
+        return dedup.DuplicateFinder(self.core, threshold=threshold, k=k)
+
     def calibrate_duplicates(self, sample: int = 50, pairs: int = 200_000) -> Calibration:
         """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.calibrate`.
 

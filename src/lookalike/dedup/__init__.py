@@ -9,9 +9,10 @@ keep (:mod:`.groups`).
 from lookalike.dedup.groups import (
     DEFAULT_THRESHOLDS,
     POLICIES,
+    DuplicateFinder,
     default_threshold,
     find_duplicates,
     summary_text,
 )
 
-__all__ = ["DEFAULT_THRESHOLDS", "POLICIES", "default_threshold", "find_duplicates", "summary_text"]
+__all__ = ["DEFAULT_THRESHOLDS", "DuplicateFinder", "POLICIES", "default_threshold", "find_duplicates", "summary_text"]

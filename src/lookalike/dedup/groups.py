@@ -37,6 +37,7 @@ from lookalike.validation import check_choice, check_distance, check_positive_in
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "DuplicateFinder",
     "POLICIES",
     "default_threshold",
     "summary_text",

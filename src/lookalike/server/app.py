@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -109,6 +110,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.collection = Collection(similarity_model)
+    app.state.reloading = threading.Lock()  # one reload of a model saved under the server at a time
     app.state.thumbnails = ThumbnailCache(thumbnail_dir or cache_dir() / "thumbnails", size=thumbnail_size)
     app.state.upload_limits = UploadLimits(max_upload_bytes, max_upload_pixels)
     app.state.decode_slots = DecodeSlots()

@@ -66,6 +66,8 @@ class Collection:
         self._embedder_lock = threading.Lock()
         self._embedder_ready = False
         self._decisions_version = 0  # part of the duplicate groups' cache key: a decision can regroup them
+        self._finders: dict[tuple[float, int], Any] = {}  # candidates and verdicts, per threshold and k
+        self._finders_lock = threading.Lock()
         self._map_lock = threading.Lock()
         self._maps: dict[str, MapLayout] = {}
 
@@ -176,21 +178,37 @@ class Collection:
         return self.model.decisions.state_of(path) if path is not None else None
 
     def duplicate_groups(self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None = None) -> list:
-        """Near-duplicate groups from :func:`lookalike.dedup.find_duplicates`, largest first.
+        """Copy groups (and their look-alikes) from :func:`lookalike.dedup.find_duplicates`, largest first, with the
+        decisions recorded so far.
 
-        Each group is a list of members (``position, keeper, distance, tier, bytes, mtime``), keeper first;
-        with ``tiers``, only members of those tiers (and groups that keep one). Person's decisions count.
+        Each group is a list of members (``position, keeper, action, tier, matched, similar_to_group, reason,
+        distance, bytes, mtime``), keeper first; with ``tiers``, only members of those tiers (and groups that
+        keep one). Candidates and verdicts are kept per threshold: a decision regroups only what it touches.
         """
         return self._groups(threshold, k, keep, tiers, self._decisions_version)
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one Collection lives as long as its app
     def _groups(self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None, version: int) -> list:
-        table = self.model.find_duplicates(threshold=threshold, keep=keep, k=k, tiers=tiers)
-        table["position"] = self.positions_of(table["label"])
-        columns = [c for c in ("position", "keeper", "distance", "tier", "bytes", "mtime") if c in table.columns]
+        with self._finders_lock:
+            if (threshold, k) not in self._finders:
+                self._finders[(threshold, k)] = self.model.duplicate_finder(threshold=threshold, k=k)
+            table = self._finders[(threshold, k)].find(keep=keep, tiers=tiers, decisions=self.model.decisions)
+        positions = self.positions_of(table["label"])
+        matched = table["matched"].to_numpy()
+        has_match = pd.notna(matched)
+        matched_positions = np.full(len(table), -1, np.int64)
+        if has_match.any():
+            matched_positions[has_match] = self.positions_of(matched[has_match])
+        columns = [c for c in ("keeper", "action", "tier", "reason", "distance", "bytes", "mtime") if c in table]
         groups: dict[int, list[dict[str, Any]]] = {}
-        for group, row in zip(table["group"].tolist(), table[columns].to_dict("records"), strict=True):
-            groups.setdefault(group, []).append({k: _plain(v) for k, v in row.items()})
+        records = table[columns].to_dict("records")
+        similar = table["similar_to_group"].to_numpy(dtype=object)
+        for i, (group, row) in enumerate(zip(table["group"].tolist(), records, strict=True)):
+            member = {k: _plain(v) for k, v in row.items()}
+            member["position"] = int(positions[i])
+            member["matched"] = int(matched_positions[i]) if has_match[i] else None
+            member["similar_to_group"] = None if pd.isna(similar[i]) else int(similar[i])
+            groups.setdefault(group, []).append(member)
         return [groups[number] for number in sorted(groups)]
 
     @functools.cached_property

@@ -18,7 +18,17 @@ from lookalike.server.uploads import DecodeSlots, UploadLimits
 
 
 def get_collection(request: Request) -> Collection:
-    return request.app.state.collection
+    """The collection served, loaded again first when its saved model changed under the server (a re-index, an
+    apply or an undo from the command line): a page never acts on references another process replaced."""
+    state = request.app.state
+    path = state.review.model_path
+    if path is not None and state.collection.model.saved_since():
+        with state.reloading:
+            if state.collection.model.saved_since():
+                from lookalike import load_model
+
+                state.collection = Collection(load_model(path))
+    return state.collection
 
 
 def get_thumbnails(request: Request) -> ThumbnailCache:

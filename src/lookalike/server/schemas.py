@@ -67,9 +67,16 @@ class Member(Reference):
     keeper: bool = Field(description="the image of the group a dedup would keep (the first member)")
     distance: float = Field(description="distance to the group's keeper")
     tier: str = Field(
-        description="how much it is the same as the keeper: exact, same-pixels, resized, edited or similar "
-        "(a keeper: its group's strongest)"
+        description="its strongest link in the group: exact, same-pixels, resized, edited (copies) or similar "
+        "(a look-alike); a keeper: its group's strongest"
     )
+    action: Literal["keep", "discard", "none"] = Field(
+        description="what a dedup does with it: keep (the keeper), discard (a copy of the keeper), none (a "
+        "look-alike, a copy of another member, or kept by a person)"
+    )
+    matched: int | None = Field(default=None, description="position of the member its tier links it to")
+    similar_to_group: int | None = Field(default=None, description="a look-alike: the group (number) it resembles")
+    reason: str = Field(description="why it is kept, discarded or left alone, in words")
     bytes: int | None = Field(default=None, description="file size")
     mtime: float | None = Field(default=None, description="file modification time (seconds since 1970)")
     decision: Literal["keep", "discard"] | None = Field(default=None, description="a person's pending decision")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -36,7 +35,8 @@ def duplicates(
     ] = None,
     k: Annotated[int, Query(ge=1, le=100, description="links looked at per reference")] = 10,
     keep: Annotated[
-        Literal["resolution", "size", "oldest", "first"], Query(description="which image of a group is the keeper")
+        Literal["resolution", "sharpest", "size", "oldest", "first"],
+        Query(description="which image of a group is the keeper"),
     ] = "resolution",
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
@@ -58,7 +58,7 @@ def duplicates(
         # Here a ValueError is a keep policy needing facts the model does not have: the client's choice, so 400.
         # (An app-wide ValueError handler would also turn the server's own bugs into 400s.)
         raise HTTPException(400, str(exc)) from None
-    page = [_group(view, members, keep) for members in groups[offset : offset + limit]]
+    page = [_group(view, members) for members in groups[offset : offset + limit]]
     return {
         "threshold": threshold,
         "k": k,
@@ -73,7 +73,7 @@ def duplicates(
     }
 
 
-def _group(view: Collection, members: list[dict[str, Any]], keep: str) -> dict[str, Any]:
+def _group(view: Collection, members: list[dict[str, Any]]) -> dict[str, Any]:
     listed = []
     for member in members:
         mtime = member.get("mtime")
@@ -81,28 +81,18 @@ def _group(view: Collection, members: list[dict[str, Any]], keep: str) -> dict[s
             {
                 **view.item(member["position"]),
                 "keeper": member["keeper"],
-                "distance": member["distance"],
+                "action": member["action"],
                 "tier": member["tier"],
+                "matched": member["matched"],
+                "similar_to_group": member["similar_to_group"],
+                "reason": member["reason"],
+                "distance": member["distance"],
                 "bytes": member.get("bytes") if (member.get("bytes") or -1) >= 0 else None,
                 "mtime": mtime if mtime is not None and not math.isnan(mtime) else None,
                 "decision": view.decision_of(member["position"]),
             }
         )
-    return {"size": len(listed), "members": listed, "keeper_reason": _why_kept(listed, keep)}
-
-
-def _why_kept(members: list[dict[str, Any]], keep: str) -> str:
-    """Why the first member is its group's keeper, in words a person checks at a glance."""
-    keeper = members[0]
-    if keeper["decision"] == "keep":
-        return "marked to keep"
-    if keep == "resolution" and keeper.get("width"):
-        return f"most pixels ({keeper['width']}×{keeper['height']})"
-    if keep == "size" and keeper.get("bytes") is not None:
-        return f"largest file ({keeper['bytes']:,} bytes)"
-    if keep == "oldest" and keeper.get("mtime") is not None:
-        return f"oldest ({time.strftime('%Y-%m-%d %H:%M', time.localtime(keeper['mtime']))})"
-    return f"first by the {keep} policy"
+    return {"size": len(listed), "members": listed, "keeper_reason": listed[0]["reason"]}
 
 
 @router.get("/calibration", response_model=schemas.CalibrationAt, responses=error_responses(400))

@@ -140,9 +140,11 @@ function memberTile(item, groupAt, memberAt) {
   button.className = "tile member";
   button.dataset.index = item.index;
   button.dataset.tier = item.tier;
-  button.title = item.path || String(item.label);
+  button.dataset.action = item.action;
+  button.title = `${item.path || String(item.label)}\n${item.reason}`;
   if (item.keeper) button.classList.add("keeper");
-  const role = item.keeper ? `keeper · ${item.tier}` : `${item.tier} · ${item.distance.toFixed(3)}`;
+  const suggestion = item.action === "discard" ? "copy" : item.tier === "similar" ? "look-alike" : "copy of another";
+  const role = item.keeper ? `keeper · ${item.tier}` : `${suggestion} · ${item.tier} · ${item.distance.toFixed(3)}`;
   const facts = [
     item.width && item.height ? `${item.width}×${item.height}` : null, fileSize(item.bytes), fileDate(item.mtime),
   ].filter(Boolean).join(" · ");
@@ -285,14 +287,18 @@ function reloadFollowing(follow, member = null) {
   return load(review.offset, { group: review.group, follow, member });
 }
 
-// a: the group as suggested: its keeper kept, every other member discarded as a duplicate of it; then the next.
+// a: the group as suggested: its keeper kept, each copy of it discarded; look-alikes and copies of other members
+// are left alone (a person may still discard one with d). Then the next group.
 async function accept() {
   const group = currentGroup();
   if (!group) return;
   const [keeper, ...others] = group.members;
+  const copies = others.filter((item) => item.action === "discard");
   if (keeper.decision !== "keep") await decide("keep", keeper);
-  for (const item of others) await decide("discard", item, keeper);
-  hint(`Group ${review.offset + review.group + 1}: kept 1, discarded ${others.length}.`);
+  for (const item of copies) await decide("discard", item, keeper);
+  const left = others.length - copies.length;
+  hint(`Group ${review.offset + review.group + 1}: kept 1, discarded ${copies.length}` +
+    (left ? `, left ${left} alone (look-alikes or copies of another member).` : "."));
   await nextGroup();
 }
 
