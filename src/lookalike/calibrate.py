@@ -3,25 +3,33 @@
 A threshold is a distance, and a distance means nothing to a person. So:
 copies of a sample of the collection's own photos are made (re-saved,
 resized, cropped, mirrored, overlaid), embedded exactly as the references
-were, and measured against their originals: at each threshold, the share of
-each kind of copy found (recall). Random pairs of the collection's photos
-(distinct photos, but for the rare duplicate) give the rate of false links per
-pair, and with the number of pairs, the false links the collection can expect.
+were, and found as dedup finds them: a copy is found at a threshold when it is
+a candidate (its embedding within the threshold of its original's, or its
+copy fingerprint matching) and the tier checks call it a copy. Random pairs
+of the collection's photos (distinct photos, but for the rare duplicate) give
+the look-alikes a threshold lists, and, the closest of them judged by the same
+checks, the false copies it risks.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from lookalike.core import References, as_references
+from lookalike.dedup.tiers import Sameness
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.ingest.fingerprint import MATCH_BITS, hamming, orientations
+from lookalike.ingest.pixel_facts import pixel_facts
 from lookalike.validation import check_positive_int
 
 __all__ = ["COPY_KINDS", "HARD_KINDS", "Calibration", "calibrate"]
@@ -116,62 +124,80 @@ COPY_KINDS: dict[str, CopyMaker] = {
 HARD_KINDS = {"heavy crop": "crop", "rotated": "rotate", "pasted": "overlay"}
 
 
+@dataclass
+class Found:
+    """How each copy of one kind fares: its embedding distance to its original, whether their copy fingerprints
+    match (a candidate at any threshold), and whether the pixels make it a copy (the tier checks)."""
+
+    distance: np.ndarray
+    fingerprint: np.ndarray
+    copy: np.ndarray
+
+
 class Calibration:
     """What each threshold finds and links by mistake on one collection.
 
-    ``copy_distances``: per kind of copy, each copy's distance to its
-    original; ``pair_distances``: distances of random pairs of distinct
-    references; ``pairs``: the collection's number of pairs.
+    ``found``: per kind of copy, how each copy fares (:class:`Found`); ``pair_distances``: distances of random
+    pairs of distinct references; ``pairs``: the collection's number of pairs; ``checked``: the closest of those
+    random pairs, judged by the tier checks: (distance, is a copy).
     """
 
     def __init__(
-        self, copy_distances: dict[str, np.ndarray], pair_distances: np.ndarray, pairs: int, photos: int
+        self, found: dict[str, Found], pair_distances: np.ndarray, pairs: int, photos: int, checked: np.ndarray
     ) -> None:
-        self.copy_distances = copy_distances
+        self.found = found
         self.pair_distances = pair_distances
         self.pairs = pairs
         self.photos = photos
+        self.checked = checked
 
     def at(self, threshold: float) -> dict[str, float]:
-        """Copies found per kind, false links per pair and the false links expected, at ``threshold``."""
-        found = {f"recall {kind}": float(np.mean(d <= threshold)) for kind, d in self.copy_distances.items()}
-        rate = float(np.mean(self.pair_distances <= threshold))
-        return {"threshold": float(threshold), **found, "false links per pair": rate,
-                "expected false links": rate * self.pairs}  # fmt: skip
+        """At ``threshold``: the share of each kind of copy found (a candidate, by its embedding within the threshold
+        or by its fingerprint, and a copy by its pixels); look-alikes (pairs of distinct photos within it: listed,
+        never acted on) and false links (distinct photos given a copy tier: acted on), per pair and expected."""
+        found = {
+            f"recall {kind}": float(np.mean(f.copy & ((f.distance <= threshold) | f.fingerprint)))
+            for kind, f in self.found.items()
+        }
+        within = float(np.mean(self.pair_distances <= threshold))
+        close = self.checked[self.checked[:, 0] <= threshold]
+        copies = float(close[:, 1].mean()) if len(close) else 0.0
+        return {
+            "threshold": float(threshold),
+            **found,
+            "look-alikes per pair": within,
+            "expected look-alikes": within * self.pairs,
+            "false links per pair": within * copies,
+            "expected false links": within * copies * self.pairs,
+        }
 
     def table(self, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
         """:meth:`at` for each threshold; default: 20 steps up to the farthest copy."""
         if thresholds is None:
-            top = float(max(d.max() for d in self.copy_distances.values() if len(d)))
+            top = float(max(f.distance.max() for f in self.found.values() if len(f.distance)))
             thresholds = np.linspace(top / 20, top, 20)
         return pd.DataFrame([self.at(t) for t in thresholds])
 
     def summary(self, threshold: float) -> str:
         """One paragraph for people: what ``threshold`` finds and what it costs on this collection."""
         values = self.at(threshold)
-        found = ", ".join(f"{values[f'recall {kind}']:.0%} of {kind} copies" for kind in self.copy_distances)
-        rate = values["false links per pair"]
-        measured = len(self.pair_distances)
-        every = measured == self.pairs
-        if rate:
-            links = (
-                f"links {rate:.2g} of the pairs of photos, so about {values['expected false links']:.1f} false links"
-            )
-        elif every:
-            links = "links none of the pairs of photos"
-        else:
-            links = f"links none of {measured:,} sampled pairs, so fewer than {self.pairs / measured:.1f} false links"
+        found = ", ".join(f"{values[f'recall {kind}']:.0%} of {kind} copies" for kind in self.found)
+        looks = round(values["expected look-alikes"])
+        false = values["expected false links"]
+        links = f"about {false:.0f} pairs of distinct photos taken for copies" if false >= 0.5 else "no false copies"
         return (
             f"at threshold {threshold:.4g}: finds {found} (copies of {self.photos} of these photos); "
-            f"{links} among the collection's {self.pairs:,} pairs (a few of which may be real duplicates)"
+            f"lists about {looks:,} pairs of look-alikes (left alone) and {links} among the collection's "
+            f"{self.pairs:,} pairs (a few may be real duplicates)"
         )
 
 
 def calibrate(
     references: References,
-    sample: int = 50,
+    sample: int = 30,
     pairs: int = 200_000,
     seed: int = 0,
+    sameness: Sameness | None = None,
 ) -> Calibration:
     """Measure, on the collection itself, what each dedup threshold finds and what it links by mistake.
 
@@ -179,16 +205,18 @@ def calibrate(
     ----------
     references : lookalike.core.References
         A model's references (``model.core``), built from image files.
-    sample : int, default 50
+    sample : int, default 30
         Photos copied (each in every kind of :data:`COPY_KINDS`).
     pairs : int, default 200,000
-        Random pairs of distinct references measured for false links.
+        Random pairs of distinct references measured for look-alikes (the closest are judged for false copies).
+    sameness : lookalike.dedup.tiers.Sameness, optional
+        What judges whether a copy is one (a new one by default).
 
     Returns
     -------
     Calibration
-        ``.table()`` (threshold, recall per kind, false links per pair,
-        expected false links), ``.at(t)`` and ``.summary(t)``.
+        ``.table()`` (threshold, recall per kind, look-alikes and false links
+        per pair and expected), ``.at(t)`` and ``.summary(t)``.
 
     Examples
     --------
@@ -226,7 +254,18 @@ def calibrate(
     origin = references.embeddings[np.asarray(originals)[kept]]
     distance = exact_distances(references.metric, vectors, origin[:, None, :])[:, 0]
     kind_of = np.asarray(kinds)[kept]
-    copy_distances = {kind: distance[kind_of == kind] for kind in COPY_KINDS}
+    judge = sameness if sameness is not None else Sameness()
+    with tempfile.TemporaryDirectory() as scratch:
+        copy_paths = []
+        for number, copy in enumerate(copies):  # the tier checks compare files: each copy written as it was made
+            copy_paths.append(os.path.join(scratch, f"{number}.png"))
+            copy.save(copy_paths[-1])
+        is_copy = np.array([judge.verdict(all_paths[originals[i]], copy_paths[i]).is_copy for i in kept], bool)
+        matched = np.array([_fingerprints_match(references, originals[i], copies[i]) for i in kept], bool)
+    found = {
+        kind: Found(distance[kind_of == kind], matched[kind_of == kind], is_copy[kind_of == kind])
+        for kind in COPY_KINDS
+    }
     n = len(references)
     total = n * (n - 1) // 2
     if total <= pairs:  # a small collection: every pair, exactly
@@ -244,5 +283,30 @@ def calibrate(
             for s in range(0, len(first), 8192)
         ]
     )
+    closest = np.argsort(pair_distances)[:CHECKED_PAIRS]
+    checked = np.array(
+        [(pair_distances[i], judge.verdict(all_paths[first[i]], all_paths[second[i]]).is_copy) for i in closest],
+        dtype=np.float64,
+    ).reshape(-1, 2)
     photos = len(set(np.asarray(originals)[kept].tolist()))
-    return Calibration(copy_distances, pair_distances, total, photos)
+    return Calibration(found, pair_distances, total, photos, checked)
+
+
+#: Random pairs of distinct photos judged by the tier checks (the closest): what false copies a threshold risks.
+CHECKED_PAIRS = 100
+
+
+def _fingerprints_match(references: References, original: int, copy: Image.Image) -> bool:
+    """Whether a copy's fingerprints (either kind, any orientation) lie within MATCH_BITS of its original's."""
+    table = references.table
+    if not all(c in table.columns for c in ("fingerprint", "fingerprint_trimmed")):
+        return False
+    facts = pixel_facts(copy)
+    for column, value in (("fingerprint", facts.fingerprint), ("fingerprint_trimmed", facts.fingerprint_trimmed)):
+        stored = table[column].iloc[original]
+        if pd.isna(stored):
+            return False
+        turned = orientations(np.array([int(stored)], np.int64).view(np.uint64))[:, 0]
+        if min(hamming(int(v), value & (2**64 - 1)) for v in turned) <= MATCH_BITS:
+            return True
+    return False

@@ -313,7 +313,7 @@ class ImageSimilarityModel:
         remembered, for asking :meth:`find_duplicates`'s question again and again (``finder.find(decisions=...)``)."""
         return dedup.DuplicateFinder(self.core, threshold=threshold, k=k)
 
-    def calibrate_duplicates(self, sample: int = 50, pairs: int = 200_000) -> Calibration:
+    def calibrate_duplicates(self, sample: int = 30, pairs: int = 200_000) -> Calibration:
         """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.calibrate`.
 
         Examples

@@ -82,6 +82,9 @@ MAX_CHANGED = 0.05
 #: Largest patch of changes (its bounding box, as a share of the overlap) an edit may add in one place: a watermark,
 #: a caption, a logo.
 MARK_SHARE = 0.125
+#: Largest patch (its bounding box, as a share of the overlap) that still counts as one mark when it is flat in one
+#: picture (a caption bar across the bottom, a box pasted on): another capture's changes are scene, not flat.
+PASTED_SHARE = 0.25
 #: How many times the frame's resolution the other picture must have before it could show more detail than the
 #: frame (a closer capture of the same scene): an enlarged crop holds no more.
 ZOOM_SCALE = 1.4
@@ -560,7 +563,17 @@ def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool
         found, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
         boxes = stats[1:, cv2.CC_STAT_WIDTH] * stats[1:, cv2.CC_STAT_HEIGHT]
         sizes = np.bincount(labels[changed], minlength=found)[1:]
-        compact = boxes <= MARK_SHARE * count
-        if compact.any():
-            total -= int(sizes[compact].max())
+        marks_found = boxes <= MARK_SHARE * count
+        largest = int(np.argmax(sizes))
+        if not marks_found[largest] and boxes[largest] <= PASTED_SHARE * count:
+            # A larger patch counts as one mark when it is flat in one picture: a caption bar, a box pasted on.
+            where = changed & (labels == largest + 1)
+            marks_found[largest] = max(_flat_share(x[where]), _flat_share(y[where])) >= 0.8
+        if marks_found.any():
+            total -= int(sizes[marks_found].max())
     return total / count
+
+
+def _flat_share(levels: np.ndarray) -> float:
+    """The share of ``levels`` within CANVAS_TOLERANCE of their median: how much of a patch is one flat tone."""
+    return float(np.mean(np.abs(levels - np.median(levels)) <= CANVAS_TOLERANCE)) if levels.size else 0.0

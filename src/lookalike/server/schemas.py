@@ -223,8 +223,9 @@ class CalibrationAt(BaseModel):
 
     threshold: float
     recall: dict[str, float] = Field(description="share of each kind of copy found")
-    false_links_per_pair: float
-    expected_false_links: float = Field(description="false links expected among all the collection's pairs")
+    false_links_per_pair: float = Field(description="pairs of distinct photos taken for copies, per pair")
+    expected_false_links: float = Field(description="false copies expected among all the collection's pairs")
+    expected_lookalikes: float = Field(description="pairs of distinct photos listed as look-alikes (never acted on)")
     summary: str
 
 

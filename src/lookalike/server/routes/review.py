@@ -117,6 +117,7 @@ def calibration(
         "recall": recall,
         "false_links_per_pair": values["false links per pair"],
         "expected_false_links": values["expected false links"],
+        "expected_lookalikes": values["expected look-alikes"],
         "summary": measured.summary(threshold),
     }
 
