@@ -11,7 +11,8 @@ Reported, each with the command that reproduces it:
 - false copies: rows given a copy tier whose match is a photo of another source (another neardup group, another
   landmark photo, another garment), and photos that are not a copy of their group's keeper yet are discarded;
 - neardup's hard edits: ``edited`` precision and recall for crops and rotations, overlays reported;
-- keepers: the share of neardup groups whose original is kept, per policy (``resolution``, ``sharpest``);
+- keepers: the share of neardup groups whose original is kept over its q30, blurred and 2x enlarged copies, per
+  policy (``resolution``, ``sharpest``), the original being the newest file so the policy alone must find it;
 - times: index, first dedup (cold verdicts), second dedup (warm), peak memory.
 
     python benchmarks/copies.py --groups 500 -o benchmarks/results/copies.json
@@ -27,7 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image, ImageFilter
+
 from copy_kinds import KINDS, make_copies
+from lookalike.ingest.decode import load_rgb
 from machine import MemoryWatch, machine_info
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -109,6 +113,41 @@ def score(table, truth: dict[str, tuple[str, str]]) -> dict:
     }
 
 
+QUALITY_COPIES = {
+    "q30 re-save": lambda im: im,
+    "blurred": lambda im: im.filter(ImageFilter.GaussianBlur(1.5)),
+    "enlarged 2x": lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC),
+}
+
+
+def keeper_folder(root: Path, groups: int) -> dict[str, str]:
+    """Each neardup original (the oldest file) with a q30 re-save, a blurred and a 2x enlarged copy; path -> group."""
+    truth = {}
+    for group in sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())[:groups]:
+        folder = root / group.name
+        folder.mkdir(parents=True)
+        original = folder / "original.jpg"
+        shutil.copyfile(group / "original.jpg", original)
+        truth[str(original)] = group.name
+        pixels = load_rgb(original)
+        for number, (kind, make) in enumerate(QUALITY_COPIES.items()):
+            path = folder / f"copy{number}.jpg"
+            make(pixels).save(path, quality=30 if kind == "q30 re-save" else 90)
+            truth[str(path)] = group.name
+        os.utime(original, (2e9, 2e9))  # the original is the newest file here: the policy alone must find it
+    return truth
+
+
+def keepers_kept(model, truth: dict[str, str], policy: str, judge) -> dict:
+    """The share of groups holding an original whose keeper is that original, under ``policy``."""
+    table = model.find_duplicates(keep=policy, sameness=judge)
+    keepers = table[table["keeper"]]
+    originals = {p for p in truth if p.endswith("original.jpg")}
+    grouped = table[table["path"].isin(originals)]
+    kept = keepers["path"].isin(originals).sum()
+    return {"groups": int(len(grouped)), "original_kept": round(float(kept / max(len(grouped), 1)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=500, help="neardup groups (500: all, a 12,300-photo folder)")
@@ -141,10 +180,11 @@ def main() -> None:
             (report["index_seconds"] + report["dedup_seconds_cold"]) / report["index_seconds"], 2
         )
         report["resolution"] = score(table, truth)
-        for policy in args.keep.split(","):
-            if policy != "resolution":
-                kept = model.find_duplicates(keep=policy, sameness=judge)
-                report[policy] = {"original_kept": score(kept, truth)["original_kept"]}
+        quality = keeper_folder(Path(scratch) / "quality", args.groups)
+        quality_model = lk.create(str(Path(scratch) / "quality"), verbose=False)
+        report["keepers_over_q30_blurred_enlarged"] = {
+            policy: keepers_kept(quality_model, quality, policy, judge) for policy in args.keep.split(",")
+        }
     report["machine"]["load_average_at_end"] = machine_info()["load_average"]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

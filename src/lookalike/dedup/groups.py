@@ -13,6 +13,7 @@ keeper under another name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ import pandas as pd
 from lookalike.core import References, as_references
 from lookalike.decisions import Decisions
 from lookalike.dedup.candidates import candidate_pairs
-from lookalike.dedup.keepers import POLICIES, Member, rank
+from lookalike.dedup.keepers import POLICIES, Measures, Member, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
 from lookalike.embed.cache import EmbeddingCache, default_path
 from lookalike.embed.registry import descriptor_name
@@ -391,7 +392,7 @@ def _members(
     keep: str,
 ) -> list[Member]:
     """What the keeper policies need of each of ``positions``: pixels of picture as the copy links measured them
-    (canvas never counted), enlargement and sharpness from the pixels."""
+    (canvas never counted), shape, and their pixels' measures (read only when two are compared)."""
     out = []
     for position in positions:
         path = judged.paths[position]
@@ -410,11 +411,13 @@ def _members(
         for (a, b), verdict in links.items():
             if verdict.pictures is not None and position in (a, b):
                 member.picture = min(member.picture, verdict.pictures[0 if position == a else 1])
-        if keep in ("resolution", "sharpest"):
-            factor, sharp = judged.sameness.quality(path)
-            member.picture /= factor**2
-            member.detail = member.picture * sharp
         out.append(member)
+    if keep in ("resolution", "sharpest"):
+        for member in out:
+            width, height = facts["width"][member.position], facts["height"][member.position]
+            member.shape = float(width) / max(float(height), 1.0)
+            if member.path is not None:
+                member.measures = Measures(functools.partial(judged.sameness.measure, member.path))
     return out
 
 
@@ -639,7 +642,7 @@ def _facts(references: References, keep: str) -> dict[str, np.ndarray]:
     facts["sort_name"] = facts["path"] if has_paths else np.array([str(v) for v in references.labels])
     needs = {
         "resolution": ("width", "height"),
-        "sharpest": ("path",),
+        "sharpest": ("width", "height"),
         "size": ("bytes",),
         "oldest": ("mtime",),
         "first": (),

@@ -232,20 +232,21 @@ class Sameness:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
         return self.verdict(a, b).tier
 
-    def quality(self, path: str | None) -> tuple[float, float]:
-        """``(enlargement, sharpness)`` of the image at ``path`` for the keeper policies (see
-        :mod:`lookalike.dedup.keepers`); ``(1, 0)`` when it cannot be read. Kept like a verdict on the file
-        paired with itself."""
-        from lookalike.dedup.keepers import enlargement, sharpness
+    def measure(self, path: str, what: str, factor: float) -> float:
+        """The :func:`~lookalike.dedup.keepers.sharpness` (``what="sharpness"``) or the
+        :func:`~lookalike.dedup.keepers.residual` at ``factor`` of the image at ``path``, for the keeper policies;
+        0 when it cannot be read. Kept like a verdict (the file paired with a name no file has) while unchanged."""
+        from lookalike.dedup import keepers
 
-        keys = _versions(path, path) if path is not None else None
-        if keys is not None and (keys in self._known or self._stored(keys)):
-            return self._known[keys]
-        image = self._image(path) if path is not None else None
-        if image is None or isinstance(image, ImageError):
-            return 1.0, 0.0
-        factor = enlargement(image)
-        found = (factor, sharpness(image, factor))
+        keys = _versions(path, path)
+        if keys is not None:  # the second name: the path, NUL, what is measured
+            keys = (keys[0], replace(keys[1], path=f"{path}\0{what} {factor}"))
+            if keys in self._known or self._stored(keys):
+                return self._known[keys]
+        image = self._image(path)
+        if isinstance(image, ImageError):
+            return 0.0
+        found = keepers.sharpness(image) if what == "sharpness" else keepers.residual(image, factor)
         if keys is not None:
             self._known[keys] = found
             self._new.append((keys, found))
@@ -304,16 +305,16 @@ def _versions(a: str, b: str) -> tuple | None:
     return None if ka is None or kb is None else (ka, kb)
 
 
-def _stored(found: Verdict | tuple[float, float]) -> str:
+def _stored(found: Verdict | float) -> str:
     if isinstance(found, Verdict):
         return json.dumps({"tier": found.tier, "reason": found.reason, "pictures": found.pictures})
-    return json.dumps({"quality": list(found)})
+    return json.dumps({"detail": found})
 
 
-def _parsed(text: str) -> Verdict | tuple[float, float]:
+def _parsed(text: str) -> Verdict | float:
     record = json.loads(text)
-    if "quality" in record:
-        return tuple(record["quality"])
+    if "detail" in record:
+        return record["detail"]
     pictures = tuple(record["pictures"]) if record.get("pictures") else None
     return Verdict(record["tier"], record["reason"], pictures)
 
