@@ -24,11 +24,11 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from lookalike.core import References, as_references
+from lookalike.dedup.candidates import fingerprints_match
 from lookalike.dedup.tiers import Sameness
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
 from lookalike.ingest.decode import ImageError, load_rgb
-from lookalike.ingest.fingerprint import MATCH_BITS, hamming, orientations
 from lookalike.ingest.pixel_facts import pixel_facts
 from lookalike.validation import check_positive_int
 
@@ -261,7 +261,7 @@ def calibrate(
             copy_paths.append(os.path.join(scratch, f"{number}.png"))
             copy.save(copy_paths[-1])
         is_copy = np.array([judge.verdict(all_paths[originals[i]], copy_paths[i]).is_copy for i in kept], bool)
-        matched = np.array([_fingerprints_match(references, originals[i], copies[i]) for i in kept], bool)
+        matched = np.array([fingerprints_match(references, originals[i], pixel_facts(copies[i])) for i in kept], bool)
     found = {
         kind: Found(distance[kind_of == kind], matched[kind_of == kind], is_copy[kind_of == kind])
         for kind in COPY_KINDS
@@ -294,19 +294,3 @@ def calibrate(
 
 #: Random pairs of distinct photos judged by the tier checks (the closest): what false copies a threshold risks.
 CHECKED_PAIRS = 100
-
-
-def _fingerprints_match(references: References, original: int, copy: Image.Image) -> bool:
-    """Whether a copy's fingerprints (either kind, any orientation) lie within MATCH_BITS of its original's."""
-    table = references.table
-    if not all(c in table.columns for c in ("fingerprint", "fingerprint_trimmed")):
-        return False
-    facts = pixel_facts(copy)
-    for column, value in (("fingerprint", facts.fingerprint), ("fingerprint_trimmed", facts.fingerprint_trimmed)):
-        stored = table[column].iloc[original]
-        if pd.isna(stored):
-            return False
-        turned = orientations(np.array([int(stored)], np.int64).view(np.uint64))[:, 0]
-        if min(hamming(int(v), value & (2**64 - 1)) for v in turned) <= MATCH_BITS:
-            return True
-    return False

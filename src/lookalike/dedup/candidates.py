@@ -14,15 +14,20 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+import pandas as pd
 
 from lookalike.core import References
 from lookalike.index.metrics import exact_distances_at
-from lookalike.ingest.fingerprint import MATCH_BITS, orientations
+from lookalike.ingest.fingerprint import MATCH_BITS, WINDOWS, orientations
+from lookalike.ingest.pixel_facts import PixelFacts
 
-__all__ = ["Candidates", "candidate_pairs", "has_fingerprints"]
+__all__ = ["WINDOW_COLUMNS", "Candidates", "candidate_pairs", "fingerprints_match", "has_fingerprints"]
 
-#: Nearest fingerprints looked at per orientation of each reference: copies of one photo are few.
-FINGERPRINT_K = 16
+#: How far beyond the threshold a picture's nearest neighbour is a candidate copy: a copy turned by 10 degrees lies
+#: up to 1.2 times the default threshold from its original (neardup originals, default network). Only the nearest:
+#: in a collection of look-alikes (garments) every neighbour out to there would be 12 times the pairs to judge.
+#: The pixels decide; look-alikes are listed only within the threshold itself.
+COPY_REACH = 1.25
 #: Above this many references the fingerprints are searched with an inverted file (approximate) instead of flat.
 FLAT_FINGERPRINTS = 200_000
 _QUERY_BLOCK = 65_536
@@ -41,45 +46,99 @@ class Candidates:
     bits : numpy.ndarray
         (m,) int64 fewest fingerprint bits the pair differs in (any orientation, whole or inside the
         borders); 64 where fingerprints are unknown.
+    local : numpy.ndarray
+        (m,) bool: whether local features may be needed to tell (a pair close in embeddings, or a crop found by
+        a window's fingerprint); a pair found by whole fingerprints alone is a copy as they are laid, or none.
     """
 
     pairs: np.ndarray
     distance: np.ndarray
     bits: np.ndarray
+    local: np.ndarray
 
     def __len__(self) -> int:
         return len(self.pairs)
 
 
-def has_fingerprints(references: References) -> bool:
-    """Whether every reference has copy fingerprints (models indexed before they existed get them on re-index)."""
+#: The window fingerprints (of what a reframing crop keeps): a copy cropped so matches one of them.
+WINDOW_COLUMNS = tuple(f"fingerprint_{name}" for name in WINDOWS)
+
+
+def has_fingerprints(references: References, columns: tuple[str, ...] = ("fingerprint", "fingerprint_trimmed")) -> bool:
+    """Whether every reference has these fingerprint columns (models indexed before they existed get them on
+    re-index)."""
     table = references.table
-    return all(c in table.columns and not table[c].isna().any() for c in ("fingerprint", "fingerprint_trimmed"))
+    return all(c in table.columns and not table[c].isna().any() for c in columns)
 
 
 def candidate_pairs(references: References, threshold: float, k: int) -> Candidates:
     """The candidate pairs of ``references``: each reference's ``k`` nearest within ``threshold`` (in the
-    references' metric), and every pair whose fingerprints lie within :data:`MATCH_BITS`."""
-    found = [_embedding_pairs(references, threshold, k)]
+    references' metric) and its nearest within ``threshold`` times :data:`COPY_REACH`; every pair whose fingerprints lie within :data:`MATCH_BITS` (whole pictures, and what
+    lies inside their borders); and every picture whose fingerprint matches a window of another's (a crop)."""
+    # A picture's nearest neighbour is a candidate a little beyond the threshold too (the pixels decide).
+    reach = threshold * COPY_REACH if threshold > 0 else threshold
+    local = [_embedding_pairs(references, threshold, k, reach)]
+    whole = []
+    table = references.table
     if has_fingerprints(references):
         for column in ("fingerprint", "fingerprint_trimmed"):
-            found.append(_fingerprint_pairs(references.table[column].to_numpy(np.int64).view(np.uint64)))
-    pairs = np.concatenate(found)
-    pairs = np.unique(np.sort(pairs, axis=1), axis=0)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+            values = _values(table, column)
+            whole.append(_fingerprint_pairs(values, values, np.arange(len(values))))
+    if has_fingerprints(references, ("fingerprint", *WINDOW_COLUMNS)):
+        windows = np.concatenate([_values(table, column) for column in WINDOW_COLUMNS])
+        owners = np.tile(np.arange(len(references)), len(WINDOW_COLUMNS))
+        local.append(_fingerprint_pairs(_values(table, "fingerprint"), windows, owners))
+    local_pairs = _distinct(np.concatenate(local))
+    pairs = _distinct(np.concatenate([local_pairs, *whole]))
+    needs_features = _rows_in(pairs, local_pairs)
     vectors = references.embeddings
     distance = (
         exact_distances_at(references.metric, vectors[pairs[:, 0]], vectors, pairs[:, 1:])[:, 0]
         if len(pairs)
         else np.zeros(0)
     )
-    return Candidates(pairs, distance, _fewest_bits(references, pairs))
+    return Candidates(pairs, distance, _fewest_bits(references, pairs), needs_features)
 
 
-def _embedding_pairs(references: References, threshold: float, k: int) -> np.ndarray:
+def _distinct(pairs: np.ndarray) -> np.ndarray:
+    """Pairs as ``(smaller, larger)``, each once, none of a position with itself."""
+    pairs = np.unique(np.sort(pairs.reshape(-1, 2), axis=1), axis=0)
+    return pairs[pairs[:, 0] != pairs[:, 1]]
+
+
+def _rows_in(pairs: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Which rows of ``pairs`` are rows of ``among`` (both sorted, distinct)."""
+    keys = pairs[:, 0] * (1 << 32) + pairs[:, 1]
+    return np.isin(keys, among[:, 0] * (1 << 32) + among[:, 1])
+
+
+def fingerprints_match(references: References, position: int, facts: PixelFacts) -> bool:
+    """Whether a picture with ``facts`` would be a fingerprint candidate of the reference at ``position`` (what
+    :func:`candidate_pairs` finds, for one picture that is not a reference: calibration's copies)."""
+    table = references.table
+    pairs = [("fingerprint", facts.fingerprint), ("fingerprint_trimmed", facts.fingerprint_trimmed)]
+    pairs += [(column, facts.fingerprint) for column in WINDOW_COLUMNS]
+    for column, value in pairs:
+        if column not in table.columns or pd.isna(table[column].iloc[position]):
+            continue
+        stored = np.array([table[column].iloc[position]], np.int64).view(np.uint64)[0]
+        turned = orientations(np.array([value], np.int64).view(np.uint64))[:, 0]
+        if int(np.bitwise_count(turned ^ stored).min()) <= MATCH_BITS:
+            return True
+    return False
+
+
+def _values(table, column: str) -> np.ndarray:
+    return table[column].to_numpy(np.int64).view(np.uint64)
+
+
+def _embedding_pairs(references: References, threshold: float, k: int, reach: float) -> np.ndarray:
+    """Each reference with its ``k`` nearest within ``threshold``, and with its nearest within ``reach``."""
     found = []
     for start, distances, positions in references.neighbour_blocks(k):
-        rows, columns = np.nonzero(distances <= threshold)
+        close = distances <= threshold
+        close[:, 0] |= distances[:, 0] <= reach
+        rows, columns = np.nonzero(close)
         found.append(np.column_stack([rows + start, positions[rows, columns]]))
     return np.concatenate(found) if found else np.zeros((0, 2), np.int64)
 
@@ -89,12 +148,13 @@ def _as_codes(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype="<u8").view(np.uint8).reshape(-1, 8)
 
 
-def _fingerprint_pairs(fingerprints: np.ndarray) -> np.ndarray:
-    """Pairs of positions whose fingerprints lie within the radius, one of them in any of the 8 orientations."""
-    n = len(fingerprints)
-    if n < 2:
+def _fingerprint_pairs(queries: np.ndarray, stored: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """Pairs ``(query position, owner of a stored fingerprint)`` within MATCH_BITS, the query in any of the 8
+    orientations."""
+    n = len(stored)
+    if n < 1 or len(queries) < 1:
         return np.zeros((0, 2), np.int64)
-    codes = _as_codes(fingerprints)
+    codes = _as_codes(stored)
     if n <= FLAT_FINGERPRINTS:
         index = faiss.IndexBinaryFlat(64)
     else:
@@ -103,15 +163,14 @@ def _fingerprint_pairs(fingerprints: np.ndarray) -> np.ndarray:
         index.train(codes)
         index.nprobe = 16
     index.add(codes)
-    k = min(FINGERPRINT_K, n)
-    turned = orientations(fingerprints)
+    turned = orientations(queries)
     found = []
-    for start in range(0, n, _QUERY_BLOCK):
-        # The 8 orientations of a block of references in one search: faiss starts its threads once, not 8 times.
+    for start in range(0, len(queries), _QUERY_BLOCK):
+        # The 8 orientations of a block of queries in one search: faiss starts its threads once, not 8 times.
         block = turned[:, start : start + _QUERY_BLOCK]
-        bits, positions = index.search(_as_codes(block.reshape(-1)), k)
-        rows, columns = np.nonzero((bits <= MATCH_BITS) & (positions >= 0))
-        found.append(np.column_stack([rows % block.shape[1] + start, positions[rows, columns]]))
+        limits, _, positions = index.range_search(_as_codes(block.reshape(-1)), MATCH_BITS + 1)
+        rows = np.repeat(np.arange(len(limits) - 1), np.diff(limits.astype(np.int64)))
+        found.append(np.column_stack([rows % block.shape[1] + start, owners[positions]]))
     return np.concatenate(found).astype(np.int64)
 
 

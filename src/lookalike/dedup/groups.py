@@ -17,12 +17,14 @@ import functools
 import math
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lookalike.config import cpu_count
 from lookalike.core import References, as_references
 from lookalike.decisions import Decisions
 from lookalike.dedup.candidates import candidate_pairs
@@ -228,6 +230,8 @@ class DuplicateFinder:
         pairs = [tuple(p) for p in candidates.pairs.tolist()]
         order = np.lexsort((candidates.distance, candidates.bits))  # likeliest copies first
         self.pairs = [pairs[i] for i in order]
+        # Pairs found by whole fingerprints alone are judged as their fingerprints lay them, without local features.
+        self.global_only = {pairs[i] for i in np.flatnonzero(~candidates.local)}
         # Look-alikes are pairs within the threshold: a pair found by its fingerprints alone is a copy or nothing.
         self.close_pairs = {pairs[i] for i in np.flatnonzero(candidates.distance <= self.threshold)}
         self.verdicts: dict[tuple[int, int], Verdict] = {}
@@ -250,7 +254,8 @@ class DuplicateFinder:
     def verdict(self, a: int, b: int) -> Verdict:
         pair = (min(a, b), max(a, b))
         if pair not in self.verdicts:
-            self.verdicts[pair] = self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]])
+            features = pair not in self.global_only
+            self.verdicts[pair] = self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]], features)
         return self.verdicts[pair]
 
     def find(
@@ -270,14 +275,21 @@ class DuplicateFinder:
         facts = self._facts[keep]
         kept_folders = tuple(os.path.realpath(folder) for folder in keep_in)
         decided = _decided(self.references, decisions)
-        built = []
+        keys = []
         for component in _joined(self._components, decided.linked):
             members = {p for pair in component for p in pair}
-            key = (tuple(component), decided.about(members), keep, acted, kept_folders)
-            if key not in self._grouped:
-                pairs = [p for p in component if p not in decided.apart]
-                self._grouped[key] = _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
-            built += self._grouped[key]
+            keys.append((tuple(component), decided.about(members), keep, acted, kept_folders))
+
+        def group(key: tuple) -> list[_Group]:
+            pairs = [p for p in key[0] if p not in decided.apart]
+            return _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
+
+        new = [key for key in dict.fromkeys(keys) if key not in self._grouped]
+        # Components are judged on every core: decoding, local features and OpenCV release Python's lock.
+        with ThreadPoolExecutor(min(cpu_count(), max(1, len(new)))) as pool:
+            for key, groups in zip(new, pool.map(group, new), strict=True):
+                self._grouped[key] = groups
+        built = [g for key in keys for g in self._grouped[key]]
         self.sameness.save()
         return _table(built, self.references, facts, wanted)
 
@@ -407,10 +419,11 @@ def _members(
             identity=_identity(path),
             kept=position in decided.kept or _inside(path, kept_folders),
         )
-        member.picture = float(member.pixels)
-        for (a, b), verdict in links.items():
-            if verdict.pictures is not None and position in (a, b):
-                member.picture = min(member.picture, verdict.pictures[0 if position == a else 1])
+        share = min(
+            [v.pictures[0 if position == a else 1] for (a, b), v in links.items() if v.pictures and position in (a, b)],
+            default=1.0,
+        )
+        member.picture = member.pixels * share
         out.append(member)
     if keep in ("resolution", "sharpest"):
         for member in out:

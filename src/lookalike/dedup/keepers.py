@@ -108,11 +108,13 @@ def _enlargement(gray: Image.Image) -> float:
 
 def sharpness(image: Image.Image) -> float:
     """How much fine detail a picture holds at its own size: the mean step between neighbouring grey levels, away
-    from its 8-pixel JPEG block edges (which a heavily compressed copy is full of). Low for a blurred picture and
-    for a compressed one whose fine detail is gone; copies of one size are compared by it."""
-    steps = np.abs(np.diff(np.asarray(image.convert("L"), dtype=np.float32), axis=1))
+    from its 8-pixel JPEG block edges (which a heavily compressed copy is full of), relative to its contrast (a
+    brightened copy is not sharper). Low for a blurred picture and for a compressed one whose fine detail is gone;
+    copies of one size are compared by it."""
+    values = np.asarray(image.convert("L"), dtype=np.float32)
+    steps = np.abs(np.diff(values, axis=1))
     steps = steps[:, (np.arange(steps.shape[1]) % 8) != 7]
-    return float(steps.mean()) if steps.size else 0.0
+    return float(steps.mean() / (values.std() + 1e-6)) if steps.size else 0.0
 
 
 def residual(image: Image.Image, factor: float) -> float:

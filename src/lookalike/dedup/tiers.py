@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -67,7 +68,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 2
+TIERS_VERSION = 3
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -94,17 +95,24 @@ _ASPECT_TOLERANCE = 0.02
 #: Grey levels canvas (padding, a turn's corners) may vary by: JPEG ringing near the picture's edge.
 CANVAS_TOLERANCE = 6
 #: Decoded images kept per Sameness, by path (a group's members are compared with each other).
-_IMAGES_KEPT = 128
+_IMAGES_KEPT = 48
+#: Side images are decoded at (at least) for the tier checks (JPEG draft mode: a 12 MP photo is read at a quarter of
+#: the cost and memory): more than the pixel comparison (COMPARE_SIDE) and local features need. Same-pixel files
+#: larger than twice this are told apart only as ``resized`` (the draft of a JPEG is not the PNG of its pixels).
+DECODE_SIDE = 1024
 #: Local features kept per Sameness (an image's and its mirror image's: about 80 kB each).
 _FEATURES_KEPT = 2048
+#: Longest side local features are found at: crops down to a fifth of a photo still have hundreds of keypoints,
+#: at under half the time of 640 px.
+_FEATURES_SIDE = 480
 #: Keypoints per image for the edited tier: enough for crops of a quarter of a photo, and half the time of 1,000.
 _KEYPOINTS = 600
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """A pair's tier and why, in words a person reads in a report; for resized and edited copies, each one's pixels
-    of picture (see :class:`Compared`)."""
+    """A pair's tier and why, in words a person reads in a report; for resized and edited copies, the share of each
+    that is picture, not canvas (see :class:`Compared`)."""
 
     tier: str
     reason: str
@@ -157,10 +165,11 @@ class Sameness:
             self._verifier = (
                 edits
                 if isinstance(edits, Verifier)
-                else Verifier(threads=1, max_features=_KEYPOINTS, cache_size=_FEATURES_KEPT)
+                else Verifier(threads=1, max_side=_FEATURES_SIDE, max_features=_KEYPOINTS, cache_size=_FEATURES_KEPT)
             )
         self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
         self._layouts: dict[str, tuple] = {}
+        self._lock = threading.Lock()
         self._cache = cache
         self._known: dict[tuple, Verdict | tuple[float, float]] = {}
         self._new: list[tuple] = []
@@ -171,20 +180,26 @@ class Sameness:
     def checks_edits(self) -> bool:
         return self._verifier is not None
 
-    def verdict(self, a: str | None, b: str | None) -> Verdict:
-        """How much the images at paths ``a`` and ``b`` are the same, and why."""
+    def verdict(self, a: str | None, b: str | None, features: bool = True) -> Verdict:
+        """How much the images at paths ``a`` and ``b`` are the same, and why; without ``features``, edits are
+        looked for only as the pictures' fingerprints lay them (turns, mirrors, padding), not by local features."""
         if a is None or b is None:
             return Verdict("similar", "no image file to compare")
         if b < a:
-            found = self.verdict(b, a)
+            found = self.verdict(b, a, features)
             return replace(found, pictures=found.pictures[::-1]) if found.pictures else found
         keys = _versions(a, b)
         if keys is not None and (keys in self._known or self._stored(keys)):
             return self._known[keys]
-        found = self._judge(a, b)
-        if keys is not None:
+        quick = (keys, "fingerprints only")
+        if not features and quick in self._known:
+            return self._known[quick]
+        found = self._judge(a, b, features)
+        if keys is not None and (features or found.is_copy):  # a pair not fully judged is not kept as judged
             self._known[keys] = found
             self._new.append((keys, found))
+        elif keys is not None:
+            self._known[quick] = found
         return found
 
     def recall(self, pairs: list[tuple[str, str]]) -> None:
@@ -200,7 +215,8 @@ class Sameness:
         """Whether the cache holds a verdict for ``keys`` (now in memory too)."""
         if self._cache is None:
             return False
-        found = self._cache.get_verdicts([keys], self._version)
+        with self._lock:  # one connection to the database, shared by the threads judging groups
+            found = self._cache.get_verdicts([keys], self._version)
         if found:
             self._known[keys] = _parsed(found[0])
         return bool(found)
@@ -211,7 +227,7 @@ class Sameness:
             self._cache.put_verdicts(((*keys, _stored(found)) for keys, found in self._new), self._version)
         self._new = []
 
-    def _judge(self, a: str, b: str) -> Verdict:
+    def _judge(self, a: str, b: str, features: bool = True) -> Verdict:
         digests = cached_sha256(a), cached_sha256(b)
         if digests[0] is not None and digests[0] == digests[1]:
             return Verdict("exact", "the same bytes")
@@ -226,7 +242,7 @@ class Sameness:
             return resized
         if self._verifier is None:
             return Verdict("similar", "crops and other edits not looked for: pip install 'lookalike[verify]'")
-        return self._edited(a, b, image_a, image_b)
+        return self._edited(a, b, image_a, image_b, features)
 
     def tier(self, a: str | None, b: str | None) -> str:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
@@ -259,27 +275,29 @@ class Sameness:
         return self._layouts[path]
 
     def _image(self, path: str) -> Image.Image | ImageError:
-        if path in self._images:
-            self._images.move_to_end(path)
-            return self._images[path]
+        with self._lock:
+            if path in self._images:
+                self._images.move_to_end(path)
+                return self._images[path]
         try:
-            image = load_rgb(path)
+            image = load_rgb(path, min_size=(DECODE_SIDE, DECODE_SIDE))
         except ImageError as exc:
             image = exc
-        self._images[path] = image
-        while len(self._images) > _IMAGES_KEPT:
-            self._images.popitem(last=False)
+        with self._lock:
+            self._images[path] = image
+            while len(self._images) > _IMAGES_KEPT:
+                self._images.popitem(last=False)
         return image
 
-    def _edited(self, a: str, b: str, image_a: Image.Image, image_b: Image.Image) -> Verdict:
+    def _edited(self, a: str, b: str, image_a: Image.Image, image_b: Image.Image, features: bool = True) -> Verdict:
         """Whether ``b`` is ``a`` edited: laid on each other first as their fingerprints say (a turn, a mirror,
-        padding: no features needed), then as local features say, directly and mirrored."""
+        padding: no features needed), then (with ``features``) as local features say, directly and mirrored."""
         from lookalike.verify import align
 
         best = None
         for transform in _fingerprint_alignments(image_a, image_b, self._layout(a, image_a), self._layout(b, image_b)):
             best = _better(best, compare_aligned(image_a, image_b, transform))
-        for mirrored in (False, True):
+        for mirrored in (False, True) if features else ():
             if best is not None and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
                 break
             for transform in align(self._verifier, a, b, mirrored):
@@ -369,7 +387,7 @@ def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
     changed = _changed_share(x, y, np.ones(x.shape, bool))
     if changed > MAX_CHANGED or _colour_changed(a, b):
         return None
-    return Verdict("resized", f"the same picture at {wa}x{ha} and {wb}x{hb} ({psnr:.0f} dB)", (wa * ha, wb * hb))
+    return Verdict("resized", f"the same picture at two sizes or qualities ({psnr:.0f} dB)", (1.0, 1.0))
 
 
 def _colour_changed(a: Image.Image, b: Image.Image) -> bool:
@@ -414,7 +432,7 @@ class Compared:
     changed : float
         The share of the overlap where they differ (see the module docstring).
     pictures : tuple of float
-        Each one's pixels of picture: its own pixels, less what lies outside the overlap when that is flat
+        The share of each that is picture: all of it, or the overlap alone when what lies outside it is flat
         canvas (a letterbox's bars, the corners a turn fills in).
     zoomed : bool
         Whether one shows part of the other's scene in more detail than the other has: a closer capture,
@@ -455,8 +473,7 @@ def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Co
     covered = cv2.warpAffine(np.ones_like(source), to_other, size, flags=warp, borderValue=0) > 0.5
     # What of the other the frame covers: the frame's extent carried forward into the other's pixels.
     covering = cv2.warpAffine(np.ones_like(x), to_other, other_size, flags=cv2.INTER_LINEAR, borderValue=0) > 0.5
-    frame_picture = _picture(x, covered) * frame.size[0] * frame.size[1]
-    other_picture = _picture(source, covering) * other.size[0] * other.size[1]
+    frame_picture, other_picture = _picture(x, covered), _picture(source, covering)
     pictures = (other_picture, frame_picture) if frame is b else (frame_picture, other_picture)
     shares = (covered.mean(), covering.mean())
     overlap = float(max(shares))

@@ -35,6 +35,8 @@ __all__ = [
     "hamming",
     "orientations",
     "trimmed_box",
+    "WINDOWS",
+    "window_fingerprints",
 ]
 
 #: Size of the grey picture the DCT is taken of.
@@ -129,6 +131,28 @@ def fingerprints(image: Image.Image) -> tuple[int, int]:
     if box == (0, 0, *gray.size):
         return whole, whole
     return whole, _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX, box=box))
+
+
+#: Windows (left, top, right, bottom, as fractions) whose fingerprints are kept too: what the usual reframing crops
+#: keep (8 % off every side; a quarter off two sides meeting at a corner). A copy cropped so has the fingerprint
+#: of one of its original's windows, where no whole-picture fingerprint survives a crop.
+WINDOWS = {
+    "centre": (0.08, 0.08, 0.92, 0.92),
+    "top_left": (0.0, 0.0, 0.75, 0.75),
+    "top_right": (0.25, 0.0, 1.0, 0.75),
+    "bottom_left": (0.0, 0.25, 0.75, 1.0),
+    "bottom_right": (0.25, 0.25, 1.0, 1.0),
+}
+
+
+def window_fingerprints(image: Image.Image) -> tuple[int, ...]:
+    """The fingerprints of :data:`WINDOWS` of a decoded picture, in their order."""
+    gray = _thumbnail(image)
+    width, height = gray.size
+    return tuple(
+        _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX, box=(x0 * width, y0 * height, x1 * width, y1 * height)))
+        for x0, y0, x1, y1 in WINDOWS.values()
+    )
 
 
 def _bits(small: Image.Image) -> int:

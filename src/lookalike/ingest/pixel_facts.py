@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageStat
 
-from lookalike.ingest.fingerprint import fingerprints
+from lookalike.ingest.fingerprint import fingerprints, window_fingerprints
 
 __all__ = ["COLUMNS", "FACTS_VERSION", "PixelFacts", "facts_from_bytes", "facts_table", "facts_to_bytes", "pixel_facts"]
 
 #: Changes whenever a fact is added or computed otherwise: cached facts of another version are computed again.
-FACTS_VERSION = 1
+#: 2: fingerprints of the windows a reframing crop keeps.
+FACTS_VERSION = 2
 #: Longest side the measures are taken at (shrunk by a whole factor, so between this and twice it): a photo that
 #: looks sharp at this size is sharp enough.
 SHARPNESS_SIDE = 256
@@ -38,6 +39,9 @@ class PixelFacts:
         Copy fingerprints of the whole picture and of what lies inside its
         uniform borders (see :mod:`lookalike.ingest.fingerprint`), as signed
         64-bit integers (the bits of the unsigned fingerprint).
+    fingerprint_centre, fingerprint_top_left, ... : int
+        Fingerprints of the windows a reframing crop keeps
+        (:data:`lookalike.ingest.fingerprint.WINDOWS`).
     brightness, contrast : float
         Mean and standard deviation of the grey levels, in [0, 1].
     sharpness : float
@@ -52,6 +56,11 @@ class PixelFacts:
 
     fingerprint: int
     fingerprint_trimmed: int
+    fingerprint_centre: int
+    fingerprint_top_left: int
+    fingerprint_top_right: int
+    fingerprint_bottom_left: int
+    fingerprint_bottom_right: int
     brightness: float
     contrast: float
     sharpness: float
@@ -82,6 +91,7 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
     small = (image.reduce(factor) if factor > 1 else image).convert("RGB")
     gray = small.convert("L")
     whole, trimmed = fingerprints(gray)
+    windows = window_fingerprints(gray)
     stat = ImageStat.Stat(gray)
     levels = np.asarray(gray, dtype=np.int16)
     laplacian = levels[1:-1, :-2] + levels[1:-1, 2:] + levels[:-2, 1:-1] + levels[2:, 1:-1] - 4 * levels[1:-1, 1:-1]
@@ -91,6 +101,7 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
     return PixelFacts(
         _signed(whole),
         _signed(trimmed),
+        *(_signed(window) for window in windows),
         round(stat.mean[0] / 255.0, 4),
         round(stat.stddev[0] / 255.0, 4),
         round(float(laplacian.std()) if laplacian.size else 0.0, 3),
@@ -100,7 +111,7 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
 
 
 #: The stored form: the version, then each fact in the order of :data:`COLUMNS` (little-endian).
-_PACKED = struct.Struct("<Bqq5f")
+_PACKED = struct.Struct("<B7q5f")
 
 
 def facts_to_bytes(facts: PixelFacts) -> bytes:
