@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["escaped", "escaped_frame", "has_surrogates", "labels_column", "restored", "storable", "text_column"]
+__all__ = [
+    "escaped",
+    "escaped_frame",
+    "has_surrogates",
+    "labels_column",
+    "restored",
+    "shortened",
+    "storable",
+    "text_column",
+]
 
 
 def has_surrogates(value: Any) -> bool:
@@ -41,6 +50,19 @@ def escaped(value: Any) -> Any:
     if not has_surrogates(value):
         return value
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: the start (the folder) and the end (the
+    file's name and extension, where names of a series differ) are what tell files apart.
+
+    >>> shortened("holidays/2019/IMG_20190612_141502.jpg", 24)
+    'holiday…90612_141502.jpg'
+    """
+    if len(text) <= width:
+        return text
+    head = max(1, (width - 1) // 3)
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def text_column(values: Iterable[Any]) -> pd.Series:
