@@ -191,7 +191,7 @@ def test_missing_opencv_says_which_extra_to_install(monkeypatch):
 
 def test_cli_query_verify(sample_model, tmp_path, copies, capsys):
     sample_model.save(tmp_path / "m.lookalike")
-    assert main(["query", str(tmp_path / "m.lookalike"), str(copies["mirrored"]), "--verify", "--json", "-q"]) == 0
+    assert main(["query", str(tmp_path / "m.lookalike"), str(copies["mirrored"]), "--rerank", "--json", "-q"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["rank"] for row in rows] == [1, 2, 3, 4, 5]
     assert sample_model.references["path"][rows[0]["reference_label"]] == str(ORIGINAL)

@@ -345,13 +345,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if not checked["files"]:
         lk.load_model(args.model)  # a format-1 model has no checksums: its files are checked by reading them
     if args.json:
-        print(json.dumps({**described, **({"checked": checked} if args.checksums else {})}))
+        print(json.dumps({**described, **({"verified": checked} if args.checksums else {})}))
         return 0
     print(summary_text(described))
     if args.checksums and checked["files"]:
-        print(f"checked: {checked['files']} files, {checked['bytes']:,} bytes, every SHA-256 matches")
+        print(f"verified: {checked['files']} files, {checked['bytes']:,} bytes, every SHA-256 matches")
     elif args.checksums:
-        print("checked: nothing to check, a format-1 model has no checksums (save it again to record them)")
+        print("verified: nothing to check, a format-1 model has no checksums (save it again to record them)")
     return 0
 
 
