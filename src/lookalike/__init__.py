@@ -12,6 +12,8 @@ needs then), so ``import lookalike`` and ``lookalike --help`` start at once.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from lookalike import config
@@ -85,3 +87,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_WHERE})
+
+
+class _Package(types.ModuleType):
+    """The package, keeping ``lk.match`` and ``lk.evaluate`` the functions once their modules are imported."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Importing lookalike.match binds the module to the package's name "match": the function is what users
+        # call, so that binding is left out and the name resolves to the function, as an eager import made it.
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
