@@ -119,7 +119,16 @@ def test_query_with_verify_moves_the_true_duplicate_to_first(squeezenet_model, t
     table = pd.DataFrame({"path": [str(q) for q in queries], "name": ["a", "b"]})
     plain = sample_model.query(table, label="name", k=20, verbose=False)
     verified = sample_model.query(table, label="name", k=5, verify=True, verbose=False)
-    assert list(verified.columns) == ["query_label", "reference_label", "distance", "rank", "inliers"]
+    assert list(verified.columns) == [
+        "query_label",
+        "reference_label",
+        "distance",
+        "rank",
+        "inliers",
+        "query_path",
+        "reference_path",
+    ]
+    assert (verified["reference_path"] == np.array(paths)[verified["reference_label"]]).all()
     assert len(verified) == 10
     for name, original in zip("ab", originals, strict=True):
         truth = paths.index(str(original))

@@ -236,16 +236,21 @@ def cmd_index(args: argparse.Namespace) -> int:
 def _indexed_line(model: lk.ImageSimilarityModel, summary: dict, output: Path) -> str:
     """What ``index`` did, in one line: a new model's counts, or what changed in one brought up to date."""
     stats = model.build_stats
+    embedded, cached, skipped = stats.get("embedded", 0), stats.get("from_cache", 0), summary["num_failures"]
     took = f"with {summary['model']} in {summary['training_time']:.1f} s -> {output}"
     if "added" not in stats:
         return (
-            f"indexed {summary['num_references']} images ({stats.get('embedded', 0)} embedded, "
-            f"{stats.get('from_cache', 0)} from cache, {summary['num_failures']} skipped) {took}"
+            f"indexed {summary['num_references']} images ({embedded} embedded, {cached} from cache, "
+            f"{skipped} skipped) {took}"
         )
-    changes = f"{stats['added']} added, {stats['removed']} removed, {stats['changed']} changed"
-    if not (stats["added"] or stats["removed"] or stats["changed"]):
-        changes = "nothing changed"
-    return f"updated {summary['num_references']} images in place ({changes}; {summary['num_failures']} skipped) {took}"
+    # A file whose date changed is read again; if its picture did not change, neither does the model.
+    reread = max(0, embedded - stats["added"] - stats["changed"])
+    read = [f"{reread} re-read: the same picture"] if reread else []
+    return (
+        f"updated in place: {stats['added']} added, {stats['removed']} removed, {stats['changed']} changed "
+        f"({'; '.join([*read, f'{cached} from cache', f'{skipped} skipped'])}): "
+        f"{summary['num_references']} images {took}"
+    )
 
 
 def _threshold_option(args: argparse.Namespace, metric: str) -> float | None:

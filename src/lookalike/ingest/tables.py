@@ -181,6 +181,8 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
             if not found:
                 raise InvalidArgument(f"no images found in the query folders {[os.fspath(v) for v in dataset]}")
             return Rows(pd.DataFrame({"image": text_column(found)}), "image")
+        if all(isinstance(v, str) for v in dataset):  # paths: names that are not UTF-8 kept exactly
+            return Rows(pd.DataFrame({"image": text_column(dataset)}), "image")
         return Rows(pd.DataFrame({"image": list(dataset)}), "image")
     if isinstance(dataset, pd.DataFrame):
         if len(dataset) == 0:
