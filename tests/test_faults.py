@@ -136,10 +136,11 @@ import lookalike as lk
 
 path, stop = sys.argv[1], Path(sys.argv[2])
 seen, errors = {}, []
+load_model = lk.load_model  # imported now (lookalike imports its stages on first use): "ready" is ready to load
 print("ready", flush=True)
 while not stop.exists():
     try:
-        model = lk.load_model(path)
+        model = load_model(path)
         key = hashlib.sha256(np.ascontiguousarray(model.embeddings).tobytes()).hexdigest()
         key += f" {len(model.labels)} {model.labels[-1]}"
         seen[key] = seen.get(key, 0) + 1
