@@ -32,9 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lookalike as lk
-from lookalike import storage
 from lookalike.errors import InvalidArgument, LookalikeError, missing_extra, os_error_line
-from lookalike.files import locked
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,6 +70,13 @@ def in_cli_words(message: str) -> str:
         message = re.sub(rf"(?<![\w.-]){name}=", option + " ", message)
         message = re.sub(rf"^{name}(?= must )", option, message)
     return message
+
+
+def _is_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a saved model (the storage module, and numpy with it, imported when a command asks)."""
+    from lookalike.storage import is_model_dir
+
+    return is_model_dir(Path(path))
 
 
 # ------------------------------------------------------------------------------------ showing results
@@ -161,7 +166,7 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
     from lookalike.embed.registry import get_spec
     from lookalike.ingest.options import download_options
 
-    if args.rebuild or args.engine != "local" or not storage.is_model_dir(output):
+    if args.rebuild or args.engine != "local" or not _is_model(output):
         return None
     model = lk.load_model(output)
     # Without --model, --descriptor or --precision the model keeps what it was built with.
@@ -414,7 +419,7 @@ def _dedup_source(source: str, metric: str | None, verbose: bool) -> tuple[lk.Im
     from lookalike.index.metrics import DEFAULT_METRIC
 
     path = Path(source)
-    if storage.is_model_dir(path):
+    if _is_model(path):
         model = lk.load_model(path)
         if model.feature not in model.references.columns:
             return model, path
@@ -429,12 +434,12 @@ def _review_model(args: argparse.Namespace) -> Path:
     """The saved model a review works on: the source itself, or the folder's model (made now, or brought up to date)."""
     from lookalike.index.metrics import DEFAULT_METRIC
 
-    if storage.is_model_dir(args.source):
+    if _is_model(args.source):
         return args.source
     if not args.source.is_dir():
         raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {args.source} is neither")
     target = args.save or args.source.resolve().parent / f"{args.source.resolve().name}.lookalike"
-    if storage.is_model_dir(target):
+    if _is_model(target):
         model = lk.load_model(target)
         changes = model.sync(str(args.source), verbose=not args.quiet)
         print(f"{target}: {changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
@@ -497,7 +502,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     )
     for row in duplicates[duplicates["action"] == "discard"].itertuples():
         decisions.discard(row.path, keepers[row.group])
-    saved = args.source if storage.is_model_dir(args.source) else None
+    saved = args.source if _is_model(args.source) else None
     # An earlier dedup (or apply) cut short is finished first: nothing is left in two places or half copied.
     for manifest in model.interrupted_applies(args.move_to):
         _carried_out(lambda manifest=manifest: model.resume_decisions(manifest, path=saved), f" (finishing {manifest})")
@@ -509,7 +514,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def _holding(model: Path | str):
     """The lock of a saved model's folder (nothing for a path that is not one): held across load, change and save,
     so that two commands changing one model take turns and each starts from what the other saved."""
-    return locked(model) if storage.is_model_dir(Path(model)) else contextlib.nullcontext()
+    from lookalike.files import locked
+
+    return locked(model) if _is_model(model) else contextlib.nullcontext()
 
 
 def _print_moves(report, where: str = "") -> None:
@@ -552,7 +559,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     from lookalike import moves
 
     folder = moves.read_manifest(args.manifest).get("model")
-    if folder and storage.is_model_dir(Path(folder)):
+    if folder and _is_model(Path(folder)):
         with _holding(folder):
             model = lk.load_model(folder)
             report = _carried_out(
@@ -661,7 +668,7 @@ def _matched_set(model: lk.ImageSimilarityModel, source: Path, threshold: float 
 
     if threshold is None:
         threshold = dedup.default_threshold(model.core)
-    if storage.is_model_dir(source):
+    if _is_model(source):
         other = lk.load_model(source)
     else:
         spec = model.core.spec
