@@ -102,12 +102,15 @@ def _fitted(table: pd.DataFrame, paths: dict[str, str], width: int) -> tuple[pd.
             folders.setdefault(folder, []).append(paths[column])
         shown[column] = shown[column].map(escaped)
     others = [c for c in shown.columns if c not in present]
-    used = sum(max(len(str(c)), shown[c].astype(str).str.len().max()) + 2 for c in others)
-    room = max(12, (width - used) // max(1, len(present)) - 2)
-    for column in present:
+    left = width - sum(len(shown[[c]].to_string(index=False).splitlines()[0]) + 2 for c in others)
+    # The narrowest path column first: what it does not need, the wider ones may use.
+    needs = {c: int(shown[c].map(lambda v: len(v) if isinstance(v, str) else 3).max()) for c in present}
+    for i, column in enumerate(sorted(present, key=needs.get)):
+        room = max(12, min(needs[column], left // (len(present) - i) - 2))
+        left -= room + 2
         names = {v for v in shown[column] if isinstance(v, str)}
         common = len(os.path.commonprefix(sorted(names))) if len(names) > 1 else 0  # what they all start with
-        shown[column] = shown[column].map(lambda v, c=common: shortened(v, room, c) if isinstance(v, str) else v)
+        shown[column] = shown[column].map(lambda v, c=common, r=room: shortened(v, r, c) if isinstance(v, str) else v)
     notes = [f"({', '.join(names)}: under {folder}{os.sep})" for folder, names in folders.items()]
     return shown[present[:1] + others + present[1:]].rename(columns=paths), notes
 
