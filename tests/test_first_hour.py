@@ -341,6 +341,7 @@ def test_the_query_table_fits_a_hundred_columns_and_tells_files_apart(library, t
 def test_calibration_counts_false_links_in_whole_links(library):
     done = ok(cli("dedup", library["model"], "--calibrate", "-q"))
     table, summary = done.splitlines()[:-1], done.splitlines()[-1]
-    assert table[0].split()[-2:] == ["false", "links"]
-    assert all(re.fullmatch(r"\d[\d,]*|<1", line.split()[-1]) for line in table[1:]), done
-    assert re.search(r"(links none|about \d[\d,]* false links|fewer than 1 false link)", summary), summary
+    assert table[0].split()[-3:] == ["look-alikes", "false", "links"]
+    assert all(re.fullmatch(r"\d[\d,]*|<1", word) for line in table[1:] for word in line.split()[-2:]), done
+    assert re.search(r"lists about \d[\d,]* pairs of look-alikes", summary), summary
+    assert re.search(r"(about \d[\d,]* pairs of distinct photos taken for copies|no false copies)", summary), summary
