@@ -187,13 +187,17 @@ def damaged_model(tmp_path: Path) -> Path:
         (lambda tmp, model: ["index", str(SHOES), "--descriptor", '{"scales": 2}'], "scales must be factors"),
         (
             lambda tmp, model: ["query", str(model), str(sorted(SHOES.glob("*.jpg"))[0]), "-k", "0"],
-            "k must be a positive integer",
+            "-k must be a positive integer",
         ),
         (  # nan compares false with everything: it used to run and silently return nothing
             lambda tmp, model: ["query", str(model), str(sorted(SHOES.glob("*.jpg"))[0]), "--radius", "nan"],
-            "radius must be a finite non-negative number",
+            "--radius must be a number (a distance in the euclidean metric), got nan",
         ),
-        (lambda tmp, model: ["dedup", str(model), "--threshold", "-1"], "threshold must be a non-negative"),
+        (
+            lambda tmp, model: ["query", str(model), str(sorted(SHOES.glob("*.jpg"))[0]), "--threshold", "-1"],
+            "--threshold must be a non-negative euclidean distance",
+        ),
+        (lambda tmp, model: ["dedup", str(model), "--threshold", "-1"], "--threshold must be a non-negative"),
     ],
 )
 def test_cli_user_errors_print_one_line_and_exit_1(argv, message, tmp_path, saved_model, capsys):

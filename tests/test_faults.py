@@ -136,10 +136,11 @@ import lookalike as lk
 
 path, stop = sys.argv[1], Path(sys.argv[2])
 seen, errors = {}, []
+load_model = lk.load_model  # imported now (lookalike imports its stages on first use): "ready" is ready to load
 print("ready", flush=True)
 while not stop.exists():
     try:
-        model = lk.load_model(path)
+        model = load_model(path)
         key = hashlib.sha256(np.ascontiguousarray(model.embeddings).tobytes()).hexdigest()
         key += f" {len(model.labels)} {model.labels[-1]}"
         seen[key] = seen.get(key, 0) + 1
@@ -212,7 +213,7 @@ def test_models_saved_in_format_1_load_and_saving_over_one_converts_it(name, cou
     queries = np.asarray(model.raw_embeddings[:5])
     before = model.query(queries, k=3)
     assert before["reference_label"].tolist()[::3] == model.labels[:5].tolist()  # each finds itself first
-    assert cli.main(["info", str(path), "--verify"]) == 0
+    assert cli.main(["info", str(path), "--checksums"]) == 0
     assert "nothing to check, a format-1 model has no checksums" in capsys.readouterr().out
     model.save(path)
     assert sorted(os.listdir(path)) == ["CURRENT", "gen-000001"] and os.listdir(tmp_path) == [name]
@@ -415,21 +416,21 @@ def flip(path: Path, at: int) -> None:
         f.write(bytes([byte ^ 0x01]))
 
 
-def test_a_large_array_is_sampled_on_load_and_read_whole_by_info_verify(large_saved, capsys):
+def test_a_large_array_is_sampled_on_load_and_read_whole_by_info_checksums(large_saved, capsys):
     embeddings = generation(large_saved) / "embeddings.npy"
     size = embeddings.stat().st_size
     assert size > storage.FULL_CHECK_BYTES
     checked = storage.verify(large_saved)
     assert checked["files"] == 3 and checked["bytes"] > size
-    assert cli.main(["info", str(large_saved), "--verify"]) == 0
+    assert cli.main(["info", str(large_saved), "--checksums"]) == 0
     assert f"verified: 3 files, {checked['bytes']:,} bytes, every SHA-256 matches" in capsys.readouterr().out
     flip(embeddings, 10)  # the header: the first block is hashed on every load
     with pytest.raises(lk.ModelFormatError, match="embeddings.npy is damaged: bytes 0 to 4194304 are not those saved"):
         lk.load_model(large_saved)
     flip(embeddings, 10)
-    middle = storage.BLOCK_BYTES * 7 + 123  # a load hashes a few blocks; --verify reads them all
+    middle = storage.BLOCK_BYTES * 7 + 123  # a load hashes a few blocks; --checksums reads them all
     flip(embeddings, middle)
-    err = one_line_error(["info", str(large_saved), "--verify"], capsys)
+    err = one_line_error(["info", str(large_saved), "--checksums"], capsys)
     assert "embeddings.npy is damaged: bytes 29360128 to 33554432 are not those saved" in err
     flip(embeddings, middle)
     os.truncate(embeddings, size - 1)  # sizes are checked on every load

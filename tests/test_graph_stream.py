@@ -16,6 +16,12 @@ from lookalike.graph import edge_table, write_edges
 FLOAT32_RESOLUTION = {"rtol": 2e-6, "atol": 2e-6}
 
 
+def without_metric(written: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """An edges file's table once every row was checked to name the metric of its distances (a file read alone)."""
+    assert written.columns[-1] == "metric" and (written["metric"] == metric).all()
+    return written.drop(columns="metric")
+
+
 def brute_force_edges(model, k: int, include_self: bool) -> dict[int, list[tuple[int, float]]]:
     """Every reference's k nearest (position, distance) by a dense float64 matrix (80 photos: small)."""
     v = model.embeddings.astype(np.float64)
@@ -52,7 +58,7 @@ def test_streamed_parquet_equals_in_memory(sample_model, tmp_path, k, radius_qua
         k=k, radius=radius, include_self_edges=include_self, output_type="table", path=tmp_path / "edges.parquet"
     )
     assert path == tmp_path / "edges.parquet"
-    streamed = pd.read_parquet(path)
+    streamed = without_metric(pd.read_parquet(path), "euclidean")
     pd.testing.assert_frame_equal(streamed, in_memory, check_dtype=False)
     if radius is not None:
         assert 0 < len(streamed) < k * len(sample_model.labels)
@@ -66,7 +72,7 @@ def test_streaming_writes_one_row_group_per_block(sample_model, tmp_path):
     assert count == meta.num_rows == 3 * 80
     assert meta.num_row_groups == 5  # 80 references / 16 per block: edges were written block by block
     pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "edges.parquet"),
+        without_metric(pd.read_parquet(tmp_path / "edges.parquet"), "euclidean"),
         sample_model.similarity_graph(k=3, output_type="table"),
         check_dtype=False,
     )
@@ -79,7 +85,7 @@ def test_string_labels_stream_with_their_type(sample_model, tmp_path):
     )
     model.similarity_graph(k=2, output_type="table", path=tmp_path / "edges.parquet")
     assert str(pq.read_schema(tmp_path / "edges.parquet").field("__src_id").type) == "string"
-    streamed = pd.read_parquet(tmp_path / "edges.parquet")
+    streamed = without_metric(pd.read_parquet(tmp_path / "edges.parquet"), "euclidean")
     pd.testing.assert_frame_equal(streamed, model.similarity_graph(k=2, output_type="table"), check_dtype=False)
     assert set(streamed["__src_id"]) == set(names)
 
@@ -103,6 +109,6 @@ def test_cli_graph_streams_to_file(sample_model, tmp_path, capsys, suffix):
     assert main(["graph", str(tmp_path / "m.lookalike"), "-k", "5", "--radius", "70", "-o", str(out)]) == 0
     expected = sample_model.similarity_graph(k=5, radius=70.0, output_type="table")
     read = {".parquet": pd.read_parquet, ".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True)}[suffix]
-    written = read(out)
+    written = without_metric(read(out), "euclidean")
     pd.testing.assert_frame_equal(written, expected, check_dtype=False)
     assert f"wrote {len(expected)} edges over 80 images" in capsys.readouterr().out

@@ -101,7 +101,7 @@ def test_top_k_equals_brute_force(models, set_b_with_edits, k, with_threshold):
     model_a, model_b = models
     full = dense(model_a.embeddings, model_b.embeddings, "cosine")
     threshold = float(np.median(full)) / 2 if with_threshold else None
-    pairs = lk.match(model_a, model_b, k=k, threshold=threshold, verbose=False)
+    pairs = lk.match(model_a, model_b, k=k, threshold=threshold, metric="cosine", verbose=False)
     expected = []
     for i, row in enumerate(full):
         expected += [
@@ -115,10 +115,11 @@ def test_top_k_equals_brute_force(models, set_b_with_edits, k, with_threshold):
 def test_saved_models_and_arrays_are_inputs(models, set_b_with_edits, tmp_path):
     model_a, model_b = models
     model_a.save(tmp_path / "a.lookalike")
-    from_disk = lk.match(str(tmp_path / "a.lookalike"), set_b_with_edits, threshold=0.3, verbose=False)
-    from_paths = lk.match(SET_A, set_b_with_edits, threshold=0.3, verbose=False)
+    options = {"threshold": 0.3, "metric": "cosine"}
+    from_disk = lk.match(str(tmp_path / "a.lookalike"), set_b_with_edits, **options, verbose=False)
+    from_paths = lk.match(SET_A, set_b_with_edits, **options, verbose=False)
     pd.testing.assert_frame_equal(from_disk, from_paths)
-    from_arrays = lk.match(model_a.embeddings, model_b.embeddings, threshold=0.3)
+    from_arrays = lk.match(model_a.embeddings, model_b.embeddings, **options)
     pd.testing.assert_frame_equal(from_arrays, from_paths[["a_label", "b_label", "distance"]])
 
 
@@ -140,10 +141,12 @@ def test_blocks_do_not_change_the_answer():
 
 def test_errors_are_clear(models, tmp_path):
     model_a, model_b = models
-    with pytest.raises(ValueError, match="threshold= .* and/or k="):
-        lk.match(model_a, model_b)
+    with pytest.raises(ValueError, match="threshold= .* and/or k=.*no default was measured.*precomputed"):
+        lk.match(model_a.embeddings, model_b.embeddings)  # no threshold was measured for vectors of unknown origin
     with pytest.raises(ValueError, match="threshold must be a non-negative cosine distance"):
-        lk.match(model_a, model_b, threshold=-0.1)
+        lk.match(model_a, model_b, threshold=-0.1, metric="cosine")
+    with pytest.raises(ValueError, match="threshold must be a non-negative euclidean distance"):
+        lk.match(model_a, model_b, threshold=-0.1)  # the models' own metric
     with pytest.raises(ValueError, match="k must be a positive integer"):
         lk.match(model_a, model_b, k=0)
     with pytest.raises(ValueError, match="metric must be one of"):
@@ -177,8 +180,9 @@ def test_cli_match_writes_pairs(models, set_b_with_edits, tmp_path, capsys):
     assert len(written) == len(expected) > 0
     assert written["b_path"].tolist() == expected["b_path"].tolist()
     assert f"wrote {len(expected)} pairs" in capsys.readouterr().out
-    assert main(["match", str(tmp_path / "a.lookalike"), str(folder_b), "-q"]) == 1
-    assert "threshold=" in capsys.readouterr().err
+    assert main(["match", str(tmp_path / "a.lookalike"), str(folder_b), "-q", "--metric", "dot"]) == 1
+    error = capsys.readouterr().err  # no threshold measured for dot: said in the command's words
+    assert "--threshold" in error and "-k" in error and "threshold=" not in error
 
 
 @pytest.mark.parametrize(("threshold", "k"), [(0.3, None), (None, 3), (0.25, 4)])
@@ -186,14 +190,16 @@ def test_pairs_streamed_to_a_file_equal_the_table(models, tmp_path, monkeypatch,
     import importlib
 
     model_a, model_b = models
-    whole = lk.match(model_a, model_b, threshold=threshold, k=k)
+    whole = lk.match(model_a, model_b, threshold=threshold, k=k, metric="cosine")
     monkeypatch.setattr(importlib.import_module("lookalike.match"), "BLOCK_A", 7)  # 40 photos: 6 blocks of A
-    blocked = lk.match(model_a, model_b, threshold=threshold, k=k)
+    blocked = lk.match(model_a, model_b, threshold=threshold, k=k, metric="cosine")
     pd.testing.assert_frame_equal(blocked, whole)
     for suffix, read in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
-        path = lk.match(model_a, model_b, threshold=threshold, k=k, path=tmp_path / f"pairs{suffix}")
+        path = lk.match(model_a, model_b, threshold=threshold, k=k, metric="cosine", path=tmp_path / f"pairs{suffix}")
         assert path == tmp_path / f"pairs{suffix}" and not list(tmp_path.glob(".*partial"))
-        pd.testing.assert_frame_equal(read(path), whole, check_dtype=suffix == ".parquet")
+        written = read(path)
+        assert (written.pop("metric") == whole.attrs["metric"]).all() and whole.attrs["metric"] == "cosine"
+        pd.testing.assert_frame_equal(written, whole, check_dtype=suffix == ".parquet")
     with pytest.raises(ValueError, match=r"pairs\.txt must end in \.parquet or \.csv"):
         lk.match(model_a, model_b, k=1, path=tmp_path / "pairs.txt")
 

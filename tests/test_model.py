@@ -29,8 +29,10 @@ def same_embeddings(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def check_turi_result(result: pd.DataFrame, n_queries: int, k: int) -> None:
-    """Columns, ranks 1..k per query, distances non-decreasing within each query."""
-    assert result.columns.tolist() == RESULT_COLUMNS
+    """Turi's columns first (then the files of queries and references that are files), ranks 1..k per query,
+    distances non-decreasing within each query."""
+    assert result.columns.tolist()[:4] == RESULT_COLUMNS
+    assert result.columns.tolist()[4:] in ([], ["reference_path"], ["query_path", "reference_path"])
     assert len(result) == n_queries * k
     assert result["rank"].tolist() == list(range(1, k + 1)) * n_queries
     for _, rows in result.groupby("query_label", sort=False):
@@ -176,14 +178,16 @@ def test_query_list_and_dataframe(sample_model):
     assert framed.loc[framed["rank"] == 1, "reference_label"].tolist() == [60, 5]
     assert framed["query_label"].tolist() == ["x", "x", "y", "y"]
     images = sample_model.query([Image.open(PATHS[5]), Image.open(PATHS[60])], k=2, verbose=False)
-    pd.testing.assert_frame_equal(images, listed)
+    # Queries that are files are named by path; images in memory have none.
+    assert listed["query_path"].tolist() == [PATHS[5]] * 2 + [PATHS[60]] * 2
+    pd.testing.assert_frame_equal(images, listed.drop(columns="query_path"))
 
 
 def test_query_by_embedding_vectors(sample_model):
     result = sample_model.query(sample_model.embeddings[[2, 70]], k=4)
     check_turi_result(result, 2, 4)
     expected = sample_model.query([PATHS[2], PATHS[70]], k=4, verbose=False)
-    pd.testing.assert_frame_equal(result, expected)
+    pd.testing.assert_frame_equal(result, expected.drop(columns="query_path"))  # vectors are no files
 
 
 def test_query_by_2d_float_array_of_wrong_width_is_refused(sample_model):
@@ -325,7 +329,7 @@ def test_similarity_graph(sample_model):
     assert all(graph.out_degree(node) == 3 for node in graph.nodes)
     assert nx.number_of_selfloops(graph) == 0
     table = sample_model.similarity_graph(k=3, output_type="table")
-    for src, dst, distance, rank in table.itertuples(index=False):
+    for src, dst, distance, rank in table[EDGE_COLUMNS].itertuples(index=False):
         assert graph.edges[src, dst] == {"distance": distance, "rank": rank}
     # Each node's edges are its query neighbours, minus itself.
     result = sample_model.query(sample_model.embeddings, k=4)
@@ -336,7 +340,11 @@ def test_similarity_graph(sample_model):
 
 def test_similarity_graph_table_and_aliases(sample_model):
     table = sample_model.similarity_graph(k=2, output_type="table")
-    assert table.columns.tolist() == EDGE_COLUMNS
+    assert table.columns.tolist() == [*EDGE_COLUMNS, "__src_path", "__dst_path"]  # the files beside their ids
+    paths = sample_model.references["path"].to_numpy()
+    assert (table["__src_path"] == paths[table["__src_id"]]).all() and (
+        table["__dst_path"] == paths[table["__dst_id"]]
+    ).all()
     assert len(table) == 160
     assert table["rank"].tolist() == [1, 2] * 80
     assert (table["__src_id"] != table["__dst_id"]).all()
@@ -522,7 +530,10 @@ def test_a_model_of_a_vector_column_is_queried_with_that_column_as_turi_does(tmp
     expected = lk.create(np.stack(table["deep_features"]), model=None, verbose=False).query(
         np.stack(table["deep_features"].head(3)), k=3, verbose=False
     )
-    pd.testing.assert_frame_equal(model.query(table.head(3), k=3, verbose=False), expected)
+    queried = model.query(table.head(3), k=3, verbose=False)
+    # The table's paths name the references; the queries were vectors, named by no file.
+    assert (queried["reference_path"] == table["path"].to_numpy()[queried["reference_label"]]).all()
+    pd.testing.assert_frame_equal(queried.drop(columns="reference_path"), expected)
     model.save(tmp_path / "vectors.lookalike")
     loaded = lk.load_model(tmp_path / "vectors.lookalike")
-    pd.testing.assert_frame_equal(loaded.query(table.head(3), k=3, verbose=False), expected)
+    pd.testing.assert_frame_equal(loaded.query(table.head(3), k=3, verbose=False), queried)

@@ -168,6 +168,9 @@ def test_map_shows_the_image_under_the_pointer(page, artifacts):
     page.wait_for_function("() => document.querySelector('#map-tip img').naturalWidth > 0")
     index = page.get_attribute("#map-tip img", "data-index")
     assert index == str(page.evaluate("() => lookalikeMap.data.index[0]"))
+    path = page.evaluate("() => lookalikeMap.data.path[0]")  # the file under the pointer, not a row number
+    assert page.inner_text("#map-tip span") == path.rsplit("/", 1)[-1] and path.endswith(".jpg")
+    assert page.get_attribute("#map-tip span", "title") == path
     page.screenshot(path=str(artifacts / "explorer-map.png"))
     page.mouse.click(box["x"] + point["px"], box["y"] + point["py"])
     page.wait_for_selector("#neighbours .tile")
@@ -230,6 +233,9 @@ def test_map_lasso_lists_the_references_inside(page, artifacts):
     index = page.evaluate("() => lookalikeMap.data.index")
     shown = page.eval_on_selector_all("#map-selection .tile", "tiles => tiles.map(t => Number(t.dataset.index))")
     assert sorted(shown) == sorted(index[i] for i in expected)
+    paths = page.evaluate("() => lookalikeMap.data.path")
+    captions = page.eval_on_selector_all("#map-selection .tile .caption", "c => c.map(e => e.textContent)")
+    assert sorted(captions) == sorted(f"{index[i]} · {paths[i].rsplit('/', 1)[-1]}" for i in expected)
     assert page.inner_text("#map-selection-info") == f"{len(expected)} references selected"
     page.wait_for_function("() => document.querySelector('#map-selection img.thumb').naturalWidth > 0")
     page.screenshot(path=str(artifacts / "explorer-map-lasso.png"), full_page=True)

@@ -82,7 +82,8 @@ def test_dedup_labels_rows_with_tiers_and_acts_only_on_copies(copies, tmp_path, 
         model.find_duplicates(tiers="copies")
 
     moved = tmp_path / "moved"
-    command = [sys.executable, "-m", "lookalike.cli", "dedup", str(copies), "--threshold", "0.6", "-q"]
+    command = [sys.executable, "-m", "lookalike.cli", "dedup", str(copies), "--threshold", "0.6", "--metric", "cosine"]
+    command.append("-q")  # the threshold is the model's above: cosine (a folder's default metric is euclidean)
     listed = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
@@ -115,7 +116,18 @@ def test_calibration_measures_copies_of_the_collection_and_false_links(lookalike
         0.15
     )
     done = subprocess.run(
-        [sys.executable, "-m", "lookalike.cli", "dedup", str(SAMPLES), "--calibrate", "--json", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "lookalike.cli",
+            "dedup",
+            str(SAMPLES),
+            "--calibrate",
+            "--json",
+            "-q",
+            "--metric",
+            "cosine",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -119,7 +119,16 @@ def test_query_with_verify_moves_the_true_duplicate_to_first(squeezenet_model, t
     table = pd.DataFrame({"path": [str(q) for q in queries], "name": ["a", "b"]})
     plain = sample_model.query(table, label="name", k=20, verbose=False)
     verified = sample_model.query(table, label="name", k=5, verify=True, verbose=False)
-    assert list(verified.columns) == ["query_label", "reference_label", "distance", "rank", "inliers"]
+    assert list(verified.columns) == [
+        "query_label",
+        "reference_label",
+        "distance",
+        "rank",
+        "inliers",
+        "query_path",
+        "reference_path",
+    ]
+    assert (verified["reference_path"] == np.array(paths)[verified["reference_label"]]).all()
     assert len(verified) == 10
     for name, original in zip("ab", originals, strict=True):
         truth = paths.index(str(original))
@@ -191,7 +200,7 @@ def test_missing_opencv_says_which_extra_to_install(monkeypatch):
 
 def test_cli_query_verify(sample_model, tmp_path, copies, capsys):
     sample_model.save(tmp_path / "m.lookalike")
-    assert main(["query", str(tmp_path / "m.lookalike"), str(copies["mirrored"]), "--verify", "--json", "-q"]) == 0
+    assert main(["query", str(tmp_path / "m.lookalike"), str(copies["mirrored"]), "--rerank", "--json", "-q"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["rank"] for row in rows] == [1, 2, 3, 4, 5]
     assert sample_model.references["path"][rows[0]["reference_label"]] == str(ORIGINAL)

@@ -206,11 +206,13 @@ def test_cli_lists_and_fetches(hub, capsys):
     assert cli.main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert {"resnet-50", "mobilenet_v3", "dinov2-small", "clip-vit-b-32", "squeezenet_v1.1", DEFAULT_MODEL} <= set(rows)
-    assert rows[entry.name]["cached"] is False and rows["squeezenet_v1.1"]["cached"] is True
+    # "available": usable now (a zoo model once fetched, a built-in one with its weights installed); else how.
+    assert rows[entry.name]["available"] is False and rows["squeezenet_v1.1"]["available"] is True
+    assert rows[entry.name]["install"] == f"lookalike models fetch {entry.name}"
     assert cli.main(["models", "fetch", entry.name]) == 0
     assert entry.name in capsys.readouterr().out
     assert cli.main(["models", "--json"]) == 0
-    assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}[entry.name]["cached"] is True
+    assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}[entry.name]["available"] is True
     assert cli.main(["models"]) == 0
     table = capsys.readouterr().out
     assert "clip-vit-b-32" in table and "text" in table

@@ -178,6 +178,17 @@ class Calibration:
             thresholds = np.linspace(top / 20, top, 20)
         return pd.DataFrame([self.at(t) for t in thresholds])
 
+    def shown(self, thresholds: Sequence[float] | None = None) -> pd.DataFrame:
+        """:meth:`table` for people: thresholds to 3 digits, copies found in per cent, look-alikes and false links
+        counted in whole pairs (a count of pairs, not 4.46409 of them)."""
+        table = self.table(thresholds)
+        shown = pd.DataFrame({"threshold": table["threshold"].map(lambda t: f"{t:.3g}")})
+        for kind in self.found:
+            shown[kind] = table[f"recall {kind}"].map(lambda share: f"{share:.0%}")
+        shown["look-alikes"] = table["expected look-alikes"].map(_count)
+        shown["false links"] = table["expected false links"].map(_count)
+        return shown
+
     def summary(self, threshold: float) -> str:
         """One paragraph for people: what ``threshold`` finds and what it costs on this collection."""
         values = self.at(threshold)
@@ -190,6 +201,13 @@ class Calibration:
             f"lists about {looks:,} pairs of look-alikes (left alone) and {links} among the collection's "
             f"{self.pairs:,} pairs (a few may be real duplicates)"
         )
+
+
+def _count(expected: float) -> str:
+    """An expected number of pairs as people count them: whole pairs, "<1" for less than one but some."""
+    if expected == 0:
+        return "0"
+    return "<1" if expected < 0.5 else f"{round(expected):,}"
 
 
 def calibrate(

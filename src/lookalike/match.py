@@ -21,11 +21,12 @@ import pandas as pd
 import pyarrow as pa
 
 from lookalike import storage
+from lookalike.dedup import default_threshold
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec
 from lookalike.errors import InvalidArgument
 from lookalike.index import check_metric
-from lookalike.index.metrics import block_distances, exact_distances, row_norms
+from lookalike.index.metrics import DEFAULT_METRIC, block_distances, exact_distances, row_norms
 from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.results import check_output, label_type, write_blocks
 from lookalike.validation import check_distance, check_positive_int
@@ -44,7 +45,7 @@ def match(
     b: Any,
     threshold: float | None = None,
     k: int | None = None,
-    metric: str = "cosine",
+    metric: str | None = None,
     model: str | os.PathLike | ModelSpec | None = "auto",
     label_a: str | None = None,
     label_b: str | None = None,
@@ -55,6 +56,10 @@ def match(
 ) -> pd.DataFrame | Path:
     """Pairs (a, b) of images from two sets that look alike: all pairs within ``threshold`` and/or b's ``k`` nearest per a.
 
+    With neither ``threshold`` nor ``k``, pairs within the threshold measured for
+    the network, descriptor and metric (dedup's default, see
+    :func:`lookalike.dedup.default_threshold`).
+
     Parameters
     ----------
     a, b : folder, glob, list of paths, table file, pandas.DataFrame, 2-D array, saved model path, or ImageSimilarityModel
@@ -64,14 +69,17 @@ def match(
         embedding cache, so matching the same folder again is fast.
     threshold : float, optional
         Largest distance of a pair, in ``metric`` (all metrics are distances:
-        smaller is closer). Seed 004's cosine *similarity* 0.845 is
-        ``threshold=0.155`` with ``metric="cosine"``.
+        smaller is closer; ``dot``'s is minus the dot product). Seed 004's
+        cosine *similarity* 0.845 is ``threshold=0.155`` with ``metric="cosine"``.
+        Default, without ``k``: the measured one (a clear error where none was).
     k : int, optional
         Keep at most the ``k`` nearest b images of each a image. With
-        ``threshold`` too, both conditions hold. At least one of ``threshold``
-        and ``k`` is required.
-    metric : {"cosine", "euclidean", "dot"}, default "cosine"
-        Used for both sets, whatever metric a saved model was built with.
+        ``threshold`` too, both conditions hold.
+    metric : {"euclidean", "cosine", "dot"}, optional
+        Used for both sets. Default: the metric of the model given as ``a``
+        (or else ``b``), so that a pair's distance is the one ``query`` and
+        ``dedup`` show on that model; for sets built here, ``"euclidean"``,
+        as ``create`` and ``lookalike index``.
     model : str, path, ModelSpec or None, default "auto"
         Network that embeds the image sets: ``"auto"`` takes the one a model
         input was built with, else ``"efficientnet_lite0"``; None means the
@@ -100,14 +108,15 @@ def match(
     -------
     pandas.DataFrame or pathlib.Path
         ``a_label, b_label, distance`` (float64), ordered by a, then distance,
-        then b; plus ``a_path, b_path`` when the sets are image files. With
-        ``path``, that table is in the file and its path is returned.
+        then b; plus ``a_path, b_path`` when the sets are image files; its
+        ``attrs["metric"]`` names the metric. With ``path``, that table is in
+        the file, each row also naming its ``metric``, and its path is returned.
 
     Raises
     ------
     ValueError
-        Neither ``threshold`` nor ``k``; a bad value; sets embedded by
-        different networks or of different dimensions.
+        Neither ``threshold`` nor ``k`` where no threshold was measured; a bad
+        value; sets embedded by different networks or of different dimensions.
 
     Examples
     --------
@@ -116,21 +125,25 @@ def match(
     >>> pairs.columns.tolist()  # doctest: +SKIP
     ['a_label', 'b_label', 'distance', 'a_path', 'b_path']
     """
-    check_metric(metric)
+    metric = _metric_of(a, b, metric)
     threshold, k = _check_limits(threshold, k, metric)
     if path is not None:
         path = check_output(path)  # before any embedding
     model_a, model_b = _as_models(a, b, model, metric, (label_a, label_b), batch_size, verbose)
     _check_comparable(model_a, model_b)
+    if threshold is None and k is None:
+        threshold = _default_threshold(model_a, metric)
     candidates = _candidate_blocks(model_a, model_b, threshold, k, metric, BLOCK_A)
     if one_to_one:
         blocks = iter([_one_to_one_table(model_a, model_b, _concat(candidates))])
     else:
         blocks = (_pair_table(model_a, model_b, *block) for block in candidates)
     if path is not None:
-        write_blocks(path, blocks, _pair_schema(model_a, model_b))
+        write_blocks(path, blocks, _pair_schema(model_a, model_b), metric=metric)
         return path
-    return pd.concat(blocks, ignore_index=True)
+    pairs = pd.concat(blocks, ignore_index=True)
+    pairs.attrs["metric"] = metric  # what the distances mean, for whoever shows or writes them
+    return pairs
 
 
 def _candidate_blocks(
@@ -305,11 +318,32 @@ def _concat(parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple
     return np.concatenate(a_pos), np.concatenate(b_pos), np.concatenate(dist)
 
 
-def _check_limits(threshold: Any, k: Any, metric: str) -> tuple[float | None, int | None]:
-    if threshold is None and k is None:
+def _metric_of(a: Any, b: Any, metric: str | None) -> str:
+    """The metric asked for; else a saved model's (a's first, then b's); else create's default."""
+    if metric is not None:
+        return check_metric(metric)
+    for source in (a, b):
+        if isinstance(source, ImageSimilarityModel):
+            return source.metric
+        if _is_saved_model(source):
+            return check_metric(storage.read_manifest(source).get("metric"))
+    return DEFAULT_METRIC
+
+
+def _default_threshold(model_a: ImageSimilarityModel, metric: str) -> float:
+    """The threshold measured for set a's network, descriptor and ``metric`` (dedup's), or a clear error."""
+    try:
+        if model_a.metric != metric:
+            raise InvalidArgument(f"the thresholds were measured in each model's own metric, not {metric}")
+        return default_threshold(model_a.core)
+    except InvalidArgument as exc:
         raise InvalidArgument(
-            "match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a)"
-        )
+            "match needs threshold= (the largest distance of a pair) and/or k= (nearest b images per a): "
+            f"no default was measured here ({exc})"
+        ) from None
+
+
+def _check_limits(threshold: Any, k: Any, metric: str) -> tuple[float | None, int | None]:
     if threshold is not None:
         threshold = check_distance("threshold", threshold, metric)
     return threshold, check_positive_int("k", k, none=True)

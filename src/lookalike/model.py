@@ -51,11 +51,17 @@ from lookalike.ingest.tables import (
 )
 from lookalike.layout import MAP_FILE, MapLayout
 from lookalike.projection import Projection, fit_projection
-from lookalike.validation import check_positive_int, check_radius
+from lookalike.summary import summary_text, summary_values
+from lookalike.validation import check_positive_int, check_threshold
 
 __all__ = ["ImageSimilarityModel", "create", "load_model"]
 
 _GRAPH_ALIASES = {"graph": "graph", "sgraph": "graph", "table": "table", "sframe": "table"}
+
+
+def _all_text(values: list) -> bool:
+    """Whether ``values`` are all text (paths of files, or URLs), so that they name the queries' files."""
+    return bool(values) and all(isinstance(v, str) for v in values)
 
 
 def _storable_columns(table: pd.DataFrame, feature: str | None) -> pd.DataFrame:
@@ -156,20 +162,22 @@ class ImageSimilarityModel:
         verbose: bool = True,
         verify: Any = False,
         shortlist: int = 20,
+        threshold: float | None = None,
     ) -> pd.DataFrame:
         """The nearest references of each query image.
 
         Parameters
         ----------
-        dataset : path, PIL image, bytes, numpy array, list of those, or pandas.DataFrame
-            Query images (need not be references), or query embeddings.
+        dataset : path, folder, PIL image, bytes, numpy array, list of those, or pandas.DataFrame
+            Query images (need not be references; a folder's images are all
+            queries, as ``create`` lists them), or query embeddings.
         label : str, optional
             Column of a DataFrame ``dataset`` whose values name the queries;
             row numbers when None.
         k : int, default 5
             Neighbours per query (all references when k exceeds their number).
         radius : float, optional
-            Only neighbours at most this far.
+            Turi's name for ``threshold``: either may be given.
         verify : bool or lookalike.verify.Verifier, default False
             Geometric verification (``pip install 'lookalike[verify]'``, see
             docs/verify.md): the ``max(k, shortlist)`` nearest references are
@@ -179,20 +187,25 @@ class ImageSimilarityModel:
             order. Adds an ``inliers`` column. A ``Verifier`` sets the options.
         shortlist : int, default 20
             With ``verify``: how many nearest references are verified per query.
+        threshold : float, optional
+            Only neighbours at most this far, in the model's metric (with
+            ``dot``, whose distance is minus the dot product, ``-0.8`` keeps
+            the references whose dot product with the query is at least 0.8).
 
         Returns
         -------
         pandas.DataFrame
-            ``query_label, reference_label, distance, rank`` (rank 1 is nearest), and ``inliers`` with ``verify``.
+            ``query_label, reference_label, distance, rank`` (rank 1 is nearest), ``inliers`` with ``verify``,
+            then the files: ``query_path`` when the queries are files, ``reference_path`` when the references are.
 
         Examples
         --------
-        >>> model.query("holiday.jpg", k=3)  # doctest: +SKIP
-           query_label  reference_label  distance  rank
-        0            0               17  12.61872     1
+        >>> model.query("holiday.jpg", k=1)  # doctest: +SKIP
+           query_label  reference_label  distance  rank   query_path           reference_path
+        0            0               17  0.61872      1  holiday.jpg  /home/me/photos/IMG_0017.jpg
         """
         k = check_positive_int("k", k)
-        radius = check_radius(radius)
+        threshold = check_threshold(threshold, self.metric, radius)
         rows = as_query_rows(dataset, self.feature, self.input_dim, label=label)
         query_labels = labels_of(rows.table, label, "query dataset", unique=False)
         vectors, positions, failures = self.core.embed(rows, verbose, "query")
@@ -208,7 +221,16 @@ class ImageSimilarityModel:
             distances, neighbours, inliers = verify_query(self.core, vectors, queries, k, verify, shortlist, verbose)
         else:
             distances, neighbours = self.core.search(vectors, k)
-        return self.core.result_table(query_labels[positions], distances, neighbours, radius, inliers=inliers)
+        query_paths = np.array(sources, dtype=object)[positions] if _all_text(sources) else None
+        return self.core.result_table(
+            query_labels[positions],
+            distances,
+            neighbours,
+            threshold,
+            inliers=inliers,
+            paths=self.core.path_array(),
+            query_paths=query_paths,
+        )
 
     def similarity_graph(
         self,
@@ -217,6 +239,7 @@ class ImageSimilarityModel:
         include_self_edges: bool = False,
         output_type: str = "graph",
         path: str | os.PathLike | None = None,
+        threshold: float | None = None,
     ):
         """Each reference's ``k`` nearest other references, searched in blocks (never an n x n matrix).
 
@@ -224,18 +247,23 @@ class ImageSimilarityModel:
         ----------
         k : int, default 5
         radius : float, optional
-            Only edges at most this long.
+            Turi's name for ``threshold``: either may be given.
         include_self_edges : bool, default False
             Keep each reference's edge to itself (distance 0, rank 1).
         output_type : {"graph", "table"}, default "graph"
             ``"graph"``: a networkx DiGraph on the labels, edges carrying
             ``distance`` and ``rank``. ``"table"``: a DataFrame
-            ``__src_id, __dst_id, distance, rank``. Turi's ``"SGraph"`` and
-            ``"SFrame"`` are accepted.
+            ``__src_id, __dst_id, distance, rank`` (the ids are the labels:
+            row numbers unless ``create`` had ``label=``), then
+            ``__src_path, __dst_path`` (each edge's two files) when the
+            references are files. Turi's ``"SGraph"`` and ``"SFrame"`` are accepted.
         path : str or path, optional
             With ``output_type="table"``: stream the edges to this ``.parquet``
             or ``.csv`` file block by block (never all in memory) and return
             its path; read it lazily with ``pyarrow.parquet.ParquetFile(path)``.
+            The file's rows also carry ``metric``, the metric of ``distance``.
+        threshold : float, optional
+            Only edges at most this long, in the model's metric (see :meth:`query`).
 
         Examples
         --------
@@ -243,7 +271,7 @@ class ImageSimilarityModel:
         PosixPath('edges.parquet')
         """
         k = check_positive_int("k", k)
-        radius = check_radius(radius)
+        threshold = check_threshold(threshold, self.metric, radius)
         kind = _GRAPH_ALIASES.get(str(output_type).lower())
         if kind is None:
             raise InvalidArgument(
@@ -253,9 +281,9 @@ class ImageSimilarityModel:
         if path is not None:
             if kind != "table":
                 raise InvalidArgument("path= streams edges to a file: use output_type='table' with it")
-            graph_edges.write_edges(self.core, path, k, radius, include_self_edges)
+            graph_edges.write_edges(self.core, path, k, threshold, include_self_edges)
             return Path(path)
-        edges = graph_edges.edge_table(self.core, k, radius, include_self_edges)
+        edges = graph_edges.edge_table(self.core, k, threshold, include_self_edges)
         if kind == "table":
             return edges
         import networkx as nx
@@ -410,7 +438,7 @@ class ImageSimilarityModel:
         out[positions] = vectors
         return out
 
-    def query_text(self, text: str | list[str], k: int = 5, radius: float | None = None) -> pd.DataFrame:
+    def query_text(self, text: str | list[str], k: int = 5, threshold: float | None = None) -> pd.DataFrame:
         """The references that best match a description, for models with a text tower (``clip-vit-b-32``).
 
         Parameters
@@ -418,12 +446,13 @@ class ImageSimilarityModel:
         text : str or list of str
             One description per query; each names its rows in ``query_label``.
         k : int, default 5
-        radius : float, optional
+        threshold : float, optional
+            Only references at most this far (see :meth:`query`).
 
         Returns
         -------
         pandas.DataFrame
-            ``query_label, reference_label, distance, rank``, as :meth:`query`.
+            ``query_label, reference_label, distance, rank`` and ``reference_path``, as :meth:`query`.
 
         Examples
         --------
@@ -433,7 +462,7 @@ class ImageSimilarityModel:
         from lookalike.embed.zoo import text_encoder
 
         k = check_positive_int("k", k)
-        radius = check_radius(radius)
+        threshold = check_threshold(threshold, self.metric)
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise InvalidArgument(f"text must be a non-empty string or a list of them, got {text!r}")
@@ -442,7 +471,9 @@ class ImageSimilarityModel:
         # text into the same space. So text is compared with the raw image embeddings, exactly.
         index = self.core.index if self.projection is None else ExactIndex(self.raw_embeddings, self.metric)
         distances, neighbours = index.search(vectors, k)
-        return self.core.result_table(np.asarray(texts, dtype=object), distances, neighbours, radius)
+        return self.core.result_table(
+            np.asarray(texts, dtype=object), distances, neighbours, threshold, paths=self.core.path_array()
+        )
 
     def export_onnx(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
         """Write one ONNX file that runs the whole query: uint8 pixels -> top-k references. See :mod:`lookalike.export`."""
@@ -469,23 +500,11 @@ class ImageSimilarityModel:
 
     # ----------------------------------------------------------------- summary
     def _summary_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model_name or "precomputed",
-            "metric": self.metric,
-            "method": self.core.index.method,
-            "method_reason": self.core.index.build.reason,
-            "recall": self.core.index.build.recall,
-            "num_references": int(len(self.labels)),
-            "num_features": self.dim,
-            "projection": self.projection.kind if self.projection is not None else None,
-            "num_failures": int(len(self.failures)),
-            "label": self.label,
-            "feature": self.feature,
-            "training_time": round(float(self.training_time), 3),
-        }
+        return summary_values(self._manifest(), len(self.failures))
 
     def summary(self, output: str | None = None):
-        """Describe the model, as Turi Create's ``summary``.
+        """Describe the model, as Turi Create's ``summary``: network, precision, descriptor, metric, index (and why
+        this one), counts, the folders indexed (``roots``).
 
         Parameters
         ----------
@@ -495,10 +514,7 @@ class ImageSimilarityModel:
         values = self._summary_dict()
         if output == "dict":
             return values
-        width = max(map(len, values))
-        lines = ["Class                          : ImageSimilarityModel", ""]
-        lines += [f"{key:<{width}} : {value}" for key, value in values.items()]
-        text = "\n".join(lines)
+        text = summary_text(values)
         if output == "str":
             return text
         if output is not None:
@@ -539,10 +555,8 @@ class ImageSimilarityModel:
         """Merge the decisions into those saved at ``path`` (another explorer's or ``lookalike decide``'s), locked."""
         self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
 
-    def _save_references(self, path: str | os.PathLike) -> None:
-        """Everything :meth:`save` writes but the decisions, which have their own writer (merged, under a lock)."""
-        references = self.references.copy()
-        references[storage.LABEL_COLUMN] = self.labels
+    def _manifest(self) -> dict[str, Any]:
+        """What a save records about the model (its files' checksums are added as they are written)."""
         manifest = {
             "metric": self.metric,
             "count": int(len(self.labels)),
@@ -555,10 +569,19 @@ class ImageSimilarityModel:
             "embedding_model": self.core.spec_record,
             "index": self.core.index.record(),
             "roots": list(self.core.roots),
+            "failure_count": int(len(self.failures)),
         }
-        extra = {}
         if self.projection is not None:
             manifest["projection"] = self.projection.record()
+        return manifest
+
+    def _save_references(self, path: str | os.PathLike) -> None:
+        """Everything :meth:`save` writes but the decisions, which have their own writer (merged, under a lock)."""
+        references = self.references.copy()
+        references[storage.LABEL_COLUMN] = self.labels
+        manifest = self._manifest()
+        extra = {}
+        if self.projection is not None:
             extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
         extra.update(self.core.index.files())
         real = os.path.realpath(path)

@@ -7,6 +7,7 @@ CSV are written one block at a time, so a result larger than memory is fine.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,8 +43,17 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] = STREAM_SUF
     return path
 
 
-def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema: pa.Schema) -> int:
+def with_metric(table: pd.DataFrame, metric: str | None) -> pd.DataFrame:
+    """``table`` with a ``metric`` column (the distances' metric), so that a file read alone says what they mean."""
+    return table if metric is None else table.assign(metric=metric)
+
+
+def write_blocks(
+    path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema: pa.Schema, metric: str | None = None
+) -> int:
     """Stream ``blocks`` (DataFrames with ``schema``'s columns) to ``path`` (.parquet or .csv); the row count.
+
+    With ``metric``, every row also carries a ``metric`` column naming it.
 
     Examples
     --------
@@ -55,6 +65,8 @@ def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema
     import pyarrow.parquet as pq
 
     path = check_output(path, STREAM_SUFFIXES)
+    if metric is not None:
+        schema = schema.append(pa.field("metric", pa.string()))
     count = 0
     with atomic_path(path) as partial:
         writer = (
@@ -62,20 +74,33 @@ def write_blocks(path: str | os.PathLike, blocks: Iterable[pd.DataFrame], schema
         )
         with writer:
             for block in blocks:
-                writer.write_table(pa.Table.from_pandas(escaped_frame(block), schema=schema, preserve_index=False))
+                block = with_metric(escaped_frame(block), metric)
+                writer.write_table(pa.Table.from_pandas(block, schema=schema, preserve_index=False))
                 count += len(block)
     return count
 
 
-def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
-    """Write one DataFrame to ``path`` (.parquet, .csv, .json or .jsonl, by suffix), atomically."""
+def json_records(table: pd.DataFrame, metric: str | None = None) -> list[dict]:
+    """``table``'s rows as JSON-ready dicts (plain Python values, NaN as None, names escaped), with ``metric``."""
+    # pandas' own JSON turns each value into plain JSON (numpy scalars, NaN, timestamps) but escapes every
+    # slash of a path ("a\/b.jpg"): read back, its values are written again by json.dumps, which does not.
+    return json.loads(with_metric(escaped_frame(table), metric).to_json(orient="records"))
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame, metric: str | None = None) -> None:
+    """Write one DataFrame to ``path`` (.parquet, .csv, .json or .jsonl, by suffix), atomically; with ``metric``,
+    every row carries a ``metric`` column naming it."""
     path = check_output(path, TABLE_SUFFIXES)
     suffix = path.suffix.lower()
     if suffix in STREAM_SUFFIXES:
-        write_blocks(path, [table], pa.Schema.from_pandas(table, preserve_index=False))
+        write_blocks(path, [table], pa.Schema.from_pandas(table, preserve_index=False), metric)
         return
-    with atomic_path(path) as partial:
-        escaped_frame(table).to_json(partial, orient="records", lines=suffix == ".jsonl")
+    records = json_records(table, metric)
+    with atomic_path(path) as partial, open(partial, "w", encoding="utf-8") as out:
+        if suffix == ".jsonl":
+            out.writelines(json.dumps(record) + "\n" for record in records)
+        else:
+            json.dump(records, out)
 
 
 def count_rows(path: str | os.PathLike) -> int:

@@ -48,11 +48,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from lookalike.errors import InvalidArgument, LookalikeError, ModelFormatError, NotRegularFile, StaleModel
 from lookalike.files import (
@@ -65,8 +63,9 @@ from lookalike.files import (
     staging_dir,
     write_text_atomic,
 )
-from lookalike.ingest.names import restored, storable
-from lookalike.ingest.report import with_kinds
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where tables are read or written: describe() needs neither
+    import pandas as pd
 
 __all__ = [
     "FORMAT",
@@ -124,7 +123,7 @@ class Generation:
 
 
 #: What a saved file is made from: an array (written as .npy), a table (parquet) or a function writing the file.
-Content = np.ndarray | pd.DataFrame | Callable[[Path], None]
+Content = "np.ndarray | pd.DataFrame | Callable[[Path], None]"
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -252,7 +251,7 @@ def _checked_manifest(manifest: Any, path: Path, in_generation: bool) -> dict[st
         raise ModelFormatError(
             f"{folder} was saved in model format {version}, newer than this lookalike reads ({FORMAT_VERSION}): upgrade lookalike"
         )
-    for key, least in (("count", 0), ("dim", 1), ("batch_size", 1)):
+    for key, least in (("count", 0), ("dim", 1), ("batch_size", 1), ("failure_count", 0)):
         value = manifest.get(key, least)
         if not _is_int(value) or value < least:
             raise ModelFormatError(f"{path} is damaged: {key} is {value!r}, not an integer of at least {least}")
@@ -395,6 +394,11 @@ class SavedModel:
 
     def table(self, name: str) -> pd.DataFrame:
         """The parquet file ``name``, its columns of file names that are not UTF-8 restored from their bytes."""
+        import pandas as pd
+        import pyarrow as pa
+
+        from lookalike.ingest.names import restored
+
         byte_columns = (self.manifest.get("byte_columns") or {}).get(name) or []
         if not isinstance(byte_columns, list) or not all(isinstance(c, str) for c in byte_columns):
             raise ModelFormatError(f"{self.folder}/manifest.json has an invalid byte_columns entry for {name}")
@@ -413,17 +417,23 @@ class SavedModel:
         """(embeddings (memory-mapped), references, failures), checked against each other and the manifest."""
         # An approximate index reads scattered rows to re-rank; exact search reads them all, in order.
         scattered = (self.manifest.get("index") or {}).get("method", "brute_force") != "brute_force"
-        embeddings = self.array("embeddings.npy", mmap=True, random_access=scattered)
+        embeddings = self.check_embeddings(self.array("embeddings.npy", mmap=True, random_access=scattered))
         references = self.table("references.parquet")
         failures = self.table("failures.parquet")
+        if len(references) != self.manifest.get("count") or LABEL_COLUMN not in references.columns:
+            raise ModelFormatError(f"{self.folder} is damaged: references.parquet does not match embeddings.npy")
+        from lookalike.ingest.report import with_kinds
+
+        return embeddings, references, with_kinds(failures)
+
+    def check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """``embeddings`` (of ``embeddings.npy``) if they are the float32 (count, dim) array the manifest says."""
         count, dim = self.manifest.get("count"), self.manifest.get("dim")
         if embeddings.dtype != np.float32 or embeddings.ndim != 2 or embeddings.shape != (count, dim):
             raise ModelFormatError(
                 f"{self.folder} is damaged: embeddings.npy is {embeddings.dtype} {embeddings.shape}, manifest says float32 ({count}, {dim})"
             )
-        if len(references) != count or LABEL_COLUMN not in references.columns:
-            raise ModelFormatError(f"{self.folder} is damaged: references.parquet does not match embeddings.npy")
-        return embeddings, references, with_kinds(failures)
+        return embeddings
 
     def verify(self) -> dict[str, Any]:
         """Check every file the manifest lists: ``{"format_version", "folder", "files", "bytes"}`` (no files in format 1)."""
@@ -498,6 +508,11 @@ def load(path: str | os.PathLike, read: Callable[[SavedModel], T], whole: bool =
                 raise
 
 
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked manifest of the model at ``path`` (what it is, its counts and records), reading no other file."""
+    return load(path, lambda saved: saved.manifest)
+
+
 def verify(path: str | os.PathLike) -> dict[str, Any]:
     """Hash every byte of the model at ``path`` against its checksums (``lookalike info --verify``).
 
@@ -527,6 +542,9 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _write(path: Path, content: Content) -> None:
+    import pandas as pd
+    import pyarrow as pa
+
     if isinstance(content, np.ndarray):
         _write_npy(path, content)
     elif isinstance(content, pd.DataFrame):
@@ -618,6 +636,8 @@ def save(
     :class:`~lookalike.errors.StaleModel` is raised and nothing is written (checked under the folder's lock).
     None (a model made afresh, replacing whatever is there) checks nothing. Returns the generation written.
     """
+    from lookalike.ingest.names import storable
+
     target = Path(path)
     # Parquet strings are UTF-8: file names that are not are stored as their exact bytes, and said so.
     (references, reference_bytes), (failures, failure_bytes) = storable(references), storable(failures)

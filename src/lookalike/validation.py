@@ -16,7 +16,7 @@ import numpy as np
 
 from lookalike.errors import InvalidArgument
 
-__all__ = ["check_choice", "check_distance", "check_positive_int", "check_radius", "renamed_argument"]
+__all__ = ["check_choice", "check_distance", "check_positive_int", "check_threshold", "renamed_argument"]
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 
@@ -35,22 +35,37 @@ def check_positive_int(name: str, value: Any, minimum: int = 1, none: bool = Fal
     return int(value)
 
 
-def check_radius(radius: Any) -> float | None:
-    """A non-negative distance, or None."""
-    if radius is None:
-        return None
-    if isinstance(radius, bool) or not isinstance(radius, Real) or not radius >= 0 or radius == float("inf"):
-        raise InvalidArgument(f"radius must be a finite non-negative number or None, got {radius!r}")
-    return float(radius)
-
-
 def check_distance(name: str, value: Any, metric: str) -> float:
-    """A finite distance in ``metric``; negative only for ``dot`` (whose distances are ``-q.r``)."""
+    """A finite distance in ``metric``; negative only for ``dot``, whose distance is ``-q.r``.
+
+    So one check serves every metric: ``threshold=-0.8`` with ``dot`` keeps the
+    pairs whose dot product is at least 0.8.
+
+    >>> check_distance("threshold", -0.8, "dot")
+    -0.8
+    """
     if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
         raise InvalidArgument(f"{name} must be a number (a distance in the {metric} metric), got {value!r}")
     if value < 0 and metric != "dot":  # nothing is closer than 0: a negative limit would silently match nothing
         raise InvalidArgument(f"{name} must be a non-negative {metric} distance, got {value!r}")
     return float(value)
+
+
+def check_threshold(threshold: Any, metric: str, radius: Any = None) -> float | None:
+    """The distance cut-off, checked in ``metric``: ``threshold``, or ``radius`` (Turi's name for it), or None.
+
+    Both names are accepted where Turi had ``radius`` (``query``, ``similarity_graph``); an error names the one given.
+
+    >>> check_threshold(None, "cosine", radius=0.2)
+    0.2
+    """
+    if radius is not None:
+        if threshold is not None and threshold != radius:
+            raise InvalidArgument(
+                f"threshold={threshold!r} and radius={radius!r} are one argument (radius is Turi's name): give one"
+            )
+        return check_distance("radius", radius, metric)
+    return None if threshold is None else check_distance("threshold", threshold, metric)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

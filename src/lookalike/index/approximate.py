@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
-from lookalike.errors import IndexFileError, InvalidArgument, ModelFormatError
+from lookalike.errors import IndexFileError, InvalidArgument
 from lookalike.index.base import BuildInfo
 from lookalike.index.checkpoint import CHECKPOINT_ROWS, BuildCheckpoint
 from lookalike.index.exact import ExactIndex
@@ -57,8 +57,6 @@ _EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 #: thread and 0.72 s on two (a busy 2-core machine), for a longer wall time too.
 _SMALL = 20_000
 _NPROBE_LADDER = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-#: The largest search effort faiss takes (a C int); a saved model asking for more is damaged.
-_MAX_EFFORT = 2**31 - 1
 
 
 def factory_string(method: str, n: int, dim: int = 512) -> str:
@@ -405,11 +403,7 @@ class ApproximateIndex:
         ModelFormatError
             A file is missing or damaged, or the record's search effort is unusable.
         """
-        effort = record.get("search_effort")
-        if effort is not None and (type(effort) is not int or not 1 <= effort <= _MAX_EFFORT):  # bool is no effort
-            raise ModelFormatError(
-                f"{saved.manifest_path} is damaged: its search_effort {effort!r} is not an integer from 1 to {_MAX_EFFORT}"
-            )
+        effort = record.get("search_effort")  # checked with the rest of the record (index.base.build_info_of)
         ids = saved.array("index_ids.npy")
         path = saved.path("index.faiss")
         index, viewed = None, False

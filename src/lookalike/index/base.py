@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["BuildInfo", "Index"]
+from lookalike.errors import ModelFormatError
+
+__all__ = ["MAX_EFFORT", "BuildInfo", "Index", "build_info_of"]
 
 
 @dataclass
@@ -27,6 +30,34 @@ class BuildInfo:
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: The largest search effort faiss takes (a C int); a saved model asking for more is damaged.
+MAX_EFFORT = 2**31 - 1
+
+
+def build_info_of(record: dict | None, manifest_path: str | os.PathLike) -> BuildInfo:
+    """How a saved index was built, from the manifest's record of it, once each entry has the type it must have.
+
+    Raises
+    ------
+    lookalike.errors.ModelFormatError
+        An entry of the wrong type, or a search effort faiss cannot take: the manifest at ``manifest_path`` is damaged.
+    """
+    record = record or {}
+    for key, types in (("method", str), ("requested", str), ("reason", str), ("spec", str), ("recall", dict)):
+        if not isinstance(record.get(key), types | None):
+            raise ModelFormatError(f"{manifest_path} is damaged: its index {key} is {record[key]!r}")
+    effort = record.get("search_effort")
+    if effort is not None and (type(effort) is not int or not 1 <= effort <= MAX_EFFORT):  # bool is no effort
+        raise ModelFormatError(
+            f"{manifest_path} is damaged: its search_effort {effort!r} is not an integer from 1 to {MAX_EFFORT}"
+        )
+    method = record.get("method") or "brute_force"
+    reason = record.get("reason")
+    # Models saved before "requested" was recorded say "auto: ..." in their reason.
+    requested = record.get("requested") or ("auto" if (reason or "").startswith("auto") else method)
+    return BuildInfo(requested, reason, record.get("recall"))
 
 
 class Index(Protocol):

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lookalike.errors import InvalidArgument, ModelFormatError
+from lookalike.errors import InvalidArgument
 from lookalike.index.approximate import CODE_BUDGET, NAMED, ApproximateIndex, check_trainable, factory_string
-from lookalike.index.base import BuildInfo, Index
+from lookalike.index.base import BuildInfo, Index, build_info_of
 from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
 
@@ -106,14 +106,8 @@ def read_index(saved: SavedModel, record: dict | None, vectors: np.ndarray, metr
         The manifest's record of the index is malformed, or an index file is missing or damaged.
     """
     record = record or {}
-    for key, types in (("method", str), ("requested", str), ("reason", str), ("spec", str), ("recall", dict)):
-        if not isinstance(record.get(key), types | None):
-            raise ModelFormatError(f"{saved.manifest_path} is damaged: its index {key} is {record[key]!r}")
+    build = build_info_of(record, saved.manifest_path)
     method = record.get("method") or "brute_force"
-    reason = record.get("reason")
-    # Models saved before "requested" was recorded say "auto: ..." in their reason.
-    requested = record.get("requested") or ("auto" if (reason or "").startswith("auto") else method)
-    build = BuildInfo(requested, reason, record.get("recall"))
     if method == "brute_force":
         return ExactIndex(vectors, metric, build)
     return ApproximateIndex.read(saved, vectors, metric, method, record, build)
@@ -126,8 +120,11 @@ def after_change(index: Index, vectors: np.ndarray, metric: str) -> Index:
     method ``auto`` now picks (a collection of 512-d vectors grown past 50k by ``add`` becomes IVF);
     otherwise an approximate index keeps its structure and has its recall re-measured.
     """
-    if index.build.requested == "auto" and choose_method("auto", *vectors.shape)[0] != index.method:
-        return build_index(vectors, metric, "auto")
+    if index.build.requested == "auto":
+        method, reason = choose_method("auto", *vectors.shape)
+        if method != index.method:
+            return build_index(vectors, metric, "auto")
+        index.build.reason = reason  # its counts are the references' now
     if isinstance(index, ApproximateIndex):
         index.build.recall = tune(index, k=(index.build.recall or {}).get("k", 10))
     return index

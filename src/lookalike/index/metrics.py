@@ -13,6 +13,8 @@ import numpy as np
 from lookalike.errors import InvalidArgument
 
 METRICS = ("euclidean", "cosine", "dot")
+#: The metric of a model made without one (Turi's default): ``create``, ``lookalike index``, and every command on a folder.
+DEFAULT_METRIC = "euclidean"
 
 
 def check_metric(metric: str) -> str:

@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["escaped", "escaped_frame", "has_surrogates", "labels_column", "restored", "storable", "text_column"]
+__all__ = [
+    "escaped",
+    "escaped_frame",
+    "has_surrogates",
+    "labels_column",
+    "restored",
+    "shortened",
+    "storable",
+    "text_column",
+]
 
 
 def has_surrogates(value: Any) -> bool:
@@ -41,6 +50,30 @@ def escaped(value: Any) -> Any:
     if not has_surrogates(value):
         return value
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def shortened(text: str, width: int, common: int = 0) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle where it tells least.
+
+    The start (the folder) and the end (the file's name and extension, where
+    names of a series differ) are kept. With ``common``, the length of the
+    start ``text`` shares with the names shown beside it, the first character
+    that differs is always kept too.
+
+    >>> shortened("holidays/2019/IMG_20190612_141502.jpg", 24)
+    'holiday…90612_141502.jpg'
+    >>> shortened("IMG_20190612_1415_a1b2c3d4e5f6a7b8c9d0e1f2a3b4.jpg", 24, common=17)
+    '…_a1b2c3d4e5…1f2a3b4.jpg'
+    """
+    if len(text) <= width:
+        return text
+    head = max(1, (width - 1) // 3)
+    if common > head:  # the first difference lies in what the default cut takes out: keep it
+        head = width - 1 - (len(text) - common)
+        if head < 1:  # from the first difference on it is still too long: cut there and in its middle
+            tail = (width - 2) // 2
+            return "…" + text[common : common + width - 2 - tail] + "…" + text[len(text) - tail :]
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def text_column(values: Iterable[Any]) -> pd.Series:

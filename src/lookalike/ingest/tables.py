@@ -138,6 +138,11 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
     if isinstance(dataset, (str, os.PathLike)):
         if not Path(check_named(dataset)).exists():
             raise FileNotFoundError(f"query image not found: {dataset}")
+        if Path(dataset).is_dir():  # every image in it is a query, listed as create lists a folder
+            found = expand_sources(dataset)
+            if not found:
+                raise InvalidArgument(f"no images found in the query folder {dataset}")
+            return Rows(pd.DataFrame({"path": text_column(found)}), "path")
         return Rows(pd.DataFrame({"path": text_column([os.fspath(dataset)])}), "path")
     if isinstance(dataset, (bytes, bytearray, Image.Image)):
         return Rows(pd.DataFrame({"image": [dataset]}), "image")
@@ -171,6 +176,13 @@ def as_query_rows(dataset: Any, feature: str | None, dim: int, label: str | None
                 raise FileNotFoundError(f"query image not found: {value}")
         if kinds == {"vector"}:
             return Rows(pd.DataFrame(index=range(len(dataset))), None, stack_vectors(dataset, "query"))
+        if all(isinstance(v, (str, os.PathLike)) for v in dataset) and any(Path(v).is_dir() for v in dataset):
+            found = expand_sources(list(dataset))  # folders stand for the images in them
+            if not found:
+                raise InvalidArgument(f"no images found in the query folders {[os.fspath(v) for v in dataset]}")
+            return Rows(pd.DataFrame({"image": text_column(found)}), "image")
+        if all(isinstance(v, str) for v in dataset):  # paths: names that are not UTF-8 kept exactly
+            return Rows(pd.DataFrame({"image": text_column(dataset)}), "image")
         return Rows(pd.DataFrame({"image": list(dataset)}), "image")
     if isinstance(dataset, pd.DataFrame):
         if len(dataset) == 0:

@@ -147,6 +147,7 @@ class Map(BaseModel):
     columns: list[str] = Field(description="what color= accepts")
     index: list[int]
     label: list[int | str]
+    path: list[str | None] = Field(description="each point's file (names that are not UTF-8 escaped); null: none")
     x: list[float]
     y: list[float]
     cluster: list[int] = Field(description="k-means cluster of each point, 0 the largest")

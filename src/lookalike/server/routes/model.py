@@ -73,6 +73,7 @@ def collection_map(
         "columns": list(view.colourings),
         "index": sample.tolist(),
         "label": [view.label(int(p)) for p in sample],
+        "path": [view.item(int(p))["path"] for p in sample],
         "x": layout.coordinates[sample, 0].tolist(),
         "y": layout.coordinates[sample, 1].tolist(),
         "cluster": layout.clusters[sample].tolist(),

@@ -410,7 +410,11 @@ function showTip(px, py) {
     img.dataset.src = `/api/references/${index}/thumbnail`;
     img.removeAttribute("src");
     loadThumb(img);
-    tip.querySelector("span").textContent = String(map.data.label[hit.i]);
+    // The file, not a row number: its name (the whole path on hover), as the grid's captions.
+    const path = map.data.path ? map.data.path[hit.i] : null;
+    const caption = tip.querySelector("span");
+    caption.textContent = path ? path.split(/[\\/]/).pop() : String(map.data.label[hit.i]);
+    caption.title = path || "";
   }
   const { w } = size();
   tip.style.left = `${Math.min(px + 14, w - 150)}px`;
@@ -448,7 +452,11 @@ function showSelection() {
   $("map-selection-info").textContent = chosen.length > TILES
     ? `${chosen.length} references selected; the first ${TILES} are shown`
     : `${chosen.length} references selected`;
-  const items = shown.map((i) => ({ index: map.data.index[i], label: map.data.label[i] }));
+  const items = shown.map((i) => ({
+    index: map.data.index[i],
+    label: map.data.label[i],
+    path: map.data.path ? map.data.path[i] : null,
+  }));
   fill($("map-selection"), items, (item) => openReference(item.index));
   requestDraw();
 }

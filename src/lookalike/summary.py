@@ -1,0 +1,131 @@
+"""What a model is, in the words of ``model.summary()`` and ``lookalike info``: one description, read from a manifest.
+
+A model in memory describes itself from the manifest it would save; a saved
+model is described from the manifest on disk, once every file it lists passed
+its checks, without loading the embeddings, the tables or the index (so
+``lookalike info`` imports neither pandas, pyarrow nor faiss, and answers at
+once however large the model).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from lookalike import storage
+from lookalike.embed.registry import Descriptor, descriptor_name
+from lookalike.index.base import build_info_of
+from lookalike.projection import Projection
+
+__all__ = ["describe", "summary_text", "summary_values"]
+
+
+def summary_values(manifest: dict[str, Any], failures: int) -> dict[str, Any]:
+    """The summary of the model a manifest records, with its number of ``failures`` (inputs left out).
+
+    ``method_reason`` is the index's, whose counts are the references' as saved;
+    ``roots`` are the folders the references were indexed from.
+    """
+    record = manifest.get("embedding_model") or {}
+    index = manifest.get("index") or {}
+    descriptor = record.get("descriptor")
+    if record and isinstance(descriptor, dict):
+        try:
+            descriptor = descriptor_name(Descriptor.resolve(descriptor)) or "custom"
+        except ValueError:  # settings this lookalike does not know: shown as they are
+            descriptor = "custom"
+    return {
+        "model": record.get("name") or "precomputed",
+        "precision": record.get("precision") or ("fp32" if record else None),
+        "descriptor": descriptor or ("plain" if record else None),
+        "metric": manifest.get("metric"),
+        "method": index.get("method") or "brute_force",
+        "method_reason": index.get("reason"),
+        "recall": index.get("recall"),
+        "num_references": int(manifest.get("count", 0)),
+        "num_features": int(manifest.get("dim", 0)),
+        "projection": (manifest.get("projection") or {}).get("kind"),
+        "num_failures": int(failures),
+        "label": manifest.get("label_column"),
+        "feature": manifest.get("feature_column"),
+        "roots": list(manifest.get("roots") or []),
+        "training_time": round(float(manifest.get("training_time", 0.0)), 3),
+    }
+
+
+def summary_text(values: dict[str, Any], title: str = "ImageSimilarityModel") -> str:
+    """``values`` as Turi's summary prints them: one ``key : value`` line each (a size on disk in MB or GB)."""
+    shown = dict(values)
+    if "size_on_disk" in shown:
+        shown["size_on_disk"] = _size(shown["size_on_disk"])
+    if isinstance(shown.get("roots"), list):
+        shown["roots"] = ", ".join(shown["roots"]) or None
+    width = max(map(len, shown))
+    lines = [f"Class                          : {title}", ""]
+    lines += [f"{key:<{width}} : {value}" for key, value in shown.items()]
+    return "\n".join(lines)
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def describe(path: str | os.PathLike, whole: bool = False) -> dict[str, Any]:
+    """The summary of the model saved at ``path``, its ``path``, ``format_version``, ``generation`` and
+    ``size_on_disk`` (bytes of every file of the model's folder), and what was ``checked``.
+
+    Every file the manifest lists is checked against its checksums (large
+    ones by samples, every byte with ``whole``), every array's header read,
+    and the index and projection records checked as a load checks them; the
+    tables and the index are not read. A format-1 model has no checksums:
+    its files are checked by loading it (``checked["files"]`` is 0).
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    lookalike.errors.ModelFormatError
+        The model is damaged (the message names the file) or not a model.
+    """
+
+    def read(saved: storage.SavedModel) -> dict[str, Any]:
+        checked = saved.verify()
+        manifest = saved.manifest
+        for name in (manifest.get("checksums") or {}).get("files", {}):
+            if name.endswith(".npy"):
+                saved.array(name, mmap=True)  # its header: an empty or foreign file is damage
+        if checked["files"]:
+            saved.check_embeddings(saved.array("embeddings.npy", mmap=True))
+            build_info_of(manifest.get("index"), saved.manifest_path)
+            if manifest.get("projection") is not None:
+                Projection.load(saved, manifest["projection"])
+        # Counted at save since this version; before, the last build's count (checked by the storage's reader).
+        failures = manifest.get("failure_count", (manifest.get("build_stats") or {}).get("failed", 0))
+        return {
+            **summary_values(manifest, failures),
+            "path": str(path),
+            "format_version": manifest["format_version"],
+            "generation": str(saved.generation),
+            "size_on_disk": _bytes_under(Path(path)),
+            "checked": checked,
+        }
+
+    return storage.load(path, read, whole=whole)
+
+
+def _bytes_under(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` (links not followed): what the model takes on disk."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                entry = os.lstat(os.path.join(root, name))
+            except OSError:  # removed meanwhile (an older generation)
+                continue
+            total += entry.st_size if stat.S_ISREG(entry.st_mode) else 0
+    return total
