@@ -490,27 +490,13 @@ def test_registry():
         lk.register(spec)
 
 
-def test_renamed_attributes_and_arguments_keep_working_with_a_warning(sample_model, lookalike_cache):
-    with pytest.warns(DeprecationWarning, match="raw_embeddings"):
-        features = sample_model.features
-    assert features is sample_model.raw_embeddings
-    vectors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    with pytest.warns(DeprecationWarning, match="RayEngine"):
-        assert len(lk.create(vectors, model=None, ray_address="auto").labels) == 6
-    with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
+def test_unknown_arguments_and_a_model_for_its_references_are_refused(sample_model):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         lk.create(SAMPLES, colour="red")
-    # The operations take model.core; a model (positional or as model=) still works for one release.
     from lookalike import dedup
 
-    expected = sample_model.find_duplicates(threshold=0.05)
-    with pytest.warns(DeprecationWarning, match="model.core"):
-        pd.testing.assert_frame_equal(dedup.find_duplicates(sample_model, threshold=0.05), expected)
-    with pytest.warns(DeprecationWarning, match="renamed references="):
-        pd.testing.assert_frame_equal(dedup.find_duplicates(model=sample_model.core, threshold=0.05), expected)
-    groups = np.arange(len(sample_model.labels)) // 4
-    with pytest.warns(DeprecationWarning, match=r"evaluate_model\(model=\) is renamed similarity_model="):
-        report = lk.evaluate_model(model=sample_model, groups=groups, verbose=False)
-    assert report.metrics == lk.evaluate_model(sample_model, groups, verbose=False).metrics
+    with pytest.raises(TypeError, match="pass model.core"):
+        dedup.find_duplicates(sample_model, threshold=0.05)
 
 
 def test_the_package_has_no_import_cycle_and_no_module_reads_anothers_privates():

@@ -272,19 +272,24 @@ def test_a_model_saved_by_another_process_since_it_was_loaded_is_not_saved_over(
     again.save(library.model)
 
 
-def test_the_explorer_refuses_to_apply_over_a_model_reindexed_by_the_cli(library, tmp_path):
+def test_the_explorer_reloads_a_model_reindexed_by_the_cli_before_it_applies(library, tmp_path):
+    """Issue 26: an explorer applied a discard over a model the CLI had re-indexed and dropped the 10 photos added.
+    Now it notices the model changed under it, loads it again, and applies on what is saved."""
     served = start_in_thread(lk.load_model(library.model), model_path=library.model, move_to=tmp_path / "dups")
     try:
+        added = []
         for i, photo in enumerate(sorted(library.photos.glob("p*.jpg"))[:5]):
             image = Image.open(photo).convert("RGB").rotate(90 * (i % 3 + 1), expand=True)
             image.save(library.photos / f"added{i}.jpg", quality=80)
             image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(library.photos / f"added{i}m.jpg", quality=80)
+            added += [str(library.photos / f"added{i}.jpg"), str(library.photos / f"added{i}m.jpg")]
         assert cli("index", library.photos, "-o", library.model, "--metric", "cosine", "-q").returncode == 0
         reply = httpx.post(served.url + "api/apply", json={"confirm": True}, timeout=120)
-        assert reply.status_code == 409 and "was saved by another process since this one loaded it" in reply.text
-        assert not (tmp_path / "dups").exists()
+        assert reply.status_code == 200, reply.text
         saved = lk.load_model(library.model)
-        assert len(saved.labels) == len(library.before) + 10
+        paths = {str(p) for p in saved.references["path"]}
+        assert set(added) <= paths  # what the CLI added is kept
+        assert paths == {str(p) for p in files_in(library.photos)}  # references are the files on disk
     finally:
         served.stop()
 

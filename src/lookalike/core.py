@@ -70,23 +70,11 @@ def drop_self(distances: np.ndarray, neighbours: np.ndarray, start: int = 0) -> 
 
 
 def as_references(value: Any) -> References:
-    """``value`` as References: a model passed where its ``core`` is wanted still works, with a warning.
-
-    The operations took the model itself before they took its references;
-    this keeps old calls working for one more release.
-    """
+    """``value``, checked to be References (the operations take a model's ``core``, not the model)."""
     if isinstance(value, References):
         return value
-    core = getattr(value, "core", None)
-    if isinstance(core, References):
-        warnings.warn(
-            "the operations of lookalike.graph, dedup, export, display and verify take model.core, "
-            "not the model: pass model.core (or use the model's own method)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return core
-    raise InvalidType(f"expected a model's references (model.core), got {type(value).__name__}")
+    hint = ": pass model.core (or use the model's own method)" if hasattr(value, "core") else ""
+    raise InvalidType(f"expected a model's references (model.core), got {type(value).__name__}{hint}")
 
 
 def _shown(labels: np.ndarray, limit: int = 5) -> str:

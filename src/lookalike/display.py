@@ -19,7 +19,6 @@ import pandas as pd
 from lookalike.core import References, as_references
 from lookalike.errors import InvalidArgument
 from lookalike.ingest.decode import ImageError, load_rgb
-from lookalike.validation import renamed_argument
 
 #: Longest side of a thumbnail in notebooks and the evaluation report, in pixels.
 THUMBNAIL_PIXELS = 96
@@ -71,7 +70,6 @@ class ResultGrid:
         return f"<ResultGrid: {len(self.rows)} queries; shown as thumbnails in a notebook>"
 
 
-@renamed_argument("model", "references")
 def result_grid(
     references: References, results: pd.DataFrame, queries: Any = None, max_queries: int = 20
 ) -> ResultGrid:

@@ -32,7 +32,6 @@ from lookalike.files import write_text_atomic
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
 from lookalike.ingest.sources import list_image_files, read_table
 from lookalike.model import ImageSimilarityModel, create
-from lookalike.validation import renamed_argument
 
 __all__ = ["EvaluationReport", "PairReport", "evaluate", "evaluate_model", "evaluate_pairs"]
 
@@ -323,7 +322,6 @@ def _average_precisions(
     return ap, first
 
 
-@renamed_argument("model", "similarity_model")
 def evaluate_model(
     similarity_model: ImageSimilarityModel,
     groups: Sequence[Any] | np.ndarray,

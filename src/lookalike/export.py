@@ -21,7 +21,7 @@ from lookalike.embed.registry import ModelSpec
 from lookalike.errors import InvalidArgument
 from lookalike.files import write_bytes_atomic
 from lookalike.ingest.names import escaped
-from lookalike.validation import check_positive_int, renamed_argument
+from lookalike.validation import check_positive_int
 from lookalike.version import __version__
 
 DISTANCES = "distances"
@@ -103,7 +103,6 @@ def export_metadata(references: References, spec: ModelSpec, k: int) -> dict[str
     return metadata
 
 
-@renamed_argument("model", "references")
 def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> Path:
     """Write a model's references as one ONNX file answering "which k references look most like this image?".
 

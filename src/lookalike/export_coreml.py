@@ -36,7 +36,7 @@ from lookalike.embed.frontend import embedding_graph
 from lookalike.errors import InvalidArgument, MissingExtra
 from lookalike.export import export_metadata
 from lookalike.files import replace_dir, staging_dir
-from lookalike.validation import check_positive_int, renamed_argument
+from lookalike.validation import check_positive_int
 from lookalike.version import __version__
 
 IMAGE = "image"
@@ -307,7 +307,6 @@ def _save_package(mlmodel, path: Path) -> None:
         replace_dir(staging / path.name, path)
 
 
-@renamed_argument("model", "references")
 def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -> Path:
     """Write a model's references as a Core ML program (``.mlpackage``) for iOS/macOS apps.
 

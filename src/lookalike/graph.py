@@ -18,7 +18,6 @@ import pyarrow as pa
 
 from lookalike.core import BLOCK_QUERIES, References, as_references
 from lookalike.results import label_type, write_blocks
-from lookalike.validation import renamed_argument
 
 
 def edge_blocks(
@@ -50,7 +49,6 @@ def edge_blocks(
 PATH_COLUMNS = ("__src_path", "__dst_path")
 
 
-@renamed_argument("model", "references")
 def edge_table(
     references: References,
     k: int,
@@ -87,7 +85,6 @@ def edge_schema(references: References) -> pa.Schema:
     return pa.schema(fields)
 
 
-@renamed_argument("model", "references")
 def write_edges(
     references: References,
     path: str | os.PathLike,

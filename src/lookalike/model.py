@@ -31,8 +31,8 @@ from lookalike.dedup.tiers import COPY_TIERS, Sameness
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
-from lookalike.engines import Engine, RayEngine, as_engine
-from lookalike.errors import Failure, InvalidArgument, InvalidType
+from lookalike.engines import Engine, as_engine
+from lookalike.errors import Failure, InvalidArgument
 from lookalike.files import locked
 from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
 from lookalike.index.factory import check_method
@@ -145,12 +145,6 @@ class ImageSimilarityModel:
     embedding_model = property(
         lambda self: self.core.spec_record, doc="The record of the network, preprocessing, descriptor and precision."
     )
-
-    @property
-    def features(self) -> np.ndarray:
-        """Deprecated alias of :attr:`raw_embeddings` (``feature`` is the image column, as in Turi)."""
-        warnings.warn("model.features is renamed model.raw_embeddings", DeprecationWarning, stacklevel=2)
-        return self.core.raw_embeddings
 
     # ------------------------------------------------------------------- query
     def query(
@@ -845,7 +839,6 @@ def create(
     projection: Projection | None = None,
     method: str = "auto",
     precision: str | None = None,
-    **deprecated: Any,
 ) -> ImageSimilarityModel:
     """Embed every reference image and index the embeddings.
 
@@ -934,7 +927,7 @@ def create(
     [1, 2, 3, 1, 2, 3]
     """
     started = time.perf_counter()
-    engine = _engine_of(engine, deprecated)
+    engine = as_engine(engine)
     check_metric(metric)
     check_method(method)  # a factory string is checked again once the dimension is known
     batch_size = check_positive_int("batch_size", batch_size)
@@ -979,22 +972,6 @@ def create(
     reused = embedded.stats.get("from_cache", 0) + embedded.stats.get("from_shards", 0)
     stats = {"embedded": int(len(positions) - reused), "from_cache": 0, **embedded.stats, "failed": len(failures)}
     return ImageSimilarityModel(core, failures, training_time=time.perf_counter() - started, build_stats=stats)
-
-
-def _engine_of(engine: str | Engine, deprecated: dict[str, Any]) -> Engine:
-    """The engine object, honouring the ``ray_address``/``ray_work_dir`` arguments of earlier releases."""
-    unknown = set(deprecated) - {"ray_address", "ray_work_dir"}
-    if unknown:
-        raise InvalidType(f"create() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
-    if deprecated:
-        warnings.warn(
-            "create(ray_address=, ray_work_dir=) are replaced by engine=RayEngine(address=, work_dir=)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if engine == "ray":
-            engine = RayEngine(address=deprecated.get("ray_address"), work_dir=deprecated.get("ray_work_dir"))
-    return as_engine(engine)
 
 
 def _resolve_spec(model, preprocessing, descriptor, precision) -> tuple[ModelSpec | None, bool]:

@@ -6,19 +6,15 @@ or raises ``ValueError`` naming the argument and what it got.
 
 from __future__ import annotations
 
-import functools
-import warnings
-from collections.abc import Callable
 from numbers import Integral, Real
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from lookalike.errors import InvalidArgument
 
-__all__ = ["check_choice", "check_distance", "check_positive_int", "check_threshold", "renamed_argument"]
+__all__ = ["check_choice", "check_distance", "check_positive_int", "check_threshold"]
 
-Function = TypeVar("Function", bound=Callable[..., Any])
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1, none: bool = False) -> int | None:
@@ -73,19 +69,3 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise InvalidArgument(f"{name} must be one of {choices}, got {value!r}")
     return value
-
-
-def renamed_argument(old: str, new: str) -> Callable[[Function], Function]:
-    """Accept the keyword ``old`` for ``new`` for one more release, with a DeprecationWarning."""
-
-    def wrap(function: Function) -> Function:
-        @functools.wraps(function)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if old in kwargs:
-                warnings.warn(f"{function.__name__}({old}=) is renamed {new}=", DeprecationWarning, stacklevel=2)
-                kwargs[new] = kwargs.pop(old)
-            return function(*args, **kwargs)
-
-        return call  # type: ignore[return-value]
-
-    return wrap

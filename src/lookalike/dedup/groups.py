@@ -36,7 +36,7 @@ from lookalike.errors import InvalidArgument
 from lookalike.files import cached_sha256
 from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.names import escaped_frame, text_column
-from lookalike.validation import check_choice, check_distance, check_positive_int, renamed_argument
+from lookalike.validation import check_choice, check_distance, check_positive_int
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -71,7 +71,6 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str, str, str], float] = {
 }
 
 
-@renamed_argument("model", "references")
 def default_threshold(references: References) -> float:
     """The measured default threshold for the references' network, descriptor and metric, or a clear error.
 

@@ -11,7 +11,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from numbers import Integral
@@ -320,11 +319,6 @@ class ModelSpec:
             "license": self.license,
             "source": self.source,
         }
-
-    def describe(self) -> dict[str, Any]:
-        """Deprecated name of :meth:`record`."""
-        warnings.warn("ModelSpec.describe() is renamed record()", DeprecationWarning, stacklevel=2)
-        return self.record()
 
 
 def _cpu_has_vnni() -> bool:

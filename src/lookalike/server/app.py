@@ -28,7 +28,7 @@ from lookalike.server.security import (
 )
 from lookalike.server.thumbnails import ThumbnailCache
 from lookalike.server.uploads import DecodeSlots, UploadLimits
-from lookalike.validation import check_positive_int, renamed_argument
+from lookalike.validation import check_positive_int
 from lookalike.version import __version__
 
 #: Defaults of :func:`create_app`: 20 MB uploads, 40 megapixels decoded.
@@ -38,7 +38,6 @@ MAX_UPLOAD_PIXELS = 40_000_000
 MULTIPART_SLACK = 64 * 1024
 
 
-@renamed_argument("model", "similarity_model")
 def create_app(
     similarity_model: Any,
     token: str | None = None,

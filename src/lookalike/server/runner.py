@@ -11,7 +11,6 @@ from typing import Any
 
 from lookalike.errors import CannotListen, InvalidArgument, MissingExtra
 from lookalike.server.security import check_bind, is_loopback, loopback_hosts
-from lookalike.validation import renamed_argument
 
 #: How long a background server may take to start before :func:`start_in_thread` gives up.
 START_TIMEOUT = 30.0
@@ -105,7 +104,6 @@ class RunningServer:
         self.stop()
 
 
-@renamed_argument("model", "similarity_model")
 def start_in_thread(
     similarity_model: Any,
     host: str = "127.0.0.1",
@@ -143,7 +141,6 @@ def start_in_thread(
     return running
 
 
-@renamed_argument("model", "similarity_model")
 def serve(
     similarity_model: Any,
     host: str = "127.0.0.1",
