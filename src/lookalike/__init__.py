@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from lookalike.evaluate import EvaluationReport, PairReport, evaluate, evaluate_model, evaluate_pairs
     from lookalike.ingest.sources import load_images
     from lookalike.match import match
-    from lookalike.model import ImageSimilarityModel, create, load_model
+    from lookalike.model import ImageSimilarityModel, audit, create, load_model
 
 #: Each public name imported on first use -> the module defining it.
 _WHERE = {
@@ -41,6 +41,7 @@ _WHERE = {
     "load_images": "lookalike.ingest.sources",
     "match": "lookalike.match",
     "ImageSimilarityModel": "lookalike.model",
+    "audit": "lookalike.model",
     "create": "lookalike.model",
     "load_model": "lookalike.model",
 }
@@ -57,6 +58,7 @@ __all__ = [
     "ModelSpec",
     "PairReport",
     "Preprocessing",
+    "audit",
     "available_models",
     "config",
     "create",
@@ -90,7 +92,8 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """The package, keeping ``lk.match`` and ``lk.evaluate`` the functions once their modules are imported."""
+    """The package, keeping ``lk.match``, ``lk.evaluate`` and ``lk.audit`` the functions once their modules are
+    imported."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Importing lookalike.match binds the module to the package's name "match": the function is what users

@@ -39,12 +39,27 @@ from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.files import file_sha256, locked, set_aside, write_text_atomic
 from lookalike.storage import read_side_file
 
-__all__ = ["DECISIONS_FILE", "KINDS", "DamagedDecisions", "Decisions", "read_saved", "set_aside_damaged"]
+__all__ = [
+    "AUDIT_KINDS",
+    "DECISIONS_FILE",
+    "DEDUP_KINDS",
+    "KINDS",
+    "DamagedDecisions",
+    "Decisions",
+    "read_saved",
+    "set_aside_damaged",
+]
 
 DECISIONS_FILE = "decisions.json"
 VERSION = 2  # 2: "discard" decisions, and "moved_to" on those carried out
 #: The kinds of decision and how many files each names: keep [file]; discard [file, its keeper]; not-duplicate [a, b].
-KINDS = {"keep": 1, "discard": 2, "not-duplicate": 2}
+DEDUP_KINDS = {"keep": 1, "discard": 2, "not-duplicate": 2}
+#: A person's verdicts on audit findings, one file each: an audit finding of ``finding`` kind that is not an issue;
+#: a photo whose class should be ``label``; a photo to leave out of the dataset (never moved: exported as such).
+AUDIT_KINDS = {"not-an-issue": 1, "relabel": 1, "exclude": 1}
+KINDS = {**DEDUP_KINDS, **AUDIT_KINDS}
+#: The field each audit kind needs beside the paths.
+_AUDIT_FIELDS = {"not-an-issue": "finding", "relabel": "label"}
 
 
 #: SHA-256 of files already read, by (path, size, modification time): every find_duplicates checks each decision's
@@ -75,13 +90,16 @@ class Decisions:
     def __len__(self) -> int:
         return len(self.records)
 
-    def _add(self, kind: str, paths: list[str]) -> None:
+    def _add(self, kind: str, paths: list[str], **extra: str) -> None:
         digests = [_digest(p) for p in paths]
         missing = [p for p, d in zip(paths, digests, strict=True) if d is None]
         if missing:
             raise InvalidArgument(f"cannot record a decision on {missing[0]}: the file cannot be read")
-        self._drop(kind, paths)
-        self.records.append({"kind": kind, "paths": paths, "sha256": digests, "time": time.time()})
+        record = {"kind": kind, "paths": paths, "sha256": digests, "time": time.time(), **extra}
+        self.records = [r for r in self.records if _subject(r) != _subject(record) or "moved_to" in r]
+        if kind in DEDUP_KINDS:
+            self._drop(kind, paths)
+        self.records.append(record)
 
     def _drop(self, kind: str, paths: list[str]) -> None:
         """Forget the decisions a new one of ``kind`` on ``paths`` supersedes: a file's keep or discard, and the
@@ -89,7 +107,7 @@ class Decisions:
         pair = sorted(paths)
 
         def superseded(record: dict[str, Any]) -> bool:
-            if "moved_to" in record:
+            if "moved_to" in record or record["kind"] in AUDIT_KINDS:
                 return False
             if kind != "not-duplicate" and record["kind"] != "not-duplicate" and record["paths"][0] == paths[0]:
                 return True
@@ -119,7 +137,50 @@ class Decisions:
         self.records = [
             r
             for r in self.records
-            if not (r["kind"] != "not-duplicate" and r["paths"][0] == path and "moved_to" not in r)
+            if not (r["kind"] in ("keep", "discard") and r["paths"][0] == path and "moved_to" not in r)
+        ]
+
+    def not_an_issue(self, path: str | os.PathLike, finding: str) -> None:
+        """The audit's ``finding`` (a kind: ``blurry``, ``label-error``...) on this file is not an issue: never
+        report it again while the file is unchanged."""
+        self._add("not-an-issue", [os.fspath(path)], finding=finding)
+
+    def relabel(self, path: str | os.PathLike, label: str) -> None:
+        """This photo's class should be ``label`` (exported by :meth:`dataset_changes`)."""
+        self._add("relabel", [os.fspath(path)], label=str(label))
+
+    def exclude(self, path: str | os.PathLike) -> None:
+        """Leave this photo out of the dataset (exported by :meth:`dataset_changes`; the file is not touched)."""
+        self._add("exclude", [os.fspath(path)])
+
+    def dismissed(self) -> set[tuple[str, str]]:
+        """``(path, finding kind)`` of each finding marked not an issue whose file is unchanged."""
+        return {(r["paths"][0], r["finding"]) for r in self._audit_valid() if r["kind"] == "not-an-issue"}
+
+    def audit_states(self) -> dict[str, str]:
+        """What a person decided about each photo's place in the dataset: ``"relabel: LABEL"`` or ``"exclude"``."""
+        return {
+            r["paths"][0]: f"relabel: {r['label']}" if r["kind"] == "relabel" else "exclude"
+            for r in self._audit_valid()
+            if r["kind"] in ("relabel", "exclude")
+        }
+
+    def dataset_changes(self) -> pd.DataFrame:
+        """The relabelled and excluded photos, as ``path, action (relabel or exclude), label``: what to apply to a
+        training set's table."""
+        rows = [
+            (r["paths"][0], r["kind"], r.get("label"))
+            for r in self._audit_valid()
+            if r["kind"] in ("relabel", "exclude")
+        ]
+        return pd.DataFrame(rows, columns=["path", "action", "label"])
+
+    def _audit_valid(self) -> list[dict[str, Any]]:
+        """The audit verdicts whose file is unchanged (a changed photo is judged afresh)."""
+        return [
+            r
+            for r in self.records
+            if r["kind"] in AUDIT_KINDS and all(_digest(p) == d for p, d in zip(r["paths"], r["sha256"], strict=True))
         ]
 
     def mark_moved(self, destinations: dict[str, str]) -> None:
@@ -145,15 +206,14 @@ class Decisions:
         latest: dict[tuple, dict[str, Any]] = {}
         for record in self.records:
             if "moved_to" not in record:
-                subject = (record["paths"][0],) if record["kind"] != "not-duplicate" else tuple(record["paths"])
-                latest[subject] = record
+                latest[_subject(record)] = record
         current = {id(r) for r in latest.values()}
         self.records = [r for r in self.records if "moved_to" in r or id(r) in current]
 
     def state_of(self, path: str) -> str | None:
         """``"keep"`` or ``"discard"`` when this file has such a pending decision, else None."""
         for record in reversed(self.records):
-            if record["kind"] != "not-duplicate" and record["paths"][0] == path and "moved_to" not in record:
+            if record["kind"] in ("keep", "discard") and record["paths"][0] == path and "moved_to" not in record:
                 return record["kind"]
         return None
 
@@ -161,8 +221,8 @@ class Decisions:
         """The pending decisions whose files are unchanged; the others are reported in a warning, not applied."""
         valid, stale = [], []
         for record in self.records:
-            if "moved_to" in record:
-                continue  # carried out: its file is no longer a reference
+            if "moved_to" in record or record["kind"] in AUDIT_KINDS:
+                continue  # carried out: its file is no longer a reference; audit verdicts: see audit_states
             same = all(_digest(p) == d for p, d in zip(record["paths"], record["sha256"], strict=True))
             (valid if same else stale).append(record)
         if stale:
@@ -181,7 +241,7 @@ class Decisions:
         rows = [
             (r["paths"][0], r["paths"][1], r["kind"] == "discard", r.get("moved_to") or r["paths"][0])
             for r in self.records
-            if r["kind"] != "keep"
+            if r["kind"] in ("discard", "not-duplicate")
         ]
         return pd.DataFrame(rows, columns=["a", "b", "duplicate", "a_now"]).astype({"duplicate": bool})
 
@@ -272,6 +332,8 @@ _FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a number (seconds since 1970)",
     ),
     "moved_to": (lambda v: isinstance(v, str), "a path"),
+    "finding": (lambda v: isinstance(v, str) and 0 < len(v) <= 64, "a kind of finding"),
+    "label": (lambda v: isinstance(v, str) and len(v) <= 1000, "a label (text)"),
 }
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -292,7 +354,25 @@ def _problem(record: Any) -> str | None:
             return f"has a {name!r} that is not {wanted}"
     if not len(record["paths"]) == len(record["sha256"]) == KINDS[record["kind"]]:
         return f"names {len(record['paths'])} files and {len(record['sha256'])} digests, not {KINDS[record['kind']]}"
+    needed = _AUDIT_FIELDS.get(record["kind"])
+    if needed is not None and needed not in record:
+        return f"has no {needed!r}"
+    extra = sorted({"finding", "label"} & set(record) - {needed})
+    if extra:
+        return f"has fields a {record['kind']} decision does not have ({', '.join(extra)})"
     return None
+
+
+def _subject(record: dict[str, Any]) -> tuple:
+    """What a decision is about: a later one on the same subject replaces it."""
+    kind, paths = record["kind"], record["paths"]
+    if kind == "not-duplicate":
+        return tuple(paths)
+    if kind == "not-an-issue":
+        return ("not-an-issue", paths[0], record.get("finding"))
+    if kind in AUDIT_KINDS:
+        return ("dataset", paths[0])  # relabelled or excluded: the latest stands
+    return (paths[0],)
 
 
 def _key(record: dict[str, Any]) -> tuple:

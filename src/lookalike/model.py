@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from lookalike import dedup, moves, storage
 from lookalike import graph as graph_edges
 from lookalike import layout as layouts
+from lookalike.audit import AuditReport
+from lookalike.audit import audit as audit_references
 from lookalike.calibrate import Calibration, calibrate
 from lookalike.core import References
 from lookalike.decisions import Decisions, read_saved
@@ -334,6 +336,37 @@ class ImageSimilarityModel:
         """A :class:`lookalike.dedup.DuplicateFinder` over these references: candidates found once, verdicts
         remembered, for asking :meth:`find_duplicates`'s question again and again (``finder.find(decisions=...)``)."""
         return dedup.DuplicateFinder(self.core, threshold=threshold, k=k)
+
+    def audit(
+        self,
+        class_column: str | None = None,
+        split_column: str | None = None,
+        k: int = 10,
+        threshold: float | None = None,
+        min_precision: float = 0.5,
+        duplicates: bool = True,
+    ) -> AuditReport:
+        """What is wrong with the references as a dataset (leaks, label errors, outliers, poor or broken photos,
+        duplicates), each kind with the precision measured on them, honouring the model's decisions: see
+        :func:`lookalike.audit.audit`.
+
+        Examples
+        --------
+        >>> report = model.audit()  # doctest: +SKIP
+        >>> report.kinds["blurry"]  # doctest: +SKIP
+        {'count': 12, 'expected_precision': 0.91, ...}
+        """
+        return audit_references(
+            self.core,
+            failures=self.failures,
+            class_column=class_column,
+            split_column=split_column,
+            k=k,
+            threshold=threshold,
+            min_precision=min_precision,
+            duplicates=duplicates,
+            decisions=self.decisions,
+        )
 
     def calibrate_duplicates(self, sample: int = 30, pairs: int = 200_000) -> Calibration:
         """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.calibrate`.
@@ -1063,6 +1096,38 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     _upgrade_relative_paths(model)
     model.map = _saved_map(path)
     return model
+
+
+def open_source(source: Any, verbose: bool = True, **options: Any) -> ImageSimilarityModel:
+    """A model for ``source``: itself when it is one, loaded when it is a saved model's folder, else built
+    from it (a folder of photos, a table of paths, a list...) with :func:`create` and ``options``."""
+    if isinstance(source, ImageSimilarityModel):
+        return source
+    if isinstance(source, str | os.PathLike) and storage.is_model_dir(source):
+        return load_model(source)
+    return create(source, verbose=verbose, **options)
+
+
+def audit(
+    dataset: Any,
+    class_column: str | None = None,
+    split_column: str | None = None,
+    verbose: bool = True,
+    **options: Any,
+) -> AuditReport:
+    """Audit a dataset in one call: a folder of photos, a table (CSV/parquet) of paths, a saved model or a model.
+
+    A folder is indexed first (with the embedding cache, so a second audit embeds nothing); ``options`` go to
+    :meth:`ImageSimilarityModel.audit` (``k``, ``threshold``, ``min_precision``, ``duplicates``).
+
+    Examples
+    --------
+    >>> import lookalike as lk
+    >>> report = lk.audit("clothing/")  # doctest: +SKIP
+    >>> report.findings.head()  # doctest: +SKIP
+    """
+    model = open_source(dataset, verbose=verbose)
+    return model.audit(class_column=class_column, split_column=split_column, **options)
 
 
 def _upgrade_relative_paths(model: ImageSimilarityModel) -> None:

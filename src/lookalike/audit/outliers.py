@@ -1,0 +1,105 @@
+"""Outliers: photos far from everything else, judged against the usual spread of their own class.
+
+A photo's badness is its mean distance to its ``k`` nearest references, in
+robust standard deviations from the median of its class (or of the whole
+collection, without classes). Calibrated with copies of a sample of the
+collection's photos made unlike anything in it (negatives, shuffled tiles),
+embedded as the references were.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lookalike.audit.confidence import Confidence, calibrated
+from lookalike.audit.neighbours import NeighbourFacts
+from lookalike.audit.planted import OUTLIER_MAKERS
+from lookalike.audit.report import Finding
+from lookalike.audit.splits import Groups
+from lookalike.core import References
+from lookalike.ingest.decode import ImageError, load_rgb
+
+__all__ = ["outlier_findings"]
+
+#: Photos copied into outliers for the calibration (each in every kind of :data:`OUTLIER_MAKERS`).
+SAMPLE = 30
+
+
+class _Spread:
+    """Median and robust deviation of the neighbour distances per class (code -1: the whole collection)."""
+
+    def __init__(self, spread: np.ndarray, classes: np.ndarray | None):
+        self.classes = classes
+        self.centre: dict[int, tuple[float, float]] = {-1: self._of(spread)}
+        if classes is not None:
+            for code in np.unique(classes[classes >= 0]).tolist():
+                members = spread[classes == code]
+                self.centre[code] = self._of(members) if len(members) >= 5 else self.centre[-1]
+
+    @staticmethod
+    def _of(values: np.ndarray) -> tuple[float, float]:
+        median = float(np.median(values))
+        deviation = 1.4826 * float(np.median(np.abs(values - median)))
+        return median, max(deviation, 1e-6 * max(abs(median), 1e-12))
+
+    def badness(self, spread: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        """Robust deviations of each distance from the median of its class (``codes``; default: the references')."""
+        if codes is None:
+            codes = self.classes if self.classes is not None else np.full(len(spread), -1)
+        top = max(self.centre)
+        centre = np.array([self.centre.get(c, self.centre[-1]) for c in range(-1, top + 1)])
+        return (spread - centre[codes + 1, 0]) / centre[codes + 1, 1]
+
+
+def _planted(references: References, spreads: _Spread, with_files: np.ndarray, classes, k: int, rng) -> np.ndarray:
+    """The badness of outliers made from a sample of the photos (none when the model cannot embed images)."""
+    if not len(with_files) or references.spec is None:
+        return np.empty(0)
+    paths = references.file_paths()
+    images, codes = [], []
+    for position in rng.choice(with_files, min(SAMPLE, len(with_files)), replace=False).tolist():
+        try:
+            image = load_rgb(paths[position])
+        except (ImageError, OSError):
+            continue
+        for make in OUTLIER_MAKERS.values():
+            images.append(make(image, rng))
+            codes.append(classes[position] if classes is not None else -1)
+    if not images:
+        return np.empty(0)
+    extracted = references.embedder.extract(images, batch_size=references.batch_size, verbose=False)
+    if not len(extracted.ok):
+        return np.empty(0)
+    distances, _ = references.search(references.project(extracted.embeddings), k)
+    return spreads.badness(distances.mean(axis=1), np.asarray(codes)[np.asarray(extracted.ok)])
+
+
+def outlier_findings(
+    references: References,
+    facts: NeighbourFacts,
+    groups: Groups,
+    names: list[str],
+    with_files: np.ndarray,
+    rng: np.random.Generator,
+    min_precision: float,
+    confidence: dict[str, Confidence],
+) -> list[Finding]:
+    spreads = _Spread(facts.spread, groups.classes)
+    badness = spreads.badness(facts.spread)
+    planted = _planted(references, spreads, with_files, groups.classes, facts.kept_positions.shape[1], rng)
+    scores, confidence["outlier"] = calibrated(
+        badness, planted, min_precision, f"{len(planted)} copies of the collection's photos made unlike any"
+    )
+    found = []
+    for position in np.flatnonzero(~np.isnan(scores)).tolist():
+        label = groups.class_of(position)
+        within = f"of {label!r} photos" if label is not None else "of the collection"
+        found.append(
+            Finding(
+                "outlier",
+                [position],
+                float(scores[position]),
+                f"its nearest neighbours are {badness[position]:.1f} deviations farther than usual {within}",
+            )
+        )
+    return found

@@ -1,0 +1,118 @@
+"""Image-quality findings from the facts the indexer read off the pixels (:mod:`lookalike.ingest.pixel_facts`).
+
+Each kind is a *badness* computed from the stored columns, so an audit
+decodes no photo of the collection; only the sample whose copies are damaged
+for the calibration is decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from lookalike.audit.planted import QUALITY_MAKERS, jpeg
+from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.ingest.pixel_facts import pixel_facts
+
+__all__ = ["COLOUR_SET", "QUALITY_KINDS", "badness", "planted_badness"]
+
+QUALITY_KINDS = ("blurry", "dark", "bright", "low-information", "grayscale", "odd-size")
+#: A collection is a colour one (where a grey photo stands out) when its median colourfulness, relative to
+#: brightness, is above this.
+COLOUR_SET = 0.1
+#: Least spread of log sizes and aspect ratios taken for a collection whose photos all have one size.
+_LEAST_SPREAD = 0.05
+
+
+def _facts(table: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in table.columns:
+        return np.full(len(table), np.nan)
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _pixel_badness(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    brightness, contrast = _facts(table, "brightness"), _facts(table, "contrast")
+    sharpness, colourfulness = _facts(table, "sharpness"), _facts(table, "colourfulness")
+    # Blur lowers the Laplacian far more than the spread of grey levels: their ratio leaves flat photos out.
+    blur = -np.log((sharpness + 1.0) / (contrast * 255.0 + 1.0))
+    # The spread of grey levels against the most a photo of that brightness can have: a dark photo keeps its
+    # shapes, a near-blank one (of any brightness) has none.
+    level = np.clip(brightness, 0.01, 0.99)
+    flat = -np.log(contrast / np.sqrt(level * (1 - level)) + 1e-3)
+    grey = -colourfulness / (brightness + 0.05)  # a dark photo's colours are faint, not absent
+    return {"blurry": blur, "dark": -brightness, "bright": brightness, "low-information": flat, "grayscale": grey}
+
+
+class _Sizes:
+    """Robust spread of the collection's log areas and aspect ratios, to judge one size against."""
+
+    def __init__(self, width: np.ndarray, height: np.ndarray):
+        area, aspect = self._logs(width, height)
+        self.area = np.nanmedian(area) if np.isfinite(area).any() else np.nan
+        self.aspect = np.nanmedian(aspect) if np.isfinite(aspect).any() else np.nan
+        self.area_spread = max(1.4826 * np.nanmedian(np.abs(area - self.area)), _LEAST_SPREAD)
+        self.aspect_spread = max(1.4826 * np.nanmedian(np.abs(aspect - self.aspect)), _LEAST_SPREAD)
+
+    @staticmethod
+    def _logs(width: np.ndarray, height: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(width * height), np.log(width / height)
+
+    def badness(self, width: np.ndarray, height: np.ndarray) -> np.ndarray:
+        """How many spreads a photo is smaller than most, or how far its aspect ratio is from most."""
+        area, aspect = self._logs(width, height)
+        return np.maximum((self.area - area) / self.area_spread, np.abs(aspect - self.aspect) / self.aspect_spread)
+
+
+def badness(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each quality kind's badness for every row of a reference table (NaN where its facts are missing)."""
+    found = _pixel_badness(table)
+    width, height = _facts(table, "width"), _facts(table, "height")
+    found["odd-size"] = _Sizes(width, height).badness(width, height)
+    return found
+
+
+def is_colour_set(table: pd.DataFrame) -> bool:
+    """Whether the collection is in colour (so that a grey photo in it is a finding)."""
+    relative = -_pixel_badness(table)["grayscale"]
+    return bool(np.isfinite(relative).any() and np.nanmedian(relative) > COLOUR_SET)
+
+
+def planted_badness(
+    table: pd.DataFrame, paths: list[str | None], positions: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """The badness of each quality problem planted in copies of the photos at ``positions``.
+
+    Odd sizes are planted by size alone (a fifth of the sides, or one side three times the other): the size
+    is all that kind looks at.
+    """
+    rows: dict[str, list[dict]] = {kind: [] for kind in QUALITY_MAKERS}
+    for position in positions.tolist():
+        try:
+            image = load_rgb(paths[position])
+        except (ImageError, OSError):
+            continue
+        image = _measured_size(image)
+        for kind, make in QUALITY_MAKERS.items():
+            rows[kind].append(asdict(pixel_facts(make(image, rng))))
+    planted = {
+        kind: _pixel_badness(pd.DataFrame(facts))[kind] if facts else np.array([]) for kind, facts in rows.items()
+    }
+    width, height = _facts(table, "width")[positions], _facts(table, "height")[positions]
+    sizes = _Sizes(_facts(table, "width"), _facts(table, "height"))
+    stretch = np.where(rng.random(len(positions)) < 0.5, 3.0, 1 / 3)
+    planted["odd-size"] = np.concatenate(
+        [sizes.badness(np.round(width / 5), np.round(height / 5)), sizes.badness(width * stretch, height)]
+    )
+    return planted
+
+
+def _measured_size(image: Image.Image) -> Image.Image:
+    """The photo shrunk to at most 1024 px a side: the facts are read at about 256-512 px anyway."""
+    if max(image.size) <= 1024:
+        return image
+    scale = 1024 / max(image.size)
+    return jpeg(image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale)))))

@@ -1,0 +1,168 @@
+"""The audit of a collection: every finding kind gathered, calibrated and put in one report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lookalike.audit.confidence import Confidence, calibrated
+from lookalike.audit.copies import copy_findings
+from lookalike.audit.labels import label_findings
+from lookalike.audit.leaks import near_copy_findings
+from lookalike.audit.neighbours import neighbour_facts
+from lookalike.audit.outliers import outlier_findings
+from lookalike.audit.quality import QUALITY_KINDS, badness, is_colour_set, planted_badness
+from lookalike.audit.reasons import quality_reason
+from lookalike.audit.report import AuditReport, Finding, failure_findings
+from lookalike.audit.splits import groups_of
+from lookalike.core import References, as_references
+from lookalike.decisions import Decisions
+from lookalike.dedup import default_threshold
+from lookalike.errors import InvalidArgument
+from lookalike.validation import check_distance, check_positive_int
+
+__all__ = ["audit"]
+
+#: Photos whose damaged copies calibrate the image-quality kinds, and labels relabelled to calibrate label errors.
+QUALITY_SAMPLE = 60
+LABEL_SAMPLE = 1000
+#: Photos whose copies, made unlike anything (negatives, shuffled tiles), are embedded to calibrate outliers.
+OUTLIER_SAMPLE = 30
+#: Of several exposure findings on one photo only the surest is reported, these first on a tie.
+EXPOSURE = ("low-information", "dark", "bright")
+
+
+def audit(
+    references: References,
+    failures: pd.DataFrame | None = None,
+    class_column: str | None = None,
+    split_column: str | None = None,
+    *,
+    k: int = 10,
+    threshold: float | None = None,
+    min_precision: float = 0.5,
+    duplicates: bool = True,
+    decisions: Decisions | None = None,
+    seed: int = 0,
+) -> AuditReport:
+    """What is wrong with a collection: leaks, label errors, outliers, poor or broken photos, duplicates.
+
+    Parameters
+    ----------
+    references : lookalike.core.References
+        A model's references (``model.core``); ``model.audit`` and ``lookalike.audit`` call this.
+    failures : pandas.DataFrame, optional
+        The inputs that could not be indexed (``model.failures``): truncated and unreadable files.
+    class_column, split_column : str, optional
+        Columns of the reference table holding each photo's class and split. Default: read from the folders
+        (``train/``, ``val/``, ``valid/``, ``validation/``, ``test/`` at the top are splits; the folder below a
+        split, or a photo's own folder, is its class).
+    k : int, default 10
+        Nearest neighbours looked at per reference (label votes, outliers, near-copy leaks).
+    threshold : float, optional
+        Largest distance of a near-copy leak; default: the dedup threshold measured for the network
+        (:func:`lookalike.dedup.default_threshold`). Without one, near-copy leaks are not looked for.
+    min_precision : float, default 0.5
+        The least precision, measured on the collection, a finding may have.
+    duplicates : bool, default True
+        Look for copies (:func:`lookalike.dedup.find_duplicates`): copies across splits are leaks, the others
+        duplicates. They need the image files; precomputed embeddings have none.
+    decisions : lookalike.decisions.Decisions, optional
+        A person's decisions (``model.decisions``): findings marked not an issue are left out, relabelled or
+        excluded photos say so.
+    seed : int, default 0
+        Seeds the samples the calibration plants its problems in.
+
+    Returns
+    -------
+    AuditReport
+        ``.findings`` (a table), ``.kinds`` (count and expected precision per kind), ``.to_dict()`` (the JSON of
+        ``lookalike audit --json``), ``.to_html(path)``.
+    """
+    references = as_references(references)
+    k = check_positive_int("k", k)
+    if isinstance(min_precision, bool) or not isinstance(min_precision, int | float) or not 0 <= min_precision <= 1:
+        raise InvalidArgument(f"min_precision must be a number from 0 to 1, got {min_precision!r}")
+    if len(references) < 2:
+        raise InvalidArgument("an audit compares photos with each other: it needs at least two references")
+    threshold = _leak_threshold(references, threshold)
+    rng = np.random.default_rng(seed)
+    groups = groups_of(references, class_column, split_column)
+    paths = references.file_paths()
+    names = [p if p is not None else str(label) for p, label in zip(paths, references.labels.tolist(), strict=True)]
+    with_files = np.flatnonzero([p is not None for p in paths])
+    findings: list[Finding] = []
+    confidence: dict[str, Confidence] = {}
+
+    quality = _quality(references, paths, with_files, rng, min_precision, names, groups, confidence)
+    findings += quality
+    findings += failure_findings(failures, confidence)
+
+    labelled = np.flatnonzero(groups.classes >= 0) if groups.classes is not None else np.empty(0, np.int64)
+    kept = rng.choice(labelled, min(LABEL_SAMPLE, len(labelled)), replace=False) if len(labelled) else labelled
+    facts = neighbour_facts(references, k, groups.classes, groups.splits, threshold, kept)
+    if groups.classes is not None:
+        findings += label_findings(facts, groups, names, rng, min_precision, confidence)
+    findings += outlier_findings(references, facts, groups, names, with_files, rng, min_precision, confidence)
+    copies: list[Finding] = []
+    if duplicates and len(with_files) and references.spec is not None:
+        copies = copy_findings(references, groups, names, threshold, decisions, confidence)
+    if groups.splits is not None and threshold is not None:
+        findings += near_copy_findings(references, facts, groups, names, threshold, copies, rng, confidence)
+    findings += copies
+    if "leak" not in confidence and any(f.kind == "leak" for f in copies):
+        confidence["leak"] = confidence["duplicate"]  # copies only: no threshold for near-copies
+    return AuditReport.build(findings, confidence, groups, references, decisions)
+
+
+def _leak_threshold(references: References, threshold: float | None) -> float | None:
+    if threshold is not None:
+        return check_distance("threshold", threshold, references.metric)
+    try:
+        return default_threshold(references)
+    except InvalidArgument:
+        return None  # nothing measured for this network: no near-copy leaks unless a threshold is given
+
+
+def _quality(
+    references: References,
+    paths: list[str | None],
+    with_files: np.ndarray,
+    rng: np.random.Generator,
+    min_precision: float,
+    names: list[str],
+    groups,
+    confidence: dict[str, Confidence],
+) -> list[Finding]:
+    table = references.table
+    if "sharpness" not in table.columns or not len(with_files):
+        return []  # precomputed embeddings, or a model indexed before pixel facts were stored
+    bad = badness(table)
+    sample = rng.choice(with_files, min(QUALITY_SAMPLE, len(with_files)), replace=False)
+    planted = planted_badness(table, paths, np.sort(sample), rng)
+    colour = is_colour_set(table)
+    scores: dict[str, np.ndarray] = {}
+    for kind in QUALITY_KINDS:
+        if kind == "grayscale" and not colour:
+            continue
+        scores[kind], confidence[kind] = calibrated(
+            bad[kind], planted[kind], min_precision, f"{len(planted[kind])} copies of the collection's photos"
+        )
+    found: list[Finding] = []
+    exposure = np.stack([scores[kind] for kind in EXPOSURE])  # NaN: not a finding
+    surest = np.where(np.isnan(exposure), -1, exposure).argmax(axis=0)
+    for kind, values in scores.items():
+        for position in np.flatnonzero(~np.isnan(values)).tolist():
+            if kind in EXPOSURE and EXPOSURE[surest[position]] != kind:
+                continue
+            if kind == "grayscale" and not np.isnan(scores["low-information"][position]):
+                continue  # a blank photo has no colour to miss
+            found.append(
+                Finding(
+                    kind,
+                    [position],
+                    float(values[position]),
+                    quality_reason(kind, table.iloc[position], bad[kind][position]),
+                )
+            )
+    return found
