@@ -6,7 +6,7 @@ are planted in copies of a sample of the collection's own photos (or of its
 labels) and ranked the same way, which says what share of real problems lies
 beyond each badness (the recall curve ``R``). What it cannot say is how many
 clean references lie there too; for that one assumption is made: a reference
-at least as bad as most planted problems (``ANCHOR_RECALL`` of them) is a real
+worse than the worst planted problems (the ``ANCHOR_RECALL`` share of them) is a real
 problem. Those references, ``A`` of them, are then the share ``R(anchor)`` of
 the collection's real problems, and the real problems beyond any badness
 ``t`` number ``A * R(t) / R(anchor)``; among the ``U(t)`` references found
@@ -18,7 +18,7 @@ This is positive-unlabelled learning in one dimension (planted problems are
 the labelled positives, the collection the unlabelled mixture). The curve is
 made non-increasing from the worst reference down; findings are the
 references down to the badness where it falls below the least precision
-asked for, each scored with the precision at its own badness, and the kind's
+asked for (or where nearly every planted problem is found already), each scored with the precision at its own badness, and the kind's
 expected precision is the precision of the whole set reported.
 """
 
@@ -30,8 +30,15 @@ import numpy as np
 
 __all__ = ["ANCHOR_RECALL", "MIN_PLANTED", "Confidence", "calibrated"]
 
-#: A reference worse than this share of the planted problems is taken for a real one.
+#: A reference worse than this share of the planted problems is taken for a real one: the larger share when the
+#: planted problems stand apart from the collection (their worst 75 % beyond 99 % of its references), the smaller
+#: when they overlap it, where only the worst are pure (at 0.75, clean photos of look-alike classes outvoted by
+#: their neighbours passed for label errors and doubled their estimate).
 ANCHOR_RECALL = 0.75
+ANCHOR_RECALL_OVERLAPPING = 0.3
+#: Findings stop where this share of the planted problems is found: a reference less bad than nearly every
+#: planted problem adds no real one, only a false one.
+LAST_RECALL = 0.98
 #: Fewer planted problems than this measure nothing: the kind is reported uncalibrated.
 MIN_PLANTED = 8
 #: Most share of a collection the anchor may declare problems: more says the planted problems do not stand out
@@ -64,7 +71,7 @@ class Confidence:
 
 
 def calibrated(
-    badness: np.ndarray, planted: np.ndarray, min_precision: float, basis: str
+    badness: np.ndarray, planted: np.ndarray, min_precision: float, basis: str, population: int | None = None
 ) -> tuple[np.ndarray, Confidence]:
     """Each reference's score (the precision at its badness; NaN when not a finding) and the kind's confidence.
 
@@ -78,6 +85,9 @@ def calibrated(
         The least precision a finding may have.
     basis : str
         How the problems were planted, for the report.
+    population : int, optional
+        How many references the problems are among (default: ``len(badness)``; fewer when ``badness`` holds
+        only the candidates, such as the pairs within a distance).
     """
     badness = np.asarray(badness, dtype=np.float64)
     planted = np.asarray(planted, dtype=np.float64)
@@ -86,7 +96,8 @@ def calibrated(
     measured = np.flatnonzero(np.isfinite(badness))
     if len(planted) < MIN_PLANTED or not len(measured):
         return scores, Confidence(np.inf, None, len(planted), None, basis)
-    anchor = float(np.quantile(planted, 1 - ANCHOR_RECALL, method="lower"))
+    apart = np.quantile(planted, 1 - ANCHOR_RECALL) > np.quantile(badness[measured], 0.99)
+    anchor = float(np.quantile(planted, 1 - (ANCHOR_RECALL if apart else ANCHOR_RECALL_OVERLAPPING), method="lower"))
     values = np.minimum(badness[measured], anchor)
     planted = np.minimum(planted, anchor)
     order = np.argsort(-values, kind="stable")
@@ -99,13 +110,13 @@ def calibrated(
     at_anchor = found[0] if thresholds[0] >= anchor else 0
     if at_anchor == 0:  # nothing in the collection is as bad as the planted problems
         return scores, Confidence(anchor, None, len(planted), 0.0, basis)
-    if at_anchor / recall[0] > MAX_PREVALENCE * len(measured):
+    if at_anchor / recall[0] > MAX_PREVALENCE * (population or len(measured)):
         return scores, Confidence(
             anchor, None, len(planted), None, basis + "; they do not stand out from the collection"
         )
     precision = np.minimum(1.0, at_anchor * recall / (recall[0] * found))
     precision = np.minimum.accumulate(precision)
-    kept = np.flatnonzero(precision >= min_precision)
+    kept = np.flatnonzero((precision >= min_precision) & (np.append(0.0, recall[:-1]) < LAST_RECALL))
     if not len(kept):
         return scores, Confidence(anchor, None, len(planted), 0.0, basis)
     last = kept[-1]

@@ -32,11 +32,12 @@ def _blurred(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _darkened(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    return jpeg(ImageEnhance.Brightness(image).enhance(rng.uniform(0.1, 0.3)))
+    return jpeg(ImageEnhance.Brightness(image).enhance(rng.uniform(0.15, 0.45)))
 
 
 def _overexposed(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    return jpeg(ImageEnhance.Brightness(image).enhance(rng.uniform(1.8, 3.0)))
+    """A veil of light (flare, a blown exposure): every level pulled 60-90 % of the way to white."""
+    return jpeg(Image.blend(image.convert("RGB"), Image.new("RGB", image.size, (255, 255, 255)), rng.uniform(0.6, 0.9)))
 
 
 def _near_blank(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -59,20 +60,26 @@ QUALITY_MAKERS: dict[str, Maker] = {
 }
 
 
-def _negative(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    return jpeg(ImageOps.invert(image.convert("RGB")))
+def _zoomed(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A tenth of each side, anywhere, enlarged to the whole: a texture, not a thing the collection shows."""
+    w, h = image.size
+    cw, ch = max(8, w // 10), max(8, h // 10)
+    left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return jpeg(image.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.BICUBIC))
 
 
 def _shuffled(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """The photo cut into 4 x 4 tiles put back in a random order: its colours, none of its shapes."""
+    """The photo cut into 8 x 8 tiles put back in a random order: its colours and textures, none of its shapes."""
     w, h = image.size
-    tw, th = max(1, w // 4), max(1, h // 4)
-    tiles = [image.crop((x * tw, y * th, (x + 1) * tw, (y + 1) * th)) for y in range(4) for x in range(4)]
-    out = Image.new("RGB", (tw * 4, th * 4))
-    for place, tile in zip(rng.permutation(16).tolist(), tiles, strict=True):
-        out.paste(tile, ((place % 4) * tw, (place // 4) * th))
+    tw, th = max(1, w // 8), max(1, h // 8)
+    tiles = [image.crop((x * tw, y * th, (x + 1) * tw, (y + 1) * th)) for y in range(8) for x in range(8)]
+    out = Image.new("RGB", (tw * 8, th * 8))
+    for place, tile in zip(rng.permutation(64).tolist(), tiles, strict=True):
+        out.paste(tile, ((place % 8) * tw, (place // 8) * th))
     return jpeg(out)
 
 
 #: Images unlike anything in the collection, made from its own photos: what an outlier looks like to the network.
-OUTLIER_MAKERS: dict[str, Maker] = {"negative": _negative, "shuffled": _shuffled}
+#: (Photos of other sets, landmarks and animals among clothes, lie as far from their nearest references as these;
+#: negatives and 4 x 4 shuffles stay close to the photos they come from.)
+OUTLIER_MAKERS: dict[str, Maker] = {"zoomed": _zoomed, "shuffled": _shuffled}

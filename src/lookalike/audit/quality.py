@@ -43,7 +43,9 @@ def _pixel_badness(table: pd.DataFrame) -> dict[str, np.ndarray]:
     level = np.clip(brightness, 0.01, 0.99)
     flat = -np.log(contrast / np.sqrt(level * (1 - level)) + 1e-3)
     grey = -colourfulness / (brightness + 0.05)  # a dark photo's colours are faint, not absent
-    return {"blurry": blur, "dark": -brightness, "bright": brightness, "low-information": flat, "grayscale": grey}
+    # Overexposed: bright and washed out; a white backdrop behind a garment is bright but keeps its spread.
+    bright = brightness - contrast
+    return {"blurry": blur, "dark": -brightness, "bright": bright, "low-information": flat, "grayscale": grey}
 
 
 class _Sizes:

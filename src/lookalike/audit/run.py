@@ -108,11 +108,30 @@ def audit(
     if duplicates and len(with_files) and references.spec is not None:
         copies = copy_findings(references, groups, names, threshold, decisions, confidence)
     if groups.splits is not None and threshold is not None:
-        findings += near_copy_findings(references, facts, groups, names, threshold, copies, rng, confidence)
+        findings += near_copy_findings(
+            references, facts, groups, names, threshold, copies, with_files, rng, min_precision, confidence
+        )
     findings += copies
+    findings = _one_cause(findings)
     if "leak" not in confidence and any(f.kind == "leak" for f in copies):
         confidence["leak"] = confidence["duplicate"]  # copies only: no threshold for near-copies
     return AuditReport.build(findings, confidence, groups, references, decisions)
+
+
+def _one_cause(findings: list[Finding]) -> list[Finding]:
+    """Findings another finding explains away: a damaged photo (blurred, dark, washed out, blank) is far from the
+    others and outvoted by its neighbours because of the damage; a photo of something else entirely (an outlier)
+    is not mislabelled; near-blank photos look alike without being copies of each other."""
+    damaged = {f.positions[0] for f in findings if f.kind in ("blurry", *EXPOSURE)}
+    strangers = {f.positions[0] for f in findings if f.kind == "outlier"}
+    blank = {f.positions[0] for f in findings if f.kind == "low-information"}
+    return [
+        f
+        for f in findings
+        if not (f.kind in ("label-error", "outlier") and f.positions[0] in damaged)
+        and not (f.kind == "label-error" and f.positions[0] in strangers)
+        and not (f.kind in ("leak", "duplicate") and blank.intersection(f.positions))
+    ]
 
 
 def _leak_threshold(references: References, threshold: float | None) -> float | None:
