@@ -779,6 +779,49 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------- audit
+def cmd_audit(args: argparse.Namespace) -> int:
+    report = lk.audit(
+        str(args.source),
+        class_column=args.class_column,
+        split_column=args.split_column,
+        verbose=not args.quiet and not args.json,
+        k=args.k,
+        threshold=args.threshold,
+        min_precision=args.min_precision,
+        duplicates=not args.no_duplicates,
+    )
+    if args.html:
+        report.to_html(args.html)
+    if args.json:
+        print(report.to_json())
+        return 0
+    from lookalike.ingest.names import escaped  # names that are not UTF-8 shown with \xNN escapes
+
+    print(report.summary())
+    for row in report.findings.head(args.show).itertuples():
+        suggestion = f" -> {row.suggested_label}" if isinstance(row.suggested_label, str) else ""
+        shown = " | ".join(str(escaped(p)) for p in row.paths)
+        print(f"{row.kind:15} {row.score:.2f}  {shown}: {row.reason}{suggestion}")
+    if args.html:
+        print(f"report: {args.html}")
+    return 0
+
+
+def _audit_arguments(audit: argparse.ArgumentParser) -> None:
+    audit.add_argument("source", type=Path, help="a folder of photos, a table (.csv/.parquet) of paths, a saved model")
+    audit.add_argument("--class-column", help="the column holding each photo's class (default: its folder)")
+    audit.add_argument("--split-column", help="the column holding each photo's split (default: train/ val/ test/)")
+    audit.add_argument("--html", type=Path, help="write a report that stands alone (thumbnails inside) here")
+    audit.add_argument("-k", type=int, default=10, help="neighbours looked at per photo (default: %(default)s)")
+    audit.add_argument("--threshold", type=float, help="largest distance of a near-copy leak (default: measured)")
+    audit.add_argument(
+        "--min-precision", type=float, default=0.5, help="least measured precision of a finding (default: %(default)s)"
+    )
+    audit.add_argument("--no-duplicates", action="store_true", help="skip the pixel checks of copies (faster)")
+    audit.add_argument("--show", type=int, default=20, help="findings listed without --json (default: %(default)s)")
+
+
 def _add_serve_options(command: argparse.ArgumentParser, quiet: bool = True) -> None:
     command.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     command.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
@@ -1111,6 +1154,12 @@ COMMANDS = {
         True,
     ),
     "export": ("write a model for apps: ONNX and/or Core ML, top-k inside", _export_arguments, cmd_export, True),
+    "audit": (
+        "dataset health: leaks, label errors, outliers, poor or broken photos, duplicates",
+        _audit_arguments,
+        cmd_audit,
+        True,
+    ),
 }
 
 

@@ -153,6 +153,11 @@ class Decisions:
         """Leave this photo out of the dataset (exported by :meth:`dataset_changes`; the file is not touched)."""
         self._add("exclude", [os.fspath(path)])
 
+    def forget_verdicts(self, path: str | os.PathLike) -> None:
+        """Forget every audit verdict on this file (not an issue, relabel, exclude)."""
+        path = os.fspath(path)
+        self.records = [r for r in self.records if not (r["kind"] in AUDIT_KINDS and r["paths"][0] == path)]
+
     def dismissed(self) -> set[tuple[str, str]]:
         """``(path, finding kind)`` of each finding marked not an issue whose file is unchanged."""
         return {(r["paths"][0], r["finding"]) for r in self._audit_valid() if r["kind"] == "not-an-issue"}

@@ -115,13 +115,9 @@ class AuditReport:
     ) -> AuditReport:
         files = references.file_paths()
         labels = references.labels
-        dismissed = decisions.dismissed() if decisions is not None else set()
-        states = decisions.audit_states() if decisions is not None else {}
         rows = []
         for finding in found:
             paths = [_name(files[p], labels[p]) for p in finding.positions] + finding.sources
-            if (paths[0], finding.kind) in dismissed:
-                continue
             first = finding.positions[0] if finding.positions else None
             rows.append(
                 {
@@ -133,7 +129,7 @@ class AuditReport:
                     "positions": list(finding.positions),
                     "label": groups.class_of(first) if first is not None else None,
                     "split": groups.split_of(first) if first is not None else None,
-                    "decision": states.get(paths[0]),
+                    "decision": None,
                 }
             )
         columns = ["kind", "paths", "score", "reason", "suggested_label", "positions", "label", "split", "decision"]
@@ -148,7 +144,24 @@ class AuditReport:
             measured = confidence.get(kind)
             record = measured.record() if measured is not None else {"expected_precision": None, "basis": "not run"}
             kinds[kind] = {"count": int(counts.get(kind, 0)), **record, "meaning": MEANINGS[kind]}
-        return cls(table, kinds, groups.class_names, groups.split_names, groups.source)
+        report = cls(table, kinds, groups.class_names, groups.split_names, groups.source)
+        return report.honouring(decisions) if decisions is not None else report
+
+    def honouring(self, decisions: Decisions) -> AuditReport:
+        """This report with a person's verdicts: findings marked not an issue left out (and not counted), each
+        finding's ``decision`` the relabel or exclusion recorded on its photo."""
+        dismissed = decisions.dismissed()
+        states = decisions.audit_states()
+        table = self.findings
+        if len(table):
+            keep = [
+                (paths[0], kind) not in dismissed for paths, kind in zip(table["paths"], table["kind"], strict=True)
+            ]
+            table = table[keep].reset_index(drop=True)
+            table["decision"] = [states.get(paths[0]) for paths in table["paths"]]
+        counts = table["kind"].value_counts().to_dict() if len(table) else {}
+        kinds = {kind: {**values, "count": int(counts.get(kind, 0))} for kind, values in self.kinds.items()}
+        return AuditReport(table, kinds, self.classes, self.splits, self.source)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"kinds": {KIND: {"count", "expected_precision", ...}}, "findings": [...], "classes", "splits"}``."""

@@ -70,6 +70,9 @@ class Collection:
         self._finders_lock = threading.Lock()
         self._map_lock = threading.Lock()
         self._maps: dict[str, MapLayout] = {}
+        #: Reports of ``model.audit()`` by (min_precision, k), computed once for these references.
+        self.audits: dict[tuple[float, int], Any] = {}
+        self.audit_lock = threading.Lock()
 
     @property
     def has_images(self) -> bool:

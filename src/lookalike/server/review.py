@@ -84,6 +84,29 @@ class Review:
                 change(model.decisions)
             view.decisions_changed()
 
+    def decide_audit(self, view: Collection, action: str, index: int, finding: str | None, label: str | None) -> None:
+        """Record a verdict on an audit finding about the reference at ``index``: ``not-an-issue`` (of ``finding``
+        kind), ``relabel`` (to ``label``), ``exclude``, or ``forget`` its verdicts; saved like duplicate decisions."""
+        path = view.image_path(index)
+        if path is None:
+            raise InvalidArgument(f"reference {index} has no image file: decisions are recorded on files")
+
+        def change(decisions) -> None:
+            if action == "not-an-issue":
+                decisions.not_an_issue(path, finding)
+            elif action == "relabel":
+                decisions.relabel(path, label)
+            elif action == "exclude":
+                decisions.exclude(path)
+            else:
+                decisions.forget_verdicts(path)
+
+        with self.lock:
+            if self.model_path is not None:
+                view.model.decisions.change_saved(self.model_path, change)
+            else:
+                change(view.model.decisions)
+
     def apply(self, view: Collection) -> MoveReport:
         """Move the discarded files; refused (:class:`~lookalike.errors.StaleModel`, nothing moved) when another
         process saved the model since this server loaded it, whose references a save from here would drop."""

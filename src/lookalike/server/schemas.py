@@ -248,3 +248,42 @@ class MatchPage(BaseModel):
     total: int = Field(description="rows of what is shown")
     offset: int
     items: list[MatchedPair]
+
+
+# ------------------------------------------------------------------------------------------------- audit
+class AuditDecision(_OneReference):
+    """A verdict on an audit finding about one reference: not an issue (of the ``finding`` kind), relabel it to
+    ``label``, exclude it from the dataset, or forget its verdicts."""
+
+    action: Literal["not-an-issue", "relabel", "exclude", "forget"]
+    finding: str | None = Field(default=None, max_length=64, description="not-an-issue: the kind of the finding")
+    label: str | None = Field(default=None, min_length=1, max_length=1000, description="relabel: the new label")
+
+
+class AuditKind(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    count: int
+    expected_precision: float | None
+    meaning: str
+
+
+class AuditFinding(BaseModel):
+    kind: str
+    score: float
+    reason: str
+    suggested_label: str | None
+    label: str | None
+    split: str | None
+    decision: str | None
+    items: list[Reference] = Field(description="the references involved, the one at fault first")
+    paths: list[str] = Field(description="the files involved (also those that are not references: unreadable ones)")
+
+
+class AuditPage(BaseModel):
+    kinds: dict[str, AuditKind]
+    kind: str | None
+    total: int
+    offset: int
+    limit: int
+    findings: list[AuditFinding]
+    saved: bool = Field(description="whether verdicts are saved with the model (else they last while the server runs)")

@@ -4,13 +4,17 @@
 import {
   $, api, closeNeighbours, fill, openNeighbours, openReference, route, showError, state, updateRoute,
 } from "./common.js";
+import { initAudit, showAudit } from "./audit.js";
 import { initDuplicates, showDuplicates } from "./duplicates.js";
 import { initMap, showMap } from "./map.js";
 import { initMatch, showMatch } from "./match.js";
 
 const PAGE_SIZE = 60;
 const browse = { offset: 0, total: 0 };
-const VIEWS = { browse: () => {}, search: () => {}, duplicates: showDuplicates, map: showMap, match: () => showMatch(route()) };
+const VIEWS = {
+  browse: () => {}, search: () => {}, duplicates: showDuplicates, audit: showAudit, map: showMap,
+  match: () => showMatch(route()),
+};
 
 function showView(name) {
   if (!(name in VIEWS)) name = "browse";
@@ -82,6 +86,7 @@ async function start() {
   zone.addEventListener("drop", (e) => { e.preventDefault(); zone.classList.remove("over"); upload(e.dataTransfer.files[0]); });
 
   initDuplicates();
+  initAudit();
   initMap();
   initMatch();
   // An apply or undo in the duplicates view moved files out of the model or back: positions changed.
