@@ -133,7 +133,9 @@ class AuditReport:
                 }
             )
         columns = ["kind", "paths", "score", "reason", "suggested_label", "positions", "label", "split", "decision"]
-        table = pd.DataFrame(rows, columns=columns)
+        # Object columns: pandas would read None as NaN in text columns, and JSON has no NaN.
+        table = pd.DataFrame({c: pd.Series([row[c] for row in rows], dtype=object) for c in columns})
+        table["score"] = table["score"].astype(np.float64)
         if len(table):
             table["order"] = table["kind"].map({kind: i for i, kind in enumerate(KINDS)})
             table = table.sort_values(["order", "score"], ascending=[True, False], kind="stable")
@@ -158,7 +160,7 @@ class AuditReport:
                 (paths[0], kind) not in dismissed for paths, kind in zip(table["paths"], table["kind"], strict=True)
             ]
             table = table[keep].reset_index(drop=True)
-            table["decision"] = [states.get(paths[0]) for paths in table["paths"]]
+            table["decision"] = pd.Series([states.get(paths[0]) for paths in table["paths"]], dtype=object)
         counts = table["kind"].value_counts().to_dict() if len(table) else {}
         kinds = {kind: {**values, "count": int(counts.get(kind, 0))} for kind, values in self.kinds.items()}
         return AuditReport(table, kinds, self.classes, self.splits, self.source)
