@@ -100,7 +100,9 @@ def plant(data: Path, out: Path, seed: int = 0) -> dict:
         path.rename(target)
         truth["label-error"].append([str(target), path.parent.name])
     landmarks = sorted((data / "landmarks").glob("*/*.jpg"))
-    imagenet = [p for p in sorted((data / "imagenet-sample").glob("*.JPEG")) if not any(w in p.name.lower() for w in WORN)]
+    imagenet = [
+        p for p in sorted((data / "imagenet-sample").glob("*.JPEG")) if not any(w in p.name.lower() for w in WORN)
+    ]
     strangers = [landmarks[i] for i in rng.choice(len(landmarks), 25, replace=False)]
     strangers += [imagenet[i] for i in rng.choice(len(imagenet), 25, replace=False)]
     for source in strangers:

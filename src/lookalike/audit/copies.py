@@ -27,7 +27,6 @@ TIER_SCORES = {"exact": 1.0, "same-pixels": 1.0, "resized": 0.98, "edited": 0.95
 def copy_findings(
     references: References,
     groups: Groups,
-    names: list[str],
     threshold: float | None,
     decisions: Decisions | None,
     confidence: dict[str, Confidence],

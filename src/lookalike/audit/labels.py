@@ -20,7 +20,6 @@ __all__ = ["label_findings"]
 def label_findings(
     facts: NeighbourFacts,
     groups: Groups,
-    names: list[str],
     rng: np.random.Generator,
     min_precision: float,
     confidence: dict[str, Confidence],

@@ -66,7 +66,6 @@ def near_copy_findings(
     references: References,
     facts: NeighbourFacts,
     groups: Groups,
-    names: list[str],
     threshold: float,
     copies: list[Finding],
     with_files: np.ndarray,

@@ -23,6 +23,9 @@ __all__ = ["outlier_findings"]
 
 #: Photos copied into outliers for the calibration (each in every kind of :data:`OUTLIER_MAKERS`).
 SAMPLE = 30
+#: Without images to calibrate on (precomputed embeddings): robust deviations from the class's median that make an
+#: outlier.
+UNCALIBRATED = 5.0
 
 
 class _Spread:
@@ -32,9 +35,12 @@ class _Spread:
         self.classes = classes
         self.centre: dict[int, tuple[float, float]] = {-1: self._of(spread)}
         if classes is not None:
-            for code in np.unique(classes[classes >= 0]).tolist():
-                members = spread[classes == code]
-                self.centre[code] = self._of(members) if len(members) >= 5 else self.centre[-1]
+            order = np.argsort(classes, kind="stable")  # each class's rows together: one pass, not one per class
+            codes, starts, counts = np.unique(classes[order], return_index=True, return_counts=True)
+            for code, start, count in zip(codes.tolist(), starts.tolist(), counts.tolist(), strict=True):
+                if code >= 0:
+                    members = spread[order[start : start + count]]
+                    self.centre[code] = self._of(members) if count >= 5 else self.centre[-1]
 
     @staticmethod
     def _of(values: np.ndarray) -> tuple[float, float]:
@@ -78,7 +84,6 @@ def outlier_findings(
     references: References,
     facts: NeighbourFacts,
     groups: Groups,
-    names: list[str],
     with_files: np.ndarray,
     rng: np.random.Generator,
     min_precision: float,
@@ -90,6 +95,9 @@ def outlier_findings(
     scores, confidence["outlier"] = calibrated(
         badness, planted, min_precision, f"{len(planted)} copies of the collection's photos made unlike any"
     )
+    if not len(planted):  # no images to make outliers of: the plain rule, uncalibrated
+        scores = np.where(badness >= UNCALIBRATED, np.minimum(1.0, badness / (2 * UNCALIBRATED)), np.nan)
+        confidence["outlier"].basis = f"not calibrated (no images): {UNCALIBRATED} robust deviations or more"
     found = []
     for position in np.flatnonzero(~np.isnan(scores)).tolist():
         label = groups.class_of(position)

@@ -89,12 +89,11 @@ def audit(
     rng = np.random.default_rng(seed)
     groups = groups_of(references, class_column, split_column)
     paths = references.file_paths()
-    names = [p if p is not None else str(label) for p, label in zip(paths, references.labels.tolist(), strict=True)]
     with_files = np.flatnonzero([p is not None for p in paths])
     findings: list[Finding] = []
     confidence: dict[str, Confidence] = {}
 
-    quality = _quality(references, paths, with_files, rng, min_precision, names, groups, confidence)
+    quality = _quality(references, paths, with_files, rng, min_precision, groups, confidence)
     findings += quality
     findings += failure_findings(failures, confidence)
 
@@ -102,14 +101,14 @@ def audit(
     kept = rng.choice(labelled, min(LABEL_SAMPLE, len(labelled)), replace=False) if len(labelled) else labelled
     facts = neighbour_facts(references, k, groups.classes, groups.splits, threshold, kept)
     if groups.classes is not None:
-        findings += label_findings(facts, groups, names, rng, min_precision, confidence)
-    findings += outlier_findings(references, facts, groups, names, with_files, rng, min_precision, confidence)
+        findings += label_findings(facts, groups, rng, min_precision, confidence)
+    findings += outlier_findings(references, facts, groups, with_files, rng, min_precision, confidence)
     copies: list[Finding] = []
     if duplicates and len(with_files) and references.spec is not None:
-        copies = copy_findings(references, groups, names, threshold, decisions, confidence)
+        copies = copy_findings(references, groups, threshold, decisions, confidence)
     if groups.splits is not None and threshold is not None:
         findings += near_copy_findings(
-            references, facts, groups, names, threshold, copies, with_files, rng, min_precision, confidence
+            references, facts, groups, threshold, copies, with_files, rng, min_precision, confidence
         )
     findings += copies
     findings = _one_cause(findings)
@@ -149,7 +148,6 @@ def _quality(
     with_files: np.ndarray,
     rng: np.random.Generator,
     min_precision: float,
-    names: list[str],
     groups,
     confidence: dict[str, Confidence],
 ) -> list[Finding]:
