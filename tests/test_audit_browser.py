@@ -57,8 +57,9 @@ def test_findings_are_listed_a_verdict_is_recorded_and_survives_a_restart(browse
     try:
         context, tab, errors = _open(browser, f"{server.url}#view=audit")
         cards = tab.evaluate(CARDS)
-        kinds = {c["kind"] for c in cards}
-        assert {"leak", "blurry", "dark", "low-information", "truncated", "unreadable"} <= kinds, kinds
+        listed = tab.eval_on_selector_all("#audit-kinds tr", "rows => rows.map((r) => r.cells[0].innerText)")
+        assert {"leak", "blurry", "dark", "low-information", "truncated", "unreadable"} <= set(listed), listed
+        assert cards and {c["kind"] for c in cards} <= set(listed)
         assert all(c["photos"] >= 1 for c in cards if c["kind"] not in ("truncated", "unreadable"))
         tab.wait_for_function(
             "() => [...document.querySelectorAll('#audit-findings .finding img.thumb')].slice(0, 6)"

@@ -15,12 +15,12 @@ from PIL import ImageOps
 
 from lookalike.audit.confidence import Confidence, calibrated
 from lookalike.audit.neighbours import NeighbourFacts
+from lookalike.audit.planted import embedded, sampled_photos
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
 from lookalike.calibrate import COPY_KINDS, HARD_KINDS
 from lookalike.core import References
 from lookalike.index.metrics import exact_distances
-from lookalike.ingest.decode import ImageError, load_rgb
 
 __all__ = ["SAMPLE", "evaluation_first", "near_copy_findings"]
 
@@ -41,25 +41,17 @@ def _copy_distances(references: References, with_files: np.ndarray, rng: np.rand
     """Distances of gentle copies of a sample of the photos to their originals (none without images)."""
     if not len(with_files) or references.spec is None:
         return np.empty(0)
-    paths = references.file_paths()
     copies, originals = [], []
-    for position in rng.choice(with_files, min(SAMPLE, len(with_files)), replace=False).tolist():
-        try:
-            image = load_rgb(paths[position])
-        except (ImageError, OSError):
-            continue
+    for position, image in sampled_photos(references, with_files, SAMPLE, rng):
         for kind, make in COPY_KINDS.items():
             if kind not in HARD_KINDS:
                 copies.append(make(image, rng, ImageOps.flip(image)))
                 originals.append(position)
-    if not copies:
-        return np.empty(0)
-    extracted = references.embedder.extract(copies, batch_size=references.batch_size, verbose=False)
-    ok = np.asarray(extracted.ok, dtype=np.int64)
+    vectors, ok = embedded(references, copies)
     if not len(ok):
         return np.empty(0)
     origin = references.embeddings[np.asarray(originals)[ok]]
-    return exact_distances(references.metric, references.project(extracted.embeddings), origin[:, None, :])[:, 0]
+    return exact_distances(references.metric, vectors, origin[:, None, :])[:, 0]
 
 
 def near_copy_findings(
@@ -74,13 +66,19 @@ def near_copy_findings(
     confidence: dict[str, Confidence],
 ) -> list[Finding]:
     copied = {frozenset(f.positions) for f in copies if f.kind == "leak"}
-    keep = [i for i, pair in enumerate(facts.leaks.tolist()) if frozenset(pair) not in copied]
-    pairs, distances = facts.leaks[keep], facts.leak_distances[keep]
+    distances = facts.leak_distances
     planted = _copy_distances(references, with_files, rng)
     basis = f"{len(planted)} copies of the collection's photos (re-saved, resized, cropped, mirrored, overlaid)"
+    # Calibrated on every pair within the threshold (the copies too: they are the surest near-copies), then the pairs
+    # already reported as copies are left out.
     scores, near = calibrated(-distances, -planted, min_precision, basis, population=len(references))
     if near.expected_precision is None and not len(planted):  # no images to copy: every pair within the threshold
         scores = np.where(distances <= threshold, 1.0 - distances / max(threshold, 1e-12), np.nan)
+    pairs = facts.leaks
+    is_copy = np.array([frozenset(pair) in copied for pair in pairs.tolist()], dtype=bool)
+    reported = int(np.sum(~np.isnan(scores)))  # pairs the precision was measured over, copies among them
+    copies_among = int(np.sum(~np.isnan(scores) & is_copy))
+    scores[is_copy] = np.nan
     found = [
         Finding(
             "leak",
@@ -90,9 +88,11 @@ def near_copy_findings(
         )
         for i in np.flatnonzero(~np.isnan(scores)).tolist()
     ]
-    if copied and near.expected_precision is not None:  # copies checked on their pixels count as sure
-        total = len(copied) + len(found)
-        near.expected_precision = (len(copied) + near.expected_precision * len(found)) / total
+    if copied and near.expected_precision is not None:
+        # The real pairs measured, less the copies among them, are the near-copies' real ones; the copies (checked on
+        # their pixels) count as sure, those beyond the threshold too (found by their fingerprints).
+        real = near.expected_precision * reported - copies_among + len(copied)
+        near.expected_precision = min(1.0, max(0.0, real / (len(copied) + len(found))))
     near.basis += "; copies checked on the pixels of both files" if copied else ""
     near.threshold = -near.threshold  # a distance, as the leak threshold is
     confidence["leak"] = near

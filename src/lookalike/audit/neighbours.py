@@ -23,7 +23,8 @@ class NeighbourFacts:
     """The pass's results; ``kept_*`` are the full neighbour lists of the references at ``kept`` (the calibration
     sample), so that planted labels can be voted on with the neighbours they would have had."""
 
-    spread: np.ndarray  # (n,) mean distance to the k nearest
+    spread: np.ndarray  # (n,) mean distance to the spread_k nearest
+    spread_k: int
     own_vote: np.ndarray | None  # (n,) share of the neighbours with a class that carry the reference's own
     other: np.ndarray | None  # (n,) the class most of the other neighbours carry (-1: none)
     other_vote: np.ndarray | None  # (n,) the share of neighbours carrying it
@@ -62,10 +63,13 @@ def neighbour_facts(
     splits: np.ndarray | None,
     threshold: float | None,
     kept: np.ndarray,
+    spread_k: int | None = None,
 ) -> NeighbourFacts:
-    """One pass over :meth:`References.neighbour_blocks` gathering :class:`NeighbourFacts`."""
+    """One pass over :meth:`References.neighbour_blocks` gathering :class:`NeighbourFacts`: votes and leaks from the
+    ``k`` nearest, the spread from the ``spread_k`` nearest (default ``k``; one search serves both)."""
     n = len(references)
     k = min(k, n - 1)
+    spread_k = min(spread_k or k, n - 1)
     spread = np.empty(n, np.float32)
     own_vote = np.empty(n, np.float32) if classes is not None else None
     other = np.empty(n, np.int32) if classes is not None else None
@@ -73,9 +77,10 @@ def neighbour_facts(
     kept = np.sort(np.asarray(kept, dtype=np.int64))
     kept_positions = np.empty((len(kept), k), np.int64)
     pairs, pair_distances = [], []
-    for start, distances, positions in references.neighbour_blocks(k):
+    for start, wide, positions in references.neighbour_blocks(max(k, spread_k)):
         stop = start + len(positions)
-        spread[start:stop] = distances.mean(axis=1)
+        spread[start:stop] = wide[:, :spread_k].mean(axis=1)
+        distances, positions = wide[:, :k], positions[:, :k]
         if classes is not None:
             own_vote[start:stop], other[start:stop], other_vote[start:stop] = votes(
                 classes[positions], classes[start:stop]
@@ -97,4 +102,4 @@ def neighbour_facts(
     if len(leaks):  # each pair once (both ends may list the other)
         leaks, first = np.unique(leaks, axis=0, return_index=True)
         leak_distances = leak_distances[first]
-    return NeighbourFacts(spread, own_vote, other, other_vote, leaks, leak_distances, kept, kept_positions)
+    return NeighbourFacts(spread, spread_k, own_vote, other, other_vote, leaks, leak_distances, kept, kept_positions)

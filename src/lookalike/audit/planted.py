@@ -9,14 +9,37 @@ kind's findings on them (see :mod:`lookalike.audit.confidence`).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-__all__ = ["OUTLIER_MAKERS", "QUALITY_MAKERS", "jpeg"]
+from lookalike.core import References
+from lookalike.ingest.decode import ImageError, load_rgb
+
+__all__ = ["OUTLIER_MAKERS", "QUALITY_MAKERS", "embedded", "jpeg", "sampled_photos"]
 
 Maker = Callable[[Image.Image, np.random.Generator], Image.Image]
+
+
+def sampled_photos(
+    references: References, with_files: np.ndarray, count: int, rng: np.random.Generator
+) -> Iterator[tuple[int, Image.Image]]:
+    """``(position, decoded photo)`` of up to ``count`` references drawn from ``with_files`` (those that still decode)."""
+    paths = references.file_paths()
+    for position in np.sort(rng.choice(with_files, min(count, len(with_files)), replace=False)).tolist():
+        try:
+            yield position, load_rgb(paths[position])
+        except (ImageError, OSError):
+            continue  # gone or damaged since indexing: the sample is one photo smaller
+
+
+def embedded(references: References, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors in the indexed space, positions in images that embedded)``: the images embedded as the references."""
+    if not images:
+        return np.empty((0, references.dim), np.float32), np.empty(0, np.int64)
+    extracted = references.embedder.extract(images, batch_size=references.batch_size, verbose=False)
+    return references.project(extracted.embeddings), np.asarray(extracted.ok, dtype=np.int64)
 
 
 def jpeg(image: Image.Image, quality: int = 90) -> Image.Image:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lookalike.audit.planted import QUALITY_MAKERS, jpeg
-from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.audit.planted import QUALITY_MAKERS, jpeg, sampled_photos
+from lookalike.core import References
 from lookalike.ingest.pixel_facts import pixel_facts
 
 __all__ = ["COLOUR_SET", "QUALITY_KINDS", "badness", "planted_badness"]
@@ -84,22 +84,22 @@ def is_colour_set(table: pd.DataFrame) -> bool:
 
 
 def planted_badness(
-    table: pd.DataFrame, paths: list[str | None], positions: np.ndarray, rng: np.random.Generator
+    references: References, with_files: np.ndarray, count: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """The badness of each quality problem planted in copies of the photos at ``positions``.
+    """The badness of each quality problem planted in copies of ``count`` photos drawn from ``with_files``.
 
     Odd sizes are planted by size alone (a fifth of the sides, or one side three times the other): the size
     is all that kind looks at.
     """
+    table = references.table
     rows: dict[str, list[dict]] = {kind: [] for kind in QUALITY_MAKERS}
-    for position in positions.tolist():
-        try:
-            image = load_rgb(paths[position])
-        except (ImageError, OSError):
-            continue
+    sampled = []
+    for position, image in sampled_photos(references, with_files, count, rng):
+        sampled.append(position)
         image = _measured_size(image)
         for kind, make in QUALITY_MAKERS.items():
             rows[kind].append(asdict(pixel_facts(make(image, rng))))
+    positions = np.asarray(sampled, dtype=np.int64)
     planted = {
         kind: _pixel_badness(pd.DataFrame(facts))[kind] if facts else np.array([]) for kind, facts in rows.items()
     }

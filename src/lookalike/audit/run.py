@@ -10,6 +10,7 @@ from lookalike.audit.copies import copy_findings
 from lookalike.audit.labels import label_findings
 from lookalike.audit.leaks import near_copy_findings
 from lookalike.audit.neighbours import neighbour_facts
+from lookalike.audit.outliers import K as OUTLIER_K
 from lookalike.audit.outliers import outlier_findings
 from lookalike.audit.quality import QUALITY_KINDS, badness, is_colour_set, planted_badness
 from lookalike.audit.reasons import quality_reason
@@ -29,7 +30,7 @@ LABEL_SAMPLE = 1000
 #: Photos whose copies, made unlike anything (negatives, shuffled tiles), are embedded to calibrate outliers.
 OUTLIER_SAMPLE = 30
 #: Of several exposure findings on one photo only the surest is reported, these first on a tie.
-EXPOSURE = ("low-information", "dark", "bright")
+EXPOSURE = ("dark", "bright", "low-information")
 
 
 def audit(
@@ -93,13 +94,13 @@ def audit(
     findings: list[Finding] = []
     confidence: dict[str, Confidence] = {}
 
-    quality = _quality(references, paths, with_files, rng, min_precision, groups, confidence)
+    quality = _quality(references, with_files, rng, min_precision, groups, confidence)
     findings += quality
     findings += failure_findings(failures, confidence)
 
     labelled = np.flatnonzero(groups.classes >= 0) if groups.classes is not None else np.empty(0, np.int64)
     kept = rng.choice(labelled, min(LABEL_SAMPLE, len(labelled)), replace=False) if len(labelled) else labelled
-    facts = neighbour_facts(references, k, groups.classes, groups.splits, threshold, kept)
+    facts = neighbour_facts(references, k, groups.classes, groups.splits, threshold, kept, spread_k=OUTLIER_K)
     if groups.classes is not None:
         findings += label_findings(facts, groups, rng, min_precision, confidence)
     findings += outlier_findings(references, facts, groups, with_files, rng, min_precision, confidence)
@@ -144,7 +145,6 @@ def _leak_threshold(references: References, threshold: float | None) -> float | 
 
 def _quality(
     references: References,
-    paths: list[str | None],
     with_files: np.ndarray,
     rng: np.random.Generator,
     min_precision: float,
@@ -155,8 +155,7 @@ def _quality(
     if "sharpness" not in table.columns or not len(with_files):
         return []  # precomputed embeddings, or a model indexed before pixel facts were stored
     bad = badness(table)
-    sample = rng.choice(with_files, min(QUALITY_SAMPLE, len(with_files)), replace=False)
-    planted = planted_badness(table, paths, np.sort(sample), rng)
+    planted = planted_badness(references, with_files, QUALITY_SAMPLE, rng)
     colour = is_colour_set(table)
     scores: dict[str, np.ndarray] = {}
     for kind in QUALITY_KINDS:
