@@ -47,7 +47,7 @@ def copy_findings(
         score = TIER_SCORES.get(row.tier, 0.95)
         if groups.splits is not None and groups.splits[at] != groups.splits[keeper]:
             split = groups.split_of(keeper)
-            reason = f"a {row.tier} copy of a photo in {split!r}: {row.reason}".rstrip(": ")
+            reason = f"a copy ({row.tier}) of a photo in {split!r}: {row.reason}".rstrip(": ")
             found.append(Finding("leak", evaluation_first(at, keeper, groups), score, reason))
         else:
             matched = where.get_indexer([row.matched])[0] if row.matched is not None else keeper
