@@ -70,8 +70,8 @@ class Collection:
         self._finders_lock = threading.Lock()
         self._map_lock = threading.Lock()
         self._maps: dict[str, MapLayout] = {}
-        #: Reports of ``model.audit()`` by (min_precision, k), computed once for these references.
-        self.audits: dict[tuple[float, int], Any] = {}
+        #: The report of ``model.audit()``, computed once for these references (on the first request).
+        self.audit: Any = None
         self.audit_lock = threading.Lock()
 
     @property

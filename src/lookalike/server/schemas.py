@@ -251,13 +251,27 @@ class MatchPage(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------- audit
-class AuditDecision(_OneReference):
-    """A verdict on an audit finding about one reference: not an issue (of the ``finding`` kind), relabel it to
-    ``label``, exclude it from the dataset, or forget its verdicts."""
+class NotAnIssue(_OneReference):
+    """The audit's finding of kind ``finding`` on this reference is not an issue: never report it again."""
 
-    action: Literal["not-an-issue", "relabel", "exclude", "forget"]
-    finding: str | None = Field(default=None, max_length=64, description="not-an-issue: the kind of the finding")
-    label: str | None = Field(default=None, min_length=1, max_length=1000, description="relabel: the new label")
+    action: Literal["not-an-issue"]
+    finding: str = Field(min_length=1, max_length=64, description="the kind of the finding (blurry, label-error...)")
+
+
+class Relabel(_OneReference):
+    """This reference's class should be ``label``."""
+
+    action: Literal["relabel"]
+    label: str = Field(min_length=1, max_length=1000, description="the new label")
+
+
+class DatasetVerdict(_OneReference):
+    """Exclude this reference from the dataset, or forget every verdict on it."""
+
+    action: Literal["exclude", "forget"]
+
+
+AuditDecision = Annotated[NotAnIssue | Relabel | DatasetVerdict, Field(discriminator="action")]
 
 
 class AuditKind(BaseModel):

@@ -21,13 +21,14 @@ from lookalike.server.routes.review import Reviewer
 router = APIRouter(tags=["audit"])
 
 
-def _report(view: Collection, min_precision: float, k: int) -> Any:
-    """The audit of the served references, computed once (it reads every reference and plants problems in a
-    sample) and then honouring the verdicts recorded since. An apply makes a new Collection, and a new audit."""
+def _report(view: Collection) -> Any:
+    """The audit of the served references with the library's defaults, computed once (it reads every reference and
+    plants problems in a sample) and then honouring the verdicts recorded since. An apply makes a new Collection,
+    and a new audit."""
     with view.audit_lock:
-        if (min_precision, k) not in view.audits:
-            view.audits[(min_precision, k)] = view.model.audit(min_precision=min_precision, k=k)
-        return view.audits[(min_precision, k)].honouring(view.model.decisions)
+        if view.audit is None:
+            view.audit = view.model.audit()
+        return view.audit.honouring(view.model.decisions)
 
 
 @router.get("/audit", response_model=schemas.AuditPage, responses=error_responses(400))
@@ -35,15 +36,13 @@ def audit(
     view: View,
     review: Reviewer,
     kind: Annotated[str | None, Query(max_length=64, description="only findings of this kind")] = None,
-    min_precision: Annotated[float, Query(ge=0, le=1, description="least measured precision of a finding")] = 0.5,
-    k: Annotated[int, Query(ge=1, le=100, description="neighbours looked at per reference")] = 10,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict:
-    """The findings of the model's audit (``model.audit()``), surest first within each kind, with each kind's count
-    and the precision measured on the collection; findings marked not an issue are left out."""
+    """The findings of the model's audit (``model.audit()``, its defaults), surest first within each kind, with each
+    kind's count and the precision measured on the collection; findings marked not an issue are left out."""
     try:
-        report = _report(view, float(min_precision), k)
+        report = _report(view)
     except InvalidArgument as exc:  # a model the audit cannot read (a single reference...)
         raise HTTPException(400, str(exc)) from None
     table = report.findings
@@ -83,12 +82,8 @@ def decide(body: schemas.AuditDecision, view: View, review: Reviewer) -> dict:
         raise HTTPException(404, f"no reference {body.index}: the model has {view.size}")
     if body.path is not None and body.path != view.item(body.index)["path"]:
         raise HTTPException(409, f"reference {body.index} is another file now: reload the findings")
-    if body.action == "not-an-issue" and not body.finding:
-        raise HTTPException(400, "not-an-issue needs the kind of the finding (finding)")
-    if body.action == "relabel" and not body.label:
-        raise HTTPException(400, "relabel needs the new label (label)")
     try:
-        review.decide_audit(view, body.action, body.index, body.finding, body.label)
+        review.decide_audit(view, body.action, body.index, getattr(body, "finding", None), getattr(body, "label", None))
     except InvalidArgument as exc:
         raise HTTPException(409, str(exc)) from None
     return review.status(view)

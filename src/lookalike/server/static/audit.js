@@ -103,10 +103,10 @@ async function decide(action) {
     $("audit-hint").textContent = "no label to suggest: only label errors can be relabelled with a key";
     return;
   }
-  await postJSON("/audit/decisions", {
-    index: item.index, path: item.path, action, finding: finding.kind,
-    label: action === "relabel" ? finding.suggested_label : null,
-  });
+  const body = { index: item.index, path: item.path, action };
+  if (action === "not-an-issue") body.finding = finding.kind;
+  if (action === "relabel") body.label = finding.suggested_label;
+  await postJSON("/audit/decisions", body);
   $("audit-hint").textContent = `${action} recorded for ${item.path ? item.path.split(/[\\/]/).pop() : item.label}`;
   // A finding marked not an issue leaves the list: the next one takes its place; others stay, with the verdict.
   await load(view.offset, view.kind, action === "not-an-issue" ? view.current : view.current + 1);
