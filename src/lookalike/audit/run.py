@@ -30,7 +30,9 @@ LABEL_SAMPLE = 1000
 #: Photos whose copies, made unlike anything (negatives, shuffled tiles), are embedded to calibrate outliers.
 OUTLIER_SAMPLE = 30
 #: Of several exposure findings on one photo only the surest is reported, these first on a tie.
-EXPOSURE = ("dark", "bright", "low-information")
+EXPOSURE = ("low-information", "dark", "bright")
+#: A near-uniform photo is too dark (too bright) rather than blank when its mean level is within this of black (white).
+NEAR_BLACK_OR_WHITE = 0.2
 
 
 def audit(
@@ -121,10 +123,12 @@ def audit(
 def _one_cause(findings: list[Finding]) -> list[Finding]:
     """Findings another finding explains away: a damaged photo (blurred, dark, washed out, blank) is far from the
     others and outvoted by its neighbours because of the damage; a photo of something else entirely (an outlier)
-    is not mislabelled; near-blank photos look alike without being copies of each other."""
+    is not mislabelled; near-blank and washed-out photos look alike without being copies of each other."""
     damaged = {f.positions[0] for f in findings if f.kind in ("blurry", *EXPOSURE)}
     strangers = {f.positions[0] for f in findings if f.kind == "outlier"}
-    blank = {f.positions[0] for f in findings if f.kind == "low-information"}
+    # Blank and washed-out photos have too little left for a copy check to tell them apart (dedup's tiers judged a
+    # washed-out garment a copy of another on the clothing benchmark).
+    blank = {f.positions[0] for f in findings if f.kind in ("low-information", "bright")}
     return [
         f
         for f in findings
@@ -166,6 +170,10 @@ def _quality(
         )
     found: list[Finding] = []
     exposure = np.stack([scores[kind] for kind in EXPOSURE])  # NaN: not a finding
+    # A blank photo near black or white is a dark or a washed-out one: it loses the tie to those.
+    level = pd.to_numeric(table["brightness"], errors="coerce").to_numpy()
+    extreme = (level <= NEAR_BLACK_OR_WHITE) | (level >= 1 - NEAR_BLACK_OR_WHITE)
+    exposure[0, extreme] -= 1e-6
     surest = np.where(np.isnan(exposure), -1, exposure).argmax(axis=0)
     for kind, values in scores.items():
         for position in np.flatnonzero(~np.isnan(values)).tolist():
