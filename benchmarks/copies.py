@@ -13,7 +13,8 @@ Reported, each with the command that reproduces it:
 - neardup's hard edits: ``edited`` precision and recall for crops and rotations, overlays reported;
 - keepers: the share of neardup groups whose original is kept over its q30, blurred and 2x enlarged copies, per
   policy (``resolution``, ``sharpest``), the original being the newest file so the policy alone must find it;
-- times: index, first dedup (cold verdicts), second dedup (warm), peak memory.
+- times: index, first dedup (cold verdicts), second dedup (warm), peak memory; in the explorer, from a
+  decision's POST until its group comes back from a GET.
 
     python benchmarks/copies.py --groups 500 -o benchmarks/results/copies.json
 """
@@ -148,6 +149,45 @@ def keepers_kept(model, truth: dict[str, str], policy: str, judge) -> dict:
     return {"groups": int(len(grouped)), "original_kept": round(float(kept / max(len(grouped), 1)), 4)}
 
 
+def review_latency(model, scratch: Path, decisions: int = 20) -> dict:
+    """From a decision's POST to its group's GET in the explorer (the model saved, its groups already shown once)."""
+    import httpx
+
+    from lookalike.server.runner import start_in_thread
+
+    path = scratch / "photos.lookalike"
+    model.save(path)
+    served = start_in_thread(lk_load(path), model_path=path)
+    try:
+        api = served.url + "api"
+        started = time.perf_counter()
+        first = httpx.get(api + "/duplicates", params={"limit": decisions}, timeout=3600).json()
+        shown = time.perf_counter() - started
+        times = []
+        for number, group in enumerate(first["groups"][:decisions]):
+            keeper, other = group["members"][0], group["members"][1]
+            body = {"action": "discard", "index": other["index"], "other": keeper["index"]}
+            started = time.perf_counter()
+            assert httpx.post(api + "/decisions", json=body, timeout=600).status_code == 200
+            reply = httpx.get(api + "/duplicates", params={"offset": number, "limit": 1}, timeout=600)
+            times.append(time.perf_counter() - started)
+            assert reply.status_code == 200
+    finally:
+        served.stop()
+    return {
+        "references": len(model.labels),
+        "first_groups_seconds": round(shown, 1),
+        "decision_to_group_ms_median": round(1000 * float(sorted(times)[len(times) // 2]), 1),
+        "decision_to_group_ms_max": round(1000 * max(times), 1),
+    }
+
+
+def lk_load(path: Path):
+    import lookalike as lk
+
+    return lk.load_model(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=500, help="neardup groups (500: all, a 12,300-photo folder)")
@@ -176,6 +216,7 @@ def main() -> None:
             model.find_duplicates(sameness=judge)
             report["dedup_seconds_warm"] = round(time.perf_counter() - started, 1)
         report["peak_anon_gb"] = round(watch.peak_anon_gb, 2)
+        report["review"] = review_latency(model, Path(scratch))
         report["cold_over_index"] = round(
             (report["index_seconds"] + report["dedup_seconds_cold"]) / report["index_seconds"], 2
         )

@@ -37,6 +37,7 @@ except ImportError:
 from lookalike.distributed import embed_on_ray, list_inputs
 from lookalike.distributed.inputs import filesystem
 from lookalike.distributed.shards import read_shards, schema
+from lookalike.ingest.pixel_facts import COLUMNS as PIXEL_FACTS
 
 JOB_TIMEOUT = 240  # seconds: generous for 2 cores shared with other jobs; a hang fails instead
 
@@ -259,7 +260,8 @@ def test_half_written_shards_are_skipped_and_duplicates_kept_once(tmp_path):
         return pa.Table.from_arrays(
             [pa.array(ids, pa.int64()), pa.array([f"{i}.jpg" for i in ids]), vectors, pa.nulls(n, pa.string()),
              pa.nulls(n, pa.string()), pa.array([1] * n, pa.int32()), pa.array([1] * n, pa.int32()),
-             pa.array(["JPEG"] * n)],
+             pa.array(["JPEG"] * n),
+             *(pa.nulls(n, field.type) for field in schema(dim) if field.name in PIXEL_FACTS)],  # facts not known
             schema=schema(dim),
         )  # fmt: skip
 

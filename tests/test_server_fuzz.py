@@ -12,7 +12,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from lookalike.server import schemas
 
 from server_fixtures import *  # noqa: F403 - the server fixtures
 
@@ -41,6 +44,17 @@ OPERATIONS = [
     ("GET", "/api/map"),
 ]
 
+#: Request bodies that are a oneOf of several models (a discriminated union).
+UNION_BODIES = {"/api/audit/decisions": TypeAdapter(schemas.AuditDecision)}
+
+
+def _valid(adapter: TypeAdapter, body: object) -> bool:
+    try:
+        adapter.validate_python(body)
+    except ValidationError:
+        return False
+    return True
+
 
 @pytest.fixture(scope="module")
 def api_schema(server):
@@ -55,10 +69,13 @@ def test_every_operation_is_fuzzed(api_schema):
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_operation_never_fails_with_a_server_error(api_schema, server, method, path):
     operation = api_schema[path][method]
-    cases = st.one_of(
-        operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
-        operation.as_strategy(schemathesis.GenerationMode.NEGATIVE),
-    )
+    negative = operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
+    if path in UNION_BODIES:
+        # schemathesis makes a "negative" body by breaking one branch of a oneOf, which may be another branch's
+        # valid body ({"action": "exclude"} breaks NotAnIssue's const): only bodies that are truly invalid are
+        # negative cases, so the server is still required to refuse every one of those.
+        negative = negative.filter(lambda case: not _valid(UNION_BODIES[path], case.body))
+    cases = st.one_of(operation.as_strategy(schemathesis.GenerationMode.POSITIVE), negative)
     base_url = server.url.split("#")[0].rstrip("/")
     # Whether an upload's bytes are an image is not something a schema can say: an empty or random "binary"
     # is schema-valid yet rightly refused (415/422), so only that check is left out, only for uploads.

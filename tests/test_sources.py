@@ -140,10 +140,10 @@ def test_an_unreadable_sub_folder_is_named_in_a_warning(tmp_path, lookalike_cach
     os.chmod(folder / "locked", 0)
     os.chmod(tmp_path, 0o755)
     script = (
-        "import warnings, lookalike as lk\n"
+        "import warnings, lookalike.ingest.sources\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        f"    files = lk.ingest.sources.list_image_files({str(folder)!r})\n"
+        f"    files = lookalike.ingest.sources.list_image_files({str(folder)!r})\n"
         "print(len(files)); print([str(w.message) for w in caught])\n"
     )
     try:

@@ -16,7 +16,6 @@ from lookalike.errors import InvalidArgument
 __all__ = ["check_choice", "check_distance", "check_positive_int", "check_threshold"]
 
 
-
 def check_positive_int(name: str, value: Any, minimum: int = 1, none: bool = False) -> int | None:
     """An integer ``>= minimum`` (numpy integers too, never a bool); None passes when ``none``.
 
