@@ -16,7 +16,6 @@ from pydantic import TypeAdapter, ValidationError
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from lookalike.server import schemas
-
 from server_fixtures import *  # noqa: F403 - the server fixtures
 
 #: Generated requests per operation: enough to reach every parameter's edges, bounded so the file takes seconds.

@@ -175,7 +175,7 @@ def open_regular(path: str | os.PathLike, follow_symlinks: bool = True, dir_fd: 
     if not stat.S_ISREG(mode):
         os.close(fd)
         raise NotRegularFile(path, file_type(mode))
-    file = open(fd, "rb")
+    file = open(fd, "rb")  # noqa: SIM115 - returned open, as open() would be
     if dir_fd is None:
         file.raw.name = os.fspath(path)  # as open(path) would: np.memmap and messages name the file, not the fd
     return file
