@@ -1,7 +1,7 @@
 """Does calibration on a collection's own photos predict what dedup finds of real edits? Checked on neardup.
 
 The collection is the ``--groups`` originals of ../shared/data/neardup. ``model.calibrate_duplicates()``
-makes its own copies of ``--sample`` of them (each kind of ``lookalike.calibrate.COPY_KINDS``) and
+makes its own copies of ``--sample`` of them (each kind of ``lookalike.dedup.calibrate.COPY_KINDS``) and
 predicts, per threshold, the share of each kind of copy found. neardup's own edits of every original
 (crop, rotate, overlay: made by other code, with other random draws) give the share really found.
 Reported for each hard kind and its neardup edit, at each threshold of a sweep and at the default:
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 import lookalike as lk
-from lookalike.calibrate import HARD_KINDS
 from lookalike.dedup import default_threshold
+from lookalike.dedup.calibrate import HARD_KINDS
 from lookalike.index.metrics import exact_distances
 from machine import machine_info
 

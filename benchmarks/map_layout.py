@@ -77,7 +77,7 @@ def umap_layout(model, seed: int) -> np.ndarray:
     """UMAP (umap-learn) from the same neighbours lookalike gives t-SNE, for comparison."""
     import umap
 
-    from lookalike.layout import nearest_neighbours
+    from lookalike.explore.layout import nearest_neighbours
 
     distances, positions = nearest_neighbours(model.core, 14)
     # umap-learn counts each point as its own nearest neighbour.
@@ -89,7 +89,7 @@ def umap_layout(model, seed: int) -> np.ndarray:
 
 def worker(n: int, method: str, dim: int, score_max: int) -> dict:
     import lookalike as lk
-    from lookalike import layout
+    from lookalike.explore import layout
 
     vectors = clustered(n, dim)
     started = time.perf_counter()

@@ -8,12 +8,12 @@ Four ways of moving the same N files are timed, in turns (each ``--repeats`` tim
 
 - ``old``: the move lookalike had (``link`` + ``unlink`` on one file system; across,
   ``shutil.copyfileobj`` into a new file and ``copystat``, then ``unlink``; no flush, no check);
-- ``new``: :func:`lookalike.safemove.move_file` (links and flushes the folders on one file system; across, a
+- ``new``: :func:`lookalike.store.safemove.move_file` (links and flushes the folders on one file system; across, a
   copy to a temporary name, hashed while read, flushed, read back and checked, then linked into place, and
   the source unlinked only then);
 - ``old-apply``: the apply lookalike had, around the old move (the decisions' files checked, the manifest
   written first and last, each file's SHA-256 checked, the references updated);
-- ``apply``: :func:`lookalike.moves.apply_discards` of N discard decisions (the same steps around the safe
+- ``apply``: :func:`lookalike.dedup.moves.apply_discards` of N discard decisions (the same steps around the safe
   move, where the bytes are judged by content), on an in-memory ``References``.
 
 The sources are written and flushed, then dropped from the page cache (``posix_fadvise``) before each run, so
@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lookalike import moves
-from lookalike.core import References
-from lookalike.decisions import Decisions
-from lookalike.files import file_sha256, write_text_atomic
-from lookalike.safemove import move_file
+from lookalike.dedup import moves
+from lookalike.dedup.decisions import Decisions
+from lookalike.references.core import References
+from lookalike.store.files import file_sha256, write_text_atomic
+from lookalike.store.safemove import move_file
 from machine import machine_info
 
 HERE = Path(__file__).resolve().parent

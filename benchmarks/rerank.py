@@ -3,7 +3,7 @@
 For each base descriptor, one model is built on the first ``--groups`` groups
 of neardup (4 images each) and scored twice by ``lookalike.evaluate_model``:
 plain nearest neighbours, then each image's ``--shortlist`` nearest
-re-ranked by :mod:`lookalike.verify` (SIFT, RANSAC, >= 15 inliers, mirrored
+re-ranked by :mod:`lookalike.operations.verify` (SIFT, RANSAC, >= 15 inliers, mirrored
 query too). Each verified evaluation starts with an empty feature cache, so
 its time includes extracting every image's features once.
 
@@ -31,8 +31,8 @@ import numpy as np
 
 import lookalike as lk
 from lookalike.embed.registry import DEFAULT_MODEL
-from lookalike.evaluate import _folder_table, evaluate_model
-from lookalike.verify import Verifier
+from lookalike.operations.evaluate import _folder_table, evaluate_model
+from lookalike.operations.verify import Verifier
 from machine import machine_info
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import lookalike as lk
-from lookalike import storage
+from lookalike.store import storage
 from machine import machine_info
 
 HERE = Path(__file__).resolve().parent

@@ -107,7 +107,7 @@ def sample_classes(sample_model):
 
 
 # ---------------------------------------------------------------------------- saved models
-# Read from the format as docs/faults.md describes it, not through lookalike.storage: a second reading of the format.
+# Read from the format as docs/faults.md describes it, not through lookalike.store.storage: a second reading of the format.
 
 
 def generation(model: Path) -> Path:

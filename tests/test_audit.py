@@ -18,7 +18,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 import lookalike as lk
 from conftest import SAMPLES, write_text_as_jpg, write_truncated_jpeg
 from lookalike.audit import KINDS
-from lookalike.decisions import DamagedDecisions, Decisions, read_saved
+from lookalike.dedup.decisions import DamagedDecisions, Decisions, read_saved
 from test_edges import cli, one_line
 
 PHOTOS = sorted(SAMPLES.rglob("*.jpg"))

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import lookalike as lk
-from lookalike.decisions import read_saved
+from lookalike.dedup.decisions import read_saved
 from lookalike.server.runner import start_in_thread
 from test_audit import _split_layout
 from test_server_browser import TIMEOUT_MS, browser  # noqa: F401 - the browser fixture

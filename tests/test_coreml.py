@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 import lookalike as lk
 from lookalike.embed.extractor import Embedder
 from lookalike.embed.frontend import PIXELS, embedding_graph
-from lookalike.export_coreml import EMBEDDING
+from lookalike.export.coreml import EMBEDDING
 
 ct = pytest.importorskip("coremltools", reason="needs the coreml extra: pip install 'lookalike[coreml]'")
 

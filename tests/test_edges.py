@@ -205,7 +205,7 @@ def test_malformed_decisions_are_an_error_naming_the_file_wherever_the_model_is_
     record = _decisions(model)
     edit(record)
     (model / "decisions.json").write_text(json.dumps(record))
-    with pytest.raises(lk.decisions.DamagedDecisions) as caught:
+    with pytest.raises(lk.dedup.decisions.DamagedDecisions) as caught:
         lk.load_model(model)
     assert str(caught.value).startswith(f"{model / 'decisions.json'} is damaged ({problem}")
     assert "repair it, or record a decision (lookalike decide)" in str(caught.value)
@@ -252,7 +252,9 @@ def test_a_writer_of_decisions_keeps_a_file_damaged_since_it_loaded_aside(decide
     model = lk.load_model(model_path)
     (model_path / "decisions.json").write_text('{"version": 2, "decisions": [{"kind": "keep"}]}')
     model.mark_keeper(5)
-    with pytest.raises(lk.decisions.DamagedDecisions, match=r"kept aside as .*decisions\.json\.damaged-") as caught:
+    with pytest.raises(
+        lk.dedup.decisions.DamagedDecisions, match=r"kept aside as .*decisions\.json\.damaged-"
+    ) as caught:
         model.save_decisions(model_path)
     assert caught.value.aside.read_text() == '{"version": 2, "decisions": [{"kind": "keep"}]}'
     assert not (model_path / "decisions.json").exists()

@@ -77,7 +77,7 @@ def _mapped(array: np.ndarray) -> bool:
 @pytest.mark.parametrize("method", ["brute_force", "IVF16,SQ8"])
 def test_add_and_remove_keep_mapped_vectors_out_of_memory(tmp_path, monkeypatch, method):
     """Adding to (or removing from) a memory-mapped model copies its vectors into a new file, not into memory."""
-    from lookalike import files
+    from lookalike.store import files
 
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(files, "SCRATCH_BYTES", 1)  # every mapped matrix counts as large
@@ -108,7 +108,7 @@ def test_embeddings_of_a_large_collection_are_written_to_disk_as_they_are_made(t
     import shutil
 
     from conftest import SAMPLES
-    from lookalike import files
+    from lookalike.store import files
 
     folder, good = tmp_path / "photos", tmp_path / "good"
     folder.mkdir()

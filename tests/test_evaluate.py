@@ -19,8 +19,8 @@ import lookalike as lk
 from conftest import CLASSES, SAMPLES
 from lookalike.embed.registry import DEFAULT_MODEL
 
-# ``lookalike.evaluate`` is the function (exported by the package); the module is reached through importlib.
-evaluation = importlib.import_module("lookalike.evaluate")
+# ``lookalike.operations.evaluate`` is the function (exported by the package); the module is reached through importlib.
+evaluation = importlib.import_module("lookalike.operations.evaluate")
 
 # Eight points on a line (2-D embeddings with y = 0), two groups of four:
 #   position:  0   1   2   3   4   5   6   7

@@ -32,7 +32,8 @@ import pytest
 
 import lookalike as lk
 from conftest import edit_manifest, generation, manifest_of, on_small_tmpfs, repoint, reseal
-from lookalike import cli, files, storage
+from lookalike import cli
+from lookalike.store import files, storage
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
 #: The arrays a model with a projection and an ANN index holds.

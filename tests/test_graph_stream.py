@@ -9,7 +9,7 @@ import pytest
 
 import lookalike as lk
 from lookalike.cli import main
-from lookalike.graph import edge_table, write_edges
+from lookalike.operations.graph import edge_table, write_edges
 
 # Distances are measured in float32 from the two rows themselves (faiss's SIMD kernels, no expansion of a
 # matrix product): within float32 resolution of the float64 definition, and exactly 0 for identical rows.

@@ -1,4 +1,4 @@
-"""The map of a collection (lookalike.layout): t-SNE keeps neighbourhoods, it is deterministic, saved beside the
+"""The map of a collection (lookalike.explore.layout): t-SNE keeps neighbourhoods, it is deterministic, saved beside the
 model, and a map that no longer covers the references is computed again, never shown wrongly."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 import lookalike as lk
-from lookalike import layout, storage
 from lookalike.cli import main as cli_main
 from lookalike.errors import InvalidArgument, MissingExtra
-from lookalike.layout import MAP_FILE, MapLayout, nearest_neighbours
+from lookalike.explore import layout
+from lookalike.explore.layout import MAP_FILE, MapLayout, nearest_neighbours
+from lookalike.store import storage
 
 
 def clustered(n: int, dim: int = 64, clusters: int = 8, intrinsic: int = 4, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""lookalike.match and `lookalike match`: set-to-set pairs on real photos, against a dense brute force."""
+"""lookalike.operations.match and `lookalike match`: set-to-set pairs on real photos, against a dense brute force."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import lookalike as lk
 from conftest import DEFAULT_DIM, SAMPLES
 from lookalike.cli import main
 from lookalike.embed.registry import CAFFE, get_spec
-from lookalike.match import pairs_within
+from lookalike.operations.match import pairs_within
 
 # Distances are measured in float32 from the two rows themselves (faiss's SIMD kernels, no expansion of a
 # matrix product): within float32 resolution of the float64 definition, and exactly 0 for identical rows.
@@ -191,7 +191,7 @@ def test_pairs_streamed_to_a_file_equal_the_table(models, tmp_path, monkeypatch,
 
     model_a, model_b = models
     whole = lk.match(model_a, model_b, threshold=threshold, k=k, metric="cosine")
-    monkeypatch.setattr(importlib.import_module("lookalike.match"), "BLOCK_A", 7)  # 40 photos: 6 blocks of A
+    monkeypatch.setattr(importlib.import_module("lookalike.operations.match"), "BLOCK_A", 7)  # 40 photos: 6 blocks of A
     blocked = lk.match(model_a, model_b, threshold=threshold, k=k, metric="cosine")
     pd.testing.assert_frame_equal(blocked, whole)
     for suffix, read in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):

@@ -30,9 +30,10 @@ from PIL import Image
 
 import lookalike as lk
 from conftest import without_root_reads
-from lookalike import moves, safemove, trash
+from lookalike.dedup import moves
 from lookalike.errors import InvalidArgument, StaleModel
 from lookalike.server.runner import start_in_thread
+from lookalike.store import safemove, trash
 from test_dedup import make_folder
 
 HERE = Path(__file__).resolve()
@@ -250,10 +251,10 @@ def test_two_applies_at_once_move_each_file_once_and_keep_the_model_consistent(l
 def test_a_model_saved_by_another_process_since_it_was_loaded_is_not_saved_over(library, tmp_path):
     """Issue 26: the server applied a page's discards and saved its stale references, dropping 10 added photos."""
     stale = lk.load_model(library.model)
-    generation = lk.storage.current_generation(library.model)
+    generation = lk.store.storage.current_generation(library.model)
     shutil.copyfile(library.photos / "p2.jpg", library.photos / "new.jpg")
     assert cli("index", library.photos, "-o", library.model, "--metric", "cosine", "-q").returncode == 0
-    now = lk.storage.current_generation(library.model)
+    now = lk.store.storage.current_generation(library.model)
     with pytest.raises(
         StaleModel,
         match=rf"was saved by another process since this one loaded it \(generation "

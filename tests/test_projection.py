@@ -10,8 +10,8 @@ import pytest
 
 import lookalike as lk
 from conftest import DEFAULT_DIM, SAMPLES, generation, manifest_of, reseal
-from lookalike import storage
-from lookalike.projection import Projection, fit_lda, fit_projection, fit_whitening
+from lookalike.references.projection import Projection, fit_lda, fit_projection, fit_whitening
+from lookalike.store import storage
 
 
 def test_whitening_decorrelates_and_equalises_variances():

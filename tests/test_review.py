@@ -19,9 +19,9 @@ import pytest
 
 import lookalike as lk
 from conftest import SAMPLES
-from lookalike import moves
 from lookalike.cli import main
-from lookalike.decisions import Decisions, read_saved
+from lookalike.dedup import moves
+from lookalike.dedup.decisions import Decisions, read_saved
 from lookalike.errors import InvalidArgument
 from lookalike.ingest.sources import folder_roots
 from lookalike.server.runner import start_in_thread

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import lookalike as lk
-from lookalike.decisions import read_saved
+from lookalike.dedup.decisions import read_saved
 from lookalike.server.runner import start_in_thread
 from server_fixtures import SAMPLE_PHOTOS
 from test_dedup import digest

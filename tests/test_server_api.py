@@ -17,9 +17,10 @@ from PIL import Image, ImageOps
 
 import lookalike as lk
 from conftest import noise_rgb, write_png_header_bomb, write_truncated_jpeg
-from lookalike import dedup, layout
+from lookalike import dedup
 from lookalike.cli import main as lookalike_cli
 from lookalike.embed.registry import DEFAULT_MODEL
+from lookalike.explore import layout
 from lookalike.server.collection import TSNE_ON_REQUEST
 from lookalike.server.runner import start_in_thread
 from lookalike.server.security import check_bind

@@ -17,8 +17,8 @@ import pytest
 
 import lookalike as lk
 from conftest import DEFAULT_DIM, SAMPLES, edit_manifest, generation, manifest_of, reseal
-from lookalike import storage
 from lookalike.embed.registry import CAFFE, DEFAULT_MODEL, get_spec
+from lookalike.store import storage
 
 PATHS = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
 #: The files of every saved model (a projection or an ANN index add theirs).

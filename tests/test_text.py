@@ -175,7 +175,7 @@ def test_empty_text_is_refused(clip_like):
 
 def test_text_query_on_a_whitened_model_compares_with_the_raw_image_embeddings(clip_like):
     """A whitening is fitted on image embeddings; text must not be pushed through it."""
-    from lookalike.projection import fit_projection
+    from lookalike.references.projection import fit_projection
 
     entry, model, _ = clip_like
     whitening = fit_projection("whiten", model.raw_embeddings)

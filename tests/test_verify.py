@@ -1,4 +1,4 @@
-"""Geometric verification (lookalike.verify) on real photos and near-duplicates made from them."""
+"""Geometric verification (lookalike.operations.verify) on real photos and near-duplicates made from them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance
 import lookalike as lk
 from conftest import SAMPLES
 from lookalike.cli import main
-from lookalike.verify import Verifier, rerank, verify_pairs
+from lookalike.operations.verify import Verifier, rerank, verify_pairs
 
 PHOTOS = sorted(SAMPLES.rglob("*.jpg"))
 #: A photo whose copies are checked, and photos of other clothes on other backgrounds.

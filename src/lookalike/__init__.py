@@ -22,10 +22,10 @@ from lookalike.version import __version__
 
 if TYPE_CHECKING:
     from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
-    from lookalike.evaluate import EvaluationReport, PairReport, evaluate, evaluate_model, evaluate_pairs
     from lookalike.ingest.sources import load_images
-    from lookalike.match import match
     from lookalike.model import ImageSimilarityModel, audit, create, load_model
+    from lookalike.operations.evaluate import EvaluationReport, PairReport, evaluate, evaluate_model, evaluate_pairs
+    from lookalike.operations.match import match
 
 #: Each public name imported on first use -> the module defining it.
 _WHERE = {
@@ -33,13 +33,13 @@ _WHERE = {
     "Preprocessing": "lookalike.embed.registry",
     "available_models": "lookalike.embed.registry",
     "register": "lookalike.embed.registry",
-    "EvaluationReport": "lookalike.evaluate",
-    "PairReport": "lookalike.evaluate",
-    "evaluate": "lookalike.evaluate",
-    "evaluate_model": "lookalike.evaluate",
-    "evaluate_pairs": "lookalike.evaluate",
+    "EvaluationReport": "lookalike.operations.evaluate",
+    "PairReport": "lookalike.operations.evaluate",
+    "evaluate": "lookalike.operations.evaluate",
+    "evaluate_model": "lookalike.operations.evaluate",
+    "evaluate_pairs": "lookalike.operations.evaluate",
     "load_images": "lookalike.ingest.sources",
-    "match": "lookalike.match",
+    "match": "lookalike.operations.match",
     "ImageSimilarityModel": "lookalike.model",
     "audit": "lookalike.model",
     "create": "lookalike.model",
@@ -92,12 +92,11 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """The package, keeping ``lk.match``, ``lk.evaluate`` and ``lk.audit`` the functions once their modules are
-    imported."""
+    """The package, keeping ``lk.audit`` the function once the ``lookalike.audit`` package is imported."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Importing lookalike.match binds the module to the package's name "match": the function is what users
-        # call, so that binding is left out and the name resolves to the function, as an eager import made it.
+        # Importing lookalike.audit binds the package to the name "audit": the function is what users call, so
+        # that binding is left out and the name resolves to the function, as an eager import made it.
         if name in _WHERE and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)

@@ -74,7 +74,7 @@ def in_cli_words(message: str) -> str:
 
 def _is_model(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a saved model (the storage module, and numpy with it, imported when a command asks)."""
-    from lookalike.storage import is_model_dir
+    from lookalike.store.storage import is_model_dir
 
     return is_model_dir(Path(path))
 
@@ -139,7 +139,7 @@ def _show(
 ) -> None:
     """Print a result table: JSON records (every column, full paths, each row with its ``metric``), or a table that
     fits the terminal, paths first (``paths``: column -> heading), without the ``hidden`` columns."""
-    from lookalike.results import json_records
+    from lookalike.store.results import json_records
 
     if as_json:
         print(json.dumps(json_records(table, metric)))
@@ -288,7 +288,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise InvalidArgument("give one or more query images or folders, or --text 'a description'")
     rerank = False
     if args.rerank:
-        from lookalike.verify import Verifier
+        from lookalike.operations.verify import Verifier
 
         rerank = Verifier(method=args.rerank, min_inliers=args.min_inliers)
     results = model.query(
@@ -305,7 +305,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+    from lookalike.store.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 
     if args.output:
         check_output(args.output, TABLE_SUFFIXES)
@@ -327,7 +327,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from lookalike.layout import MAP_FILE
+    from lookalike.explore.layout import MAP_FILE
 
     model = lk.load_model(args.model)
     saved = model.map
@@ -371,7 +371,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from lookalike.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+    from lookalike.store.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
     from lookalike.validation import check_distance, check_positive_int
 
     if args.output:
@@ -454,9 +454,9 @@ def _review_model(args: argparse.Namespace) -> Path:
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from lookalike import dedup
-    from lookalike.decisions import Decisions
+    from lookalike.dedup.decisions import Decisions
     from lookalike.dedup.tiers import COPY_TIERS, check_tiers
-    from lookalike.results import write_table
+    from lookalike.store.results import write_table
 
     if args.review:
         if args.delete:
@@ -517,7 +517,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def _holding(model: Path | str):
     """The lock of a saved model's folder (nothing for a path that is not one): held across load, change and save,
     so that two commands changing one model take turns and each starts from what the other saved."""
-    from lookalike.files import locked
+    from lookalike.store.files import locked
 
     return locked(model) if _is_model(model) else contextlib.nullcontext()
 
@@ -559,7 +559,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from lookalike import moves
+    from lookalike.dedup import moves
 
     folder = moves.read_manifest(args.manifest).get("model")
     if folder and _is_model(Path(folder)):
@@ -574,8 +574,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from lookalike.decisions import DamagedDecisions, set_aside_damaged
-    from lookalike.results import write_table
+    from lookalike.dedup.decisions import DamagedDecisions, set_aside_damaged
+    from lookalike.store.results import write_table
 
     try:
         model = lk.load_model(args.model)
@@ -937,7 +937,7 @@ def _graph_arguments(graph: argparse.ArgumentParser) -> None:
 
 
 def _map_arguments(map_cmd: argparse.ArgumentParser) -> None:
-    from lookalike.layout import METHODS
+    from lookalike.explore.layout import METHODS
 
     map_cmd.add_argument("model", type=Path, help="a model saved by lookalike index")
     map_cmd.add_argument(

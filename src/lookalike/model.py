@@ -2,7 +2,7 @@
 
 This is the only module that knows all the stages: ingest (what the user
 passed), embed (pixels to vectors), index (vectors to neighbours), the
-operations over :class:`lookalike.core.References` and storage. Nothing
+operations over :class:`lookalike.references.core.References` and storage. Nothing
 below it imports it.
 """
 
@@ -21,21 +21,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lookalike import dedup, moves, storage
-from lookalike import graph as graph_edges
-from lookalike import layout as layouts
+from lookalike import dedup
 from lookalike.audit import AuditReport
 from lookalike.audit import audit as audit_references
-from lookalike.calibrate import Calibration, calibrate
-from lookalike.core import References
-from lookalike.decisions import Decisions, read_saved
+from lookalike.dedup import moves
+from lookalike.dedup.calibrate import Calibration, calibrate
+from lookalike.dedup.decisions import Decisions, read_saved
 from lookalike.dedup.tiers import COPY_TIERS, Sameness
 from lookalike.embed.batch import Embedded
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, Descriptor, ModelSpec, Preprocessing, get_spec
 from lookalike.engines import Engine, as_engine
 from lookalike.errors import Failure, InvalidArgument
-from lookalike.files import locked
+from lookalike.explore import layout as layouts
+from lookalike.explore.layout import MAP_FILE, MapLayout
 from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
 from lookalike.index.factory import check_method
 from lookalike.ingest.download import DownloadSettings
@@ -51,8 +50,11 @@ from lookalike.ingest.tables import (
     stack_vectors,
     without_missing_labels,
 )
-from lookalike.layout import MAP_FILE, MapLayout
-from lookalike.projection import Projection, fit_projection
+from lookalike.operations import graph as graph_edges
+from lookalike.references.core import References
+from lookalike.references.projection import Projection, fit_projection
+from lookalike.store import storage
+from lookalike.store.files import locked
 from lookalike.summary import summary_text, summary_values
 from lookalike.validation import check_positive_int, check_threshold
 
@@ -84,7 +86,7 @@ def _storable_columns(table: pd.DataFrame, feature: str | None) -> pd.DataFrame:
 class ImageSimilarityModel:
     """Nearest-neighbour search over image embeddings. Build one with :func:`lookalike.create`.
 
-    A thin front over :class:`lookalike.core.References` (``model.core``),
+    A thin front over :class:`lookalike.references.core.References` (``model.core``),
     which every operation (graph, dedup, match, evaluate, export) works on.
 
     Attributes
@@ -99,7 +101,7 @@ class ImageSimilarityModel:
         The reference table as kept by the model (label, path and metadata columns).
     failures : pandas.DataFrame
         Images that could not be embedded: ``source`` and ``reason``.
-    map : lookalike.layout.MapLayout or None
+    map : lookalike.explore.layout.MapLayout or None
         The 2-D map last computed (:meth:`compute_map`) or saved with the model.
     """
 
@@ -174,7 +176,7 @@ class ImageSimilarityModel:
             Neighbours per query (all references when k exceeds their number).
         radius : float, optional
             Turi's name for ``threshold``: either may be given.
-        verify : bool or lookalike.verify.Verifier, default False
+        verify : bool or lookalike.operations.verify.Verifier, default False
             Geometric verification (``pip install 'lookalike[verify]'``, see
             docs/verify.md): the ``max(k, shortlist)`` nearest references are
             matched with the query by local features (SIFT + RANSAC, the
@@ -211,7 +213,7 @@ class ImageSimilarityModel:
             raise failures[0].error()
         inliers = None
         if verify:
-            from lookalike.verify import verify_query
+            from lookalike.operations.verify import verify_query
 
             queries = [sources[p] for p in positions] if sources else None
             distances, neighbours, inliers = verify_query(self.core, vectors, queries, k, verify, shortlist, verbose)
@@ -369,7 +371,7 @@ class ImageSimilarityModel:
         )
 
     def calibrate_duplicates(self, sample: int = 30, pairs: int = 200_000) -> Calibration:
-        """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.calibrate`.
+        """What each dedup threshold finds and links by mistake on this collection: see :mod:`lookalike.dedup.calibrate`.
 
         Examples
         --------
@@ -503,25 +505,25 @@ class ImageSimilarityModel:
         )
 
     def export_onnx(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
-        """Write one ONNX file that runs the whole query: uint8 pixels -> top-k references. See :mod:`lookalike.export`."""
-        from lookalike.export import export_onnx
+        """Write one ONNX file that runs the whole query: uint8 pixels -> top-k references. See :mod:`lookalike.export.onnx`."""
+        from lookalike.export.onnx import export_onnx
 
         return export_onnx(self.core, path, k=k)
 
     def export_coreml(self, path: str | os.PathLike, k: int = 5) -> os.PathLike:
-        """Write a Core ML program (.mlpackage): image -> embedding + top-k references. See :mod:`lookalike.export_coreml`."""
-        from lookalike.export_coreml import export_coreml
+        """Write a Core ML program (.mlpackage): image -> embedding + top-k references. See :mod:`lookalike.export.coreml`."""
+        from lookalike.export.coreml import export_coreml
 
         return export_coreml(self.core, path, k=k)
 
     def show(self, results: pd.DataFrame, queries: Any = None, max_queries: int = 20):
-        """Query or similarity-graph results as a thumbnail grid for notebooks. See :func:`lookalike.display.result_grid`."""
-        from lookalike.display import result_grid
+        """Query or similarity-graph results as a thumbnail grid for notebooks. See :func:`lookalike.explore.display.result_grid`."""
+        from lookalike.explore.display import result_grid
 
         return result_grid(self.core, results, queries=queries, max_queries=max_queries)
 
     def _repr_html_(self) -> str:
-        from lookalike.display import summary_html
+        from lookalike.explore.display import summary_html
 
         return summary_html(self._summary_dict())
 
@@ -561,7 +563,7 @@ class ImageSimilarityModel:
 
         At every instant ``path`` holds the old model or the new one, even if
         the save is killed; every file's checksum is recorded, so damage is
-        found on load (see :mod:`lookalike.storage` and ``docs/faults.md``).
+        found on load (see :mod:`lookalike.store.storage` and ``docs/faults.md``).
 
         Raises
         ------
@@ -642,7 +644,7 @@ class ImageSimilarityModel:
 
         Raises
         ------
-        lookalike.decisions.DamagedDecisions
+        lookalike.dedup.decisions.DamagedDecisions
             The ``decisions.json`` there is damaged: it is kept aside (the message names both files), nothing is written.
         """
         if not storage.is_model_dir(Path(path)):
@@ -756,7 +758,7 @@ class ImageSimilarityModel:
         The map saved with the model (or computed before) is reused while it
         covers exactly these references; after ``add``/``remove``/``sync`` a
         new one is computed. Kept as :attr:`map`, saved by :meth:`save` or
-        alone by :meth:`save_map`. See :mod:`lookalike.layout`.
+        alone by :meth:`save_map`. See :mod:`lookalike.explore.layout`.
 
         Parameters
         ----------
@@ -774,7 +776,7 @@ class ImageSimilarityModel:
 
         Returns
         -------
-        lookalike.layout.MapLayout
+        lookalike.explore.layout.MapLayout
             ``coordinates`` (n, 2), ``clusters`` (n,), ``method``, ``explained`` (PCA), ``seconds``, ``note``.
 
         Examples
@@ -930,7 +932,7 @@ def create(
         A column of class labels: learn a linear discriminant projection
         (LDA) from them on top of the network, apply it to the references
         and to every query, and save it with the model.
-    projection : lookalike.projection.Projection, optional
+    projection : lookalike.references.projection.Projection, optional
         A projection fitted elsewhere (for example ``other_model.projection``,
         learned with ``train_label`` on a training set), applied as it is.
     method : str, default "auto"
@@ -1082,7 +1084,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     ------
     FileNotFoundError
         Nothing at ``path``.
-    lookalike.storage.ModelFormatError
+    lookalike.store.storage.ModelFormatError
         ``path`` is not a lookalike model, is damaged, or is from a newer lookalike.
     """
 

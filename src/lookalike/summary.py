@@ -14,10 +14,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from lookalike import storage
 from lookalike.embed.registry import Descriptor, descriptor_name
 from lookalike.index.base import build_info_of
-from lookalike.projection import Projection
+from lookalike.references.projection import Projection
+from lookalike.store import storage
 
 __all__ = ["describe", "summary_text", "summary_values"]
 

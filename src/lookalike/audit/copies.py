@@ -13,10 +13,10 @@ from lookalike.audit.confidence import Confidence
 from lookalike.audit.leaks import evaluation_first
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
-from lookalike.core import References
-from lookalike.decisions import Decisions
 from lookalike.dedup import find_duplicates
+from lookalike.dedup.decisions import Decisions
 from lookalike.dedup.tiers import COPY_TIERS
+from lookalike.references.core import References
 
 __all__ = ["copy_findings"]
 

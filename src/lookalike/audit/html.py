@@ -13,9 +13,9 @@ import io
 import os
 from typing import TYPE_CHECKING
 
-from lookalike.files import write_text_atomic
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.ingest.names import escaped
+from lookalike.store.files import write_text_atomic
 
 if TYPE_CHECKING:
     from lookalike.audit.report import AuditReport

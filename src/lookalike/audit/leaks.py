@@ -4,7 +4,7 @@ Copies come from the copy tiers (:mod:`lookalike.audit.copies`); near-copies
 are pairs of references in different splits among each other's ``k``
 nearest, within the leak threshold. Calibrated with copies of a sample of the
 collection's photos (re-saved, resized, cropped, mirrored, overlaid: the
-gentle kinds of :mod:`lookalike.calibrate`), embedded as the references were:
+gentle kinds of :mod:`lookalike.dedup.calibrate`), embedded as the references were:
 their distances to their originals are what a near-copy's distance is.
 """
 
@@ -18,9 +18,9 @@ from lookalike.audit.neighbours import NeighbourFacts
 from lookalike.audit.planted import embedded, sampled_photos
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
-from lookalike.calibrate import COPY_KINDS, HARD_KINDS
-from lookalike.core import References
+from lookalike.dedup.calibrate import COPY_KINDS, HARD_KINDS
 from lookalike.index.metrics import exact_distances
+from lookalike.references.core import References
 
 __all__ = ["SAMPLE", "evaluation_first", "near_copy_findings"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.core import References
+from lookalike.references.core import References
 
 __all__ = ["NeighbourFacts", "neighbour_facts", "votes"]
 

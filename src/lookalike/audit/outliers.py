@@ -20,7 +20,7 @@ from lookalike.audit.neighbours import NeighbourFacts
 from lookalike.audit.planted import OUTLIER_MAKERS, embedded, sampled_photos
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
-from lookalike.core import References
+from lookalike.references.core import References
 
 __all__ = ["outlier_findings"]
 

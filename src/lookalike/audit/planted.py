@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from lookalike.core import References
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.references.core import References
 
 __all__ = ["OUTLIER_MAKERS", "QUALITY_MAKERS", "embedded", "jpeg", "sampled_photos"]
 

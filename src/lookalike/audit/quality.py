@@ -14,8 +14,8 @@ import pandas as pd
 from PIL import Image
 
 from lookalike.audit.planted import QUALITY_MAKERS, jpeg, sampled_photos
-from lookalike.core import References
 from lookalike.ingest.pixel_facts import pixel_facts
+from lookalike.references.core import References
 
 __all__ = ["COLOUR_SET", "QUALITY_KINDS", "badness", "planted_badness"]
 

@@ -12,8 +12,8 @@ import pandas as pd
 
 from lookalike.audit.confidence import Confidence
 from lookalike.audit.splits import Groups
-from lookalike.core import References
-from lookalike.decisions import Decisions
+from lookalike.dedup.decisions import Decisions
+from lookalike.references.core import References
 
 __all__ = ["KINDS", "AuditReport", "Finding", "failure_findings"]
 

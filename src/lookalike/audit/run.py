@@ -16,10 +16,10 @@ from lookalike.audit.quality import QUALITY_KINDS, badness, is_colour_set, plant
 from lookalike.audit.reasons import quality_reason
 from lookalike.audit.report import AuditReport, Finding, failure_findings
 from lookalike.audit.splits import groups_of
-from lookalike.core import References, as_references
-from lookalike.decisions import Decisions
 from lookalike.dedup import default_threshold
+from lookalike.dedup.decisions import Decisions
 from lookalike.errors import InvalidArgument
+from lookalike.references.core import References, as_references
 from lookalike.validation import check_distance, check_positive_int
 
 __all__ = ["audit"]
@@ -52,7 +52,7 @@ def audit(
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         A model's references (``model.core``); ``model.audit`` and ``lookalike.audit`` call this.
     failures : pandas.DataFrame, optional
         The inputs that could not be indexed (``model.failures``): truncated and unreadable files.
@@ -70,7 +70,7 @@ def audit(
     duplicates : bool, default True
         Look for copies (:func:`lookalike.dedup.find_duplicates`): copies across splits are leaks, the others
         duplicates. They need the image files; precomputed embeddings have none.
-    decisions : lookalike.decisions.Decisions, optional
+    decisions : lookalike.dedup.decisions.Decisions, optional
         A person's decisions (``model.decisions``): findings marked not an issue are left out, relabelled or
         excluded photos say so.
     seed : int, default 0

@@ -15,8 +15,8 @@ from pathlib import PurePath
 import numpy as np
 import pandas as pd
 
-from lookalike.core import References
 from lookalike.errors import InvalidArgument
+from lookalike.references.core import References
 
 __all__ = ["SPLIT_NAMES", "Groups", "groups_of"]
 

@@ -16,10 +16,10 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from lookalike.core import References
 from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.fingerprint import MATCH_BITS, WINDOWS, orientations
 from lookalike.ingest.pixel_facts import PixelFacts
+from lookalike.references.core import References
 
 __all__ = ["WINDOW_COLUMNS", "Candidates", "candidate_pairs", "fingerprints_match", "has_fingerprints"]
 

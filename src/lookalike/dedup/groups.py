@@ -25,17 +25,17 @@ import numpy as np
 import pandas as pd
 
 from lookalike.config import cpu_count
-from lookalike.core import References, as_references
-from lookalike.decisions import Decisions
 from lookalike.dedup.candidates import candidate_pairs
+from lookalike.dedup.decisions import Decisions
 from lookalike.dedup.keepers import POLICIES, Measures, Member, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
 from lookalike.embed.cache import EmbeddingCache, default_path
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
-from lookalike.files import cached_sha256
 from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.names import escaped_frame, text_column
+from lookalike.references.core import References, as_references
+from lookalike.store.files import cached_sha256
 from lookalike.validation import check_choice, check_distance, check_positive_int
 
 __all__ = [
@@ -76,7 +76,7 @@ def default_threshold(references: References) -> float:
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         A model's references (``model.core``).
 
     Returns
@@ -138,7 +138,7 @@ def find_duplicates(
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         A model's references (``model.core``); ``model.find_duplicates`` calls this.
     threshold : float, optional
         Largest embedding distance (in the model's metric) of a candidate
@@ -153,7 +153,7 @@ def find_duplicates(
         Nearest references looked at per reference (and fingerprints per orientation).
     tiers : str or list of str, optional
         List only members of these tiers (and the groups that keep one).
-    decisions : lookalike.decisions.Decisions, optional
+    decisions : lookalike.dedup.decisions.Decisions, optional
         What a person decided (``model.decisions``): a file marked to keep
         is its group's keeper; a file discarded is acted on; two files
         marked not duplicates are never linked. Decisions on files that have

@@ -48,9 +48,9 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import InvalidArgument
-from lookalike.files import cached_sha256
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.ingest.fingerprint import MATCH_BITS, ORIENTATION_MAPS, content_box, fingerprints, hamming, orientations
+from lookalike.store.files import cached_sha256
 
 __all__ = [
     "COPY_TIERS",
@@ -143,7 +143,7 @@ class Sameness:
 
     Parameters
     ----------
-    edits : bool or lookalike.verify.Verifier, optional
+    edits : bool or lookalike.operations.verify.Verifier, optional
         Whether to look for the ``edited`` tier (crops, turns, mirrors,
         recolouring, overlays), which needs OpenCV: None looks for it when
         OpenCV is installed, True requires it, a Verifier sets how local
@@ -160,7 +160,7 @@ class Sameness:
             edits = importlib.util.find_spec("cv2") is not None
         self._verifier = None
         if edits:
-            from lookalike.verify import Verifier
+            from lookalike.operations.verify import Verifier
 
             self._verifier = (
                 edits
@@ -292,7 +292,7 @@ class Sameness:
     def _edited(self, a: str, b: str, image_a: Image.Image, image_b: Image.Image, features: bool = True) -> Verdict:
         """Whether ``b`` is ``a`` edited: laid on each other first as their fingerprints say (a turn, a mirror,
         padding: no features needed), then (with ``features``) as local features say, directly and mirrored."""
-        from lookalike.verify import align
+        from lookalike.operations.verify import align
 
         best = None
         for transform in _fingerprint_alignments(image_a, image_b, self._layout(a, image_a), self._layout(b, image_b)):

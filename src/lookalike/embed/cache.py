@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import CacheVersionError
-from lookalike.files import file_type, set_aside
 from lookalike.ingest.decode import ImageInfo
 from lookalike.ingest.pixel_facts import PixelFacts, facts_from_bytes, facts_to_bytes
+from lookalike.store.files import file_type, set_aside
 
 #: 2: each vector carries a CRC-32, so damage inside a stored vector is a miss, not a wrong embedding; paths
 #: are the file names' bytes, so a name that is not valid UTF-8 is cached like any other. 3: each entry carries its

@@ -24,7 +24,6 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lookalike import files
 from lookalike.config import cpu_count, execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
 from lookalike.embed.frontend import PIXELS, embedding_graph
@@ -32,6 +31,7 @@ from lookalike.embed.registry import ModelSpec
 from lookalike.errors import Failure, ImageError, InvalidArgument
 from lookalike.ingest.decode import ImageInfo, decode_image, source_name
 from lookalike.ingest.pixel_facts import PixelFacts, pixel_facts
+from lookalike.store import files
 
 
 @dataclass

@@ -22,7 +22,7 @@ from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing
 
 PIXELS = "pixels"
 #: GeM clamps the feature map to at least this before the power, as Radenovic et al. do: a fractional
-#: power of a negative value is NaN. The Core ML export (lookalike.export_coreml) uses the same value.
+#: power of a negative value is NaN. The Core ML export (lookalike.export.coreml) uses the same value.
 GEM_EPS = 1e-6
 
 

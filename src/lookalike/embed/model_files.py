@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lookalike.config import cache_dir
-from lookalike.files import file_sha256, open_regular, write_bytes_atomic
+from lookalike.store.files import file_sha256, open_regular, write_bytes_atomic
 
 #: Bytes of a sidecar read: it holds a version and a digest (about 100 bytes).
 SIDECAR_LIMIT = 64 * 1024

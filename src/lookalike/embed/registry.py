@@ -20,7 +20,7 @@ from typing import Any
 from lookalike.embed import efficientnet_lite, quantize, squeezenet
 from lookalike.embed.model_files import cached_build
 from lookalike.errors import EXTRAS, InvalidArgument, InvalidType
-from lookalike.files import file_sha256
+from lookalike.store.files import file_sha256
 
 RESIZE_MODES = ("squash", "center_crop")
 POOLINGS = ("avg", "gem")
@@ -90,7 +90,7 @@ class Descriptor:
     the image with its mirror image, ``scales`` averages several input sizes
     (factors of the preprocessing size), ``normalize`` scales each vector to
     unit length. All of these run inside the ONNX graph. ``whiten`` adds a
-    PCA-whitening fitted on the references (see :mod:`lookalike.projection`),
+    PCA-whitening fitted on the references (see :mod:`lookalike.references.projection`),
     so it is not part of the graph nor of the embedding cache's key.
     """
 

@@ -29,7 +29,7 @@ import numpy as np
 from lookalike.config import cache_dir
 from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, get_spec, register
 from lookalike.errors import ChecksumError, InvalidArgument, MissingExtra, ModelUnavailableError
-from lookalike.files import file_sha256, write_bytes_atomic
+from lookalike.store.files import file_sha256, write_bytes_atomic
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")

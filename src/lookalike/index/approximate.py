@@ -32,7 +32,7 @@ from lookalike.index.metrics import check_metric, exact_distances_at
 from lookalike.index.rows import appended, without
 
 if TYPE_CHECKING:
-    from lookalike.storage import SavedModel
+    from lookalike.store.storage import SavedModel
 
 #: Named methods -> faiss factory strings (IVF's list count depends on n, see :func:`factory_string`):
 #: ``ivf`` keeps each vector whole (Flat); ``ivf-sq8`` keeps one byte per value and ``ivf-pq`` a product-quantised

@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 
 from lookalike.config import cache_dir
-from lookalike.files import atomic_path
+from lookalike.store.files import atomic_path
 
 #: Builds of at least this many vectors keep parts on disk (smaller ones take well under a minute).
 CHECKPOINT_ROWS = 2_000_000

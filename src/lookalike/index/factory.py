@@ -13,7 +13,7 @@ from lookalike.index.exact import ExactIndex
 from lookalike.index.recall import tune
 
 if TYPE_CHECKING:
-    from lookalike.storage import SavedModel
+    from lookalike.store.storage import SavedModel
 
 METHODS = ("auto", "brute_force", *NAMED)
 #: ``auto`` builds IVF once the references hold this many values (count x dimension): 50,000

@@ -3,7 +3,7 @@
 ``numpy.concatenate`` and ``numpy.delete`` build the new matrix in memory: for ten million memory-mapped
 512-d references that is 20 GB of anonymous memory for adding ten rows. Large memory-mapped vectors
 are instead copied, a block at a time, into a new file in the cache's ``scratch`` folder, which is
-mapped and unlinked at once (:func:`lookalike.files.scratch_array`).
+mapped and unlinked at once (:func:`lookalike.store.files.scratch_array`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from lookalike import files
+from lookalike.store import files
 
 #: Rows copied at once.
 _BLOCK = 65536

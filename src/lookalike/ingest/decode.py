@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lookalike.errors import ImageError
-from lookalike.files import file_type
+from lookalike.store.files import file_type
 
 #: Images with more pixels than this are refused as decompression bombs
 #: (Pillow's own warning threshold, about 89 megapixels).

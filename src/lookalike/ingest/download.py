@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from lookalike.config import cache_dir
 from lookalike.errors import Failure, ImageError, InvalidArgument, InvalidType
-from lookalike.files import commit_file
 from lookalike.ingest.decode import probe, source_name
+from lookalike.store.files import commit_file
 
 if TYPE_CHECKING:
     import httpx  # imported where used: it costs ~0.1 s at startup, and most runs download nothing

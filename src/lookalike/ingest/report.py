@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from lookalike.errors import Failure
-from lookalike.files import atomic_path
 from lookalike.ingest.names import text_column
+from lookalike.store.files import atomic_path
 
 #: The kind of a saved reason, by its leading words where the kind is not simply its first words.
 _LEGACY_PREFIXES = (

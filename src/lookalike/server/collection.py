@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from lookalike import dedup
-from lookalike import layout as layouts
 from lookalike.errors import InvalidArgument
+from lookalike.explore import layout as layouts
+from lookalike.explore.layout import MapLayout
 from lookalike.ingest.names import escaped
-from lookalike.layout import MapLayout
 
 #: Most references the map lays out with t-SNE on a first request (about a minute on 2 cores); above, it shows
 #: PCA until ``lookalike map MODEL`` has saved the t-SNE map with the model.

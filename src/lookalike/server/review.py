@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from lookalike.dedup.moves import MoveReport, check_destination
 from lookalike.errors import InvalidArgument
-from lookalike.moves import MoveReport, check_destination
 from lookalike.server.collection import Collection
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from fastapi import Response
 from PIL import Image
 
-from lookalike.files import open_regular
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.store.files import open_regular
 
 #: Ends every cached thumbnail, before the SHA-256 of its key and the JPEG it follows (decoders stop at the JPEG's end).
 TRAILER = b"lookalike-thumbnail-sha256:"

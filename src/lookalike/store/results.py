@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lookalike.errors import InvalidArgument
-from lookalike.files import atomic_path
 from lookalike.ingest.names import escaped_frame
+from lookalike.store.files import atomic_path
 
 #: Files results can be streamed to, by suffix.
 STREAM_SUFFIXES = (".parquet", ".csv")

@@ -7,7 +7,7 @@ is touched. A folder the files go to (and where the manifest is written) must
 lie outside those folders (a later ``sync`` would index the discarded files
 again): :func:`check_destination` is the one check of it.
 
-Every file moves through :func:`lookalike.safemove.move_file` (no link followed,
+Every file moves through :func:`lookalike.store.safemove.move_file` (no link followed,
 nothing overwritten, copies across file systems verified before the source
 goes). The manifest lists every planned action with the file's SHA-256; where
 the bytes are is read from the files themselves and decided by content, so an
@@ -20,7 +20,7 @@ report's ``stopped`` says why.
 Modes (one per apply, recorded per file in the manifest):
 
 - ``"move"``: to ``DESTINATION/<path relative to its indexed folder>``;
-- ``"trash"``: to the system trash (:mod:`lookalike.trash`, with its ``.trashinfo``);
+- ``"trash"``: to the system trash (:mod:`lookalike.store.trash`, with its ``.trashinfo``);
 - ``"permanently"``: the file is unlinked once the manifest records it; it cannot be restored.
 """
 
@@ -37,13 +37,13 @@ from typing import Any
 
 import pandas as pd
 
-from lookalike import trash
 from lookalike.config import data_dir
-from lookalike.core import References
-from lookalike.decisions import Decisions
+from lookalike.dedup.decisions import Decisions
 from lookalike.errors import DiskFull, FileMoveError, InvalidArgument, LookalikeError, ModelFormatError, MoveRefused
-from lookalike.files import relative_inside, reporting_full_disk, write_text_atomic
-from lookalike.safemove import cause_of, file_digest, kill_point, move_file, partial_copies, remove_partial
+from lookalike.references.core import References
+from lookalike.store import trash
+from lookalike.store.files import relative_inside, reporting_full_disk, write_text_atomic
+from lookalike.store.safemove import cause_of, file_digest, kill_point, move_file, partial_copies, remove_partial
 
 __all__ = [
     "MODES",

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 import numpy as np
 
 from lookalike.errors import InvalidArgument, LookalikeError, ModelFormatError, NotRegularFile, StaleModel
-from lookalike.files import (
+from lookalike.store.files import (
     fsync_dir,
     fsync_tree,
     locked,

@@ -1,6 +1,6 @@
 """The system trash on Linux and other freedesktop.org systems: where a file goes, and its ``.trashinfo``.
 
-A trashed file is moved (by :func:`lookalike.safemove.move_file`, like every
+A trashed file is moved (by :func:`lookalike.store.safemove.move_file`, like every
 move of a user's file) into ``TRASH/files/NAME``, with ``TRASH/info/NAME.trashinfo``
 saying where it was and when, as the freedesktop.org trash specification 1.0
 asks, so that a file manager lists it and can restore it. The trash is

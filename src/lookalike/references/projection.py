@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from lookalike import storage
 from lookalike.errors import InvalidArgument, ModelFormatError
+from lookalike.store import storage
 
 __all__ = ["KINDS", "Projection", "fit_lda", "fit_projection", "fit_whitening"]
 
@@ -118,7 +118,7 @@ class Projection:
         }
 
     def files(self) -> dict[str, np.ndarray]:
-        """File name -> array, for :func:`lookalike.storage.save`'s ``extra_files`` (written as ``.npy``)."""
+        """File name -> array, for :func:`lookalike.store.storage.save`'s ``extra_files`` (written as ``.npy``)."""
         return {MEAN_FILE: self.mean, MATRIX_FILE: self.matrix}
 
     @classmethod

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from lookalike.core import References, as_references
 from lookalike.dedup.candidates import fingerprints_match
 from lookalike.dedup.tiers import Sameness
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.ingest.pixel_facts import pixel_facts
+from lookalike.references.core import References, as_references
 from lookalike.validation import check_positive_int
 
 __all__ = ["COPY_KINDS", "HARD_KINDS", "Calibration", "calibrate"]
@@ -221,7 +221,7 @@ def calibrate(
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         A model's references (``model.core``), built from image files.
     sample : int, default 30
         Photos copied (each in every kind of :data:`COPY_KINDS`).

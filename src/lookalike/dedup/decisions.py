@@ -17,7 +17,7 @@ aside as ``decisions.json.damaged-<date>-<time>``, says so, and records
 nothing, so that the next decision starts a new file.
 
 A discard that has been carried out (the file moved away by
-:mod:`lookalike.moves`) stays recorded with where the file went: it is a
+:mod:`lookalike.dedup.moves`) stays recorded with where the file went: it is a
 labelled pair, exported by :meth:`Decisions.pairs` for ``lookalike evaluate``.
 """
 
@@ -36,8 +36,8 @@ from typing import Any
 import pandas as pd
 
 from lookalike.errors import InvalidArgument, ModelFormatError
-from lookalike.files import file_sha256, locked, set_aside, write_text_atomic
-from lookalike.storage import read_side_file
+from lookalike.store.files import file_sha256, locked, set_aside, write_text_atomic
+from lookalike.store.storage import read_side_file
 
 __all__ = [
     "AUDIT_KINDS",
@@ -120,7 +120,7 @@ class Decisions:
         self._add("keep", [os.fspath(path)])
 
     def discard(self, path: str | os.PathLike, keeper: str | os.PathLike) -> None:
-        """This file is a duplicate of ``keeper``, to be moved away (by :func:`lookalike.moves.apply_discards`)."""
+        """This file is a duplicate of ``keeper``, to be moved away (by :func:`lookalike.dedup.moves.apply_discards`)."""
         if os.fspath(path) == os.fspath(keeper):
             raise InvalidArgument("a file cannot be discarded as a duplicate of itself")
         self._add("discard", [os.fspath(path), os.fspath(keeper)])

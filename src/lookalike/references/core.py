@@ -27,7 +27,7 @@ from lookalike.index.factory import after_change
 from lookalike.index.rows import appended, without
 from lookalike.ingest.names import labels_column
 from lookalike.ingest.tables import Rows
-from lookalike.projection import Projection
+from lookalike.references.projection import Projection
 
 __all__ = ["BLOCK_QUERIES", "References", "as_references", "drop_self", "spec_for_record"]
 

@@ -16,7 +16,7 @@ the destination holds a verified copy of it:
   not supported), flush the folder, and only then unlink the source.
 
 A kill at any moment leaves the file whole at the source, or at the
-destination, or at both (the same bytes): :mod:`lookalike.moves` tells which
+destination, or at both (the same bytes): :mod:`lookalike.dedup.moves` tells which
 by content and finishes or undoes the move; a partial copy is always
 recognisable by its name and removed. An error a user can cause (a full disk,
 no permission, a read-only disk, a file-size limit) leaves the source as it was

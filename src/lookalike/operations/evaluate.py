@@ -23,15 +23,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lookalike.core import drop_self
 from lookalike.dedup import default_threshold
-from lookalike.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.embed.registry import DEFAULT_MODEL
 from lookalike.errors import InvalidArgument, InvalidType
-from lookalike.files import write_text_atomic
+from lookalike.explore.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
 from lookalike.ingest.sources import list_image_files, read_table
 from lookalike.model import ImageSimilarityModel, create
+from lookalike.references.core import drop_self
+from lookalike.store.files import write_text_atomic
 
 __all__ = ["EvaluationReport", "PairReport", "evaluate", "evaluate_model", "evaluate_pairs"]
 
@@ -353,7 +353,7 @@ def evaluate_model(
         Cut-offs for precision and recall.
     verbose : bool, default True
         Show a progress bar while ranking.
-    verify : bool or lookalike.verify.Verifier, default False
+    verify : bool or lookalike.operations.verify.Verifier, default False
         Re-rank each reference's ``shortlist`` nearest references by
         geometric verification, as ``query(verify=...)`` does (needs
         ``lookalike[verify]`` and the reference files); the metrics then
@@ -394,8 +394,8 @@ def evaluate_model(
     # The model's own search, self included (ranked first unless an identical image precedes it).
     width = max(ks[-1] + 1, NS_GROUP_SIZE)
     shortlists = None
-    if verify:  # each reference's shortlist re-ranked as query(verify=) does (lookalike.verify)
-        from lookalike.verify import reference_paths, verify_query
+    if verify:  # each reference's shortlist re-ranked as query(verify=) does (lookalike.operations.verify)
+        from lookalike.operations.verify import reference_paths, verify_query
 
         width = max(width, shortlist)
         paths = reference_paths(similarity_model.core)

@@ -29,7 +29,7 @@ import numpy as np
 
 from lookalike.config import cache_dir
 from lookalike.errors import DiskFull, FileTooLarge, MoveRefused, NotRegularFile
-from lookalike.safemove import move_file
+from lookalike.store.safemove import move_file
 
 try:
     import fcntl
@@ -321,7 +321,7 @@ def replace_dir(staging: Path, target: str | os.PathLike) -> Path:
 
     A folder cannot replace a non-empty one in one rename: such a ``target``
     is moved aside first, then removed, so for an instant nothing is at
-    ``target``. Saved models avoid that instant (see :mod:`lookalike.storage`).
+    ``target``. Saved models avoid that instant (see :mod:`lookalike.store.storage`).
     """
     target = Path(target)
     if not target.exists() or (target.is_dir() and not any(target.iterdir())):
@@ -385,7 +385,7 @@ def relative_inside(path: str, real_root: Path) -> Path | None:
 
 
 def move_without_overwrite(source: Path, destination: Path) -> str | None:
-    """Move without ever overwriting or following a link (:func:`lookalike.safemove.move_file`); None on success,
+    """Move without ever overwriting or following a link (:func:`lookalike.store.safemove.move_file`); None on success,
     else why the file was left where it was."""
     try:
         move_file(source, destination)

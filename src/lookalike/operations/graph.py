@@ -1,7 +1,7 @@
 """The similarity graph at scale: every reference's k nearest neighbours, in blocks of queries.
 
 Each block asks the references' index (exact or approximate, whichever the
-model holds; :meth:`lookalike.core.References.neighbour_blocks`) for the neighbours of ``block_size`` references, so memory is bounded
+model holds; :meth:`lookalike.references.core.References.neighbour_blocks`) for the neighbours of ``block_size`` references, so memory is bounded
 by one block of results, never an n x n matrix. Edges are either gathered
 into one table or streamed block by block to a parquet/CSV file, in which
 case they are never all in memory.
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lookalike.core import BLOCK_QUERIES, References, as_references
-from lookalike.results import label_type, write_blocks
+from lookalike.references.core import BLOCK_QUERIES, References, as_references
+from lookalike.store.results import label_type, write_blocks
 
 
 def edge_blocks(
@@ -95,7 +95,7 @@ def write_edges(
 ) -> int:
     """Stream the similarity graph's edges to ``path`` (``.parquet`` or ``.csv``), atomically; the edge count.
 
-    One block of edges is in memory at a time (see :mod:`lookalike.results`); each row also carries the
+    One block of edges is in memory at a time (see :mod:`lookalike.store.results`); each row also carries the
     ``metric`` its distance is in.
 
     Examples

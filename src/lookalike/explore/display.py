@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from lookalike.core import References, as_references
 from lookalike.errors import InvalidArgument
 from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.references.core import References, as_references
 
 #: Longest side of a thumbnail in notebooks and the evaluation report, in pixels.
 THUMBNAIL_PIXELS = 96
@@ -77,7 +77,7 @@ def result_grid(
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         The model's references (``model.core``); ``model.show`` calls this.
     results : pandas.DataFrame
         ``query_label, reference_label, distance, rank`` (a query) or

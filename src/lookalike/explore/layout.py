@@ -42,10 +42,10 @@ import faiss
 import numpy as np
 
 from lookalike.config import cpu_count
-from lookalike.core import References, drop_self
 from lookalike.errors import InvalidArgument, MissingExtra, ModelFormatError
-from lookalike.files import write_bytes_atomic
-from lookalike.projection import BLOCK_ROWS, principal_axes
+from lookalike.references.core import References, drop_self
+from lookalike.references.projection import BLOCK_ROWS, principal_axes
+from lookalike.store.files import write_bytes_atomic
 
 __all__ = [
     "MAP_FILE",
@@ -243,7 +243,7 @@ class MapLayout:
 def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project ``vectors`` onto their two principal axes.
 
-    The axes come from :func:`lookalike.projection.principal_axes` (covariance
+    The axes come from :func:`lookalike.references.projection.principal_axes` (covariance
     accumulated block by block, two axes by subspace iteration), so memory stays
     bounded by the block size whatever ``n`` is.
 
@@ -465,7 +465,7 @@ def compute(
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
     method : {"auto", "tsne", "pca"}
         ``"auto"``: t-SNE when openTSNE is installed (and there are at most
         ``tsne_limit`` references), PCA otherwise, with a note saying why.

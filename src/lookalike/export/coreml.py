@@ -17,7 +17,7 @@ differently at a few requantization boundaries, so the embeddings are close
 to the references' but not bit for bit (tests/test_coreml.py measures how close).
 
 The reference embeddings are constants in the program, followed by the
-model's distance and a ``topk``, as in :mod:`lookalike.export`. Core ML
+model's distance and a ``topk``, as in :mod:`lookalike.export.onnx`. Core ML
 models only run on Apple platforms; this module only needs coremltools to
 *write* one (it works on Linux).
 """
@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.core import References, as_references
 from lookalike.embed.frontend import embedding_graph
 from lookalike.errors import InvalidArgument, MissingExtra
-from lookalike.export import export_metadata
-from lookalike.files import replace_dir, staging_dir
+from lookalike.export.onnx import export_metadata
+from lookalike.references.core import References, as_references
+from lookalike.store.files import replace_dir, staging_dir
 from lookalike.validation import check_positive_int
 from lookalike.version import __version__
 
@@ -278,7 +278,7 @@ def _check_exportable(references: References, spec) -> None:
 
 
 def _search(mb, embedding, metric: str, references: np.ndarray, k: int):
-    """(distances, indices) of the k nearest references, in the model's metric (see lookalike.export)."""
+    """(distances, indices) of the k nearest references, in the model's metric (see lookalike.export.onnx)."""
     refs = references.astype(np.float64)
     query = embedding
     if metric == "cosine":
@@ -312,7 +312,7 @@ def export_coreml(references: References, path: str | os.PathLike, k: int = 5) -
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         The references (``model.core``; ``model.export_coreml`` calls this) of a model built from images with a network whose ONNX graph uses only
         the ops translated here (the built-in ``efficientnet_lite0``,
         ``efficientnet_lite2`` and ``squeezenet_v1.1``, float32 or int8; not

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.core import References, as_references
 from lookalike.embed.frontend import PIXELS, embedding_graph
 from lookalike.embed.registry import ModelSpec
 from lookalike.errors import InvalidArgument
-from lookalike.files import write_bytes_atomic
 from lookalike.ingest.names import escaped
+from lookalike.references.core import References, as_references
+from lookalike.store.files import write_bytes_atomic
 from lookalike.validation import check_positive_int
 from lookalike.version import __version__
 
@@ -108,7 +108,7 @@ def export_onnx(references: References, path: str | os.PathLike, k: int = 5) -> 
 
     Parameters
     ----------
-    references : lookalike.core.References
+    references : lookalike.references.core.References
         The references (``model.core``; ``model.export_onnx`` calls this) of a model built from images (not from precomputed embeddings) whose
         descriptor is computed inside the network's graph: ``"gem"`` (the
         default), ``"plain"``, or options without ``whiten`` (GeM, mirror

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lookalike import storage
 from lookalike.dedup import default_threshold
 from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec
@@ -28,7 +27,8 @@ from lookalike.errors import InvalidArgument
 from lookalike.index import check_metric
 from lookalike.index.metrics import DEFAULT_METRIC, block_distances, exact_distances, row_norms
 from lookalike.model import ImageSimilarityModel, create, load_model
-from lookalike.results import check_output, label_type, write_blocks
+from lookalike.store import storage
+from lookalike.store.results import check_output, label_type, write_blocks
 from lookalike.validation import check_distance, check_positive_int
 
 __all__ = ["match"]

@@ -120,7 +120,7 @@ class Verifier:
 
     Examples
     --------
-    >>> from lookalike.verify import Verifier
+    >>> from lookalike.operations.verify import Verifier
     >>> verifier = Verifier(min_inliers=15)
     >>> verifier.inliers("photo.jpg", "photo_cropped.jpg") >= verifier.min_inliers  # doctest: +SKIP
     True
@@ -372,7 +372,7 @@ def _as_verifier(verify: bool | Verifier) -> Verifier:
         return verify
     if verify is True:
         return Verifier()
-    raise InvalidType(f"verify must be True or a lookalike.verify.Verifier, got {verify!r}")
+    raise InvalidType(f"verify must be True or a lookalike.operations.verify.Verifier, got {verify!r}")
 
 
 def reference_paths(references) -> list[str]:
@@ -489,7 +489,7 @@ def verify_pairs(
 
     Examples
     --------
-    >>> from lookalike.verify import Verifier, verify_pairs
+    >>> from lookalike.operations.verify import Verifier, verify_pairs
     >>> inliers = verify_pairs([(0, 1), (0, 2)], ["a.jpg", "a_crop.jpg", "b.jpg"])  # doctest: +SKIP
     >>> inliers >= Verifier().min_inliers  # doctest: +SKIP
     array([ True, False])

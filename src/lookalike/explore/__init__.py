@@ -1,0 +1,1 @@
+"""Seeing a collection: the 2-D map and notebook display."""
