@@ -5,7 +5,10 @@ import hides a cycle, it does not remove it); ``if TYPE_CHECKING:`` imports are
 annotations only and do not count. A private name is one with a single leading
 underscore: a module may use its own, never another module's (``obj._index``
 where ``_index`` is defined elsewhere, or ``from lookalike.x import _helper``).
-``model.py`` is the front and may use what it built.
+``model.py`` is the front and may use what it built. The package root holds the
+public entry points only (at most ``MAX_ROOT_MODULES``), and no stage below the
+facade imports it (``FACADE_USERS`` lists the two jobs that still open folders
+through it, so that no third one joins them).
 
     python scripts/check_architecture.py        # exit status 1 and a list when something is wrong
 """
@@ -21,6 +24,12 @@ import networkx as nx
 ROOT = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = "lookalike"
 FRONT = {"lookalike.model"}
+FACADE = "lookalike.model"
+MAX_ROOT_MODULES = 12
+#: Modules above the operations, which may import the facade.
+FRONTS = ("lookalike", "lookalike.cli", "lookalike.server")
+#: Operations that still open folders and saved models through the facade (issue 28: a facade the fronts use).
+FACADE_USERS = {"lookalike.operations.match", "lookalike.operations.evaluate"}
 #: Documented methods of standard types whose names start with an underscore (namedtuple's API).
 PUBLIC_UNDERSCORED = {"_asdict", "_replace", "_fields", "_make"}
 
@@ -112,15 +121,35 @@ def private_reaches(known: dict[str, Path]) -> list[str]:
     return problems
 
 
+def root_modules(known: dict[str, Path]) -> list[str]:
+    """The ``.py`` files at the package root, ``__init__`` included."""
+    return [name for name, path in known.items() if path.parent == ROOT / PACKAGE]
+
+
+def facade_imports(graph: nx.DiGraph) -> list[str]:
+    """Modules below the facade that import it (the fronts and the package's lazy names excepted)."""
+    users = {
+        name
+        for name in graph.predecessors(FACADE)
+        if name != "lookalike" and not any(name == f or name.startswith(f + ".") for f in FRONTS[1:])
+    }
+    return [f"{name} imports the facade {FACADE}" for name in sorted(users - FACADE_USERS)]
+
+
 def main() -> int:
     known = modules()
     graph = import_graph(known)
     cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
-    problems = [f"import cycle: {' <-> '.join(c)}" for c in cycles] + private_reaches(known)
+    private = private_reaches(known)
+    problems = [f"import cycle: {' <-> '.join(c)}" for c in cycles] + private + facade_imports(graph)
+    root = root_modules(known)
+    if len(root) > MAX_ROOT_MODULES:
+        problems.append(f"{len(root)} modules at the package root (at most {MAX_ROOT_MODULES}): {', '.join(root)}")
     for problem in problems:
         print(problem)
     print(
-        f"{len(known)} modules, {graph.number_of_edges()} imports: {len(cycles)} cycles, {len(problems) - len(cycles)} private reaches"
+        f"{len(known)} modules ({len(root)} at the root), {graph.number_of_edges()} imports: {len(cycles)} cycles, "
+        f"{len(private)} private reaches, {len(problems) - len(cycles) - len(private)} other problems"
     )
     return 1 if problems else 0
 
