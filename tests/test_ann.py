@@ -240,3 +240,20 @@ def test_factory_strings_are_checked_at_the_real_dimension():
     # With a network the check runs before any image is embedded: 1280 is no multiple of 48.
     with pytest.raises(ValueError, match="valid for 1280-d"):
         lk.create(["/nonexistent/never-read.jpg"], method="IVF16,PQ48")
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+def test_range_search_finds_what_exact_range_search_finds(refs, queries, metric, method):
+    exact = ExactIndex(refs, metric)
+    approximate = build_index(refs, metric, method)
+    threshold = float(np.quantile(exact.search(queries, 60)[0], 0.5))  # dozens per query, more than the first 32
+    lims, distances, positions = approximate.range_search(queries, threshold)
+    exact_lims, exact_d, exact_p = exact.range_search(queries, threshold)
+    assert (np.diff(exact_lims) > 32).any()  # some queries need the search widened
+    found = {(i, p) for i in range(len(queries)) for p in positions[lims[i] : lims[i + 1]]}
+    truth = {(i, p) for i in range(len(queries)) for p in exact_p[exact_lims[i] : exact_lims[i + 1]]}
+    assert found <= truth and len(found) >= 0.95 * len(truth)  # never a false one; recall as the index's
+    assert (distances <= threshold).all() and all(
+        (np.diff(distances[a:b]) >= 0).all() for a, b in zip(lims[:-1], lims[1:], strict=True)
+    )

@@ -148,3 +148,29 @@ def test_identical_vectors_are_exactly_zero_apart(metric):
     distances, positions = ExactIndex(refs, metric).search(refs, 1)
     assert (positions[:, 0] == np.arange(50)).all()
     assert (distances[:, 0] == 0.0).all()  # radius=0 must find exact duplicates
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_range_search_finds_every_reference_within_the_threshold(metric, monkeypatch):
+    monkeypatch.setattr(exact_module, "RANGE_BLOCK_B", 64)  # several reference blocks
+    refs, queries = random_data(300, 25, 16, seed=7)
+    full_d, full_p = brute_force(refs, queries, len(refs), metric)
+    threshold = float(np.quantile(full_d[:, :40], 0.5))  # a few to a few dozen per query
+    lims, distances, positions = ExactIndex(refs, metric).range_search(queries, threshold)
+    assert lims.shape == (len(queries) + 1,) and lims[0] == 0 and lims[-1] == len(positions) == len(distances)
+    for i in range(len(queries)):
+        expected = full_d[i] <= threshold
+        np.testing.assert_array_equal(positions[lims[i] : lims[i + 1]], full_p[i][expected])
+        np.testing.assert_allclose(distances[lims[i] : lims[i + 1]], full_d[i][expected], **FLOAT32_RESOLUTION)
+
+
+def test_range_search_keeps_the_nearest_when_a_query_has_too_many():
+    refs, queries = random_data(200, 6, 8, seed=3)
+    index = ExactIndex(refs, "euclidean")
+    lims, distances, positions = index.range_search(queries, threshold=1e9, max_per_query=10)
+    assert (np.diff(lims) == 10).all()
+    nearest_d, nearest_p = index.search(queries, 10)
+    np.testing.assert_array_equal(positions.reshape(6, 10), nearest_p)
+    np.testing.assert_array_equal(distances.reshape(6, 10), nearest_d)
+    empty = index.range_search(queries, threshold=-1.0)
+    assert (empty[0] == 0).all() and len(empty[2]) == 0

@@ -43,6 +43,7 @@ import numpy as np
 
 from lookalike.config import cpu_count
 from lookalike.errors import InvalidArgument, MissingExtra, ModelFormatError
+from lookalike.index.metrics import unit_rows
 from lookalike.references.core import References, drop_self
 from lookalike.references.projection import BLOCK_ROWS, principal_axes
 from lookalike.store.files import write_bytes_atomic
@@ -290,11 +291,6 @@ def _total_variance(vectors: np.ndarray, mean: np.ndarray) -> float:
     return total / len(vectors)
 
 
-def _unit_rows(block: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(block, axis=1, keepdims=True)
-    return block / np.where(norms > 0, norms, 1.0)
-
-
 def nearest_neighbours(references: References, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, positions)``: each reference's ``k`` nearest other references, in the model's metric.
 
@@ -310,12 +306,12 @@ def nearest_neighbours(references: References, k: int) -> tuple[np.ndarray, np.n
     flat = faiss.IndexFlatL2(references.dim) if metric == "euclidean" else faiss.IndexFlatIP(references.dim)
     for start in range(0, len(vectors), BLOCK_ROWS):
         block = np.ascontiguousarray(vectors[start : start + BLOCK_ROWS], dtype=np.float32)
-        flat.add(_unit_rows(block) if metric == "cosine" else block)
+        flat.add(unit_rows(block) if metric == "cosine" else block)
     distances = np.empty((len(vectors), k), np.float64)
     positions = np.empty((len(vectors), k), np.int64)
     for start in range(0, len(vectors), BLOCK):
         block = np.ascontiguousarray(vectors[start : start + BLOCK], dtype=np.float32)
-        found, where = flat.search(_unit_rows(block) if metric == "cosine" else block, k + 1)
+        found, where = flat.search(unit_rows(block) if metric == "cosine" else block, k + 1)
         if metric == "euclidean":
             found = np.sqrt(np.maximum(found, 0))
         else:  # inner products: cosine's distance is 1 - cos, dot's is -q.r
@@ -403,13 +399,11 @@ def clusters_of(vectors: np.ndarray, metric: str) -> np.ndarray:
         min_points_per_centroid=1,  # small collections have few points per cluster: say nothing about it
         max_points_per_centroid=TRAIN_PER_CLUSTER,
     )
-    kmeans.train(_unit_rows(train) if spherical else train)
+    kmeans.train(unit_rows(train) if spherical else train)
     assigned = np.empty(n, np.int64)
     for start in range(0, n, BLOCK):
         block = np.ascontiguousarray(vectors[start : start + BLOCK], dtype=np.float32)
-        assigned[start : start + len(block)] = kmeans.index.search(_unit_rows(block) if spherical else block, 1)[1][
-            :, 0
-        ]
+        assigned[start : start + len(block)] = kmeans.index.search(unit_rows(block) if spherical else block, 1)[1][:, 0]
     # Number clusters by size (ties by first member), so colours follow the structure, not k-means' start.
     sizes = np.bincount(assigned, minlength=k)
     first = np.full(k, n)

@@ -27,7 +27,7 @@ import numpy as np
 from lookalike.errors import IndexFileError, InvalidArgument
 from lookalike.index.base import BuildInfo
 from lookalike.index.checkpoint import CHECKPOINT_ROWS, BuildCheckpoint
-from lookalike.index.exact import ExactIndex
+from lookalike.index.exact import MAX_PER_QUERY, ExactIndex
 from lookalike.index.metrics import check_metric, exact_distances_at
 from lookalike.index.rows import appended, without
 
@@ -297,6 +297,32 @@ class ApproximateIndex:
         if len(short):
             distances[short], positions[short] = self._exact().search(queries[short], k)
         return distances, positions
+
+    def range_search(
+        self, queries: np.ndarray, threshold: float, max_per_query: int = MAX_PER_QUERY
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every reference within ``threshold`` that the index finds, as :meth:`ExactIndex.range_search` returns them.
+
+        The k-nearest search asked for more neighbours (32, then 4x as many)
+        for the queries whose farthest answer is still within the threshold:
+        the answers are the exactly re-measured ones of that search, so the
+        index's recall, its ``search_effort`` and its tombstones apply as
+        they do to :meth:`search`; a compressed index's approximate
+        distances are never compared with the threshold.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        cap = min(max_per_query, len(self))
+        rows, k = np.arange(len(queries)), min(32, cap)
+        answers: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0, np.int64))] * len(queries)
+        while len(rows) and k:
+            distances, positions = self.search(queries[rows], k)
+            for row, found, where in zip(rows, distances, positions, strict=True):
+                within = found <= threshold
+                answers[row] = (found[within], where[within])
+            crowded = (distances[:, -1] <= threshold) & (k < cap)
+            rows, k = rows[crowded], min(k * 4, cap)
+        lims = np.cumsum([0] + [len(found) for found, _ in answers]).astype(np.int64)
+        return lims, np.concatenate([a[0] for a in answers]).astype(np.float64), np.concatenate([a[1] for a in answers])
 
     def _reranked(self, queries: np.ndarray, k: int, effort: int | None) -> tuple[np.ndarray, np.ndarray]:
         """faiss's candidates re-measured exactly from the full vectors and ordered; missing answers are inf."""

@@ -71,6 +71,12 @@ class Index(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(distances (m, k) float64, positions (m, k) int64)``, nearest first."""
 
+    def range_search(
+        self, queries: np.ndarray, threshold: float, max_per_query: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lims (m + 1,), distances, positions)``: the references within ``threshold`` of each query, nearest
+        first, at most ``max_per_query`` of them; query ``i``'s are ``[lims[i]:lims[i + 1]]`` (faiss's layout)."""
+
     def add(self, vectors: np.ndarray) -> None:
         """Append references (they take the next positions)."""
 

@@ -3,25 +3,43 @@
 Never builds an n x n matrix: queries and references are both taken in
 blocks, each block keeps only its best candidates, and the final top-k of
 each query is re-measured precisely and ordered by (distance, reference
-position), so ties always come out the same way.
+position), so ties always come out the same way. The same blocks answer the
+other question, every reference within a distance (:func:`pairs_within`,
+:meth:`ExactIndex.range_search`): the fast float32 block with a bound on its
+rounding error picks the candidates, each re-measured from the two rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lookalike.index.base import BuildInfo
-from lookalike.index.metrics import block_distances, check_metric, exact_distances_at, row_norms
+from lookalike.index.metrics import (
+    block_distances,
+    check_metric,
+    exact_distances,
+    exact_distances_at,
+    row_norms,
+    unit_rows,
+)
 from lookalike.index.rows import appended, without
 
 #: Largest distance block held at once (floats): 2**24 floats = 64 MiB.
 BLOCK_FLOATS = 1 << 24
 #: Extra candidates kept per block so near-ties are settled by the precise re-measure.
 _MARGIN = 8
+#: Rows of queries and of references in one block of a range search: 4096 x 2048 float32 = 32 MiB.
+RANGE_BLOCK_A = 4096
+RANGE_BLOCK_B = 2048
+#: Relative slack on the fast float32 distances, so that no pair within the threshold is missed before re-measuring.
+_SLACK = 1e-4
+#: The most references a range search returns per query, nearest first: a dense region (a burst of 10,000
+#: copies) costs this much memory per query, not n.
+MAX_PER_QUERY = 1000
 
 
 class ExactIndex:
@@ -112,6 +130,104 @@ class ExactIndex:
             distances[q0 : q0 + len(q)] = np.take_along_axis(precise, order, 1)
             positions[q0 : q0 + len(q)] = np.take_along_axis(cand_i, order, 1)
         return distances, positions
+
+    def range_search(
+        self, queries: np.ndarray, threshold: float, max_per_query: int = MAX_PER_QUERY
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every reference at most ``threshold`` from each query (the ``max_per_query`` nearest when more are).
+
+        Returns
+        -------
+        lims : (m + 1,) int64
+            Query ``i``'s results are ``distances[lims[i]:lims[i + 1]]``, nearest first (faiss's layout).
+        distances : float64
+        positions : int64, positions in ``vectors``
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        found_q, found_r, found_d = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float64)]
+        for q, r, d in pairs_within(queries, self.vectors, self.metric, threshold):
+            found_q.append(q)
+            found_r.append(r)
+            found_d.append(d)
+        q, r, d = np.concatenate(found_q), np.concatenate(found_r), np.concatenate(found_d)
+        order = np.lexsort((r, d, q))
+        q, r, d = q[order], r[order], d[order]
+        rank = np.arange(len(q)) - np.searchsorted(q, q)  # place of each result among its query's, nearest first
+        kept = rank < max_per_query
+        q, r, d = q[kept], r[kept], d[kept]
+        lims = np.searchsorted(q, np.arange(len(queries) + 1)).astype(np.int64)
+        return lims, d, r
+
+
+def pairs_within(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: str,
+    threshold: float,
+    block_a: int = RANGE_BLOCK_A,
+    block_b: int = RANGE_BLOCK_B,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(a positions, b positions, distances)`` of every pair at most ``threshold`` apart, block by block.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(5, 8)).astype(np.float32)
+    >>> [len(p) for p, _, _ in pairs_within(x, x, "euclidean", 0.0)]
+    [5]
+    """
+    if metric == "cosine":
+        yield from _cosine_pairs_within(a, b, threshold, block_a, block_b)
+        return
+    a_norms, b_norms = row_norms(a), row_norms(b)
+    # block_distances gives squared euclidean: compare it with the squared threshold.
+    fast_threshold = threshold * threshold if metric == "euclidean" else threshold
+    for a0 in range(0, len(a), block_a):
+        qa, qn = a[a0 : a0 + block_a], a_norms[a0 : a0 + block_a]
+        for b0 in range(0, len(b), block_b):
+            rb, rn = b[b0 : b0 + block_b], b_norms[b0 : b0 + block_b]
+            fast = block_distances(metric, qa, qn, rb, rn)
+            i, j = np.nonzero(fast <= fast_threshold + _slack(metric, qn, rn))
+            del fast
+            if len(i) == 0:
+                continue
+            precise = exact_distances(metric, qa[i], rb[j][:, None, :])[:, 0]
+            close = precise <= threshold
+            yield a0 + i[close], b0 + j[close], precise[close]
+
+
+def _cosine_pairs_within(
+    a: np.ndarray, b: np.ndarray, threshold: float, block_a: int, block_b: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`pairs_within` for cosine: both sides normalised once, so that a block costs its product and one
+    row reduction (scaling, subtracting and comparing every cell took a third of the time a whole dense matrix takes)."""
+    a_unit, b_unit = unit_rows(a), unit_rows(b)
+    floor = np.float32(1.0 - threshold - _SLACK)
+    for a0 in range(0, len(a), block_a):
+        qa = a_unit[a0 : a0 + block_a]
+        for b0 in range(0, len(b), block_b):
+            similar = qa @ b_unit[b0 : b0 + block_b].T
+            # A row's maximum is a fast SIMD reduction; only the rows that reach the floor are searched cell by cell.
+            rows = np.flatnonzero(similar.max(axis=1) >= floor)
+            if len(rows) == 0:
+                continue
+            i, j = np.nonzero(similar[rows] >= floor)
+            i = rows[i]
+            del similar
+            precise = exact_distances("cosine", a[a0 + i], b[b0 + j][:, None, :])[:, 0]
+            close = precise <= threshold
+            yield a0 + i[close], b0 + j[close], precise[close]
+
+
+def _slack(metric: str, a_norms: np.ndarray, b_norms: np.ndarray) -> float:
+    """A bound on the float32 rounding error of a block's fast distances (generous: extra candidates are re-measured)."""
+    if metric == "cosine":
+        return _SLACK
+    a_max = float(a_norms.max(initial=0.0))
+    b_max = float(b_norms.max(initial=0.0))
+    if metric == "euclidean":
+        return _SLACK * (a_max * a_max + b_max * b_max)
+    return _SLACK * a_max * b_max
 
 
 def _smallest(values: np.ndarray, positions: np.ndarray, keep: int) -> np.ndarray:

@@ -32,6 +32,14 @@ def row_norms(vectors: np.ndarray, block: int = 65536) -> np.ndarray:
     return out
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row divided by its norm, float32 (a zero row stays zero): cosine as an inner product."""
+    norms = row_norms(vectors)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
+    return np.asarray(vectors, dtype=np.float32) * inverse[:, None]
+
+
 def block_distances(
     metric: str, queries: np.ndarray, q_norms: np.ndarray, refs: np.ndarray, r_norms: np.ndarray
 ) -> np.ndarray:

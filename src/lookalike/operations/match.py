@@ -3,10 +3,11 @@
 Seed 004 computed a dense cosine matrix between two sets (13,501 x 21,221)
 and kept the pairs above a similarity. Here both sets are embedded (or
 taken from saved models), and pairs are found in blocks: at most one
-``BLOCK_A x BLOCK_B`` block of distances exists at a time, whatever the sizes
-of A and B. Candidates from the fast float32 BLAS block are re-measured
-from the two rows (:func:`lookalike.index.metrics.exact_distances`), so a pair's
-distance is the same as ``query`` reports.
+block of distances exists at a time, whatever the sizes of A and B: pairs
+within a threshold come from the one range search
+(:func:`lookalike.index.exact.pairs_within`), k nearest from B's index, and
+every distance is re-measured from the two rows, so a pair's distance is the
+same as ``query`` reports.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from lookalike.embed.extractor import BATCH_SIZE
 from lookalike.embed.registry import DEFAULT_MODEL, ModelSpec
 from lookalike.errors import InvalidArgument
 from lookalike.index import check_metric
-from lookalike.index.metrics import DEFAULT_METRIC, block_distances, exact_distances, row_norms
+from lookalike.index.exact import pairs_within
+from lookalike.index.metrics import DEFAULT_METRIC
 from lookalike.model import ImageSimilarityModel, create, load_model
 from lookalike.store import storage
 from lookalike.store.results import check_output, label_type, write_blocks
@@ -33,11 +35,8 @@ from lookalike.validation import check_distance, check_positive_int
 
 __all__ = ["match"]
 
-#: Rows of A and of B in one block of distances: 4096 x 2048 float32 = 32 MiB (as fast as 64, and less memory).
+#: Rows of A queried at a time.
 BLOCK_A = 4096
-BLOCK_B = 2048
-#: Relative slack on the fast float32 distances, so that no pair within the threshold is missed before re-measuring.
-_SLACK = 1e-4
 
 
 def match(
@@ -234,79 +233,6 @@ def _pair_schema(model_a: ImageSimilarityModel, model_b: ImageSimilarityModel) -
     ]
     fields += [(name, pa.string()) for name, m in (("a_path", model_a), ("b_path", model_b)) if _has_paths(m)]
     return pa.schema(fields)
-
-
-def pairs_within(
-    a: np.ndarray, b: np.ndarray, metric: str, threshold: float, block_a: int = BLOCK_A, block_b: int = BLOCK_B
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(a positions, b positions, distances)`` of every pair at most ``threshold`` apart, block by block.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(5, 8)).astype(np.float32)
-    >>> [len(p) for p, _, _ in pairs_within(x, x, "euclidean", 0.0)]
-    [5]
-    """
-    if metric == "cosine":
-        yield from _cosine_pairs_within(a, b, threshold, block_a, block_b)
-        return
-    a_norms, b_norms = row_norms(a), row_norms(b)
-    # block_distances gives squared euclidean: compare it with the squared threshold.
-    fast_threshold = threshold * threshold if metric == "euclidean" else threshold
-    for a0 in range(0, len(a), block_a):
-        qa, qn = a[a0 : a0 + block_a], a_norms[a0 : a0 + block_a]
-        for b0 in range(0, len(b), block_b):
-            rb, rn = b[b0 : b0 + block_b], b_norms[b0 : b0 + block_b]
-            fast = block_distances(metric, qa, qn, rb, rn)
-            i, j = np.nonzero(fast <= fast_threshold + _slack(metric, qn, rn))
-            del fast
-            if len(i) == 0:
-                continue
-            precise = exact_distances(metric, qa[i], rb[j][:, None, :])[:, 0]
-            close = precise <= threshold
-            yield a0 + i[close], b0 + j[close], precise[close]
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = row_norms(x)
-    with np.errstate(divide="ignore"):
-        inverse = np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
-    return x * inverse[:, None]
-
-
-def _cosine_pairs_within(
-    a: np.ndarray, b: np.ndarray, threshold: float, block_a: int, block_b: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`pairs_within` for cosine: both sides normalised once, so that a block costs its product and one
-    row reduction (scaling, subtracting and comparing every cell took a third of the time a whole dense matrix takes)."""
-    a_unit, b_unit = _unit_rows(a), _unit_rows(b)
-    floor = np.float32(1.0 - threshold - _SLACK)
-    for a0 in range(0, len(a), block_a):
-        qa = a_unit[a0 : a0 + block_a]
-        for b0 in range(0, len(b), block_b):
-            similar = qa @ b_unit[b0 : b0 + block_b].T
-            # A row's maximum is a fast SIMD reduction; only the rows that reach the floor are searched cell by cell.
-            rows = np.flatnonzero(similar.max(axis=1) >= floor)
-            if len(rows) == 0:
-                continue
-            i, j = np.nonzero(similar[rows] >= floor)
-            i = rows[i]
-            del similar
-            precise = exact_distances("cosine", a[a0 + i], b[b0 + j][:, None, :])[:, 0]
-            close = precise <= threshold
-            yield a0 + i[close], b0 + j[close], precise[close]
-
-
-def _slack(metric: str, a_norms: np.ndarray, b_norms: np.ndarray) -> float:
-    """A bound on the float32 rounding error of a block's fast distances (generous: extra candidates are re-measured)."""
-    if metric == "cosine":
-        return _SLACK
-    a_max = float(a_norms.max(initial=0.0))
-    b_max = float(b_norms.max(initial=0.0))
-    if metric == "euclidean":
-        return _SLACK * (a_max * a_max + b_max * b_max)
-    return _SLACK * a_max * b_max
 
 
 def _concat(parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

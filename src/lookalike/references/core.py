@@ -23,6 +23,7 @@ from lookalike.embed.extractor import BATCH_SIZE, Embedder
 from lookalike.embed.registry import ModelSpec, Preprocessing, get_spec
 from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, build_index, check_metric
+from lookalike.index.exact import MAX_PER_QUERY
 from lookalike.index.factory import after_change
 from lookalike.index.rows import appended, without
 from lookalike.ingest.names import labels_column
@@ -232,6 +233,13 @@ class References:
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest references of each (projected) vector: ``(distances, positions)``, nearest first."""
         return self.index.search(vectors, k)
+
+    def radius_neighbors(
+        self, vectors: np.ndarray, threshold: float, max_per_query: int = MAX_PER_QUERY
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The references within ``threshold`` of each (projected) vector, nearest first, at most
+        ``max_per_query`` each: ``(lims, distances, positions)``, vector ``i``'s at ``[lims[i]:lims[i + 1]]``."""
+        return self.index.range_search(vectors, threshold, max_per_query)
 
     def exact_index(self, metric: str | None = None) -> Any:
         """The model's index when it is exact in ``metric``, else an exact index over the embeddings."""
