@@ -44,7 +44,10 @@ OPERATIONS = [
 ]
 
 #: Request bodies that are a oneOf of several models (a discriminated union).
-UNION_BODIES = {"/api/audit/decisions": TypeAdapter(schemas.AuditDecision)}
+UNION_BODIES = {
+    "/api/decisions": TypeAdapter(schemas.Decision),
+    "/api/audit/decisions": TypeAdapter(schemas.AuditDecision),
+}
 
 
 def _valid(adapter: TypeAdapter, body: object) -> bool:

@@ -404,7 +404,10 @@ class SavedModel:
             raise ModelFormatError(f"{self.folder}/manifest.json has an invalid byte_columns entry for {name}")
         with self.open(name) as f:
             try:
-                return restored(pd.read_parquet(f), byte_columns)
+                # Without Arrow's thread pool: a command that read a table with it and then exited has been seen
+                # to abort in Arrow's pool teardown ("terminate called without an active exception", apache/arrow
+                # #34314); the table is read once per load, and one thread decodes it in a fraction of the load.
+                return restored(pd.read_parquet(f, use_threads=False, pre_buffer=False), byte_columns)
             except (OSError, ValueError, pa.ArrowException) as exc:
                 raise ModelFormatError(f"{self.folder / name} is damaged: {exc}") from None
 
