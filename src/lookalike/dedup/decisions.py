@@ -37,7 +37,7 @@ import pandas as pd
 
 from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.store.files import file_sha256, locked, set_aside, write_text_atomic
-from lookalike.store.storage import read_side_file
+from lookalike.store.storage import DECISIONS_FILE, read_side_file
 
 __all__ = [
     "AUDIT_KINDS",
@@ -50,7 +50,6 @@ __all__ = [
     "set_aside_damaged",
 ]
 
-DECISIONS_FILE = "decisions.json"
 VERSION = 2  # 2: "discard" decisions, and "moved_to" on those carried out
 #: The kinds of decision and how many files each names: keep [file]; discard [file, its keeper]; not-duplicate [a, b].
 DEDUP_KINDS = {"keep": 1, "discard": 2, "not-duplicate": 2}

@@ -47,6 +47,7 @@ from lookalike.index.metrics import unit_rows
 from lookalike.references.core import References, drop_self
 from lookalike.references.projection import BLOCK_ROWS, principal_axes
 from lookalike.store.files import write_bytes_atomic
+from lookalike.store.storage import MAP_FILE
 
 __all__ = [
     "MAP_FILE",
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 METHODS = ("auto", "tsne", "pca")
-MAP_FILE = "map.npz"
 MAP_EXTRA = "pip install 'lookalike[map]'"
 VERSION = 1
 #: Every random choice (t-SNE's, k-means') starts from this seed: the same references always give the same map.

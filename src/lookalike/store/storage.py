@@ -148,8 +148,12 @@ def _read_limited(path: Path, folder: Path, limit: int) -> bytes:
     return data
 
 
+#: A person's dedup and audit decisions (lookalike.dedup.decisions).
+DECISIONS_FILE = "decisions.json"
+#: The 2-D map (lookalike.explore.layout).
+MAP_FILE = "map.npz"
 #: Files kept in the model folder beside the generations, each written atomically on its own (small, changed often).
-SIDE_FILES = ("decisions.json", "map.npz")
+SIDE_FILES = (DECISIONS_FILE, MAP_FILE)
 #: Largest side file read (far above what lookalike writes: a side file is small by design).
 SIDE_FILE_LIMIT = 64 * 1024 * 1024
 
