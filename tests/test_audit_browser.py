@@ -5,6 +5,7 @@ server is restarted on the model loaded again; the standalone HTML report opened
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -89,16 +90,24 @@ def test_findings_are_listed_a_verdict_is_recorded_and_survives_a_restart(browse
     saved = read_saved(audited.model_path)
     assert saved.dismissed() == {(dismissed, "blurry")} and saved.audit_states() == {excluded: "exclude"}
 
-    # Restarted on the model loaded again: the dismissed finding stays gone, the exclusion stays shown.
+    # Restarted on the model loaded again, now behind a token: the dismissed finding stays gone, the exclusion
+    # stays shown, and the export link downloads the changes (a plain link cannot carry the token).
     server = start_in_thread(
-        lk.load_model(audited.model_path), model_path=audited.model_path, thumbnail_dir=audited.thumbnails
+        lk.load_model(audited.model_path),
+        token="s3cret",
+        model_path=audited.model_path,
+        thumbnail_dir=audited.thumbnails,
     )
     try:
-        context, tab, errors = _open(browser, f"{server.url}#view=audit")
+        assert server.url.endswith("#token=s3cret")  # the page learns the token from its address
+        context, tab, errors = _open(browser, f"{server.url}&view=audit")
         cards = tab.evaluate(CARDS)
         assert dismissed not in {c["path"] for c in cards if c["kind"] == "blurry"}
         assert next(c for c in cards if c["path"] == excluded and c["kind"] == "dark")["decision"] == "exclude"
-        csv = tab.evaluate("() => fetch('/api/audit/changes.csv').then((r) => r.text())")
+        with tab.expect_download() as download:
+            tab.click("#audit-export")
+        assert download.value.suggested_filename == "audit-changes.csv"
+        csv = Path(download.value.path()).read_text()
         assert csv.splitlines() == ["path,action,label", f"{excluded},exclude,"]
         context.close()
         assert errors == [], errors

@@ -3,7 +3,7 @@
 // Keys act one after the other, each after the answer to the one before (data-busy says when all are done).
 "use strict";
 
-import { $, api, openNeighbours, postJSON, showError, thumbImage } from "./common.js";
+import { $, api, downloadWithToken, openNeighbours, postJSON, showError, thumbImage } from "./common.js";
 
 const PAGE = 50;
 const view = { kind: "", offset: 0, total: 0, findings: [], current: 0 };
@@ -136,6 +136,7 @@ export function showAudit() {
 
 export function initAudit() {
   $("view-audit").dataset.busy = "false";
+  downloadWithToken($("audit-export"));
   $("audit-kind").addEventListener("change", () => later(() => load(0, $("audit-kind").value)));
   $("audit-prev").addEventListener("click", () => later(() => load(Math.max(0, view.offset - PAGE))));
   $("audit-next").addEventListener("click", () => later(() => load(view.offset + PAGE)));

@@ -76,6 +76,25 @@ export async function fetchBitmap(src, width) {
   return createImageBitmap(await response.blob(), width ? { resizeWidth: width, resizeQuality: "medium" } : {});
 }
 
+// A link to a file the API serves: with a bearer token, which a plain link cannot send, the file is fetched with
+// it and saved from memory under the link's download name.
+export function downloadWithToken(link) {
+  link.addEventListener("click", (event) => {
+    if (!token) return;
+    event.preventDefault();
+    fetch(link.href, { headers: authHeaders })
+      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(`${r.status}: ${r.statusText}`))))
+      .then((blob) => {
+        const saved = document.createElement("a");
+        saved.href = URL.createObjectURL(blob);
+        saved.download = link.getAttribute("download") || "download";
+        saved.click();
+        setTimeout(() => URL.revokeObjectURL(saved.href), 60000);
+      })
+      .catch((error) => showError(`${link.textContent}: ${error.message}`));
+  });
+}
+
 const observer = "IntersectionObserver" in window
   ? new IntersectionObserver((entries) => {
     for (const entry of entries) {
