@@ -1,4 +1,4 @@
-"""Set-to-set matching: lookalike.operations.match (blockwise) against seed 004's dense similarity matrix, side by side.
+"""Set-to-set matching: lookalike.match (blockwise) against seed 004's dense similarity matrix, side by side.
 
 Seed 004 matched 13,501 x 21,221 images by computing the whole cosine
 similarity matrix (1.15 GB in float32) and keeping the pairs above 0.845.
@@ -7,8 +7,8 @@ features, with 2,000 planted near-duplicates of A in B), are matched both
 ways in one run, each in a fresh process so that its peak RSS is its own:
 
 - ``dense``: seed 004's approach (normalise, A @ B.T, threshold the matrix);
-- ``blockwise``: ``lookalike.operations.match(a, b, threshold=0.155)`` (similarity 0.845);
-- ``blockwise_topk``: ``lookalike.operations.match(a, b, k=10)``;
+- ``blockwise``: ``lookalike.match(a, b, threshold=0.155)`` (similarity 0.845);
+- ``blockwise_topk``: ``lookalike.match(a, b, k=10)``;
 - ``blockwise_20k``: 20,000 x 20,000 with the threshold.
 
 Both threshold runs must find the same pairs. Figures are wall-clock on a

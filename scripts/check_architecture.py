@@ -7,8 +7,8 @@ underscore: a module may use its own, never another module's (``obj._index``
 where ``_index`` is defined elsewhere, or ``from lookalike.x import _helper``).
 ``model.py`` is the front and may use what it built. The package root holds the
 public entry points only (at most ``MAX_ROOT_MODULES``), and no stage below the
-facade imports it (``FACADE_USERS`` lists the two jobs that still open folders
-through it, so that no third one joins them).
+facade imports it (``FACADE_USERS`` names the one job that still opens folders
+through it, so that no other joins it).
 
     python scripts/check_architecture.py        # exit status 1 and a list when something is wrong
 """
@@ -29,7 +29,7 @@ MAX_ROOT_MODULES = 12
 #: Modules above the operations, which may import the facade.
 FRONTS = ("lookalike", "lookalike.cli", "lookalike.server")
 #: Operations that still open folders and saved models through the facade (issue 28: a facade the fronts use).
-FACADE_USERS = {"lookalike.operations.match", "lookalike.operations.evaluate"}
+FACADE_USERS = {"lookalike.operations.evaluate"}
 #: Documented methods of standard types whose names start with an underscore (namedtuple's API).
 PUBLIC_UNDERSCORED = {"_asdict", "_replace", "_fields", "_make"}
 

@@ -1,4 +1,4 @@
-"""lookalike.operations.match and `lookalike match`: set-to-set pairs on real photos, against a dense brute force."""
+"""lookalike.match and `lookalike match`: set-to-set pairs on real photos, against a dense brute force."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import lookalike as lk
 from conftest import DEFAULT_DIM, SAMPLES
 from lookalike.cli import main
 from lookalike.embed.registry import CAFFE, get_spec
-from lookalike.operations.match import pairs_within
+from lookalike.index.exact import pairs_within
 
 # Distances are measured in float32 from the two rows themselves (faiss's SIMD kernels, no expansion of a
 # matrix product): within float32 resolution of the float64 definition, and exactly 0 for identical rows.

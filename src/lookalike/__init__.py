@@ -23,9 +23,8 @@ from lookalike.version import __version__
 if TYPE_CHECKING:
     from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
     from lookalike.ingest.sources import load_images
-    from lookalike.model import ImageSimilarityModel, audit, create, load_model
+    from lookalike.model import ImageSimilarityModel, audit, create, load_model, match
     from lookalike.operations.evaluate import EvaluationReport, PairReport, evaluate, evaluate_model, evaluate_pairs
-    from lookalike.operations.match import match
 
 #: Each public name imported on first use -> the module defining it.
 _WHERE = {
@@ -39,7 +38,7 @@ _WHERE = {
     "evaluate_model": "lookalike.operations.evaluate",
     "evaluate_pairs": "lookalike.operations.evaluate",
     "load_images": "lookalike.ingest.sources",
-    "match": "lookalike.operations.match",
+    "match": "lookalike.model",
     "ImageSimilarityModel": "lookalike.model",
     "audit": "lookalike.model",
     "create": "lookalike.model",

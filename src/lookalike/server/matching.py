@@ -1,6 +1,6 @@
 """A second set matched one to one with the served model, for the explorer's Match view.
 
-The pairs come from ``lookalike.operations.match(model, other, threshold=T, one_to_one=True)``, computed
+The pairs come from ``lookalike.match(model, other, threshold=T, one_to_one=True)``, computed
 once by whoever starts the server (``lookalike serve MODEL --match SET``). A page may ask for
 any threshold up to ``T``: the one-to-one pairing takes the closest pairs first, so the pairs
 it takes at a smaller threshold are exactly those of the pairing at ``T`` within it, and the
@@ -25,7 +25,7 @@ class MatchedSet:
     other : lookalike.ImageSimilarityModel
         The second set, as a model (its images are shown; it is never searched here).
     pairs : pandas.DataFrame
-        ``lookalike.operations.match(served, other, threshold=threshold, one_to_one=True)``.
+        ``lookalike.match(served, other, threshold=threshold, one_to_one=True)``.
     threshold : float
         The threshold the pairs were found at: the largest a page may ask for.
     """
