@@ -31,7 +31,8 @@ import numpy as np
 
 import lookalike as lk
 from lookalike.embed.registry import DEFAULT_MODEL
-from lookalike.operations.evaluate import _folder_table, evaluate_model
+from lookalike.jobs import _folder_table
+from lookalike.operations.evaluate import evaluate_model
 from lookalike.operations.verify import Verifier
 from machine import machine_info
 

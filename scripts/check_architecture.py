@@ -6,9 +6,8 @@ annotations only and do not count. A private name is one with a single leading
 underscore: a module may use its own, never another module's (``obj._index``
 where ``_index`` is defined elsewhere, or ``from lookalike.x import _helper``).
 ``model.py`` is the front and may use what it built. The package root holds the
-public entry points only (at most ``MAX_ROOT_MODULES``), and no stage below the
-facade imports it (``FACADE_USERS`` names the one job that still opens folders
-through it, so that no other joins it).
+public entry points only (at most ``MAX_ROOT_MODULES``), and nothing below the
+facade imports it: only the fronts (the CLI, the server, the one-call jobs).
 
     python scripts/check_architecture.py        # exit status 1 and a list when something is wrong
 """
@@ -26,10 +25,8 @@ PACKAGE = "lookalike"
 FRONT = {"lookalike.model"}
 FACADE = "lookalike.model"
 MAX_ROOT_MODULES = 12
-#: Modules above the operations, which may import the facade.
-FRONTS = ("lookalike", "lookalike.cli", "lookalike.server")
-#: Operations that still open folders and saved models through the facade (issue 28: a facade the fronts use).
-FACADE_USERS = {"lookalike.operations.evaluate"}
+#: Modules above the facade, which may import it (the package itself for its lazy names).
+FRONTS = ("lookalike", "lookalike.cli", "lookalike.jobs", "lookalike.server")
 #: Documented methods of standard types whose names start with an underscore (namedtuple's API).
 PUBLIC_UNDERSCORED = {"_asdict", "_replace", "_fields", "_make"}
 
@@ -127,13 +124,13 @@ def root_modules(known: dict[str, Path]) -> list[str]:
 
 
 def facade_imports(graph: nx.DiGraph) -> list[str]:
-    """Modules below the facade that import it (the fronts and the package's lazy names excepted)."""
+    """Modules below the facade that import it."""
     users = {
         name
         for name in graph.predecessors(FACADE)
-        if name != "lookalike" and not any(name == f or name.startswith(f + ".") for f in FRONTS[1:])
+        if name not in FRONTS and not any(name.startswith(f + ".") for f in FRONTS[1:])
     }
-    return [f"{name} imports the facade {FACADE}" for name in sorted(users - FACADE_USERS)]
+    return [f"{name} imports the facade {FACADE}" for name in sorted(users)]
 
 
 def main() -> int:

@@ -23,8 +23,9 @@ from lookalike.version import __version__
 if TYPE_CHECKING:
     from lookalike.embed.registry import ModelSpec, Preprocessing, available_models, register
     from lookalike.ingest.sources import load_images
-    from lookalike.model import ImageSimilarityModel, audit, create, load_model, match
-    from lookalike.operations.evaluate import EvaluationReport, PairReport, evaluate, evaluate_model, evaluate_pairs
+    from lookalike.jobs import evaluate, evaluate_pairs, match
+    from lookalike.model import ImageSimilarityModel, audit, create, load_model
+    from lookalike.operations.evaluate import EvaluationReport, PairReport, evaluate_model
 
 #: Each public name imported on first use -> the module defining it.
 _WHERE = {
@@ -34,11 +35,11 @@ _WHERE = {
     "register": "lookalike.embed.registry",
     "EvaluationReport": "lookalike.operations.evaluate",
     "PairReport": "lookalike.operations.evaluate",
-    "evaluate": "lookalike.operations.evaluate",
+    "evaluate": "lookalike.jobs",
     "evaluate_model": "lookalike.operations.evaluate",
-    "evaluate_pairs": "lookalike.operations.evaluate",
+    "evaluate_pairs": "lookalike.jobs",
     "load_images": "lookalike.ingest.sources",
-    "match": "lookalike.model",
+    "match": "lookalike.jobs",
     "ImageSimilarityModel": "lookalike.model",
     "audit": "lookalike.model",
     "create": "lookalike.model",

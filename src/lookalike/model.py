@@ -37,7 +37,6 @@ from lookalike.explore import layout as layouts
 from lookalike.explore.layout import MAP_FILE, MapLayout
 from lookalike.index import ExactIndex, IndexFileError, check_metric, read_index
 from lookalike.index.factory import check_method
-from lookalike.index.metrics import DEFAULT_METRIC
 from lookalike.ingest.download import DownloadSettings
 from lookalike.ingest.names import text_column
 from lookalike.ingest.report import failure_table
@@ -52,12 +51,10 @@ from lookalike.ingest.tables import (
     without_missing_labels,
 )
 from lookalike.operations import graph as graph_edges
-from lookalike.operations.match import check_limits, match_references
 from lookalike.references.core import References
 from lookalike.references.projection import Projection, fit_projection
 from lookalike.store import storage
 from lookalike.store.files import locked
-from lookalike.store.results import check_output
 from lookalike.summary import summary_text, summary_values
 from lookalike.validation import check_positive_int, check_threshold
 
@@ -1202,138 +1199,3 @@ def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:
         training_time=float(manifest.get("training_time", 0.0)),
         build_stats=manifest.get("build_stats") or {},
     )
-
-
-def match(
-    a: Any,
-    b: Any,
-    threshold: float | None = None,
-    k: int | None = None,
-    metric: str | None = None,
-    model: str | os.PathLike | ModelSpec | None = "auto",
-    label_a: str | None = None,
-    label_b: str | None = None,
-    batch_size: int = BATCH_SIZE,
-    verbose: bool = True,
-    path: str | os.PathLike | None = None,
-    one_to_one: bool = False,
-) -> pd.DataFrame | Path:
-    """Pairs (a, b) of images from two sets that look alike: all pairs within ``threshold`` and/or b's ``k`` nearest per a.
-
-    With neither ``threshold`` nor ``k``, pairs within the threshold measured for
-    the network, descriptor and metric (dedup's default, see
-    :func:`lookalike.dedup.default_threshold`).
-
-    Parameters
-    ----------
-    a, b : folder, glob, list of paths, table file, pandas.DataFrame, 2-D array, saved model path, or ImageSimilarityModel
-        The two sets: anything :func:`lookalike.create` accepts (a 2-D numpy
-        array is taken as embeddings), a model directory saved with
-        ``model.save``, or a model object. Image sets are embedded with the
-        embedding cache, so matching the same folder again is fast.
-    threshold : float, optional
-        Largest distance of a pair, in ``metric`` (all metrics are distances:
-        smaller is closer; ``dot``'s is minus the dot product). Seed 004's
-        cosine *similarity* 0.845 is ``threshold=0.155`` with ``metric="cosine"``.
-        Default, without ``k``: the measured one (a clear error where none was).
-    k : int, optional
-        Keep at most the ``k`` nearest b images of each a image. With
-        ``threshold`` too, both conditions hold.
-    metric : {"euclidean", "cosine", "dot"}, optional
-        Used for both sets. Default: the metric of the model given as ``a``
-        (or else ``b``), so that a pair's distance is the one ``query`` and
-        ``dedup`` show on that model; for sets built here, ``"euclidean"``,
-        as ``create`` and ``lookalike index``.
-    model : str, path, ModelSpec or None, default "auto"
-        Network that embeds the image sets: ``"auto"`` takes the one a model
-        input was built with, else ``"efficientnet_lite0"``; None means the
-        inputs are precomputed embeddings.
-    label_a, label_b : str, optional
-        Column naming the images of a DataFrame/table input (as ``create``'s
-        ``label``); row numbers when None.
-    batch_size : int, default 16
-    verbose : bool, default True
-        Progress bars while embedding.
-    path : str or path, optional
-        A ``.parquet`` or ``.csv`` file to stream the pairs to, one block of
-        A at a time, instead of returning them: the pairs are never all in
-        memory, and the file appears only when complete.
-    one_to_one : bool, default False
-        Each image in at most one pair (an edit to its original, a product
-        photo to its catalogue entry): of the candidate pairs (within
-        ``threshold``, among the ``k`` nearest), the closest pair is taken
-        first, then the closest of those left whose images are both still
-        free, and so on; every taken pair is the nearest free choice for
-        both of its images (mutual nearest neighbours, applied in turn). The
-        images left without a pair follow as rows with no partner
-        (``b_label`` or ``a_label`` missing, ``distance`` NaN).
-
-    Returns
-    -------
-    pandas.DataFrame or pathlib.Path
-        ``a_label, b_label, distance`` (float64), ordered by a, then distance,
-        then b; plus ``a_path, b_path`` when the sets are image files; its
-        ``attrs["metric"]`` names the metric. With ``path``, that table is in
-        the file, each row also naming its ``metric``, and its path is returned.
-
-    Raises
-    ------
-    ValueError
-        Neither ``threshold`` nor ``k`` where no threshold was measured; a bad
-        value; sets embedded by different networks or of different dimensions.
-
-    Examples
-    --------
-    >>> import lookalike as lk
-    >>> pairs = lk.match("shop_photos/", "catalogue/", threshold=0.15, verbose=False)  # doctest: +SKIP
-    >>> pairs.columns.tolist()  # doctest: +SKIP
-    ['a_label', 'b_label', 'distance', 'a_path', 'b_path']
-    """
-    metric = _match_metric(a, b, metric)
-    check_limits(threshold, k, metric)  # before any embedding
-    if path is not None:
-        path = check_output(path)
-    model_a, model_b = _match_sets(a, b, model, metric, (label_a, label_b), batch_size, verbose)
-    return match_references(model_a.core, model_b.core, metric, threshold, k, path, one_to_one)
-
-
-def _match_metric(a: Any, b: Any, metric: str | None) -> str:
-    """The metric asked for; else a saved model's (a's first, then b's); else create's default."""
-    if metric is not None:
-        return check_metric(metric)
-    for source in (a, b):
-        if isinstance(source, ImageSimilarityModel):
-            return source.metric
-        if storage.is_model_dir(Path(source)) if isinstance(source, str | os.PathLike) else False:
-            return check_metric(storage.read_manifest(source).get("metric"))
-    return DEFAULT_METRIC
-
-
-def _match_sets(
-    a: Any, b: Any, network: Any, metric: str, labels: tuple[str | None, str | None], batch_size: int, verbose: bool
-) -> tuple[ImageSimilarityModel, ImageSimilarityModel]:
-    """Each input as a model: given, loaded from disk, or created (embedded with the same network)."""
-    built: dict[str, ImageSimilarityModel] = {}
-    for name, source in (("a", a), ("b", b)):
-        if isinstance(source, ImageSimilarityModel):
-            built[name] = source
-        elif storage.is_model_dir(Path(source)) if isinstance(source, str | os.PathLike) else False:
-            built[name] = load_model(source)
-    if isinstance(network, str) and network == "auto":
-        specs = [m.core.spec for m in built.values() if m.embedding_model is not None]
-        network = specs[0] if specs else DEFAULT_MODEL
-    for (name, source), label in zip((("a", a), ("b", b)), labels, strict=True):
-        if name not in built:
-            embeddings = isinstance(source, np.ndarray) and source.ndim == 2
-            try:
-                built[name] = create(
-                    source,
-                    label=label,
-                    model=None if embeddings else network,
-                    metric=metric,
-                    batch_size=batch_size,
-                    verbose=verbose,
-                )
-            except ValueError as exc:
-                raise InvalidArgument(f"set {name}: {exc}") from exc
-    return built["a"], built["b"]

@@ -13,27 +13,26 @@ import html
 import json
 import os
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.dedup import default_threshold
-from lookalike.embed.registry import DEFAULT_MODEL
-from lookalike.errors import InvalidArgument, InvalidType
+from lookalike.errors import InvalidArgument
 from lookalike.explore.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
-from lookalike.ingest.sources import list_image_files, read_table
-from lookalike.model import ImageSimilarityModel, create
-from lookalike.references.core import drop_self
+from lookalike.references.core import References, drop_self
 from lookalike.store.files import write_text_atomic
 
-__all__ = ["EvaluationReport", "PairReport", "evaluate", "evaluate_model", "evaluate_pairs"]
+if TYPE_CHECKING:
+    from lookalike.model import ImageSimilarityModel
+
+__all__ = ["EvaluationReport", "PairReport", "evaluate_model", "score_judged_pairs"]
 
 #: Distance cells (queries x references) ranked at once: 4M cells take under 100 MB with the sort's indices.
 RANK_BLOCK_CELLS = 1 << 22
@@ -447,133 +446,6 @@ def evaluate_model(
     )
 
 
-def _folder_table(folder: Path) -> pd.DataFrame:
-    """``path, group`` for every image under ``folder``: the group is its top-level sub-folder."""
-    files = list_image_files(folder, recursive=True)
-    parts = [f.relative_to(folder).parts for f in files]
-    grouped = [(str(f), p[0]) for f, p in zip(files, parts, strict=True) if len(p) > 1]
-    loose = len(files) - len(grouped)
-    if loose:
-        warnings.warn(
-            f"{loose} images directly in {folder} belong to no group (groups are its sub-folders): left out",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    if not grouped:
-        raise InvalidArgument(
-            f"no images in sub-folders of {folder}: evaluate needs one sub-folder of images per group"
-        )
-    return pd.DataFrame(grouped, columns=["path", "group"])
-
-
-def _labelled_table(
-    dataset: str | os.PathLike | pd.DataFrame, group: str | None, what: str
-) -> tuple[pd.DataFrame, str]:
-    """(table, group column) of a folder of group sub-folders or of a DataFrame with a group column."""
-    if isinstance(dataset, (str, os.PathLike)):
-        if group is not None:
-            raise InvalidArgument("group= names a DataFrame column; a folder's groups are its sub-folders")
-        folder = Path(dataset)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no such folder: {dataset}")
-        return _folder_table(folder), "group"
-    if isinstance(dataset, pd.DataFrame):
-        if group is None:
-            raise InvalidArgument(
-                f"pass group= to name the DataFrame's group column (columns: {list(dataset.columns)})"
-            )
-        if group not in dataset.columns:
-            raise InvalidArgument(
-                f"group column {group!r} is not in the {what}; its columns are {list(dataset.columns)}"
-            )
-        table = dataset.reset_index(drop=True)
-        if table[group].isna().any():
-            raise InvalidArgument(f"group column {group!r} has missing values")
-        return table, group
-    raise InvalidType(
-        f"{what} must be a folder of group sub-folders or a pandas DataFrame, got {type(dataset).__name__}"
-    )
-
-
-def evaluate(
-    dataset: str | os.PathLike | pd.DataFrame,
-    group: str | None = None,
-    model: str | os.PathLike | None = DEFAULT_MODEL,
-    metric: str = "euclidean",
-    k: int | Iterable[int] = (1, 4, 10),
-    verbose: bool = True,
-    train: str | os.PathLike | pd.DataFrame | None = None,
-    verify: Any = False,
-    shortlist: int = 20,
-    **create_kwargs: Any,
-) -> EvaluationReport:
-    """Embed a labelled image set and measure retrieval quality: precision@k, recall@k, mAP, N-S.
-
-    The images are embedded and indexed as :func:`lookalike.create` does
-    (with the same cache), then scored by :func:`evaluate_model`: every image
-    queries all the others, and the other images of its group are the right
-    answers.
-
-    Parameters
-    ----------
-    dataset : folder path or pandas.DataFrame
-        A folder whose immediate sub-folders are the groups (images found
-        recursively inside each), or a table with an image column and a group
-        column.
-    group : str, optional
-        The group column of a DataFrame ``dataset`` (required then; not used with a folder).
-    model : str or path, default "efficientnet_lite0"
-        The embedding network, as for :func:`lookalike.create`.
-    metric : {"euclidean", "cosine", "dot"}, default "euclidean"
-    k : int or sequence of int, default (1, 4, 10)
-        Cut-offs for precision@k and recall@k.
-    verbose : bool, default True
-        Show progress bars.
-    train : folder path or pandas.DataFrame, optional
-        Other labelled images (same form as ``dataset``, same ``group``
-        column): learn an LDA projection from their groups (as
-        ``create(train_label=...)`` does) and measure it on ``dataset``,
-        which takes no part in the training.
-    verify, shortlist
-        Re-rank by geometric verification: see :func:`evaluate_model`.
-    **create_kwargs
-        Passed to :func:`lookalike.create` (``descriptor``, ``precision``,
-        ``feature``, ``label``, ``batch_size``, ``cache``, ``preprocessing``).
-
-    Returns
-    -------
-    EvaluationReport
-        ``print(report)`` shows the metrics; ``report.to_html("report.html")``
-        shows the worst queries with their results.
-
-    Examples
-    --------
-    >>> import lookalike as lk
-    >>> report = lk.evaluate("samples/clothing", verbose=False)
-    >>> sorted(report.metrics)[:3]
-    ['N-S', 'mAP', 'precision@1']
-    """
-    if isinstance(dataset, ImageSimilarityModel):
-        raise InvalidType("evaluate takes images; to score a model already built, use evaluate_model(model, groups)")
-    table, group_column = _labelled_table(dataset, group, "dataset")
-    groups = table[group_column].to_numpy()
-    if train is not None:
-        if "projection" in create_kwargs or "train_label" in create_kwargs:
-            raise InvalidArgument("train= learns the projection: do not also pass projection= or train_label=")
-        train_table, train_group = _labelled_table(train, group, "train set")
-        options = {key: value for key, value in create_kwargs.items() if key != "label"}
-        if isinstance(train, (str, os.PathLike)):
-            options["feature"] = "path"  # a folder's table: never take the group names for images
-        learned = create(train_table, model=model, metric=metric, verbose=verbose, train_label=train_group, **options)
-        create_kwargs = {**create_kwargs, "projection": learned.projection}
-    # The group column is withheld so that its strings are never mistaken for image paths.
-    built = create(table.drop(columns=[group_column]), model=model, metric=metric, verbose=verbose, **create_kwargs)
-    label = create_kwargs.get("label")
-    # Unreadable images are left out of the model: find the table row of each reference kept.
-    kept = built.labels if label is None else pd.Index(table[label]).get_indexer(built.labels)
-    return evaluate_model(built, groups[kept], k=k, verbose=verbose, verify=verify, shortlist=shortlist)
-
-
 @dataclass
 class PairReport:
     """How well a network's distances separate pairs a person judged duplicates from pairs judged distinct.
@@ -614,49 +486,22 @@ def _shown_value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def evaluate_pairs(
-    pairs: str | os.PathLike | pd.DataFrame,
-    model: str | os.PathLike = DEFAULT_MODEL,
-    metric: str = "cosine",
-    threshold: float | None = None,
-    verbose: bool = True,
-    **create_kwargs: Any,
+def score_judged_pairs(
+    references: References, table: pd.DataFrame, first: pd.Series, judged: np.ndarray, threshold: float | None
 ) -> PairReport:
-    """Score an embedding network on pairs a person judged: duplicates or not (``lookalike decide --export``).
-
-    Parameters
-    ----------
-    pairs : table file or pandas.DataFrame
-        Columns ``a``, ``b`` (image paths) and ``duplicate`` (bool); an ``a_now``
-        column (where a discarded file was moved) is read instead of ``a``.
-    model, metric, **create_kwargs
-        The network and how to embed, as for :func:`lookalike.create`.
-    threshold : float, optional
-        The distance to report precision and recall at; default: the network's measured dedup threshold.
-
-    Examples
-    --------
-    >>> report = lk.evaluate_pairs("judged.csv", model="efficientnet_lite0")  # doctest: +SKIP
-    >>> print(report)  # doctest: +SKIP
-    """
-    table = pairs if isinstance(pairs, pd.DataFrame) else read_table(pairs, ("a", "b", "a_now"))
-    missing = [c for c in ("a", "b", "duplicate") if c not in table.columns]
-    if missing:
-        raise InvalidArgument(f"judged pairs need the columns a, b and duplicate; missing {missing}")
-    first = table["a_now"].fillna(table["a"]) if "a_now" in table.columns else table["a"]
-    judged = table["duplicate"].map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).to_numpy(bool)
+    """:func:`lookalike.evaluate_pairs` once the judged files are embedded in ``references`` (their ``path``
+    column): each pair's distance, and how well the distances separate duplicates from distinct pairs."""
     files = pd.Index(pd.concat([first, table["b"]]).astype(str).unique())
-    built = create(list(files), model=model, metric=metric, verbose=verbose, method="brute_force", **create_kwargs)
-    where = pd.Index(built.references["path"].astype(str)).get_indexer(files)
+    where = pd.Index(references.table["path"].astype(str)).get_indexer(files)
     position = pd.Series(where, index=files)
     a, b = position[first.astype(str)].to_numpy(), position[table["b"].astype(str)].to_numpy()
     readable = (a >= 0) & (b >= 0)
-    vectors = built.embeddings
-    distances = exact_distances(metric, vectors[a[readable]], vectors[b[readable]][:, None, :])[:, 0]
+    vectors = references.embeddings
+    distances = exact_distances(references.metric, vectors[a[readable]], vectors[b[readable]][:, None, :])[:, 0]
     judged = judged[readable]
     if threshold is None:
         try:
-            threshold = default_threshold(built.core)
+            threshold = default_threshold(references)
         except InvalidArgument:
             threshold = None
     metrics = _pair_metrics(distances, judged, threshold)
