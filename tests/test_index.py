@@ -174,3 +174,18 @@ def test_range_search_keeps_the_nearest_when_a_query_has_too_many():
     np.testing.assert_array_equal(distances.reshape(6, 10), nearest_d)
     empty = index.range_search(queries, threshold=-1.0)
     assert (empty[0] == 0).all() and len(empty[2]) == 0
+
+
+def test_codes_within_bits_are_every_stored_code_that_close():
+    from lookalike.index.hamming import within_bits
+
+    rng = np.random.default_rng(5)
+    stored = rng.integers(0, 2**63, 300, dtype=np.uint64)
+    flips = [np.uint64(sum(1 << int(b) for b in rng.choice(64, n, replace=False))) for n in (0, 3, 10, 11, 30)]
+    queries = stored[[7, 8, 9, 10, 11]] ^ np.array(flips, np.uint64)
+    rows, positions = within_bits(stored, queries, 10)
+    differing = np.array([[bin(int(q) ^ int(s)).count("1") for s in stored] for q in queries])
+    expected = np.argwhere(differing <= 10)
+    assert sorted(zip(rows.tolist(), positions.tolist(), strict=True)) == sorted(map(tuple, expected.tolist()))
+    assert {(0, 7), (1, 8), (2, 9)} <= set(zip(rows.tolist(), positions.tolist(), strict=True))
+    assert (3, 10) not in set(zip(rows.tolist(), positions.tolist(), strict=True))

@@ -3,7 +3,7 @@
 Embeddings alone miss copies: a quarter-size, turned or grey copy often lies
 farther from its original than the dedup threshold. Each reference's copy
 fingerprints (:mod:`lookalike.ingest.fingerprint`, computed at indexing time)
-are compared too, in all 8 orientations, with faiss's binary index; pairs
+are compared too, in all 8 orientations (:func:`lookalike.index.hamming.within_bits`); pairs
 from either source are candidates, and only the tier checks
 (:mod:`lookalike.dedup.tiers`) say whether they are copies.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import pandas as pd
 
+from lookalike.index.hamming import within_bits
 from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.fingerprint import MATCH_BITS, WINDOWS, orientations
 from lookalike.ingest.pixel_facts import PixelFacts
@@ -28,8 +28,6 @@ __all__ = ["WINDOW_COLUMNS", "Candidates", "candidate_pairs", "fingerprints_matc
 #: in a collection of look-alikes (garments) every neighbour out to there would be 12 times the pairs to judge.
 #: The pixels decide; look-alikes are listed only within the threshold itself.
 COPY_REACH = 1.25
-#: Above this many references the fingerprints are searched with an inverted file (approximate) instead of flat.
-FLAT_FINGERPRINTS = 200_000
 _QUERY_BLOCK = 65_536
 
 
@@ -143,33 +141,17 @@ def _embedding_pairs(references: References, threshold: float, k: int, reach: fl
     return np.concatenate(found) if found else np.zeros((0, 2), np.int64)
 
 
-def _as_codes(values: np.ndarray) -> np.ndarray:
-    """uint64 fingerprints as the (n, 8) uint8 codes faiss's binary indexes take."""
-    return np.ascontiguousarray(values, dtype="<u8").view(np.uint8).reshape(-1, 8)
-
-
 def _fingerprint_pairs(queries: np.ndarray, stored: np.ndarray, owners: np.ndarray) -> np.ndarray:
     """Pairs ``(query position, owner of a stored fingerprint)`` within MATCH_BITS, the query in any of the 8
     orientations."""
-    n = len(stored)
-    if n < 1 or len(queries) < 1:
+    if len(stored) < 1 or len(queries) < 1:
         return np.zeros((0, 2), np.int64)
-    codes = _as_codes(stored)
-    if n <= FLAT_FINGERPRINTS:
-        index = faiss.IndexBinaryFlat(64)
-    else:
-        lists = int(np.sqrt(n))
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, lists)
-        index.train(codes)
-        index.nprobe = 16
-    index.add(codes)
     turned = orientations(queries)
     found = []
     for start in range(0, len(queries), _QUERY_BLOCK):
         # The 8 orientations of a block of queries in one search: faiss starts its threads once, not 8 times.
         block = turned[:, start : start + _QUERY_BLOCK]
-        limits, _, positions = index.range_search(_as_codes(block.reshape(-1)), MATCH_BITS + 1)
-        rows = np.repeat(np.arange(len(limits) - 1), np.diff(limits.astype(np.int64)))
+        rows, positions = within_bits(stored, block.reshape(-1), MATCH_BITS)
         found.append(np.column_stack([rows % block.shape[1] + start, owners[positions]]))
     return np.concatenate(found).astype(np.int64)
 

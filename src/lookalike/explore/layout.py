@@ -43,8 +43,9 @@ import numpy as np
 
 from lookalike.config import cpu_count
 from lookalike.errors import InvalidArgument, MissingExtra, ModelFormatError
+from lookalike.index.exact import every_rows_neighbours
 from lookalike.index.metrics import unit_rows
-from lookalike.references.core import References, drop_self
+from lookalike.references.core import References
 from lookalike.references.projection import BLOCK_ROWS, principal_axes
 from lookalike.store.files import write_bytes_atomic
 from lookalike.store.storage import MAP_FILE
@@ -294,31 +295,16 @@ def _total_variance(vectors: np.ndarray, mean: np.ndarray) -> float:
 def nearest_neighbours(references: References, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, positions)``: each reference's ``k`` nearest other references, in the model's metric.
 
-    An approximate index answers for itself; an exact model is scanned with
-    faiss's flat search instead of its own exact search, which re-measures
-    every candidate in float64 and took 9x as long for 90 neighbours of
-    10,000 references (the layout needs the neighbours, not the last digit).
+    An approximate index answers for itself; an exact model is scanned in
+    float32 (:func:`lookalike.index.exact.every_rows_neighbours`) instead of
+    its own exact search, which re-measures every candidate in float64 and
+    took 9x as long for 90 neighbours of 10,000 references (the layout needs
+    the neighbours, not the last digit).
     """
     if references.index.method != "brute_force":
         blocks = list(references.neighbour_blocks(k))
         return np.concatenate([b[1] for b in blocks]), np.concatenate([b[2] for b in blocks])
-    metric, vectors = references.metric, references.embeddings
-    flat = faiss.IndexFlatL2(references.dim) if metric == "euclidean" else faiss.IndexFlatIP(references.dim)
-    for start in range(0, len(vectors), BLOCK_ROWS):
-        block = np.ascontiguousarray(vectors[start : start + BLOCK_ROWS], dtype=np.float32)
-        flat.add(unit_rows(block) if metric == "cosine" else block)
-    distances = np.empty((len(vectors), k), np.float64)
-    positions = np.empty((len(vectors), k), np.int64)
-    for start in range(0, len(vectors), BLOCK):
-        block = np.ascontiguousarray(vectors[start : start + BLOCK], dtype=np.float32)
-        found, where = flat.search(unit_rows(block) if metric == "cosine" else block, k + 1)
-        if metric == "euclidean":
-            found = np.sqrt(np.maximum(found, 0))
-        else:  # inner products: cosine's distance is 1 - cos, dot's is -q.r
-            found = 1.0 - found if metric == "cosine" else -found
-        found, where = drop_self(found.astype(np.float64), where.astype(np.int64), start)
-        distances[start : start + len(block)], positions[start : start + len(block)] = found, where
-    return distances, positions
+    return every_rows_neighbours(references.embeddings, references.metric, k)
 
 
 def _tsne_distances(distances: np.ndarray, positions: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -403,7 +389,7 @@ def clusters_of(vectors: np.ndarray, metric: str) -> np.ndarray:
     assigned = np.empty(n, np.int64)
     for start in range(0, n, BLOCK):
         block = np.ascontiguousarray(vectors[start : start + BLOCK], dtype=np.float32)
-        assigned[start : start + len(block)] = kmeans.index.search(unit_rows(block) if spherical else block, 1)[1][:, 0]
+        assigned[start : start + len(block)] = kmeans.assign(unit_rows(block) if spherical else block)[1]
     # Number clusters by size (ties by first member), so colours follow the structure, not k-means' start.
     sizes = np.bincount(assigned, minlength=k)
     first = np.full(k, n)

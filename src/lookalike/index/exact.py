@@ -26,8 +26,10 @@ from lookalike.index.metrics import (
     row_norms,
     unit_rows,
 )
-from lookalike.index.rows import appended, without
+from lookalike.index.rows import appended, drop_self, without
 
+#: Rows added to or searched in faiss's flat index at a time.
+FLAT_BLOCK = 4096
 #: Largest distance block held at once (floats): 2**24 floats = 64 MiB.
 BLOCK_FLOATS = 1 << 24
 #: Extra candidates kept per block so near-ties are settled by the precise re-measure.
@@ -228,6 +230,34 @@ def _slack(metric: str, a_norms: np.ndarray, b_norms: np.ndarray) -> float:
     if metric == "euclidean":
         return _SLACK * (a_max * a_max + b_max * b_max)
     return _SLACK * a_max * b_max
+
+
+def every_rows_neighbours(vectors: np.ndarray, metric: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, positions)`` of the ``k`` nearest other rows of every row, in float32 (faiss's flat search).
+
+    For a whole-collection pass that needs the neighbours, not the last digit
+    of their distances (the 2-D map): :meth:`ExactIndex.search` re-measures
+    every candidate in float64 and ties are not ordered by position here.
+    """
+    import faiss  # here, not at the top: exact search itself never needs it, and faiss takes a while to import
+
+    dim = vectors.shape[1]
+    flat = faiss.IndexFlatL2(dim) if metric == "euclidean" else faiss.IndexFlatIP(dim)
+    prepared = (lambda block: unit_rows(block)) if metric == "cosine" else (lambda block: block)
+    for start in range(0, len(vectors), FLAT_BLOCK):
+        flat.add(prepared(np.ascontiguousarray(vectors[start : start + FLAT_BLOCK], dtype=np.float32)))
+    distances = np.empty((len(vectors), k), np.float64)
+    positions = np.empty((len(vectors), k), np.int64)
+    for start in range(0, len(vectors), FLAT_BLOCK):
+        block = prepared(np.ascontiguousarray(vectors[start : start + FLAT_BLOCK], dtype=np.float32))
+        found, where = flat.search(block, k + 1)
+        if metric == "euclidean":
+            found = np.sqrt(np.maximum(found, 0))
+        else:  # inner products: cosine's distance is 1 - cos, dot's is -q.r
+            found = 1.0 - found if metric == "cosine" else -found
+        found, where = drop_self(found.astype(np.float64), where.astype(np.int64), start)
+        distances[start : start + len(block)], positions[start : start + len(block)] = found, where
+    return distances, positions
 
 
 def _smallest(values: np.ndarray, positions: np.ndarray, keep: int) -> np.ndarray:

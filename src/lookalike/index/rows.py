@@ -68,3 +68,16 @@ def _in_file(count: int, dim: int, blocks: Callable[[], Iterator[np.ndarray]]) -
         start += len(block)
     out.flags.writeable = False
     return out
+
+
+def drop_self(distances: np.ndarray, neighbours: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own position (``start + row``) from its neighbours, or, if absent, its farthest one.
+
+    An approximate index may miss a reference's own vector, and duplicates
+    tie with it at distance 0: either way each row keeps one edge fewer.
+    """
+    rows, width = neighbours.shape
+    drop = neighbours == np.arange(start, start + rows)[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    return distances[keep].reshape(rows, width - 1), neighbours[keep].reshape(rows, width - 1)

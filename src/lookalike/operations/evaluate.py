@@ -26,7 +26,8 @@ from lookalike.dedup import default_threshold
 from lookalike.errors import InvalidArgument
 from lookalike.explore.display import THUMBNAIL_PIXELS, thumbnail_tag
 from lookalike.index.metrics import block_distances, exact_distances, row_norms
-from lookalike.references.core import References, drop_self
+from lookalike.index.rows import drop_self
+from lookalike.references.core import References
 from lookalike.store.files import write_text_atomic
 
 if TYPE_CHECKING:

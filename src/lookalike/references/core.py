@@ -25,12 +25,12 @@ from lookalike.errors import Failure, InvalidArgument, InvalidType
 from lookalike.index import ExactIndex, build_index, check_metric
 from lookalike.index.exact import MAX_PER_QUERY
 from lookalike.index.factory import after_change
-from lookalike.index.rows import appended, without
+from lookalike.index.rows import appended, drop_self, without
 from lookalike.ingest.names import labels_column
 from lookalike.ingest.tables import Rows
 from lookalike.references.projection import Projection
 
-__all__ = ["BLOCK_QUERIES", "References", "as_references", "drop_self", "spec_for_record"]
+__all__ = ["BLOCK_QUERIES", "References", "as_references", "spec_for_record"]
 
 #: References whose neighbours are searched at once by :meth:`References.neighbour_blocks`.
 BLOCK_QUERIES = 4096
@@ -55,19 +55,6 @@ def spec_for_record(record: dict) -> ModelSpec:
             "embeddings would not be comparable. Rebuild the model with this version."
         )
     return spec
-
-
-def drop_self(distances: np.ndarray, neighbours: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's own position (``start + row``) from its neighbours, or, if absent, its farthest one.
-
-    An approximate index may miss a reference's own vector, and duplicates
-    tie with it at distance 0: either way each row keeps one edge fewer.
-    """
-    rows, width = neighbours.shape
-    drop = neighbours == np.arange(start, start + rows)[:, None]
-    drop[~drop.any(axis=1), -1] = True
-    keep = ~drop
-    return distances[keep].reshape(rows, width - 1), neighbours[keep].reshape(rows, width - 1)
 
 
 def as_references(value: Any) -> References:
