@@ -183,8 +183,8 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
         record = model.embedding_model or {}
         asked = (
             get_spec(wanted[0])
-            .with_descriptor(_descriptor_option(args.descriptor) or record.get("descriptor") or "plain")
-            .with_precision(args.precision or record.get("precision") or "fp32")
+            .with_descriptor(_descriptor_option(args.descriptor) or record["descriptor"])
+            .with_precision(args.precision or record["precision"])
         )
         if asked.fingerprint != record.get("fingerprint"):
             return None

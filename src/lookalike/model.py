@@ -55,6 +55,7 @@ from lookalike.references.core import References
 from lookalike.references.projection import Projection, fit_projection
 from lookalike.store import storage
 from lookalike.store.files import locked
+from lookalike.store.manifest import Manifest
 from lookalike.summary import summary_text, summary_values
 from lookalike.validation import check_positive_int, check_threshold
 
@@ -584,31 +585,29 @@ class ImageSimilarityModel:
         """Merge the decisions into those saved at ``path`` (another explorer's or ``lookalike decide``'s), locked."""
         self.decisions.change_saved(path, lambda saved: saved.merge(self.decisions))
 
-    def _manifest(self) -> dict[str, Any]:
+    def _manifest(self) -> Manifest:
         """What a save records about the model (its files' checksums are added as they are written)."""
-        manifest = {
-            "metric": self.metric,
-            "count": int(len(self.labels)),
-            "dim": self.dim,
-            "label_column": self.label,
-            "feature_column": self.feature,
-            "batch_size": self.batch_size,
-            "training_time": self.training_time,
-            "build_stats": self.build_stats,
-            "embedding_model": self.core.spec_record,
-            "index": self.core.index.record(),
-            "roots": list(self.core.roots),
-            "failure_count": int(len(self.failures)),
-        }
-        if self.projection is not None:
-            manifest["projection"] = self.projection.record()
-        return manifest
+        return Manifest(
+            metric=self.metric,
+            count=int(len(self.labels)),
+            dim=self.dim,
+            label_column=self.label,
+            feature_column=self.feature,
+            batch_size=self.batch_size,
+            training_time=self.training_time,
+            build_stats=self.build_stats,
+            embedding_model=self.core.spec_record,
+            index=self.core.index.record(),
+            roots=self.core.roots,
+            failure_count=int(len(self.failures)),
+            projection=self.projection.record() if self.projection is not None else None,
+        )
 
     def _save_references(self, path: str | os.PathLike) -> None:
         """Everything :meth:`save` writes but the decisions, which have their own writer (merged, under a lock)."""
         references = self.references.copy()
         references[storage.LABEL_COLUMN] = self.labels
-        manifest = self._manifest()
+        manifest = self._manifest().record()
         extra = {}
         if self.projection is not None:
             extra = {**self.projection.files(), FEATURES_FILE: self.raw_embeddings}
@@ -1161,41 +1160,35 @@ def _saved_map(path: str | os.PathLike) -> MapLayout | None:
 
 
 def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:
-    manifest = saved.manifest
+    manifest = Manifest.read(saved.manifest, saved.manifest_path)
     embeddings, references, failures = saved.contents()
     labels = references[storage.LABEL_COLUMN].to_numpy()
-    metric = manifest.get("metric")
     try:
-        check_metric(metric)
+        check_metric(manifest.metric)
     except ValueError as exc:
         raise storage.ModelFormatError(f"{saved.manifest_path}: {exc}") from None
     projection, features = None, None
-    if manifest.get("projection") is not None:
-        projection = Projection.load(saved, manifest["projection"])
+    if manifest.projection is not None:
+        projection = Projection.load(saved, manifest.projection)
         features = saved.array(FEATURES_FILE, mmap=True)
         if features.shape != (len(embeddings), projection.input_dim):
             raise storage.ModelFormatError(f"{saved.folder} is damaged: {FEATURES_FILE} does not match embeddings.npy")
     try:
-        index = read_index(saved, manifest.get("index"), embeddings, metric)
+        index = read_index(saved, manifest.index, embeddings, manifest.metric)
     except IndexFileError as exc:
         raise storage.ModelFormatError(f"{saved.folder} is damaged: {exc}") from None
     core = References(
         features if features is not None else embeddings,
         labels,
         references.drop(columns=[storage.LABEL_COLUMN]),
-        metric,
-        spec_record=manifest.get("embedding_model"),
+        manifest.metric,
+        spec_record=manifest.embedding_model,
         projection=projection,
         embeddings=embeddings,
         index=index,
-        label_column=manifest.get("label_column"),
-        feature_column=manifest.get("feature_column"),
-        batch_size=manifest.get("batch_size", BATCH_SIZE),
-        roots=tuple(r for r in manifest.get("roots") or () if isinstance(r, str) and os.path.isabs(r)),
+        label_column=manifest.label_column,
+        feature_column=manifest.feature_column,
+        batch_size=manifest.batch_size,
+        roots=manifest.roots,
     )
-    return ImageSimilarityModel(
-        core,
-        failures,
-        training_time=float(manifest.get("training_time", 0.0)),
-        build_stats=manifest.get("build_stats") or {},
-    )
+    return ImageSimilarityModel(core, failures, training_time=manifest.training_time, build_stats=manifest.build_stats)

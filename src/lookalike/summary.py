@@ -18,18 +18,18 @@ from lookalike.embed.registry import Descriptor, descriptor_name
 from lookalike.index.base import build_info_of
 from lookalike.references.projection import Projection
 from lookalike.store import storage
+from lookalike.store.manifest import Manifest
 
 __all__ = ["describe", "summary_text", "summary_values"]
 
 
-def summary_values(manifest: dict[str, Any], failures: int) -> dict[str, Any]:
+def summary_values(manifest: Manifest, failures: int) -> dict[str, Any]:
     """The summary of the model a manifest records, with its number of ``failures`` (inputs left out).
 
     ``method_reason`` is the index's, whose counts are the references' as saved;
     ``roots`` are the folders the references were indexed from.
     """
-    record = manifest.get("embedding_model") or {}
-    index = manifest.get("index") or {}
+    record = manifest.embedding_model or {}
     descriptor = record.get("descriptor")
     if record and isinstance(descriptor, dict):
         try:
@@ -38,20 +38,20 @@ def summary_values(manifest: dict[str, Any], failures: int) -> dict[str, Any]:
             descriptor = "custom"
     return {
         "model": record.get("name") or "precomputed",
-        "precision": record.get("precision") or ("fp32" if record else None),
-        "descriptor": descriptor or ("plain" if record else None),
-        "metric": manifest.get("metric"),
-        "method": index.get("method") or "brute_force",
-        "method_reason": index.get("reason"),
-        "recall": index.get("recall"),
-        "num_references": int(manifest.get("count", 0)),
-        "num_features": int(manifest.get("dim", 0)),
-        "projection": (manifest.get("projection") or {}).get("kind"),
+        "precision": record.get("precision"),
+        "descriptor": descriptor,
+        "metric": manifest.metric,
+        "method": manifest.method,
+        "method_reason": manifest.index.get("reason"),
+        "recall": manifest.index.get("recall"),
+        "num_references": manifest.count,
+        "num_features": manifest.dim,
+        "projection": (manifest.projection or {}).get("kind"),
         "num_failures": int(failures),
-        "label": manifest.get("label_column"),
-        "feature": manifest.get("feature_column"),
-        "roots": list(manifest.get("roots") or []),
-        "training_time": round(float(manifest.get("training_time", 0.0)), 3),
+        "label": manifest.label_column,
+        "feature": manifest.feature_column,
+        "roots": list(manifest.roots),
+        "training_time": round(manifest.training_time, 3),
     }
 
 
@@ -95,21 +95,19 @@ def describe(path: str | os.PathLike, whole: bool = False) -> dict[str, Any]:
 
     def read(saved: storage.SavedModel) -> dict[str, Any]:
         checked = saved.verify()
-        manifest = saved.manifest
-        for name in (manifest.get("checksums") or {}).get("files", {}):
+        manifest = Manifest.read(saved.manifest, saved.manifest_path)
+        for name in saved.listed_files():
             if name.endswith(".npy"):
                 saved.array(name, mmap=True)  # its header: an empty or foreign file is damage
         if checked["files"]:
             saved.check_embeddings(saved.array("embeddings.npy", mmap=True))
-            build_info_of(manifest.get("index"), saved.manifest_path)
-            if manifest.get("projection") is not None:
-                Projection.load(saved, manifest["projection"])
-        # Counted at save since this version; before, the last build's count (checked by the storage's reader).
-        failures = manifest.get("failure_count", (manifest.get("build_stats") or {}).get("failed", 0))
+            build_info_of(manifest.index, saved.manifest_path)
+            if manifest.projection is not None:
+                Projection.load(saved, manifest.projection)
         return {
-            **summary_values(manifest, failures),
+            **summary_values(manifest, manifest.failure_count),
             "path": str(path),
-            "format_version": manifest["format_version"],
+            "format_version": checked["format_version"],
             "generation": str(saved.generation),
             "size_on_disk": _bytes_under(Path(path)),
             "checked": checked,

@@ -37,7 +37,8 @@ import pandas as pd
 
 from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.store.files import file_sha256, locked, set_aside, write_text_atomic
-from lookalike.store.storage import DECISIONS_FILE, read_side_file
+from lookalike.store.manifest import DECISIONS_FILE
+from lookalike.store.storage import read_side_file
 
 __all__ = [
     "AUDIT_KINDS",

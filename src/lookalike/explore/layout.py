@@ -48,7 +48,7 @@ from lookalike.index.metrics import unit_rows
 from lookalike.references.core import References
 from lookalike.references.projection import BLOCK_ROWS, principal_axes
 from lookalike.store.files import write_bytes_atomic
-from lookalike.store.storage import MAP_FILE
+from lookalike.store.manifest import MAP_FILE
 
 __all__ = [
     "MAP_FILE",

@@ -46,8 +46,7 @@ def spec_for_record(record: dict) -> ModelSpec:
             spec = get_spec(name)
         except ValueError:
             raise InvalidArgument(f"this model was built with {name!r}, which this lookalike does not know") from None
-    # Manifests written before descriptors existed hold none: their embeddings are the plain ones, whatever the default.
-    spec = spec.with_descriptor(record.get("descriptor") or "plain").with_precision(record.get("precision") or "fp32")
+    spec = spec.with_descriptor(record["descriptor"]).with_precision(record["precision"])
     if spec.fingerprint != record.get("fingerprint"):
         raise InvalidArgument(
             f"this model's embeddings were made by {name!r} with fingerprint {record.get('fingerprint')}, but "

@@ -63,6 +63,7 @@ from lookalike.store.files import (
     staging_dir,
     write_text_atomic,
 )
+from lookalike.store.manifest import SIDE_FILES, check_entries, is_int
 
 if TYPE_CHECKING:  # pandas and pyarrow are imported where tables are read or written: describe() needs neither
     import pandas as pd
@@ -148,12 +149,6 @@ def _read_limited(path: Path, folder: Path, limit: int) -> bytes:
     return data
 
 
-#: A person's dedup and audit decisions (lookalike.dedup.decisions).
-DECISIONS_FILE = "decisions.json"
-#: The 2-D map (lookalike.explore.layout).
-MAP_FILE = "map.npz"
-#: Files kept in the model folder beside the generations, each written atomically on its own (small, changed often).
-SIDE_FILES = (DECISIONS_FILE, MAP_FILE)
 #: Largest side file read (far above what lookalike writes: a side file is small by design).
 SIDE_FILE_LIMIT = 64 * 1024 * 1024
 
@@ -225,47 +220,21 @@ def check_unchanged(path: str | os.PathLike, loaded: Generation) -> None:
         )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-#: The manifest's entries and the types they must have when present.
-_ENTRIES: dict[str, tuple[tuple[type, ...], str]] = {
-    "metric": ((str,), "a string"),
-    "label_column": ((str, type(None)), "a column name or null"),
-    "feature_column": ((str, type(None)), "a column name or null"),
-    "training_time": ((int, float), "a number"),
-    "build_stats": ((dict,), "an object"),
-    "embedding_model": ((dict, type(None)), "an object or null"),
-    "index": ((dict, type(None)), "an object or null"),
-    "projection": ((dict, type(None)), "an object or null"),
-    "checksums": ((dict,), "an object"),
-}
-
-
 def _checked_manifest(manifest: Any, path: Path, in_generation: bool) -> dict[str, Any]:
     """``manifest`` if it is a lookalike manifest whose entries have the types the loader relies on."""
     folder = path.parent
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFormatError(f"{folder} is not a lookalike model (manifest format is not {FORMAT!r})")
     version = manifest.get("format_version")
-    if not _is_int(version) or version < 1:
+    if not is_int(version) or version < 1:
         raise ModelFormatError(f"{path} has an invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{folder} was saved in model format {version}, newer than this lookalike reads ({FORMAT_VERSION}): upgrade lookalike"
         )
-    for key, least in (("count", 0), ("dim", 1), ("batch_size", 1), ("failure_count", 0)):
-        value = manifest.get(key, least)
-        if not _is_int(value) or value < least:
-            raise ModelFormatError(f"{path} is damaged: {key} is {value!r}, not an integer of at least {least}")
-    for key, (types, wanted) in _ENTRIES.items():
-        value = manifest.get(key)
-        if key in manifest and (not isinstance(value, types) or isinstance(value, bool)):
-            raise ModelFormatError(f"{path} is damaged: {key} is {value!r}, not {wanted}")
-    spec = manifest.get("embedding_model")
-    if spec is not None and not isinstance(spec.get("name"), str):
-        raise ModelFormatError(f"{path} is damaged: embedding_model has no name")
+    if "checksums" in manifest and not isinstance(manifest["checksums"], dict):
+        raise ModelFormatError(f"{path} is damaged: checksums is {manifest['checksums']!r}, not an object")
+    check_entries(manifest, path)
     if version >= 2 or in_generation:
         _check_checksums(manifest.get("checksums"), path)
     return manifest
@@ -275,13 +244,13 @@ def _check_checksums(checksums: Any, path: Path) -> None:
     if not isinstance(checksums, dict) or checksums.get("algorithm") != "sha256":
         raise ModelFormatError(f"{path} is damaged: it records no SHA-256 checksums of the model's files")
     block, files = checksums.get("block_bytes"), checksums.get("files")
-    if not (_is_int(block) and 4096 <= block <= 2**30 and isinstance(files, dict)):  # a block is read whole
+    if not (is_int(block) and 4096 <= block <= 2**30 and isinstance(files, dict)):  # a block is read whole
         raise ModelFormatError(f"{path} is damaged: its checksums have no block size or file list")
     for name, record in files.items():
         size = record.get("bytes") if isinstance(record, dict) else None
         digests = record.get("blocks") if isinstance(record, dict) else None
         if not (
-            _is_int(size)
+            is_int(size)
             and size >= 0
             and isinstance(digests, list)
             and len(digests) == max(1, -(-size // block))
@@ -441,6 +410,10 @@ class SavedModel:
                 f"{self.folder} is damaged: embeddings.npy is {embeddings.dtype} {embeddings.shape}, manifest says float32 ({count}, {dim})"
             )
         return embeddings
+
+    def listed_files(self) -> list[str]:
+        """The names of the files the manifest's checksums list (none in format 1)."""
+        return list((self._checksums or {}).get("files", {}))
 
     def verify(self) -> dict[str, Any]:
         """Check every file the manifest lists: ``{"format_version", "folder", "files", "bytes"}`` (no files in format 1)."""
