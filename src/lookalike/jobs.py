@@ -132,7 +132,7 @@ def _match_metric(a: Any, b: Any, metric: str | None) -> str:
         if isinstance(source, ImageSimilarityModel):
             return source.metric
         if storage.is_model_dir(Path(source)) if isinstance(source, str | os.PathLike) else False:
-            return check_metric(storage.read_manifest(source).get("metric"))
+            return check_metric(storage.read_model_manifest(source).metric)
     return DEFAULT_METRIC
 
 

@@ -63,7 +63,7 @@ from lookalike.store.files import (
     staging_dir,
     write_text_atomic,
 )
-from lookalike.store.manifest import SIDE_FILES, check_entries, is_int
+from lookalike.store.manifest import SIDE_FILES, Manifest, check_entries, is_int
 
 if TYPE_CHECKING:  # pandas and pyarrow are imported where tables are read or written: describe() needs neither
     import pandas as pd
@@ -392,11 +392,11 @@ class SavedModel:
     def contents(self) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
         """(embeddings (memory-mapped), references, failures), checked against each other and the manifest."""
         # An approximate index reads scattered rows to re-rank; exact search reads them all, in order.
-        scattered = (self.manifest.get("index") or {}).get("method", "brute_force") != "brute_force"
+        scattered = Manifest.read(self.manifest, self.manifest_path).method != "brute_force"
         embeddings = self.check_embeddings(self.array("embeddings.npy", mmap=True, random_access=scattered))
         references = self.table("references.parquet")
         failures = self.table("failures.parquet")
-        if len(references) != self.manifest.get("count") or LABEL_COLUMN not in references.columns:
+        if len(references) != len(embeddings) or LABEL_COLUMN not in references.columns:
             raise ModelFormatError(f"{self.folder} is damaged: references.parquet does not match embeddings.npy")
         from lookalike.ingest.report import with_kinds
 
@@ -404,7 +404,8 @@ class SavedModel:
 
     def check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """``embeddings`` (of ``embeddings.npy``) if they are the float32 (count, dim) array the manifest says."""
-        count, dim = self.manifest.get("count"), self.manifest.get("dim")
+        manifest = Manifest.read(self.manifest, self.manifest_path)
+        count, dim = manifest.count, manifest.dim
         if embeddings.dtype != np.float32 or embeddings.ndim != 2 or embeddings.shape != (count, dim):
             raise ModelFormatError(
                 f"{self.folder} is damaged: embeddings.npy is {embeddings.dtype} {embeddings.shape}, manifest says float32 ({count}, {dim})"
@@ -488,9 +489,9 @@ def load(path: str | os.PathLike, read: Callable[[SavedModel], T], whole: bool =
                 raise
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+def read_model_manifest(path: str | os.PathLike) -> Manifest:
     """The checked manifest of the model at ``path`` (what it is, its counts and records), reading no other file."""
-    return load(path, lambda saved: saved.manifest)
+    return load(path, lambda saved: Manifest.read(saved.manifest, saved.manifest_path))
 
 
 def verify(path: str | os.PathLike) -> dict[str, Any]:
