@@ -74,6 +74,14 @@ def photos(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(folder=folder, model=model, thumbnails=root / "thumbnails")
 
 
+@pytest.fixture(scope="module")
+def served(photos):
+    """The explorer on ``photos``, for every test of the layout: what the review measures on first request (a
+    calibration, ~40 s of work on 2 cores) is measured once."""
+    with start_in_thread(lk.load_model(photos.model), thumbnail_dir=photos.thumbnails) as running:
+        yield running
+
+
 @pytest.fixture
 def open_tab(browser):  # noqa: F811 - the fixture imported above
     """A function opening a URL in a new tab (and context, with ``options``) that fails the test on JavaScript errors."""
@@ -122,77 +130,6 @@ def names_tell_files_apart(tab, container: str) -> list[str]:
             assert full.startswith(head) and full.endswith(tail) and len(tail) >= len("13.jpg"), (full, text)
     assert len(names) >= 2 and all(len(full) == 1 for full in files.values()), files
     return [text for _, text, _ in names]
-
-
-@pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["1400x1000", "390x844"])
-def test_nothing_runs_past_its_panel_and_the_review_controls_are_in_view(open_tab, photos, device):
-    width, height = device["viewport"]["width"], device["viewport"]["height"]
-    with start_in_thread(lk.load_model(photos.model), thumbnail_dir=photos.thumbnails) as running:
-        tab = open_tab(running.url, **device)
-        tab.wait_for_selector("#grid .tile")
-        shown = names_tell_files_apart(tab, "#grid")
-        assert any("…" in text for text in shown), "the camera names are long enough to be shortened in a tile"
-        tiles = tab.eval_on_selector_all(
-            "#grid .tile", "tiles => tiles.map(t => [t.title, t.querySelector('.name').title])"
-        )
-        assert all(title == name_title and title.startswith(str(photos.folder)) for title, name_title in tiles)
-        no_spills(tab, "header", "main")
-
-        tab.click("#grid .tile >> nth=1")
-        tab.wait_for_selector("#neighbours .tile")
-        names_tell_files_apart(tab, "#neighbours")
-        no_spills(tab, "#neighbours-panel")  # the whole path of the photo wraps inside the panel
-        tab.click("#close-panel")
-
-        tab.click("#tabs button[data-view='search']")
-        assert tab.locator("#upload-input").bounding_box()["width"] <= 1  # the native button is not shown...
-        button = tab.locator("#dropzone .button")  # ...but a button of the page's own style
-        assert button.is_visible() and button.evaluate("b => getComputedStyle(b).borderTopStyle") == "solid"
-        no_spills(tab, "main")
-
-        open_review(tab, running.url + REVIEW)
-        # Opened at the top: the controls above the first group. (What the threshold means is measured on copies of the
-        # photos, ~40 s here: it arrives later, above the groups, and is not waited for.)
-        assert tab.evaluate("() => scrollY") == 0
-        for control in ("#dup-threshold", "#dup-tiers", "#dup-info", "#duplicates .group.current"):
-            assert tab.evaluate(IN_VIEW, control), control
-        bar = tab.locator("#review-bar").bounding_box()
-        assert bar["y"] + bar["height"] <= height
-        if width < 600:
-            assert bar["height"] <= 0.13 * height, bar  # compact on a phone
-        cut = tab.eval_on_selector_all(
-            "#review-bar button:not([hidden]), #duplicates .tile .distance",
-            "elements => elements.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)",
-        )
-        assert cut == []  # labels wrap or are shortened, never cut
-        names_tell_files_apart(tab, "#duplicates")
-        no_spills(tab, "main", "#review-bar")
-
-        tab.click("#tabs button[data-view='map']")
-        tab.wait_for_function("() => lookalikeMap.points && lookalikeMap.points.length > 0")
-        canvas = tab.locator("#map").bounding_box()
-        lowest = max(tab.evaluate("() => lookalikeMap.points"), key=lambda p: p["py"] + p["px"])
-        tab.mouse.move(canvas["x"] + lowest["px"], canvas["y"] + lowest["py"])
-        tab.wait_for_selector("#map-tip:not([hidden])")
-        tip = tab.locator("#map-tip").bounding_box()
-        assert canvas["x"] <= tip["x"] and tip["x"] + tip["width"] <= canvas["x"] + canvas["width"] + 1
-        assert canvas["y"] <= tip["y"] and tip["y"] + tip["height"] <= canvas["y"] + canvas["height"] + 1
-        no_spills(tab, "main")
-
-
-def test_help_opens_where_the_person_is(open_tab, photos):
-    with start_in_thread(lk.load_model(photos.model), thumbnail_dir=photos.thumbnails) as running:
-        tab = open_tab(running.url, **DESKTOP)
-        open_review(tab, running.url + REVIEW)
-        press(tab, *["j"] * (GROUPS - 2))
-        assert tab.evaluate(CURRENT)["group"] == GROUPS - 1 and tab.evaluate("() => scrollY") > 500
-        press(tab, "?")
-        assert tab.evaluate(IN_VIEW, "#review-help")
-        press(tab, "Escape")
-        assert tab.locator("#review-help").is_hidden() and tab.evaluate(CURRENT)["group"] == GROUPS - 1
-        press(tab, "?")
-        tab.click("#review-help-close")
-        assert tab.locator("#review-help").is_hidden()
 
 
 def test_the_bar_follows_an_apply_and_undo_works_after_a_reload_and_a_restart(open_tab, tmp_path):
@@ -296,3 +233,70 @@ def test_the_match_view_served_again_on_the_same_port_with_another_set_shows_tha
     first, second = shown[:2], shown[2:]
     assert {Path(p).name for _, p in first} == {Path(p).name for _, p in second}  # the same names...
     assert not {src for src, _ in first} & {src for src, _ in second}  # ...at other addresses
+
+
+@pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["1400x1000", "390x844"])
+def test_nothing_runs_past_its_panel_and_the_controls_and_help_are_in_view(open_tab, photos, served, device):
+    width, height = device["viewport"]["width"], device["viewport"]["height"]
+    tab = open_tab(served.url, **device)
+    tab.wait_for_selector("#grid .tile")
+    shown = names_tell_files_apart(tab, "#grid")
+    assert any("…" in text for text in shown), "the camera names are long enough to be shortened in a tile"
+    tiles = tab.eval_on_selector_all(
+        "#grid .tile", "tiles => tiles.map(t => [t.title, t.querySelector('.name').title])"
+    )
+    assert all(title == name_title and title.startswith(str(photos.folder)) for title, name_title in tiles)
+    no_spills(tab, "header", "main")
+
+    tab.click("#grid .tile >> nth=1")
+    tab.wait_for_selector("#neighbours .tile")
+    names_tell_files_apart(tab, "#neighbours")
+    no_spills(tab, "#neighbours-panel")  # the whole path of the photo wraps inside the panel
+    tab.click("#close-panel")
+
+    tab.click("#tabs button[data-view='search']")
+    assert tab.locator("#upload-input").bounding_box()["width"] <= 1  # the native button is not shown...
+    button = tab.locator("#dropzone .button")  # ...but a button of the page's own style
+    assert button.is_visible() and button.evaluate("b => getComputedStyle(b).borderTopStyle") == "solid"
+    no_spills(tab, "main")
+
+    open_review(tab, served.url + REVIEW)
+    # Opened at the top: the controls above the first group. (What the threshold means is measured on copies of the
+    # photos, ~40 s here: it arrives later, above the groups, and is not waited for.)
+    assert tab.evaluate("() => scrollY") == 0
+    for control in ("#dup-threshold", "#dup-tiers", "#dup-info", "#duplicates .group.current"):
+        assert tab.evaluate(IN_VIEW, control), control
+    bar = tab.locator("#review-bar").bounding_box()
+    assert bar["y"] + bar["height"] <= height
+    if width < 600:
+        assert bar["height"] <= 0.13 * height, bar  # compact on a phone
+    cut = tab.eval_on_selector_all(
+        "#review-bar button:not([hidden]), #duplicates .tile .distance",
+        "elements => elements.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)",
+    )
+    assert cut == []  # labels wrap or are shortened, never cut
+    names_tell_files_apart(tab, "#duplicates")
+    no_spills(tab, "main", "#review-bar")
+
+    # Help opened far down the groups shows where the person is, over the page; Escape closes it.
+    press(tab, *["j"] * (GROUPS - 2))
+    assert tab.evaluate(CURRENT)["group"] == GROUPS - 1 and tab.evaluate("() => scrollY") > 500
+    press(tab, "?")
+    assert tab.evaluate(IN_VIEW, "#review-help")
+    no_spills(tab, "#review-help")
+    press(tab, "Escape")
+    assert tab.locator("#review-help").is_hidden() and tab.evaluate(CURRENT)["group"] == GROUPS - 1
+    press(tab, "?")
+    tab.click("#review-help-close")
+    assert tab.locator("#review-help").is_hidden()
+
+    tab.click("#tabs button[data-view='map']")
+    tab.wait_for_function("() => lookalikeMap.points && lookalikeMap.points.length > 0")
+    canvas = tab.locator("#map").bounding_box()
+    lowest = max(tab.evaluate("() => lookalikeMap.points"), key=lambda p: p["py"] + p["px"])
+    tab.mouse.move(canvas["x"] + lowest["px"], canvas["y"] + lowest["py"])
+    tab.wait_for_selector("#map-tip:not([hidden])")
+    tip = tab.locator("#map-tip").bounding_box()
+    assert canvas["x"] <= tip["x"] and tip["x"] + tip["width"] <= canvas["x"] + canvas["width"] + 1
+    assert canvas["y"] <= tip["y"] and tip["y"] + tip["height"] <= canvas["y"] + canvas["height"] + 1
+    no_spills(tab, "main")

@@ -234,8 +234,8 @@ def test_map_lasso_lists_the_references_inside(page, artifacts):
     shown = page.eval_on_selector_all("#map-selection .tile", "tiles => tiles.map(t => Number(t.dataset.index))")
     assert sorted(shown) == sorted(index[i] for i in expected)
     paths = page.evaluate("() => lookalikeMap.data.path")
-    captions = page.eval_on_selector_all("#map-selection .tile .caption", "c => c.map(e => e.textContent)")
-    assert sorted(captions) == sorted(f"{index[i]} · {paths[i].rsplit('/', 1)[-1]}" for i in expected)
+    names = page.eval_on_selector_all("#map-selection .tile .name", "c => c.map(e => [e.dataset.name, e.title])")
+    assert sorted(names) == sorted([paths[i].rsplit("/", 1)[-1], paths[i]] for i in expected)
     assert page.inner_text("#map-selection-info") == f"{len(expected)} references selected"
     page.wait_for_function("() => document.querySelector('#map-selection img.thumb').naturalWidth > 0")
     page.screenshot(path=str(artifacts / "explorer-map-lasso.png"), full_page=True)

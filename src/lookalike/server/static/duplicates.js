@@ -434,13 +434,15 @@ async function apply() {
     hint("Nothing was moved.");
     return;
   }
-  let result;
   try {
-    result = await postJSON("/apply", { confirm: true });
-  } catch (error) { throw new Error(`Could not move the discarded files (${error.message})`); }
-  showMoves(result);
-  referencesChanged();
-  await load(0);
+    showMoves(await postJSON("/apply", { confirm: true }));
+  } catch (error) {
+    throw new Error(`Could not move the discarded files (${error.message})`);
+  } finally {
+    // Even an apply stopped part-way (a full disk) moved files, saved and undoable: the groups and the bar show it.
+    referencesChanged();
+    await load(0);
+  }
 }
 
 async function undo() {
