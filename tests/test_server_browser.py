@@ -241,9 +241,9 @@ def test_map_lasso_lists_the_references_inside(page, artifacts):
     page.screenshot(path=str(artifacts / "explorer-map-lasso.png"), full_page=True)
     page.click("#map-selection .tile >> nth=0")
     page.wait_for_selector("#neighbours .tile")
-    # The panel names the file it shows, so that a position holding another file later is refused (409).
+    # The panel names the version of the file it shows, so that a position holding another file later is refused (409).
     address = page.get_attribute("#neighbours-query img", "data-src")
-    assert address.split("?")[0] == f"/api/references/{shown[0]}/thumbnail" and "?path=" in address
+    assert address.split("?")[0] == f"/api/references/{shown[0]}/thumbnail" and "?v=" in address
     page.click("#close-panel")
     page.click("#map-clear")
     assert page.locator("#map-selection .tile").count() == 0 and page.locator("#map-selection-bar").is_hidden()
