@@ -26,6 +26,7 @@ from test_server_browser import TIMEOUT_MS, browser  # noqa: F401 - the browser 
 DESKTOP = {"viewport": {"width": 1400, "height": 1000}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 GROUPS = 12
+BURST = 14
 REVIEW = f"#view=duplicates&threshold={THRESHOLD}"
 
 #: Elements of ``panel`` (a selector) past its left or right edge, or whose content runs past their own box.
@@ -61,14 +62,18 @@ NAMES = """(root) => [...document.querySelectorAll(`${root} .fit`)].filter((e) =
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> SimpleNamespace:
-    """GROUPS photos and an exact copy of each, named as a camera would (they differ at the end only), in a folder
-    deep enough that a path does not fit a phone; the model saved."""
+    """GROUPS photos and an exact copy of each (BURST more copies of the first), named as a camera would (they differ
+    at the end only), in a folder deep enough that a path does not fit a phone; the model saved."""
     root = tmp_path_factory.mktemp("layout")
     folder = root / "photos of the trip to Oxford, summer 2019" / "all of them, unsorted"
     folder.mkdir(parents=True)
     for n, photo in enumerate(SAMPLE_PHOTOS[::6][:GROUPS]):
         shutil.copyfile(photo, folder / f"all_souls_oxford_{n:06d}.jpg")
         shutil.copyfile(photo, folder / f"all_souls_oxford_{n + GROUPS:06d}.jpg")
+    for n in range(
+        2 * GROUPS, 2 * GROUPS + BURST
+    ):  # the first group is a burst: taller than the screen below the controls
+        shutil.copyfile(SAMPLE_PHOTOS[0], folder / f"all_souls_oxford_{n:06d}.jpg")
     model = root / "photos.lookalike"
     lk.create(str(folder), verbose=False).save(model)
     return SimpleNamespace(folder=folder, model=model, thumbnails=root / "thumbnails")
@@ -264,7 +269,7 @@ def test_nothing_runs_past_its_panel_and_the_controls_and_help_are_in_view(open_
     # Opened at the top: the controls above the first group. (What the threshold means is measured on copies of the
     # photos, ~40 s here: it arrives later, above the groups, and is not waited for.)
     assert tab.evaluate("() => scrollY") == 0
-    for control in ("#dup-threshold", "#dup-tiers", "#dup-info", "#duplicates .group.current"):
+    for control in ("#dup-threshold", "#dup-tiers", "#dup-info", "#duplicates .tile.current"):
         assert tab.evaluate(IN_VIEW, control), control
     bar = tab.locator("#review-bar").bounding_box()
     assert bar["y"] + bar["height"] <= height

@@ -128,15 +128,19 @@ function middle(name, keep) {
 // that the page is laid out once; names in hidden views (width 0) are fitted when their view is shown.
 export function fitNames(root = document) {
   const boxes = [...root.querySelectorAll(".fit")].map((element) => [element, element.clientWidth]);
-  const styles = new Map();
+  const styles = new Map(); // font and horizontal padding, per kind of name (its class and its parent's)
   for (const [element, width] of boxes) {
     const name = element.dataset.name;
     if (!width || !name) continue;
-    const style = getComputedStyle(element);
-    const font = styles.get(element.className) || `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
-    styles.set(element.className, font);
+    const kind = `${element.parentElement.className}/${element.className}`;
+    if (!styles.has(kind)) {
+      const style = getComputedStyle(element);
+      const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+      styles.set(kind, [`${style.fontWeight} ${style.fontSize} ${style.fontFamily}`, padding]);
+    }
+    const [font, padding] = styles.get(kind);
     measure.font = font;
-    const room = width - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 1;
+    const room = width - padding - 1;
     let text = name;
     if (measure.measureText(name).width > room) {
       let low = 2;
