@@ -283,7 +283,7 @@ def test_nothing_runs_past_its_panel_and_the_controls_and_help_are_in_view(open_
     if width < 600:
         assert bar["height"] <= 0.13 * height, bar  # compact on a phone
     cut = tab.eval_on_selector_all(
-        "#review-bar button:not([hidden]), #duplicates .tile .distance",
+        "#review-bar button:not([hidden]), #duplicates .tile .distance, #duplicates .tile .facts",
         "elements => elements.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)",
     )
     assert cut == []  # labels wrap or are shortened, never cut

@@ -113,9 +113,9 @@ async function load(offset, { group = 0, follow = null, member = null } = {}) {
 // ------------------------------------------------------------------ the cards
 function fileSize(bytes) {
   if (bytes === null || bytes === undefined) return null;
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (bytes < 1024) return `${bytes}\u00a0B`; // a size and its unit on one line
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)}\u00a0KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)}\u00a0MB`;
 }
 
 function fileDate(mtime) {
@@ -147,11 +147,15 @@ function memberTile(item, groupAt, memberAt) {
   if (item.keeper) button.classList.add("keeper");
   const suggestion = item.action === "discard" ? "copy" : item.tier === "similar" ? "look-alike" : "copy of another";
   const role = item.keeper ? `keeper · ${item.tier}` : `${suggestion} · ${item.tier} · ${item.distance.toFixed(3)}`;
-  const facts = [
-    item.width && item.height ? `${item.width}×${item.height}` : null, fileSize(item.bytes), fileDate(item.mtime),
-  ].filter(Boolean).join(" · ");
+  // On a narrow tile the facts wrap between words (a date before its time), never inside one, and a "·" stays with
+  // the fact it introduces.
+  const words = [item.width && item.height ? `${item.width}×${item.height}` : null, fileSize(item.bytes), fileDate(item.mtime)]
+    .filter(Boolean)
+    .flatMap((fact, at) => fact.split(" ").map((word, w) => (at && !w ? `· ${word}` : word)));
+  const facts = span("facts", "");
+  facts.append(...words.flatMap((word, w) => [...(w ? [" "] : []), span("fact", word)]));
   button.append(
-    thumbImage(item), span("badge", ""), span("distance", role), nameSpan("name", item), span("facts", facts),
+    thumbImage(item), span("badge", ""), span("distance", role), nameSpan("name", item), facts,
   );
   // A click makes the image current (the buttons below the cards then act on it); a second click opens its neighbours.
   button.addEventListener("click", () => enqueue(() => {
