@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 import lookalike as lk
 from lookalike.dedup.decisions import read_saved
 from lookalike.server.runner import start_in_thread
+from lookalike.server.thumbnails import file_version
 from server_fixtures import SAMPLE_PHOTOS
 from test_dedup import digest
 from test_server_browser import TIMEOUT_MS, browser  # noqa: F401 - the browser fixture
@@ -160,7 +161,7 @@ def saved_decisions(path: Path) -> tuple[dict[str, tuple], set[frozenset]]:
 
 
 def shows_its_own_file(tab) -> None:
-    """Every thumbnail of the current card loads, from an address naming the file of its tile."""
+    """Every thumbnail of the current card loads, from an address naming the version of the file of its tile."""
     tab.wait_for_function(
         "() => [...document.querySelectorAll('#duplicates .group.current img.thumb')]"
         ".every(i => i.complete && i.naturalWidth > 0)"
@@ -171,7 +172,7 @@ def shows_its_own_file(tab) -> None:
     )
     for path, source in sources:
         address = urlsplit(source)
-        assert address.path.endswith("/thumbnail") and parse_qs(address.query) == {"path": [path]}, source
+        assert address.path.endswith("/thumbnail") and parse_qs(address.query) == {"v": [file_version(path)]}, source
 
 
 def honoured(model: lk.ImageSimilarityModel, keeps: set[str], apart: set[frozenset], gone: set[str]) -> list[list]:

@@ -135,6 +135,16 @@ def test_thumbnail_is_a_small_jpeg_made_once(api, server, sample_model):
     assert {p: p.stat().st_mtime_ns for p in server.thumbnail_dir.rglob("*.jpg")} == stamps  # served, not remade
 
 
+def test_a_thumbnail_is_kept_for_good_only_at_an_address_naming_its_files_version(api):
+    version = api.get("/references/5").json()["version"]
+    kept = api.get("/references/5/thumbnail", params={"v": version})
+    assert kept.status_code == 200 and "immutable" in kept.headers["cache-control"]
+    plain = api.get("/references/5/thumbnail")  # the same address may show another file after an apply or a restart
+    assert plain.headers["cache-control"] == "private, no-cache" and plain.content == kept.content
+    stale = api.get("/references/5/thumbnail", params={"v": api.get("/references/6").json()["version"]})
+    assert stale.status_code == 409 and "reload" in stale.json()["detail"]
+
+
 def test_thumbnail_follows_exif_orientation(small_server, small_model):
     position = small_model.references["path"].str.endswith("rotated.jpg").to_numpy().nonzero()[0][0]
     response = small_server.get(f"/references/{position}/thumbnail")

@@ -21,6 +21,7 @@ from lookalike.errors import InvalidArgument
 from lookalike.explore import layout as layouts
 from lookalike.explore.layout import MapLayout
 from lookalike.ingest.names import escaped
+from lookalike.server.thumbnails import file_version
 
 #: Most references the map lays out with t-SNE on a first request (about a minute on 2 cores); above, it shows
 #: PCA until ``lookalike map MODEL`` has saved the t-SNE map with the model.
@@ -96,6 +97,7 @@ class Collection:
             "label": self.label(position),
             # A file name that is not UTF-8 is shown with \xNN escapes (JSON cannot carry its bytes).
             "path": escaped(self.paths[position]) if self.paths is not None else None,
+            "version": self.version(position),
         }
         for name, values in self._sizes.items():
             value = values[position] if values is not None else None
@@ -124,6 +126,11 @@ class Collection:
 
     def image_path(self, position: int) -> str | None:
         return self.paths[position] if self.paths is not None else None
+
+    def version(self, position: int) -> str | None:
+        """The :func:`~lookalike.server.thumbnails.file_version` of the reference's file, for its thumbnail's address."""
+        path = self.image_path(position)
+        return file_version(path) if path is not None else None
 
     # ------------------------------------------------------------- neighbours
     def _neighbour_items(self, table: pd.DataFrame, exclude: int | None, k: int) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lookalike.dedup.moves import MoveReport, check_destination
-from lookalike.errors import InvalidArgument
+from lookalike.dedup.moves import MANIFEST_PREFIX, MoveReport, check_destination, read_manifest
+from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.server.collection import Collection
 
 
@@ -33,7 +33,8 @@ class Review:
     def __init__(self, model_path: str | os.PathLike | None, move_to: str | os.PathLike | None):
         self.model_path = Path(model_path) if model_path is not None else None
         self.move_to = Path(move_to) if move_to is not None else None
-        self.manifests: list[Path] = []  # written by this server: the only ones its page may undo
+        self.written: list[Path] = []  # manifests of this server's applies (found again below when the model is saved)
+        self._read: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}  # manifest -> (stat, record)
         self.lock = threading.Lock()  # one change at a time: a decision, an apply or an undo
 
     def status(self, view: Collection) -> dict[str, Any]:
@@ -54,8 +55,42 @@ class Review:
             "move_to": str(self.move_to) if self.move_to is not None else None,
             "can_apply": refusal is None,
             "apply_refusal": refusal,
-            "manifests": [str(m) for m in self.manifests],
+            "manifests": [str(m) for m in self.manifests()],
         }
+
+    def manifests(self) -> list[Path]:
+        """The applies a page may undo, oldest first: those not undone yet of this server, and of the saved model
+        (an earlier server's or the command line's, whose manifests are in the folder for discarded files), so that a
+        page reloaded, or a server restarted, can still undo them."""
+        candidates = set(self.written)
+        if self.model_path is not None and self.move_to is not None and self.move_to.is_dir():
+            candidates.update(self.move_to.glob(f"{MANIFEST_PREFIX}*.json"))
+        model = os.path.abspath(self.model_path) if self.model_path is not None else None
+        found = []
+        for manifest in candidates:
+            record = self._record(manifest)
+            if (
+                record is None
+                or record.get("undone")
+                or (manifest not in self.written and record.get("model") != model)
+            ):
+                continue
+            found.append((record.get("created", 0), str(manifest), manifest))
+        return [manifest for *_, manifest in sorted(found)]
+
+    def _record(self, manifest: Path) -> dict[str, Any] | None:
+        """The manifest read, or None if it cannot be; read again only when it changed (status comes with each key)."""
+        try:
+            stat = manifest.stat()
+        except OSError:
+            return None
+        seen = (stat.st_mtime_ns, stat.st_size)
+        if manifest not in self._read or self._read[manifest][0] != seen:
+            try:
+                self._read[manifest] = (seen, read_manifest(manifest))
+            except (OSError, ModelFormatError):
+                self._read[manifest] = (seen, None)
+        return self._read[manifest][1]
 
     def decide(self, view: Collection, action: str, index: int, other: int | None) -> None:
         """Record ``action`` on the reference at ``index`` (``other``: the keeper it duplicates, or the one it is not)."""
@@ -115,10 +150,10 @@ class Review:
         with self.lock:
             report = view.model.apply_decisions(self.move_to, path=self.model_path)
             if report.manifest is not None:
-                self.manifests.append(report.manifest)
+                self.written.append(report.manifest)
         return report
 
     def undo(self, view: Collection, manifest: str) -> MoveReport:
-        """Undo an apply of this server (the route checks ``manifest`` is one of :attr:`manifests`)."""
+        """Undo an apply (the route checks ``manifest`` is one of :meth:`manifests`)."""
         with self.lock:
             return view.model.undo_moves(manifest, path=self.model_path, verbose=False)

@@ -30,6 +30,10 @@ class Reference(BaseModel):
     index: int = Field(description="position in the model: the address of the reference in this API")
     label: int | str
     path: str | None = None
+    version: str | None = Field(
+        default=None,
+        description="a key of the file as it is now: its thumbnail's address takes it as v= (null: no file)",
+    )
     width: int | None = None
     height: int | None = None
 
@@ -106,7 +110,10 @@ class ReviewStatus(BaseModel):
     move_to: str | None = Field(description="where an apply moves discarded files (chosen when the server started)")
     can_apply: bool
     apply_refusal: str | None = Field(description="why discarded files cannot be moved, when they cannot")
-    manifests: list[str] = Field(description="undo manifests of the applies this server made")
+    manifests: list[str] = Field(
+        description="undo manifests of the applies on this model not undone yet, oldest first: this server's, and "
+        "those an earlier server or the command line left in the folder for discarded files"
+    )
 
 
 class Duplicates(BaseModel):
@@ -148,6 +155,7 @@ class Map(BaseModel):
     index: list[int]
     label: list[int | str]
     path: list[str | None] = Field(description="each point's file (names that are not UTF-8 escaped); null: none")
+    version: list[str | None] = Field(description="each point's file version, for its thumbnail's address (v=)")
     x: list[float]
     y: list[float]
     cluster: list[int] = Field(description="k-means cluster of each point, 0 the largest")

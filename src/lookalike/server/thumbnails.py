@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fastapi import Response
+from fastapi import HTTPException, Response
 from PIL import Image
 
 from lookalike.ingest.decode import ImageError, load_rgb
@@ -35,6 +35,8 @@ from lookalike.store.files import open_regular
 
 #: Ends every cached thumbnail, before the SHA-256 of its key and the JPEG it follows (decoders stop at the JPEG's end).
 TRAILER = b"lookalike-thumbnail-sha256:"
+#: Browsers keep a thumbnail whose address names its file's version for a year without asking again.
+IMMUTABLE = "private, max-age=31536000, immutable"
 #: A cached file larger than this is not a thumbnail lookalike wrote (a 1024-px JPEG at quality 95 is ~0.5 MB).
 MAX_CACHED_BYTES = 8 * 1024 * 1024
 
@@ -132,9 +134,21 @@ class ThumbnailCache:
             return None
         return jpeg if fits else None
 
-    def response(self, source: str | os.PathLike) -> Response:
-        """The thumbnail of ``source`` as an HTTP response, which browsers keep a day (see :meth:`get`)."""
-        return Response(self.get(source), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    def response(self, source: str | os.PathLike, version: str | None = None) -> Response:
+        """The thumbnail of ``source`` as an HTTP response (see :meth:`get`).
+
+        An address holding the file's :func:`file_version` can only ever show that file's image, so browsers keep
+        it for good; 409 when the file is not that version any more (a stale page). An address without one may show
+        another file tomorrow (positions change with an apply or undo, and a server restarted on the same port serves
+        other files), so browsers must ask again each time.
+        """
+        jpeg = self.get(source)
+        if version is None:
+            return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-cache"})
+        # Checked after the thumbnail is made: a file replaced meanwhile is refused, never kept under the old version.
+        if version != file_version(source):
+            raise HTTPException(409, "this image is another file now, or its file changed: reload the page")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
 
     def _write(self, key: str, jpeg: bytes) -> None:
         """Keep ``jpeg`` as the thumbnail ``key`` (atomically, in a fresh file); warn once if the cache cannot be written."""
@@ -167,6 +181,17 @@ class ThumbnailCache:
             self.unwritable = str(exc)
         else:
             self.unwritable = None
+
+
+def file_version(path: str | os.PathLike) -> str | None:
+    """A short key of the file at ``path`` as it is now (its absolute path, inode, size and modification time), for
+    thumbnail addresses: another file, or this one edited, gets another key. None when there is no such file."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    identity = f"{os.path.abspath(path)}\0{stat.st_dev}\0{stat.st_ino}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _digest(key: str, jpeg: bytes) -> bytes:

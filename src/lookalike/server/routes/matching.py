@@ -12,6 +12,7 @@ from lookalike.server import schemas
 from lookalike.server.dependencies import Thumbnails, View
 from lookalike.server.errors import error_responses
 from lookalike.server.matching import MatchedSet
+from lookalike.server.routes.references import VERSION
 
 router = APIRouter(tags=["match"])
 
@@ -56,11 +57,13 @@ def other_thumbnail(
     matched: Matched,
     thumbnails: Thumbnails,
     index: Annotated[int, PathParam(ge=0, description="position in the other set")],
+    version: Annotated[str | None, Query(alias="v", max_length=64, description=VERSION)] = None,
 ) -> Response:
-    """An upright JPEG thumbnail of an image of the other set."""
+    """An upright JPEG thumbnail of an image of the other set (kept for good by browsers with its ``version``:
+    a server restarted on the same port with another set lists other versions, hence other addresses)."""
     if index >= matched.other.size:
         raise HTTPException(404, f"no image {index} in the other set: it has {matched.other.size}")
     path = matched.other.image_path(index)
     if path is None:
         raise HTTPException(404, f"image {index} of the other set has no file")
-    return thumbnails.response(path)
+    return thumbnails.response(path, version)

@@ -62,6 +62,7 @@ def collection_map(
     except LookalikeError as exc:  # a bad colour column, t-SNE without the map extra or with too few references
         raise HTTPException(422, str(exc)) from None
     sample = view.map_sample(limit)
+    items = [view.item(int(p)) for p in sample]
     return {
         "total": view.size,
         "method": layout.method,
@@ -73,7 +74,8 @@ def collection_map(
         "columns": list(view.colourings),
         "index": sample.tolist(),
         "label": [view.label(int(p)) for p in sample],
-        "path": [view.item(int(p))["path"] for p in sample],
+        "path": [item["path"] for item in items],
+        "version": [item["version"] for item in items],
         "x": layout.coordinates[sample, 0].tolist(),
         "y": layout.coordinates[sample, 1].tolist(),
         "cluster": layout.clusters[sample].tolist(),

@@ -13,6 +13,12 @@ from lookalike.server.errors import error_responses
 
 router = APIRouter(tags=["references"])
 
+#: What the v= of a thumbnail's address is (shared by the Match view's thumbnails).
+VERSION = (
+    "the file's version as listed: browsers may keep the thumbnail for good; 409 when the file changed or "
+    "another file is at that position now"
+)
+
 
 @router.get("/references", response_model=schemas.ReferencePage)
 def references(
@@ -56,15 +62,17 @@ def thumbnail(
             "(an apply or undo changed the positions)",
         ),
     ] = None,
+    version: Annotated[str | None, Query(alias="v", max_length=64, description=VERSION)] = None,
 ) -> Response:
     """An upright JPEG thumbnail of the reference (made once, then served from the disk cache).
 
-    Browsers keep it a day by its address: pages put the path in the address, so that a position that
-    holds another file after an apply or undo is another address, and a stale page gets a 409, not another image.
+    Pages put the file's ``version`` (of listings) in the address: browsers keep that address for good, as it
+    cannot show another file; without it they must ask again each time, since a position holds another
+    file after an apply or undo. A stale page gets a 409, never another image.
     """
     path = view.image_path(index)
     if path is None:
         raise HTTPException(404, f"reference {index} has no image file (it was built from in-memory images)")
     if expected is not None and expected != view.item(index)["path"]:
         raise HTTPException(409, f"reference {index} is another file now: reload the page")
-    return thumbnails.response(path)  # an unreadable image is a 404 (see errors.unreadable_image)
+    return thumbnails.response(path, version)  # an unreadable image is a 404 (see errors.unreadable_image)

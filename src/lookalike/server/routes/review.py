@@ -168,9 +168,12 @@ def apply(body: schemas.Confirmation, request: Request, view: View, review: Revi
 
 @router.post("/undo", response_model=schemas.MoveResult, responses=error_responses(400, 404, 409))
 def undo(body: schemas.UndoRequest, request: Request, view: View, review: Reviewer) -> dict:
-    """Put back the files of an apply this server made, and add them back to the model."""
-    if body.manifest not in {str(m) for m in review.manifests}:
-        raise HTTPException(404, "no apply of this server wrote that manifest (lookalike undo MANIFEST undoes any)")
+    """Put back the files of an apply on this model not undone yet (one of ``manifests`` of the status), and add them
+    back to the model."""
+    if body.manifest not in {str(m) for m in review.manifests()}:
+        raise HTTPException(
+            404, "no apply on this model left that manifest, or it was undone (lookalike undo MANIFEST undoes any)"
+        )
     try:
         report = review.undo(view, body.manifest)
     except StaleModel as exc:

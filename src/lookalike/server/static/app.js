@@ -2,7 +2,7 @@
 "use strict";
 
 import {
-  $, api, closeNeighbours, fill, openNeighbours, openReference, route, showError, state, updateRoute,
+  $, api, closeNeighbours, fill, fitNames, openNeighbours, openReference, route, showError, state, updateRoute,
 } from "./common.js";
 import { initAudit, showAudit } from "./audit.js";
 import { initDuplicates, showDuplicates } from "./duplicates.js";
@@ -25,6 +25,7 @@ function showView(name) {
   showError("");
   updateRoute({ view: name === "browse" ? null : name });
   VIEWS[name]();
+  fitNames($(`view-${name}`)); // names listed while the view was hidden had no width to fit
 }
 
 async function loadPage(offset) {

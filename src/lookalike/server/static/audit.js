@@ -56,7 +56,7 @@ function card(finding, at) {
   box.tabIndex = -1;
   const photos = document.createElement("div");
   photos.className = "finding-photos";
-  for (const item of finding.items.slice(0, 2)) photos.appendChild(thumbImage(item.index, String(item.label), item.path));
+  for (const item of finding.items.slice(0, 2)) photos.appendChild(thumbImage(item));
   const text = document.createElement("p");
   const suggestion = finding.suggested_label ? ` → ${finding.suggested_label}` : "";
   const where = [finding.split, finding.label].filter(Boolean).join(" / ");

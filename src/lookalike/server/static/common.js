@@ -103,21 +103,82 @@ const observer = "IntersectionObserver" in window
   }, { rootMargin: "300px" })
   : null;
 
-// The address names the file as well as the position: an apply or undo gives a position another file, and a browser
-// reuses the image it has for an address (for a day, and always within the page); the server refuses a stale pair.
-export function thumbnailURL(index, path) {
-  return `/api/references/${index}/thumbnail${path ? `?path=${encodeURIComponent(path)}` : ""}`;
+// The address names the file's version (of its listing: path, size, modification time): the browser keeps it for
+// good, since a position that holds another file after an apply or undo, a file edited, or a server restarted with
+// other files, all give other addresses; the server refuses a stale one. Without a version the browser asks each time.
+export function thumbnailURL(index, version, base = "/api/references") {
+  return `${base}/${index}/thumbnail${version ? `?v=${encodeURIComponent(version)}` : ""}`;
 }
 
-export function thumbImage(index, alt, path = null) {
+export function thumbImage(item, base) {
   const img = document.createElement("img");
   img.className = "thumb";
-  img.alt = alt;
+  img.alt = String(item.label);
   img.decoding = "async";
-  img.dataset.src = thumbnailURL(index, path);
+  img.dataset.src = thumbnailURL(item.index, item.version, base);
   if (observer) observer.observe(img); else loadThumb(img);
   return img;
 }
+
+// ------------------------------------------------------------------ file names that fit their box
+// A long file name is shortened in the middle ("all_souls_0…_000013.jpg"): what tells the files of a folder apart is
+// often at its end (a counter, the extension), which the ellipsis of CSS would cut. The whole path is in the title.
+export function baseName(path) {
+  return path.split(/[\\/]/).pop();
+}
+
+export function nameSpan(className, item) {
+  const element = document.createElement("span");
+  element.className = `${className} fit`;
+  element.textContent = item.path ? baseName(item.path) : String(item.label);
+  element.dataset.name = element.textContent;
+  if (item.path) element.title = item.path;
+  return element;
+}
+
+const measure = document.createElement("canvas").getContext("2d");
+
+function middle(name, keep) {
+  const head = Math.ceil(keep / 2);
+  return `${name.slice(0, head)}…${name.slice(name.length - (keep - head))}`;
+}
+
+// Every name under ``root`` shortened to the width of its box: the widths are read first, then the names written, so
+// that the page is laid out once; names in hidden views (width 0) are fitted when their view is shown.
+export function fitNames(root = document) {
+  const boxes = [...root.querySelectorAll(".fit")].map((element) => [element, element.clientWidth]);
+  const styles = new Map(); // font and horizontal padding, per kind of name (its class and its parent's)
+  for (const [element, width] of boxes) {
+    const name = element.dataset.name;
+    if (!width || !name) continue;
+    const kind = `${element.parentElement.className}/${element.className}`;
+    if (!styles.has(kind)) {
+      const style = getComputedStyle(element);
+      const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+      styles.set(kind, [`${style.fontWeight} ${style.fontSize} ${style.fontFamily}`, padding]);
+    }
+    const [font, padding] = styles.get(kind);
+    measure.font = font;
+    const room = width - padding - 1;
+    let text = name;
+    if (measure.measureText(name).width > room) {
+      let low = 2;
+      let high = name.length - 1; // the most characters kept that fit, found by halving
+      while (low < high) {
+        const mid = Math.ceil((low + high) / 2);
+        if (measure.measureText(middle(name, mid)).width <= room) low = mid; else high = mid - 1;
+      }
+      text = middle(name, low);
+    }
+    if (element.textContent !== text) element.textContent = text;
+  }
+}
+
+let fitting = 0;
+window.addEventListener("resize", () => {
+  cancelAnimationFrame(fitting);
+  fitting = requestAnimationFrame(() => fitNames());
+});
 
 export function tile(item, onClick) {
   const button = document.createElement("button");
@@ -125,10 +186,9 @@ export function tile(item, onClick) {
   button.className = "tile";
   button.dataset.index = item.index;
   button.title = item.path || String(item.label);
-  button.appendChild(thumbImage(item.index, String(item.label), item.path));
+  button.appendChild(thumbImage(item));
   const caption = document.createElement("span");
   caption.className = "caption";
-  caption.textContent = item.path ? `${item.label} · ${item.path.split(/[\\/]/).pop()}` : String(item.label);
   if (item.distance !== undefined) {
     const distance = document.createElement("span");
     distance.className = "distance";
@@ -140,8 +200,9 @@ export function tile(item, onClick) {
     } else {
       distance.textContent = `#${item.rank} · ${item.distance.toFixed(3)} `;
     }
-    caption.prepend(distance);
+    caption.append(distance);
   }
+  caption.append(nameSpan("name", item));
   button.appendChild(caption);
   button.addEventListener("click", () => onClick(item));
   return button;
@@ -149,6 +210,7 @@ export function tile(item, onClick) {
 
 export function fill(container, items, onClick) {
   container.replaceChildren(...items.map((item) => tile(item, onClick)));
+  fitNames(container);
 }
 
 // ------------------------------------------------------------------ the neighbours panel
@@ -160,9 +222,9 @@ export async function openNeighbours(item) {
   const k = $("k").value;
   const card = $("neighbours-query");
   const caption = document.createElement("p");
-  caption.className = "muted";
-  caption.textContent = `${item.label}${item.path ? ` — ${item.path}` : ""}`;
-  card.replaceChildren(thumbImage(item.index, String(item.label), item.path), caption);
+  caption.className = "muted path";
+  caption.textContent = item.path || String(item.label);
+  card.replaceChildren(thumbImage(item), caption);
   $("neighbours").replaceChildren();
   try {
     const result = await api(`/references/${item.index}/neighbours?k=${k}`);

@@ -4,7 +4,9 @@
 // requests of the one before: keys typed ahead of a slow answer act on the group they were meant for.
 "use strict";
 
-import { $, api, openNeighbours, postJSON, route, showError, thumbImage, updateRoute } from "./common.js";
+import {
+  $, api, baseName, fitNames, nameSpan, openNeighbours, postJSON, route, showError, thumbImage, updateRoute,
+} from "./common.js";
 
 const DUP_PAGE = 20;
 const review = {
@@ -15,7 +17,7 @@ const review = {
   member: 0, // the current member of the current group
   threshold: null, // null: the server's default for this model
   status: null, // the ReviewStatus of the last answer
-  undo: null, // the manifest of this page's last apply, while it can be undone
+  undo: null, // the manifest of the last apply on this model not undone yet (of the status: it outlives a reload)
 };
 
 // ------------------------------------------------------------------ one key at a time
@@ -111,9 +113,9 @@ async function load(offset, { group = 0, follow = null, member = null } = {}) {
 // ------------------------------------------------------------------ the cards
 function fileSize(bytes) {
   if (bytes === null || bytes === undefined) return null;
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (bytes < 1024) return `${bytes}\u00a0B`; // a size and its unit on one line
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)}\u00a0KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)}\u00a0MB`;
 }
 
 function fileDate(mtime) {
@@ -124,7 +126,7 @@ function fileDate(mtime) {
 }
 
 function name(item) {
-  return item.path ? item.path.split(/[\\/]/).pop() : String(item.label);
+  return item.path ? baseName(item.path) : String(item.label);
 }
 
 function span(className, text) {
@@ -145,12 +147,15 @@ function memberTile(item, groupAt, memberAt) {
   if (item.keeper) button.classList.add("keeper");
   const suggestion = item.action === "discard" ? "copy" : item.tier === "similar" ? "look-alike" : "copy of another";
   const role = item.keeper ? `keeper · ${item.tier}` : `${suggestion} · ${item.tier} · ${item.distance.toFixed(3)}`;
-  const facts = [
-    item.width && item.height ? `${item.width}×${item.height}` : null, fileSize(item.bytes), fileDate(item.mtime),
-  ].filter(Boolean).join(" · ");
+  // On a narrow tile the facts wrap between words (a date before its time), never inside one, and a "·" stays with
+  // the fact it introduces.
+  const words = [item.width && item.height ? `${item.width}×${item.height}` : null, fileSize(item.bytes), fileDate(item.mtime)]
+    .filter(Boolean)
+    .flatMap((fact, at) => fact.split(" ").map((word, w) => (at && !w ? `· ${word}` : word)));
+  const facts = span("facts", "");
+  facts.append(...words.flatMap((word, w) => [...(w ? [" "] : []), span("fact", word)]));
   button.append(
-    thumbImage(item.index, String(item.label), item.path), span("badge", ""), span("distance", role), span("name", name(item)),
-    span("facts", facts),
+    thumbImage(item), span("badge", ""), span("distance", role), nameSpan("name", item), facts,
   );
   // A click makes the image current (the buttons below the cards then act on it); a second click opens its neighbours.
   button.addEventListener("click", () => enqueue(() => {
@@ -193,6 +198,7 @@ function render() {
     cards.push(empty);
   }
   $("duplicates").replaceChildren(...cards);
+  fitNames($("duplicates"));
 }
 
 // ------------------------------------------------------------------ the current group and member
@@ -222,14 +228,24 @@ function select(groupAt, memberAt) {
   tile.setAttribute("aria-current", "true");
   // Focus follows the review unless the person is typing in the form (a page load they asked for from there).
   if (!document.activeElement || !document.activeElement.closest("#dup-form")) group.card.focus({ preventScroll: true });
-  group.card.scrollIntoView({ block: "nearest" });
-  tile.scrollIntoView({ block: "nearest" });
+  if (review.offset === 0 && review.group === 0 && fitsBelowTop(tile)) {
+    window.scrollTo({ top: 0 }); // the first group: with the threshold, the tiers and what they mean above it
+  } else {
+    group.card.scrollIntoView({ block: "nearest" });
+    tile.scrollIntoView({ block: "nearest" });
+  }
   updateRoute({
     view: "duplicates",
     group: review.offset + review.group + 1, // as the card numbers it: 1 is the first group
     threshold: review.threshold,
     tiers: $("dup-tiers").value || null,
   });
+}
+
+// Whether ``element`` is in view, clear of the review bar, once the page is scrolled to its top.
+function fitsBelowTop(element) {
+  const bar = $("review-bar").getBoundingClientRect();
+  return element.getBoundingClientRect().bottom + window.scrollY <= window.innerHeight - bar.height;
 }
 
 function showProgress() {
@@ -245,6 +261,8 @@ function showProgress() {
     ? `moves ${status.pending_discards} files to ${status.move_to}`
     : `cannot move files: ${status.apply_refusal}`;
   $("review-saved").hidden = status.saved;
+  review.undo = status.manifests.length ? status.manifests[status.manifests.length - 1] : null;
+  $("undo-button").hidden = !review.undo;
 }
 
 async function nextGroup() {
@@ -385,15 +403,13 @@ function confirmInDialog(text) {
   });
 }
 
-function showMoves(result, undoable) {
+function showMoves(result) {
   const skipped = result.skipped.length
     ? ` Skipped: ${result.skipped.slice(0, 3).map((s) => `${s.path} (${s.reason})`).join("; ")}` +
       (result.skipped.length > 3 ? ` and ${result.skipped.length - 3} more.` : ".")
     : "";
   $("review-summary").textContent = `${result.summary}.${skipped}`;
   $("review-result").hidden = false;
-  review.undo = undoable ? result.manifest : null;
-  $("undo-button").hidden = !review.undo;
 }
 
 // Files moved out of the model or back into it: every position may now hold another reference. The other views
@@ -422,25 +438,27 @@ async function apply() {
     hint("Nothing was moved.");
     return;
   }
-  let result;
   try {
-    result = await postJSON("/apply", { confirm: true });
-  } catch (error) { throw new Error(`Could not move the discarded files (${error.message})`); }
-  showMoves(result, result.moved.length > 0);
-  referencesChanged();
-  await load(0);
+    showMoves(await postJSON("/apply", { confirm: true }));
+  } catch (error) {
+    throw new Error(`Could not move the discarded files (${error.message})`);
+  } finally {
+    // Even an apply stopped part-way (a full disk) moved files, saved and undoable: the groups and the bar show it.
+    referencesChanged();
+    await load(0);
+  }
 }
 
 async function undo() {
   if (!review.undo) {
-    hint("There is no apply of this page to undo.");
+    hint("There is no apply on this model to undo.");
     return;
   }
   let result;
   try {
     result = await postJSON("/undo", { manifest: review.undo });
   } catch (error) { throw new Error(`Could not undo the moves (${error.message})`); }
-  showMoves(result, false);
+  showMoves(result);
   referencesChanged();
   await load(0);
 }
@@ -460,15 +478,20 @@ function onKey(event) {
   // Typing in the form or the neighbours panel is not a review key; nor is Enter or Space on a button (it clicks).
   if (target.closest("input, select, textarea, [contenteditable], #neighbours-panel")) return;
   if ((event.key === "Enter" || event.key === " ") && target.closest("button, a")) return;
-  if (event.key === "?") {
+  if (event.key === "?" || (event.key === "Escape" && !$("review-help").hidden)) {
     event.preventDefault();
-    $("review-help").hidden = !$("review-help").hidden;
+    toggleHelp();
     return;
   }
   const action = KEYS[event.key];
   if (!action) return;
   event.preventDefault();
   run(action);
+}
+
+// The help floats over the page where the person is (not at its top, out of view from a group far down).
+function toggleHelp() {
+  $("review-help").hidden = !$("review-help").hidden;
 }
 
 // ------------------------------------------------------------------ the view
@@ -506,6 +529,7 @@ export function initDuplicates() {
   for (const button of document.querySelectorAll("#review-bar [data-key]")) {
     button.addEventListener("click", () => run(KEYS[button.dataset.key]));
   }
-  $("review-help-toggle").addEventListener("click", () => { $("review-help").hidden = !$("review-help").hidden; });
+  $("review-help-toggle").addEventListener("click", toggleHelp);
+  $("review-help-close").addEventListener("click", toggleHelp);
   document.addEventListener("keydown", onKey);
 }

@@ -3,7 +3,9 @@
 // replace the dots; a lasso (shift+drag, or the Lasso button) lists what it encloses; the URL keeps the view.
 "use strict";
 
-import { $, api, fetchBitmap, fill, loadThumb, openReference, route, showError, updateRoute } from "./common.js";
+import {
+  $, api, baseName, fetchBitmap, fill, loadThumb, openReference, route, showError, thumbnailURL, updateRoute,
+} from "./common.js";
 
 const LIMIT = 100000; // the server's cap: the whole collection up to there, an even sample beyond
 const PAD = 16; // CSS pixels around the whole map at zoom 1
@@ -153,18 +155,20 @@ function legend() {
 }
 
 // ------------------------------------------------------------------ thumbnails for the canvas
-function want(indices) {
-  wanted = indices.filter((index) => !bitmaps.has(index));
+// ``points``: positions in map.data; the bitmaps are kept by reference index.
+function want(points) {
+  wanted = points.filter((i) => !bitmaps.has(map.data.index[i]));
   pump();
 }
 
 function pump() {
   while (inFlight < FETCHES && wanted.length) {
-    const index = wanted.shift();
+    const i = wanted.shift();
+    const index = map.data.index[i];
     if (bitmaps.has(index)) continue;
     bitmaps.set(index, null);
     inFlight += 1;
-    fetchBitmap(`/api/references/${index}/thumbnail`, THUMB_WIDTH)
+    fetchBitmap(thumbnailURL(index, map.data.version[i]), THUMB_WIDTH)
       .then((bitmap) => { bitmaps.set(index, bitmap); forget(); })
       .catch(() => { bitmaps.set(index, false); })
       .finally(() => { inFlight -= 1; requestDraw(); pump(); });
@@ -257,7 +261,7 @@ function drawMap() {
       .map((p) => ({ ...p, d: (p.px - w / 2) ** 2 + (p.py - h / 2) ** 2 }))
       .sort((a, b) => a.d - b.d)
       .slice(0, MAX_THUMBS);
-    want(near.map((p) => map.data.index[p.i]));
+    want(near.map((p) => p.i));
     for (const p of near.reverse()) { // the nearest to the centre drawn last, on top
       const index = map.data.index[p.i];
       const bitmap = bitmaps.get(index);
@@ -407,19 +411,21 @@ function showTip(px, py) {
   if (img.dataset.index !== String(index)) {
     img.dataset.index = String(index);
     delete img.dataset.loaded;
-    img.dataset.src = `/api/references/${index}/thumbnail`;
+    img.dataset.src = thumbnailURL(index, map.data.version[hit.i]);
     img.removeAttribute("src");
     loadThumb(img);
     // The file, not a row number: its name (the whole path on hover), as the grid's captions.
     const path = map.data.path ? map.data.path[hit.i] : null;
     const caption = tip.querySelector("span");
-    caption.textContent = path ? path.split(/[\\/]/).pop() : String(map.data.label[hit.i]);
+    caption.textContent = path ? baseName(path) : String(map.data.label[hit.i]);
     caption.title = path || "";
   }
-  const { w } = size();
-  tip.style.left = `${Math.min(px + 14, w - 150)}px`;
-  tip.style.top = `${py + 14}px`;
+  const { w, h } = size();
   tip.hidden = false;
+  // Below and right of the pointer, else above or left of it: the tip stays inside the map, never over its edge.
+  const [tw, th] = [tip.offsetWidth, tip.offsetHeight];
+  tip.style.left = `${px + 14 + tw <= w ? px + 14 : Math.max(0, px - 14 - tw)}px`;
+  tip.style.top = `${py + 14 + th <= h ? py + 14 : Math.max(0, py - 14 - th)}px`;
 }
 
 function inside(path, px, py) {
@@ -456,6 +462,7 @@ function showSelection() {
     index: map.data.index[i],
     label: map.data.label[i],
     path: map.data.path ? map.data.path[i] : null,
+    version: map.data.version[i],
   }));
   fill($("map-selection"), items, (item) => openReference(item.index));
   requestDraw();

@@ -1,7 +1,7 @@
 // The match view: each reference paired with at most one image of a second set (lookalike serve MODEL --match SET).
 "use strict";
 
-import { $, api, loadThumb, openNeighbours, showError, tile, updateRoute } from "./common.js";
+import { $, api, fitNames, nameSpan, openNeighbours, showError, thumbImage, tile, updateRoute } from "./common.js";
 
 const PAGE = 50;
 const matching = { offset: 0, threshold: null, show: "pairs" };
@@ -12,15 +12,10 @@ function otherTile(item) {
   box.className = "tile other";
   box.dataset.other = item.index;
   box.title = item.path || String(item.label);
-  const img = document.createElement("img");
-  img.className = "thumb";
-  img.alt = String(item.label);
-  img.dataset.src = `/api/match/other/${item.index}/thumbnail`;
-  loadThumb(img);
   const caption = document.createElement("span");
   caption.className = "caption";
-  caption.textContent = item.path ? item.path.split(/[\\/]/).pop() : String(item.label);
-  box.append(img, caption);
+  caption.append(nameSpan("name", item));
+  box.append(thumbImage(item, "/api/match/other"), caption);
   return box;
 }
 
@@ -46,6 +41,7 @@ async function load() {
     $("match-info").textContent = `${page.pairs} pairs at ${page.threshold.toFixed(3)}; ` +
       `${page.unmatched_a} references and ${page.unmatched_b} images of the other set without a pair`;
     $("match-rows").replaceChildren(...page.items.map(row));
+    fitNames($("match-rows"));
     $("match-prev").disabled = page.offset === 0;
     $("match-next").disabled = page.offset + page.items.length >= page.total;
     updateRoute({ view: "match", show: matching.show, mt: page.threshold });
