@@ -178,8 +178,7 @@ class ImageSimilarityModel:
         radius : float, optional
             Turi's name for ``threshold``: either may be given.
         verify : bool or lookalike.operations.verify.Verifier, default False
-            Geometric verification (``pip install 'lookalike[verify]'``, see
-            docs/verify.md): the ``max(k, shortlist)`` nearest references are
+            Geometric verification (OpenCV, see docs/verify.md): the ``max(k, shortlist)`` nearest references are
             matched with the query by local features (SIFT + RANSAC, the
             mirrored query too) and re-ranked: verified ones (at least 15
             inliers) first, most inliers first, the others after in distance

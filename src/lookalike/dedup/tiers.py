@@ -14,8 +14,8 @@ the strongest of these that holds, checked from the cheapest:
 - ``edited``: the same capture cropped, turned, mirrored, recoloured, padded
   or marked: local features matched and one similarity transform found by
   RANSAC (OpenCV's SIFT, the mirror image tried too), then the two pictures
-  aligned by it and compared pixel by pixel (below). Needs OpenCV
-  (``lookalike[verify]``).
+  aligned by it and compared pixel by pixel (below). OpenCV does the
+  matching (installed with lookalike).
 - ``similar``: anything else, however close the embeddings or however many
   keypoints match: two captures of one building match hundreds of keypoints.
 

@@ -355,8 +355,8 @@ def evaluate_model(
         Show a progress bar while ranking.
     verify : bool or lookalike.operations.verify.Verifier, default False
         Re-rank each reference's ``shortlist`` nearest references by
-        geometric verification, as ``query(verify=...)`` does (needs
-        ``lookalike[verify]`` and the reference files); the metrics then
+        geometric verification, as ``query(verify=...)`` does (needs the
+        reference files); the metrics then
         measure the re-ranked results.
     shortlist : int, default 20
         With ``verify``: the nearest references verified per query.

@@ -10,7 +10,7 @@ shortlist of nearest neighbours: candidates with at least ``min_inliers``
 inliers come first (most inliers first), the others keep their order after
 them. The query is also matched mirrored, so flipped copies verify too.
 
-OpenCV is an optional dependency: ``pip install 'lookalike[verify]'``.
+OpenCV is installed with lookalike (dedup needs it too); an install without it says how to add it.
 """
 
 from __future__ import annotations
