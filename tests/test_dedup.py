@@ -20,7 +20,7 @@ import lookalike as lk
 from conftest import SAMPLES, edit_manifest, manifest_of
 from lookalike.cli import main
 from lookalike.dedup import DEFAULT_THRESHOLDS, default_threshold
-from lookalike.dedup.tiers import Sameness
+from lookalike.dedup.tiers import COPY_TIERS, Sameness
 from lookalike.embed.registry import DEFAULT_DESCRIPTOR, DEFAULT_MODEL, get_spec
 
 PHOTOS = sorted(SAMPLES.rglob("*.jpg"))[::13][:6]  # six distinct photos from different classes
@@ -358,3 +358,35 @@ def test_squeezenet_at_a_loose_threshold_links_look_alikes_but_no_copies_across_
     assert (loose["tier"] == "similar").any()  # look-alikes listed, left alone
     assert (loose.loc[loose["tier"] == "similar", "action"] == "none").all()
     _copy_groups_hold_one_folder(loose)
+
+
+@pytest.mark.needs_shared
+def test_other_captures_of_one_building_are_never_copies(needs_shared, tmp_path):
+    """Oxford buildings, many captures each (the hard negatives: hundreds of keypoints match between two visits):
+    at the default threshold and at 0.6 (every capture a candidate of others), no capture is a copy of another; the
+    copies planted of two of them
+    (mirrored, quarter size at q50, grey, 8 % cropped) are grouped with their own original at copy tiers."""
+    for building in ("bodleian", "christ_church"):
+        for photo in sorted((needs_shared / "landmarks" / building).glob("*.jpg"))[:12]:
+            folder = tmp_path / f"{building}-{photo.stem}"
+            folder.mkdir()
+            shutil.copyfile(photo, folder / "original.jpg")
+    folders = sorted(tmp_path.iterdir())
+    planted = [folders[0], folders[12]]
+    for folder in planted:
+        image = Image.open(folder / "original.jpg").convert("RGB")
+        w, h = image.size
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "mirror.jpg", quality=90)
+        image.resize((w // 4, h // 4)).save(folder / "quarter.jpg", quality=50)
+        image.convert("L").save(folder / "grey.jpg", quality=90)
+        image.crop((w * 8 // 100, h * 8 // 100, w * 92 // 100, h * 92 // 100)).save(folder / "crop.jpg", quality=90)
+    model = lk.create(str(tmp_path), metric="cosine", verbose=False)
+    judge = Sameness()
+    for threshold in (None, 0.6):
+        dups = model.find_duplicates(threshold=threshold, sameness=judge)
+        _copy_groups_hold_one_folder(dups)
+        for folder in planted:
+            members = dups[dups["path"].map(lambda p, f=folder: Path(p).parent == f)]
+            assert len(members) == 5 and members["group"].nunique() == 1, members
+            assert members.loc[~members["keeper"], "tier"].isin(COPY_TIERS).all(), members
+    assert (dups["tier"] == "similar").any()  # at 0.6 other captures are listed, as look-alikes only
