@@ -363,9 +363,9 @@ def test_squeezenet_at_a_loose_threshold_links_look_alikes_but_no_copies_across_
 @pytest.mark.needs_shared
 def test_other_captures_of_one_building_are_never_copies(needs_shared, tmp_path):
     """Oxford buildings, many captures each (the hard negatives: hundreds of keypoints match between two visits):
-    at the default threshold and at 0.6 (every capture a candidate of others), no capture is a copy of another; the
-    copies planted of two of them
-    (mirrored, quarter size at q50, grey, 8 % cropped) are grouped with their own original at copy tiers."""
+    at the default threshold and at 0.6 (every capture a candidate of others), no capture is a copy of another;
+    the copies planted of two of them (mirrored, quarter size at q50, grey, 8 % cropped) are grouped with their
+    own original at copy tiers."""
     for building in ("bodleian", "christ_church"):
         for photo in sorted((needs_shared / "landmarks" / building).glob("*.jpg"))[:12]:
             folder = tmp_path / f"{building}-{photo.stem}"
