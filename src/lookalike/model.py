@@ -1159,8 +1159,8 @@ def _saved_map(path: str | os.PathLike) -> MapLayout | None:
 
 
 def _loaded(saved: storage.SavedModel) -> ImageSimilarityModel:
-    manifest = Manifest.read(saved.manifest, saved.manifest_path)
     embeddings, references, failures = saved.contents()
+    manifest = Manifest.read(saved.manifest, saved.manifest_path)
     labels = references[storage.LABEL_COLUMN].to_numpy()
     try:
         check_metric(manifest.metric)

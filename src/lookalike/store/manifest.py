@@ -78,7 +78,7 @@ class Manifest:
     ``projection`` the fitted projection's; ``roots`` the folders indexed.
     """
 
-    metric: str
+    metric: str | None
     count: int
     dim: int
     label_column: str | None = None
@@ -123,11 +123,10 @@ class Manifest:
         Raises
         ------
         lookalike.errors.ModelFormatError
-            An entry of the wrong type, or no metric.
+            An entry of the wrong type. (A missing metric is left to the loader, which names it after checking
+            the files: a model missing its files is told so first.)
         """
         check_entries(record, path)
-        if "metric" not in record:
-            raise ModelFormatError(f"{path} is damaged: it records no metric")
         spec = record.get("embedding_model")
         if spec is not None:  # written before descriptors and precisions: the plain fp32 embeddings
             spec = {
@@ -138,7 +137,7 @@ class Manifest:
         build_stats = record.get("build_stats") or {}
         failed = build_stats.get("failed", 0)
         manifest = cls(
-            metric=record["metric"],
+            metric=record.get("metric"),
             count=record.get("count", 0),
             dim=record.get("dim", 1),
             label_column=record.get("label_column"),
