@@ -11,10 +11,11 @@ needs then), so ``import lookalike`` and ``lookalike --help`` start at once.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+import lazy_loader
 
 from lookalike import config
 from lookalike.errors import Failure, ImageError, InvalidArgument, LookalikeError, ModelFormatError
@@ -27,68 +28,44 @@ if TYPE_CHECKING:
     from lookalike.model import ImageSimilarityModel, audit, create, load_model
     from lookalike.operations.evaluate import EvaluationReport, PairReport, evaluate_model
 
-#: Each public name imported on first use -> the module defining it.
-_WHERE = {
-    "ModelSpec": "lookalike.embed.registry",
-    "Preprocessing": "lookalike.embed.registry",
-    "available_models": "lookalike.embed.registry",
-    "register": "lookalike.embed.registry",
-    "EvaluationReport": "lookalike.operations.evaluate",
-    "PairReport": "lookalike.operations.evaluate",
-    "evaluate": "lookalike.jobs",
-    "evaluate_model": "lookalike.operations.evaluate",
-    "evaluate_pairs": "lookalike.jobs",
-    "load_images": "lookalike.ingest.sources",
-    "match": "lookalike.jobs",
-    "ImageSimilarityModel": "lookalike.model",
-    "audit": "lookalike.model",
-    "create": "lookalike.model",
-    "load_model": "lookalike.model",
+#: Each public name imported on first use, under the module defining it.
+_LAZY = {
+    "embed.registry": ["ModelSpec", "Preprocessing", "available_models", "register"],
+    "ingest.sources": ["load_images"],
+    "jobs": ["evaluate", "evaluate_pairs", "match"],
+    "model": ["ImageSimilarityModel", "audit", "create", "load_model"],
+    "operations.evaluate": ["EvaluationReport", "PairReport", "evaluate_model"],
 }
-
-__all__ = [
-    "__version__",
-    "EvaluationReport",
-    "Failure",
-    "ImageError",
-    "ImageSimilarityModel",
-    "InvalidArgument",
-    "LookalikeError",
-    "ModelFormatError",
-    "ModelSpec",
-    "PairReport",
-    "Preprocessing",
-    "audit",
-    "available_models",
-    "config",
-    "create",
-    "evaluate",
-    "evaluate_model",
-    "evaluate_pairs",
-    "load_images",
-    "load_model",
-    "match",
-    "register",
+#: Modules and sub-packages reached as attributes (``lk.embed``), imported then as ``import lookalike.embed`` would.
+#: ``lookalike.audit`` is not among them: ``lk.audit`` is the function.
+_SUBMODULES = [
+    "cli",
+    "dedup",
+    "distributed",
+    "embed",
+    "engines",
+    "explore",
+    "export",
+    "index",
+    "ingest",
+    "jobs",
+    "model",
+    "operations",
+    "references",
+    "server",
+    "store",
+    "summary",
+    "validation",
 ]
+_LAZY_NAMES = {name for names in _LAZY.values() for name in names}
 
-
-def __getattr__(name: str) -> Any:
-    """A public name, imported now; or a sub-package (``lk.embed``), as ``import lookalike.embed`` would."""
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    if not name.startswith("_"):
-        try:
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, _lazy_dir, _ = lazy_loader.attach(__name__, submodules=_SUBMODULES, submod_attrs=_LAZY)
+__all__ = ["__version__", "Failure", "ImageError", "InvalidArgument", "LookalikeError", "ModelFormatError", "config"]
+__all__ += sorted(_LAZY_NAMES)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    return sorted({*globals(), *_lazy_dir()})
 
 
 class _Package(types.ModuleType):
@@ -97,7 +74,7 @@ class _Package(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
         # Importing lookalike.audit binds the package to the name "audit": the function is what users call, so
         # that binding is left out and the name resolves to the function, as an eager import made it.
-        if name in _WHERE and isinstance(value, types.ModuleType):
+        if name in _LAZY_NAMES and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 

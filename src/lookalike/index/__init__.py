@@ -14,8 +14,9 @@ The names below are imported on first use, so that a module needing only a light
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from lookalike.index.approximate import ApproximateIndex, IndexFileError
@@ -29,49 +30,15 @@ if TYPE_CHECKING:
         exact_limit,
         read_index,
     )
-    from lookalike.index.metrics import METRICS, check_metric
+    from lookalike.index.metrics import DEFAULT_METRIC, METRICS, check_metric
 
-#: Each public name -> the module defining it.
-_WHERE = {
-    "ApproximateIndex": "approximate",
-    "IndexFileError": "approximate",
-    "BuildInfo": "base",
-    "Index": "base",
-    "ExactIndex": "exact",
-    "AUTO_MAX_EXACT_VALUES": "factory",
-    "METHODS": "factory",
-    "build_index": "factory",
-    "choose_method": "factory",
-    "exact_limit": "factory",
-    "read_index": "factory",
-    "METRICS": "metrics",
-    "check_metric": "metrics",
-}
-
-__all__ = [
-    "AUTO_MAX_EXACT_VALUES",
-    "METHODS",
-    "METRICS",
-    "ApproximateIndex",
-    "BuildInfo",
-    "ExactIndex",
-    "Index",
-    "IndexFileError",
-    "build_index",
-    "check_metric",
-    "choose_method",
-    "exact_limit",
-    "read_index",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value  # found once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "approximate": ["ApproximateIndex", "IndexFileError"],
+        "base": ["BuildInfo", "Index"],
+        "exact": ["ExactIndex"],
+        "factory": ["AUTO_MAX_EXACT_VALUES", "METHODS", "build_index", "choose_method", "exact_limit", "read_index"],
+        "metrics": ["DEFAULT_METRIC", "METRICS", "check_metric"],
+    },
+)

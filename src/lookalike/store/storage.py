@@ -77,6 +77,7 @@ __all__ = [
     "check_unchanged",
     "current_generation",
     "is_model_dir",
+    "is_saved_model",
     "load",
     "save",
     "verify",
@@ -202,6 +203,19 @@ def is_model_dir(path: Path) -> bool:
     except (OSError, LookalikeError):
         return False
     return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def is_saved_model(source: Any) -> bool:
+    """Whether ``source`` is the path (a ``str`` or ``os.PathLike``) of a saved model's folder.
+
+    Anything else, a model object, a table, a list of photos, is not, and
+    neither is a folder of photos: the question the fronts and the one-call
+    jobs ask before they load a model or build one.
+
+    >>> is_saved_model(["a.jpg", "b.jpg"])
+    False
+    """
+    return isinstance(source, str | os.PathLike) and is_model_dir(Path(source))
 
 
 def current_generation(path: str | os.PathLike) -> Generation:
