@@ -72,11 +72,16 @@ def in_cli_words(message: str) -> str:
     return message
 
 
-def _is_model(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a saved model (the storage module, and numpy with it, imported when a command asks)."""
-    from lookalike.store.storage import is_model_dir
+def _default(function: Callable, parameter: str) -> Any:
+    """The library's default for ``parameter`` of ``function``: the command line restates none of them."""
+    import inspect
 
-    return is_model_dir(Path(path))
+    return inspect.signature(function).parameters[parameter].default
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (not None): the library's own defaults stand for the others."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 # ------------------------------------------------------------------------------------ showing results
@@ -90,7 +95,7 @@ def _terminal_width() -> int:
 def _fitted(table: pd.DataFrame, paths: dict[str, str], width: int) -> tuple[pd.DataFrame, list[str]]:
     """``table`` for people: its path columns renamed (``paths``: column -> heading), shown under their common
     folder and shortened in the middle so that the table fits ``width`` columns; and lines saying those folders."""
-    from lookalike.ingest.names import escaped, shortened
+    from lookalike.ingest import escaped, shortened
 
     present = [c for c in paths if c in table.columns]
     shown = table.copy()
@@ -139,7 +144,7 @@ def _show(
 ) -> None:
     """Print a result table: JSON records (every column, full paths, each row with its ``metric``), or a table that
     fits the terminal, paths first (``paths``: column -> heading), without the ``hidden`` columns."""
-    from lookalike.store.results import json_records
+    from lookalike.store import json_records
 
     if as_json:
         print(json.dumps(json_records(table, metric)))
@@ -166,10 +171,11 @@ def _files_shown(model: lk.ImageSimilarityModel, table: pd.DataFrame) -> tuple[s
 
 def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarityModel | None:
     """The model already at ``output`` synced in place with the sources, or None when it must be built afresh."""
-    from lookalike.embed.registry import get_spec
-    from lookalike.ingest.options import download_options
+    from lookalike.embed import get_spec
+    from lookalike.ingest import download_options
+    from lookalike.store import is_saved_model
 
-    if args.rebuild or args.engine != "local" or not _is_model(output):
+    if args.rebuild or args.engine != "local" or not is_saved_model(output):
         return None
     model = lk.load_model(output)
     # Without --model, --descriptor or --precision the model keeps what it was built with.
@@ -194,11 +200,9 @@ def _updated_model(args: argparse.Namespace, output: Path) -> lk.ImageSimilarity
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from lookalike.embed.registry import DEFAULT_MODEL
+    from lookalike.embed import DEFAULT_MODEL
     from lookalike.engines import RayEngine
-    from lookalike.ingest.options import download_options
-    from lookalike.ingest.report import summarize_failures, write_report
-    from lookalike.ingest.sources import is_embeddings_file
+    from lookalike.ingest import download_options, is_embeddings_file, summarize_failures, write_report
 
     output = args.output or Path(Path(args.sources[0].rstrip("/")).stem + ".lookalike")
     embeddings_only = len(args.sources) == 1 and is_embeddings_file(args.sources[0])
@@ -288,7 +292,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise InvalidArgument("give one or more query images or folders, or --text 'a description'")
     rerank = False
     if args.rerank:
-        from lookalike.operations.verify import Verifier
+        from lookalike.operations import Verifier
 
         rerank = Verifier(method=args.rerank, min_inliers=args.min_inliers)
     results = model.query(
@@ -305,7 +309,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from lookalike.store.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+    from lookalike.store import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
 
     if args.output:
         check_output(args.output, TABLE_SUFFIXES)
@@ -327,7 +331,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from lookalike.explore.layout import MAP_FILE
+    from lookalike.explore import MAP_FILE
 
     model = lk.load_model(args.model)
     saved = model.map
@@ -371,7 +375,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from lookalike.store.results import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
+    from lookalike.store import STREAM_SUFFIXES, TABLE_SUFFIXES, check_output, count_rows, write_table
     from lookalike.validation import check_distance, check_positive_int
 
     if args.output:
@@ -412,65 +416,52 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dedup_source(source: str, metric: str | None, verbose: bool) -> tuple[lk.ImageSimilarityModel, Path]:
-    """``(model, root)`` for a dedup of a folder (indexed now, with the embedding cache, in ``metric`` or
-    index's default) or of a saved model (in its own metric).
+def _dedup_source(source: Path, metric: str | None, verbose: bool) -> lk.ImageSimilarityModel:
+    """The model a dedup works on: a saved model (in its own metric), or a folder indexed now (with the embedding
+    cache, in ``metric``, else index's default)."""
+    from lookalike.model import open_source
 
-    ``root`` is the folder actions may touch: the folder itself, or for a
-    saved model the deepest folder holding all its images.
-    """
-    from lookalike.index.metrics import DEFAULT_METRIC
-
-    path = Path(source)
-    if _is_model(path):
-        model = lk.load_model(path)
-        if model.feature not in model.references.columns:
-            return model, path
-        folders = {os.path.dirname(os.path.abspath(p)) for p in model.references[model.feature]}
-        return model, Path(os.path.commonpath(sorted(folders)))
-    if not path.is_dir():
+    if not source.is_dir():  # a saved model is a folder too
         raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {source} is neither")
-    return lk.create(str(path), metric=metric or DEFAULT_METRIC, verbose=verbose), path
+    return open_source(str(source), verbose=verbose, **_given(metric=metric))
 
 
 def _review_model(args: argparse.Namespace) -> Path:
     """The saved model a review works on: the source itself, or the folder's model (made now, or brought up to date)."""
-    from lookalike.index.metrics import DEFAULT_METRIC
+    from lookalike.store import is_saved_model
 
-    if _is_model(args.source):
+    if is_saved_model(args.source):
         return args.source
     if not args.source.is_dir():
         raise NotADirectoryError(f"dedup needs a folder of images or a saved model, and {args.source} is neither")
     target = args.save or args.source.resolve().parent / f"{args.source.resolve().name}.lookalike"
-    if _is_model(target):
+    if is_saved_model(target):
         model = lk.load_model(target)
         changes = model.sync(str(args.source), verbose=not args.quiet)
         print(f"{target}: {changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
     else:
-        model = lk.create(str(args.source), metric=args.metric or DEFAULT_METRIC, verbose=not args.quiet)
+        model = lk.create(str(args.source), verbose=not args.quiet, **_given(metric=args.metric))
     model.save(target)
     return target
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from lookalike import dedup
-    from lookalike.dedup.decisions import Decisions
-    from lookalike.dedup.tiers import COPY_TIERS, check_tiers
-    from lookalike.store.results import write_table
+    from lookalike.store import is_saved_model, write_table
 
     if args.review:
         if args.delete:
             raise InvalidArgument("--review moves discarded files (with undo), it never deletes: drop --delete")
         _serve(args, _review_model(args), view="duplicates")
         return 0
-    model, root = _dedup_source(args.source, metric=args.metric, verbose=not args.quiet)
+    model = _dedup_source(args.source, metric=args.metric, verbose=not args.quiet)
     if args.calibrate:
         threshold = args.threshold if args.threshold is not None else dedup.default_threshold(model.core)
         calibration = model.calibrate_duplicates()
         _show(calibration.table() if args.json else calibration.shown(), args.json)
         print(calibration.summary(threshold))
         return 0
-    acted = check_tiers(args.act_on.split(","), COPY_TIERS, "--act-on")
+    acted = dedup.check_tiers(args.act_on.split(","), dedup.COPY_TIERS, "--act-on")
     duplicates = model.find_duplicates(
         threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in
     )
@@ -499,13 +490,13 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         ):
             print("nothing deleted")
             return 1
-    decisions = Decisions()
+    decisions = dedup.Decisions()
     keepers = dict(
         zip(duplicates.loc[duplicates["keeper"], "group"], duplicates.loc[duplicates["keeper"], "path"], strict=True)
     )
     for row in duplicates[duplicates["action"] == "discard"].itertuples():
         decisions.discard(row.path, keepers[row.group])
-    saved = args.source if _is_model(args.source) else None
+    saved = args.source if is_saved_model(args.source) else None
     # An earlier dedup (or apply) cut short is finished first: nothing is left in two places or half copied.
     for manifest in model.interrupted_applies(args.move_to):
         _carried_out(lambda manifest=manifest: model.resume_decisions(manifest, path=saved), f" (finishing {manifest})")
@@ -517,9 +508,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def _holding(model: Path | str):
     """The lock of a saved model's folder (nothing for a path that is not one): held across load, change and save,
     so that two commands changing one model take turns and each starts from what the other saved."""
-    from lookalike.store.files import locked
+    from lookalike.store import is_saved_model, locked
 
-    return locked(model) if _is_model(model) else contextlib.nullcontext()
+    return locked(model) if is_saved_model(model) else contextlib.nullcontext()
 
 
 def _print_moves(report, where: str = "") -> None:
@@ -559,23 +550,24 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from lookalike.dedup import moves
+    from lookalike import dedup
+    from lookalike.store import is_saved_model
 
-    folder = moves.read_manifest(args.manifest).get("model")
-    if folder and _is_model(Path(folder)):
+    folder = dedup.read_manifest(args.manifest).get("model")
+    if folder and is_saved_model(folder):
         with _holding(folder):
             model = lk.load_model(folder)
             report = _carried_out(
                 lambda: model.undo_moves(args.manifest, path=folder, verbose=False), f"; added back to {folder}"
             )
     else:
-        report = _carried_out(lambda: moves.undo(args.manifest))
+        report = _carried_out(lambda: dedup.undo(args.manifest))
     return 0 if not report.skipped else 1
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from lookalike.dedup.decisions import DamagedDecisions, set_aside_damaged
-    from lookalike.store.results import write_table
+    from lookalike.dedup import DamagedDecisions, set_aside_damaged
+    from lookalike.store import write_table
 
     try:
         model = lk.load_model(args.model)
@@ -635,14 +627,14 @@ def discarded_folder(model: Path) -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if not args.max_upload_mb > 0 or math.isinf(args.max_upload_mb):
+    if args.max_upload_mb is not None and (not args.max_upload_mb > 0 or math.isinf(args.max_upload_mb)):
         raise InvalidArgument(f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb:g}")
     _serve(args, args.model, view=None)
     return 0
 
 
 def _serve(args: argparse.Namespace, model: Path, view: str | None) -> None:
-    from lookalike.server.runner import serve
+    from lookalike.server import serve
 
     served = lk.load_model(model)
     matched = (
@@ -667,26 +659,17 @@ def _serve(args: argparse.Namespace, model: Path, view: str | None) -> None:
 def _matched_set(model: lk.ImageSimilarityModel, source: Path, threshold: float | None, quiet: bool):
     """The second set of ``serve --match``, embedded as the model's references were, paired one to one with them."""
     from lookalike import dedup
-    from lookalike.server.matching import MatchedSet
+    from lookalike.server import MatchedSet
+    from lookalike.store import is_saved_model
 
     if threshold is None:
         threshold = dedup.default_threshold(model.core)
-    if _is_model(source):
+    if is_saved_model(source):
         other = lk.load_model(source)
+    elif model.embedding_model is None:  # no network to embed the images with
+        raise InvalidArgument("this model holds precomputed embeddings: --match needs a saved model of the same kind")
     else:
-        spec = model.core.spec
-        if spec is None:
-            raise InvalidArgument(
-                "this model holds precomputed embeddings: --match needs a saved model of the same kind"
-            )
-        other = lk.create(
-            str(source),
-            model=spec,
-            descriptor=spec.descriptor,
-            metric=model.metric,
-            projection=model.projection,
-            verbose=not quiet,
-        )
+        other = model.index_like(str(source), verbose=not quiet)
     pairs = lk.match(model, other, threshold=threshold, metric=model.metric, one_to_one=True, verbose=not quiet)
     return MatchedSet(other, pairs, threshold)
 
@@ -694,19 +677,19 @@ def _matched_set(model: lk.ImageSimilarityModel, source: Path, threshold: float 
 def cmd_models(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from lookalike.embed import zoo
+    from lookalike.embed import fetch, list_models
 
     if args.action == "fetch":
         if not args.name:
             raise InvalidArgument("usage: lookalike models fetch NAME")
-        paths = zoo.fetch(args.name)
+        paths = fetch(args.name)
         print(
             json.dumps({"name": args.name, "files": [str(p) for p in paths]})
             if args.json
             else f"{args.name}: ready ({', '.join(str(p) for p in paths)})"
         )
         return 0
-    table = pd.DataFrame(zoo.list_models())
+    table = pd.DataFrame(list_models())
     if args.json:
         _show(table, True)
         return 0
@@ -737,23 +720,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pairs = lk.evaluate_pairs(
             args.pairs,
             model=args.model,
-            metric=args.metric or "cosine",
             threshold=args.threshold,
             verbose=not args.quiet,
             descriptor=_descriptor_option(args.descriptor),
             precision=args.precision,
+            **_given(metric=args.metric),
         )
         print(json.dumps(pairs.metrics) if args.json else pairs)
         return 0
     report = lk.evaluate(
         args.folder,
         model=args.model,
-        metric=args.metric or "euclidean",
         k=args.k,
         verbose=not args.quiet,
         descriptor=_descriptor_option(args.descriptor),
         precision=args.precision,
         train=args.train,
+        **_given(metric=args.metric),
     )
     if args.html:
         report.to_html(args.html, worst=args.worst)
@@ -796,7 +779,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print(report.to_json())
         return 0
-    from lookalike.ingest.names import escaped  # names that are not UTF-8 shown with \xNN escapes
+    from lookalike.ingest import escaped  # names that are not UTF-8 shown with \xNN escapes
 
     print(report.summary())
     for row in report.findings.head(args.show).itertuples():
@@ -813,21 +796,36 @@ def _audit_arguments(audit: argparse.ArgumentParser) -> None:
     audit.add_argument("--class-column", help="the column holding each photo's class (default: its folder)")
     audit.add_argument("--split-column", help="the column holding each photo's split (default: train/ val/ test/)")
     audit.add_argument("--html", type=Path, help="write a report that stands alone (thumbnails inside) here")
-    audit.add_argument("-k", type=int, default=10, help="neighbours looked at per photo (default: %(default)s)")
+    audit.add_argument(
+        "-k",
+        type=int,
+        default=_default(lk.ImageSimilarityModel.audit, "k"),
+        help="neighbours looked at per photo (default: %(default)s)",
+    )
     audit.add_argument("--threshold", type=float, help="largest distance of a near-copy leak (default: measured)")
     audit.add_argument(
-        "--min-precision", type=float, default=0.5, help="least measured precision of a finding (default: %(default)s)"
+        "--min-precision",
+        type=float,
+        default=_default(lk.ImageSimilarityModel.audit, "min_precision"),
+        help="least measured precision of a finding (default: %(default)s)",
     )
     audit.add_argument("--no-duplicates", action="store_true", help="skip the pixel checks of copies (faster)")
     audit.add_argument("--show", type=int, default=20, help="findings listed without --json (default: %(default)s)")
 
 
 def _add_serve_options(command: argparse.ArgumentParser, quiet: bool = True) -> None:
-    command.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    command.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    try:
+        from lookalike.server import create_app, serve
+
+        host, port = _default(serve, "host"), _default(serve, "port")
+        upload_mb = _default(create_app, "max_upload_bytes") / 2**20
+    except ImportError:  # no server extra: serving says which pip install adds it
+        host = port = upload_mb = None
+    command.add_argument("--host", default=host, help="address to bind (default: %(default)s)")
+    command.add_argument("--port", type=int, default=port, help="port (default: %(default)s; 0 picks a free one)")
     command.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed to bind beyond loopback)")
     command.add_argument("--cors", action="append", metavar="ORIGIN", help="allow API calls from this origin")
-    command.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s)")
+    command.add_argument("--max-upload-mb", type=float, default=upload_mb, help="largest upload (default: %(default)s)")
     if quiet:
         command.add_argument("-q", "--quiet", action="store_true", help="log warnings only, not every request")
 
@@ -854,10 +852,9 @@ class _AnyOrder(argparse.ArgumentParser):
 
 
 def _index_arguments(index: argparse.ArgumentParser) -> None:
-    from lookalike.embed.extractor import BATCH_SIZE
-    from lookalike.embed.registry import DEFAULT_MODEL
-    from lookalike.index.metrics import DEFAULT_METRIC, METRICS
-    from lookalike.ingest.options import add_download_options
+    from lookalike.embed import BATCH_SIZE, DEFAULT_MODEL
+    from lookalike.index import DEFAULT_METRIC, METRICS
+    from lookalike.ingest import add_download_options
 
     index.add_argument(
         "sources",
@@ -878,10 +875,14 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=BATCH_SIZE, help=f"images per inference call (default {BATCH_SIZE})"
     )
     index.add_argument(
-        "--method", default="auto", help="auto (default), brute_force, hnsw, ivf or a faiss factory string"
+        "--method",
+        default=_default(lk.create, "method"),
+        help="auto (default), brute_force, hnsw, ivf or a faiss factory string",
     )
     index.add_argument("--rebuild", action="store_true", help="rebuild OUTPUT from scratch instead of updating it")
-    index.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    index.add_argument(
+        "--engine", choices=["local", "ray"], default=_default(lk.create, "engine"), help="local (default) or ray"
+    )
     index.add_argument("--address", help="Ray cluster to join with --engine ray (ray://HEAD:10001, auto)")
     index.add_argument("--work-dir", help="--engine ray: folder or s3:// URI for the shards (shared by all nodes)")
     index.add_argument(
@@ -894,7 +895,7 @@ def _index_arguments(index: argparse.ArgumentParser) -> None:
 
 
 def _precision_help() -> str:
-    from lookalike.embed.registry import PRECISIONS
+    from lookalike.embed import PRECISIONS
 
     return f"{' or '.join(PRECISIONS)} or auto (int8 where the CPU has VNNI); default: the network's own"
 
@@ -905,26 +906,48 @@ def _add_threshold(command: argparse.ArgumentParser, what: str) -> None:
 
 
 def _query_arguments(query: argparse.ArgumentParser) -> None:
+    from lookalike.operations import Verifier
+
     query.add_argument("model", type=Path, help="a model directory made by 'lookalike index'")
     query.add_argument("images", nargs="*", type=Path, help="query images, or folders of them")
     query.add_argument("--text", help="find images matching this description (models with a text tower: clip-vit-b-32)")
-    query.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
+    query.add_argument(
+        "-k",
+        type=int,
+        default=_default(lk.ImageSimilarityModel.query, "k"),
+        help="neighbours per image (default: %(default)s)",
+    )
     _add_threshold(query, "neighbours")
     query.add_argument(
         "--rerank",
         nargs="?",
-        const="sift",
+        const=_default(Verifier, "method"),
         choices=("sift", "orb"),
         help="re-rank the shortlist by geometric verification (local features + RANSAC); adds an inliers column. "
         "Features: sift (default) or orb (faster)",
     )
-    query.add_argument("--shortlist", type=int, default=20, help="with --rerank: candidates checked per image")
-    query.add_argument("--min-inliers", type=int, default=15, help="with --rerank: inliers that verify a match")
+    query.add_argument(
+        "--shortlist",
+        type=int,
+        default=_default(lk.ImageSimilarityModel.query, "shortlist"),
+        help="with --rerank: candidates checked per image",
+    )
+    query.add_argument(
+        "--min-inliers",
+        type=int,
+        default=_default(Verifier, "min_inliers"),
+        help="with --rerank: inliers that verify a match",
+    )
 
 
 def _graph_arguments(graph: argparse.ArgumentParser) -> None:
     graph.add_argument("model", type=Path)
-    graph.add_argument("-k", type=int, default=5, help="neighbours per image (default: %(default)s)")
+    graph.add_argument(
+        "-k",
+        type=int,
+        default=_default(lk.ImageSimilarityModel.similarity_graph, "k"),
+        help="neighbours per image (default: %(default)s)",
+    )
     _add_threshold(graph, "edges")
     graph.add_argument("--include-self-edges", action="store_true")
     graph.add_argument(
@@ -937,13 +960,13 @@ def _graph_arguments(graph: argparse.ArgumentParser) -> None:
 
 
 def _map_arguments(map_cmd: argparse.ArgumentParser) -> None:
-    from lookalike.explore.layout import METHODS
+    from lookalike.explore import METHODS
 
     map_cmd.add_argument("model", type=Path, help="a model saved by lookalike index")
     map_cmd.add_argument(
         "--method",
         choices=METHODS,
-        default="auto",
+        default=_default(lk.ImageSimilarityModel.compute_map, "method"),
         help="tsne keeps neighbours near each other (needs lookalike[map]); pca is fast; auto: tsne when installed",
     )
 
@@ -959,7 +982,7 @@ def _info_arguments(info: argparse.ArgumentParser) -> None:
 
 
 def _match_arguments(match: argparse.ArgumentParser) -> None:
-    from lookalike.index.metrics import DEFAULT_METRIC, METRICS
+    from lookalike.index import DEFAULT_METRIC, METRICS
 
     match.add_argument("a", help="set A: folder, glob, table file or saved model")
     match.add_argument("b", help="set B: folder, glob, table file or saved model")
@@ -983,16 +1006,21 @@ def _match_arguments(match: argparse.ArgumentParser) -> None:
 
 def _dedup_arguments(dedup_cmd: argparse.ArgumentParser) -> None:
     from lookalike.dedup import POLICIES
-    from lookalike.dedup.tiers import COPY_TIERS
-    from lookalike.index.metrics import DEFAULT_METRIC, METRICS
+    from lookalike.index import DEFAULT_METRIC, METRICS
+
+    finder = lk.ImageSimilarityModel.find_duplicates
 
     dedup_cmd.add_argument("source", type=Path, help="a folder of images (indexed, with the cache) or a saved model")
     dedup_cmd.add_argument("--threshold", type=float, help="largest distance of two duplicates (default: measured)")
-    dedup_cmd.add_argument("--keep", default="resolution", choices=POLICIES, help="keeper policy (docs/dedup.md)")
+    dedup_cmd.add_argument(
+        "--keep", default=_default(finder, "keep"), choices=POLICIES, help="keeper policy (docs/dedup.md)"
+    )
     dedup_cmd.add_argument(
         "--metric", choices=METRICS, help=f"for a folder (default {DEFAULT_METRIC}, as index); a model keeps its own"
     )
-    dedup_cmd.add_argument("-k", type=int, default=10, help="neighbours looked at per image (default: %(default)s)")
+    dedup_cmd.add_argument(
+        "-k", type=int, default=_default(finder, "k"), help="neighbours looked at per image (default: %(default)s)"
+    )
     dedup_cmd.add_argument(
         "--keep-in",
         type=Path,
@@ -1015,7 +1043,7 @@ def _dedup_arguments(dedup_cmd: argparse.ArgumentParser) -> None:
     )
     dedup_cmd.add_argument(
         "--act-on",
-        default=",".join(COPY_TIERS),
+        default=",".join(_default(finder, "act_on")),
         metavar="TIERS",
         help="which copies to move or delete: some of %(default)s (a look-alike, 'similar', is never acted on)",
     )
@@ -1087,22 +1115,33 @@ def _models_arguments(models: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
-    from lookalike.embed.registry import DEFAULT_MODEL
-    from lookalike.index.metrics import METRICS
+    from lookalike.index import METRICS
 
+    worst = _default(lk.EvaluationReport.to_html, "worst")
     evaluate.add_argument("folder", type=Path, nargs="?", help="a folder whose sub-folders are the groups (classes)")
     evaluate.add_argument(
         "--pairs", type=Path, help="score on judged pairs instead (a, b, duplicate: lookalike decide --export)"
     )
     evaluate.add_argument("--threshold", type=float, help="--pairs: distance to report precision and recall at")
-    evaluate.add_argument("--model", default=DEFAULT_MODEL, help="embedding network (default: %(default)s)")
+    evaluate.add_argument(
+        "--model", default=_default(lk.evaluate, "model"), help="embedding network (default: %(default)s)"
+    )
     evaluate.add_argument("--precision", help=_precision_help())
-    evaluate.add_argument("--metric", choices=METRICS, help="default: euclidean; cosine with --pairs")
+    evaluate.add_argument(
+        "--metric",
+        choices=METRICS,
+        help=f"default: {_default(lk.evaluate, 'metric')}; {_default(lk.evaluate_pairs, 'metric')} with --pairs",
+    )
     evaluate.add_argument("--descriptor", help=DESCRIPTOR_HELP)
     evaluate.add_argument("--train", type=Path, help="learn an LDA projection from this folder of class sub-folders")
-    evaluate.add_argument("-k", type=int, nargs="+", default=[1, 4, 10], help="cut-offs (default: 1 4 10)")
+    cut_offs = list(_default(lk.evaluate, "k"))
+    evaluate.add_argument(
+        "-k", type=int, nargs="+", default=cut_offs, help=f"cut-offs (default: {' '.join(map(str, cut_offs))})"
+    )
     evaluate.add_argument("--html", type=Path, help="write a self-contained HTML report of the worst queries here")
-    evaluate.add_argument("--worst", type=int, default=20, help="queries shown in the HTML report (default: 20)")
+    evaluate.add_argument(
+        "--worst", type=int, default=worst, help=f"queries shown in the HTML report (default: {worst})"
+    )
 
 
 def _export_arguments(export: argparse.ArgumentParser) -> None:
@@ -1114,7 +1153,12 @@ def _export_arguments(export: argparse.ArgumentParser) -> None:
         "in the lookalike.paths metadata",
     )
     export.add_argument("--coreml", type=Path, help=".mlpackage to write (iOS/macOS apps; needs lookalike[coreml])")
-    export.add_argument("-k", type=int, default=5, help="neighbours returned per image (default: %(default)s)")
+    export.add_argument(
+        "-k",
+        type=int,
+        default=_default(lk.ImageSimilarityModel.export_onnx, "k"),
+        help="neighbours returned per image (default: %(default)s)",
+    )
 
 
 #: name -> (help, arguments, run, takes --json and -q).

@@ -124,10 +124,6 @@ def match(
     return match_references(model_a.core, model_b.core, metric, threshold, k, path, one_to_one)
 
 
-def _is_saved_model(source: Any) -> bool:
-    return isinstance(source, str | os.PathLike) and storage.is_model_dir(Path(source))
-
-
 def _match_metric(a: Any, b: Any, metric: str | None) -> str:
     """The metric asked for; else a saved model's (a's first, then b's); else create's default."""
     if metric is not None:
@@ -135,7 +131,7 @@ def _match_metric(a: Any, b: Any, metric: str | None) -> str:
     for source in (a, b):
         if isinstance(source, ImageSimilarityModel):
             return source.metric
-        if _is_saved_model(source):
+        if storage.is_saved_model(source):
             return check_metric(storage.read_model_manifest(source).metric)
     return DEFAULT_METRIC
 
@@ -148,7 +144,7 @@ def _match_sets(
     for name, source in (("a", a), ("b", b)):
         if isinstance(source, ImageSimilarityModel):
             built[name] = source
-        elif _is_saved_model(source):
+        elif storage.is_saved_model(source):
             built[name] = load_model(source)
     if isinstance(network, str) and network == "auto":
         specs = [m.core.spec for m in built.values() if m.embedding_model is not None]

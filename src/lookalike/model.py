@@ -400,7 +400,8 @@ class ImageSimilarityModel:
         >>> model.build_stats["added"]  # doctest: +SKIP
         12
         """
-        part = self._embed_like(dataset, verbose, cache, download)
+        # A throw-away exact model of the new images, their columns named as the references' are.
+        part = self.index_like(dataset, verbose, self.label, self.feature, cache, download, method="brute_force")
         self.core.append(part.core)
         if len(part.failures):
             self.failures = pd.concat([self.failures, part.failures], ignore_index=True)
@@ -431,20 +432,51 @@ class ImageSimilarityModel:
         if self.core.paths is None:
             raise InvalidArgument("this model was not built from image files: it cannot be synced with a folder")
         started = time.perf_counter()
-        fresh = self._embed_like(sources, verbose, cache=True, download=download)
+        fresh = self.index_like(sources, verbose, self.label, self.feature, download=download, method="brute_force")
         stats = self.core.sync(fresh.core)
         self.failures = fresh.failures
         self.build_stats = {**fresh.build_stats, **stats}
         self.training_time = time.perf_counter() - started
         return stats
 
-    def _embed_like(self, dataset: Any, verbose: bool, cache: bool, download) -> ImageSimilarityModel:
-        """A throw-away exact model of ``dataset``, embedded exactly as the references were."""
+    def index_like(
+        self,
+        dataset: Any,
+        verbose: bool = True,
+        label: str | None = None,
+        feature: str | None = None,
+        cache: bool = True,
+        download: DownloadSettings | dict | None = None,
+        method: str = "auto",
+    ) -> ImageSimilarityModel:
+        """A new model of ``dataset``, embedded and projected exactly as this model's references were.
+
+        The same network, preprocessing, descriptor, precision, projection, metric
+        and batch size: its distances to this model's references mean what they
+        mean within this model (a second set to match against it, images to add).
+        The embedding cache makes files indexed before cheap.
+
+        Parameters
+        ----------
+        dataset : any form :func:`create` takes
+            For a model of precomputed embeddings, embeddings of the same length
+            (there is no network to embed images with).
+        verbose : bool, default True
+            Show a progress bar while embedding.
+        label, feature, cache, download, method
+            As for :func:`create`: ``dataset``'s own label and image columns (its
+            row numbers and the column found when None), and how to index it.
+
+        Examples
+        --------
+        >>> edits = model.index_like("edited_photos/")  # doctest: +SKIP
+        >>> lk.match(model, edits, one_to_one=True)  # doctest: +SKIP
+        """
         spec = self.core.spec
         return create(
             dataset,
-            label=self.label,
-            feature=self.feature,
+            label=label,
+            feature=feature,
             model=spec,
             metric=self.metric,
             batch_size=self.batch_size,
@@ -453,7 +485,7 @@ class ImageSimilarityModel:
             download=download,
             descriptor=spec.descriptor if spec is not None else None,
             projection=self.projection,
-            method="brute_force",
+            method=method,
         )
 
     def extract_features(self, dataset: Any, verbose: bool = True) -> np.ndarray:
@@ -1103,7 +1135,7 @@ def open_source(source: Any, verbose: bool = True, **options: Any) -> ImageSimil
     from it (a folder of photos, a table of paths, a list...) with :func:`create` and ``options``."""
     if isinstance(source, ImageSimilarityModel):
         return source
-    if isinstance(source, str | os.PathLike) and storage.is_model_dir(source):
+    if storage.is_saved_model(source):
         return load_model(source)
     return create(source, verbose=verbose, **options)
 

@@ -18,9 +18,9 @@ import pandas as pd
 
 from lookalike import dedup
 from lookalike.errors import InvalidArgument
-from lookalike.explore import layout as layouts
-from lookalike.explore.layout import MapLayout
-from lookalike.ingest.names import escaped
+from lookalike.explore import MapLayout
+from lookalike.explore import compute as compute_layout
+from lookalike.ingest import escaped
 from lookalike.server.thumbnails import file_version
 
 #: Most references the map lays out with t-SNE on a first request (about a minute on 2 cores); above, it shows
@@ -233,7 +233,7 @@ class Collection:
         with self._map_lock:  # one computation, however many requests wait for it
             if method not in self._maps:
                 if method == "pca":  # a look at the principal axes: never displaces the model's own map
-                    layout = layouts.compute(self.model.core, "pca", previous=self.model.map)
+                    layout = compute_layout(self.model.core, "pca", previous=self.model.map)
                 else:
                     layout = self.model.compute_map(method, verbose=False, tsne_limit=TSNE_ON_REQUEST)
                 self._maps[method] = layout

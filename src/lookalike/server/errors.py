@@ -10,8 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from lookalike.errors import InvalidArgument, LookalikeError, os_error_line
-from lookalike.ingest.decode import ImageError
+from lookalike.errors import ImageError, InvalidArgument, LookalikeError, os_error_line
 from lookalike.server import schemas
 from lookalike.server.uploads import UploadError
 

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lookalike.dedup.moves import MANIFEST_PREFIX, MoveReport, check_destination, read_manifest
+from lookalike.dedup import MANIFEST_PREFIX, MoveReport, check_destination, read_manifest
 from lookalike.errors import InvalidArgument, ModelFormatError
 from lookalike.server.collection import Collection
 

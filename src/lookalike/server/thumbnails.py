@@ -30,8 +30,9 @@ from pathlib import Path
 from fastapi import HTTPException, Response
 from PIL import Image
 
-from lookalike.ingest.decode import ImageError, load_rgb
-from lookalike.store.files import open_regular
+from lookalike.errors import ImageError
+from lookalike.ingest import load_rgb
+from lookalike.store import open_regular
 
 #: Ends every cached thumbnail, before the SHA-256 of its key and the JPEG it follows (decoders stop at the JPEG's end).
 TRAILER = b"lookalike-thumbnail-sha256:"

@@ -19,8 +19,8 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.config import cpu_count
-from lookalike.errors import LookalikeError
-from lookalike.ingest.decode import ImageError, ImageInfo, probe
+from lookalike.errors import ImageError, LookalikeError
+from lookalike.ingest import ImageInfo, probe
 
 Result = TypeVar("Result")
 

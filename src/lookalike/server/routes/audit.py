@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from lookalike.errors import InvalidArgument
-from lookalike.ingest.names import escaped
+from lookalike.ingest import escaped
 from lookalike.server import schemas
 from lookalike.server.collection import Collection
 from lookalike.server.dependencies import View

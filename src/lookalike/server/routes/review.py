@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from lookalike.dedup.tiers import TIERS
+from lookalike.dedup import TIERS
 from lookalike.errors import DiskFull, FileMoveError, InvalidArgument, StaleModel
 from lookalike.server import schemas
 from lookalike.server.collection import Collection
