@@ -334,6 +334,13 @@ class ImageSimilarityModel:
         path, generation = self._saved_as
         return storage.current_generation(path) != generation
 
+    def reloaded(self) -> ImageSimilarityModel:
+        """The model saved where this one was loaded from (and last saved to), loaded again: what another process
+        saved there since (:meth:`saved_since`). The explorer serves it in place of this one."""
+        if self._saved_as is None:
+            raise InvalidArgument("this model was neither loaded from a folder nor saved to one: nothing to reload")
+        return load_model(self._saved_as[0])
+
     def duplicate_finder(self, threshold: float | None = None, k: int = 10) -> dedup.DuplicateFinder:
         """A :class:`lookalike.dedup.DuplicateFinder` over these references: candidates found once, verdicts
         remembered, for asking :meth:`find_duplicates`'s question again and again (``finder.find(decisions=...)``)."""

@@ -517,13 +517,16 @@ def _tone_mapped(source: np.ndarray, target: np.ndarray, inside: np.ndarray) -> 
     values, wanted = source[inside], target[inside]
     bands = np.linspace(values.min(), values.max() + 1e-3, 33)
     which = np.digitize(values, bands) - 1
-    centres, medians, weights = [], [], []
-    for band in range(32):
-        here = which == band
-        if here.sum() >= 16:
-            centres.append(float(np.median(values[here])))
-            medians.append(float(np.median(wanted[here])))
-            weights.append(float(here.sum()))
+    # Each band's values sorted, then each band's wanted levels sorted (grey levels are < 512, so the band times
+    # 512 plus the level sorts by band, then level): medians are read at the middle of each run.
+    counts = np.bincount(which, minlength=32)[:32]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    kept = np.flatnonzero(counts >= 16)
+    low, high = starts[kept] + (counts[kept] - 1) // 2, starts[kept] + counts[kept] // 2
+    by_value, by_wanted = np.sort(values), np.sort(which * 512.0 + wanted) - np.repeat(512.0 * np.arange(32), counts)
+    centres = ((by_value[low] + by_value[high]) / 2).tolist()
+    medians = ((by_wanted[low] + by_wanted[high]) / 2).tolist()
+    weights = counts[kept].astype(float).tolist()
     out = np.zeros_like(source)
     if len(centres) < 2:
         out[inside] = values - values.mean() + wanted.mean()
@@ -547,16 +550,15 @@ def _increasing(values: list[float], weights: list[float]) -> np.ndarray:
 
 
 #: A Gaussian of sigma 1.5 pixels, the blur both pictures get before they are compared (JPEG blocks, resampling).
-_TAPS = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
+_TAPS = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2).astype(np.float32)
 _TAPS /= _TAPS.sum()
 
 
 def _blurred(values: np.ndarray) -> np.ndarray:
-    """``values`` convolved with the Gaussian in both directions (edges mirrored)."""
-    radius = len(_TAPS) // 2
-    padded = np.pad(values, radius, mode="reflect")
-    rows = sum(w * padded[:, i : i + values.shape[1]] for i, w in enumerate(_TAPS))
-    return sum(w * rows[i : i + values.shape[0]] for i, w in enumerate(_TAPS))
+    """``values`` convolved with the Gaussian in both directions (edges mirrored, as ``np.pad``'s "reflect")."""
+    import cv2
+
+    return cv2.sepFilter2D(values.astype(np.float32), -1, _TAPS, _TAPS, borderType=cv2.BORDER_REFLECT_101)
 
 
 def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool = False) -> float:

@@ -25,9 +25,7 @@ def get_collection(request: Request) -> Collection:
     if path is not None and state.collection.model.saved_since():
         with state.reloading:
             if state.collection.model.saved_since():
-                from lookalike import load_model
-
-                state.collection = Collection(load_model(path))
+                state.collection = Collection(state.collection.model.reloaded())
     return state.collection
 
 
