@@ -90,6 +90,27 @@ class LocalFeatures:
         return len(self.points)
 
 
+def _sift_mirror_order() -> np.ndarray:
+    """Where each value of a SIFT descriptor of the mirror image lies in the original keypoint's descriptor.
+
+    A SIFT descriptor is 4 x 4 cells (rows, columns of the keypoint's own frame) of 8 orientation bins. Mirrored,
+    a keypoint's orientation is mirrored too, and in its frame the cells' rows swap and each orientation bin
+    ``o`` becomes ``-o``: OpenCV's descriptors of a mirrored image equal this permutation of the original's.
+    """
+    rows, columns, bins = np.meshgrid(np.arange(4), np.arange(4), np.arange(8), indexing="ij")
+    return ((3 - rows) * 32 + columns * 8 + (-bins) % 8).reshape(-1)
+
+
+_SIFT_MIRROR = _sift_mirror_order()
+
+
+def _mirror_image(features: LocalFeatures) -> LocalFeatures:
+    """The SIFT features of the mirror image, from the image's own (keypoints at pixel centres ``x -> w - 1 - x``)."""
+    points = features.points.copy()
+    points[:, 0] = features.size[0] - 1 - points[:, 0]
+    return LocalFeatures(points, features.descriptors[:, _SIFT_MIRROR], features.size)
+
+
 class Verifier:
     """Counts the geometrically consistent local-feature matches between images.
 
@@ -197,6 +218,8 @@ class Verifier:
         lookalike.ImageError
             When the image cannot be read.
         """
+        if mirrored and self.method == "sift":  # read off the image's own features: no second extraction
+            return _mirror_image(self.features(source))
         key = (os.fspath(source), mirrored) if isinstance(source, (str, os.PathLike)) else None
         if key is not None:
             with self._lock:
