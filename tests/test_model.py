@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ RESULT_COLUMNS = ["query_label", "reference_label", "distance", "rank"]
 EDGE_COLUMNS = ["__src_id", "__dst_id", "distance", "rank"]
 PATHS = sorted(str(p) for p in SAMPLES.rglob("*.jpg"))
 SOME = PATHS[::10]  # one photo of each class, 8 of them
+CHECKER = Path(__file__).resolve().parent.parent / "scripts" / "check_architecture.py"
 
 
 def same_embeddings(a: np.ndarray, b: np.ndarray) -> None:
@@ -500,10 +502,64 @@ def test_unknown_arguments_and_a_model_for_its_references_are_refused(sample_mod
 
 
 def test_the_package_has_no_import_cycle_and_no_module_reads_anothers_privates():
-    checker = Path(__file__).resolve().parent.parent / "scripts" / "check_architecture.py"
-    result = subprocess.run([sys.executable, str(checker)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(CHECKER)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 cycles, 0 private reaches, 0 other problems" in result.stdout
+
+
+def test_the_architecture_check_finds_a_front_reaching_inside_a_package_and_a_search_outside_index(tmp_path):
+    spec = importlib.util.spec_from_file_location("check_architecture", CHECKER)
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    package = tmp_path / "lookalike"
+    shutil.copytree(Path(lk.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    with (package / "cli.py").open("a") as cli:
+        cli.write("\nfrom lookalike.dedup.moves import undo  # noqa\nSHOWN = lk.store.results.write_table\n")
+    with (package / "audit" / "run.py").open("a") as audit:
+        audit.write("\nimport faiss  # noqa\nfrom scipy.spatial.distance import cdist  # noqa\n")
+    lazy = package / "store" / "__init__.py"
+    lazy.write_text(lazy.read_text().replace('"safemove": ["move_file"]', '"safemove": ["move_file", "kill_point"]'))
+    known = checker.modules(tmp_path)
+    found = "\n".join(checker.front_problems(known) + checker.search_problems(known) + checker.surface_problems(known))
+    assert "cli.py:" in found and "imports the inner module lookalike.dedup.moves" in found
+    assert "reaches the inner module lookalike.store.results" in found
+    assert "run.py:" in found and "imports faiss" in found and "builds a full distance matrix" in found
+    assert "kill_point from lookalike.store.safemove is lazy, not among its TYPE_CHECKING imports" in found
+    assert "imports the inner module lookalike.server" not in found  # the server's modules import each other
+
+
+# --------------------------------------------------------------------------------- the facade
+
+
+def test_index_like_embeds_another_set_as_the_references_were(sample_model):
+    other = sample_model.index_like(SOME[:3], verbose=False)
+    assert other.embedding_model == sample_model.embedding_model and other.metric == sample_model.metric
+    same_embeddings(other.embeddings, sample_model.embeddings[[PATHS.index(p) for p in SOME[:3]]])
+    assert other.labels.tolist() == [0, 1, 2]  # its own rows, not the references'
+
+
+def test_open_source_and_is_saved_model_tell_a_saved_model_from_anything_else(tmp_path, sample_model):
+    from lookalike.model import open_source
+    from lookalike.store import is_saved_model
+
+    path = tmp_path / "photos.lookalike"
+    sample_model.save(path)
+    assert is_saved_model(path) and is_saved_model(str(path))
+    assert not any(is_saved_model(s) for s in (SAMPLES, str(SAMPLES), SOME, sample_model, tmp_path / "absent"))
+    assert open_source(sample_model) is sample_model
+    assert open_source(path).labels.tolist() == sample_model.labels.tolist()
+
+
+def test_a_model_saved_by_another_process_is_reloaded_from_where_it_was_loaded(tmp_path, sample_model):
+    path = tmp_path / "photos.lookalike"
+    sample_model.save(path)
+    served, other = lk.load_model(path), lk.load_model(path)
+    assert not served.saved_since()
+    other.remove([0])
+    other.save(path)
+    assert served.saved_since() and len(served.reloaded().labels) == len(sample_model.labels) - 1
+    with pytest.raises(ValueError, match="nothing to reload"):
+        lk.create(np.eye(4, dtype=np.float32), model=None, verbose=False).reloaded()
 
 
 def test_a_model_of_a_vector_column_is_queried_with_that_column_as_turi_does(tmp_path, sample_model):
