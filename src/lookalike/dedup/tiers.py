@@ -13,7 +13,7 @@ the strongest of these that holds, checked from the cheapest:
   agree everywhere (see below) with no change of tone allowed.
 - ``edited``: the same capture cropped, turned, mirrored, recoloured, padded
   or marked: local features matched and one similarity transform found by
-  RANSAC (OpenCV's SIFT, the mirror image tried too), then the two pictures
+  RANSAC (OpenCV's ORB, the mirror image tried too), then the two pictures
   aligned by it and compared pixel by pixel (below). OpenCV does the
   matching (installed with lookalike).
 - ``similar``: anything else, however close the embeddings or however many
@@ -68,7 +68,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 3
+TIERS_VERSION = 4
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -100,13 +100,16 @@ _IMAGES_KEPT = 48
 #: the cost and memory): more than the pixel comparison (COMPARE_SIDE) and local features need. Same-pixel files
 #: larger than twice this are told apart only as ``resized`` (the draft of a JPEG is not the PNG of its pixels).
 DECODE_SIDE = 1024
-#: Local features kept per Sameness (an image's and its mirror image's: about 80 kB each).
+#: Local features kept per Sameness (an image's and its mirror image's: about 40 kB each).
 _FEATURES_KEPT = 2048
-#: Longest side local features are found at: crops down to a fifth of a photo still have hundreds of keypoints,
-#: at under half the time of 640 px.
+#: How local features lay one capture on another: ORB, not SIFT. Aligning one capture with itself edited needs
+#: no invariance to a new viewpoint or light (the pixel test refuses those anyway); ORB aligns as many of
+#: neardup's crops and rotations as SIFT did, at an eighth of the cost per image (docs/dedup.md).
+_FEATURES_METHOD = "orb"
+#: Longest side local features are found at: crops down to a fifth of a photo still have hundreds of keypoints.
 _FEATURES_SIDE = 480
-#: Keypoints per image for the edited tier: enough for crops of a quarter of a photo, and half the time of 1,000.
-_KEYPOINTS = 600
+#: Keypoints per image for the edited tier: enough for crops of a quarter of a photo.
+_KEYPOINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,13 @@ class Sameness:
             self._verifier = (
                 edits
                 if isinstance(edits, Verifier)
-                else Verifier(threads=1, max_side=_FEATURES_SIDE, max_features=_KEYPOINTS, cache_size=_FEATURES_KEPT)
+                else Verifier(
+                    _FEATURES_METHOD,
+                    threads=1,
+                    max_side=_FEATURES_SIDE,
+                    max_features=_KEYPOINTS,
+                    cache_size=_FEATURES_KEPT,
+                )
             )
         self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
         self._layouts: dict[str, tuple] = {}
