@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: The repository these benchmarks belong to (commits are exported from it).
+REPOSITORY = Path(__file__).resolve().parents[1]
+
 #: CPU flags that decide speed here: int8 needs VNNI to pay off most; faiss and MLAS use AVX-512 where present;
 #: the SHA-256 of saved models' checksums runs several times faster with SHA-NI.
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "sha_ni")
@@ -108,3 +111,12 @@ class MemoryWatch:
 
     def record(self) -> dict[str, float]:
         return {"peak_anon_gb": round(self.peak_anon_gb, 2), "peak_rss_gb": round(self.peak_rss_gb, 2)}
+
+
+def exported(revision: str, folder: Path) -> Path:
+    """The source tree of ``revision`` written under ``folder`` (git archive): its ``src`` folder."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "archive", revision, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / "src"

@@ -29,16 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import machine_info
+from machine import exported, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def exported(revision: str, folder: Path) -> Path:
-    """The source tree of ``revision`` written under ``folder`` (git archive): its ``src`` folder."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return folder / "src"
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
