@@ -309,7 +309,7 @@ class Sameness:
         for mirrored in (False, True) if features else ():
             if best is not None and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
                 break
-            for transform in align(self._verifier, a, b, mirrored):
+            for transform in align(self._verifier, a, b, mirrored, (image_a, image_b)):
                 best = _better(best, compare_aligned(image_a, image_b, _in_pixels(transform, image_a, image_b)))
         if best is None:
             return Verdict("similar", "no geometric match")

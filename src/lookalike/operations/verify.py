@@ -193,8 +193,12 @@ class Verifier:
             self._local.tools = tools
         return tools
 
-    def _gray(self, source: Any) -> Image.Image:
+    def _gray(self, source: Any, decoded: Image.Image | None = None) -> Image.Image:
         """The decoded, upright image as 8-bit grey, longer side at most ``max_side``."""
+        if decoded is not None:  # the caller's picture, left as it is
+            gray = decoded.convert("L")
+            gray.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return gray
         image = load_rgb(source, min_size=(self.max_side, self.max_side))
         image.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return image.convert("L")
@@ -208,10 +212,11 @@ class Verifier:
         # SIFT's float descriptors hold whole numbers 0..255: uint8 keeps them exactly in a quarter of the memory.
         return LocalFeatures(points, descriptors.astype(np.uint8, copy=False), gray.size)
 
-    def features(self, source: Any, mirrored: bool = False) -> LocalFeatures:
+    def features(self, source: Any, mirrored: bool = False, decoded: Image.Image | None = None) -> LocalFeatures:
         """The local features of an image (of its mirror image with ``mirrored=True``).
 
-        Features of image files are cached by path (see ``cache_size``).
+        Features of image files are cached by path (see ``cache_size``). ``decoded`` is the upright picture of
+        ``source`` when the caller has decoded it already: it is not read again.
 
         Raises
         ------
@@ -219,7 +224,7 @@ class Verifier:
             When the image cannot be read.
         """
         if mirrored and self.method == "sift":  # read off the image's own features: no second extraction
-            return _mirror_image(self.features(source))
+            return _mirror_image(self.features(source, decoded=decoded))
         key = (os.fspath(source), mirrored) if isinstance(source, (str, os.PathLike)) else None
         if key is not None:
             with self._lock:
@@ -227,7 +232,7 @@ class Verifier:
                 if found is not None:
                     self._cache.move_to_end(key)
                     return found
-        gray = self._gray(source)
+        gray = self._gray(source, decoded)
         found = self._extract(gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else gray)
         if key is not None and self.cache_size:
             with self._lock:
@@ -533,14 +538,18 @@ def verify_pairs(
     return np.array(verifier._map(one, list(pairs), verbose, "pair"), dtype=np.int64)
 
 
-def align(verifier: Verifier, a: Any, b: Any, mirrored: bool = False) -> list[np.ndarray]:
+def align(
+    verifier: Verifier, a: Any, b: Any, mirrored: bool = False, decoded: tuple[Any, Any] = (None, None)
+) -> list[np.ndarray]:
     """How local features lay image ``a`` (mirrored first with ``mirrored``) on image ``b``: one transform (2 x 3),
     from ``a``'s coordinates to ``b``'s as fractions of each picture's width (so that it holds at any size), when
     the match reaches ``verifier.min_inliers``; none otherwise. A mirrored ``a`` is mirrored back in the transform.
+    ``decoded`` holds the pictures of ``a`` and ``b`` when the caller has decoded them (they are not read again).
 
     Raises :class:`lookalike.ImageError` when either cannot be read.
     """
-    query, target = verifier.features(a, mirrored=mirrored), verifier.features(b)
+    query = verifier.features(a, mirrored=mirrored, decoded=decoded[0])
+    target = verifier.features(b, decoded=decoded[1])
     inliers, transform = verifier.alignment(query, target)
     if inliers < verifier.min_inliers:
         return []
