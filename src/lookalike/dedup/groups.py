@@ -189,6 +189,8 @@ def find_duplicates(
         return finder.find(keep=keep, tiers=tiers, decisions=decisions, act_on=act_on, keep_in=keep_in)
 
 
+#: Largest members of a copy set a photo left out of every set is judged against (see _attach_to_copies).
+_ATTACH_TRIES = 2
 #: Most times a group's keeper is chosen again after measuring every member against the one chosen before.
 _KEEPER_ROUNDS = 3
 
@@ -337,6 +339,7 @@ def _groups_of(
             links[(a, b)] = verdict = judged.verdict(a, b)
             if verdict.is_copy:
                 copies.union(a, b)
+    _attach_to_copies(pairs, copies, links, judged, facts, decided.apart)
     members = sorted({p for pair in pairs for p in pair})
     sets: dict[int, list[int]] = {}
     for position in members:
@@ -374,6 +377,40 @@ def _groups_of(
             if row["tier"] == "similar" and group.copies and "similar_to" not in row:
                 row["similar_to"] = group
     return built
+
+
+def _attach_to_copies(
+    pairs: list[tuple[int, int]],
+    copies: Any,
+    links: dict[tuple[int, int], Verdict],
+    judged: DuplicateFinder,
+    facts: dict[str, np.ndarray],
+    apart: set[tuple[int, int]],
+) -> None:
+    """Judge each photo left out of the copy sets against the largest members of a set it is a candidate of.
+
+    A copy's nearest neighbours are often the other copies of its original rather than the original, and a
+    heavy crop aligns with the original only (not with a shrunken or turned copy of it): judged against
+    those alone, it would lie beside the group as a look-alike. The largest pictures of a set are its likeliest
+    originals; ``_ATTACH_TRIES`` of them are tried.
+    """
+    sets: dict[Any, list[int]] = {}
+    for position in sorted({p for pair in pairs for p in pair}):
+        sets.setdefault(copies[position], []).append(position)
+    pixels = facts["pixels"]
+    for lone, other in [*pairs, *((b, a) for a, b in pairs)]:
+        lone_root, root = copies[lone], copies[other]
+        if len(sets[lone_root]) > 1 or len(sets[root]) < 2:
+            continue
+        for member in sorted(sets[root], key=lambda p: (-int(pixels[p]), p))[:_ATTACH_TRIES]:
+            pair = (min(lone, member), max(lone, member))
+            if pair in apart:
+                continue
+            verdict = links[pair] = links.get(pair) or judged.verdict(*pair)
+            if verdict.is_copy:
+                copies.union(lone, member)
+                sets[copies[lone]] = sets.pop(root) + sets.pop(lone_root)
+                break
 
 
 def links_reason(links: dict[tuple[int, int], Verdict], a: int, b: int) -> str:
