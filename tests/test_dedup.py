@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 import lookalike as lk
 from conftest import SAMPLES, edit_manifest, manifest_of
@@ -390,3 +390,20 @@ def test_other_captures_of_one_building_are_never_copies(needs_shared, tmp_path)
             assert len(members) == 5 and members["group"].nunique() == 1, members
             assert members.loc[~members["keeper"], "tier"].isin(COPY_TIERS).all(), members
     assert (dups["tier"] == "similar").any()  # at 0.6 other captures are listed, as look-alikes only
+
+
+@pytest.mark.needs_shared
+def test_a_tone_mapping_that_flattens_the_picture_is_no_copy(needs_shared, tmp_path):
+    """A dark capture of Christ Church's nave laid on a bright one from another spot: mapped onto the bright one's
+    tones it keeps too little contrast to tell anything, and 3 % of the overlap differed; it is another capture.
+    The dark photo brightened and the bright one in grey are still copies."""
+    nave = needs_shared / "landmarks" / "christ_church"
+    dark, bright = nave / "christ_church_000975.jpg", nave / "christ_church_000667.jpg"
+    judge = Sameness()
+    assert judge.verdict(str(bright), str(dark)).tier == "similar"
+    brightened = tmp_path / "brightened.jpg"
+    ImageEnhance.Brightness(Image.open(dark).convert("RGB")).enhance(1.25).save(brightened, quality=90)
+    grey = tmp_path / "grey.jpg"
+    Image.open(bright).convert("L").save(grey, quality=90)
+    assert judge.verdict(str(dark), str(brightened)).tier in COPY_TIERS
+    assert judge.verdict(str(bright), str(grey)).tier in COPY_TIERS

@@ -68,7 +68,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 4
+TIERS_VERSION = 5
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -86,6 +86,10 @@ MARK_SHARE = 0.125
 #: Largest patch (its bounding box, as a share of the overlap) that still counts as one mark when it is flat in one
 #: picture (a caption bar across the bottom, a box pasted on): another capture's changes are scene, not flat.
 PASTED_SHARE = 0.25
+#: Least contrast a tone mapping must keep (its output's spread over the target's) to stand for one capture's tones
+#: changed: a mapping that flattens the picture explains nothing. A dark capture of a nave mapped onto a bright
+#: one kept 0.44 of the contrast and changed 3 % of the overlap; brightened, gamma and grey copies keep 0.98 or more.
+MIN_TONE_CONTRAST = 0.6
 #: How many times the frame's resolution the other picture must have before it could show more detail than the
 #: frame (a closer capture of the same scene): an enlarged crop holds no more.
 ZOOM_SCALE = 1.4
@@ -493,7 +497,9 @@ def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Co
         return Compared(overlap, 1.0, pictures)
     # Compared as they are and with the tone of one mapped onto the other's (a brightened or grey copy): a copy
     # whose tones did not change loses nothing to the mapping's approximations.
-    changed = min(_changed_share(x, candidate, inside, marks=True) for candidate in (y, _tone_mapped(y, x, inside)))
+    mapped = _tone_mapped(y, x, inside)
+    candidates = [y] if mapped[inside].std() < MIN_TONE_CONTRAST * x[inside].std() else [y, mapped]
+    changed = min(_changed_share(x, candidate, inside, marks=True) for candidate in candidates)
     return Compared(overlap, changed, pictures)
 
 
