@@ -202,6 +202,17 @@ class _Group:
     members: list[int]  # positions, keeper first
     rows: dict[int, dict[str, Any]]  # position -> action, tier, matched, similar_to, reason
     copies: bool  # a group of copies (else of look-alikes only)
+    distances: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)  # members shown -> to the keeper
+
+    def distances_of(self, shown: list[int], references: References) -> np.ndarray:
+        """Distances of ``shown`` (the keeper first) to the keeper, measured once per group and members shown."""
+        key = tuple(shown)
+        if key not in self.distances:
+            vectors = references.embeddings
+            self.distances[key] = exact_distances_at(
+                references.metric, vectors[[shown[0]]], vectors, np.array([shown])
+            )[0]
+        return self.distances[key]
 
 
 class DuplicateFinder:
@@ -237,10 +248,17 @@ class DuplicateFinder:
         self.close_pairs = {pairs[i] for i in np.flatnonzero(candidates.distance <= self.threshold)}
         self.verdicts: dict[tuple[int, int], Verdict] = {}
         self._components = _components(self.pairs)
+        self._component_of = {p: i for i, component in enumerate(self._components) for pair in component for p in pair}
+        self._known_pairs = set(self.pairs)
         self._grouped: dict[tuple, list[_Group]] = {}
         self._facts: dict[str, dict[str, np.ndarray]] = {}
         paths = self.paths
         sameness.recall([(paths[a], paths[b]) for a, b in self.pairs] + [(p, p) for p in paths if p is not None])
+
+    @functools.cached_property
+    def _positions_by_path(self) -> dict[str, int]:
+        """Each reference's position by its file's path (what a person's decisions name)."""
+        return {os.fspath(p): i for i, p in enumerate(self.references.file_paths()) if p is not None}
 
     def __enter__(self) -> DuplicateFinder:
         return self
@@ -275,9 +293,9 @@ class DuplicateFinder:
             self._facts[keep] = _facts(self.references, keep)
         facts = self._facts[keep]
         kept_folders = tuple(os.path.realpath(folder) for folder in keep_in)
-        decided = _decided(self.references, decisions)
+        decided = _decided(self._positions_by_path, decisions)
         keys = []
-        for component in _joined(self._components, decided.linked):
+        for component in _joined(self._components, decided.linked, self._component_of, self._known_pairs):
             members = {p for pair in component for p in pair}
             keys.append((tuple(component), decided.about(members), keep, acted, kept_folders))
 
@@ -308,13 +326,37 @@ def _components(pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     return sorted(parts.values(), key=lambda component: min(min(p) for p in component))
 
 
-def _joined(components: list[list[tuple[int, int]]], links: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-    """The components with a person's links added: a discard ties its file to its keeper, wherever they were."""
-    if not links:
+def _joined(
+    components: list[list[tuple[int, int]]],
+    links: list[tuple[int, int]],
+    component_of: dict[int, int],
+    known: set[tuple[int, int]],
+) -> list[list[tuple[int, int]]]:
+    """The components with a person's links added: a discard ties its file to its keeper, wherever they were.
+
+    Only the components a new link touches are joined (``component_of``: member -> its component's place), so a
+    decision costs what it touches, not a pass over every candidate pair."""
+    from networkx.utils import UnionFind
+
+    extra = sorted({(min(a, b), max(a, b)) for a, b in links} - known)
+    if not extra:
         return components
-    pairs = [pair for component in components for pair in component]
-    known = set(pairs)
-    return _components(pairs + [p for p in {(min(a, b), max(a, b)) for a, b in links} if p not in known])
+
+    def place(member: int) -> tuple[int, int]:  # a component's place, or the member alone after them all
+        return (0, component_of[member]) if member in component_of else (1, member)
+
+    joined = UnionFind()
+    for a, b in extra:
+        joined.union(place(a), place(b))
+    merged: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for where in sorted({place(p) for pair in extra for p in pair}):
+        if where[0] == 0:
+            merged.setdefault(joined[where], []).extend(components[where[1]])
+    for pair in extra:
+        merged.setdefault(joined[place(pair[0])], []).append(pair)
+    touched = {where[1] for pair in extra for where in map(place, pair) if where[0] == 0}
+    kept = [component for i, component in enumerate(components) if i not in touched]
+    return sorted(kept + list(merged.values()), key=lambda component: min(min(p) for p in component))
 
 
 def _groups_of(
@@ -588,11 +630,11 @@ def _table(
             listed.append((group, shown))
     listed.sort(key=lambda item: (not item[0].copies, -len(item[1]), min(item[1])))
     number = {id(group): i for i, (group, _) in enumerate(listed)}
-    vectors, metric, labels = references.embeddings, references.metric, references.labels
+    labels = references.labels
     columns: dict[str, list] = {name: [] for name in ("group", "position", "keeper", "matched", "similar", "distance")}
     rows = []
     for group, shown in listed:
-        distances = exact_distances_at(metric, vectors[[shown[0]]], vectors, np.array([shown]))[0]
+        distances = group.distances_of(shown, references)
         for position, distance in zip(shown, distances, strict=True):
             row = group.rows[position]
             similar_to = row.get("similar_to")
@@ -652,13 +694,11 @@ class Decided:
         )
 
 
-def _decided(references: References, decisions: Decisions | None) -> Decided:
-    """What the still-valid decisions say about these references, by position."""
+def _decided(where: dict[str, int], decisions: Decisions | None) -> Decided:
+    """What the still-valid decisions say about the references at ``where`` (file path -> position)."""
     decided = Decided()
     if decisions is None or not len(decisions):
         return decided
-    paths = references.file_paths()
-    where = {os.fspath(p): i for i, p in enumerate(paths) if p is not None}
     for record in decisions.valid():
         positions = [where.get(p) for p in record["paths"]]
         if None in positions:
