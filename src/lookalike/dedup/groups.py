@@ -388,7 +388,10 @@ def _groups_of(
         sets.setdefault(copies[position], []).append(position)
     groups = [g for g in sets.values() if len(g) > 1]
     grouped = {p: i for i, g in enumerate(groups) for p in g}
-    built = [_copy_group(g, links, judged, facts, keep, acted, kept_folders, decided) for g in groups]
+    touching, order = _by_member(links), {pair: place for place, pair in enumerate(links)}
+    built = [
+        _copy_group(g, links, (touching, order), judged, facts, keep, acted, kept_folders, decided) for g in groups
+    ]
     # Look-alikes: a photo in no copy group beside the group it is closest to; the rest in groups of their own.
     similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close_pairs]
     alone = [p for p in members if p not in grouped]
@@ -412,7 +415,7 @@ def _groups_of(
         if a in alone and b in alone and a not in nearest and b not in nearest:
             rest.union(a, b)
     for group in rest.to_sets():
-        built.append(_lookalike_group(sorted(group), links, judged, facts, keep))
+        built.append(_lookalike_group(sorted(group), links, (touching, order), judged, facts, keep))
     for group in built:  # a look-alike listed with a group points at it
         for position in group.members:
             row = group.rows[position]
@@ -484,6 +487,7 @@ def _members(
     """What the keeper policies need of each of ``positions``: pixels of picture as the copy links measured them
     (canvas never counted), shape, and their pixels' measures (read only when two are compared)."""
     out = []
+    touching = _by_member(links)
     for position in positions:
         path = judged.paths[position]
         mtime = float(facts["mtime"][position]) if "mtime" in facts else math.nan
@@ -498,7 +502,7 @@ def _members(
             kept=position in decided.kept or _inside(path, kept_folders),
         )
         share = min(
-            [v.pictures[0 if position == a else 1] for (a, b), v in links.items() if v.pictures and position in (a, b)],
+            [v.pictures[0 if position == a else 1] for (a, b), v in touching.get(position, ()) if v.pictures],
             default=1.0,
         )
         member.picture = member.pixels * share
@@ -510,6 +514,24 @@ def _members(
             if member.path is not None:
                 member.measures = Measures(functools.partial(judged.sameness.measure, member.path))
     return out
+
+
+def _by_member(links: dict[tuple[int, int], Verdict]) -> dict[int, list[tuple[tuple[int, int], Verdict]]]:
+    """Each member's links, in the order of ``links`` (a large component's members look theirs up once)."""
+    touching: dict[int, list[tuple[tuple[int, int], Verdict]]] = {}
+    for pair, verdict in links.items():
+        for position in pair:
+            touching.setdefault(position, []).append((pair, verdict))
+    return touching
+
+
+def _around(
+    positions: list[int], touching: dict[int, list[tuple[tuple[int, int], Verdict]]], order: dict[tuple[int, int], int]
+) -> dict[tuple[int, int], Verdict]:
+    """The links touching any of ``positions``, in their component's order (``order``: pair -> place): all a group's
+    members need of their component's links, which is what ties between equally strong links are broken by."""
+    found = {pair: verdict for position in positions for pair, verdict in touching.get(position, ())}
+    return {pair: found[pair] for pair in sorted(found, key=order.__getitem__)}
 
 
 def _same_file(a: str | None, b: str | None) -> bool:
@@ -536,6 +558,7 @@ def _inside(path: str | None, folders: list[str]) -> bool:
 def _copy_group(
     positions: list[int],
     links: dict[tuple[int, int], Verdict],
+    index: tuple[dict[int, list[tuple[tuple[int, int], Verdict]]], dict[tuple[int, int], int]],
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
@@ -544,15 +567,17 @@ def _copy_group(
     decided: Decided,
 ) -> _Group:
     keeper = None
+    local = _around(positions, *index)
     for _ in range(_KEEPER_ROUNDS):
         # Each round measures every member against the keeper chosen so far, which tells what a chain of copy
         # links could not (a turned copy's corners are canvas only beside the original).
         if keeper is not None:
             for position in positions:
                 if position != keeper:
-                    links[(min(position, keeper), max(position, keeper))] = judged.verdict(position, keeper)
-        members = _members(positions, links, judged, facts, kept_folders, decided, keep)
-        _join_same_pixels(members, links)
+                    pair = (min(position, keeper), max(position, keeper))
+                    local[pair] = links[pair] = judged.verdict(position, keeper)
+        members = _members(positions, local, judged, facts, kept_folders, decided, keep)
+        _join_same_pixels(members, local)
         eligible = [m for m in members if m.position not in decided.discarded] or members
         ranked, why = rank(eligible, keep)
         if ranked[0].position == keeper:
@@ -560,14 +585,15 @@ def _copy_group(
         keeper = ranked[0].position
     strongest = "similar"
     rows: dict[int, dict[str, Any]] = {}
+    touching = _by_member(local)
     for member in members:
         position = member.position
         if position == keeper:
             continue
         direct = judged.verdict(position, keeper)
         best_tier, best_other = direct.tier, keeper
-        for (a, b), verdict in links.items():
-            if position in (a, b) and verdict.is_copy and TIERS.index(verdict.tier) < TIERS.index(best_tier):
+        for (a, b), verdict in touching.get(position, ()):
+            if verdict.is_copy and TIERS.index(verdict.tier) < TIERS.index(best_tier):
                 best_tier, best_other = verdict.tier, b if a == position else a
         strongest = stronger(strongest, best_tier)
         if _same_file(judged.paths[position], judged.paths[keeper]):
@@ -601,18 +627,20 @@ def _join_same_pixels(members: list[Member], links: dict[tuple[int, int], Verdic
 def _lookalike_group(
     positions: list[int],
     links: dict[tuple[int, int], Verdict],
+    index: tuple[dict[int, list[tuple[tuple[int, int], Verdict]]], dict[tuple[int, int], int]],
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
 ) -> _Group:
-    members = _members(positions, links, judged, facts, [], Decided(), keep)
+    touching = index[0]
+    members = _members(positions, _around(positions, *index), judged, facts, [], Decided(), keep)
     ranked, _ = rank(members, keep)
     first = ranked[0].position
     rows = {first: _row("none", "similar", None, None, "look-alikes, no copy among them")}
     for position in positions:
         if position == first:
             continue
-        linked = [b if a == position else a for (a, b) in links if position in (a, b)]
+        linked = [b if a == position else a for (a, b), _ in touching.get(position, ())]
         other = min(linked, key=lambda o: _distance(judged, position, o)) if linked else first
         rows[position] = _row("none", "similar", other, None, links_reason(links, position, other))
     return _Group([first] + [p for p in positions if p != first], rows, copies=False)
