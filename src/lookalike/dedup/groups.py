@@ -451,7 +451,7 @@ def _attach_to_copies(
             pair = (min(lone, member), max(lone, member))
             if pair in apart:
                 continue
-            verdict = links[pair] = links.get(pair) or judged.verdict(*pair)
+            links[pair] = verdict = judged.verdict(*pair)  # the finder keeps every verdict it gave
             if verdict.is_copy:
                 copies.union(lone, member)
                 sets[copies[lone]] = sets.pop(root) + sets.pop(lone_root)
