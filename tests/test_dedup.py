@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 import lookalike as lk
 from conftest import SAMPLES, edit_manifest, manifest_of
@@ -137,6 +137,69 @@ def test_keep_policies(photos):
             if policy == "resolution":
                 assert keeper["width"] * keeper["height"] == (members["width"] * members["height"]).max()
     assert kept == {"resolution": "p0.jpg", "size": "p0.jpg", "oldest": "p0_half.jpg"}
+
+
+def _gamma(image: Image.Image) -> Image.Image:
+    return image.point([round(255 * (i / 255) ** 0.7) for i in range(256)] * 3)
+
+
+def _watermarked(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    w, h = out.size
+    ImageDraw.Draw(out).rectangle((w - w // 4, h - h // 8, w - 4, h - 4), fill=(255, 255, 255))
+    ImageDraw.Draw(out).text((w - w // 4 + 4, h - h // 8 + 2), "(c) 2026", fill=(20, 20, 20))
+    return out
+
+
+def _shrunk(factor: int):
+    return lambda image: image.resize((image.width // factor, image.height // factor), Image.Resampling.LANCZOS)
+
+
+@pytest.mark.parametrize(
+    ("original_is", "copies", "policies"),
+    [
+        # The original is the oldest file, as in a library: smaller and edited copies never beat it (an eighth-size
+        # copy's detail was once measured against itself shrunk to 8 pixels; a watermark's text measured sharper).
+        (
+            "oldest",
+            {
+                "eighth": (_shrunk(8), 85),
+                "quarter": (_shrunk(4), 50),
+                "gamma": (_gamma, 90),
+                "mark": (_watermarked, 90),
+            },
+            ("resolution", "sharpest"),
+        ),
+        # The original is the newest file: the policy alone must prefer it over its degraded copies.
+        (
+            "newest",
+            {
+                "q30": (lambda im: im, 30),
+                "blurred": (lambda im: im.filter(ImageFilter.GaussianBlur(1.5)), 90),
+                "enlarged": (lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC), 90),
+            },
+            ("resolution", "sharpest"),
+        ),
+    ],
+)
+def test_the_original_is_kept_over_its_copies(tmp_path, original_is, copies, policies):
+    originals = []
+    for i, photo in enumerate(PHOTOS[:4]):
+        folder = tmp_path / f"p{i}"
+        folder.mkdir()
+        pixels = Image.open(photo).convert("RGB")
+        for name, (make, quality) in copies.items():
+            make(pixels).save(folder / f"{name}.jpg", quality=quality)
+            os.utime(folder / f"{name}.jpg", (1.7e9, 1.7e9))
+        shutil.copyfile(photo, folder / "photo.jpg")
+        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9) if original_is == "oldest" else (1.8e9, 1.8e9))
+        originals.append(str(folder / "photo.jpg"))
+    model = lk.create(str(tmp_path), verbose=False)
+    for policy in policies:
+        dups = model.find_duplicates(keep=policy)
+        assert dups.groupby("group")["path"].apply(lambda p: p.str.split("/").str[-2].nunique()).eq(1).all()
+        assert dups["path"].isin(originals).sum() == 4, policy  # each original found with its copies
+        assert sorted(dups.loc[dups["keeper"], "path"]) == originals, policy
 
 
 def test_ties_are_broken_by_path_whatever_the_order(tmp_path):

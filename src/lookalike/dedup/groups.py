@@ -506,6 +506,9 @@ def _members(
             default=1.0,
         )
         member.picture = member.pixels * share
+        member.resized = frozenset(
+            b if a == position else a for (a, b), v in touching.get(position, ()) if v.tier == "resized"
+        )
         out.append(member)
     if keep in ("resolution", "sharpest"):
         for member in out:

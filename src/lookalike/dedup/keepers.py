@@ -60,8 +60,14 @@ class Measures:
     def sharpness(self) -> float:
         return self._measure("sharpness", 0.0)
 
-    def residual(self, factor: float) -> float:
-        return self._measure("residual", round(factor, 2))
+    @property
+    def compression(self) -> float:
+        return self._measure("compression")
+
+    def residual(self, factor: float, before: float = 1.0) -> float:
+        return self._measure(
+            "residual", *((round(factor, 2),) if before == 1 else (round(factor, 2), round(before, 2)))
+        )
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Member:
     mtime: float = math.inf
     identity: int = -1  # members with equal identity have the same pixels
     kept: bool = False  # a person marked it to keep, or it lies in a keep_in folder
+    resized: frozenset[int] = frozenset()  # members it is linked to as one picture at another size or quality
 
 
 def enlargement(image: Image.Image) -> float:
@@ -117,14 +124,37 @@ def sharpness(image: Image.Image) -> float:
     return float(steps.mean() / (values.std() + 1e-6)) if steps.size else 0.0
 
 
-def residual(image: Image.Image, factor: float) -> float:
+def compression(path: str) -> float:
+    """How coarsely a file's pixels were quantised: a JPEG's mean luminance quantisation step (about 3 at quality
+    95, 12 at 85, 95 at 30), 1 for a lossless format (PNG, TIFF, BMP), 0 when unknown (another lossy format, or
+    unreadable). Read from the file's header, not its pixels."""
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                tables = getattr(image, "quantization", None) or {}
+                return float(np.mean(tables[0])) if 0 in tables else 0.0
+            return 1.0 if image.format in _LOSSLESS else 0.0
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0.0
+
+
+_LOSSLESS = ("PNG", "TIFF", "BMP", "PPM", "GIF")
+
+
+def residual(image: Image.Image, factor: float, before: float = 1.0) -> float:
     """What a picture loses when shrunk by ``factor`` and enlarged back, relative to its contrast: the detail it
-    holds at its own size beyond what a ``factor`` times smaller picture can. An enlargement loses little."""
+    holds at its own size beyond what a ``factor`` times smaller picture can. An enlargement loses little. With
+    ``before``, the picture is first shrunk by that much: what a copy of it ``before`` times smaller would lose."""
     gray = image.convert("L")
+    if before > 1:
+        gray = gray.resize((max(8, round(gray.size[0] / before)), max(8, round(gray.size[1] / before))), _BOX)
     values = np.asarray(gray, dtype=np.float32)
     size = (max(8, round(gray.size[0] / factor)), max(8, round(gray.size[1] / factor)))
-    back = np.asarray(gray.resize(size, Image.Resampling.BOX).resize(gray.size, Image.Resampling.BICUBIC), np.float32)
+    back = np.asarray(gray.resize(size, _BOX).resize(gray.size, Image.Resampling.BICUBIC), np.float32)
     return float(np.sqrt(np.mean((values - back) ** 2)) / (values.std() + 1e-6))
+
+
+_BOX = Image.Resampling.BOX
 
 
 def original_order(member: Member) -> tuple:
@@ -132,20 +162,28 @@ def original_order(member: Member) -> tuple:
     return (member.mtime, has_copy_marker(member.name), len(member.name), member.name, -member.bytes, member.position)
 
 
-#: A copy with this many times the pixels of another, of one shape, is its enlargement when it loses less than
-#: ENLARGED_RESIDUAL times what the smaller loses when shrunk by their ratio and enlarged back (measured on 100
-#: neardup originals: their 2x and 1.5x enlargements lose 0.34 times as much at the median, 0.66 at most; the
-#: originals against their half-size copies 0.91 at the median, 0.57 at least).
+#: A copy with this many times the picture of another, of one shape, may be its enlargement: it is when, shrunk by
+#: their ratio ``f`` and enlarged back, it loses less than ENLARGED_RESIDUAL times what it loses once shrunk to the
+#: smaller's size (by ``f``), then by min(f, 2) and back. Measured against itself, not the smaller copy: a crop
+#: shows other parts of the scene, with other detail; and by 2 at most, since a 60-pixel copy shrunk 8 times is
+#: 8 pixels and loses everything. 100 neardup originals (benchmarks/copies.py): 2x to 4x enlargements re-saved at
+#: q90 0.38 at most; originals at 1.33 to 8 times their copies' size 0.56 at least, 0.91 to 1.34 at the median.
+#: 1.5x enlargements (0.35 to 0.77, 0.60 at the median) are mostly not told: a 1.5x enlargement kept loses no
+#: detail, an original called one would.
 ENLARGED_PIXELS = 1.3
-ENLARGED_RESIDUAL = 0.6
+ENLARGED_RESIDUAL = 0.5
 #: How much more picture or detail a member must have to beat another: resampling and alignment make equal
 #: pictures measure a little differently (a letterboxed copy measures 1-2 % more or less picture than its original).
 TOLERANCE = 0.03
-#: How much sharper a member of the same picture size must be to beat another under ``resolution``: a mirrored,
+#: How much sharper one of two copies of one picture size must be to be kept over the other under ``resolution``
+#: (when the two are one picture at two qualities) and, under ``sharpest``, when they are not (an edit): a mirrored,
 #: gamma-changed or watermarked copy re-saved at q90 measures up to 12 % sharper than its original (40 neardup
 #: originals: mirrors 5.6 %, gamma 0.7 12.1 % at most), while a blurred copy measures at most 0.57 times its
-#: original and a q30 re-save 0.80 at the median; below this, the original is kept (``sharpest`` uses TOLERANCE).
+#: original and a q30 re-save 0.80 at the median; below this, the original is kept.
 CLEARLY_SHARPER = 0.15
+#: How many times coarser one copy's JPEG quantisation must be for it to count as the more compressed (quality 30
+#: against 75: about 3 times), whatever its measured sharpness (a q30 re-save's block artefacts can measure sharp).
+COARSER = 1.5
 
 
 def _more(a: float, b: float, tolerance: float = TOLERANCE) -> bool:
@@ -163,18 +201,33 @@ def _better(a: Member, b: Member, policy: str) -> bool:
     if policy == "first":
         return a.position < b.position
     if a.measures is not None and b.measures is not None and abs(a.shape - b.shape) <= 0.02 * b.shape:
-        big, small = (a, b) if a.pixels >= b.pixels else (b, a)
-        if big.pixels > ENLARGED_PIXELS * small.pixels:
-            factor = (big.pixels / small.pixels) ** 0.5
-            if big.measures.residual(factor) < ENLARGED_RESIDUAL * small.measures.residual(factor):
+        # Pictures, not stored pixels: a turned copy's filled-in corners are no more picture.
+        big, small = (a, b) if a.picture >= b.picture else (b, a)
+        if big.picture > ENLARGED_PIXELS * small.picture:
+            factor = (big.picture / small.picture) ** 0.5
+            if big.measures.residual(factor) < ENLARGED_RESIDUAL * big.measures.residual(min(factor, 2.0), factor):
                 return a is small  # the larger holds no detail the smaller does not: its enlargement
             return a is big  # more pixels of real detail: more picture, and sharper at any common size
         if policy == "sharpest":
-            return _more(a.measures.sharpness, b.measures.sharpness)  # the less degraded, whatever the size
+            # Whatever the size; an edit (a watermark's text, a gamma change measure sharper) only when clearly.
+            return _less_degraded(a, b, TOLERANCE if b.position in a.resized else CLEARLY_SHARPER)
         if not (_more(a.picture, b.picture) or _more(b.picture, a.picture)):
-            # One size: only a clearly less degraded copy beats the original (a re-saved edit is not).
-            return _more(a.measures.sharpness, b.measures.sharpness, CLEARLY_SHARPER)
+            # One size: only a clearly less degraded copy of one picture beats the original. An edit is not
+            # compared (a watermark's text and a gamma change measure sharper).
+            return b.position in a.resized and _less_degraded(a, b, CLEARLY_SHARPER)
     return _more(a.picture, b.picture)
+
+
+def _less_degraded(a: Member, b: Member, margin: float) -> bool:
+    """Whether ``a`` is the less degraded copy: of one picture at two qualities quantised very differently (a q30
+    re-save is COARSER times or more), the finer unless it is clearly the blurrier; else the sharper by more than
+    ``margin``. An edit's file says nothing of which came first: only sharpness is compared."""
+    ours, theirs = a.measures.compression, b.measures.compression
+    if b.position in a.resized and ours > 0 and theirs > 0 and max(ours, theirs) >= COARSER * min(ours, theirs):
+        finer, coarser = (a, b) if ours < theirs else (b, a)
+        if finer.measures.sharpness * (1 + CLEARLY_SHARPER) >= coarser.measures.sharpness:
+            return a is finer
+    return _more(a.measures.sharpness, b.measures.sharpness, margin)
 
 
 def rank(members: list[Member], policy: str) -> tuple[list[Member], str]:
@@ -196,10 +249,11 @@ def _why(ranked: list[Member], policy: str) -> str:
     first = ranked[0]
     if first.kept:
         return "kept by you (or in a folder kept whole)"
-    if any(not _better(first, other, policy) for other in ranked[1:]):
+    tied = [other for other in ranked[1:] if not _better(first, other, policy)]
+    if tied and all(original_order(first) <= original_order(other) for other in tied):
         return "the original: as good as the others, and the earliest, with the plainest name"
     return {
-        "resolution": f"the most picture ({round(first.picture):,} pixels)",
+        "resolution": f"the most picture ({round(first.picture):,} pixels), the least degraded of its size",
         "sharpest": "the most detail (sharpest, least compressed, not enlarged)",
         "size": f"the largest file ({first.bytes:,} bytes)",
         "oldest": "the oldest file",

@@ -68,10 +68,13 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 5
+TIERS_VERSION = 6
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
+#: Largest compact patch of changes (a share of the picture) a ``resized`` copy may show: its re-compression and
+#: resampling change scattered specks; a watermark of a quarter by an eighth of the picture changes 3 % in one place.
+RESIZED_MARK = 0.005
 #: Most mean change of colour (Cb, Cr levels at 8 x 8) a ``resized`` copy may show; a recoloured copy is edited.
 MAX_COLOUR_CHANGE = 4.0
 #: Longest side two pictures are compared at: enough for the changes another capture makes, cheap for 40 MP photos.
@@ -262,21 +265,25 @@ class Sameness:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
         return self.verdict(a, b).tier
 
-    def measure(self, path: str, what: str, factor: float) -> float:
-        """The :func:`~lookalike.dedup.keepers.sharpness` (``what="sharpness"``) or the
-        :func:`~lookalike.dedup.keepers.residual` at ``factor`` of the image at ``path``, for the keeper policies;
-        0 when it cannot be read. Kept like a verdict (the file paired with a name no file has) while unchanged."""
+    def measure(self, path: str, what: str, *factors: float) -> float:
+        """The :func:`~lookalike.dedup.keepers.sharpness` (``what="sharpness"``), the
+        :func:`~lookalike.dedup.keepers.residual` at ``factors`` or the :func:`~lookalike.dedup.keepers.compression`
+        of the image at ``path``, for the keeper policies; 0 when it cannot be read. Kept like a verdict (the file
+        paired with a name no file has) while unchanged."""
         from lookalike.dedup import keepers
 
         keys = _versions(path, path)
         if keys is not None:  # the second name: the path, NUL, what is measured
-            keys = (keys[0], replace(keys[1], path=f"{path}\0{what} {factor}"))
+            keys = (keys[0], replace(keys[1], path=f"{path}\0{what} {' '.join(map(str, factors))}"))
             if keys in self._known or self._stored(keys):
                 return self._known[keys]
-        image = self._image(path)
+        image = path if what == "compression" else self._image(path)  # compression: read from the file's header
         if isinstance(image, ImageError):
             return 0.0
-        found = keepers.sharpness(image) if what == "sharpness" else keepers.residual(image, factor)
+        if what == "compression":
+            found = keepers.compression(path)
+        else:
+            found = keepers.sharpness(image) if what == "sharpness" else keepers.residual(image, *factors)
         if keys is not None:
             self._known[keys] = found
             self._new.append((keys, found))
@@ -398,9 +405,12 @@ def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
     psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
     if psnr < RESIZED_PSNR:
         return None
-    changed = _changed_share(x, y, np.ones(x.shape, bool))
+    everywhere = np.ones(x.shape, bool)
+    changed = _changed_share(x, y, everywhere)
     if changed > MAX_CHANGED or _colour_changed(a, b):
         return None
+    if changed > RESIZED_MARK and changed - _changed_share(x, y, everywhere, marks=True) > RESIZED_MARK:
+        return None  # a mark was added in one place (a watermark, a caption): an edit, judged as one
     return Verdict("resized", f"the same picture at two sizes or qualities ({psnr:.0f} dB)", (1.0, 1.0))
 
 
