@@ -251,6 +251,7 @@ class DuplicateFinder:
         self._component_of = {p: i for i, component in enumerate(self._components) for pair in component for p in pair}
         self._known_pairs = set(self.pairs)
         self._grouped: dict[tuple, list[_Group]] = {}
+        self.copy_groups: dict[tuple, _Group] = {}  # each copy group as built, by its members, links and decisions
         self._facts: dict[str, dict[str, np.ndarray]] = {}
         paths = self.paths
         sameness.recall([(paths[a], paths[b]) for a, b in self.pairs] + [(p, p) for p in paths if p is not None])
@@ -373,8 +374,9 @@ def _groups_of(
 
     copies = UnionFind()
     links: dict[tuple[int, int], Verdict] = {}
+    forced = decided.forced
     for a, b in pairs:
-        if (a, b) in decided.forced:
+        if (a, b) in forced:
             links[(a, b)] = judged.verdict(a, b)
             copies.union(a, b)
         elif copies[a] != copies[b]:  # two members already joined by copies need no verdict of their own
@@ -389,9 +391,17 @@ def _groups_of(
     groups = [g for g in sets.values() if len(g) > 1]
     grouped = {p: i for i, g in enumerate(groups) for p in g}
     touching, order = _by_member(links), {pair: place for place, pair in enumerate(links)}
-    built = [
-        _copy_group(g, links, (touching, order), judged, facts, keep, acted, kept_folders, decided) for g in groups
-    ]
+    built = []
+    for g in groups:
+        # A group is built again only when its links or the decisions about its members changed: a decision in a
+        # large component of look-alikes regroups that component, but rebuilds the one group it is about.
+        key = (tuple(g), tuple(_around(g, touching, order)), decided.about(set(g)), keep, acted, tuple(kept_folders))
+        if key not in judged.copy_groups:
+            judged.copy_groups[key] = _copy_group(
+                g, links, (touching, order), judged, facts, keep, acted, kept_folders, decided
+            )
+        made = judged.copy_groups[key]  # copied: look-alikes and group references are added to it below
+        built.append(_Group(list(made.members), {p: dict(r) for p, r in made.rows.items()}, True, made.distances))
     # Look-alikes: a photo in no copy group beside the group it is closest to; the rest in groups of their own.
     similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close_pairs]
     alone = [p for p in members if p not in grouped]
@@ -442,19 +452,20 @@ def _attach_to_copies(
     sets: dict[Any, list[int]] = {}
     for position in sorted({p for pair in pairs for p in pair}):
         sets.setdefault(copies[position], []).append(position)
+    set_of = {position: members for members in sets.values() for position in members}
     pixels = facts["pixels"]
     for lone, other in [*pairs, *((b, a) for a, b in pairs)]:
-        lone_root, root = copies[lone], copies[other]
-        if len(sets[lone_root]) > 1 or len(sets[root]) < 2:
+        if len(set_of[lone]) > 1 or len(set_of[other]) < 2:
             continue
-        for member in sorted(sets[root], key=lambda p: (-int(pixels[p]), p))[:_ATTACH_TRIES]:
+        for member in sorted(set_of[other], key=lambda p: (-int(pixels[p]), p))[:_ATTACH_TRIES]:
             pair = (min(lone, member), max(lone, member))
             if pair in apart:
                 continue
             links[pair] = verdict = judged.verdict(*pair)  # the finder keeps every verdict it gave
             if verdict.is_copy:
                 copies.union(lone, member)
-                sets[copies[lone]] = sets.pop(root) + sets.pop(lone_root)
+                joined = set_of[other] + [lone]
+                set_of.update(dict.fromkeys(joined, joined))
                 break
 
 

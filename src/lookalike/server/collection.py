@@ -211,13 +211,17 @@ class Collection:
             matched_positions[has_match] = self.positions_of(matched[has_match])
         columns = [c for c in ("keeper", "action", "tier", "reason", "distance", "bytes", "mtime") if c in table]
         groups: dict[int, list[dict[str, Any]]] = {}
-        records = table[columns].to_dict("records")
+        values = [table[c].tolist() for c in columns]  # Python values, column by column: no per-cell conversion
         similar = table["similar_to_group"].to_numpy(dtype=object)
-        for i, (group, row) in enumerate(zip(table["group"].tolist(), records, strict=True)):
-            member = {k: _plain(v) for k, v in row.items()}
-            member["position"] = int(positions[i])
-            member["matched"] = int(matched_positions[i]) if has_match[i] else None
-            member["similar_to_group"] = None if pd.isna(similar[i]) else int(similar[i])
+        similar_to = [None if pd.isna(v) else int(v) for v in similar]
+        matched_to = np.where(has_match, matched_positions, -1).tolist()
+        for i, (group, position, *row) in enumerate(
+            zip(table["group"].tolist(), positions.tolist(), *values, strict=True)
+        ):
+            member = dict(zip(columns, row, strict=True))
+            member["position"] = position
+            member["matched"] = matched_to[i] if has_match[i] else None
+            member["similar_to_group"] = similar_to[i]
             groups.setdefault(group, []).append(member)
         return [groups[number] for number in sorted(groups)]
 
