@@ -193,6 +193,8 @@ def find_duplicates(
 _ATTACH_TRIES = 2
 #: Most times a group's keeper is chosen again after measuring every member against the one chosen before.
 _KEEPER_ROUNDS = 3
+#: How many pairs ahead of the one a component's grouping waits for are judged meanwhile.
+_LOOKAHEAD = 4 * cpu_count()
 
 
 @dataclass
@@ -235,6 +237,8 @@ class DuplicateFinder:
         self.references = references
         self.paths = references.file_paths()
         self._closing = contextlib.ExitStack()
+        self._ahead: ThreadPoolExecutor | None = None  # judges the pairs a component will ask for next
+        self._pending: dict[tuple[int, int], Any] = {}
         if sameness is None:  # verdicts kept between runs, beside the embeddings
             sameness = Sameness(cache=self._closing.enter_context(EmbeddingCache(default_path())))
         self.sameness = sameness
@@ -274,9 +278,22 @@ class DuplicateFinder:
     def verdict(self, a: int, b: int) -> Verdict:
         pair = (min(a, b), max(a, b))
         if pair not in self.verdicts:
-            features = pair not in self.global_only
-            self.verdicts[pair] = self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]], features)
+            pending = self._pending.pop(pair, None)
+            self.verdicts[pair] = pending.result() if pending is not None else self._judge(pair)
         return self.verdicts[pair]
+
+    def prefetch(self, a: int, b: int) -> None:
+        """Start judging a pair on the finder's threads: :meth:`verdict` then waits for it, not for all of it."""
+        pair = (min(a, b), max(a, b))
+        if pair in self.verdicts or pair in self._pending:
+            return
+        if self._ahead is None:
+            self._ahead = self._closing.enter_context(ThreadPoolExecutor(cpu_count()))
+        self._pending[pair] = self._ahead.submit(self._judge, pair)
+
+    def _judge(self, pair: tuple[int, int]) -> Verdict:
+        features = pair not in self.global_only
+        return self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]], features)
 
     def find(
         self,
@@ -375,11 +392,20 @@ def _groups_of(
     copies = UnionFind()
     links: dict[tuple[int, int], Verdict] = {}
     forced = decided.forced
-    for a, b in pairs:
+    ahead = 0  # pairs up to here were handed to the finder's threads
+    for place, (a, b) in enumerate(pairs):
         if (a, b) in forced:
             links[(a, b)] = judged.verdict(a, b)
             copies.union(a, b)
         elif copies[a] != copies[b]:  # two members already joined by copies need no verdict of their own
+            # The next few pairs still needing a verdict are judged meanwhile (a large component of look-alikes
+            # would otherwise keep one core busy); one that copies join before its turn was judged for nothing.
+            ahead = max(ahead, place + 1)
+            while ahead < min(len(pairs), place + _LOOKAHEAD):
+                c, d = pairs[ahead]
+                if copies[c] != copies[d]:
+                    judged.prefetch(c, d)
+                ahead += 1
             links[(a, b)] = verdict = judged.verdict(a, b)
             if verdict.is_copy:
                 copies.union(a, b)

@@ -37,6 +37,7 @@ names, sizes or embeddings alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -186,6 +187,7 @@ class Sameness:
             )
         self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
         self._layouts: dict[str, tuple] = {}
+        self._sizes: dict[str, tuple[int, int] | ImageError] = {}
         self._lock = threading.Lock()
         self._cache = cache
         self._known: dict[tuple, Verdict | tuple[float, float]] = {}
@@ -248,18 +250,20 @@ class Sameness:
         digests = cached_sha256(a), cached_sha256(b)
         if digests[0] is not None and digests[0] == digests[1]:
             return Verdict("exact", "the same bytes")
-        image_a, image_b = self._image(a), self._image(b)
-        for path, image in ((a, image_a), (b, image_b)):
-            if isinstance(image, ImageError):
-                return Verdict("similar", f"not compared: {path} cannot be read ({image.reason})")
-        if image_a.size == image_b.size and np.array_equal(np.asarray(image_a), np.asarray(image_b)):
-            return Verdict("same-pixels", "the same pixels")
-        resized = _resized(image_a, image_b)
-        if resized is not None:
-            return resized
-        if self._verifier is None:
-            return Verdict("similar", "crops and other edits not looked for: pip install 'lookalike[verify]'")
-        return self._edited(a, b, image_a, image_b, features)
+        # Pixels are decoded only when a check needs them: a pair of look-alikes whose local features are known
+        # and whose shapes differ is told apart without decoding either again.
+        try:
+            sizes = self._size(a), self._size(b)
+            if sizes[0] == sizes[1] and np.array_equal(np.asarray(self._picture(a)), np.asarray(self._picture(b))):
+                return Verdict("same-pixels", "the same pixels")
+            resized = _resized(self._picture(a), self._picture(b)) if _one_shape(*sizes) else None
+            if resized is not None:
+                return resized
+            if self._verifier is None:
+                return Verdict("similar", "crops and other edits not looked for: pip install 'lookalike[verify]'")
+            return self._edited(a, b, sizes, features)
+        except ImageError as exc:
+            return Verdict("similar", f"not compared: {exc.source} cannot be read ({exc.reason})")
 
     def tier(self, a: str | None, b: str | None) -> str:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
@@ -289,11 +293,28 @@ class Sameness:
             self._new.append((keys, found))
         return found
 
-    def _layout(self, path: str, image: Image.Image) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    def _layout(self, path: str) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
         """An image's fingerprints and content box, computed once per path."""
         if path not in self._layouts:
+            image = self._picture(path)
             self._layouts[path] = (fingerprints(image), content_box(image))
         return self._layouts[path]
+
+    def _size(self, path: str) -> tuple[int, int]:
+        """The upright size of the image at ``path``, kept once it was decoded (ImageError when it cannot be)."""
+        if path not in self._sizes:
+            self._image(path)
+        found = self._sizes[path]
+        if isinstance(found, ImageError):
+            raise found
+        return found
+
+    def _picture(self, path: str) -> Image.Image:
+        """The decoded image at ``path`` (ImageError when it cannot be)."""
+        image = self._image(path)
+        if isinstance(image, ImageError):
+            raise image
+        return image
 
     def _image(self, path: str) -> Image.Image | ImageError:
         with self._lock:
@@ -306,23 +327,25 @@ class Sameness:
             image = exc
         with self._lock:
             self._images[path] = image
+            self._sizes[path] = image if isinstance(image, ImageError) else image.size
             while len(self._images) > _IMAGES_KEPT:
                 self._images.popitem(last=False)
         return image
 
-    def _edited(self, a: str, b: str, image_a: Image.Image, image_b: Image.Image, features: bool = True) -> Verdict:
+    def _edited(self, a: str, b: str, sizes: tuple[tuple[int, int], tuple[int, int]], features: bool = True) -> Verdict:
         """Whether ``b`` is ``a`` edited: laid on each other first as their fingerprints say (a turn, a mirror,
         padding: no features needed), then (with ``features``) as local features say, directly and mirrored."""
         from lookalike.operations.verify import align
 
         best = None
-        for transform in _fingerprint_alignments(image_a, image_b, self._layout(a, image_a), self._layout(b, image_b)):
-            best = _better(best, compare_aligned(image_a, image_b, transform))
+        for transform in _fingerprint_alignments(*sizes, self._layout(a), self._layout(b)):
+            best = _better(best, compare_aligned(self._picture(a), self._picture(b), transform))
         for mirrored in (False, True) if features else ():
             if best is not None and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
                 break
-            for transform in align(self._verifier, a, b, mirrored, (image_a, image_b)):
-                best = _better(best, compare_aligned(image_a, image_b, _in_pixels(transform, image_a, image_b)))
+            pictures = (functools.partial(self._picture, a), functools.partial(self._picture, b))
+            for transform in align(self._verifier, a, b, mirrored, pictures):
+                best = _better(best, compare_aligned(pictures[0](), pictures[1](), _in_pixels(transform, *sizes)))
         if best is None:
             return Verdict("similar", "no geometric match")
         if best.zoomed:
@@ -362,16 +385,19 @@ def _better(best: Compared | None, found: Compared) -> Compared:
     return found if best is None or (found.changed, -found.overlap) < (best.changed, -best.overlap) else best
 
 
-def _in_pixels(transform: np.ndarray, a: Image.Image, b: Image.Image) -> np.ndarray:
-    """A transform between coordinates as fractions of each picture's width, as one between their pixels."""
-    forward = np.diag([b.size[0], b.size[0], 1.0]) @ np.vstack([transform, [0.0, 0.0, 1.0]])
-    return (forward @ np.diag([1.0 / a.size[0], 1.0 / a.size[0], 1.0]))[:2]
+def _in_pixels(transform: np.ndarray, a: tuple[int, int], b: tuple[int, int]) -> np.ndarray:
+    """A transform between coordinates as fractions of each picture's width, as one between the pixels of pictures
+    of sizes ``a`` and ``b``."""
+    forward = np.diag([b[0], b[0], 1.0]) @ np.vstack([transform, [0.0, 0.0, 1.0]])
+    return (forward @ np.diag([1.0 / a[0], 1.0 / a[0], 1.0]))[:2]
 
 
-def _fingerprint_alignments(a: Image.Image, b: Image.Image, layout_a: tuple, layout_b: tuple) -> list[np.ndarray]:
-    """The transforms (2 x 3, ``a``'s pixels to ``b``'s) under which the two pictures' fingerprints match: the
-    orientation whose fingerprint is within MATCH_BITS, content box (inside uniform borders) onto content box.
-    ``layout_a`` and ``layout_b``: each picture's fingerprints and content box."""
+def _fingerprint_alignments(
+    a: tuple[int, int], b: tuple[int, int], layout_a: tuple, layout_b: tuple
+) -> list[np.ndarray]:
+    """The transforms (2 x 3, the pixels of a picture of size ``a`` to one of size ``b``) under which the two
+    pictures' fingerprints match: the orientation whose fingerprint is within MATCH_BITS, content box (inside
+    uniform borders) onto content box. ``layout_a`` and ``layout_b``: each picture's fingerprints and content box."""
     found = []
     boxes = (layout_a[1], layout_b[1])
     for kind, (fa, fb) in enumerate(zip(layout_a[0], layout_b[0], strict=True)):
@@ -380,7 +406,7 @@ def _fingerprint_alignments(a: Image.Image, b: Image.Image, layout_a: tuple, lay
         best = int(np.argmin(bits))
         if bits[best] > MATCH_BITS:
             continue
-        box_a, box_b = boxes if kind else ((0, 0, *a.size), (0, 0, *b.size))
+        box_a, box_b = boxes if kind else ((0, 0, *a), (0, 0, *b))
         into = np.array(
             [
                 [1.0 / (box_a[2] - box_a[0]), 0, -box_a[0] / (box_a[2] - box_a[0])],
@@ -394,11 +420,16 @@ def _fingerprint_alignments(a: Image.Image, b: Image.Image, layout_a: tuple, lay
     return found
 
 
+def _one_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether pictures of sizes ``a`` and ``b`` have one aspect ratio (within 2 %): one could be the other resized."""
+    return abs(a[0] / a[1] - b[0] / b[1]) <= _ASPECT_TOLERANCE * max(a[0] / a[1], b[0] / b[1])
+
+
 def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
     """The ``resized`` verdict when the two pictures are one at two sizes or qualities, else None."""
-    (wa, ha), (wb, hb) = a.size, b.size
-    if abs(wa / ha - wb / hb) > _ASPECT_TOLERANCE * max(wa / ha, wb / hb):
+    if not _one_shape(a.size, b.size):
         return None
+    (wa, ha), (wb, hb) = a.size, b.size
     size = _compare_size(a if wa * ha <= wb * hb else b)
     x, y = _gray(a, size), _gray(b, size)
     mse = float(np.mean((x - y) ** 2))
@@ -428,9 +459,9 @@ def _colour_changed(a: Image.Image, b: Image.Image) -> bool:
 def resized_psnr(a: Image.Image, b: Image.Image) -> float:
     """PSNR (dB) of two images' grey levels at the smaller one's size (at most :data:`COMPARE_SIDE`); 0 when their
     aspect ratios differ by more than 2 % (a crop is not a resize)."""
-    (wa, ha), (wb, hb) = a.size, b.size
-    if abs(wa / ha - wb / hb) > _ASPECT_TOLERANCE * max(wa / ha, wb / hb):
+    if not _one_shape(a.size, b.size):
         return 0.0
+    (wa, ha), (wb, hb) = a.size, b.size
     size = _compare_size(a if wa * ha <= wb * hb else b)
     mse = float(np.mean((_gray(a, size) - _gray(b, size)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)

@@ -1,4 +1,5 @@
-"""Binary codes within a number of differing bits: the range search over copy fingerprints (64-bit codes).
+"""Binary codes within a number of differing bits: the range search over copy fingerprints (64-bit codes), and
+the two nearest of binary local descriptors (ORB's 256 bits) for matching them.
 
 faiss's binary indexes count the bits two codes differ in with SIMD popcounts;
 small sets are scanned flat (exact), large ones through an inverted file.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["FLAT_CODES", "within_bits"]
+__all__ = ["FLAT_CODES", "two_nearest", "within_bits"]
 
 #: Above this many stored codes the search goes through an inverted file (approximate) instead of flat.
 FLAT_CODES = 200_000
@@ -43,3 +44,16 @@ def within_bits(stored: np.ndarray, queries: np.ndarray, bits: int) -> tuple[np.
     limits, _, positions = index.range_search(_as_bytes(queries), bits + 1)  # faiss keeps distances below the radius
     rows = np.repeat(np.arange(len(queries)), np.diff(limits.astype(np.int64)))
     return rows, positions.astype(np.int64)
+
+
+def two_nearest(queries: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row of bytes (a binary descriptor), the bits it differs in from its two nearest stored rows
+    and their positions, each (m, 2); position -1 (and the largest distance) where fewer than two are stored.
+    Exact, as OpenCV's brute-force Hamming matcher, without a Python object per match (several times faster).
+
+    Examples
+    --------
+    >>> two_nearest(np.array([[0b1011]], np.uint8), np.array([[0b0011], [0b1111], [0]], np.uint8))
+    (array([[1, 1]], dtype=int32), array([[0, 1]]))
+    """
+    return faiss.knn_hamming(np.ascontiguousarray(queries), np.ascontiguousarray(stored), 2)

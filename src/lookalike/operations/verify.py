@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lookalike.errors import InvalidArgument, InvalidType, MissingExtra
+from lookalike.index.hamming import two_nearest
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.validation import check_positive_int
 
@@ -109,6 +110,22 @@ def _mirror_image(features: LocalFeatures) -> LocalFeatures:
     points = features.points.copy()
     points[:, 0] = features.size[0] - 1 - points[:, 0]
     return LocalFeatures(points, features.descriptors[:, _SIFT_MIRROR], features.size)
+
+
+def _one_to_one(distances: np.ndarray, positions: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """The tentative matches ``(query keypoints, reference keypoints)``: each query's nearest that passes Lowe's
+    ratio test, and of the queries matched to one reference keypoint only the closest (the first on a tie), in the
+    order each reference keypoint was first matched (what RANSAC samples from)."""
+    queried = np.flatnonzero((positions[:, 1] >= 0) & (distances[:, 0] < ratio * distances[:, 1]))
+    if not len(queried):
+        return queried, queried
+    train, distance = positions[queried, 0], distances[queried, 0]
+    order = np.lexsort((queried, distance, train))
+    closest = order[np.r_[True, train[order][1:] != train[order][:-1]]]
+    first = np.full(int(train.max(initial=-1)) + 1, len(queried))
+    np.minimum.at(first, train, np.arange(len(queried)))
+    closest = closest[np.argsort(first[train[closest]], kind="stable")]
+    return queried[closest], train[closest]
 
 
 class Verifier:
@@ -212,11 +229,14 @@ class Verifier:
         # SIFT's float descriptors hold whole numbers 0..255: uint8 keeps them exactly in a quarter of the memory.
         return LocalFeatures(points, descriptors.astype(np.uint8, copy=False), gray.size)
 
-    def features(self, source: Any, mirrored: bool = False, decoded: Image.Image | None = None) -> LocalFeatures:
+    def features(
+        self, source: Any, mirrored: bool = False, decoded: Image.Image | Callable[[], Image.Image] | None = None
+    ) -> LocalFeatures:
         """The local features of an image (of its mirror image with ``mirrored=True``).
 
         Features of image files are cached by path (see ``cache_size``). ``decoded`` is the upright picture of
-        ``source`` when the caller has decoded it already: it is not read again.
+        ``source`` when the caller has decoded it already (it is not read again), or what gives it when the
+        features are not cached.
 
         Raises
         ------
@@ -232,7 +252,7 @@ class Verifier:
                 if found is not None:
                     self._cache.move_to_end(key)
                     return found
-        gray = self._gray(source, decoded)
+        gray = self._gray(source, decoded() if callable(decoded) else decoded)
         found = self._extract(gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else gray)
         if key is not None and self.cache_size:
             with self._lock:
@@ -257,20 +277,16 @@ class Verifier:
         if len(query) < MIN_MATCHES or len(reference) < 2:
             return 0, None
         cv2 = self._cv2
-        _, matcher = self._tools()
-        best: dict[int, tuple[float, int]] = {}  # reference keypoint -> (distance, query keypoint)
         ours, theirs = query.descriptors, reference.descriptors
         if self.method == "sift":  # OpenCV's L2 matcher runs several times faster on float32 than on uint8
-            ours, theirs = ours.astype(np.float32), theirs.astype(np.float32)
-        for pair in matcher.knnMatch(ours, theirs, k=2):
-            if len(pair) == 2 and pair[0].distance < self.ratio * pair[1].distance:
-                m = pair[0]
-                if m.trainIdx not in best or m.distance < best[m.trainIdx][0]:
-                    best[m.trainIdx] = (m.distance, m.queryIdx)
-        if len(best) < MIN_MATCHES:
+            found = self._tools()[1].knnMatch(ours.astype(np.float32), theirs.astype(np.float32), k=2)
+            flat = np.array([(m.distance, m.trainIdx) for pair in found for m in pair], np.float64).reshape(-1, 2, 2)
+            distances, positions = flat[..., 0], flat[..., 1].astype(np.int64)
+        else:
+            distances, positions = two_nearest(ours, theirs)
+        queried, train = _one_to_one(distances, positions, self.ratio)
+        if len(train) < MIN_MATCHES:
             return 0, None
-        train = np.fromiter(best.keys(), dtype=np.int64, count=len(best))
-        queried = np.fromiter((q for _, q in best.values()), dtype=np.int64, count=len(best))
         tolerance = REPROJECTION_TOLERANCE * max(*query.size, *reference.size)
         transform, mask = cv2.estimateAffinePartial2D(
             query.points[queried],
@@ -544,7 +560,8 @@ def align(
     """How local features lay image ``a`` (mirrored first with ``mirrored``) on image ``b``: one transform (2 x 3),
     from ``a``'s coordinates to ``b``'s as fractions of each picture's width (so that it holds at any size), when
     the match reaches ``verifier.min_inliers``; none otherwise. A mirrored ``a`` is mirrored back in the transform.
-    ``decoded`` holds the pictures of ``a`` and ``b`` when the caller has decoded them (they are not read again).
+    ``decoded`` holds the pictures of ``a`` and ``b`` when the caller has decoded them (they are not read again), or
+    what gives them when their features are not cached.
 
     Raises :class:`lookalike.ImageError` when either cannot be read.
     """
