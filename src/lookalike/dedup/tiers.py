@@ -25,7 +25,9 @@ compared where it overlaps, at the smaller picture's scale (at most
 the other's by their histograms over the overlap (brightness, contrast,
 gamma and grey copies keep their pixels' order), both lightly blurred (JPEG
 artefacts and resampling). Every pixel differing by more than
-:data:`CHANGED_LEVELS` grey levels is a change. One capture re-saved or
+:data:`CHANGED_LEVELS` grey levels (in a picture of little contrast, by more
+than its own spread) is a change; canvas in both (fill reaching the edge) is
+left out, since it agrees whatever the pictures show. One capture re-saved or
 edited changes almost nothing, or one compact place (a watermark, a caption);
 another capture changes a share of the overlap everywhere (moved people,
 clouds, shadows, and the parallax of another viewpoint, which no single
@@ -69,7 +71,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 6
+TIERS_VERSION = 7
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -102,6 +104,9 @@ MIN_OVERLAP = 0.6
 _ASPECT_TOLERANCE = 0.02
 #: Grey levels canvas (padding, a turn's corners) may vary by: JPEG ringing near the picture's edge.
 CANVAS_TOLERANCE = 6
+#: Canvas is fill within this many grey levels of black or white (what padding and turning tools fill with: neardup
+#: fills its turned photos with grey 16 to 20).
+CANVAS_LEVELS = 40
 #: Decoded images kept per Sameness, by path (a group's members are compared with each other).
 _IMAGES_KEPT = 48
 #: Side images are decoded at (at least) for the tier checks (JPEG draft mode: a 12 MP photo is read at a quarter of
@@ -436,11 +441,13 @@ def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
     psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
     if psnr < RESIZED_PSNR:
         return None
-    everywhere = np.ones(x.shape, bool)
-    changed = _changed_share(x, y, everywhere)
+    compared, levels = _comparable(x, _canvas(x) & _canvas(y))
+    if compared is None:
+        return None
+    changed = _changed_share(x, y, compared, levels=levels)
     if changed > MAX_CHANGED or _colour_changed(a, b):
         return None
-    if changed > RESIZED_MARK and changed - _changed_share(x, y, everywhere, marks=True) > RESIZED_MARK:
+    if changed > RESIZED_MARK and changed - _changed_share(x, y, compared, marks=True, levels=levels) > RESIZED_MARK:
         return None  # a mark was added in one place (a watermark, a caption): an edit, judged as one
     return Verdict("resized", f"the same picture at two sizes or qualities ({psnr:.0f} dB)", (1.0, 1.0))
 
@@ -535,14 +542,45 @@ def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Co
     if _zoomed_in(other, max(b_per_a, 1.0 / b_per_a), shares):
         return Compared(overlap, 1.0, pictures, zoomed=True)
     inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    if inside.sum() < 64:
+    canvas = cv2.warpAffine(_canvas(source).astype(np.float32), to_other, size, flags=warp, borderValue=0) > 0.5
+    inside, levels = _comparable(x, canvas & _canvas(x), inside)
+    if inside is None:
         return Compared(overlap, 1.0, pictures)
     # Compared as they are and with the tone of one mapped onto the other's (a brightened or grey copy): a copy
     # whose tones did not change loses nothing to the mapping's approximations.
     mapped = _tone_mapped(y, x, inside)
     candidates = [y] if mapped[inside].std() < MIN_TONE_CONTRAST * x[inside].std() else [y, mapped]
-    changed = min(_changed_share(x, candidate, inside, marks=True) for candidate in candidates)
+    changed = min(_changed_share(x, candidate, inside, marks=True, levels=levels) for candidate in candidates)
     return Compared(overlap, changed, pictures)
+
+
+def _comparable(x: np.ndarray, canvas: np.ndarray, inside: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
+    """Where two pictures laid on each other are compared (``inside``, all of ``x`` when None), and by how many grey
+    levels a pixel must differ to count as changed; None when too little is left to compare.
+
+    Canvas in both (``canvas``: the dark corners of two turned pictures, the white of two product shots) agrees
+    whatever the pictures show: it is no evidence of one capture, and is left out. In a picture of little contrast
+    (fog, a dark scene) another picture differs by less than CHANGED_LEVELS almost everywhere: a change is then what
+    exceeds the picture's own spread of grey levels."""
+    compared = ~canvas if inside is None else inside & ~canvas
+    if compared.sum() < 64:
+        return None, CHANGED_LEVELS
+    return compared, min(CHANGED_LEVELS, float(x[compared].std()))
+
+
+def _canvas(levels: np.ndarray) -> np.ndarray:
+    """Where a picture is canvas: near-black or near-white fill (within CANVAS_TOLERANCE of its edge's level)
+    reaching the picture's edge, as padding, a turn's corners or a studio backdrop."""
+    import cv2
+
+    edge = np.concatenate([levels[0], levels[-1], levels[:, 0], levels[:, -1]])
+    level = float(np.median(edge))
+    if CANVAS_LEVELS <= level <= 255 - CANVAS_LEVELS:
+        return np.zeros(levels.shape, bool)
+    flat = (np.abs(levels - level) <= CANVAS_TOLERANCE).astype(np.uint8)
+    _, labels = cv2.connectedComponents(flat, connectivity=4)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, touching[touching > 0])
 
 
 def _zoomed_in(other: Image.Image, scale: float, shares: tuple[float, float]) -> bool:
@@ -618,8 +656,10 @@ def _blurred(values: np.ndarray) -> np.ndarray:
     return cv2.sepFilter2D(values.astype(np.float32), -1, _TAPS, _TAPS, borderType=cv2.BORDER_REFLECT_101)
 
 
-def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool = False) -> float:
-    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than CHANGED_LEVELS; with
+def _changed_share(
+    x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool = False, levels: float = CHANGED_LEVELS
+) -> float:
+    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than ``levels``; with
     ``marks``, not counting the largest compact patch of changes (a watermark, a caption: at most MARK_SHARE of
     the overlap's area): one capture edited changes one place, another capture changes many."""
     if inside.all():
@@ -631,7 +671,7 @@ def _changed_share(x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool
     count = int(inside.sum())
     if not count:
         return 1.0
-    changed = (difference > CHANGED_LEVELS) & inside
+    changed = (difference > levels) & inside
     total = int(changed.sum())
     if marks and total:
         import cv2
