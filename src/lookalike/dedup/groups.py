@@ -27,7 +27,7 @@ import pandas as pd
 from lookalike.config import cpu_count
 from lookalike.dedup.candidates import candidate_pairs
 from lookalike.dedup.decisions import Decisions
-from lookalike.dedup.keepers import POLICIES, Measures, Member, rank
+from lookalike.dedup.keepers import POLICIES, Measures, Member, original_order, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
 from lookalike.embed.cache import EmbeddingCache, default_path
 from lookalike.embed.registry import descriptor_name
@@ -400,12 +400,13 @@ def _groups_of(
         elif copies[a] != copies[b]:  # two members already joined by copies need no verdict of their own
             # The next few pairs still needing a verdict are judged meanwhile (a large component of look-alikes
             # would otherwise keep one core busy); one that copies join before its turn was judged for nothing.
-            ahead = max(ahead, place + 1)
-            while ahead < min(len(pairs), place + _LOOKAHEAD):
-                c, d = pairs[ahead]
-                if copies[c] != copies[d]:
-                    judged.prefetch(c, d)
-                ahead += 1
+            if (a, b) not in judged.verdicts:  # a regrouping after a decision knows them all
+                ahead = max(ahead, place + 1)
+                while ahead < min(len(pairs), place + _LOOKAHEAD):
+                    c, d = pairs[ahead]
+                    if copies[c] != copies[d]:
+                        judged.prefetch(c, d)
+                    ahead += 1
             links[(a, b)] = verdict = judged.verdict(a, b)
             if verdict.is_copy:
                 copies.union(a, b)
@@ -432,13 +433,11 @@ def _groups_of(
     similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close_pairs]
     alone = [p for p in members if p not in grouped]
     nearest: dict[int, tuple[float, int, int]] = {}
-    for a, b, _ in similar:
-        for lone, other in ((a, b), (b, a)):
-            if lone in grouped or other not in grouped:
-                continue
-            distance = _distance(judged, lone, other)
-            if lone not in nearest or distance < nearest[lone][0]:
-                nearest[lone] = (distance, other, grouped[other])
+    beside = [(lone, other) for a, b, _ in similar for lone, other in ((a, b), (b, a)) if other in grouped]
+    beside = [(lone, other) for lone, other in beside if lone not in grouped]
+    for (lone, other), distance in zip(beside, _distances(judged, beside).tolist(), strict=True):
+        if lone not in nearest or distance < nearest[lone][0]:
+            nearest[lone] = (distance, other, grouped[other])
     for lone, (_, other, number) in nearest.items():
         built[number].members.append(lone)
         built[number].rows[lone] = _row("none", "similar", other, None, links_reason(links, lone, other))
@@ -501,8 +500,16 @@ def links_reason(links: dict[tuple[int, int], Verdict], a: int, b: int) -> str:
 
 
 def _distance(judged: DuplicateFinder, a: int, b: int) -> float:
+    return float(_distances(judged, [(a, b)])[0])
+
+
+def _distances(judged: DuplicateFinder, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """The embedding distance of each pair of reference positions, measured in one pass."""
+    if not pairs:
+        return np.zeros(0)
     vectors = judged.references.embeddings
-    return float(exact_distances_at(judged.references.metric, vectors[[a]], vectors, np.array([[b]]))[0, 0])
+    first, second = np.array(pairs, np.int64).T
+    return exact_distances_at(judged.references.metric, vectors[first], vectors, second[:, None])[:, 0]
 
 
 def _row(action: str, tier: str, matched: int | None, similar_to: Any, reason: str) -> dict[str, Any]:
@@ -543,6 +550,11 @@ def _members(
             default=1.0,
         )
         member.picture = member.pixels * share
+        member.shares = {
+            b if a == position else a: v.pictures[0 if position == a else 1]
+            for (a, b), v in touching.get(position, ())
+            if v.pictures
+        }
         member.resized = frozenset(
             b if a == position else a for (a, b), v in touching.get(position, ()) if v.tier == "resized"
         )
@@ -606,8 +618,10 @@ def _copy_group(
     kept_folders: list[str],
     decided: Decided,
 ) -> _Group:
-    keeper = None
     local = _around(positions, *index)
+    # The first round measures every member against the likeliest original (the earliest, plainest name), so that
+    # each is compared with it as their own link measured them.
+    keeper = min(_members(positions, local, judged, facts, kept_folders, decided, "first"), key=original_order).position
     for _ in range(_KEEPER_ROUNDS):
         # Each round measures every member against the keeper chosen so far, which tells what a chain of copy
         # links could not (a turned copy's corners are canvas only beside the original).

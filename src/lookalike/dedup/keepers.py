@@ -21,7 +21,7 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -86,6 +86,16 @@ class Member:
     identity: int = -1  # members with equal identity have the same pixels
     kept: bool = False  # a person marked it to keep, or it lies in a keep_in folder
     resized: frozenset[int] = frozenset()  # members it is linked to as one picture at another size or quality
+    shares: dict[int, float] = field(default_factory=dict)  # other member -> the share of it that is picture beside it
+
+
+def _pictures(a: Member, b: Member) -> tuple[float, float]:
+    """The pixels of picture of ``a`` and ``b`` as their own link measured them, else as their least share says:
+    beside a crop, a photo's plain background outside the crop looks like canvas, which beside its own letterboxed
+    copy it is not."""
+    if b.position in a.shares and a.position in b.shares:
+        return a.pixels * a.shares[b.position], b.pixels * b.shares[a.position]
+    return a.picture, b.picture
 
 
 def enlargement(image: Image.Image) -> float:
@@ -202,20 +212,22 @@ def _better(a: Member, b: Member, policy: str) -> bool:
         return a.position < b.position
     if a.measures is not None and b.measures is not None and abs(a.shape - b.shape) <= 0.02 * b.shape:
         # Pictures, not stored pixels: a turned copy's filled-in corners are no more picture.
-        big, small = (a, b) if a.picture >= b.picture else (b, a)
-        if big.picture > ENLARGED_PIXELS * small.picture:
-            factor = (big.picture / small.picture) ** 0.5
+        ours, theirs = _pictures(a, b)
+        (big, large), (small, little) = sorted(((a, ours), (b, theirs)), key=lambda m: -m[1])
+        if large > ENLARGED_PIXELS * little:
+            factor = (large / little) ** 0.5
             if big.measures.residual(factor) < ENLARGED_RESIDUAL * big.measures.residual(min(factor, 2.0), factor):
                 return a is small  # the larger holds no detail the smaller does not: its enlargement
             return a is big  # more pixels of real detail: more picture, and sharper at any common size
         if policy == "sharpest":
             # Whatever the size; an edit (a watermark's text, a gamma change measure sharper) only when clearly.
             return _less_degraded(a, b, TOLERANCE if b.position in a.resized else CLEARLY_SHARPER)
-        if not (_more(a.picture, b.picture) or _more(b.picture, a.picture)):
+        if not (_more(ours, theirs) or _more(theirs, ours)):
             # One size: only a clearly less degraded copy of one picture beats the original. An edit is not
             # compared (a watermark's text and a gamma change measure sharper).
             return b.position in a.resized and _less_degraded(a, b, CLEARLY_SHARPER)
-    return _more(a.picture, b.picture)
+        return _more(ours, theirs)
+    return _more(*_pictures(a, b))
 
 
 def _less_degraded(a: Member, b: Member, margin: float) -> bool:

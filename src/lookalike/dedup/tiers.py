@@ -71,7 +71,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 7
+TIERS_VERSION = 8
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -426,8 +426,10 @@ def _fingerprint_alignments(
 
 
 def _one_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    """Whether pictures of sizes ``a`` and ``b`` have one aspect ratio (within 2 %): one could be the other resized."""
-    return abs(a[0] / a[1] - b[0] / b[1]) <= _ASPECT_TOLERANCE * max(a[0] / a[1], b[0] / b[1])
+    """Whether pictures of sizes ``a`` and ``b`` have one aspect ratio (within 2 %, and the half pixel a resize
+    rounds the smaller to: a 240 x 180 photo shrunk 8 times is 30 x 22): one could be the other resized."""
+    rounding = 1.0 / min(*a, *b)
+    return abs(a[0] / a[1] - b[0] / b[1]) <= (_ASPECT_TOLERANCE + rounding) * max(a[0] / a[1], b[0] / b[1])
 
 
 def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
