@@ -41,6 +41,7 @@ from lookalike.validation import check_choice, check_distance, check_positive_in
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "DuplicateFinder",
+    "Listed",
     "POLICIES",
     "default_threshold",
     "summary_text",
@@ -252,9 +253,10 @@ class DuplicateFinder:
         self.close_pairs = {pairs[i] for i in np.flatnonzero(candidates.distance <= self.threshold)}
         self.verdicts: dict[tuple[int, int], Verdict] = {}
         self._components = _components(self.pairs)
-        self._component_of = {p: i for i, component in enumerate(self._components) for pair in component for p in pair}
-        self._known_pairs = set(self.pairs)
+        self._component_of = {p: i for i, component in enumerate(self._components) for p in component.members}
+        self.known_pairs = set(self.pairs)
         self._grouped: dict[tuple, list[_Group]] = {}
+        self.layouts: dict[tuple, _Layout] = {}  # each component's copy sets and look-alikes, by its links
         self.copy_groups: dict[tuple, _Group] = {}  # each copy group as built, by its members, links and decisions
         self._facts: dict[str, dict[str, np.ndarray]] = {}
         paths = self.paths
@@ -306,16 +308,36 @@ class DuplicateFinder:
         """The groups as :func:`find_duplicates` returns them, with these options and decisions."""
         keep = check_choice("keep", keep, POLICIES)
         wanted = check_tiers(tiers) if tiers is not None else TIERS
-        acted = check_tiers(act_on, COPY_TIERS, "act_on")
-        if keep not in self._facts:  # sizes and times read from disk once per finder
+        return _table(self.listed(keep, wanted, decisions, act_on, keep_in), self.references, self.facts(keep))
+
+    def facts(self, keep: str) -> dict[str, np.ndarray]:
+        """Per-reference columns ``keep`` needs (path, width, height, bytes, mtime), read from disk once per finder."""
+        if keep not in self._facts:
             self._facts[keep] = _facts(self.references, keep)
-        facts = self._facts[keep]
+        return self._facts[keep]
+
+    def listed(
+        self,
+        keep: str = "resolution",
+        tiers: str | Sequence[str] | None = None,
+        decisions: Decisions | None = None,
+        act_on: str | Sequence[str] = COPY_TIERS,
+        keep_in: Sequence[str | os.PathLike] = (),
+    ) -> list[Listed]:
+        """The groups of :meth:`find`, numbered (0 is the largest; copy groups before groups of look-alikes alone),
+        without building its table: what an explorer pages through after each decision."""
+        keep = check_choice("keep", keep, POLICIES)
+        wanted = check_tiers(tiers) if tiers is not None else TIERS
+        acted = check_tiers(act_on, COPY_TIERS, "act_on")
+        facts = self.facts(keep)
         kept_folders = tuple(os.path.realpath(folder) for folder in keep_in)
         decided = _decided(self._positions_by_path, decisions)
-        keys = []
-        for component in _joined(self._components, decided.linked, self._component_of, self._known_pairs):
-            members = {p for pair in component for p in pair}
-            keys.append((tuple(component), decided.about(members), keep, acted, kept_folders))
+        components = _joined(self._components, decided.linked, self._component_of, self.known_pairs)
+        about = decided.by_component(components)
+        keys = [
+            (component.pairs, about.get(i, _NOTHING), keep, acted, kept_folders)
+            for i, component in enumerate(components)
+        ]
 
         def group(key: tuple) -> list[_Group]:
             pairs = [p for p in key[0] if p not in decided.apart]
@@ -326,12 +348,19 @@ class DuplicateFinder:
         with ThreadPoolExecutor(min(cpu_count(), max(1, len(new)))) as pool:
             for key, groups in zip(new, pool.map(group, new), strict=True):
                 self._grouped[key] = groups
-        built = [g for key in keys for g in self._grouped[key]]
         self.sameness.save()
-        return _table(built, self.references, facts, wanted)
+        return _numbered([g for key in keys for g in self._grouped[key]], self.references, wanted)
 
 
-def _components(pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+@dataclass(frozen=True)
+class _Component:
+    """A connected set of candidate pairs (in the order they are judged) and its members."""
+
+    pairs: tuple[tuple[int, int], ...]
+    members: frozenset[int]
+
+
+def _components(pairs: list[tuple[int, int]]) -> list[_Component]:
     """``pairs`` grouped by connected component, each in the order given, components by their first member."""
     from networkx.utils import UnionFind  # networkx costs ~0.2 s to import: only dedup needs it here
 
@@ -341,15 +370,19 @@ def _components(pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     parts: dict[int, list[tuple[int, int]]] = {}
     for pair in pairs:
         parts.setdefault(joined[pair[0]], []).append(pair)
-    return sorted(parts.values(), key=lambda component: min(min(p) for p in component))
+    return _sorted([_Component(tuple(part), frozenset(p for pair in part for p in pair)) for part in parts.values()])
+
+
+def _sorted(components: list[_Component]) -> list[_Component]:
+    return sorted(components, key=lambda component: min(component.members))
 
 
 def _joined(
-    components: list[list[tuple[int, int]]],
+    components: list[_Component],
     links: list[tuple[int, int]],
     component_of: dict[int, int],
     known: set[tuple[int, int]],
-) -> list[list[tuple[int, int]]]:
+) -> list[_Component]:
     """The components with a person's links added: a discard ties its file to its keeper, wherever they were.
 
     Only the components a new link touches are joined (``component_of``: member -> its component's place), so a
@@ -366,15 +399,35 @@ def _joined(
     joined = UnionFind()
     for a, b in extra:
         joined.union(place(a), place(b))
-    merged: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    merged: dict[tuple[int, int], tuple[list[tuple[int, int]], set[int]]] = {}
     for where in sorted({place(p) for pair in extra for p in pair}):
         if where[0] == 0:
-            merged.setdefault(joined[where], []).extend(components[where[1]])
+            pairs, members = merged.setdefault(joined[where], ([], set()))
+            pairs.extend(components[where[1]].pairs)
+            members |= components[where[1]].members
     for pair in extra:
-        merged.setdefault(joined[place(pair[0])], []).append(pair)
+        pairs, members = merged.setdefault(joined[place(pair[0])], ([], set()))
+        pairs.append(pair)
+        members.update(pair)
     touched = {where[1] for pair in extra for where in map(place, pair) if where[0] == 0}
     kept = [component for i, component in enumerate(components) if i not in touched]
-    return sorted(kept + list(merged.values()), key=lambda component: min(min(p) for p in component))
+    return _sorted(kept + [_Component(tuple(pairs), frozenset(members)) for pairs, members in merged.values()])
+
+
+@dataclass
+class _Layout:
+    """What a component's grouping is before a person's keep and discard decisions: its sets of copies (each with the
+    links around it), the look-alikes listed beside a set, the sets that resemble each other, and the groups of
+    look-alikes alone. A discard within a set, or a keep, leaves it as it is."""
+
+    links: dict[tuple[int, int], Verdict]
+    index: tuple[dict[int, list[tuple[tuple[int, int], Verdict]]], dict[tuple[int, int], int]]
+    copy_sets: list[list[int]]
+    set_of: dict[int, int]  # member of a copy set -> the set's place
+    around: list[tuple[tuple[int, int], ...]]  # each set's links, in order: part of its copy group's key
+    beside: dict[int, tuple[int, int]]  # look-alike -> (the member it resembles most, its set's place)
+    resembling: list[tuple[int, int, int, int]]  # (member, its set, member of another set, that set)
+    lookalikes: list[_Group]
 
 
 def _groups_of(
@@ -387,11 +440,71 @@ def _groups_of(
     decided: Decided,
 ) -> list[_Group]:
     """The copy groups and look-alike groups of one component of candidate pairs."""
+    apart: tuple[tuple[int, int], ...] = ()
+    if decided.apart:
+        members = {p for pair in pairs for p in pair}
+        apart = tuple(sorted(pair for pair in decided.apart if pair[0] in members or pair[1] in members))
+    # A discard that ties two files of one copy set already (the usual one: a copy of its keeper) changes nothing
+    # of the layout of the candidate pairs; one that ties a look-alike or two sets lays the component out again.
+    forced = decided.forced.intersection(pairs)
+    candidates = [pair for pair in pairs if pair in judged.known_pairs] if forced - judged.known_pairs else pairs
+    layout = _laid_out(candidates, judged, facts, keep, set(), apart)
+    if any(layout.set_of.get(a, -1) != layout.set_of.get(b, -2) for a, b in forced):
+        layout = _laid_out(pairs, judged, facts, keep, forced, apart)
+    built = []
+    for members, around in zip(layout.copy_sets, layout.around, strict=True):
+        # A group is built again only when its links or the decisions about its members changed: a decision in a
+        # large component of look-alikes rebuilds the one group it is about.
+        about = decided.about(set(members)) if not decided.mentioned.isdisjoint(members) else _NOTHING
+        key = (tuple(members), around, about, keep, acted, tuple(kept_folders))
+        if key not in judged.copy_groups:
+            judged.copy_groups[key] = _copy_group(
+                members, layout.links, layout.index, judged, facts, keep, acted, kept_folders, decided
+            )
+        made = judged.copy_groups[key]  # copied: look-alikes and group references are added to it below
+        built.append(_Group(list(made.members), {p: dict(r) for p, r in made.rows.items()}, True, made.distances))
+    for lone, (other, number) in layout.beside.items():
+        built[number].members.append(lone)
+        built[number].rows[lone] = _row("none", "similar", other, None, links_reason(layout.links, lone, other))
+    for a, set_a, b, set_b in layout.resembling:  # copy groups that resemble each other say so
+        built[set_a].rows[a].setdefault("similar_to", built[set_b])
+        built[set_b].rows[b].setdefault("similar_to", built[set_a])
+    for group in built:  # a look-alike listed with a group points at it
+        for position in group.members:
+            row = group.rows[position]
+            if row["tier"] == "similar" and "similar_to" not in row:
+                row["similar_to"] = group
+    return built + layout.lookalikes
+
+
+def _laid_out(
+    pairs: list[tuple[int, int]],
+    judged: DuplicateFinder,
+    facts: dict[str, np.ndarray],
+    keep: str,
+    forced: set[tuple[int, int]],
+    apart: tuple[tuple[int, int], ...],
+) -> _Layout:
+    """The component's layout, made once per pairs, forced links, pairs kept apart and keeper policy."""
+    key = (tuple(pairs), tuple(sorted(forced)), apart, keep)
+    if key not in judged.layouts:
+        judged.layouts[key] = _layout(pairs, judged, facts, keep, forced, set(apart))
+    return judged.layouts[key]
+
+
+def _layout(
+    pairs: list[tuple[int, int]],
+    judged: DuplicateFinder,
+    facts: dict[str, np.ndarray],
+    keep: str,
+    forced: set[tuple[int, int]],
+    apart: set[tuple[int, int]],
+) -> _Layout:
+    """Judge a component's pairs (those a copy link already joined need no verdict) and lay it out."""
     from networkx.utils import UnionFind
 
     copies = UnionFind()
     links: dict[tuple[int, int], Verdict] = {}
-    forced = decided.forced
     ahead = 0  # pairs up to here were handed to the finder's threads
     for place, (a, b) in enumerate(pairs):
         if (a, b) in forced:
@@ -410,53 +523,43 @@ def _groups_of(
             links[(a, b)] = verdict = judged.verdict(a, b)
             if verdict.is_copy:
                 copies.union(a, b)
-    _attach_to_copies(pairs, copies, links, judged, facts, decided.apart)
+    _attach_to_copies(pairs, copies, links, judged, facts, apart)
     members = sorted({p for pair in pairs for p in pair})
     sets: dict[int, list[int]] = {}
     for position in members:
         sets.setdefault(copies[position], []).append(position)
-    groups = [g for g in sets.values() if len(g) > 1]
-    grouped = {p: i for i, g in enumerate(groups) for p in g}
+    copy_sets = [g for g in sets.values() if len(g) > 1]
+    grouped = {p: i for i, g in enumerate(copy_sets) for p in g}
     touching, order = _by_member(links), {pair: place for place, pair in enumerate(links)}
-    built = []
-    for g in groups:
-        # A group is built again only when its links or the decisions about its members changed: a decision in a
-        # large component of look-alikes regroups that component, but rebuilds the one group it is about.
-        key = (tuple(g), tuple(_around(g, touching, order)), decided.about(set(g)), keep, acted, tuple(kept_folders))
-        if key not in judged.copy_groups:
-            judged.copy_groups[key] = _copy_group(
-                g, links, (touching, order), judged, facts, keep, acted, kept_folders, decided
-            )
-        made = judged.copy_groups[key]  # copied: look-alikes and group references are added to it below
-        built.append(_Group(list(made.members), {p: dict(r) for p, r in made.rows.items()}, True, made.distances))
+    around = [tuple(_around(g, touching, order)) for g in copy_sets]
     # Look-alikes: a photo in no copy group beside the group it is closest to; the rest in groups of their own.
-    similar = [(a, b, v) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close_pairs]
-    alone = [p for p in members if p not in grouped]
-    nearest: dict[int, tuple[float, int, int]] = {}
-    beside = [(lone, other) for a, b, _ in similar for lone, other in ((a, b), (b, a)) if other in grouped]
+    similar = [(a, b) for (a, b), v in links.items() if not v.is_copy and (a, b) in judged.close_pairs]
+    beside = [(lone, other) for a, b in similar for lone, other in ((a, b), (b, a)) if other in grouped]
     beside = [(lone, other) for lone, other in beside if lone not in grouped]
+    nearest: dict[int, tuple[float, int, int]] = {}
     for (lone, other), distance in zip(beside, _distances(judged, beside).tolist(), strict=True):
         if lone not in nearest or distance < nearest[lone][0]:
             nearest[lone] = (distance, other, grouped[other])
-    for lone, (_, other, number) in nearest.items():
-        built[number].members.append(lone)
-        built[number].rows[lone] = _row("none", "similar", other, None, links_reason(links, lone, other))
-    for a, b, _ in similar:  # copy groups that resemble each other say so
-        if a in grouped and b in grouped and grouped[a] != grouped[b]:
-            built[grouped[a]].rows[a].setdefault("similar_to", built[grouped[b]])
-            built[grouped[b]].rows[b].setdefault("similar_to", built[grouped[a]])
+    resembling = [
+        (a, grouped[a], b, grouped[b]) for a, b in similar if a in grouped and b in grouped and grouped[a] != grouped[b]
+    ]
     rest = UnionFind()
-    for a, b, _ in similar:
-        if a in alone and b in alone and a not in nearest and b not in nearest:
+    for a, b in similar:
+        if a not in grouped and b not in grouped and a not in nearest and b not in nearest:
             rest.union(a, b)
-    for group in rest.to_sets():
-        built.append(_lookalike_group(sorted(group), links, (touching, order), judged, facts, keep))
-    for group in built:  # a look-alike listed with a group points at it
-        for position in group.members:
-            row = group.rows[position]
-            if row["tier"] == "similar" and group.copies and "similar_to" not in row:
-                row["similar_to"] = group
-    return built
+    lookalikes = [
+        _lookalike_group(sorted(group), links, (touching, order), judged, facts, keep) for group in rest.to_sets()
+    ]
+    return _Layout(
+        links,
+        (touching, order),
+        copy_sets,
+        grouped,
+        around,
+        {lone: (other, number) for lone, (_, other, number) in nearest.items()},
+        resembling,
+        lookalikes,
+    )
 
 
 def _attach_to_copies(
@@ -700,48 +803,76 @@ def _lookalike_group(
     return _Group([first] + [p for p in positions if p != first], rows, copies=False)
 
 
-def _table(
-    built: list[_Group], references: References, facts: dict[str, np.ndarray], wanted: tuple[str, ...]
-) -> pd.DataFrame:
-    """The groups as the table :func:`find_duplicates` returns, numbered largest first (copy groups before
-    groups of look-alikes alone); members of tiers not ``wanted`` left out, and groups left with their keeper only."""
+class Listed:
+    """A group as :meth:`DuplicateFinder.listed` numbers it: the members shown (keeper first), each one's row
+    (``action``, ``tier``, ``matched`` position, ``similar_to_group`` number, ``reason``) and distance to the keeper.
+
+    Rows and distances are made when first read: an explorer reads those of the page it shows."""
+
+    def __init__(self, group: _Group, members: list[int], numbers: dict[int, int], references: References):
+        self.members = members
+        self._group, self._numbers, self._references = group, numbers, references
+
+    @functools.cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for position in self.members:
+            row = self._group.rows[position]
+            similar_to = row.get("similar_to")
+            rows.append(
+                {
+                    "action": row["action"],
+                    "tier": row["tier"],
+                    "matched": row["matched"],
+                    "similar_to_group": self._numbers.get(id(similar_to)) if similar_to is not None else None,
+                    "reason": row["reason"],
+                }
+            )
+        return rows
+
+    @functools.cached_property
+    def distances(self) -> np.ndarray:
+        distances = np.array(self._group.distances_of(self.members, self._references), np.float64)
+        distances[0] = 0.0
+        return distances
+
+
+def _numbered(built: list[_Group], references: References, wanted: tuple[str, ...]) -> list[Listed]:
+    """The groups numbered largest first (copy groups before groups of look-alikes alone); members of tiers not
+    ``wanted`` left out, and groups left with their keeper only."""
     listed = []
     for group in built:
-        shown = [group.members[0]] + [p for p in group.members[1:] if group.rows[p]["tier"] in wanted]
+        shown = group.members
+        if wanted != TIERS:
+            shown = [shown[0]] + [p for p in shown[1:] if group.rows[p]["tier"] in wanted]
         if len(shown) > 1:
             listed.append((group, shown))
     listed.sort(key=lambda item: (not item[0].copies, -len(item[1]), min(item[1])))
-    number = {id(group): i for i, (group, _) in enumerate(listed)}
+    numbers = {id(group): i for i, (group, _) in enumerate(listed)}
+    return [Listed(group, shown, numbers, references) for group, shown in listed]
+
+
+def _table(listed: list[Listed], references: References, facts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The numbered groups as the table :func:`find_duplicates` returns."""
+    sizes = [len(group.members) for group in listed]
+    positions = np.array([p for group in listed for p in group.members], np.int64)
+    keeper = np.zeros(len(positions), bool)
+    keeper[np.cumsum([0] + sizes[:-1], dtype=np.int64)[: len(listed)]] = True  # each group's first row
+    rows = [row for group in listed for row in group.rows]
+    matched = [row["matched"] for row in rows]
     labels = references.labels
-    columns: dict[str, list] = {name: [] for name in ("group", "position", "keeper", "matched", "similar", "distance")}
-    rows = []
-    for group, shown in listed:
-        distances = group.distances_of(shown, references)
-        for position, distance in zip(shown, distances, strict=True):
-            row = group.rows[position]
-            similar_to = row.get("similar_to")
-            columns["group"].append(number[id(group)])
-            columns["position"].append(position)
-            columns["keeper"].append(position == shown[0])
-            columns["matched"].append(row["matched"])
-            columns["similar"].append(number.get(id(similar_to)) if similar_to is not None else None)
-            columns["distance"].append(0.0 if position == shown[0] else float(distance))
-            rows.append(row)
-    positions = np.array(columns["position"], np.int64)
     paths = facts.get("path")
     table = pd.DataFrame(
         {
-            "group": np.array(columns["group"], np.int64),
+            "group": np.repeat(np.arange(len(listed), dtype=np.int64), sizes),
             "label": labels[positions],
-            "keeper": np.array(columns["keeper"], bool),
+            "keeper": keeper,
             "action": [row["action"] for row in rows],
             "tier": [row["tier"] for row in rows],
-            "matched": pd.array([labels[m] if m is not None else None for m in columns["matched"]], dtype=object),
-            "matched_path": text_column(
-                [paths[m] if m is not None and paths is not None else None for m in columns["matched"]]
-            ),
-            "similar_to_group": pd.array(columns["similar"], dtype="Int64"),
-            "distance": np.array(columns["distance"], np.float64),
+            "matched": pd.array([labels[m] if m is not None else None for m in matched], dtype=object),
+            "matched_path": text_column([paths[m] if m is not None and paths is not None else None for m in matched]),
+            "similar_to_group": pd.array([row["similar_to_group"] for row in rows], dtype="Int64"),
+            "distance": np.concatenate([np.zeros(0)] + [group.distances for group in listed]),
             "reason": [row["reason"] for row in rows],
         }
     )
@@ -750,6 +881,10 @@ def _table(
             values = facts[column][positions]
             table[column] = text_column(values.tolist()) if column == "path" else values
     return table
+
+
+#: What :meth:`Decided.about` says of members no decision concerns.
+_NOTHING: tuple = ((), (), (), ())
 
 
 @dataclass
@@ -761,12 +896,24 @@ class Decided:
     discarded: set[int] = field(default_factory=set)
     linked: list[tuple[int, int]] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def forced(self) -> set[tuple[int, int]]:
         """The pairs a discard links, as ``(smaller, larger)``."""
         return {(min(a, b), max(a, b)) for a, b in self.linked}
 
-    def about(self, members: set[int]) -> tuple:
+    @functools.cached_property
+    def mentioned(self) -> set[int]:
+        """Every position a decision names."""
+        return {p for pair in self.apart | set(self.linked) for p in pair} | self.kept | self.discarded
+
+    def by_component(self, components: list[_Component]) -> dict[int, tuple]:
+        """:meth:`about` each component a decision concerns, by its place in ``components``."""
+        if not self.mentioned:
+            return {}
+        places = {i for i, component in enumerate(components) if not self.mentioned.isdisjoint(component.members)}
+        return {i: self.about(components[i].members) for i in places}
+
+    def about(self, members: set[int] | frozenset[int]) -> tuple:
         """The decisions that concern ``members``: what a regrouping of them depends on."""
         return (
             tuple(sorted(p for p in self.apart if p[0] in members)),

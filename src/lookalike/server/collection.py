@@ -187,43 +187,42 @@ class Collection:
         path = self.image_path(position)
         return self.model.decisions.state_of(path) if path is not None else None
 
-    def duplicate_groups(self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None = None) -> list:
+    def duplicate_groups(
+        self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None = None
+    ) -> tuple[list[dedup.Listed], dict[str, np.ndarray]]:
         """Copy groups (and their look-alikes) from :func:`lookalike.dedup.find_duplicates`, largest first, with the
-        decisions recorded so far.
+        decisions recorded so far, and the per-reference facts (``bytes``, ``mtime``) their members are shown with
+        (:meth:`group_members`).
 
-        Each group is a list of members (``position, keeper, action, tier, matched, similar_to_group, reason,
-        distance, bytes, mtime``), keeper first; with ``tiers``, only members of those tiers (and groups that
-        keep one). Candidates and verdicts are kept per threshold: a decision regroups only what it touches.
+        With ``tiers``, only members of those tiers (and groups that keep one). Candidates and verdicts are kept per
+        threshold: a decision regroups only what it touches, and a page converts only the groups it shows.
         """
         return self._groups(threshold, k, keep, tiers, self._decisions_version)
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one Collection lives as long as its app
-    def _groups(self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None, version: int) -> list:
+    def _groups(
+        self, threshold: float, k: int, keep: str, tiers: tuple[str, ...] | None, version: int
+    ) -> tuple[list[dedup.Listed], dict[str, np.ndarray]]:
         with self._finders_lock:
             if (threshold, k) not in self._finders:
                 self._finders[(threshold, k)] = self.model.duplicate_finder(threshold=threshold, k=k)
-            table = self._finders[(threshold, k)].find(keep=keep, tiers=tiers, decisions=self.model.decisions)
-        positions = self.positions_of(table["label"])
-        matched = table["matched"].to_numpy()
-        has_match = pd.notna(matched)
-        matched_positions = np.full(len(table), -1, np.int64)
-        if has_match.any():
-            matched_positions[has_match] = self.positions_of(matched[has_match])
-        columns = [c for c in ("keeper", "action", "tier", "reason", "distance", "bytes", "mtime") if c in table]
-        groups: dict[int, list[dict[str, Any]]] = {}
-        values = [table[c].tolist() for c in columns]  # Python values, column by column: no per-cell conversion
-        similar = table["similar_to_group"].to_numpy(dtype=object)
-        similar_to = [None if pd.isna(v) else int(v) for v in similar]
-        matched_to = np.where(has_match, matched_positions, -1).tolist()
-        for i, (group, position, *row) in enumerate(
-            zip(table["group"].tolist(), positions.tolist(), *values, strict=True)
+            finder = self._finders[(threshold, k)]
+            return finder.listed(keep=keep, tiers=tiers, decisions=self.model.decisions), finder.facts(keep)
+
+    @staticmethod
+    def group_members(group: dedup.Listed, facts: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Each member of a listed group (keeper first): ``position, keeper, action, tier, matched, similar_to_group,
+        reason, distance``, and ``bytes`` and ``mtime`` where known."""
+        members = []
+        for number, (position, row, distance) in enumerate(
+            zip(group.members, group.rows, group.distances.tolist(), strict=True)
         ):
-            member = dict(zip(columns, row, strict=True))
-            member["position"] = position
-            member["matched"] = matched_to[i] if has_match[i] else None
-            member["similar_to_group"] = similar_to[i]
-            groups.setdefault(group, []).append(member)
-        return [groups[number] for number in sorted(groups)]
+            member = {"position": position, "keeper": number == 0, "distance": distance, **row}
+            for name in ("bytes", "mtime"):
+                if name in facts:
+                    member[name] = facts[name][position].item()
+            members.append(member)
+        return members
 
     @functools.cached_property
     def calibration(self) -> Any:

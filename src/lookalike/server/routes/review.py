@@ -53,12 +53,12 @@ def duplicates(
     if threshold is None:
         threshold = view.default_threshold()
     try:
-        groups = view.duplicate_groups(float(threshold), k, keep, tuple(sorted(set(tiers))) if tiers else None)
+        groups, facts = view.duplicate_groups(float(threshold), k, keep, tuple(sorted(set(tiers))) if tiers else None)
     except ValueError as exc:
         # Here a ValueError is a keep policy needing facts the model does not have: the client's choice, so 400.
         # (An app-wide ValueError handler would also turn the server's own bugs into 400s.)
         raise HTTPException(400, str(exc)) from None
-    page = [_group(view, members) for members in groups[offset : offset + limit]]
+    page = [_group(view, view.group_members(group, facts)) for group in groups[offset : offset + limit]]
     return {
         "threshold": threshold,
         "k": k,
