@@ -217,6 +217,42 @@ def test_dim_photos_turned_on_one_fill_are_not_copies_of_each_other(tmp_path):
     assert not [pair for pair, verdict in verdicts.items() if verdict.is_copy]
 
 
+def test_a_finder_asked_again_after_each_decision_groups_as_a_fresh_one(tmp_path):
+    # The explorer's finder keeps each component's layout and each copy group between decisions; whatever a person
+    # decides, its groups must be those a new finder makes with the same decisions. Two copies of each of six photos
+    # among the 80 samples, at a threshold loose enough (0.8) that look-alikes lie beside the copy groups and form groups.
+    folder = tmp_path / "photos"
+    shutil.copytree(SAMPLES, folder)
+    for i, photo in enumerate(PHOTOS):
+        pixels = Image.open(photo).convert("RGB")
+        pixels.resize((pixels.width // 2, pixels.height // 2)).save(folder / f"half{i}.jpg", quality=80)
+        pixels.save(folder / f"q30_{i}.jpg", quality=30)
+    model = lk.create(str(folder), verbose=False)
+    finder = model.duplicate_finder(threshold=0.8)
+    first = finder.find(keep="resolution")
+    copies = first[(first["tier"] != "similar") & ~first["keeper"]]
+    lookalikes = first[(first["tier"] == "similar") & first["similar_to_group"].notna()]
+    alone = first[(first["tier"] == "similar") & first["similar_to_group"].isna() & ~first["keeper"]]
+    assert len(copies) >= 10 and len(lookalikes) and len(alone)  # every kind of decision below has its case
+    keeper_of = first[first["keeper"]].set_index("group")["path"]
+    copy, other_copy = copies.iloc[0], copies.iloc[-1]
+    lookalike = lookalikes.iloc[0]
+    steps = [
+        lambda d: d.discard(copy["path"], keeper_of[copy["group"]]),  # a copy of its keeper: the layout stays
+        lambda d: d.keep(other_copy["path"]),  # a copy kept: its group gets another keeper
+        lambda d: d.discard(lookalike["path"], keeper_of[lookalike["group"]]),  # a look-alike joins a group
+        lambda d: d.not_duplicate(alone["path"].iloc[0], alone["matched_path"].iloc[0]),  # a pair kept apart
+        lambda d: d.forget(copy["path"]),
+    ]
+    for step in steps:
+        step(model.decisions)
+        again = finder.find(keep="resolution", decisions=model.decisions)
+        with model.duplicate_finder(threshold=0.8) as fresh:
+            pd.testing.assert_frame_equal(again, fresh.find(keep="resolution", decisions=model.decisions))
+    finder.close()
+    assert again.set_index("path").loc[lookalike["path"], "action"] == "discard"  # the decisions did change groups
+
+
 def test_ties_are_broken_by_path_whatever_the_order(tmp_path):
     folder = tmp_path / "same"
     folder.mkdir()
@@ -432,7 +468,7 @@ def test_squeezenet_at_a_loose_threshold_links_look_alikes_but_no_copies_across_
     the pixel checks); now they are look-alikes at most, and every discard is a copy of its own keeper."""
     files = _neardup_subset(needs_shared / "neardup")
     model = lk.create(files, model="squeezenet_v1.1", metric="cosine", descriptor="plain", verbose=False)
-    loose = model.find_duplicates(threshold=0.3)
+    loose = model.find_duplicates(threshold=0.8)
     assert (loose["tier"] == "similar").any()  # look-alikes listed, left alone
     assert (loose.loc[loose["tier"] == "similar", "action"] == "none").all()
     _copy_groups_hold_one_folder(loose)
