@@ -190,3 +190,30 @@ def test_decisions_recorded_from_the_cli_are_honoured_by_dedup(copies, tmp_path,
     assert [Path(r["path"]).name for r in rows if r["keeper"]] == ["resized.jpg"]
     refused = subprocess.run([*cli, "decide", str(saved)], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and "nothing to record" in refused.stderr
+
+
+@pytest.mark.needs_shared
+def test_another_capture_of_one_scene_is_told_from_a_look_alike(needs_shared):
+    # What an audit calls a near-copy leak: two visits to one building laid on each other by their local features
+    # (not copies: much of the picture changed) are the same scene; garments photographed alike on one hanger, which
+    # lie as close in embedding (the clothing benchmark's near-copy pairs), are not.
+    buildings, clothing = needs_shared / "landmarks", needs_shared / "clothing"
+    judge = Sameness()
+    for a, b in (
+        ("christ_church/christ_church_000179.jpg", "christ_church/christ_church_001001.jpg"),
+        ("balliol/balliol_000156.jpg", "balliol/balliol_000161.jpg"),
+    ):
+        verdict = judge.verdict(str(buildings / a), str(buildings / b))
+        assert verdict.tier == "similar" and verdict.aligned and verdict.same_scene, (a, b, verdict)
+    for a, b in (
+        (
+            "validation/pants/17bebe65-17cc-42b3-885f-4e6c64a16f26.jpg",
+            "train/pants/8c098167-44ea-4d37-86a9-5f5ad67aaddc.jpg",
+        ),
+        (
+            "validation/t-shirt/164900f8-4d29-454b-97ba-5d7d22f5cfe2.jpg",
+            "train/t-shirt/0fc3fbae-1ce6-47c3-b183-0d12bf11914f.jpg",
+        ),
+    ):
+        verdict = judge.verdict(str(clothing / a), str(clothing / b))
+        assert not verdict.same_scene, (a, b, verdict)

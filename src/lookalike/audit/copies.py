@@ -13,10 +13,9 @@ from lookalike.audit.confidence import Confidence
 from lookalike.audit.leaks import evaluation_first
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
-from lookalike.dedup import find_duplicates
+from lookalike.dedup import DuplicateFinder
 from lookalike.dedup.decisions import Decisions
 from lookalike.dedup.tiers import COPY_TIERS
-from lookalike.references.core import References
 
 __all__ = ["copy_findings"]
 
@@ -25,13 +24,10 @@ TIER_SCORES = {"exact": 1.0, "same-pixels": 1.0, "resized": 0.98, "edited": 0.95
 
 
 def copy_findings(
-    references: References,
-    groups: Groups,
-    threshold: float | None,
-    decisions: Decisions | None,
-    confidence: dict[str, Confidence],
+    finder: DuplicateFinder, groups: Groups, decisions: Decisions | None, confidence: dict[str, Confidence]
 ) -> list[Finding]:
-    table = find_duplicates(references, threshold=threshold, decisions=decisions)
+    references = finder.references
+    table = finder.find(decisions=decisions)
     basis = "copies checked on the pixels of both files (dedup's copy tiers)"
     confidence["duplicate"] = Confidence(np.inf, 1.0, 0, None, basis)
     if not len(table):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 
@@ -16,7 +18,7 @@ from lookalike.audit.quality import QUALITY_KINDS, badness, is_colour_set, plant
 from lookalike.audit.reasons import quality_reason
 from lookalike.audit.report import AuditReport, Finding, failure_findings
 from lookalike.audit.splits import groups_of
-from lookalike.dedup import default_threshold
+from lookalike.dedup import DuplicateFinder, default_threshold
 from lookalike.dedup.decisions import Decisions
 from lookalike.errors import InvalidArgument
 from lookalike.references.core import References, as_references
@@ -106,13 +108,16 @@ def audit(
     if groups.classes is not None:
         findings += label_findings(facts, groups, rng, min_precision, confidence)
     findings += outlier_findings(references, facts, groups, with_files, rng, min_precision, confidence)
-    copies: list[Finding] = []
-    if duplicates and len(with_files) and references.spec is not None:
-        copies = copy_findings(references, groups, threshold, decisions, confidence)
-    if groups.splits is not None and threshold is not None:
-        findings += near_copy_findings(
-            references, facts, groups, threshold, copies, with_files, rng, min_precision, confidence
-        )
+    with contextlib.ExitStack() as closing:
+        copies: list[Finding] = []
+        finder = None
+        if duplicates and len(with_files) and references.spec is not None:
+            finder = closing.enter_context(DuplicateFinder(references, threshold))
+            copies = copy_findings(finder, groups, decisions, confidence)
+        if groups.splits is not None and threshold is not None:
+            findings += near_copy_findings(
+                references, facts, groups, threshold, copies, with_files, rng, min_precision, confidence, finder
+            )
     findings += copies
     findings = _one_cause(findings)
     if "leak" not in confidence and any(f.kind == "leak" for f in copies):

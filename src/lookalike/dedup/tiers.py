@@ -71,7 +71,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 8
+TIERS_VERSION = 9
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -129,15 +129,22 @@ _KEYPOINTS = 1000
 @dataclass(frozen=True)
 class Verdict:
     """A pair's tier and why, in words a person reads in a report; for resized and edited copies, the share of each
-    that is picture, not canvas (see :class:`Compared`)."""
+    that is picture, not canvas (see :class:`Compared`); ``aligned``: a look-alike laid on the other by their
+    fingerprints or local features (another capture of one scene, not a photo of something alike)."""
 
     tier: str
     reason: str
     pictures: tuple[float, float] | None = None
+    aligned: bool = False
 
     @property
     def is_copy(self) -> bool:
         return self.tier in COPY_TIERS
+
+    @property
+    def same_scene(self) -> bool:
+        """A copy, or another capture of the same scene (what a leak between a training and a test set is)."""
+        return self.is_copy or self.aligned
 
 
 def stronger(a: str, b: str) -> str:
@@ -354,11 +361,11 @@ class Sameness:
         if best is None:
             return Verdict("similar", "no geometric match")
         if best.zoomed:
-            return Verdict("similar", "another capture: one shows part of the other's scene in more detail")
+            return Verdict("similar", "another capture: one shows part of the other's scene in more detail", None, True)
         if best.overlap < MIN_OVERLAP:
-            return Verdict("similar", f"they share {best.overlap:.0%} of the smaller picture")
+            return Verdict("similar", f"they share {best.overlap:.0%} of the smaller picture", None, True)
         if best.changed > MAX_CHANGED:
-            return Verdict("similar", f"another capture: {best.changed:.0%} of the aligned overlap differs")
+            return Verdict("similar", f"another capture: {best.changed:.0%} of the aligned overlap differs", None, True)
         return Verdict(
             "edited", f"the same capture, edited: {best.changed:.1%} of the aligned overlap differs", best.pictures
         )
@@ -374,7 +381,9 @@ def _versions(a: str, b: str) -> tuple | None:
 
 def _stored(found: Verdict | float) -> str:
     if isinstance(found, Verdict):
-        return json.dumps({"tier": found.tier, "reason": found.reason, "pictures": found.pictures})
+        return json.dumps(
+            {"tier": found.tier, "reason": found.reason, "pictures": found.pictures, "aligned": found.aligned}
+        )
     return json.dumps({"detail": found})
 
 
@@ -383,7 +392,7 @@ def _parsed(text: str) -> Verdict | float:
     if "detail" in record:
         return record["detail"]
     pictures = tuple(record["pictures"]) if record.get("pictures") else None
-    return Verdict(record["tier"], record["reason"], pictures)
+    return Verdict(record["tier"], record["reason"], pictures, bool(record.get("aligned")))
 
 
 def _better(best: Compared | None, found: Compared) -> Compared:
