@@ -297,18 +297,11 @@ class DuplicateFinder:
         features = pair not in self.global_only
         return self.sameness.verdict(self.paths[pair[0]], self.paths[pair[1]], features)
 
-    def find(
-        self,
-        keep: str = "resolution",
-        tiers: str | Sequence[str] | None = None,
-        decisions: Decisions | None = None,
-        act_on: str | Sequence[str] = COPY_TIERS,
-        keep_in: Sequence[str | os.PathLike] = (),
-    ) -> pd.DataFrame:
-        """The groups as :func:`find_duplicates` returns them, with these options and decisions."""
-        keep = check_choice("keep", keep, POLICIES)
-        wanted = check_tiers(tiers) if tiers is not None else TIERS
-        return _table(self.listed(keep, wanted, decisions, act_on, keep_in), self.references, self.facts(keep))
+    def find(self, keep: str = "resolution", **options: Any) -> pd.DataFrame:
+        """The groups as :func:`find_duplicates` returns them, with these options (``tiers``, ``decisions``,
+        ``act_on``, ``keep_in``: those of :meth:`listed`)."""
+        listed = self.listed(keep, **options)  # checks every option first
+        return _table(listed, self.references, self.facts(keep))
 
     def facts(self, keep: str) -> dict[str, np.ndarray]:
         """Per-reference columns ``keep`` needs (path, width, height, bytes, mtime), read from disk once per finder."""
