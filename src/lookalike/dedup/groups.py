@@ -462,11 +462,6 @@ def _groups_of(
     for a, set_a, b, set_b in layout.resembling:  # copy groups that resemble each other say so
         built[set_a].rows[a].setdefault("similar_to", built[set_b])
         built[set_b].rows[b].setdefault("similar_to", built[set_a])
-    for group in built:  # a look-alike listed with a group points at it
-        for position in group.members:
-            row = group.rows[position]
-            if row["tier"] == "similar" and "similar_to" not in row:
-                row["similar_to"] = group
     return built + layout.lookalikes
 
 
@@ -812,6 +807,8 @@ class Listed:
         for position in self.members:
             row = self._group.rows[position]
             similar_to = row.get("similar_to")
+            if similar_to is None and row["tier"] == "similar" and self._group.copies:
+                similar_to = self._group  # a look-alike listed with a group resembles that group
             rows.append(
                 {
                     "action": row["action"],
@@ -849,8 +846,7 @@ def _table(listed: list[Listed], references: References, facts: dict[str, np.nda
     """The numbered groups as the table :func:`find_duplicates` returns."""
     sizes = [len(group.members) for group in listed]
     positions = np.array([p for group in listed for p in group.members], np.int64)
-    keeper = np.zeros(len(positions), bool)
-    keeper[np.cumsum([0] + sizes[:-1], dtype=np.int64)[: len(listed)]] = True  # each group's first row
+    keeper = np.array([i == 0 for size in sizes for i in range(size)], bool)  # each group's first row
     rows = [row for group in listed for row in group.rows]
     matched = [row["matched"] for row in rows]
     labels = references.labels
