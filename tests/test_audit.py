@@ -122,6 +122,23 @@ def test_every_kind_is_calibrated_on_problems_planted_in_the_collections_own_pho
         assert 0 <= row.score <= 1
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_expected_precision_holds_when_real_problems_are_worse_than_most_planted_ones(seed):
+    # As washed-out photos among clothes: every real problem beyond most planted ones, and a tail of clean
+    # photos (white backdrops) reaching the mildest planted ones. Taking the real problems to lie as the planted
+    # ones do counted three times as many and called every finding sure.
+    from lookalike.audit.confidence import calibrated
+
+    rng = np.random.default_rng(seed)
+    clean = np.concatenate([rng.normal(0, 1, 1980), rng.uniform(3, 4, 20)])
+    real = rng.uniform(5, 6, 25)
+    scores, confidence = calibrated(np.concatenate([clean, real]), rng.uniform(3.5, 6, 60), 0.5, "planted")
+    found = ~np.isnan(scores)
+    measured = found[len(clean) :].sum() / found.sum()
+    assert found[len(clean) :].all()
+    assert abs(confidence.expected_precision - measured) <= 0.1, (confidence, measured)
+
+
 def test_the_cli_prints_one_json_object_of_kinds_and_findings(layout):
     done = cli("audit", layout.model_path, "--json", "-q")
     assert done.returncode == 0, done.stderr

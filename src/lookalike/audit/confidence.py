@@ -14,8 +14,23 @@ there, that is the precision
 
     precision(t) = A * R(t) / (R(anchor) * U(t)).
 
+Below the anchor one more bound holds: the real problems between any badness
+``t`` and the anchor are at most the references found there, so per unit of
+planted recall they number at most ``(U(t) - A) / (R(t) - R(anchor))``. The
+smallest of these (over the badnesses with at least :data:`MIN_PLANTED`
+planted problems between them and the anchor) caps ``A / R(anchor)``
+below the anchor:
+
+    precision(t) = (A + N * (R(t) - R(anchor))) / U(t),  N = min(A / R(anchor), that bound).
+
+Where the real problems are all worse than most planted ones (washed-out and
+blank photos on clothing: 24 beyond an anchor that held a third of the planted
+ones) the first guess counted three times the real problems and called every
+finding sure; the bound counts what is there.
+
 This is positive-unlabelled learning in one dimension (planted problems are
-the labelled positives, the collection the unlabelled mixture). The curve is
+the labelled positives, the collection the unlabelled mixture; the bound is
+the usual estimate of a mixture's share). The curve is
 made non-increasing from the worst reference down; findings are the
 references down to the badness where it falls below the least precision
 asked for (or where nearly every planted problem is found already), each scored with the precision at its own badness, and the kind's
@@ -114,7 +129,12 @@ def calibrated(
         return scores, Confidence(
             anchor, None, len(planted), None, basis + "; they do not stand out from the collection"
         )
-    precision = np.minimum(1.0, at_anchor * recall / (recall[0] * found))
+    per_recall = at_anchor / recall[0]
+    between = (recall - recall[0]) * len(planted) >= MIN_PLANTED
+    if between.any():
+        bound = (found[between] - at_anchor) / (recall[between] - recall[0])
+        per_recall = min(per_recall, float(bound.min()))
+    precision = np.minimum(1.0, (at_anchor + per_recall * (recall - recall[0])) / found)
     precision = np.minimum.accumulate(precision)
     kept = np.flatnonzero((precision >= min_precision) & (np.append(0.0, recall[:-1]) < LAST_RECALL))
     if not len(kept):
