@@ -622,7 +622,7 @@ def _tone_mapped(source: np.ndarray, target: np.ndarray, inside: np.ndarray) -> 
     would bend every level."""
     values, wanted = source[inside], target[inside]
     bands = np.linspace(values.min(), values.max() + 1e-3, 33)
-    which = np.digitize(values, bands) - 1
+    which = _band_of(values, bands)
     # Each band's values sorted, then each band's wanted levels sorted (grey levels are < 512, so the band times
     # 512 plus the level sorts by band, then level): medians are read at the middle of each run.
     counts = np.bincount(which, minlength=32)[:32]
@@ -630,14 +630,48 @@ def _tone_mapped(source: np.ndarray, target: np.ndarray, inside: np.ndarray) -> 
     kept = np.flatnonzero(counts >= 16)
     low, high = starts[kept] + (counts[kept] - 1) // 2, starts[kept] + counts[kept] // 2
     by_value, by_wanted = np.sort(values), np.sort(which * 512.0 + wanted) - np.repeat(512.0 * np.arange(32), counts)
-    centres = ((by_value[low] + by_value[high]) / 2).tolist()
-    medians = ((by_wanted[low] + by_wanted[high]) / 2).tolist()
-    weights = counts[kept].astype(float).tolist()
+    centres = ((by_value[low] + by_value[high]) / 2).astype(np.float64)
+    medians = (by_wanted[low] + by_wanted[high]) / 2
     out = np.zeros_like(source)
     if len(centres) < 2:
         out[inside] = values - values.mean() + wanted.mean()
         return out
-    out[inside] = np.interp(values, centres, _increasing(medians, weights))
+    levels = _increasing(medians.tolist(), counts[kept].astype(float).tolist())
+    out[inside] = _interpolated(values, which, kept, centres, levels)
+    return out
+
+
+def _band_of(values: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """Each value's band among evenly spaced ``bands`` (``np.digitize(values, bands) - 1`` for values inside them),
+    by arithmetic rather than a binary search per value (a tenth of the time), then corrected where rounding put a
+    value beside its band."""
+    which = np.floor((values - bands[0]) * ((len(bands) - 1) / (bands[-1] - bands[0]))).astype(np.int64)
+    np.clip(which, 0, len(bands) - 2, out=which)
+    which -= values < bands[which]
+    which += values >= bands[which + 1]
+    return which
+
+
+def _interpolated(
+    values: np.ndarray, which: np.ndarray, kept: np.ndarray, centres: np.ndarray, levels: np.ndarray
+) -> np.ndarray:
+    """``np.interp(values, centres, levels)`` where ``centres[i]`` lies in band ``kept[i]`` and each value in band
+    ``which``: the centres at or below a value are those of the kept bands below its own, and its own band's when
+    not above it, so no binary search per value is needed."""
+    bands = int(which.max()) + 2
+    below = np.zeros(bands, np.int64)
+    np.add.at(below, kept[kept < bands - 1] + 1, 1)
+    below = np.cumsum(below)  # kept bands below each band
+    centre_of = np.full(bands, np.inf)
+    inside = kept < bands
+    centre_of[kept[inside]] = centres[inside]
+    x = values.astype(np.float64)
+    count = below[which] + (x >= centre_of[which])  # centres at or below each value
+    segment = np.clip(count - 1, 0, len(centres) - 2)
+    slopes = np.diff(levels) / np.diff(centres)
+    out = slopes[segment] * (x - centres[segment]) + levels[segment]
+    out[count == 0] = levels[0]
+    out[count == len(centres)] = levels[-1]
     return out
 
 
