@@ -217,3 +217,26 @@ def test_another_capture_of_one_scene_is_told_from_a_look_alike(needs_shared):
     ):
         verdict = judge.verdict(str(clothing / a), str(clothing / b))
         assert not verdict.same_scene, (a, b, verdict)
+
+
+def test_tone_mapping_bands_and_interpolation_agree_with_numpy_exactly():
+    # The tone mapping finds each level's band and interpolates by arithmetic (not a search per pixel): it must give
+    # what np.digitize and np.interp give, to the bit, on fractional, whole and clumped levels alike.
+    import numpy as np
+
+    from lookalike.dedup.tiers import _band_of, _interpolated
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        values = (rng.normal(128, rng.uniform(1, 80), rng.integers(2, 5000)) % 256).astype(np.float32)
+        if trial % 3 == 0:
+            values = np.round(values)
+        bands = np.linspace(values.min(), values.max() + 1e-3, 33)
+        which = _band_of(values, bands)
+        assert np.array_equal(which, np.digitize(values, bands) - 1)
+        kept = np.flatnonzero(np.bincount(which, minlength=32) >= 1)
+        centres = np.array([np.median(values[which == band]) for band in kept], np.float64)
+        if len(centres) < 2:
+            continue
+        levels = np.sort(rng.uniform(0, 255, len(centres)))
+        assert np.array_equal(_interpolated(values, which, kept, centres, levels), np.interp(values, centres, levels))
