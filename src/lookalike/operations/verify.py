@@ -55,6 +55,9 @@ METHODS = ("sift", "orb")
 REPROJECTION_TOLERANCE = 0.008
 #: Fewer tentative matches than this cannot define an affine transform worth trusting.
 MIN_MATCHES = 4
+#: Shrunken grey images kept after extraction (about 200 kB each): their mirror images' features are asked for right
+#: after theirs, when at all.
+_GRAYS_KEPT = 32
 
 
 def _cv2():
@@ -190,6 +193,7 @@ class Verifier:
         self._cv2 = _cv2()
         self._local = threading.local()  # OpenCV detectors and matchers are not shared between threads
         self._cache: OrderedDict[tuple[str, bool], LocalFeatures] = OrderedDict()
+        self._grays: OrderedDict[str, Image.Image] = OrderedDict()  # the last images extracted, by path
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -252,7 +256,11 @@ class Verifier:
                 if found is not None:
                     self._cache.move_to_end(key)
                     return found
-        gray = self._gray(source, decoded() if callable(decoded) else decoded)
+        gray = self._recent_gray(key[0]) if key is not None else None
+        if gray is None:
+            gray = self._gray(source, decoded() if callable(decoded) else decoded)
+            if key is not None:
+                self._keep_gray(key[0], gray)
         found = self._extract(gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else gray)
         if key is not None and self.cache_size:
             with self._lock:
@@ -260,6 +268,18 @@ class Verifier:
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return found
+
+    def _recent_gray(self, path: str) -> Image.Image | None:
+        with self._lock:
+            return self._grays.get(path)
+
+    def _keep_gray(self, path: str, gray: Image.Image) -> None:
+        """Keep an image just extracted: its mirror image is usually asked for next (when the direct features do not
+        align a pair), and is then not decoded and shrunk again."""
+        with self._lock:
+            self._grays[path] = gray
+            while len(self._grays) > _GRAYS_KEPT:
+                self._grays.popitem(last=False)
 
     # ----------------------------------------------------------- matching
     def match(self, query: LocalFeatures, reference: LocalFeatures) -> int:
