@@ -391,6 +391,52 @@ def test_cli_delete_permanently_needs_confirmation(photos):
     assert sorted(digest(photos)) == [f"p{i}.jpg" for i in range(6)]  # every keeper and every distinct photo
 
 
+def _on_a_terminal(args: list[str]) -> str:
+    """What the CLI writes to its standard error when that is a terminal."""
+    import fcntl
+    import struct
+    import termios
+    import threading
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new terminal has no columns
+    written: list[bytes] = []
+
+    def drain() -> None:  # a full terminal buffer would block the command
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the command's end of the terminal closed
+                return
+            if not chunk:
+                return
+            written.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lookalike.cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=300,
+        )
+    finally:
+        os.close(secondary)
+    reader.join(timeout=10)
+    os.close(primary)
+    assert done.returncode == 0
+    return b"".join(written).decode(errors="replace")
+
+
+def test_cli_dedup_shows_its_progress_on_a_terminal_unless_quiet(photos):
+    # Judging the pairs of a 10,000-photo folder takes minutes: a person at a terminal sees it go.
+    shown = _on_a_terminal(["dedup", str(photos)])
+    assert "Checking pairs" in shown and "pair" in shown, shown
+    assert "Checking pairs" not in _on_a_terminal(["dedup", str(photos), "-q"])
+
+
 def test_cli_delete_permanently_yes_on_a_saved_model(photos, tmp_path):
     model = lk.create(str(photos), metric="cosine", verbose=False)
     model.save(tmp_path / "photos.lookalike")

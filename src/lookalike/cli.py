@@ -463,7 +463,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         return 0
     acted = dedup.check_tiers(args.act_on.split(","), dedup.COPY_TIERS, "--act-on")
     duplicates = model.find_duplicates(
-        threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in
+        threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in, verbose=not args.quiet
     )
     if args.report:
         write_table(args.report, duplicates, metric=model.metric)

@@ -305,6 +305,7 @@ class ImageSimilarityModel:
         act_on: str | list[str] | tuple[str, ...] = COPY_TIERS,
         keep_in: list[str | os.PathLike] | tuple[str | os.PathLike, ...] = (),
         sameness: Sameness | None = None,
+        verbose: bool = False,
     ) -> pd.DataFrame:
         """Groups of copies among the references, each with a keeper, honouring the model's decisions: see
         :func:`lookalike.dedup.find_duplicates`.
@@ -324,6 +325,7 @@ class ImageSimilarityModel:
             act_on=act_on,
             keep_in=keep_in,
             sameness=sameness,
+            verbose=verbose,
         )
 
     def saved_since(self) -> bool:

@@ -18,12 +18,13 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lookalike.config import cpu_count
 from lookalike.dedup.candidates import candidate_pairs
@@ -167,6 +168,8 @@ def find_duplicates(
         Folders whose files are never discarded (a keeper is taken from them first).
     sameness : lookalike.dedup.tiers.Sameness, optional
         What judges pairs (and remembers its verdicts); a new one by default.
+    verbose : bool, default False
+        Show a progress bar over the candidate pairs while they are judged (on a terminal).
 
     Returns
     -------
@@ -188,7 +191,7 @@ def find_duplicates(
     ['photos/IMG_0001 (copy).jpg']
     """
     with DuplicateFinder(references, threshold, k, sameness) as finder:
-        return finder.find(keep=keep, tiers=tiers, decisions=decisions, act_on=act_on, keep_in=keep_in)
+        return finder.find(keep=keep, tiers=tiers, decisions=decisions, act_on=act_on, keep_in=keep_in, verbose=verbose)
 
 
 #: Largest members of a copy set a photo left out of every set is judged against (see _attach_to_copies).
@@ -317,7 +320,7 @@ class DuplicateFinder:
 
     def find(self, keep: str = "resolution", **options: Any) -> pd.DataFrame:
         """The groups as :func:`find_duplicates` returns them, with these options (``tiers``, ``decisions``,
-        ``act_on``, ``keep_in``: those of :meth:`listed`)."""
+        ``act_on``, ``keep_in``, ``verbose``: those of :meth:`listed`)."""
         listed = self.listed(keep, **options)  # checks every option first
         return _table(listed, self.references, self.facts(keep))
 
@@ -334,9 +337,11 @@ class DuplicateFinder:
         decisions: Decisions | None = None,
         act_on: str | Sequence[str] = COPY_TIERS,
         keep_in: Sequence[str | os.PathLike] = (),
+        verbose: bool = False,
     ) -> list[Listed]:
         """The groups of :meth:`find`, numbered (0 is the largest; copy groups before groups of look-alikes alone),
-        without building its table: what an explorer pages through after each decision."""
+        without building its table: what an explorer pages through after each decision. ``verbose``: a progress bar
+        over the candidate pairs of the components grouped (on a terminal)."""
         keep = check_choice("keep", keep, POLICIES)
         wanted = check_tiers(tiers) if tiers is not None else TIERS
         acted = check_tiers(act_on, COPY_TIERS, "act_on")
@@ -356,10 +361,19 @@ class DuplicateFinder:
                 return _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
 
         new = [key for key in dict.fromkeys(keys) if key not in self._grouped]
+        pairs = sum(len(key[0]) for key in new)
         # Components are judged on every core: decoding, local features and OpenCV release Python's lock.
-        with ThreadPoolExecutor(min(cpu_count(), max(1, len(new)))) as pool:
-            for key, groups in zip(new, pool.map(group, new), strict=True):
-                self._grouped[key] = groups
+        with (
+            ThreadPoolExecutor(min(cpu_count(), max(1, len(new)))) as pool,
+            tqdm(
+                total=pairs, desc="Checking pairs", unit="pair", disable=None if verbose else True, leave=False
+            ) as bar,
+        ):
+            grouping = {pool.submit(group, key): key for key in new}
+            for done in as_completed(grouping):
+                key = grouping[done]
+                self._grouped[key] = done.result()
+                bar.update(len(key[0]))
         self.sameness.save()
         return _numbered([g for key in keys for g in self._grouped[key]], self.references, wanted)
 
