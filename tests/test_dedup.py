@@ -3,12 +3,16 @@ one undoable apply, on copies of real photos."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import pty
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -393,11 +397,6 @@ def test_cli_delete_permanently_needs_confirmation(photos):
 
 def _on_a_terminal(args: list[str]) -> str:
     """What the CLI writes to its standard error when that is a terminal."""
-    import fcntl
-    import struct
-    import termios
-    import threading
-
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new terminal has no columns
     written: list[bytes] = []

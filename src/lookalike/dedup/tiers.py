@@ -660,13 +660,11 @@ def _interpolated(
     """``np.interp(values, centres, levels)`` where ``centres[i]`` lies in band ``kept[i]`` and each value in band
     ``which``: the centres at or below a value are those of the kept bands below its own, and its own band's when
     not above it, so no binary search per value is needed."""
-    bands = int(which.max()) + 2
-    below = np.zeros(bands, np.int64)
-    np.add.at(below, kept[kept < bands - 1] + 1, 1)
-    below = np.cumsum(below)  # kept bands below each band
-    centre_of = np.full(bands, np.inf)
-    inside = kept < bands
-    centre_of[kept[inside]] = centres[inside]
+    is_kept = np.zeros(int(which.max()) + 1, bool)  # a kept band holds values, so none lies above the last
+    is_kept[kept] = True
+    below = np.cumsum(is_kept) - is_kept  # kept bands below each band
+    centre_of = np.full(len(is_kept), np.inf)
+    centre_of[kept] = centres
     x = values.astype(np.float64)
     count = below[which] + (x >= centre_of[which])  # centres at or below each value
     segment = np.clip(count - 1, 0, len(centres) - 2)
