@@ -219,6 +219,30 @@ def test_another_capture_of_one_scene_is_told_from_a_look_alike(needs_shared):
         assert not verdict.same_scene, (a, b, verdict)
 
 
+def test_a_thumbnail_of_part_of_a_photo_is_that_photo_edited(tmp_path):
+    # Neardup's hardest crops: a third of a photo, shrunk to a thumbnail of about 100 px and saved at JPEG quality 40.
+    # At that size ORB finds keypoints only in the thumbnail's middle unless it is enlarged first.
+    found = []
+    for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
+        for photo in sorted(kind.glob("*.jpg"))[:3]:
+            pixels = load_rgb(photo)
+            w, h = pixels.size
+            part = pixels.crop((w // 5, h // 4, w * 3 // 4, h * 4 // 5))
+            thumbnail = part.resize((part.width * 2 // 5, part.height * 2 // 5), Image.Resampling.LANCZOS)
+            assert max(thumbnail.size) < 160
+            thumbnail.save(tmp_path / f"{kind.name}-{photo.name}", quality=40)
+            found.append(Sameness(edits=True).tier(str(photo), str(tmp_path / f"{kind.name}-{photo.name}")))
+    assert len(found) == 30 and "resized" not in found
+    assert found.count("edited") >= 24, found
+
+
+def test_neardup_crops_are_their_originals_edited(needs_shared):
+    groups = sorted((needs_shared / "neardup").iterdir())[:80]
+    judge = Sameness(edits=True)
+    tiers = [judge.tier(str(group / "original.jpg"), str(group / "crop.jpg")) for group in groups]
+    assert "resized" not in tiers and tiers.count("edited") >= 0.9 * len(groups), tiers
+
+
 def test_tone_mapping_bands_and_interpolation_agree_with_numpy_exactly():
     # The tone mapping finds each level's band and interpolates by arithmetic (not a search per pixel): it must give
     # what np.digitize and np.interp give, to the bit, on fractional, whole and clumped levels alike.

@@ -55,6 +55,9 @@ METHODS = ("sift", "orb")
 REPROJECTION_TOLERANCE = 0.008
 #: Fewer tentative matches than this cannot define an affine transform worth trusting.
 MIN_MATCHES = 4
+#: How close to the border ORB keeps keypoints, in pixels (OpenCV's default, 31, is its patch size: OpenCV pads the
+#: image for patches that reach over the border). At 31 a thumbnail's keypoints all come from a small middle part.
+ORB_EDGE = 15
 #: Shrunken grey images kept after extraction (about 200 kB each): their mirror images' features are asked for right
 #: after theirs, when at all.
 _GRAYS_KEPT = 32
@@ -144,6 +147,10 @@ class Verifier:
     max_side : int, default 640
         Images are decoded (EXIF orientation applied) and downscaled so that
         their longer side is at most this many pixels before extraction.
+    min_side : int, default 0
+        Smaller images are enlarged (bicubic) so that their longer side is
+        this many pixels: a thumbnail then yields keypoints over all of it,
+        at the scale its scene has in the larger image it was made from.
     max_features : int, default 1000
         Keypoints kept per image (the strongest).
     ratio : float, default 0.8
@@ -172,6 +179,7 @@ class Verifier:
         method: str = "sift",
         min_inliers: int = 15,
         max_side: int = 640,
+        min_side: int = 0,
         max_features: int = 1000,
         ratio: float = 0.8,
         flip: bool = True,
@@ -185,6 +193,9 @@ class Verifier:
         self.method = method
         self.min_inliers = check_positive_int("min_inliers", min_inliers, 1)
         self.max_side = check_positive_int("max_side", max_side, 32)
+        self.min_side = check_positive_int("min_side", min_side, 0)
+        if self.min_side > self.max_side:
+            raise InvalidArgument(f"min_side ({min_side}) must not exceed max_side ({max_side})")
         self.max_features = check_positive_int("max_features", max_features, 8)
         self.ratio = float(ratio)
         self.flip = bool(flip)
@@ -199,6 +210,7 @@ class Verifier:
     def __repr__(self) -> str:
         return (
             f"Verifier(method={self.method!r}, min_inliers={self.min_inliers}, max_side={self.max_side}, "
+            f"min_side={self.min_side}, "
             f"max_features={self.max_features}, ratio={self.ratio}, flip={self.flip})"
         )
 
@@ -210,19 +222,23 @@ class Verifier:
             if self.method == "sift":
                 tools = (cv2.SIFT_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_L2))
             else:
-                tools = (cv2.ORB_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_HAMMING))
+                tools = (cv2.ORB_create(nfeatures=self.max_features, edgeThreshold=ORB_EDGE), cv2.BFMatcher(cv2.NORM_HAMMING))
             self._local.tools = tools
         return tools
 
     def _gray(self, source: Any, decoded: Image.Image | None = None) -> Image.Image:
-        """The decoded, upright image as 8-bit grey, longer side at most ``max_side``."""
+        """The decoded, upright image as 8-bit grey, longer side at most ``max_side`` and at least ``min_side``."""
         if decoded is not None:  # the caller's picture, left as it is
             gray = decoded.convert("L")
             gray.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        else:
+            image = load_rgb(source, min_size=(self.max_side, self.max_side))
+            image.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            gray = image.convert("L")
+        if max(gray.size) >= self.min_side:
             return gray
-        image = load_rgb(source, min_size=(self.max_side, self.max_side))
-        image.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return image.convert("L")
+        scale = self.min_side / max(gray.size)
+        return gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.BICUBIC)
 
     def _extract(self, gray: Image.Image) -> LocalFeatures:
         detector, _ = self._tools()
