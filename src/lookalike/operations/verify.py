@@ -222,7 +222,10 @@ class Verifier:
             if self.method == "sift":
                 tools = (cv2.SIFT_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_L2))
             else:
-                tools = (cv2.ORB_create(nfeatures=self.max_features, edgeThreshold=ORB_EDGE), cv2.BFMatcher(cv2.NORM_HAMMING))
+                tools = (
+                    cv2.ORB_create(nfeatures=self.max_features, edgeThreshold=ORB_EDGE),
+                    cv2.BFMatcher(cv2.NORM_HAMMING),
+                )
             self._local.tools = tools
         return tools
 
