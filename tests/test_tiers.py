@@ -214,6 +214,15 @@ def test_another_capture_of_one_scene_is_told_from_a_look_alike(needs_shared):
             "validation/t-shirt/164900f8-4d29-454b-97ba-5d7d22f5cfe2.jpg",
             "train/t-shirt/0fc3fbae-1ce6-47c3-b183-0d12bf11914f.jpg",
         ),
+        # Two other jeans on that hanger, before the same socket: those fixtures alone must not lay them on it.
+        (
+            "validation/pants/17bebe65-17cc-42b3-885f-4e6c64a16f26.jpg",
+            "train/pants/59ef7298-1528-4dfd-bacd-2d7d7786805d.jpg",
+        ),
+        (
+            "validation/pants/17bebe65-17cc-42b3-885f-4e6c64a16f26.jpg",
+            "train/pants/7a6e7ddb-ac03-4d78-9d71-75320e5913da.jpg",
+        ),
     ):
         verdict = judge.verdict(str(clothing / a), str(clothing / b))
         assert not verdict.same_scene, (a, b, verdict)

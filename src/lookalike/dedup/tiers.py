@@ -71,7 +71,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 10
+TIERS_VERSION = 11
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0

@@ -55,9 +55,12 @@ METHODS = ("sift", "orb")
 REPROJECTION_TOLERANCE = 0.008
 #: Fewer tentative matches than this cannot define an affine transform worth trusting.
 MIN_MATCHES = 4
-#: How close to the border ORB keeps keypoints, in pixels (OpenCV's default, 31, is its patch size: OpenCV pads the
-#: image for patches that reach over the border). At 31 a thumbnail's keypoints all come from a small middle part.
-ORB_EDGE = 15
+#: How close to the border ORB keeps keypoints, in pixels: OpenCV's default (its patch size) in a picture longer than
+#: ``min_side``, where the border is a small share that adds mostly a place's fixtures (a hanger's hook, a socket on
+#: the wall: at 15 px, two garments hung in one spot were laid on each other by them); half of it in a picture
+#: enlarged to ``min_side``, a thumbnail, whose keypoints would otherwise all come from its middle (OpenCV pads the
+#: image for the patches that reach over the border).
+ORB_EDGE, ORB_EDGE_ENLARGED = 31, 15
 #: Shrunken grey images kept after extraction (about 200 kB each): their mirror images' features are asked for right
 #: after theirs, when at all.
 _GRAYS_KEPT = 32
@@ -223,7 +226,7 @@ class Verifier:
                 tools = (cv2.SIFT_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_L2))
             else:
                 tools = (
-                    cv2.ORB_create(nfeatures=self.max_features, edgeThreshold=ORB_EDGE),
+                    cv2.ORB_create(nfeatures=self.max_features),
                     cv2.BFMatcher(cv2.NORM_HAMMING),
                 )
             self._local.tools = tools
@@ -245,6 +248,8 @@ class Verifier:
 
     def _extract(self, gray: Image.Image) -> LocalFeatures:
         detector, _ = self._tools()
+        if self.method == "orb":
+            detector.setEdgeThreshold(ORB_EDGE_ENLARGED if max(gray.size) <= self.min_side else ORB_EDGE)
         keypoints, descriptors = detector.detectAndCompute(np.asarray(gray), None)
         if descriptors is None:  # a blank or tiny image has no keypoints
             descriptors = np.zeros((0, 128 if self.method == "sift" else 32), np.uint8)
