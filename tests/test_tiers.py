@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -252,11 +254,25 @@ def test_neardup_crops_are_their_originals_edited(needs_shared):
     assert "resized" not in tiers and tiers.count("edited") >= 0.9 * len(groups), tiers
 
 
+def test_grey_levels_kept_for_comparisons_go_with_their_picture():
+    from lookalike.dedup import tiers
+
+    picture = load_rgb(ORIGINAL)
+    first = tiers._gray(picture, (64, 48))
+    first[:] = 0  # what a caller does with its array leaves the kept one alone
+    again = tiers._gray(picture, (64, 48))
+    fresh = np.asarray(picture.convert("L").resize((64, 48), Image.Resampling.BOX), np.float32)
+    assert np.array_equal(again, fresh) and again.any()
+    key = id(picture)
+    assert key in tiers._GRAYS
+    del picture
+    gc.collect()
+    assert key not in tiers._GRAYS
+
+
 def test_tone_mapping_bands_and_interpolation_agree_with_numpy_exactly():
     # The tone mapping finds each level's band and interpolates by arithmetic (not a search per pixel): it must give
     # what np.digitize and np.interp give, to the bit, on fractional, whole and clumped levels alike.
-    import numpy as np
-
     from lookalike.dedup.tiers import _band_of, _interpolated
 
     rng = np.random.default_rng(0)

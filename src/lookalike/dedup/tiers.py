@@ -43,6 +43,7 @@ import functools
 import json
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -495,8 +496,25 @@ def _compare_size(image: Image.Image) -> tuple[int, int]:
     return (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
 
 
+#: Each live picture's grey levels at the sizes it was compared at, by ``id`` (a PIL image is not hashable), dropped
+#: with the picture: in a group of copies each picture is compared with every other at one size, and converting and
+#: shrinking it again each time took an eighth of a cold dedup.
+_GRAYS: dict[int, dict[tuple[int, int], np.ndarray]] = {}
+_GRAYS_LOCK = threading.Lock()
+
+
 def _gray(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(image.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    with _GRAYS_LOCK:
+        sizes = _GRAYS.get(id(image))
+        if sizes is None:
+            sizes = _GRAYS[id(image)] = {}
+            weakref.finalize(image, _GRAYS.pop, id(image), None)
+        found = sizes.get(size)
+    if found is None:
+        found = np.asarray(image.convert("L").resize(size, Image.Resampling.BOX))
+        with _GRAYS_LOCK:
+            sizes[size] = found
+    return found.astype(np.float32)
 
 
 @dataclass(frozen=True)
