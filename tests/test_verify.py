@@ -179,6 +179,8 @@ def test_bad_options_and_inputs_name_the_cause(sample_model, verifier):
         Verifier(method="surf")
     with pytest.raises(ValueError, match="min_inliers"):
         Verifier(min_inliers=0)
+    with pytest.raises(ValueError, match=r"min_side \(700\) must not exceed max_side \(640\)"):
+        Verifier(min_side=700)
     with pytest.raises(ValueError, match="shortlist"):
         sample_model.query(str(ORIGINAL), verify=True, shortlist=0, verbose=False)
     with pytest.raises(TypeError, match="verify must be True or"):
@@ -190,6 +192,17 @@ def test_bad_options_and_inputs_name_the_cause(sample_model, verifier):
     in_memory = lk.create(pd.DataFrame({"image": [Image.open(p) for p in PHOTOS[:3]]}), verbose=False)
     with pytest.raises(ValueError, match="keeps no path"):
         in_memory.query(str(ORIGINAL), verify=verifier, verbose=False)
+
+
+def test_a_thumbnail_is_enlarged_to_min_side_before_its_features_are_found():
+    thumbnail = Image.open(ORIGINAL).convert("RGB")
+    thumbnail.thumbnail((120, 120))
+    plain, enlarged = Verifier("orb"), Verifier("orb", min_side=320)
+    assert plain.features(thumbnail).size == thumbnail.size
+    found = enlarged.features(thumbnail)
+    assert max(found.size) == 320 and len(found) > 2 * len(plain.features(thumbnail))
+    large = enlarged.features(str(ORIGINAL))  # already longer than min_side: left as it was
+    assert large.size == plain.features(str(ORIGINAL)).size
 
 
 def test_missing_opencv_says_which_extra_to_install(monkeypatch):
