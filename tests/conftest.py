@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import io
 import json
 import os
+import pty
 import shutil
 import struct
 import subprocess
+import sys
+import termios
+import threading
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -350,3 +355,37 @@ def forbid_decoding(monkeypatch):
     monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
     monkeypatch.setattr(Image.Image, "load", refuse)
     return DecodingForbidden
+
+
+def on_a_terminal(args: list[str]) -> str:
+    """What the CLI writes to its standard error when that is a terminal."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new terminal has no columns
+    written: list[bytes] = []
+
+    def drain() -> None:  # a full terminal buffer would block the command
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the command's end of the terminal closed
+                return
+            if not chunk:
+                return
+            written.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lookalike.cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=300,
+        )
+    finally:
+        os.close(secondary)
+    reader.join(timeout=10)
+    os.close(primary)
+    assert done.returncode == 0
+    return b"".join(written).decode(errors="replace")

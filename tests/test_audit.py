@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 import lookalike as lk
-from conftest import SAMPLES, write_text_as_jpg, write_truncated_jpeg
+from conftest import SAMPLES, on_a_terminal, write_text_as_jpg, write_truncated_jpeg
 from lookalike.audit import KINDS
 from lookalike.dedup.decisions import DamagedDecisions, Decisions, read_saved
 from test_edges import cli, one_line
@@ -158,6 +158,14 @@ def test_the_cli_prints_one_json_object_of_kinds_and_findings(layout):
     assert [(f["kind"], f["paths"]) for f in out["findings"]] == [
         (row.kind, row.paths) for row in layout.report.findings.itertuples()
     ]
+
+
+def test_the_cli_shows_the_copy_check_going_on_a_terminal_unless_quiet(layout):
+    # Checking copies on their pixels is an audit's longest step on a large collection: a person at a terminal
+    # sees it go.
+    shown = on_a_terminal(["audit", str(layout.model_path)])
+    assert "Checking pairs" in shown and "pair" in shown, shown
+    assert "Checking pairs" not in on_a_terminal(["audit", str(layout.model_path), "-q"])
 
 
 def test_image_quality_comes_from_the_facts_stored_at_indexing(layout, tmp_path):

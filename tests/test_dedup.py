@@ -3,16 +3,12 @@ one undoable apply, on copies of real photos."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import pty
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +17,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 import lookalike as lk
-from conftest import SAMPLES, edit_manifest, manifest_of
+from conftest import SAMPLES, edit_manifest, manifest_of, on_a_terminal
 from lookalike.cli import main
 from lookalike.dedup import DEFAULT_THRESHOLDS, default_threshold
 from lookalike.dedup.tiers import COPY_TIERS, Sameness
@@ -395,45 +391,11 @@ def test_cli_delete_permanently_needs_confirmation(photos):
     assert sorted(digest(photos)) == [f"p{i}.jpg" for i in range(6)]  # every keeper and every distinct photo
 
 
-def _on_a_terminal(args: list[str]) -> str:
-    """What the CLI writes to its standard error when that is a terminal."""
-    primary, secondary = pty.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new terminal has no columns
-    written: list[bytes] = []
-
-    def drain() -> None:  # a full terminal buffer would block the command
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # the command's end of the terminal closed
-                return
-            if not chunk:
-                return
-            written.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "lookalike.cli", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            timeout=300,
-        )
-    finally:
-        os.close(secondary)
-    reader.join(timeout=10)
-    os.close(primary)
-    assert done.returncode == 0
-    return b"".join(written).decode(errors="replace")
-
-
 def test_cli_dedup_shows_its_progress_on_a_terminal_unless_quiet(photos):
     # Judging the pairs of a 10,000-photo folder takes minutes: a person at a terminal sees it go.
-    shown = _on_a_terminal(["dedup", str(photos)])
+    shown = on_a_terminal(["dedup", str(photos)])
     assert "Checking pairs" in shown and "pair" in shown, shown
-    assert "Checking pairs" not in _on_a_terminal(["dedup", str(photos), "-q"])
+    assert "Checking pairs" not in on_a_terminal(["dedup", str(photos), "-q"])
 
 
 def test_cli_delete_permanently_yes_on_a_saved_model(photos, tmp_path):

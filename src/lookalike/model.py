@@ -356,6 +356,7 @@ class ImageSimilarityModel:
         threshold: float | None = None,
         min_precision: float = 0.5,
         duplicates: bool = True,
+        verbose: bool = False,
     ) -> AuditReport:
         """What is wrong with the references as a dataset (leaks, label errors, outliers, poor or broken photos,
         duplicates), each kind with the precision measured on them, honouring the model's decisions: see
@@ -377,6 +378,7 @@ class ImageSimilarityModel:
             min_precision=min_precision,
             duplicates=duplicates,
             decisions=self.decisions,
+            verbose=verbose,
         )
 
     def calibrate_duplicates(self, sample: int = 30, pairs: int = 200_000) -> Calibration:
@@ -1168,7 +1170,7 @@ def audit(
     >>> report.findings.head()  # doctest: +SKIP
     """
     model = open_source(dataset, verbose=verbose)
-    return model.audit(class_column=class_column, split_column=split_column, **options)
+    return model.audit(class_column=class_column, split_column=split_column, verbose=verbose, **options)
 
 
 def _upgrade_relative_paths(model: ImageSimilarityModel) -> None:

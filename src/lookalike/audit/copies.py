@@ -24,10 +24,14 @@ TIER_SCORES = {"exact": 1.0, "same-pixels": 1.0, "resized": 0.98, "edited": 0.95
 
 
 def copy_findings(
-    finder: DuplicateFinder, groups: Groups, decisions: Decisions | None, confidence: dict[str, Confidence]
+    finder: DuplicateFinder,
+    groups: Groups,
+    decisions: Decisions | None,
+    confidence: dict[str, Confidence],
+    verbose: bool = False,
 ) -> list[Finding]:
     references = finder.references
-    table = finder.find(decisions=decisions)
+    table = finder.find(decisions=decisions, verbose=verbose)
     basis = "copies checked on the pixels of both files (dedup's copy tiers)"
     confidence["duplicate"] = Confidence(np.inf, 1.0, 0, None, basis)
     if not len(table):

@@ -49,6 +49,7 @@ def audit(
     duplicates: bool = True,
     decisions: Decisions | None = None,
     seed: int = 0,
+    verbose: bool = False,
 ) -> AuditReport:
     """What is wrong with a collection: leaks, label errors, outliers, poor or broken photos, duplicates.
 
@@ -77,6 +78,8 @@ def audit(
         excluded photos say so.
     seed : int, default 0
         Seeds the samples the calibration plants its problems in.
+    verbose : bool, default False
+        A progress bar while copies are checked on their pixels (the longest step on a large collection).
 
     Returns
     -------
@@ -113,7 +116,7 @@ def audit(
         finder = None
         if duplicates and len(with_files) and references.spec is not None:
             finder = closing.enter_context(DuplicateFinder(references, threshold))
-            copies = copy_findings(finder, groups, decisions, confidence)
+            copies = copy_findings(finder, groups, decisions, confidence, verbose)
         if groups.splits is not None and threshold is not None:
             findings += near_copy_findings(
                 references, facts, groups, threshold, copies, with_files, rng, min_precision, confidence, finder
