@@ -225,10 +225,7 @@ class Verifier:
             if self.method == "sift":
                 tools = (cv2.SIFT_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_L2))
             else:
-                tools = (
-                    cv2.ORB_create(nfeatures=self.max_features),
-                    cv2.BFMatcher(cv2.NORM_HAMMING),
-                )
+                tools = (cv2.ORB_create(nfeatures=self.max_features), cv2.BFMatcher(cv2.NORM_HAMMING))
             self._local.tools = tools
         return tools
 
@@ -248,7 +245,7 @@ class Verifier:
 
     def _extract(self, gray: Image.Image) -> LocalFeatures:
         detector, _ = self._tools()
-        if self.method == "orb":
+        if self.method == "orb":  # a picture no longer than min_side was enlarged to it (or is that small)
             detector.setEdgeThreshold(ORB_EDGE_ENLARGED if max(gray.size) <= self.min_side else ORB_EDGE)
         keypoints, descriptors = detector.detectAndCompute(np.asarray(gray), None)
         if descriptors is None:  # a blank or tiny image has no keypoints
