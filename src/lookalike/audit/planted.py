@@ -83,26 +83,26 @@ QUALITY_MAKERS: dict[str, Maker] = {
 }
 
 
-def _zoomed(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+def _tenth(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """A tenth of each side, anywhere, enlarged to the whole: a texture, not a thing the collection shows."""
     w, h = image.size
     cw, ch = max(8, w // 10), max(8, h // 10)
     left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return jpeg(image.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.BICUBIC))
+    return image.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.BICUBIC)
 
 
-def _shuffled(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """The photo cut into 8 x 8 tiles put back in a random order: its colours and textures, none of its shapes."""
-    w, h = image.size
-    tw, th = max(1, w // 8), max(1, h // 8)
-    tiles = [image.crop((x * tw, y * th, (x + 1) * tw, (y + 1) * th)) for y in range(8) for x in range(8)]
-    out = Image.new("RGB", (tw * 8, th * 8))
-    for place, tile in zip(rng.permutation(64).tolist(), tiles, strict=True):
-        out.paste(tile, ((place % 8) * tw, (place // 8) * th))
-    return jpeg(out)
+def _zoomed(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return jpeg(_tenth(image, rng))
+
+
+def _turned(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """An enlarged tenth turned a quarter: a texture on its side."""
+    return jpeg(_tenth(image, rng).rotate(90 if rng.random() < 0.5 else 270, expand=True))
 
 
 #: Images unlike anything in the collection, made from its own photos: what an outlier looks like to the network.
-#: (Photos of other sets, landmarks and animals among clothes, lie as far from their nearest references as these;
-#: negatives and 4 x 4 shuffles stay close to the photos they come from.)
-OUTLIER_MAKERS: dict[str, Maker] = {"zoomed": _zoomed, "shuffled": _shuffled}
+#: The calibration takes them for the collection's real outliers, so they must lie as far from everything as those
+#: do: planted among clothing, photos of other sets (buildings, animals) lay at a median 2.3 robust deviations, enlarged tenths at 2.2,
+#: turned ones at 2.3, 8 x 8 shuffles (the calibration's former second kind) at 1.7, and with shuffles the audit
+#: expected a precision of 0.50 where it found 0.28 to 0.37 (see docs/audit.md).
+OUTLIER_MAKERS: dict[str, Maker] = {"zoomed": _zoomed, "turned": _turned}

@@ -29,8 +29,6 @@ __all__ = ["audit"]
 #: Photos whose damaged copies calibrate the image-quality kinds, and labels relabelled to calibrate label errors.
 QUALITY_SAMPLE = 60
 LABEL_SAMPLE = 1000
-#: Photos whose copies, made unlike anything (negatives, shuffled tiles), are embedded to calibrate outliers.
-OUTLIER_SAMPLE = 30
 #: Of several exposure findings on one photo only the surest is reported, these first on a tie.
 EXPOSURE = ("low-information", "dark", "bright")
 #: A near-uniform photo is too dark (too bright) rather than blank when its mean level is within this of black (white).
