@@ -23,11 +23,14 @@ def label_findings(
     rng: np.random.Generator,
     min_precision: float,
     confidence: dict[str, Confidence],
+    explained: np.ndarray,
 ) -> list[Finding]:
+    """The label errors among the references; ``explained`` (a mask) marks those another finding already explains,
+    which are neither reported nor counted where the precision to expect is estimated."""
     classes = groups.classes
     # The margin of the commonest other label over the photo's own: outvoted, and by one label, not by a spread.
     badness = np.where(classes >= 0, facts.other_vote - facts.own_vote, np.nan)
-    badness[facts.other < 0] = np.nan  # no other label to suggest: nothing to correct
+    badness[(facts.other < 0) | explained] = np.nan  # no other label to suggest: nothing to correct
     planted = np.empty(0)
     if len(facts.kept):
         own = classes[facts.kept]
