@@ -254,6 +254,30 @@ def test_neardup_crops_are_their_originals_edited(needs_shared):
     assert "resized" not in tiers and tiers.count("edited") >= 0.9 * len(groups), tiers
 
 
+def test_copies_of_camera_sized_photos_keep_their_tiers_though_read_reduced(tmp_path):
+    # A camera's photo is read reduced (JPEG draft) for the tier checks, each file by the largest power of two that
+    # keeps it above DECODE_SIDE: a 3,000 x 2,250 photo at a quarter, its crop of 2,520 x 1,890 at a half.
+    found = {}
+    for kind in ("shoes", "pants", "shirt"):
+        pixels = load_rgb(sorted((SAMPLES / kind).glob("*.jpg"))[0])
+        scale = 3000 / max(pixels.size)
+        photo = pixels.resize((round(pixels.width * scale), round(pixels.height * scale)), Image.Resampling.BICUBIC)
+        photo.save(tmp_path / f"{kind}.jpg", quality=92)
+        whole = load_rgb(tmp_path / f"{kind}.jpg")
+        whole.save(tmp_path / f"{kind}-resaved.png")  # the same pixels, in a format with no reduced reading
+        w, h = whole.size
+        whole.crop((w * 8 // 100, h * 8 // 100, w * 92 // 100, h * 92 // 100)).save(tmp_path / f"{kind}-crop.jpg")
+        judge = Sameness(edits=True)
+        original = str(tmp_path / f"{kind}.jpg")
+        found[kind] = (
+            judge.tier(original, str(tmp_path / f"{kind}-resaved.png")),
+            judge.tier(original, str(tmp_path / f"{kind}-crop.jpg")),
+        )
+    # The PNG is told from a resized copy by reading both whole; the crop, read at twice the original's scale, is
+    # not a closer capture: it has no more pixels per unit of scene than the file it was cut from.
+    assert found == {kind: ("same-pixels", "edited") for kind in found}, found
+
+
 def test_grey_levels_kept_for_comparisons_go_with_their_picture():
     from lookalike.dedup import tiers
 

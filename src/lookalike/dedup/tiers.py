@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import InvalidArgument
-from lookalike.ingest.decode import ImageError, load_rgb
+from lookalike.ingest.decode import ImageError, decode_image, load_rgb
 from lookalike.ingest.fingerprint import MATCH_BITS, ORIENTATION_MAPS, content_box, fingerprints, hamming, orientations
 from lookalike.store.files import cached_sha256
 
@@ -72,7 +72,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 11
+TIERS_VERSION = 12
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -111,9 +111,11 @@ CANVAS_LEVELS = 40
 #: Decoded images kept per Sameness, by path (a group's members are compared with each other).
 _IMAGES_KEPT = 48
 #: Side images are decoded at (at least) for the tier checks (JPEG draft mode: a 12 MP photo is read at a quarter of
-#: the cost and memory): more than the pixel comparison (COMPARE_SIDE) and local features need. Same-pixel files
-#: larger than twice this are told apart only as ``resized`` (the draft of a JPEG is not the PNG of its pixels).
-DECODE_SIDE = 1024
+#: each side): what local features (_FEATURES_SIDE) and the pixel comparison (COMPARE_SIDE) need. On 600 photos of
+#: 3,000 px, 1,024 made decoding a third of a cold dedup. Two files of one size whose reduced pictures are resized
+#: copies of each other are decoded whole to tell whether they hold the same pixels (the draft of a JPEG is not
+#: the reduced PNG of its pixels).
+DECODE_SIDE = 512
 #: Local features kept per Sameness (an image's and its mirror image's: about 40 kB each, 330 MB at most). A large
 #: component of look-alikes asks for an image's features again long after: at 10,475 photos, keeping 2,048 extracted
 #: 4,464 of 15,322 again and made cold dedup 14 % slower, for 70 MB less at the peak.
@@ -206,6 +208,7 @@ class Sameness:
         self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
         self._layouts: dict[str, tuple] = {}
         self._sizes: dict[str, tuple[int, int] | ImageError] = {}
+        self._full_sizes: dict[str, tuple[int, int]] = {}  # as each file's header says, before any reduction
         self._lock = threading.Lock()
         self._cache = cache
         self._known: dict[tuple, Verdict | tuple[float, float]] = {}
@@ -276,12 +279,30 @@ class Sameness:
                 return Verdict("same-pixels", "the same pixels")
             resized = _resized(self._picture(a), self._picture(b)) if _one_shape(*sizes) else None
             if resized is not None:
-                return resized
+                return self._same_when_whole(a, b) or resized
             if self._verifier is None:
                 return Verdict("similar", "crops and other edits not looked for: pip install 'lookalike[verify]'")
             return self._edited(a, b, sizes, features)
         except ImageError as exc:
             return Verdict("similar", f"not compared: {exc.source} cannot be read ({exc.reason})")
+
+    def _same_when_whole(self, a: str, b: str) -> Verdict | None:
+        """The ``same-pixels`` verdict when the files, of one size and decoded reduced, hold the same pixels whole."""
+        full = self._full_sizes.get(a), self._full_sizes.get(b)  # as stored, before any EXIF turn
+        if full[0] is None or full[1] is None or sorted(full[0]) != sorted(full[1]):
+            return None
+        if max(full[0]) == max(self._size(a)) and max(full[1]) == max(self._size(b)):
+            return None  # decoded whole already: their pixels differ
+        try:
+            same = np.array_equal(np.asarray(load_rgb(a)), np.asarray(load_rgb(b)))
+        except ImageError:  # readable reduced, not whole: the resized verdict stands
+            return None
+        return Verdict("same-pixels", "the same pixels") if same else None
+
+    def _reduced(self, path: str) -> float:
+        """How many times the picture decoded of ``path`` is smaller than the file's own (1: decoded whole)."""
+        full = self._full_sizes.get(path)
+        return 1.0 if full is None else max(1.0, max(full) / max(self._size(path)))
 
     def tier(self, a: str | None, b: str | None) -> str:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
@@ -340,10 +361,12 @@ class Sameness:
                 self._images.move_to_end(path)
                 return self._images[path]
         try:
-            image = load_rgb(path, min_size=(DECODE_SIDE, DECODE_SIDE))
+            image, info = decode_image(path, min_size=(DECODE_SIDE, DECODE_SIDE))
         except ImageError as exc:
-            image = exc
+            image, info = exc, None
         with self._lock:
+            if info is not None:
+                self._full_sizes[path] = (info.width, info.height)
             self._images[path] = image
             self._sizes[path] = image if isinstance(image, ImageError) else image.size
             while len(self._images) > _IMAGES_KEPT:
@@ -356,14 +379,16 @@ class Sameness:
         from lookalike.operations.verify import align
 
         best = None
+        reduced = self._reduced(a), self._reduced(b)
         for transform in _fingerprint_alignments(*sizes, self._layout(a), self._layout(b)):
-            best = _better(best, compare_aligned(self._picture(a), self._picture(b), transform))
+            best = _better(best, compare_aligned(self._picture(a), self._picture(b), transform, reduced))
         for mirrored in (False, True) if features else ():
             if best is not None and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
                 break
             pictures = (functools.partial(self._picture, a), functools.partial(self._picture, b))
             for transform in align(self._verifier, a, b, mirrored, pictures):
-                best = _better(best, compare_aligned(pictures[0](), pictures[1](), _in_pixels(transform, *sizes)))
+                transform = _in_pixels(transform, *sizes)
+                best = _better(best, compare_aligned(pictures[0](), pictures[1](), transform, reduced))
         if best is None:
             return Verdict("similar", "no geometric match")
         if best.zoomed:
@@ -546,10 +571,13 @@ _CENTRES_OUT_OF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
 _CENTRES_INTO = np.linalg.inv(_CENTRES_OUT_OF)
 
 
-def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Compared:
+def compare_aligned(
+    a: Image.Image, b: Image.Image, transform: np.ndarray, reduced: tuple[float, float] = (1.0, 1.0)
+) -> Compared:
     """Compare ``a`` and ``b`` where ``transform`` (2 x 3, from ``a``'s pixel coordinates to ``b``'s, with pixel
     ``i`` spanning ``[i, i + 1]``; a mirror or a turn is a transform like any other) lays one on the other, at the
-    lower-resolution picture's scale."""
+    lower-resolution picture's scale. ``reduced``: how many times each picture is smaller than its file (decoded
+    reduced): whether one could be a closer capture depends on the files' resolutions, not on how they were read."""
     import cv2
 
     forward = np.vstack([transform, [0.0, 0.0, 1.0]])
@@ -573,7 +601,8 @@ def compare_aligned(a: Image.Image, b: Image.Image, transform: np.ndarray) -> Co
     pictures = (other_picture, frame_picture) if frame is b else (frame_picture, other_picture)
     shares = (covered.mean(), covering.mean())
     overlap = float(max(shares))
-    if _zoomed_in(other, max(b_per_a, 1.0 / b_per_a), shares):
+    files_b_per_a = b_per_a * reduced[1] / reduced[0]
+    if _zoomed_in(other, files_b_per_a if other is b else 1.0 / files_b_per_a, shares):
         return Compared(overlap, 1.0, pictures, zoomed=True)
     inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     canvas = cv2.warpAffine(_canvas(source).astype(np.float32), to_other, size, flags=warp, borderValue=0) > 0.5
