@@ -40,6 +40,7 @@ names, sizes or embeddings alone.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import threading
@@ -208,7 +209,8 @@ class Sameness:
         self._images: OrderedDict[str, Image.Image | ImageError] = OrderedDict()
         self._layouts: dict[str, tuple] = {}
         self._sizes: dict[str, tuple[int, int] | ImageError] = {}
-        self._full_sizes: dict[str, tuple[int, int]] = {}  # as each file's header says, before any reduction
+        self._files: dict[str, tuple[int, int, str]] = {}  # size (before any EXIF turn or reduction) and format
+        self._whole_digests: dict[str, tuple | None] = {}  # (size, digest) of each file read whole
         self._lock = threading.Lock()
         self._cache = cache
         self._known: dict[tuple, Verdict | tuple[float, float]] = {}
@@ -287,22 +289,31 @@ class Sameness:
             return Verdict("similar", f"not compared: {exc.source} cannot be read ({exc.reason})")
 
     def _same_when_whole(self, a: str, b: str) -> Verdict | None:
-        """The ``same-pixels`` verdict when the files, of one size and decoded reduced, hold the same pixels whole."""
-        full = self._full_sizes.get(a), self._full_sizes.get(b)  # as stored, before any EXIF turn
-        if full[0] is None or full[1] is None or sorted(full[0]) != sorted(full[1]):
+        """The ``same-pixels`` verdict when the files, of one size and decoded reduced, hold the same pixels whole.
+        Two JPEG files are not read whole: the same pixels would have been the same reduced pictures already."""
+        files = self._files.get(a), self._files.get(b)
+        if None in files or sorted(files[0][:2]) != sorted(files[1][:2]) or files[0][2] == files[1][2] == "JPEG":
             return None
-        if max(full[0]) == max(self._size(a)) and max(full[1]) == max(self._size(b)):
+        if max(files[0][:2]) == max(self._size(a)) and max(files[1][:2]) == max(self._size(b)):
             return None  # decoded whole already: their pixels differ
-        try:
-            same = np.array_equal(np.asarray(load_rgb(a)), np.asarray(load_rgb(b)))
-        except ImageError:  # readable reduced, not whole: the resized verdict stands
-            return None
-        return Verdict("same-pixels", "the same pixels") if same else None
+        digests = self._whole_digest(a), self._whole_digest(b)
+        return Verdict("same-pixels", "the same pixels") if None not in digests and len(set(digests)) == 1 else None
+
+    def _whole_digest(self, path: str) -> tuple | None:
+        """A digest of the whole decoded pixels of ``path`` (None when it reads only reduced), kept by path: a file
+        is read whole once, however many copies of its size it is checked against."""
+        if path not in self._whole_digests:
+            try:
+                image = load_rgb(path)
+                self._whole_digests[path] = (image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+            except ImageError:
+                self._whole_digests[path] = None
+        return self._whole_digests[path]
 
     def _reduced(self, path: str) -> float:
         """How many times the picture decoded of ``path`` is smaller than the file's own (1: decoded whole)."""
-        full = self._full_sizes.get(path)
-        return 1.0 if full is None else max(1.0, max(full) / max(self._size(path)))
+        found = self._files.get(path)
+        return 1.0 if found is None else max(1.0, max(found[:2]) / max(self._size(path)))
 
     def tier(self, a: str | None, b: str | None) -> str:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
@@ -366,7 +377,7 @@ class Sameness:
             image, info = exc, None
         with self._lock:
             if info is not None:
-                self._full_sizes[path] = (info.width, info.height)
+                self._files[path] = (info.width, info.height, info.format)
             self._images[path] = image
             self._sizes[path] = image if isinstance(image, ImageError) else image.size
             while len(self._images) > _IMAGES_KEPT:
