@@ -17,6 +17,9 @@ Reported, each with the command that reproduces it:
   decision's POST until its group comes back from a GET.
 
     python benchmarks/copies.py --groups 500 -o benchmarks/results/copies.json
+    python benchmarks/copies.py --groups 40 --side 3000 -o benchmarks/results/copies_camera.json
+
+``--side`` enlarges every photo first (bicubic): camera-sized files, which the tier checks read reduced.
 """
 
 from __future__ import annotations
@@ -39,31 +42,53 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HARD_EDITS = ("crop", "rotate", "overlay")
 
 
-def build_folder(root: Path, groups: int) -> dict[str, tuple[str, str]]:
+def _place(photo: Path, target: Path, factor: float | None) -> None:
+    """Copy ``photo`` to ``target``, or write it enlarged ``factor`` times (bicubic, JPEG quality 92)."""
+    if factor is None:
+        shutil.copyfile(photo, target)
+        return
+    with Image.open(photo) as image:
+        image = image.convert("RGB")
+        size = (round(image.width * factor), round(image.height * factor))
+        image.resize(size, Image.Resampling.BICUBIC).save(target, quality=92)
+
+
+def _factor(photo: Path, side: int | None) -> float | None:
+    """What enlarges ``photo`` to ``side`` pixels on its longer side (None: kept as it is)."""
+    if side is None:
+        return None
+    with Image.open(photo) as image:
+        return side / max(image.size)
+
+
+def build_folder(root: Path, groups: int, side: int | None = None) -> dict[str, tuple[str, str]]:
     """Write the benchmark's folder; path -> (source, kind): the neardup group (or landmark / garment photo itself)
-    and what it is (``original``, a planted kind, a hard edit, ``landmark`` or ``garment``)."""
+    and what it is (``original``, a planted kind, a hard edit, ``landmark`` or ``garment``). With ``side``, every
+    photo is first enlarged to that longer side, as camera photos (neardup's own edits by their original's factor,
+    so that they stay edits of it)."""
     truth: dict[str, tuple[str, str]] = {}
     for group in sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())[:groups]:
         folder = root / "neardup" / group.name
         folder.mkdir(parents=True)
         original = folder / "original.jpg"
-        shutil.copyfile(group / "original.jpg", original)
+        factor = _factor(group / "original.jpg", side)
+        _place(group / "original.jpg", original, factor)
         os.utime(original, (1.6e9, 1.6e9))  # the original is the oldest file, as in a real library
         truth[str(original)] = (group.name, "original")
         for edit in HARD_EDITS:
-            shutil.copyfile(group / f"{edit}.jpg", folder / f"{edit}.jpg")
+            _place(group / f"{edit}.jpg", folder / f"{edit}.jpg", factor)
             truth[str(folder / f"{edit}.jpg")] = (group.name, edit)
-        for kind, path in make_copies(group / "original.jpg", folder / "copies").items():
+        for kind, path in make_copies(original, folder / "copies").items():
             truth[str(path)] = (group.name, kind)
     for photo in sorted((DATA / "landmarks").glob("*/*.jpg")):
         target = root / "landmarks" / photo.parent.name / photo.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(photo, target)
+        _place(photo, target, _factor(photo, side))
         truth[str(target)] = (str(photo), "landmark")
     for photo in sorted((DATA / "clothing").glob("*/*/*.jpg")):
         target = root / "clothing" / photo.parent.parent.name / photo.parent.name / photo.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(photo, target)
+        _place(photo, target, _factor(photo, side))
         truth[str(target)] = (str(photo), "garment")
     return truth
 
@@ -196,15 +221,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=500, help="neardup groups (500: all, a 12,300-photo folder)")
     parser.add_argument("--keep", default="resolution,sharpest", help="keeper policies to score")
+    parser.add_argument("--side", type=int, help="enlarge every photo to this longer side first, as camera photos")
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "copies.json")
     args = parser.parse_args()
     import lookalike as lk
 
-    report: dict = {"machine": machine_info(), "groups": args.groups}
+    report: dict = {"machine": machine_info(), "groups": args.groups, "side": args.side}
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["LOOKALIKE_CACHE"] = str(Path(scratch) / "cache")
         root = Path(scratch) / "photos"
-        truth = build_folder(root, args.groups)
+        truth = build_folder(root, args.groups, args.side)
         report["photos"] = len(truth)
         watch = MemoryWatch()
         with watch:

@@ -73,7 +73,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 12
+TIERS_VERSION = 13
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -393,15 +393,24 @@ class Sameness:
         reduced = self._reduced(a), self._reduced(b)
         for transform in _fingerprint_alignments(*sizes, self._layout(a), self._layout(b)):
             best = _better(best, compare_aligned(self._picture(a), self._picture(b), transform, reduced))
+        # Laid on each other by their layout alone, two pictures must agree with no mark set aside: two garments
+        # photographed alike on one backdrop share a layout, and one's print passes for a mark on the other. A mark
+        # is set aside only where local features lay them on each other too.
+        confirmed = best is not None and best.changed_with_mark <= MAX_CHANGED
         for mirrored in (False, True) if features else ():
-            if best is not None and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
+            if confirmed and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
                 break
             pictures = (functools.partial(self._picture, a), functools.partial(self._picture, b))
             for transform in align(self._verifier, a, b, mirrored, pictures):
+                confirmed = True
                 transform = _in_pixels(transform, *sizes)
                 best = _better(best, compare_aligned(pictures[0](), pictures[1](), transform, reduced))
         if best is None:
             return Verdict("similar", "no geometric match")
+        if not confirmed:
+            return Verdict(
+                "similar", f"laid out alike, but {best.changed_with_mark:.0%} differs and no local features agree"
+            )
         if best.zoomed:
             return Verdict("similar", "another capture: one shows part of the other's scene in more detail", None, True)
         if best.overlap < MIN_OVERLAP:
@@ -497,10 +506,10 @@ def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
     compared, levels = _comparable(x, _canvas(x) & _canvas(y))
     if compared is None:
         return None
-    changed = _changed_share(x, y, compared, levels=levels)
+    changed, beside_mark = _changes(x, y, compared, levels)
     if changed > MAX_CHANGED or _colour_changed(a, b):
         return None
-    if changed > RESIZED_MARK and changed - _changed_share(x, y, compared, marks=True, levels=levels) > RESIZED_MARK:
+    if changed > RESIZED_MARK and changed - beside_mark > RESIZED_MARK:
         return None  # a mark was added in one place (a watermark, a caption): an edit, judged as one
     return Verdict("resized", f"the same picture at two sizes or qualities ({psnr:.0f} dB)", (1.0, 1.0))
 
@@ -562,19 +571,23 @@ class Compared:
     overlap : float
         The share of the smaller picture (in scene terms) the other covers.
     changed : float
-        The share of the overlap where they differ (see the module docstring).
+        The share of the overlap where they differ, the largest compact patch of changes not counted (a mark: see
+        the module docstring).
     pictures : tuple of float
         The share of each that is picture: all of it, or the overlap alone when what lies outside it is flat
         canvas (a letterbox's bars, the corners a turn fills in).
     zoomed : bool
         Whether one shows part of the other's scene in more detail than the other has: a closer capture,
         never a copy (a copy cannot gain detail; an enlarged crop holds none).
+    changed_with_mark : float
+        The share of the overlap where they differ, a mark counted too.
     """
 
     overlap: float
     changed: float
     pictures: tuple[float, float]
     zoomed: bool = False
+    changed_with_mark: float = 1.0
 
 
 #: From OpenCV's pixel coordinates (centres at whole numbers) to those with pixel edges at whole numbers, and back.
@@ -624,8 +637,8 @@ def compare_aligned(
     # whose tones did not change loses nothing to the mapping's approximations.
     mapped = _tone_mapped(y, x, inside)
     candidates = [y] if mapped[inside].std() < MIN_TONE_CONTRAST * x[inside].std() else [y, mapped]
-    changed = min(_changed_share(x, candidate, inside, marks=True, levels=levels) for candidate in candidates)
-    return Compared(overlap, changed, pictures)
+    changes = [_changes(x, candidate, inside, levels) for candidate in candidates]
+    return Compared(overlap, min(c[1] for c in changes), pictures, changed_with_mark=min(c[0] for c in changes))
 
 
 def _comparable(x: np.ndarray, canvas: np.ndarray, inside: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
@@ -762,12 +775,10 @@ def _blurred(values: np.ndarray) -> np.ndarray:
     return cv2.sepFilter2D(values.astype(np.float32), -1, _TAPS, _TAPS, borderType=cv2.BORDER_REFLECT_101)
 
 
-def _changed_share(
-    x: np.ndarray, y: np.ndarray, inside: np.ndarray, marks: bool = False, levels: float = CHANGED_LEVELS
-) -> float:
-    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than ``levels``; with
-    ``marks``, not counting the largest compact patch of changes (a watermark, a caption: at most MARK_SHARE of
-    the overlap's area): one capture edited changes one place, another capture changes many."""
+def _changes(x: np.ndarray, y: np.ndarray, inside: np.ndarray, levels: float = CHANGED_LEVELS) -> tuple[float, float]:
+    """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than ``levels``; and that share
+    not counting the largest compact patch of changes (a watermark, a caption: at most MARK_SHARE of the overlap's
+    area): one capture edited changes one place, another capture changes many."""
     if inside.all():
         difference = np.abs(_blurred(x) - _blurred(y))
     else:  # normalised by the blurred mask: pixels near the overlap's edge are not darkened by what lies outside
@@ -776,25 +787,25 @@ def _changed_share(
         inside = inside & (weight > 0.5)
     count = int(inside.sum())
     if not count:
-        return 1.0
+        return 1.0, 1.0
     changed = (difference > levels) & inside
     total = int(changed.sum())
-    if marks and total:
-        import cv2
+    if not total:
+        return 0.0, 0.0
+    import cv2
 
-        grown = cv2.dilate(changed.astype(np.uint8), np.ones((7, 7), np.uint8))
-        found, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
-        boxes = stats[1:, cv2.CC_STAT_WIDTH] * stats[1:, cv2.CC_STAT_HEIGHT]
-        sizes = np.bincount(labels[changed], minlength=found)[1:]
-        marks_found = boxes <= MARK_SHARE * count
-        largest = int(np.argmax(sizes))
-        if not marks_found[largest] and boxes[largest] <= PASTED_SHARE * count:
-            # A larger patch counts as one mark when it is flat in one picture: a caption bar, a box pasted on.
-            where = changed & (labels == largest + 1)
-            marks_found[largest] = max(_flat_share(x[where]), _flat_share(y[where])) >= 0.8
-        if marks_found.any():
-            total -= int(sizes[marks_found].max())
-    return total / count
+    grown = cv2.dilate(changed.astype(np.uint8), np.ones((7, 7), np.uint8))
+    found, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    boxes = stats[1:, cv2.CC_STAT_WIDTH] * stats[1:, cv2.CC_STAT_HEIGHT]
+    sizes = np.bincount(labels[changed], minlength=found)[1:]
+    marks_found = boxes <= MARK_SHARE * count
+    largest = int(np.argmax(sizes))
+    if not marks_found[largest] and boxes[largest] <= PASTED_SHARE * count:
+        # A larger patch counts as one mark when it is flat in one picture: a caption bar, a box pasted on.
+        where = changed & (labels == largest + 1)
+        marks_found[largest] = max(_flat_share(x[where]), _flat_share(y[where])) >= 0.8
+    mark = int(sizes[marks_found].max()) if marks_found.any() else 0
+    return total / count, (total - mark) / count
 
 
 def _flat_share(levels: np.ndarray) -> float:
