@@ -408,9 +408,8 @@ class Sameness:
         if best is None:
             return Verdict("similar", "no geometric match")
         if not confirmed:
-            return Verdict(
-                "similar", f"laid out alike, but {best.changed_with_mark:.0%} differs and no local features agree"
-            )
+            differs = "" if best.zoomed else f", but {best.changed_with_mark:.0%} differs"
+            return Verdict("similar", f"laid out alike{differs}, and no local features lay them on each other")
         if best.zoomed:
             return Verdict("similar", "another capture: one shows part of the other's scene in more detail", None, True)
         if best.overlap < MIN_OVERLAP:
