@@ -294,7 +294,7 @@ class Sameness:
         files = self._files.get(a), self._files.get(b)
         if None in files or sorted(files[0][:2]) != sorted(files[1][:2]) or files[0][2] == files[1][2] == "JPEG":
             return None
-        if max(files[0][:2]) == max(self._size(a)) and max(files[1][:2]) == max(self._size(b)):
+        if self._reduced(a) == self._reduced(b) == 1.0:
             return None  # decoded whole already: their pixels differ
         digests = self._whole_digest(a), self._whole_digest(b)
         return Verdict("same-pixels", "the same pixels") if None not in digests and len(set(digests)) == 1 else None
