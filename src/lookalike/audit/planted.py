@@ -23,13 +23,18 @@ Maker = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
 def sampled_photos(
-    references: References, with_files: np.ndarray, count: int, rng: np.random.Generator
+    references: References,
+    with_files: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    min_size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, Image.Image]]:
-    """``(position, decoded photo)`` of up to ``count`` references drawn from ``with_files`` (those that still decode)."""
+    """``(position, decoded photo)`` of up to ``count`` references drawn from ``with_files`` (those that still decode),
+    decoded whole or, with ``min_size``, reduced as :func:`lookalike.ingest.decode.load_rgb` reduces."""
     paths = references.file_paths()
     for position in np.sort(rng.choice(with_files, min(count, len(with_files)), replace=False)).tolist():
         try:
-            yield position, load_rgb(paths[position])
+            yield position, load_rgb(paths[position], min_size)
         except (ImageError, OSError):
             continue  # gone or damaged since indexing: the sample is one photo smaller
 

@@ -11,10 +11,9 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from lookalike.audit.planted import QUALITY_MAKERS, jpeg, sampled_photos
-from lookalike.ingest.pixel_facts import pixel_facts
+from lookalike.audit.planted import QUALITY_MAKERS, sampled_photos
+from lookalike.ingest.pixel_facts import SHARPNESS_SIDE, pixel_facts
 from lookalike.references.core import References
 
 __all__ = ["COLOUR_SET", "QUALITY_KINDS", "badness", "planted_badness"]
@@ -94,9 +93,13 @@ def planted_badness(
     table = references.table
     rows: dict[str, list[dict]] = {kind: [] for kind in QUALITY_MAKERS}
     sampled = []
-    for position, image in sampled_photos(references, with_files, count, rng):
+    # Read as the indexer read the photo its facts came from (reduced to twice the network's input), then shrunk as
+    # the facts are measured: damage planted at that size measures as it would have on the photo, at a fraction of
+    # the cost of planting it whole (a blur of the whole photo took most of an audit's calibration).
+    width, height = references.spec.pixel_size
+    for position, image in sampled_photos(references, with_files, count, rng, (2 * width, 2 * height)):
         sampled.append(position)
-        image = _measured_size(image)
+        image = image.reduce(max(1, max(image.size) // SHARPNESS_SIDE))
         for kind, make in QUALITY_MAKERS.items():
             rows[kind].append(asdict(pixel_facts(make(image, rng))))
     positions = np.asarray(sampled, dtype=np.int64)
@@ -111,10 +114,3 @@ def planted_badness(
     )
     return planted
 
-
-def _measured_size(image: Image.Image) -> Image.Image:
-    """The photo shrunk to at most 1024 px a side: the facts are read at about 256-512 px anyway."""
-    if max(image.size) <= 1024:
-        return image
-    scale = 1024 / max(image.size)
-    return jpeg(image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale)))))

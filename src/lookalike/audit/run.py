@@ -27,7 +27,7 @@ from lookalike.validation import check_distance, check_positive_int
 __all__ = ["audit"]
 
 #: Photos whose damaged copies calibrate the image-quality kinds, and labels relabelled to calibrate label errors.
-QUALITY_SAMPLE = 60
+QUALITY_SAMPLE = 240
 LABEL_SAMPLE = 1000
 #: Of several exposure findings on one photo only the surest is reported, these first on a tie.
 EXPOSURE = ("low-information", "dark", "bright")
