@@ -113,4 +113,3 @@ def planted_badness(
         [sizes.badness(np.round(width / 5), np.round(height / 5)), sizes.badness(width * stretch, height)]
     )
     return planted
-
