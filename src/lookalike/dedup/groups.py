@@ -351,39 +351,47 @@ class DuplicateFinder:
         components = _joined(self._components, decided.linked, self._component_of, self.known_pairs)
         about = decided.by_component(components)
         keys = [
-            (component.pairs, about.get(i, _NOTHING), keep, acted, kept_folders)
-            for i, component in enumerate(components)
+            (component, about.get(i, _NOTHING), keep, acted, kept_folders) for i, component in enumerate(components)
         ]
 
         def group(key: tuple) -> list[_Group]:
-            pairs = [p for p in key[0] if p not in decided.apart]
+            pairs = [p for p in key[0].pairs if p not in decided.apart] if decided.apart else list(key[0].pairs)
             with self._laying_out():
                 return _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
 
         new = [key for key in dict.fromkeys(keys) if key not in self._grouped]
-        pairs = sum(len(key[0]) for key in new)
-        # Components are judged on every core: decoding, local features and OpenCV release Python's lock.
-        with (
-            ThreadPoolExecutor(min(cpu_count(), max(1, len(new)))) as pool,
-            tqdm(
-                total=pairs, desc="Checking pairs", unit="pair", disable=None if verbose else True, leave=False
-            ) as bar,
-        ):
-            grouping = {pool.submit(group, key): key for key in new}
-            for done in as_completed(grouping):
-                key = grouping[done]
-                self._grouped[key] = done.result()
-                bar.update(len(key[0]))
+        pairs = sum(len(key[0].pairs) for key in new)
+        with tqdm(
+            total=pairs, desc="Checking pairs", unit="pair", disable=None if verbose else True, leave=False
+        ) as bar:
+            if len(new) == 1:  # a decision's regrouping: no thread is started for one component (a fifth of it)
+                self._grouped[new[0]] = group(new[0])
+                bar.update(pairs)
+            elif new:  # components are judged on every core: decoding, local features and OpenCV release the GIL
+                with ThreadPoolExecutor(min(cpu_count(), len(new))) as pool:
+                    grouping = {pool.submit(group, key): key for key in new}
+                    for done in as_completed(grouping):
+                        key = grouping[done]
+                        self._grouped[key] = done.result()
+                        bar.update(len(key[0].pairs))
         self.sameness.save()
         return _numbered([g for key in keys for g in self._grouped[key]], self.references, wanted)
 
 
 @dataclass(frozen=True)
 class _Component:
-    """A connected set of candidate pairs (in the order they are judged) and its members."""
+    """A connected set of candidate pairs (in the order they are judged) and its members; hashed once, as every
+    listing after a decision looks each component up (hashing every candidate pair again took a tenth of it)."""
 
     pairs: tuple[tuple[int, int], ...]
     members: frozenset[int]
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash(self.pairs)
 
 
 def _components(pairs: list[tuple[int, int]]) -> list[_Component]:
