@@ -54,10 +54,12 @@ import json, sys, time
 started = time.perf_counter()
 import lookalike as lk
 report = lk.audit(sys.argv[1], verbose=False)
-findings = {}
+findings, scores = {}, {}
 for row in report.findings.itertuples():
     findings.setdefault(row.kind, []).append(list(row.paths))
-print(json.dumps({"work_s": time.perf_counter() - started, "findings": findings, "kinds": report.kinds}))
+    scores.setdefault(row.kind, []).append(row.score)
+print(json.dumps({"work_s": time.perf_counter() - started, "findings": findings, "scores": scores,
+                  "kinds": report.kinds}))
 """
 
 CLEANVISION = """
@@ -223,6 +225,7 @@ def photos_part(args: argparse.Namespace, report: dict) -> None:
         }
         if name == "lookalike":
             entry["expected_precision"] = {k: ok[-1]["kinds"][k]["expected_precision"] for k in KINDS}
+            entry["scores"] = ok[-1]["scores"]
         report["tools"][name] = entry
         report.setdefault("findings", {})[name] = {
             k: [[_relative(p, photos) for p in f] for f in v] for k, v in findings.items()
@@ -230,7 +233,39 @@ def photos_part(args: argparse.Namespace, report: dict) -> None:
     report["truth"] = {
         k: [[_relative(p, photos) for p in (v if isinstance(v, list) else [v])] for v in vs] for k, vs in truth.items()
     }
+    at_peers(report, truth, confirmed)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def at_peers(report: dict, truth: dict, confirmed: dict) -> None:
+    """lookalike's recall at each peer's precision, kind by kind: its findings taken from the surest down (whole
+    ties of score at a time) as far as their precision stays at or above the peer's. The peers each report one
+    operating point; lookalike's scores give every one, so the two are compared where the peer stands."""
+    ours = report["tools"].get("lookalike", {})
+    if "scores" not in ours:
+        return
+    found, scores = report["findings"]["lookalike"], ours.pop("scores")
+    compared: dict = {}
+    for peer, tool in report["tools"].items():
+        if peer == "lookalike" or "kinds" not in tool:
+            continue
+        for kind, theirs in tool["kinds"].items():
+            if not theirs["precision"] or kind not in found or kind not in truth:
+                continue
+            ranked = sorted(zip(scores[kind], found[kind], strict=True), key=lambda pair: -pair[0])
+            best = 0.0
+            for cut in range(1, len(ranked) + 1):
+                if cut < len(ranked) and ranked[cut][0] == ranked[cut - 1][0]:
+                    continue  # a tie of scores is taken whole
+                measured = score({kind: [f for _, f in ranked[:cut]]}, truth, confirmed)[kind]
+                if measured["precision"] >= theirs["precision"]:
+                    best = max(best, measured["recall"])
+            compared.setdefault(peer, {})[kind] = {
+                "precision": theirs["precision"],
+                "recall": theirs["recall"],
+                "lookalike_recall": best,
+            }
+    ours["recall_at_peer_precision"] = compared
 
 
 def _relative(path: str, photos: Path) -> str:
