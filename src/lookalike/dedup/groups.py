@@ -355,7 +355,7 @@ class DuplicateFinder:
         ]
 
         def group(key: tuple) -> list[_Group]:
-            pairs = [p for p in key[0].pairs if p not in decided.apart] if decided.apart else list(key[0].pairs)
+            pairs = [p for p in key[0].pairs if p not in decided.apart] if decided.apart else key[0].pairs
             with self._laying_out():
                 return _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
 
@@ -465,7 +465,7 @@ class _Layout:
 
 
 def _groups_of(
-    pairs: list[tuple[int, int]],
+    pairs: Sequence[tuple[int, int]],
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
@@ -507,7 +507,7 @@ def _groups_of(
 
 
 def _laid_out(
-    pairs: list[tuple[int, int]],
+    pairs: Sequence[tuple[int, int]],
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
@@ -522,7 +522,7 @@ def _laid_out(
 
 
 def _layout(
-    pairs: list[tuple[int, int]],
+    pairs: Sequence[tuple[int, int]],
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,

@@ -300,8 +300,8 @@ class Sameness:
         return Verdict("same-pixels", "the same pixels") if None not in digests and len(set(digests)) == 1 else None
 
     def _whole_digest(self, path: str) -> tuple | None:
-        """A digest of the whole decoded pixels of ``path`` (None when it reads only reduced), kept by path: a file
-        is read whole once, however many copies of its size it is checked against."""
+        """The size and a digest of the whole decoded pixels of ``path`` (None when it cannot be read), kept by path:
+        a file is read whole once, however many copies of its size it is checked against."""
         if path not in self._whole_digests:
             try:
                 image = load_rgb(path)
