@@ -32,6 +32,7 @@ __all__ = [
     "Member",
     "enlargement",
     "has_copy_marker",
+    "original_key",
     "original_order",
     "rank",
     "residual",
@@ -169,7 +170,12 @@ _BOX = Image.Resampling.BOX
 
 def original_order(member: Member) -> tuple:
     """The tie-break: the original is the earliest modified, without a copy marker, with the shortest path."""
-    return (member.mtime, has_copy_marker(member.name), len(member.name), member.name, -member.bytes, member.position)
+    return original_key(member.mtime, member.name, member.bytes, member.position)
+
+
+def original_key(mtime: float, name: str, size: int, position: int) -> tuple:
+    """:func:`original_order` of a file known by its modification time, name, size in bytes and position."""
+    return (mtime, has_copy_marker(name), len(name), name, -size, position)
 
 
 #: A copy with this many times the picture of another, of one shape, may be its enlargement: it is when, shrunk by

@@ -633,10 +633,13 @@ def compare_aligned(
     if inside is None:
         return Compared(overlap, 1.0, pictures)
     # Compared as they are and with the tone of one mapped onto the other's (a brightened or grey copy): a copy
-    # whose tones did not change loses nothing to the mapping's approximations.
-    mapped = _tone_mapped(y, x, inside)
-    candidates = [y] if mapped[inside].std() < MIN_TONE_CONTRAST * x[inside].std() else [y, mapped]
-    changes = [_changes(x, candidate, inside, levels) for candidate in candidates]
+    # whose tones did not change loses nothing to the mapping's approximations. One that agrees everywhere as it is
+    # (most re-saved and cropped copies) needs no mapping.
+    changes = [_changes(x, y, inside, levels)]
+    if changes[0] != (0.0, 0.0):
+        mapped = _tone_mapped(y, x, inside)
+        if mapped[inside].std() >= MIN_TONE_CONTRAST * x[inside].std():
+            changes.append(_changes(x, mapped, inside, levels))
     return Compared(overlap, min(c[1] for c in changes), pictures, changed_with_mark=min(c[0] for c in changes))
 
 
