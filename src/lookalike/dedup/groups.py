@@ -35,6 +35,7 @@ from lookalike.embed.cache import EmbeddingCache, default_path
 from lookalike.embed.registry import descriptor_name
 from lookalike.errors import InvalidArgument
 from lookalike.index.metrics import exact_distances_at
+from lookalike.ingest.fingerprint import MATCH_BITS
 from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.references.core import References, as_references
 from lookalike.store.files import cached_sha256
@@ -257,6 +258,8 @@ class DuplicateFinder:
         self.global_only = {pairs[i] for i in np.flatnonzero(~candidates.local)}
         # Look-alikes are pairs within the threshold: a pair found by its fingerprints alone is a copy or nothing.
         self.close_pairs = {pairs[i] for i in np.flatnonzero(candidates.distance <= self.threshold)}
+        # Pairs whose whole fingerprints match: likely copies, judged set by set (see _in_copy_order).
+        self.matching_pairs = {pairs[i] for i in np.flatnonzero(candidates.bits <= MATCH_BITS)}
         self.verdicts: dict[tuple[int, int], Verdict] = {}
         self._components = _components(self.pairs)
         self._component_of = {p: i for i, component in enumerate(self._components) for p in component.members}
@@ -547,10 +550,9 @@ def _layout(
         original[copies[a]] = best
 
     # A photo joins a set of copies through the set's likeliest original, the keeper it will be measured against
-    # anyway, and the component's likeliest original is tried first: linked copy to copy, most members of a group
-    # were judged twice (a third of all verdicts on 10,475 photos, see docs/dedup.md).
-    anchor = min((p for pair in pairs for p in pair), key=likeliest, default=None)
-    pairs = sorted(pairs, key=lambda pair: anchor not in pair)
+    # anyway: linked copy to copy, most members of a group were judged twice (a third of all verdicts on 10,475
+    # photos, see docs/dedup.md).
+    pairs = _in_copy_order(pairs, judged.matching_pairs, likeliest)
     ahead = 0  # pairs up to here were handed to the finder's threads
     for place, (a, b) in enumerate(pairs):
         if (a, b) in forced:
@@ -614,6 +616,41 @@ def _layout(
         resembling,
         lookalikes,
     )
+
+
+def _in_copy_order(
+    pairs: Sequence[tuple[int, int]], matching: set[tuple[int, int]], likeliest: Any
+) -> list[tuple[int, int]]:
+    """``pairs`` in the order a component is judged: set by set of photos joined by matching fingerprints (likely
+    copies), each set's pairs from its likeliest original (``likeliest``: a sort key of positions) followed by the
+    other pairs that touch it; then the pairs that touch no set. A set's photos are judged together while their
+    pictures and local features are still cached: in order of likeliness alone, a large component of look-alikes
+    decoded an original again for most of its copies."""
+    from networkx.utils import UnionFind
+
+    sets = UnionFind()
+    for pair in matching.intersection(pairs):
+        sets.union(*pair)
+    members: dict[int, list[int]] = {}
+    for position in list(sets.parents):
+        members.setdefault(sets[position], []).append(position)
+    anchors = {root: min(group, key=likeliest) for root, group in members.items()}
+    order: dict[int, int] = {}  # each set's place: where its first pair is
+    for pair in pairs:
+        for position in pair:
+            if position in sets.parents:
+                order.setdefault(sets[position], len(order))
+
+    def place(pair: tuple[int, int]) -> tuple:
+        a, b = (sets[p] if p in sets.parents else None for p in pair)
+        ranks = [order[r] for r in (a, b) if r is not None]
+        if not ranks:
+            return (len(order), 0, 0)
+        first = min(ranks)
+        root = a if a is not None and order[a] == first else b
+        return (first, a != b, anchors[root] not in pair)
+
+    return sorted(pairs, key=place)
 
 
 def _original_rank(facts: dict[str, np.ndarray], position: int) -> tuple:
