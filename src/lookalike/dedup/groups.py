@@ -488,16 +488,25 @@ def _groups_of(
     layout = _laid_out(candidates, judged, facts, keep, set(), apart)
     if any(layout.set_of.get(a, -1) != layout.set_of.get(b, -2) for a, b in forced):
         layout = _laid_out(pairs, judged, facts, keep, forced, apart)
-    built = []
+    keys = []
     for members, around in zip(layout.copy_sets, layout.around, strict=True):
         # A group is built again only when its links or the decisions about its members changed: a decision in a
         # large component of look-alikes rebuilds the one group it is about.
         about = decided.about(set(members)) if not decided.mentioned.isdisjoint(members) else _NOTHING
-        key = (tuple(members), around, about, keep, acted, tuple(kept_folders))
-        if key not in judged.copy_groups:
-            judged.copy_groups[key] = _copy_group(
-                members, layout.links, layout.index, judged, facts, keep, acted, kept_folders, decided
-            )
+        keys.append((tuple(members), around, about, keep, acted, tuple(kept_folders)))
+    new = [key for key in keys if key not in judged.copy_groups]
+
+    def build(key: tuple) -> _Group:
+        return _copy_group(list(key[0]), layout.links, layout.index, judged, facts, keep, acted, kept_folders, decided)
+
+    # The groups of a large component are built on every idle core: each measures its members against its keeper.
+    if len(new) > 1 and judged.cores_idle:
+        with ThreadPoolExecutor(cpu_count()) as pool:
+            judged.copy_groups.update(zip(new, pool.map(build, new), strict=True))
+    else:
+        judged.copy_groups.update((key, build(key)) for key in new)
+    built = []
+    for key in keys:
         made = judged.copy_groups[key]  # copied: look-alikes and group references are added to it below
         built.append(_Group(list(made.members), {p: dict(r) for p, r in made.rows.items()}, True, made.distances))
     for lone, (other, number) in layout.beside.items():
