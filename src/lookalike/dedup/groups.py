@@ -559,7 +559,7 @@ def _layout(
         original[copies[a]] = best
 
     # A photo joins a set of copies through the set's likeliest original, the keeper it will be measured against
-    # anyway: linked copy to copy, most members of a group were judged twice (a third of all verdicts on 10,475
+    # anyway: linked copy to copy, most members of a group were judged twice (a third of all verdicts on 12,275
     # photos, see docs/dedup.md).
     pairs = _in_copy_order(pairs, judged.matching_pairs, likeliest)
     ahead = 0  # pairs up to here were handed to the finder's threads
@@ -640,24 +640,24 @@ def _in_copy_order(
     sets = UnionFind()
     for pair in matching.intersection(pairs):
         sets.union(*pair)
+    set_of = {position: sets[position] for position in list(sets.parents)}
     members: dict[int, list[int]] = {}
-    for position in list(sets.parents):
-        members.setdefault(sets[position], []).append(position)
+    for position, root in set_of.items():
+        members.setdefault(root, []).append(position)
     anchors = {root: min(group, key=likeliest) for root, group in members.items()}
     order: dict[int, int] = {}  # each set's place: where its first pair is
     for pair in pairs:
-        for position in pair:
-            if position in sets.parents:
-                order.setdefault(sets[position], len(order))
+        for root in map(set_of.get, pair):
+            if root is not None:
+                order.setdefault(root, len(order))
 
     def place(pair: tuple[int, int]) -> tuple:
-        a, b = (sets[p] if p in sets.parents else None for p in pair)
-        ranks = [order[r] for r in (a, b) if r is not None]
-        if not ranks:
-            return (len(order), 0, 0)
-        first = min(ranks)
-        root = a if a is not None and order[a] == first else b
-        return (first, a != b, anchors[root] not in pair)
+        roots = [set_of.get(p) for p in pair]
+        ranked = [(order[root], root) for root in roots if root is not None]
+        if not ranked:
+            return (len(order), False, False)
+        first, root = min(ranked)
+        return (first, roots[0] != roots[1], anchors[root] not in pair)
 
     return sorted(pairs, key=place)
 
@@ -666,9 +666,15 @@ def _original_rank(facts: dict[str, np.ndarray], position: int) -> tuple:
     """Sorts the likeliest original of a set of copies first, as the keepers' tie-break does: the member a group's
     first keeper round measures the others against. Not the most pixels: a copy turned onto a larger canvas or
     letterboxed has more than its original."""
+    mtime, size = _file_facts(facts, position)
+    return original_key(mtime, str(facts["sort_name"][position]), size, position)
+
+
+def _file_facts(facts: dict[str, np.ndarray], position: int) -> tuple[float, int]:
+    """A reference's file's modification time (infinite when unknown: sorted last) and size in bytes (-1)."""
     mtime = float(facts["mtime"][position]) if "mtime" in facts else math.nan
     size = int(facts["bytes"][position]) if "bytes" in facts else -1
-    return original_key(math.inf if math.isnan(mtime) else mtime, str(facts["sort_name"][position]), size, position)
+    return (math.inf if math.isnan(mtime) else mtime), size
 
 
 def _attach_to_copies(
@@ -746,14 +752,14 @@ def _members(
     touching = _by_member(links)
     for position in positions:
         path = judged.paths[position]
-        mtime = float(facts["mtime"][position]) if "mtime" in facts else math.nan
+        mtime, size = _file_facts(facts, position)
         member = Member(
             position=position,
             path=path,
             name=str(facts["sort_name"][position]),
             pixels=int(facts["pixels"][position]),
-            bytes=int(facts["bytes"][position]) if "bytes" in facts else -1,
-            mtime=math.inf if math.isnan(mtime) else mtime,
+            bytes=size,
+            mtime=mtime,
             identity=_identity(path),
             kept=position in decided.kept or _inside(path, kept_folders),
         )
