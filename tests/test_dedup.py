@@ -253,6 +253,26 @@ def test_a_finder_asked_again_after_each_decision_groups_as_a_fresh_one(tmp_path
     assert again.set_index("path").loc[lookalike["path"], "action"] == "discard"  # the decisions did change groups
 
 
+def test_a_second_dedup_of_unchanged_files_judges_nothing_again_and_a_changed_model_is_searched_again(photos, tmp_path):
+    # At a threshold this tight the copies lie beyond it: their pairs are found by fingerprints alone and judged
+    # without local features, verdicts that are kept too.
+    Image.open(PHOTOS[2]).transpose(Image.Transpose.ROTATE_90).save(photos / "p2_turned.jpg", quality=90)
+    model = lk.create(str(photos), verbose=False)
+    with model.duplicate_finder(threshold=0.001) as first:
+        table = first.find(keep="sharpest")
+        assert first.global_only and first.sameness.computed
+    with model.duplicate_finder(threshold=0.001) as second:  # what a second `lookalike dedup` starts from
+        pd.testing.assert_frame_equal(second.find(keep="sharpest"), table)
+        assert second.sameness.computed == 0  # every verdict, keeper measure and file digest read back
+    assert ["p2.jpg", "p2_turned.jpg"] in groups_of(table, photos)
+    more = tmp_path / "more"
+    more.mkdir()
+    Image.open(PHOTOS[3]).convert("L").save(more / "p3_grey.jpg", quality=90)
+    model.add(str(more), verbose=False)
+    grouped = [sorted(Path(p).name for p in g["path"]) for _, g in model.find_duplicates().groupby("group")]
+    assert ["p3.jpg", "p3_grey.jpg"] in grouped
+
+
 def test_ties_are_broken_by_path_whatever_the_order(tmp_path):
     folder = tmp_path / "same"
     folder.mkdir()

@@ -74,7 +74,12 @@ def has_fingerprints(references: References, columns: tuple[str, ...] = ("finger
 def candidate_pairs(references: References, threshold: float, k: int) -> Candidates:
     """The candidate pairs of ``references``: each reference's ``k`` nearest within ``threshold`` (in the
     references' metric) and its nearest within ``threshold`` times :data:`COPY_REACH`; every pair whose fingerprints lie within :data:`MATCH_BITS` (whole pictures, and what
-    lies inside their borders); and every picture whose fingerprint matches a window of another's (a crop)."""
+    lies inside their borders); and every picture whose fingerprint matches a window of another's (a crop).
+    Found once while the references are unchanged: a second dedup of one model searches nothing again."""
+    return references.derived(("copy candidates", threshold, k), lambda: _searched(references, threshold, k))
+
+
+def _searched(references: References, threshold: float, k: int) -> Candidates:
     # A picture's nearest neighbour is a candidate a little beyond the threshold too (the pixels decide).
     reach = threshold * COPY_REACH if threshold > 0 else threshold
     local = [_embedding_pairs(references, threshold, k, reach)]
@@ -97,7 +102,10 @@ def candidate_pairs(references: References, threshold: float, k: int) -> Candida
         if len(pairs)
         else np.zeros(0)
     )
-    return Candidates(pairs, distance, _fewest_bits(references, pairs), needs_features)
+    found = Candidates(pairs, distance, _fewest_bits(references, pairs), needs_features)
+    for values in (found.pairs, found.distance, found.bits, found.local):
+        values.flags.writeable = False  # shared by every dedup of these references
+    return found
 
 
 def _distinct(pairs: np.ndarray) -> np.ndarray:

@@ -38,7 +38,6 @@ from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.fingerprint import MATCH_BITS
 from lookalike.ingest.names import escaped_frame, text_column
 from lookalike.references.core import References, as_references
-from lookalike.store.files import cached_sha256
 from lookalike.validation import check_choice, check_distance, check_positive_int
 
 __all__ = [
@@ -269,7 +268,9 @@ class DuplicateFinder:
         self.copy_groups: dict[tuple, _Group] = {}  # each copy group as built, by its members, links and decisions
         self._facts: dict[str, dict[str, np.ndarray]] = {}
         paths = self.paths
-        sameness.recall([(paths[a], paths[b]) for a, b in self.pairs] + [(p, p) for p in paths if p is not None])
+        sameness.recall(
+            [(paths[a], paths[b]) for a, b in self.pairs], [pair in self.global_only for pair in self.pairs]
+        )
 
     @functools.cached_property
     def _positions_by_path(self) -> dict[str, int]:
@@ -760,7 +761,7 @@ def _members(
             pixels=int(facts["pixels"][position]),
             bytes=size,
             mtime=mtime,
-            identity=_identity(path),
+            identity=judged.sameness.identity(path) if path is not None else -1,
             kept=position in decided.kept or _inside(path, kept_folders),
         )
         share = min(
@@ -810,12 +811,6 @@ def _same_file(a: str | None, b: str | None) -> bool:
         return a is not None and b is not None and os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _identity(path: str | None) -> int:
-    """Members with the same SHA-256 are one picture to the keeper policies (same-pixel files are joined later)."""
-    digest = cached_sha256(path) if path is not None else None
-    return int(digest[:15], 16) if digest else -1
 
 
 def _inside(path: str | None, folders: list[str]) -> bool:

@@ -46,6 +46,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -215,6 +216,9 @@ class Sameness:
         self._cache = cache
         self._known: dict[tuple, Verdict | tuple[float, float]] = {}
         self._new: list[tuple] = []
+        #: Verdicts and measures found here rather than read from the cache: none when a second dedup runs over
+        #: unchanged files.
+        self.computed = 0
         # What was judged with edits looked for is not what was judged without: they are kept apart.
         self._version = TIERS_VERSION * 2 + (self._verifier is not None)
 
@@ -233,23 +237,34 @@ class Sameness:
         keys = _versions(a, b)
         if keys is not None and (keys in self._known or self._stored(keys)):
             return self._known[keys]
-        quick = (keys, "fingerprints only")
-        if not features and quick in self._known:
+        quick = _fingerprints_only(keys)
+        if not features and quick is not None and (quick in self._known or self._stored(quick)):
             return self._known[quick]
         found = self._judge(a, b, features)
-        if keys is not None and (features or found.is_copy):  # a pair not fully judged is not kept as judged
-            self._known[keys] = found
-            self._new.append((keys, found))
-        elif keys is not None:
-            self._known[quick] = found
+        if keys is not None:  # a pair not fully judged is kept apart from what was judged fully, unless a copy
+            kept = keys if features or found.is_copy else quick
+            self._known[kept] = found
+            self._new.append((kept, found))
+            self.computed += 1
         return found
 
-    def recall(self, pairs: list[tuple[str, str]]) -> None:
-        """Read the stored verdicts of many pairs at once (what :meth:`verdict` would otherwise read one by one)."""
+    def recall(self, pairs: list[tuple[str, str]], fingerprints_only: Iterable[bool]) -> None:
+        """Read the stored verdicts of many pairs at once (what :meth:`verdict` would otherwise read one by one);
+        ``fingerprints_only``: for each pair, whether it will be judged without local features."""
         if self._cache is None:
             return
-        keyed = [keys for keys in (_versions(*sorted(p)) for p in pairs if None not in p) if keys is not None]
-        wanted = [keys for keys in keyed if keys not in self._known]
+        from lookalike.embed.cache import FileKey
+
+        keys_of = functools.lru_cache(maxsize=None)(FileKey.of)  # each file is stat'ed once, not once per pair
+        wanted = []
+        for (a, b), quick in zip(pairs, fingerprints_only, strict=True):
+            if a is None or b is None:
+                continue
+            a, b = sorted((a, b))
+            keys = (keys_of(a), keys_of(b))
+            if None not in keys:
+                wanted += [keys, _fingerprints_only(keys)] if quick else [keys]
+        wanted = [keys for keys in wanted if keys not in self._known]
         for position, text in self._cache.get_verdicts(wanted, self._version).items():
             self._known[wanted[position]] = _parsed(text)
 
@@ -322,25 +337,43 @@ class Sameness:
     def measure(self, path: str, what: str, *factors: float) -> float:
         """The :func:`~lookalike.dedup.keepers.sharpness` (``what="sharpness"``), the
         :func:`~lookalike.dedup.keepers.residual` at ``factors`` or the :func:`~lookalike.dedup.keepers.compression`
-        of the image at ``path``, for the keeper policies; 0 when it cannot be read. Kept like a verdict (the file
-        paired with a name no file has) while unchanged."""
+        of the image at ``path``, for the keeper policies; 0 when it cannot be read. Kept while the file is
+        unchanged."""
         from lookalike.dedup import keepers
 
+        def measured() -> float:
+            image = path if what == "compression" else self._image(path)  # compression: read from the file's header
+            if isinstance(image, ImageError):
+                return 0.0
+            if what == "compression":
+                return keepers.compression(path)
+            return keepers.sharpness(image) if what == "sharpness" else keepers.residual(image, *factors)
+
+        return self._kept(path, f"{what} {' '.join(map(str, factors))}", measured)
+
+    def identity(self, path: str) -> int:
+        """The first 60 bits of the file's SHA-256, -1 when it cannot be read: files with one identity are one
+        picture to the keeper policies. Kept while the file is unchanged, so a second dedup reads no file whole."""
+
+        def measured() -> int:
+            digest = cached_sha256(path)
+            return int(digest[:15], 16) if digest else -1
+
+        return self._kept(path, "sha256", measured)
+
+    def _kept(self, path: str, what: str, measured: Callable[[], float]) -> float:
+        """What ``measured`` finds of the file at ``path``, kept like a verdict (the file paired with a name no file
+        has: the path, NUL, ``what``) while the file is unchanged."""
         keys = _versions(path, path)
-        if keys is not None:  # the second name: the path, NUL, what is measured
-            keys = (keys[0], replace(keys[1], path=f"{path}\0{what} {' '.join(map(str, factors))}"))
+        if keys is not None:
+            keys = (keys[0], replace(keys[1], path=f"{path}\0{what}"))
             if keys in self._known or self._stored(keys):
                 return self._known[keys]
-        image = path if what == "compression" else self._image(path)  # compression: read from the file's header
-        if isinstance(image, ImageError):
-            return 0.0
-        if what == "compression":
-            found = keepers.compression(path)
-        else:
-            found = keepers.sharpness(image) if what == "sharpness" else keepers.residual(image, *factors)
+        found = measured()
         if keys is not None:
             self._known[keys] = found
             self._new.append((keys, found))
+            self.computed += 1
         return found
 
     def _layout(self, path: str) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
@@ -427,6 +460,12 @@ def _versions(a: str, b: str) -> tuple | None:
 
     ka, kb = FileKey.of(a), FileKey.of(b)
     return None if ka is None or kb is None else (ka, kb)
+
+
+def _fingerprints_only(keys: tuple | None) -> tuple | None:
+    """The name a pair's verdict is kept under when judged without local features: the second file's path, NUL,
+    ``fingerprints only`` (as :meth:`Sameness.measure` names what it measures)."""
+    return None if keys is None else (keys[0], replace(keys[1], path=f"{keys[1].path}\0fingerprints only"))
 
 
 def _stored(found: Verdict | float) -> str:

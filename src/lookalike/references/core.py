@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,8 @@ from lookalike.index.rows import appended, drop_self, without
 from lookalike.ingest.names import labels_column
 from lookalike.ingest.tables import Rows
 from lookalike.references.projection import Projection
+
+T = TypeVar("T")
 
 __all__ = ["BLOCK_QUERIES", "References", "as_references", "spec_for_record"]
 
@@ -133,9 +135,18 @@ class References:
         self._spec = spec
         self._embedder: Embedder | None = None
         self.index = index if index is not None else build_index(embeddings, self.metric, method)
+        self._derived: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, computed once while these references stay as they are: what is derived from all of them
+        (dedup's candidate pairs) is not derived again by a second run over the same model. Any change (appended,
+        removed, replaced, re-projected, new columns) drops it."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     # ---------------------------------------------------------------- embedding
     @property
@@ -360,6 +371,7 @@ class References:
         self._vectors_changed(shared)
 
     def _vectors_changed(self, shared: bool) -> None:
+        self._derived.clear()
         self.embeddings = self.index.vectors
         if shared:
             self.raw_embeddings = self.embeddings
@@ -377,6 +389,7 @@ class References:
         """
         if self.projection is None:
             return
+        self._derived.clear()
         if self.projection.kind == "whiten":
             self.projection = self.projection.refit(self.raw_embeddings)
         self.embeddings = self.projection.apply(self.raw_embeddings)
@@ -385,6 +398,7 @@ class References:
     def replace(self, other: References) -> None:
         """Take ``other``'s references, vectors and projection, keeping this index's requested method."""
         requested = self.index.build.requested
+        self._derived.clear()
         self.labels, self.table = other.labels, other.table
         self.roots = tuple(sorted({*self.roots, *other.roots}))
         self.raw_embeddings, self.embeddings, self.projection = other.raw_embeddings, other.embeddings, other.projection
@@ -421,6 +435,7 @@ class References:
         missing = [c for c in fresh.table.columns if c not in self.table.columns or self.table[c].isna().any()]
         if not missing:
             return
+        self._derived.clear()
         rows = pd.Index([os.fspath(p) for p in fresh.paths]).get_indexer([os.fspath(p) for p in self.paths])
         for column in missing:
             self.table[column] = fresh.table[column].to_numpy()[rows]
