@@ -139,6 +139,19 @@ def test_the_expected_precision_holds_when_real_problems_are_worse_than_most_pla
     assert abs(confidence.expected_precision - measured) <= 0.1, (confidence, measured)
 
 
+def test_a_worse_finding_is_always_scored_surer():
+    # Every reference beyond the planted problems' anchor has precision 1: by score alone, the darkest photo
+    # and the one just past the anchor were one tie, and a reader taking the surest findings took them all.
+    from lookalike.audit.confidence import calibrated
+
+    rng = np.random.default_rng(0)
+    badness = np.concatenate([rng.normal(0, 1, 2000), rng.uniform(5, 6, 25)])
+    scores, _ = calibrated(badness, rng.uniform(3.5, 6, 60), 0.5, "planted")
+    found = np.flatnonzero(~np.isnan(scores))
+    by_badness = found[np.argsort(-badness[found])]
+    assert len(found) >= 25 and (np.diff(scores[by_badness]) < 0).all()
+
+
 def test_the_cli_prints_one_json_object_of_kinds_and_findings(layout):
     done = cli("audit", layout.model_path, "--json", "-q")
     assert done.returncode == 0, done.stderr

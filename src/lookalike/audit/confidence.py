@@ -33,8 +33,9 @@ the labelled positives, the collection the unlabelled mixture; the bound is
 the usual estimate of a mixture's share). The curve is
 made non-increasing from the worst reference down; findings are the
 references down to the badness where it falls below the least precision
-asked for (or where nearly every planted problem is found already), each scored with the precision at its own badness, and the kind's
-expected precision is the precision of the whole set reported.
+asked for (or where nearly every planted problem is found already), each scored with the precision at its own badness
+(less a little by its rank, :data:`RANK_SPREAD`: beyond the anchor the precision is 1 throughout, and a darker photo is
+still more surely dark), and the kind's expected precision is the precision of the whole set reported.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ ANCHOR_RECALL_OVERLAPPING = 0.3
 #: Findings stop where this share of the planted problems is found: a reference less bad than nearly every
 #: planted problem adds no real one, only a false one.
 LAST_RECALL = 0.98
+#: Most a finding's score is lowered below the precision at its badness by its rank among the findings.
+RANK_SPREAD = 0.005
 #: Fewer planted problems than this measure nothing: the kind is reported uncalibrated.
 MIN_PLANTED = 8
 #: Most share of a collection the anchor may declare problems: more says the planted problems do not stand out
@@ -115,7 +118,7 @@ def calibrated(
     anchor = float(np.quantile(planted, 1 - (ANCHOR_RECALL if apart else ANCHOR_RECALL_OVERLAPPING), method="lower"))
     values = np.minimum(badness[measured], anchor)
     planted = np.minimum(planted, anchor)
-    order = np.argsort(-values, kind="stable")
+    order = np.lexsort((-badness[measured], -values))  # worst first; beyond the anchor, by the badness itself
     ranked = values[order]
     # U(t) and R(t) at each distinct badness, worst first ("at or beyond t": ties count together).
     distinct, first = np.unique(-ranked, return_index=True)
@@ -142,5 +145,8 @@ def calibrated(
     last = kept[-1]
     level = np.repeat(np.arange(len(thresholds)), np.diff(np.append(0, found)))  # each ranked reference's threshold
     chosen = level <= last
-    scores[measured[order[chosen]]] = precision[level[chosen]]
+    # The precision is one value over many references (all of those beyond the anchor): a little less by rank keeps
+    # the worst the surest, so findings read from the top are in order.
+    rank = np.arange(int(chosen.sum())) / max(int(chosen.sum()), 1)
+    scores[measured[order[chosen]]] = precision[level[chosen]] - RANK_SPREAD * rank
     return scores, Confidence(float(thresholds[last]), float(precision[last]), len(planted), float(recall[last]), basis)
