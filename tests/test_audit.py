@@ -296,3 +296,21 @@ def test_precomputed_embeddings_with_classes_and_splits(tmp_path):
     assert report.kinds["blurry"]["expected_precision"] is None  # no pixels: not run
     assert report.kinds["label-error"]["expected_precision"] is not None
     assert os.environ.get("LOOKALIKE_CACHE")  # the session's own cache, never the user's
+
+
+def test_strangers_filed_under_several_classes_are_outliers_though_near_each_other():
+    # Twenty photos of one building filed as hats and as shirts: each other's nearest neighbours, and far from every
+    # garment. Counted as near, they hid each other; a neighbour of another class counts as far as the farthest.
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((2, 32)).astype(np.float32) * 4
+    classes = np.repeat([0, 1], 300)
+    vectors = centres[classes] + rng.standard_normal((600, 32)).astype(np.float32)
+    building = rng.standard_normal(32).astype(np.float32) * 4
+    strangers = building + 0.7 * rng.standard_normal((20, 32)).astype(np.float32)
+    table = pd.DataFrame(
+        {"vector": list(np.vstack([vectors, strangers])), "cls": np.append(classes, np.arange(20) % 2).astype(str)}
+    )
+    model = lk.create(table, feature="vector", model=None, verbose=False)
+    report = model.audit(class_column="cls", duplicates=False)
+    found = {p[0] for p in report.findings.loc[report.findings["kind"] == "outlier", "positions"]}
+    assert set(range(600, 620)) <= found

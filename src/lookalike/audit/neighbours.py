@@ -15,7 +15,7 @@ import numpy as np
 
 from lookalike.references.core import References
 
-__all__ = ["NeighbourFacts", "neighbour_facts", "votes"]
+__all__ = ["NeighbourFacts", "neighbour_facts", "spread_of", "votes"]
 
 
 @dataclass
@@ -23,7 +23,7 @@ class NeighbourFacts:
     """The pass's results; ``kept_*`` are the full neighbour lists of the references at ``kept`` (the calibration
     sample), so that planted labels can be voted on with the neighbours they would have had."""
 
-    spread: np.ndarray  # (n,) mean distance to the spread_k nearest
+    spread: np.ndarray  # (n,) mean distance to the spread_k nearest (see spread_of)
     spread_k: int
     own_vote: np.ndarray | None  # (n,) share of the neighbours with a class that carry the reference's own
     other: np.ndarray | None  # (n,) the class most of the other neighbours carry (-1: none)
@@ -56,6 +56,22 @@ def votes(neighbour_classes: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, n
     return own_share.astype(np.float32), other.astype(np.int32), (counts[rows, best] / counted).astype(np.float32)
 
 
+def spread_of(distances: np.ndarray, neighbour_classes: np.ndarray | None, own: np.ndarray | None) -> np.ndarray:
+    """Each row's mean distance to its nearest (``distances``, nearest first), a neighbour of another class than the
+    row's own counted as far as the farthest: a stranger among photos of its class is far from them, however near
+    the other strangers planted in other classes lie (-1: no class, every neighbour counted as it is).
+
+    Examples
+    --------
+    >>> spread_of(np.array([[0.1, 0.2, 0.4]]), np.array([[1, 2, 1]]), np.array([1])).round(3).tolist()
+    [0.3]
+    """
+    if neighbour_classes is None or own is None:
+        return distances.mean(axis=1)
+    counted = (neighbour_classes == own[:, None]) | (own[:, None] < 0)
+    return np.where(counted, distances, distances[:, -1:]).mean(axis=1)
+
+
 def neighbour_facts(
     references: References,
     k: int,
@@ -79,12 +95,13 @@ def neighbour_facts(
     pairs, pair_distances = [], []
     for start, wide, positions in references.neighbour_blocks(max(k, spread_k)):
         stop = start + len(positions)
-        spread[start:stop] = wide[:, :spread_k].mean(axis=1)
+        own = classes[start:stop] if classes is not None else None
+        spread[start:stop] = spread_of(
+            wide[:, :spread_k], classes[positions[:, :spread_k]] if classes is not None else None, own
+        )
         distances, positions = wide[:, :k], positions[:, :k]
         if classes is not None:
-            own_vote[start:stop], other[start:stop], other_vote[start:stop] = votes(
-                classes[positions], classes[start:stop]
-            )
+            own_vote[start:stop], other[start:stop], other_vote[start:stop] = votes(classes[positions], own)
         if splits is not None and threshold is not None:
             own = splits[start:stop, None]
             theirs = splits[positions]

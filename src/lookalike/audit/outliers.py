@@ -6,7 +6,10 @@ its class's usual: the smaller of the two, so that an outlier is far by both
 (a loose class does not make its members outliers, a tight one does not hide
 a stranger). On clothing with landmarks and animals planted among the garments
 this ranked them better than either alone (precision 0.76 at recall 0.8, where
-the class alone gave 0.64), and 20 neighbours better than 10 (0.58). Calibrated
+the class alone gave 0.64), and 20 neighbours better than 10 (0.58). Where there are classes, a neighbour of another
+class counts as far as the 20th (:func:`~lookalike.audit.neighbours.spread_of`): strangers planted in several classes
+(photos of one building filed as hats, skirts, pants) were each other's nearest and hid; on the audit benchmark the
+planted outliers found at precision 0.5 went from 0.87 to 0.96 of them. Calibrated
 with copies of a sample of the collection's photos made unlike anything in it
 (a tenth of each side enlarged to the whole; of every other one, tiles shuffled), embedded as the references
 were.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from lookalike.audit.confidence import Confidence, calibrated
-from lookalike.audit.neighbours import NeighbourFacts
+from lookalike.audit.neighbours import NeighbourFacts, spread_of
 from lookalike.audit.planted import OUTLIER_MAKERS, embedded, sampled_photos
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
@@ -81,8 +84,9 @@ def _planted(references: References, spreads: _Spread, with_files: np.ndarray, c
     vectors, ok = embedded(references, images)
     if not len(ok):
         return np.empty(0)
-    distances, _ = references.search(vectors, k)
-    return spreads.badness(distances.mean(axis=1), np.asarray(codes)[ok])
+    distances, positions = references.search(vectors, k)
+    codes = np.asarray(codes)[ok]
+    return spreads.badness(spread_of(distances, classes[positions] if classes is not None else None, codes), codes)
 
 
 def outlier_findings(
