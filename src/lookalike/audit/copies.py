@@ -1,7 +1,10 @@
 """Copies (the copy tiers of :func:`lookalike.dedup.find_duplicates`): a leak across splits, a duplicate within one.
 
 Each copy is checked on the pixels of both files, so these findings are as
-sure as the tiers; look-alikes (``similar``) are never findings here.
+sure as the tiers; look-alikes (``similar``) are never findings here. The
+candidates are the pairs within the threshold and those whose fingerprints
+match (whole, or a crop's window), without dedup's reach beyond the threshold
+for heavy edits (see :mod:`lookalike.audit.run`).
 """
 
 from __future__ import annotations

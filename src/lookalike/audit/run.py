@@ -121,7 +121,11 @@ def audit(
         copies: list[Finding] = []
         finder = None
         if duplicates and len(with_files) and references.spec is not None:
-            finder = closing.enter_context(DuplicateFinder(references, threshold))
+            # Copies are the pairs within the threshold or of matching fingerprints, as the dedup issue defines
+            # them; each photo's nearest a little farther (dedup's reach for heavy edits) is left out: in a dataset
+            # of look-alikes (garments) that is one pair per photo, 2,346 pairs to judge where 880 found the same
+            # 100 planted leaks (audit benchmark: 22 s -> 6 s).
+            finder = closing.enter_context(DuplicateFinder(references, threshold, copy_reach=1.0))
             copies = copy_findings(finder, groups, decisions, confidence, verbose)
         if groups.splits is not None and threshold is not None:
             findings += near_copy_findings(

@@ -71,17 +71,19 @@ def has_fingerprints(references: References, columns: tuple[str, ...] = ("finger
     return all(c in table.columns and not table[c].isna().any() for c in columns)
 
 
-def candidate_pairs(references: References, threshold: float, k: int) -> Candidates:
+def candidate_pairs(references: References, threshold: float, k: int, copy_reach: float = COPY_REACH) -> Candidates:
     """The candidate pairs of ``references``: each reference's ``k`` nearest within ``threshold`` (in the
-    references' metric) and its nearest within ``threshold`` times :data:`COPY_REACH`; every pair whose fingerprints lie within :data:`MATCH_BITS` (whole pictures, and what
+    references' metric) and its nearest within ``threshold`` times ``copy_reach``; every pair whose fingerprints lie within :data:`MATCH_BITS` (whole pictures, and what
     lies inside their borders); and every picture whose fingerprint matches a window of another's (a crop).
     Found once while the references are unchanged: a second dedup of one model searches nothing again."""
-    return references.derived(("copy candidates", threshold, k), lambda: _searched(references, threshold, k))
+    return references.derived(
+        ("copy candidates", threshold, k, copy_reach), lambda: _searched(references, threshold, k, copy_reach)
+    )
 
 
-def _searched(references: References, threshold: float, k: int) -> Candidates:
+def _searched(references: References, threshold: float, k: int, copy_reach: float) -> Candidates:
     # A picture's nearest neighbour is a candidate a little beyond the threshold too (the pixels decide).
-    reach = threshold * COPY_REACH if threshold > 0 else threshold
+    reach = threshold * copy_reach if threshold > 0 else threshold
     local = [_embedding_pairs(references, threshold, k, reach)]
     whole = []
     table = references.table

@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lookalike.config import cpu_count
-from lookalike.dedup.candidates import candidate_pairs
+from lookalike.dedup.candidates import COPY_REACH, candidate_pairs
 from lookalike.dedup.decisions import Decisions
 from lookalike.dedup.keepers import POLICIES, Measures, Member, original_key, original_order, rank
 from lookalike.dedup.tiers import COPY_TIERS, TIERS, Sameness, Verdict, check_tiers, stronger
@@ -227,12 +227,19 @@ class DuplicateFinder:
     candidates are found once, verdicts remembered, and a set of candidates is grouped again only when a decision
     about one of its files changed.
 
-    Parameters are those of :func:`find_duplicates`; close it (or use it as a context manager) to release the
+    Parameters are those of :func:`find_duplicates`, and ``copy_reach``: how far beyond the threshold (a multiple of
+    it) each photo's nearest neighbour is a candidate copy too (1: not beyond; see
+    :data:`~lookalike.dedup.candidates.COPY_REACH`). Close it (or use it as a context manager) to release the
     verdicts' database when it opened one itself.
     """
 
     def __init__(
-        self, references: References, threshold: float | None = None, k: int = 10, sameness: Sameness | None = None
+        self,
+        references: References,
+        threshold: float | None = None,
+        k: int = 10,
+        sameness: Sameness | None = None,
+        copy_reach: float = COPY_REACH,
     ):
         references = as_references(references)
         if threshold is None:
@@ -249,7 +256,7 @@ class DuplicateFinder:
         if sameness is None:  # verdicts kept between runs, beside the embeddings
             sameness = Sameness(cache=self._closing.enter_context(EmbeddingCache(default_path())))
         self.sameness = sameness
-        candidates = candidate_pairs(references, self.threshold, self.k)
+        candidates = candidate_pairs(references, self.threshold, self.k, copy_reach)
         pairs = [tuple(p) for p in candidates.pairs.tolist()]
         order = np.lexsort((candidates.distance, candidates.bits))  # likeliest copies first
         self.pairs = [pairs[i] for i in order]
