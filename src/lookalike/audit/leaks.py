@@ -16,11 +16,11 @@ near-copy's distance is.
 from __future__ import annotations
 
 import numpy as np
-from PIL import ImageOps
+from PIL import Image, ImageOps
 
 from lookalike.audit.confidence import Confidence, calibrated
 from lookalike.audit.neighbours import NeighbourFacts
-from lookalike.audit.planted import embedded, sampled_photos
+from lookalike.audit.planted import embedded, planted_in_sample
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
 from lookalike.dedup import DuplicateFinder
@@ -47,12 +47,14 @@ def _copy_distances(references: References, with_files: np.ndarray, rng: np.rand
     """Distances of gentle copies of a sample of the photos to their originals (none without images)."""
     if not len(with_files) or references.spec is None:
         return np.empty(0)
+
+    def gentle_copies(nth: int, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
+        return [make(image, rng, ImageOps.flip(image)) for kind, make in COPY_KINDS.items() if kind not in HARD_KINDS]
+
     copies, originals = [], []
-    for position, image in sampled_photos(references, with_files, SAMPLE, rng):
-        for kind, make in COPY_KINDS.items():
-            if kind not in HARD_KINDS:
-                copies.append(make(image, rng, ImageOps.flip(image)))
-                originals.append(position)
+    for position, made in planted_in_sample(references, with_files, SAMPLE, rng, gentle_copies):
+        copies += made
+        originals += [position] * len(made)
     vectors, ok = embedded(references, copies)
     if not len(ok):
         return np.empty(0)

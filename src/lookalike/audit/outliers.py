@@ -18,10 +18,11 @@ were.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from lookalike.audit.confidence import Confidence, calibrated
 from lookalike.audit.neighbours import NeighbourFacts, spread_of
-from lookalike.audit.planted import OUTLIER_MAKERS, embedded, sampled_photos
+from lookalike.audit.planted import OUTLIER_MAKERS, embedded, planted_in_sample
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
 from lookalike.references.core import References
@@ -75,12 +76,14 @@ def _planted(references: References, spreads: _Spread, with_files: np.ndarray, c
     """The badness of outliers made from a sample of the photos (none when the model cannot embed images)."""
     if not len(with_files) or references.spec is None:
         return np.empty(0)
+
+    def strangers(nth: int, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
+        return [make(image, rng) for make, every in OUTLIER_MAKERS.values() if nth % every == 0]
+
     images, codes = [], []
-    for nth, (position, image) in enumerate(sampled_photos(references, with_files, SAMPLE, rng)):
-        for make, every in OUTLIER_MAKERS.values():
-            if nth % every == 0:
-                images.append(make(image, rng))
-                codes.append(classes[position] if classes is not None else -1)
+    for position, made in planted_in_sample(references, with_files, SAMPLE, rng, strangers):
+        images += made
+        codes += [classes[position] if classes is not None else -1] * len(made)
     vectors, ok = embedded(references, images)
     if not len(ok):
         return np.empty(0)

@@ -9,34 +9,50 @@ kind's findings on them (see :mod:`lookalike.audit.confidence`).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from lookalike.config import cpu_count
 from lookalike.ingest.decode import ImageError, load_rgb
 from lookalike.references.core import References
 
-__all__ = ["OUTLIER_MAKERS", "QUALITY_MAKERS", "embedded", "jpeg", "sampled_photos"]
+__all__ = ["OUTLIER_MAKERS", "QUALITY_MAKERS", "embedded", "jpeg", "planted_in_sample"]
 
 Maker = Callable[[Image.Image, np.random.Generator], Image.Image]
+T = TypeVar("T")
 
 
-def sampled_photos(
+def planted_in_sample(
     references: References,
     with_files: np.ndarray,
     count: int,
     rng: np.random.Generator,
+    plant: Callable[[int, Image.Image, np.random.Generator], T],
     min_size: tuple[int, int] | None = None,
-) -> Iterator[tuple[int, Image.Image]]:
-    """``(position, decoded photo)`` of up to ``count`` references drawn from ``with_files`` (those that still decode),
-    decoded whole or, with ``min_size``, reduced as :func:`lookalike.ingest.decode.load_rgb` reduces."""
+) -> list[tuple[int, T]]:
+    """``(position, plant(nth, photo, generator))`` for up to ``count`` references drawn from ``with_files``, in
+    position order, skipping those that no longer decode. Each photo is decoded whole or, with ``min_size``, reduced
+    as :func:`lookalike.ingest.decode.load_rgb` reduces. Photos are decoded and planted on every core (Pillow lets go
+    of the interpreter while it decodes, filters and encodes), each with a generator of its own, so what is planted
+    does not depend on the threads' order."""
     paths = references.file_paths()
-    for position in np.sort(rng.choice(with_files, min(count, len(with_files)), replace=False)).tolist():
+    positions = np.sort(rng.choice(with_files, min(count, len(with_files)), replace=False)).tolist()
+    seeds = rng.integers(0, 2**63 - 1, len(positions)).tolist()
+
+    def one(nth: int) -> T | None:
         try:
-            yield position, load_rgb(paths[position], min_size)
+            image = load_rgb(paths[positions[nth]], min_size)
         except (ImageError, OSError):
-            continue  # gone or damaged since indexing: the sample is one photo smaller
+            return None  # gone or damaged since indexing: the sample is one photo smaller
+        return plant(nth, image, np.random.default_rng(seeds[nth]))
+
+    with ThreadPoolExecutor(cpu_count()) as pool:
+        planted = list(pool.map(one, range(len(positions))))
+    return [(position, done) for position, done in zip(positions, planted, strict=True) if done is not None]
 
 
 def embedded(references: References, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from lookalike.audit.planted import QUALITY_MAKERS, sampled_photos
+from lookalike.audit.planted import QUALITY_MAKERS, planted_in_sample
 from lookalike.ingest.pixel_facts import SHARPNESS_SIDE, pixel_facts
 from lookalike.references.core import References
 
@@ -91,20 +92,20 @@ def planted_badness(
     is all that kind looks at.
     """
     table = references.table
-    rows: dict[str, list[dict]] = {kind: [] for kind in QUALITY_MAKERS}
-    sampled = []
+
+    def damaged(nth: int, image: Image.Image, rng: np.random.Generator) -> dict[str, dict]:
+        image = image.reduce(max(1, max(image.size) // SHARPNESS_SIDE))
+        return {kind: asdict(pixel_facts(make(image, rng))) for kind, make in QUALITY_MAKERS.items()}
+
     # Read as the indexer read the photo its facts came from (reduced to twice the network's input), then shrunk as
     # the facts are measured: damage planted at that size measures as it would have on the photo, at a fraction of
     # the cost of planting it whole (a blur of the whole photo took most of an audit's calibration).
     width, height = references.spec.pixel_size
-    for position, image in sampled_photos(references, with_files, count, rng, (2 * width, 2 * height)):
-        sampled.append(position)
-        image = image.reduce(max(1, max(image.size) // SHARPNESS_SIDE))
-        for kind, make in QUALITY_MAKERS.items():
-            rows[kind].append(asdict(pixel_facts(make(image, rng))))
-    positions = np.asarray(sampled, dtype=np.int64)
+    sample = planted_in_sample(references, with_files, count, rng, damaged, (2 * width, 2 * height))
+    positions = np.asarray([position for position, _ in sample], dtype=np.int64)
     planted = {
-        kind: _pixel_badness(pd.DataFrame(facts))[kind] if facts else np.array([]) for kind, facts in rows.items()
+        kind: _pixel_badness(pd.DataFrame([facts[kind] for _, facts in sample]))[kind] if sample else np.array([])
+        for kind in QUALITY_MAKERS
     }
     width, height = _facts(table, "width")[positions], _facts(table, "height")[positions]
     sizes = _Sizes(_facts(table, "width"), _facts(table, "height"))
