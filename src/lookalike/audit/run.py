@@ -31,6 +31,10 @@ QUALITY_SAMPLE = 240
 LABEL_SAMPLE = 1000
 #: Of several exposure findings on one photo only the surest is reported, these first on a tie.
 EXPOSURE = ("low-information", "dark", "bright")
+#: Least score of a quality finding that explains why its photo is far from the others or outvoted by its
+#: neighbours. A photo only just dark or blurred is not far because of it: landmarks at dusk planted among garments
+#: were reported dark (at 26 % brightness) and no longer outliers.
+EXPLAINS = 0.9
 #: A near-uniform photo is too dark (too bright) rather than blank when its mean level is within this of black (white).
 NEAR_BLACK_OR_WHITE = 0.2
 
@@ -111,7 +115,7 @@ def audit(
     # so is left out of the later kinds' calibration too: counted there, the photos found and then dropped made the
     # outliers' expected precision 0.50 where 0.71 of those reported were right.
     explained = np.zeros(len(references), bool)
-    explained[[f.positions[0] for f in quality if f.kind in ("blurry", *EXPOSURE)]] = True
+    explained[[f.positions[0] for f in quality if f.kind in ("blurry", *EXPOSURE) and f.score >= EXPLAINS]] = True
     outliers = outlier_findings(references, facts, groups, with_files, rng, min_precision, confidence, explained)
     explained[[f.positions[0] for f in outliers]] = True
     if groups.classes is not None:
