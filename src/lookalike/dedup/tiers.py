@@ -426,12 +426,14 @@ class Sameness:
         reduced = self._reduced(a), self._reduced(b)
         for transform in _fingerprint_alignments(*sizes, self._layout(a), self._layout(b)):
             best = _better(best, compare_aligned(self._picture(a), self._picture(b), transform, reduced))
+            if _same_capture(best, mark_set_aside=False):
+                break
         # Laid on each other by their layout alone, two pictures must agree with no mark set aside: two garments
         # photographed alike on one backdrop share a layout, and one's print passes for a mark on the other. A mark
         # is set aside only where local features lay them on each other too.
         confirmed = best is not None and best.changed_with_mark <= MAX_CHANGED
         for mirrored in (False, True) if features else ():
-            if confirmed and best.changed <= MAX_CHANGED and best.overlap >= MIN_OVERLAP:
+            if confirmed and _same_capture(best):
                 break
             pictures = (functools.partial(self._picture, a), functools.partial(self._picture, b))
             for transform in align(self._verifier, a, b, mirrored, pictures):
@@ -484,6 +486,13 @@ def _parsed(text: str) -> Verdict | float:
     return Verdict(record["tier"], record["reason"], pictures, bool(record.get("aligned")))
 
 
+def _same_capture(compared: Compared, mark_set_aside: bool = True) -> bool:
+    """Whether two pictures laid on each other so are one capture (no other way of laying them is looked for then);
+    without ``mark_set_aside``, with every change counted."""
+    changed = compared.changed if mark_set_aside else compared.changed_with_mark
+    return changed <= MAX_CHANGED and compared.overlap >= MIN_OVERLAP
+
+
 def _better(best: Compared | None, found: Compared) -> Compared:
     return found if best is None or (found.changed, -found.overlap) < (best.changed, -best.overlap) else best
 
@@ -519,7 +528,9 @@ def _fingerprint_alignments(
         )
         out_of = np.array([[box_b[2] - box_b[0], 0, box_b[0]], [0, box_b[3] - box_b[1], box_b[1]], [0, 0, 1]])
         turn = np.vstack([ORIENTATION_MAPS[best], [0, 0, 1]])
-        found.append((out_of @ turn @ into)[:2])
+        transform = (out_of @ turn @ into)[:2]
+        if not any(np.allclose(transform, other) for other in found):  # no borders: both lay them alike
+            found.append(transform)
     return found
 
 
