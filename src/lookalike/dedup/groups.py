@@ -366,9 +366,8 @@ class DuplicateFinder:
         ]
 
         def group(key: tuple) -> list[_Group]:
-            pairs = [p for p in key[0].pairs if p not in decided.apart] if decided.apart else key[0].pairs
             with self._laying_out():
-                return _groups_of(pairs, self, facts, keep, acted, list(kept_folders), decided)
+                return _groups_of(key[0], self, facts, keep, acted, list(kept_folders), decided)
 
         new = [key for key in dict.fromkeys(keys) if key not in self._grouped]
         pairs = sum(len(key[0].pairs) for key in new)
@@ -396,9 +395,15 @@ class _Component:
 
     pairs: tuple[tuple[int, int], ...]
     members: frozenset[int]
+    #: The component before a person's discards linked it (its candidate pairs alone); None: it is that already.
+    unlinked: _Component | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
         return self._hash
+
+    @property
+    def candidates(self) -> _Component:
+        return self.unlinked or self
 
     @functools.cached_property
     def _hash(self) -> int:
@@ -444,19 +449,28 @@ def _joined(
     joined = UnionFind()
     for a, b in extra:
         joined.union(place(a), place(b))
-    merged: dict[tuple[int, int], tuple[list[tuple[int, int]], set[int]]] = {}
+    merged: dict[tuple[int, int], list[_Component]] = {}  # the components each new one joins
     for where in sorted({place(p) for pair in extra for p in pair}):
         if where[0] == 0:
-            pairs, members = merged.setdefault(joined[where], ([], set()))
-            pairs.extend(components[where[1]].pairs)
-            members |= components[where[1]].members
+            merged.setdefault(joined[where], []).append(components[where[1]])
+    links_of: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for pair in extra:
-        pairs, members = merged.setdefault(joined[place(pair[0])], ([], set()))
-        pairs.append(pair)
-        members.update(pair)
+        links_of.setdefault(joined[place(pair[0])], []).append(pair)
+    new = []
+    for root, links in links_of.items():
+        parts = merged.get(root, [])
+        # What it was before the links: the one component it extends (its pairs' hash kept), or those it joins.
+        unlinked = parts[0] if len(parts) == 1 else _Component(*_together(parts))
+        pairs, members = _together([unlinked, _Component(tuple(links), frozenset(p for link in links for p in link))])
+        new.append(_Component(pairs, members, unlinked))
     touched = {where[1] for pair in extra for where in map(place, pair) if where[0] == 0}
     kept = [component for i, component in enumerate(components) if i not in touched]
-    return _sorted(kept + [_Component(tuple(pairs), frozenset(members)) for pairs, members in merged.values()])
+    return _sorted(kept + new)
+
+
+def _together(parts: list[_Component]) -> tuple[tuple[tuple[int, int], ...], frozenset[int]]:
+    """The pairs of ``parts`` one after another, and all their members."""
+    return tuple(pair for part in parts for pair in part.pairs), frozenset().union(*(part.members for part in parts))
 
 
 @dataclass
@@ -476,7 +490,7 @@ class _Layout:
 
 
 def _groups_of(
-    pairs: Sequence[tuple[int, int]],
+    component: _Component,
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
@@ -485,14 +499,18 @@ def _groups_of(
     decided: Decided,
 ) -> list[_Group]:
     """The copy groups and look-alike groups of one component of candidate pairs."""
-    apart: tuple[tuple[int, int], ...] = ()
-    if decided.apart:
-        members = {p for pair in pairs for p in pair}
-        apart = tuple(sorted(pair for pair in decided.apart if pair[0] in members or pair[1] in members))
+    inside = component.members
+    apart = tuple(sorted(pair for pair in decided.apart if pair[0] in inside or pair[1] in inside))
     # A discard that ties two files of one copy set already (the usual one: a copy of its keeper) changes nothing
     # of the layout of the candidate pairs; one that ties a look-alike or two sets lays the component out again.
-    forced = decided.forced.intersection(pairs)
-    candidates = [pair for pair in pairs if pair in judged.known_pairs] if forced - judged.known_pairs else pairs
+    forced = {pair for pair in decided.forced if pair[0] in inside and pair not in decided.apart}
+    pairs = component
+    candidates = component.candidates if forced - judged.known_pairs else component
+    if apart:  # pairs a person kept apart are no links
+        pairs, candidates = (
+            _Component(tuple(p for p in part.pairs if p not in decided.apart), part.members)
+            for part in (pairs, candidates)
+        )
     layout = _laid_out(candidates, judged, facts, keep, set(), apart)
     if any(layout.set_of.get(a, -1) != layout.set_of.get(b, -2) for a, b in forced):
         layout = _laid_out(pairs, judged, facts, keep, forced, apart)
@@ -516,18 +534,20 @@ def _groups_of(
     built = []
     for key in keys:
         made = judged.copy_groups[key]  # copied: look-alikes and group references are added to it below
-        built.append(_Group(list(made.members), {p: dict(r) for p, r in made.rows.items()}, True, made.distances))
+        built.append(_Group(list(made.members), dict(made.rows), True, made.distances))
     for lone, (other, number) in layout.beside.items():
         built[number].members.append(lone)
         built[number].rows[lone] = _row("none", "similar", other, None, links_reason(layout.links, lone, other))
     for a, set_a, b, set_b in layout.resembling:  # copy groups that resemble each other say so
-        built[set_a].rows[a].setdefault("similar_to", built[set_b])
-        built[set_b].rows[b].setdefault("similar_to", built[set_a])
+        for member, place, other_place in ((a, set_a, set_b), (b, set_b, set_a)):
+            rows = built[place].rows
+            if "similar_to" not in rows[member]:  # a new row: the built group's own rows are shared, never changed
+                rows[member] = {**rows[member], "similar_to": built[other_place]}
     return built + layout.lookalikes
 
 
 def _laid_out(
-    pairs: Sequence[tuple[int, int]],
+    component: _Component,
     judged: DuplicateFinder,
     facts: dict[str, np.ndarray],
     keep: str,
@@ -535,9 +555,9 @@ def _laid_out(
     apart: tuple[tuple[int, int], ...],
 ) -> _Layout:
     """The component's layout, made once per pairs, forced links, pairs kept apart and keeper policy."""
-    key = (tuple(pairs), tuple(sorted(forced)), apart, keep)
+    key = (component, tuple(sorted(forced)), apart, keep)
     if key not in judged.layouts:
-        judged.layouts[key] = _layout(pairs, judged, facts, keep, forced, set(apart))
+        judged.layouts[key] = _layout(component.pairs, judged, facts, keep, forced, set(apart))
     return judged.layouts[key]
 
 
