@@ -273,6 +273,33 @@ def test_a_second_dedup_of_unchanged_files_judges_nothing_again_and_a_changed_mo
     assert ["p3.jpg", "p3_grey.jpg"] in grouped
 
 
+def test_a_saved_model_keeps_its_copy_candidates_for_its_next_dedup(photos, tmp_path, capsys):
+    path = tmp_path / "photos.lookalike"
+    model = lk.create(str(photos), verbose=False)
+    model.save(path)
+    assert not (path / "candidates.npz").exists()  # none found yet
+    assert main(["dedup", str(path), "-q"]) == 0  # a dedup of the saved model keeps what it searched
+    first = capsys.readouterr().out
+    loaded = lk.load_model(path)
+    assert loaded.core.derived_of("copy candidates")  # read back, not searched
+    assert main(["dedup", str(path), "-q"]) == 0
+    assert capsys.readouterr().out == first
+    pd.testing.assert_frame_equal(loaded.find_duplicates(), model.find_duplicates())
+    # Candidates of another save are never taken for these references: a copy added and saved is found.
+    Image.open(PHOTOS[3]).convert("L").save(photos / "p3_grey.jpg", quality=90)
+    loaded.sync(str(photos), verbose=False)
+    assert not loaded.save_candidates()  # the references changed since they were loaded
+    loaded.save(path)
+    again = lk.load_model(path)
+    assert not again.core.derived_of("copy candidates")
+    assert ["p3.jpg", "p3_grey.jpg"] in groups_of(again.find_duplicates(), photos)
+    assert again.save_candidates() and lk.load_model(path).core.derived_of("copy candidates")
+    (path / "candidates.npz").write_bytes(b"PK\x03\x04 not what lookalike wrote")
+    with pytest.warns(RuntimeWarning, match="copy candidates will be searched again"):
+        damaged = lk.load_model(path)
+    assert ["p3.jpg", "p3_grey.jpg"] in groups_of(damaged.find_duplicates(), photos)
+
+
 def test_ties_are_broken_by_path_whatever_the_order(tmp_path):
     folder = tmp_path / "same"
     folder.mkdir()

@@ -465,6 +465,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     duplicates = model.find_duplicates(
         threshold=args.threshold, keep=args.keep, k=args.k, act_on=acted, keep_in=args.keep_in, verbose=not args.quiet
     )
+    with contextlib.suppress(OSError):  # a model on a read-only disk: its next dedup searches its candidates again
+        model.save_candidates()
     if args.report:
         write_table(args.report, duplicates, metric=model.metric)
     if args.json:

@@ -54,8 +54,8 @@ from lookalike.operations import graph as graph_edges
 from lookalike.references.core import References
 from lookalike.references.projection import Projection, fit_projection
 from lookalike.store import storage
-from lookalike.store.files import locked
-from lookalike.store.manifest import Manifest
+from lookalike.store.files import locked, write_bytes_atomic
+from lookalike.store.manifest import CANDIDATES_FILE, Manifest
 from lookalike.summary import summary_text, summary_values
 from lookalike.validation import check_positive_int, check_threshold
 
@@ -126,6 +126,8 @@ class ImageSimilarityModel:
         # (real path, generation) of the saved model this one was loaded from (and saved to since): a save
         # there checks that no other process saved it meanwhile. None for a model made afresh.
         self._saved_as: tuple[str, storage.Generation] | None = None
+        # How many times the references had changed when they were last loaded or saved (References.changes).
+        self._saved_changes = 0
 
     # Turi's names and the attributes users read, kept on the front and answered by the core.
     embeddings = property(lambda self: self.core.embeddings, doc="(n, d) float32 embeddings, as indexed.")
@@ -661,8 +663,26 @@ class ImageSimilarityModel:
         )
         if expected is not None:
             self._saved_as = (real, written)
+        self._saved_changes = self.core.changes
         if self.map is not None and self.map.covers(self.core):  # a stale one is left out, to be computed again
             self.map.save(path)
+        self._write_candidates(path, written)
+
+    def save_candidates(self) -> bool:
+        """Keep the copy candidates found so far beside the saved model this one was loaded from
+        (``candidates.npz``, atomic; the model is not rewritten): the next dedup of that model reads them instead of
+        searching (``lookalike dedup MODEL`` and the explorer keep them so). False when there are none, or the model
+        was not loaded from a folder, or its references changed since, or another process saved it since."""
+        if self._saved_as is None or self.core.changes != self._saved_changes or self.saved_since():
+            return False
+        return self._write_candidates(*self._saved_as)
+
+    def _write_candidates(self, path: str | os.PathLike, saved_as: storage.Generation) -> bool:
+        data = dedup.candidates_to_bytes(self.core, saved_as)
+        if data is None:
+            return False
+        write_bytes_atomic(Path(path) / CANDIDATES_FILE, data)
+        return True
 
     def mark_keeper(self, label: Any) -> None:
         """Keep the reference ``label`` whenever it is in a duplicate group (recorded by its file and content).
@@ -1138,6 +1158,7 @@ def load_model(path: str | os.PathLike) -> ImageSimilarityModel:
     model.decisions = read_saved(path)  # beside the generations: changed often, written on its own
     _upgrade_relative_paths(model)
     model.map = _saved_map(path)
+    _saved_candidates(model, path)
     return model
 
 
@@ -1188,6 +1209,16 @@ def _upgrade_relative_paths(model: ImageSimilarityModel) -> None:
     renamed = {old: new for old, new in zip(before, after, strict=True) if old != new}
     for record in model.decisions.records:
         record["paths"] = [renamed.get(p, p) for p in record["paths"]]
+
+
+def _saved_candidates(model: ImageSimilarityModel, path: str | os.PathLike) -> None:
+    """The copy candidates saved beside the model, held by its references when they are of this save."""
+    try:
+        data = storage.read_side_file(path, CANDIDATES_FILE)
+        if data is not None and model._saved_as is not None:
+            dedup.remember_saved(model.core, data, f"{path}/{CANDIDATES_FILE}", model._saved_as[1])
+    except storage.ModelFormatError as exc:
+        warnings.warn(f"{exc}; copy candidates will be searched again", RuntimeWarning, stacklevel=3)
 
 
 def _saved_map(path: str | os.PathLike) -> MapLayout | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 if TYPE_CHECKING:
+    from lookalike.dedup.candidates import candidates_to_bytes, remember_saved
     from lookalike.dedup.decisions import DamagedDecisions, Decisions, read_saved, set_aside_damaged
     from lookalike.dedup.groups import (
         DEFAULT_THRESHOLDS,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
+        "candidates": ["candidates_to_bytes", "remember_saved"],
         "decisions": ["DamagedDecisions", "Decisions", "read_saved", "set_aside_damaged"],
         "groups": [
             "DEFAULT_THRESHOLDS",

@@ -15,13 +15,25 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lookalike.errors import ModelFormatError
 from lookalike.index.hamming import within_bits
 from lookalike.index.metrics import exact_distances_at
 from lookalike.ingest.fingerprint import MATCH_BITS, WINDOWS, orientations
 from lookalike.ingest.pixel_facts import PixelFacts
 from lookalike.references.core import References
+from lookalike.store import bundle
+from lookalike.store.storage import Generation
 
-__all__ = ["WINDOW_COLUMNS", "Candidates", "candidate_pairs", "fingerprints_match", "has_fingerprints"]
+__all__ = [
+    "CANDIDATES_VERSION",
+    "WINDOW_COLUMNS",
+    "Candidates",
+    "candidate_pairs",
+    "candidates_to_bytes",
+    "fingerprints_match",
+    "has_fingerprints",
+    "remember_saved",
+]
 
 #: How far beyond the threshold a picture's nearest neighbour is a candidate copy. A crop of a fifth to a half of a
 #: photo lies 1.5 to 1.9 times the default threshold from its original (neardup, default network), and its nearest
@@ -31,6 +43,12 @@ __all__ = ["WINDOW_COLUMNS", "Candidates", "candidate_pairs", "fingerprints_matc
 #: the pairs to judge. The pixels decide; look-alikes are listed only within the threshold itself.
 COPY_REACH = 2.0
 _QUERY_BLOCK = 65_536
+#: What the candidate pairs saved beside a model were found by: those of another version are searched again.
+CANDIDATES_VERSION = 1
+#: The key candidates are held under by the references (see References.derived), with threshold, k and reach.
+_DERIVED = "copy candidates"
+#: The arrays of a Candidates, as saved.
+_ARRAYS = ("pairs", "distance", "bits", "local")
 
 
 @dataclass
@@ -77,8 +95,64 @@ def candidate_pairs(references: References, threshold: float, k: int, copy_reach
     lies inside their borders); and every picture whose fingerprint matches a window of another's (a crop).
     Found once while the references are unchanged: a second dedup of one model searches nothing again."""
     return references.derived(
-        ("copy candidates", threshold, k, copy_reach), lambda: _searched(references, threshold, k, copy_reach)
+        (_DERIVED, threshold, k, copy_reach), lambda: _searched(references, threshold, k, copy_reach)
     )
+
+
+def candidates_to_bytes(references: References, saved_as: Generation) -> bytes | None:
+    """The ``candidates.npz`` of the candidates found so far (None: none yet), for the references saved as
+    ``saved_as``: a model loaded from another save, or changed since, searches again."""
+    found = references.derived_of(_DERIVED)
+    if not found or saved_as.name is None:
+        return None
+    arrays, keys = {}, []
+    for number, ((_, threshold, k, copy_reach), candidates) in enumerate(found.items()):
+        keys.append({"threshold": float(threshold), "k": int(k), "copy_reach": float(copy_reach)})
+        for name in _ARRAYS:
+            arrays[f"{name}_{number}"] = getattr(candidates, name)
+    record = {
+        "version": CANDIDATES_VERSION,
+        "saved_as": [saved_as.name, saved_as.manifest_sha256],
+        "count": len(references),
+    }
+    return bundle.to_bytes(arrays, {**record, "entries": keys})
+
+
+def remember_saved(references: References, data: bytes, where: str, saved_as: Generation) -> int:
+    """Hold the candidates of a ``candidates.npz`` (what :func:`candidates_to_bytes` wrote) for ``references``,
+    loaded from the save ``saved_as``; how many sets of them. Those of another save or version are left out;
+    a damaged file raises ModelFormatError."""
+    arrays, record = bundle.from_bytes(data, where, "list of copy candidates")
+    current = [saved_as.name, saved_as.manifest_sha256]
+    if record["version"] != CANDIDATES_VERSION or record.get("saved_as") != current or saved_as.name is None:
+        return 0
+    entries = record.get("entries")
+    if record.get("count") != len(references) or not isinstance(entries, list):
+        raise ModelFormatError(f"{where} is damaged: its record does not match the model")
+    for number, entry in enumerate(entries):
+        try:
+            key = (_DERIVED, float(entry["threshold"]), int(entry["k"]), float(entry["copy_reach"]))
+            values = [arrays[f"{name}_{number}"] for name in _ARRAYS]
+        except (KeyError, TypeError, ValueError):
+            raise ModelFormatError(f"{where} is damaged: entry {number} is incomplete") from None
+        pairs, distance, bits, local = values
+        if (
+            pairs.dtype != np.int64
+            or pairs.ndim != 2
+            or pairs.shape[1:] != (2,)
+            or any(v.shape != (len(pairs),) for v in (distance, bits, local))
+            or (distance.dtype, bits.dtype, local.dtype) != (np.float64, np.int64, np.bool_)
+            or (len(pairs) and (pairs.min() < 0 or pairs.max() >= len(references)))
+        ):
+            raise ModelFormatError(f"{where} is damaged: entry {number} does not fit the model")
+        references.remember(key, _read_only(Candidates(pairs, distance, bits, local)))
+    return len(entries)
+
+
+def _read_only(found: Candidates) -> Candidates:
+    for values in (found.pairs, found.distance, found.bits, found.local):
+        values.flags.writeable = False  # shared by every dedup of these references
+    return found
 
 
 def _searched(references: References, threshold: float, k: int, copy_reach: float) -> Candidates:
@@ -104,10 +178,7 @@ def _searched(references: References, threshold: float, k: int, copy_reach: floa
         if len(pairs)
         else np.zeros(0)
     )
-    found = Candidates(pairs, distance, _fewest_bits(references, pairs), needs_features)
-    for values in (found.pairs, found.distance, found.bits, found.local):
-        values.flags.writeable = False  # shared by every dedup of these references
-    return found
+    return _read_only(Candidates(pairs, distance, _fewest_bits(references, pairs), needs_features))
 
 
 def _distinct(pairs: np.ndarray) -> np.ndarray:

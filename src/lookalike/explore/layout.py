@@ -28,12 +28,10 @@ decisions: computing a map never rewrites the embeddings.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from lookalike.index.exact import every_rows_neighbours
 from lookalike.index.metrics import unit_rows
 from lookalike.references.core import References
 from lookalike.references.projection import BLOCK_ROWS, principal_axes
+from lookalike.store import bundle
 from lookalike.store.files import write_bytes_atomic
 from lookalike.store.manifest import MAP_FILE
 
@@ -178,14 +177,13 @@ class MapLayout:
 
     def to_bytes(self) -> bytes:
         """The ``map.npz`` file: uncompressed arrays and the record as a JSON string, nothing pickled."""
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            coordinates=np.ascontiguousarray(self.coordinates, dtype=np.float32),
-            clusters=np.ascontiguousarray(self.clusters, dtype=np.int32),
-            record=np.array(json.dumps(self.record())),
+        return bundle.to_bytes(
+            {
+                "coordinates": np.ascontiguousarray(self.coordinates, dtype=np.float32),
+                "clusters": np.ascontiguousarray(self.clusters, dtype=np.int32),
+            },
+            self.record(),
         )
-        return buffer.getvalue()
 
     def save(self, model_folder: str | os.PathLike) -> Path:
         """Write ``map.npz`` in the model's folder, atomically and on its own."""
@@ -194,24 +192,8 @@ class MapLayout:
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> MapLayout:
         """Read a ``map.npz``; anything but what :meth:`to_bytes` writes raises ModelFormatError."""
-        names = {"coordinates.npy", "clusters.npy", "record.npy"}
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = archive.infolist()
-                # Stored members only, of sizes that add up to the file: no member can inflate beyond what was read.
-                if {m.filename for m in members} != names or any(
-                    m.compress_type != zipfile.ZIP_STORED or m.file_size > len(data) for m in members
-                ):
-                    raise ModelFormatError(
-                        f"{where} is not a map lookalike wrote: {sorted(m.filename for m in members)}"
-                    )
-            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-                coordinates, clusters, text = arrays["coordinates"], arrays["clusters"], str(arrays["record"])
-            record = json.loads(text)
-        except (ValueError, OSError, KeyError, zipfile.BadZipFile, RecursionError) as exc:
-            raise ModelFormatError(f"{where} is damaged: {exc}") from None
-        if not isinstance(record, dict) or not isinstance(record.get("version"), int):
-            raise ModelFormatError(f"{where} has no map record")
+        arrays, record = bundle.from_bytes(data, where, "map", {"coordinates", "clusters"})
+        coordinates, clusters = arrays["coordinates"], arrays["clusters"]
         if record["version"] > VERSION:
             raise ModelFormatError(f"{where} has map version {record['version']}: upgrade lookalike")
         n = record.get("count")

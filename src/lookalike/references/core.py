@@ -136,9 +136,23 @@ class References:
         self._embedder: Embedder | None = None
         self.index = index if index is not None else build_index(embeddings, self.metric, method)
         self._derived: dict[Hashable, Any] = {}
+        #: How many times the references changed (appended, removed, replaced, re-projected, new columns).
+        self.changes = 0
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def _changed(self) -> None:
+        self._derived.clear()
+        self.changes += 1
+
+    def derived_of(self, kind: str) -> dict[tuple, Any]:
+        """What :meth:`derived` holds under keys ``(kind, ...)``."""
+        return {key: value for key, value in self._derived.items() if isinstance(key, tuple) and key[:1] == (kind,)}
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        """Hold ``value`` as what :meth:`derived` computes for ``key`` (read back from a saved model)."""
+        self._derived[key] = value
 
     def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()``, computed once while these references stay as they are: what is derived from all of them
@@ -371,7 +385,7 @@ class References:
         self._vectors_changed(shared)
 
     def _vectors_changed(self, shared: bool) -> None:
-        self._derived.clear()
+        self._changed()
         self.embeddings = self.index.vectors
         if shared:
             self.raw_embeddings = self.embeddings
@@ -389,7 +403,7 @@ class References:
         """
         if self.projection is None:
             return
-        self._derived.clear()
+        self._changed()
         if self.projection.kind == "whiten":
             self.projection = self.projection.refit(self.raw_embeddings)
         self.embeddings = self.projection.apply(self.raw_embeddings)
@@ -398,7 +412,7 @@ class References:
     def replace(self, other: References) -> None:
         """Take ``other``'s references, vectors and projection, keeping this index's requested method."""
         requested = self.index.build.requested
-        self._derived.clear()
+        self._changed()
         self.labels, self.table = other.labels, other.table
         self.roots = tuple(sorted({*self.roots, *other.roots}))
         self.raw_embeddings, self.embeddings, self.projection = other.raw_embeddings, other.embeddings, other.projection
@@ -435,7 +449,7 @@ class References:
         missing = [c for c in fresh.table.columns if c not in self.table.columns or self.table[c].isna().any()]
         if not missing:
             return
-        self._derived.clear()
+        self._changed()
         rows = pd.Index([os.fspath(p) for p in fresh.paths]).get_indexer([os.fspath(p) for p in self.paths])
         for column in missing:
             self.table[column] = fresh.table[column].to_numpy()[rows]

@@ -7,6 +7,7 @@ once even on a large model.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import math
@@ -211,6 +212,8 @@ class Collection:
             finder = self._finders[(threshold, k)]
             listed = finder.listed(keep=keep, tiers=tiers, decisions=self.model.decisions), finder.facts(keep)
             if first:
+                with contextlib.suppress(OSError):  # on a read-only disk the next explorer searches them again
+                    self.model.save_candidates()
                 # A finder over 10,000 photos holds millions of objects (verdicts, pairs, layouts) that live as
                 # long as the app: each full collection walked them all, 0.18 s of one decision's regrouping in
                 # about one in 40. Kept out of the collector's reach, a decision waits for its own work alone.

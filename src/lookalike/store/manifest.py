@@ -16,14 +16,16 @@ from typing import Any
 
 from lookalike.errors import ModelFormatError
 
-__all__ = ["DECISIONS_FILE", "MAP_FILE", "SIDE_FILES", "Manifest", "check_entries", "is_int"]
+__all__ = ["CANDIDATES_FILE", "DECISIONS_FILE", "MAP_FILE", "SIDE_FILES", "Manifest", "check_entries", "is_int"]
 
 #: A person's dedup and audit decisions (lookalike.dedup.decisions).
 DECISIONS_FILE = "decisions.json"
 #: The 2-D map (lookalike.explore.layout).
 MAP_FILE = "map.npz"
+#: Dedup's copy candidates, found once per save of the model (lookalike.dedup.candidates).
+CANDIDATES_FILE = "candidates.npz"
 #: Files kept in the model folder beside the generations, each written atomically on its own (small, changed often).
-SIDE_FILES = (DECISIONS_FILE, MAP_FILE)
+SIDE_FILES = (DECISIONS_FILE, MAP_FILE, CANDIDATES_FILE)
 
 #: The batch size of models saved before it was recorded.
 _OLD_BATCH_SIZE = 16
