@@ -13,8 +13,10 @@ Reported, each with the command that reproduces it:
 - neardup's hard edits: ``edited`` precision and recall for crops and rotations, overlays reported;
 - keepers: the share of neardup groups whose original is kept over its q30, blurred and 2x enlarged copies, per
   policy (``resolution``, ``sharpest``), the original being the newest file so the policy alone must find it;
-- times: index, first dedup (cold verdicts), second dedup (warm), peak memory; in the explorer, from a
-  decision's POST until its group comes back from a GET.
+- times: index, first dedup (cold verdicts), second dedup (warm: the same model, its candidates found already),
+  a dedup of the saved model in a new process (what a second ``lookalike dedup`` starts from: verdicts read back,
+  candidates searched again), peak memory; in the explorer, from a decision's POST until its group comes back from
+  a GET.
 
     python benchmarks/copies.py --groups 500 -o benchmarks/results/copies.json
     python benchmarks/copies.py --groups 40 --side 3000 -o benchmarks/results/copies_camera.json
@@ -28,6 +30,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -211,6 +215,16 @@ def review_latency(model, scratch: Path, decisions: int = 20) -> dict:
     }
 
 
+def dedup_in_new_process(path: Path) -> float:
+    """Seconds ``find_duplicates`` takes on the model saved at ``path``, loaded in a process of its own."""
+    script = (
+        "import sys, time; import lookalike as lk; model = lk.load_model(sys.argv[1]); "
+        "started = time.perf_counter(); model.find_duplicates(); print(time.perf_counter() - started)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    return round(float(done.stdout.strip().splitlines()[-1]), 1)
+
+
 def lk_load(path: Path):
     import lookalike as lk
 
@@ -247,6 +261,7 @@ def main() -> None:
             report["dedup_seconds_warm"] = round(time.perf_counter() - started, 1)
         report["peak_anon_gb"] = round(watch.peak_anon_gb, 2)
         report["review"] = review_latency(model, Path(scratch))
+        report["dedup_seconds_warm_new_process"] = dedup_in_new_process(Path(scratch) / "photos.lookalike")
         report["cold_over_index"] = round(
             (report["index_seconds"] + report["dedup_seconds_cold"]) / report["index_seconds"], 2
         )
