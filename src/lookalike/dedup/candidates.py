@@ -118,14 +118,14 @@ def candidates_to_bytes(references: References, saved_as: Generation) -> bytes |
     return bundle.to_bytes(arrays, {**record, "entries": keys})
 
 
-def remember_saved(references: References, data: bytes, where: str, saved_as: Generation) -> int:
+def remember_saved(references: References, data: bytes, where: str, saved_as: Generation) -> None:
     """Hold the candidates of a ``candidates.npz`` (what :func:`candidates_to_bytes` wrote) for ``references``,
-    loaded from the save ``saved_as``; how many sets of them. Those of another save or version are left out;
-    a damaged file raises ModelFormatError."""
+    loaded from the save ``saved_as``. Those of another save or version are left out; a damaged file raises
+    ModelFormatError."""
     arrays, record = bundle.from_bytes(data, where, "list of copy candidates")
     current = [saved_as.name, saved_as.manifest_sha256]
     if record["version"] != CANDIDATES_VERSION or record.get("saved_as") != current or saved_as.name is None:
-        return 0
+        return
     entries = record.get("entries")
     if record.get("count") != len(references) or not isinstance(entries, list):
         raise ModelFormatError(f"{where} is damaged: its record does not match the model")
@@ -146,7 +146,6 @@ def remember_saved(references: References, data: bytes, where: str, saved_as: Ge
         ):
             raise ModelFormatError(f"{where} is damaged: entry {number} does not fit the model")
         references.remember(key, _read_only(Candidates(pairs, distance, bits, local)))
-    return len(entries)
 
 
 def _read_only(found: Candidates) -> Candidates:

@@ -255,14 +255,11 @@ class Sameness:
             return
         from lookalike.embed.cache import FileKey
 
-        keys_of = functools.lru_cache(maxsize=None)(FileKey.of)  # each file is stat'ed once, not once per pair
+        key_of = functools.lru_cache(maxsize=None)(FileKey.of)  # each file is stat'ed once, not once per pair
         wanted = []
         for (a, b), quick in zip(pairs, fingerprints_only, strict=True):
-            if a is None or b is None:
-                continue
-            a, b = sorted((a, b))
-            keys = (keys_of(a), keys_of(b))
-            if None not in keys:
+            keys = _versions(*sorted((a, b)), key_of) if a is not None and b is not None else None
+            if keys is not None:
                 wanted += [keys, _fingerprints_only(keys)] if quick else [keys]
         wanted = [keys for keys in wanted if keys not in self._known]
         for position, text in self._cache.get_verdicts(wanted, self._version).items():
@@ -456,11 +453,13 @@ class Sameness:
         )
 
 
-def _versions(a: str, b: str) -> tuple | None:
-    """What identifies a pair of file versions, or None when either cannot be read."""
+def _versions(a: str, b: str, key_of: Callable[[str], Any] | None = None) -> tuple | None:
+    """What identifies a pair of file versions (each file's key by ``key_of``, default ``FileKey.of``), or None
+    when either cannot be read."""
     from lookalike.embed.cache import FileKey
 
-    ka, kb = FileKey.of(a), FileKey.of(b)
+    key_of = key_of or FileKey.of
+    ka, kb = key_of(a), key_of(b)
     return None if ka is None or kb is None else (ka, kb)
 
 
