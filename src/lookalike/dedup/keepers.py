@@ -252,21 +252,31 @@ def rank(members: list[Member], policy: str) -> tuple[list[Member], str]:
     """``members`` with the one to keep first, and why it is kept.
 
     Members are taken in the order of :func:`original_order` (marked files first) and one replaces the
-    candidate only when the policy finds it better (:func:`_better`): where they tie, the original stays.
+    candidate only when the policy finds it better (:func:`_better`): where they tie, the original stays. The
+    policy is not transitive: when a member beats the last candidate, the members went round in a circle (an
+    enlarged original below its half-size copy, below that copy's quarter-size one, below a q30 re-save of the
+    original's size, below the original), and the original of the circle (the candidates on the way, and the
+    members beating the last) is kept.
     """
     ordered = sorted(members, key=lambda m: (not m.kept, original_order(m)))
-    best = ordered[0]
+    candidates = [ordered[0]]
     for member in ordered[1:]:
-        if member.kept == best.kept and _better(member, best, policy):
-            best = member
+        if member.kept == candidates[-1].kept and _better(member, candidates[-1], policy):
+            candidates.append(member)
+    last = candidates[-1]
+    beating = [m for m in ordered if m.kept == last.kept and m is not last and _better(m, last, policy)]
+    circle = sorted({m.position: m for m in candidates + beating}.values(), key=original_order) if beating else []
+    best = circle[0] if circle else last
     ranked = [best] + [m for m in ordered if m is not best]
-    return ranked, _why(ranked, policy)
+    return ranked, _why(ranked, policy, len(circle))
 
 
-def _why(ranked: list[Member], policy: str) -> str:
+def _why(ranked: list[Member], policy: str, circle: int = 0) -> str:
     first = ranked[0]
     if first.kept:
         return "kept by you (or in a folder kept whole)"
+    if circle:
+        return f"the original of {circle} copies the {policy!r} policy prefers one over another in a circle"
     tied = [other for other in ranked[1:] if not _better(first, other, policy)]
     if tied and all(original_order(first) <= original_order(other) for other in tied):
         return "the original: as good as the others, and the earliest, with the plainest name"
