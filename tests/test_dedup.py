@@ -180,6 +180,19 @@ def _shrunk(factor: int):
             },
             ("resolution", "sharpest"),
         ),
+        # Copies of one size with finer JPEG tables or sharper pixels: a q95 re-save holds nothing its original
+        # lacks, and sharpened copies are edits; the finer or sharper file once won (20 of 20 q95 re-saves of
+        # neardup originals were kept over them).
+        (
+            "oldest",
+            {
+                "q95": (lambda im: im, 95),
+                "sharpened": (lambda im: im.filter(ImageFilter.UnsharpMask(2, 150, 3)), 90),
+                "mildly sharpened": (lambda im: im.filter(ImageFilter.UnsharpMask(1, 60, 2)), 95),
+            },
+            ("resolution",),
+        ),
+        ("oldest", {"q95": (lambda im: im, 95)}, ("resolution", "sharpest")),
     ],
 )
 def test_the_original_is_kept_over_its_copies(tmp_path, original_is, copies, policies):
@@ -200,6 +213,36 @@ def test_the_original_is_kept_over_its_copies(tmp_path, original_is, copies, pol
         assert dups.groupby("group")["path"].apply(lambda p: p.str.split("/").str[-2].nunique()).eq(1).all()
         assert dups["path"].isin(originals).sum() == 4, policy  # each original found with its copies
         assert sorted(dups.loc[dups["keeper"], "path"]) == originals, policy
+
+
+def test_a_re_save_is_told_from_its_source_and_from_an_edit(tmp_path):
+    from lookalike.dedup.keepers import RESAVED_MARGIN, RESAVED_PSNR, resaved_psnr
+
+    original = str(tmp_path / "original.jpg")
+    Image.open(PHOTOS[2]).convert("RGB").save(original, quality=80)
+    pixels = Image.open(original).convert("RGB")
+    made = {
+        "q30": (pixels, 30),
+        "q95": (pixels, 95),
+        "sharpened": (pixels.filter(ImageFilter.UnsharpMask(2, 150, 3)), 80),
+    }
+    for name, (picture, quality) in made.items():
+        picture.save(tmp_path / f"{name}.jpg", quality=quality)
+    both_ways = {
+        name: (
+            resaved_psnr(original, str(tmp_path / f"{name}.jpg")),
+            resaved_psnr(str(tmp_path / f"{name}.jpg"), original),
+        )
+        for name in made
+    }
+    for name in ("q30", "q95"):  # the copy is the original saved again, coarser or finer, not the other way round
+        from_original, from_copy = both_ways[name]
+        assert from_original >= RESAVED_PSNR and from_original - from_copy >= RESAVED_MARGIN, both_ways
+    assert max(both_ways["sharpened"]) < RESAVED_PSNR, both_ways  # an edit is a re-save neither way
+    pixels.save(tmp_path / "other-size.jpg", quality=30)
+    Image.open(tmp_path / "other-size.jpg").resize((50, 60)).save(tmp_path / "other-size.jpg", quality=30)
+    assert resaved_psnr(original, str(tmp_path / "other-size.jpg")) == 0.0
+    assert resaved_psnr(original, str(tmp_path / "missing.jpg")) == 0.0
 
 
 def test_copies_the_policy_prefers_each_over_another_in_a_circle_keep_their_original(tmp_path):

@@ -810,7 +810,10 @@ def _members(
             width, height = facts["width"][member.position], facts["height"][member.position]
             member.shape = float(width) / max(float(height), 1.0)
             if member.path is not None:
-                member.measures = Measures(functools.partial(judged.sameness.measure, member.path))
+                member.measures = Measures(
+                    functools.partial(judged.sameness.measure, member.path),
+                    functools.partial(judged.sameness.reproduced, member.path),
+                )
     return out
 
 

@@ -9,14 +9,16 @@ to keep, and files under a folder passed as ``keep_in``, come first.
 ``resolution`` counts the picture, not its padding or enlargement: flat
 canvas outside what two copies share (a letterbox's bars, the corners a turn
 fills in) is not counted, and a larger copy that holds no detail the smaller
-one lacks (:func:`residual`) is its enlargement, never kept over it; copies of
-one size are told apart by their :func:`sharpness`. ``sharpest`` prefers the
-less degraded copy first, so the original is kept over a blurred, a
+one lacks (:func:`residual`) is its enlargement, never kept over it; of two
+copies of one size, the source of a JPEG re-save (:func:`resaved_psnr`) is kept,
+and an edit (sharpened, blurred) ties with its original. ``sharpest`` prefers
+the less degraded copy first, so the original is kept over a blurred, a
 re-compressed or an enlarged copy.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 __all__ = [
     "POLICIES",
@@ -36,6 +38,7 @@ __all__ = [
     "original_order",
     "rank",
     "residual",
+    "resaved_psnr",
     "sharpness",
 ]
 
@@ -52,10 +55,12 @@ def has_copy_marker(path: str) -> bool:
 
 
 class Measures:
-    """A picture's :func:`sharpness` and :func:`residual`, computed when first asked for (by ``measure``)."""
+    """A picture's :func:`sharpness` and :func:`residual`, computed when first asked for (by ``measure``), and how
+    closely it is a re-save of another file (by ``reproduced``: the other file's path -> :func:`resaved_psnr`)."""
 
-    def __init__(self, measure: Callable[[str, float], float]):
+    def __init__(self, measure: Callable[[str, float], float], reproduced: Callable[[str], float]):
         self._measure = measure
+        self.reproduced = reproduced
 
     @property
     def sharpness(self) -> float:
@@ -150,6 +155,34 @@ def compression(path: str) -> float:
 
 
 _LOSSLESS = ("PNG", "TIFF", "BMP", "PPM", "GIF")
+#: Side of the centre a re-save is checked on (a multiple of 16, JPEG's largest block, so blocks stay whole): what a
+#: camera photo's re-save costs is then its two decodes, not its encoding.
+RESAVE_WINDOW = 1024
+
+
+def resaved_psnr(source: str, copy: str) -> float:
+    """How closely the JPEG file ``copy`` is the pixels of ``source`` saved again with ``copy``'s quantisation and
+    chroma subsampling (PSNR, dB; 99 when exactly): a re-save of ``source`` is reproduced, an edit of it is not. 0
+    when ``copy`` is not a JPEG, the two are not stored at one size, or either cannot be read. Files are read as
+    stored (no EXIF turn), so their blocks lie on one grid."""
+    try:
+        with Image.open(copy) as target, Image.open(source) as origin:
+            if target.format != "JPEG" or target.size != origin.size or target.mode not in ("RGB", "L"):
+                return 0.0
+            tables, sampling = target.quantization, JpegImagePlugin.get_sampling(target)
+            width, height = target.size
+            left = max(0, (width - RESAVE_WINDOW) // 32 * 16)
+            top = max(0, (height - RESAVE_WINDOW) // 32 * 16)
+            box = (left, top, min(width, left + RESAVE_WINDOW), min(height, top + RESAVE_WINDOW))
+            wanted = target.convert(target.mode).crop(box)
+            pixels = origin.convert(target.mode).crop(box)
+        encoded = io.BytesIO()
+        pixels.save(encoded, "JPEG", qtables=tables, subsampling=sampling if target.mode == "RGB" else -1)
+        with Image.open(encoded) as again:
+            error = np.mean((np.asarray(again, np.float32) - np.asarray(wanted, np.float32)) ** 2)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0.0
+    return 99.0 if error == 0 else float(min(99.0, 10 * np.log10(255.0**2 / error)))
 
 
 def residual(image: Image.Image, factor: float, before: float = 1.0) -> float:
@@ -197,6 +230,13 @@ TOLERANCE = 0.03
 #: originals: mirrors 5.6 %, gamma 0.7 12.1 % at most), while a blurred copy measures at most 0.57 times its
 #: original and a q30 re-save 0.80 at the median; below this, the original is kept.
 CLEARLY_SHARPER = 0.15
+#: How closely (PSNR, dB) re-saving one file's pixels with another's JPEG quantisation must reproduce the other for it
+#: to be a re-save of the first, and by how much more than the other way round. Pillow re-saves reproduce exactly
+#: (99 dB here); 30 neardup originals (about q90) against copies: q30, q50 and q85 re-saves 99 dB from the original,
+#: 33-49 dB the other way; q95 re-saves the reverse; sharpened, mildly sharpened and blurred copies 18-42 dB both ways,
+#: within 2.5 dB of each other. Another encoder (rounding, chroma filters) reproduces less exactly than Pillow's own.
+RESAVED_PSNR = 40.0
+RESAVED_MARGIN = 3.0
 #: How many times coarser one copy's JPEG quantisation must be for it to count as the more compressed (quality 30
 #: against 75: about 3 times), whatever its measured sharpness (a q30 re-save's block artefacts can measure sharp).
 COARSER = 1.5
@@ -229,23 +269,28 @@ def _better(a: Member, b: Member, policy: str) -> bool:
             # Whatever the size; an edit (a watermark's text, a gamma change measure sharper) only when clearly.
             return _less_degraded(a, b, TOLERANCE if b.position in a.resized else CLEARLY_SHARPER)
         if not (_more(ours, theirs) or _more(theirs, ours)):
-            # One size: only a clearly less degraded copy of one picture beats the original. An edit is not
-            # compared (a watermark's text and a gamma change measure sharper).
-            return b.position in a.resized and _less_degraded(a, b, CLEARLY_SHARPER)
+            # One size: only the source of a re-save beats the original. Sharpness is for `sharpest`: an edit (a
+            # watermark's text, a gamma change, sharpening) measures sharper.
+            return b.position in a.resized and _less_degraded(a, b, None)
         return _more(ours, theirs)
     return _more(*_pictures(a, b))
 
 
-def _less_degraded(a: Member, b: Member, margin: float) -> bool:
-    """Whether ``a`` is the less degraded copy: of one picture at two qualities quantised very differently (a q30
-    re-save is COARSER times or more), the finer unless it is clearly the blurrier; else the sharper by more than
-    ``margin``. An edit's file says nothing of which came first: only sharpness is compared."""
+def _less_degraded(a: Member, b: Member, margin: float | None) -> bool:
+    """Whether ``a`` is the less degraded copy. Of one picture at two qualities quantised very differently (a q30
+    re-save is COARSER times or more), the one the other is a re-save of: the finer when the coarser is it saved
+    again with the coarser's quantisation, the coarser when the finer is a re-save of it (a q95 re-save holds
+    nothing more than its q75 original). Else, with a ``margin``, the sharper by more than that; without one (an
+    edit's sharpness says nothing of which came first: a sharpened copy measures sharper than its original as an
+    original does than its blurred copy), neither."""
     ours, theirs = a.measures.compression, b.measures.compression
     if b.position in a.resized and ours > 0 and theirs > 0 and max(ours, theirs) >= COARSER * min(ours, theirs):
         finer, coarser = (a, b) if ours < theirs else (b, a)
-        if finer.measures.sharpness * (1 + CLEARLY_SHARPER) >= coarser.measures.sharpness:
-            return a is finer
-    return _more(a.measures.sharpness, b.measures.sharpness, margin)
+        down = coarser.measures.reproduced(finer.path)  # the coarser, re-made from the finer
+        up = finer.measures.reproduced(coarser.path)
+        if max(down, up) >= RESAVED_PSNR and abs(down - up) >= RESAVED_MARGIN:
+            return a is (finer if down > up else coarser)
+    return margin is not None and _more(a.measures.sharpness, b.measures.sharpness, margin)
 
 
 def rank(members: list[Member], policy: str) -> tuple[list[Member], str]:

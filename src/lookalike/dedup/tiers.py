@@ -348,6 +348,17 @@ class Sameness:
 
         return self._kept(path, f"{what} {' '.join(map(str, factors))}", measured)
 
+    def reproduced(self, path: str, source: str) -> float:
+        """:func:`~lookalike.dedup.keepers.resaved_psnr`: how closely the file at ``path`` is the file at ``source``
+        saved again with its quantisation. Kept while both files are unchanged."""
+        from lookalike.dedup import keepers
+
+        versions = _versions(source, source)
+        if versions is None:
+            return 0.0
+        what = f"re-saved from {source}\0{versions[0].size}\0{versions[0].mtime_ns}"
+        return self._kept(path, what, lambda: keepers.resaved_psnr(source, path))
+
     def identity(self, path: str) -> int:
         """The first 60 bits of the file's SHA-256, -1 when it cannot be read: files with one identity are one
         picture to the keeper policies. Kept while the file is unchanged, so a second dedup reads no file whole."""
