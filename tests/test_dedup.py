@@ -215,6 +215,37 @@ def test_the_original_is_kept_over_its_copies(tmp_path, original_is, copies, pol
         assert sorted(dups.loc[dups["keeper"], "path"]) == originals, policy
 
 
+def _screenshot(image: Image.Image, scale: float) -> Image.Image:
+    """``image`` shown ``scale`` times its size in a phone's chat: a status bar above, replies below."""
+    width, height = round(image.width * scale), round(image.height * scale)
+    shot = Image.new("RGB", (max(width + 40, 1080), height + 400), (245, 245, 245))
+    draw = ImageDraw.Draw(shot)
+    draw.rectangle((0, 0, shot.width, 90), fill=(30, 30, 30))
+    draw.text((20, 30), "12:41  LTE  87%  Messages from Alice", fill="white")
+    for line in range(6):
+        draw.text(
+            (20, height + 130 + 40 * line), f"reply {line}: looks great!! where was this taken? " * 2, fill=(20, 20, 20)
+        )
+    shot.paste(image.resize((width, height), Image.Resampling.BICUBIC), ((shot.width - width) // 2, 110))
+    return shot
+
+
+def test_a_screenshot_of_a_photo_is_not_kept_over_the_photo(tmp_path):
+    # The bars and replies around the photo were once counted as more picture: screenshots of 60 neardup originals
+    # were kept over them in every group. They are canvas around the photo, as a letterbox's bars are.
+    originals = []
+    for i, photo in enumerate(PHOTOS[:4]):
+        folder = tmp_path / f"p{i}"
+        folder.mkdir()
+        shutil.copyfile(photo, folder / "photo.jpg")
+        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
+        _screenshot(Image.open(photo).convert("RGB"), (1.0, 0.8)[i % 2]).save(folder / "screenshot.png")
+        originals.append(str(folder / "photo.jpg"))
+    dups = lk.create(str(tmp_path), verbose=False).find_duplicates()
+    assert dups["group"].nunique() == 4 and (dups["tier"] == "edited").all(), dups[["path", "tier", "reason"]]
+    assert sorted(dups.loc[dups["keeper"], "path"]) == originals, dups[["path", "keeper", "reason"]]
+
+
 def test_a_re_save_is_told_from_its_source_and_from_an_edit(tmp_path):
     from lookalike.dedup.keepers import RESAVED_MARGIN, RESAVED_PSNR, resaved_psnr
 

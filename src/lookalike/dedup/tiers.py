@@ -74,7 +74,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 13
+TIERS_VERSION = 14
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -107,6 +107,9 @@ MIN_OVERLAP = 0.6
 _ASPECT_TOLERANCE = 0.02
 #: Grey levels canvas (padding, a turn's corners) may vary by: JPEG ringing near the picture's edge.
 CANVAS_TOLERANCE = 6
+#: Share of what lies outside another picture that must be plain (no pixel within a pixel of it differing by more than
+#: CANVAS_TOLERANCE) for it to be canvas, not more of the scene: a screenshot's bars and message text around a photo.
+PLAIN_OUTSIDE = 0.75
 #: Canvas is fill within this many grey levels of black or white (what padding and turning tools fill with: neardup
 #: fills its turned photos with grey 16 to 20).
 CANVAS_LEVELS = 40
@@ -744,13 +747,19 @@ def _zoomed_in(other: Image.Image, scale: float, shares: tuple[float, float]) ->
 
 
 def _picture(levels: np.ndarray, overlap: np.ndarray) -> float:
-    """The share of a picture that is picture: all of it, or only the ``overlap`` when what lies outside is one
-    flat colour (canvas)."""
-    outside = levels[~overlap]
-    if outside.size < 0.01 * levels.size:
+    """The share of a picture that is picture: all of it, or only the ``overlap`` when what lies outside is canvas:
+    one flat colour, or flat areas with a little on them (a screenshot's bars and captions around a photo) where a
+    scene going on beyond the other picture has texture throughout."""
+    import cv2
+
+    outside = ~overlap
+    if outside.sum() < 0.01 * levels.size:
         return 1.0
-    flat = np.abs(outside - np.median(outside)) <= CANVAS_TOLERANCE
-    return float(overlap.mean()) if flat.mean() >= 0.9 else 1.0
+    flat = np.abs(levels[outside] - np.median(levels[outside])) <= CANVAS_TOLERANCE
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(levels, kernel) - cv2.erode(levels, kernel)  # each pixel's range of grey levels around it
+    plain = spread[outside] <= CANVAS_TOLERANCE
+    return float(overlap.mean()) if flat.mean() >= 0.9 or plain.mean() >= PLAIN_OUTSIDE else 1.0
 
 
 def _tone_mapped(source: np.ndarray, target: np.ndarray, inside: np.ndarray) -> np.ndarray:
