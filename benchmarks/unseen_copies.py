@@ -1,0 +1,215 @@
+"""Copies of kinds the copy tiers and keepers were not tuned on, and keepers a person expects of them.
+
+Two folders of neardup originals (the last groups of ``../shared/data/neardup``), each original the oldest file:
+
+- kinds: each of 25 originals with one copy of every kind below, with the 398 landmark captures as non-copies:
+  the share of each kind grouped with its original at a copy tier, false copies (a copy tier between photos of
+  two sources), and which file each group keeps (``resolution``);
+- keepers: 120 originals, each with one copy of its own size that is no better than it (a q95 re-save, sharpened,
+  mildly sharpened, denoised, q90 and q50 re-saves) and 60 more with a screenshot of them in a phone's chat at
+  0.8, 1 and 2 times their size: the share of groups keeping the original, per policy.
+
+    python benchmarks/unseen_copies.py -o benchmarks/results/unseen_copies.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from machine import machine_info
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+OLDEST, NEWER = 1.6e9, 1.7e9
+
+
+def _sepia(image: Image.Image) -> Image.Image:
+    return ImageOps.colorize(ImageOps.grayscale(image), (40, 26, 13), (255, 240, 192))
+
+
+def _captioned(image: Image.Image) -> Image.Image:
+    out = Image.new("RGB", (image.width, image.height + image.height // 5), "white")
+    out.paste(image, (0, image.height // 5))
+    ImageDraw.Draw(out).text((10, image.height // 15), "WHEN YOU SEE IT", fill="black")
+    return out
+
+
+def _framed(image: Image.Image) -> Image.Image:
+    out = Image.new("RGB", (image.width + 40, image.height + 120), (10, 10, 10))
+    out.paste(image, (20, 60))
+    return out
+
+
+def _part(image: Image.Image, keep: float) -> Image.Image:
+    w, h = image.size
+    cut = (1 - keep) / 2
+    return image.crop((round(w * cut), round(h * cut), round(w * (1 - cut)), round(h * (1 - cut))))
+
+
+def screenshot(image: Image.Image, scale: float) -> Image.Image:
+    """``image`` shown ``scale`` times its size in a phone's chat: a status bar above, replies below."""
+    width, height = round(image.width * scale), round(image.height * scale)
+    shot = Image.new("RGB", (max(width + 40, 1080), height + 400), (245, 245, 245))
+    draw = ImageDraw.Draw(shot)
+    draw.rectangle((0, 0, shot.width, 90), fill=(30, 30, 30))
+    draw.text((20, 30), "12:41  LTE  87%  Messages from Alice", fill="white")
+    for line in range(6):
+        draw.text((20, height + 130 + 40 * line), f"reply {line}: looks great, where was it? " * 2, fill=(20, 20, 20))
+    shot.paste(image.resize((width, height), Image.Resampling.BICUBIC), ((shot.width - width) // 2, 110))
+    return shot
+
+
+#: kind -> what makes it: (file suffix, picture, save options).
+KINDS = {
+    "webp q50": lambda im: ("webp", im, {"quality": 50}),
+    "jpeg q20": lambda im: ("jpg", im, {"quality": 20}),
+    "sixteenth size": lambda im: ("jpg", im.resize((max(1, im.width // 16), max(1, im.height // 16))), {}),
+    "sepia": lambda im: ("jpg", _sepia(im), {"quality": 90}),
+    "saturation +60%": lambda im: ("jpg", ImageEnhance.Color(im).enhance(1.6), {"quality": 90}),
+    "contrast -30%": lambda im: ("jpg", ImageEnhance.Contrast(im).enhance(0.7), {"quality": 90}),
+    "caption band": lambda im: ("jpg", _captioned(im), {"quality": 90}),
+    "red border": lambda im: ("jpg", ImageOps.expand(im, max(im.size) // 20, (200, 30, 30)), {"quality": 90}),
+    "uneven frame": lambda im: ("png", _framed(im), {}),
+    "sharpened": lambda im: ("jpg", im.filter(ImageFilter.UnsharpMask(2, 150, 3)), {"quality": 90}),
+    "rgba png": lambda im: ("png", im.convert("RGBA"), {}),
+    "cmyk jpeg": lambda im: ("jpg", im.convert("CMYK"), {"quality": 90}),
+    "exif turned": lambda im: ("jpg", im.transpose(Image.Transpose.ROTATE_90), {"quality": 92, "exif": _turned()}),
+    "half mirrored q60": lambda im: (
+        "jpg",
+        ImageOps.mirror(im.resize((im.width // 2, im.height // 2))),
+        {"quality": 60},
+    ),
+    "70% crop, half size": lambda im: ("jpg", _part(im, 0.7).resize((im.width // 2, im.height // 2)), {"quality": 75}),
+}
+
+#: Copies of the original's own size that hold nothing more than it (picture, save quality).
+NO_BETTER = {
+    "q95 re-save": (lambda im: im, 95),
+    "q90 re-save": (lambda im: im, 90),
+    "q50 re-save": (lambda im: im, 50),
+    "sharpened": (lambda im: im.filter(ImageFilter.UnsharpMask(2, 150, 3)), 90),
+    "mildly sharpened": (lambda im: im.filter(ImageFilter.UnsharpMask(1, 60, 2)), 85),
+    "denoised": (lambda im: im.filter(ImageFilter.GaussianBlur(0.8)), 92),
+}
+SCREENSHOTS = (0.8, 1.0, 2.0)
+
+
+def _turned() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 8  # shown turned back a quarter: the stored pixels are the photo turned the other way
+    return exif
+
+
+def _original(group: Path, folder: Path) -> tuple[Path, Image.Image]:
+    folder.mkdir(parents=True)
+    original = folder / "original.jpg"
+    shutil.copyfile(group / "original.jpg", original)
+    os.utime(original, (OLDEST, OLDEST))
+    return original, Image.open(original).convert("RGB")
+
+
+def _newer(path: Path) -> None:
+    os.utime(path, (NEWER, NEWER))
+
+
+def kinds_part(root: Path, groups: list[Path]) -> dict:
+    import lookalike as lk
+    from lookalike.dedup.tiers import COPY_TIERS
+
+    truth: dict[str, tuple[str, str]] = {}
+    for group in groups:
+        original, pixels = _original(group, root / group.name)
+        truth[str(original)] = (group.name, "original")
+        for number, (kind, make) in enumerate(KINDS.items()):
+            suffix, picture, options = make(pixels)
+            path = original.parent / f"copy{number:02d}.{suffix}"
+            picture.save(path, **options)
+            _newer(path)
+            truth[str(path)] = (group.name, kind)
+    for photo in sorted((DATA / "landmarks").glob("*/*.jpg")):
+        target = root / "landmarks" / photo.parent.name / photo.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(photo, target)
+        truth[str(target)] = (str(photo), "landmark")
+    table = lk.create(str(root), verbose=False).find_duplicates()
+    group_of = dict(zip(table["path"], table["group"], strict=True))
+    tier_of = dict(zip(table["path"], table["tier"], strict=True))
+    keeper_of = {g: p for p, g, kept in zip(table["path"], table["group"], table["keeper"], strict=True) if kept}
+    originals = {source: path for path, (source, kind) in truth.items() if kind == "original"}
+    found: dict[str, list[bool]] = defaultdict(list)
+    for path, (source, kind) in truth.items():
+        if kind in KINDS:
+            together = path in group_of and group_of[path] == group_of.get(originals[source])
+            found[kind].append(together and tier_of[path] in COPY_TIERS)
+    false = [
+        (row.path, keeper_of[row.group], row.tier)
+        for row in table.itertuples()
+        if row.tier in COPY_TIERS and truth[row.path][0] != truth[keeper_of[row.group]][0]
+    ]
+    kept = Counter(truth[p][1] for p in keeper_of.values() if truth[p][1] != "landmark")
+    return {
+        "originals": len(groups),
+        "recall": {kind: round(sum(v) / len(v), 3) for kind, v in found.items()},
+        "false_copies": len(false),
+        "false_copy_examples": false[:10],
+        "kept": dict(kept),
+    }
+
+
+def keepers_part(root: Path, groups: list[Path]) -> dict:
+    import lookalike as lk
+
+    made: dict[str, str] = {}  # folder -> what its copy is
+    plan = [(kind, (make, quality)) for kind, (make, quality) in NO_BETTER.items()]
+    for number, group in enumerate(groups):
+        if number < 20 * len(plan):
+            kind, (make, quality) = plan[number % len(plan)]
+            original, pixels = _original(group, root / f"{group.name}-{number}")
+            path = original.parent / "copy.jpg"
+            make(pixels).save(path, quality=quality)
+        else:
+            scale = SCREENSHOTS[number % len(SCREENSHOTS)]
+            kind = f"screenshot {scale}x"
+            original, pixels = _original(group, root / f"{group.name}-{number}")
+            path = original.parent / "copy.png"
+            screenshot(pixels, scale).save(path)
+        _newer(path)
+        made[original.parent.name] = kind
+    model = lk.create(str(root), verbose=False)
+    out: dict[str, dict[str, float]] = {}
+    for policy in ("resolution", "sharpest"):
+        table = model.find_duplicates(keep=policy)
+        kept: dict[str, list[bool]] = defaultdict(list)
+        for path, keeper in zip(table["path"], table["keeper"], strict=True):
+            if keeper:
+                kept[made[Path(path).parent.name]].append(Path(path).name == "original.jpg")
+        grouped = Counter(made[Path(p).parent.name] for p in table["path"] if Path(p).name != "original.jpg")
+        out[policy] = {
+            kind: {"grouped": grouped[kind], "original_kept": round(sum(v) / len(v), 3)} for kind, v in kept.items()
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results" / "unseen_copies.json")
+    args = parser.parse_args()
+    neardup = sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())
+    report: dict = {"machine": machine_info()}
+    with tempfile.TemporaryDirectory(prefix="unseen-copies-") as scratch:
+        report["kinds"] = kinds_part(Path(scratch) / "kinds", neardup[-25:])
+        report["keepers"] = keepers_part(Path(scratch) / "keepers", neardup[-300:-120])
+    report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
