@@ -247,7 +247,7 @@ def test_a_screenshot_of_a_photo_is_not_kept_over_the_photo(tmp_path):
 
 
 def test_a_re_save_is_told_from_its_source_and_from_an_edit(tmp_path):
-    from lookalike.dedup.keepers import RESAVED_MARGIN, RESAVED_PSNR, resaved_psnr
+    from lookalike.dedup.keepers import RESAVED_MARGIN, RESAVED_PSNR, resaves
 
     original = str(tmp_path / "original.jpg")
     Image.open(PHOTOS[2]).convert("RGB").save(original, quality=80)
@@ -259,21 +259,15 @@ def test_a_re_save_is_told_from_its_source_and_from_an_edit(tmp_path):
     }
     for name, (picture, quality) in made.items():
         picture.save(tmp_path / f"{name}.jpg", quality=quality)
-    both_ways = {
-        name: (
-            resaved_psnr(original, str(tmp_path / f"{name}.jpg")),
-            resaved_psnr(str(tmp_path / f"{name}.jpg"), original),
-        )
-        for name in made
-    }
+    both_ways = {name: resaves(original, str(tmp_path / f"{name}.jpg")) for name in made}
     for name in ("q30", "q95"):  # the copy is the original saved again, coarser or finer, not the other way round
         from_original, from_copy = both_ways[name]
         assert from_original >= RESAVED_PSNR and from_original - from_copy >= RESAVED_MARGIN, both_ways
     assert max(both_ways["sharpened"]) < RESAVED_PSNR, both_ways  # an edit is a re-save neither way
     pixels.save(tmp_path / "other-size.jpg", quality=30)
     Image.open(tmp_path / "other-size.jpg").resize((50, 60)).save(tmp_path / "other-size.jpg", quality=30)
-    assert resaved_psnr(original, str(tmp_path / "other-size.jpg")) == 0.0
-    assert resaved_psnr(original, str(tmp_path / "missing.jpg")) == 0.0
+    assert resaves(original, str(tmp_path / "other-size.jpg")) == (0.0, 0.0)
+    assert resaves(original, str(tmp_path / "missing.jpg")) == (0.0, 0.0)
 
 
 def test_copies_the_policy_prefers_each_over_another_in_a_circle_keep_their_original(tmp_path):

@@ -10,7 +10,7 @@ to keep, and files under a folder passed as ``keep_in``, come first.
 canvas outside what two copies share (a letterbox's bars, the corners a turn
 fills in) is not counted, and a larger copy that holds no detail the smaller
 one lacks (:func:`residual`) is its enlargement, never kept over it; of two
-copies of one size, the source of a JPEG re-save (:func:`resaved_psnr`) is kept,
+copies of one size, the source of a JPEG re-save (:func:`resaves`) is kept,
 and an edit (sharpened, blurred) ties with its original. ``sharpest`` prefers
 the less degraded copy first, so the original is kept over a blurred, a
 re-compressed or an enlarged copy.
@@ -38,7 +38,7 @@ __all__ = [
     "original_order",
     "rank",
     "residual",
-    "resaved_psnr",
+    "resaves",
     "sharpness",
 ]
 
@@ -56,7 +56,7 @@ def has_copy_marker(path: str) -> bool:
 
 class Measures:
     """A picture's :func:`sharpness` and :func:`residual`, computed when first asked for (by ``measure``), and how
-    closely it is a re-save of another file (by ``reproduced``: the other file's path -> :func:`resaved_psnr`)."""
+    closely it is a re-save of another file (by ``reproduced``: the other file's path -> one way of :func:`resaves`)."""
 
     def __init__(self, measure: Callable[[str, float], float], reproduced: Callable[[str], float]):
         self._measure = measure
@@ -160,28 +160,35 @@ _LOSSLESS = ("PNG", "TIFF", "BMP", "PPM", "GIF")
 RESAVE_WINDOW = 1024
 
 
-def resaved_psnr(source: str, copy: str) -> float:
-    """How closely the JPEG file ``copy`` is the pixels of ``source`` saved again with ``copy``'s quantisation and
-    chroma subsampling (PSNR, dB; 99 when exactly): a re-save of ``source`` is reproduced, an edit of it is not. 0
-    when ``copy`` is not a JPEG, the two are not stored at one size, or either cannot be read. Files are read as
-    stored (no EXIF turn), so their blocks lie on one grid."""
+def resaves(first: str, second: str) -> tuple[float, float]:
+    """How closely each JPEG file is the other's pixels saved again with its own quantisation and chroma subsampling
+    (PSNR, dB; 99 when exactly): ``(second from first, first from second)``. A re-save is reproduced from its
+    source, an edit from neither. 0 for a file that is not a JPEG, and both 0 when the two are not stored at one
+    size or either cannot be read. Files are read as stored (no EXIF turn), so their blocks lie on one grid, and
+    each is decoded once for both ways."""
     try:
-        with Image.open(copy) as target, Image.open(source) as origin:
-            if target.format != "JPEG" or target.size != origin.size or target.mode not in ("RGB", "L"):
-                return 0.0
-            tables, sampling = target.quantization, JpegImagePlugin.get_sampling(target)
-            width, height = target.size
+        with Image.open(first) as one, Image.open(second) as other:
+            if one.size != other.size:
+                return 0.0, 0.0
+            width, height = one.size
             left = max(0, (width - RESAVE_WINDOW) // 32 * 16)
             top = max(0, (height - RESAVE_WINDOW) // 32 * 16)
             box = (left, top, min(width, left + RESAVE_WINDOW), min(height, top + RESAVE_WINDOW))
-            wanted = target.convert(target.mode).crop(box)
-            pixels = origin.convert(target.mode).crop(box)
-        encoded = io.BytesIO()
-        pixels.save(encoded, "JPEG", qtables=tables, subsampling=sampling if target.mode == "RGB" else -1)
-        with Image.open(encoded) as again:
-            error = np.mean((np.asarray(again, np.float32) - np.asarray(wanted, np.float32)) ** 2)
+            return _reproduced(one, other, box), _reproduced(other, one, box)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0.0, 0.0
+
+
+def _reproduced(source: Image.Image, target: Image.Image, box: tuple[int, int, int, int]) -> float:
+    """:func:`resaves` one way: ``target`` (a JPEG) from ``source``'s pixels, over ``box``."""
+    if target.format != "JPEG" or target.mode not in ("RGB", "L"):
         return 0.0
+    wanted = target.convert(target.mode).crop(box)
+    encoded = io.BytesIO()
+    sampling = JpegImagePlugin.get_sampling(target) if target.mode == "RGB" else -1
+    source.convert(target.mode).crop(box).save(encoded, "JPEG", qtables=target.quantization, subsampling=sampling)
+    with Image.open(encoded) as again:
+        error = np.mean((np.asarray(again, np.float32) - np.asarray(wanted, np.float32)) ** 2)
     return 99.0 if error == 0 else float(min(99.0, 10 * np.log10(255.0**2 / error)))
 
 

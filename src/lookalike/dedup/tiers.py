@@ -352,15 +352,17 @@ class Sameness:
         return self._kept(path, f"{what} {' '.join(map(str, factors))}", measured)
 
     def reproduced(self, path: str, source: str) -> float:
-        """:func:`~lookalike.dedup.keepers.resaved_psnr`: how closely the file at ``path`` is the file at ``source``
-        saved again with its quantisation. Kept while both files are unchanged."""
+        """How closely the file at ``path`` is the file at ``source`` saved again with its quantisation (one way of
+        :func:`~lookalike.dedup.keepers.resaves`; the other way is kept too, read off the same decodes). Kept while
+        both files are unchanged."""
         from lookalike.dedup import keepers
 
-        versions = _versions(source, source)
-        if versions is None:
-            return 0.0
-        what = f"re-saved from {source}\0{versions[0].size}\0{versions[0].mtime_ns}"
-        return self._kept(path, what, lambda: keepers.resaved_psnr(source, path))
+        def measured() -> float:
+            found, other_way = keepers.resaves(source, path)
+            self._kept(source, _resaved_from(path), lambda: other_way)
+            return found
+
+        return self._kept(path, _resaved_from(source), measured)
 
     def identity(self, path: str) -> int:
         """The first 60 bits of the file's SHA-256, -1 when it cannot be read: files with one identity are one
@@ -475,6 +477,15 @@ def _versions(a: str, b: str, key_of: Callable[[str], Any] | None = None) -> tup
     key_of = key_of or FileKey.of
     ka, kb = key_of(a), key_of(b)
     return None if ka is None or kb is None else (ka, kb)
+
+
+def _resaved_from(source: str) -> str:
+    """The name :meth:`Sameness.reproduced` keeps a file's likeness to a re-save of ``source`` under: that file's
+    version (a new version of it is another source)."""
+    from lookalike.embed.cache import FileKey
+
+    key = FileKey.of(source)
+    return f"re-saved from {source}\0{key.size}\0{key.mtime_ns}" if key is not None else f"re-saved from {source}"
 
 
 def _fingerprints_only(keys: tuple | None) -> tuple | None:
@@ -755,7 +766,8 @@ def _picture(levels: np.ndarray, overlap: np.ndarray) -> float:
     outside = ~overlap
     if outside.sum() < 0.01 * levels.size:
         return 1.0
-    flat = np.abs(levels[outside] - np.median(levels[outside])) <= CANVAS_TOLERANCE
+    around = levels[outside]
+    flat = np.abs(around - np.median(around)) <= CANVAS_TOLERANCE
     kernel = np.ones((3, 3), np.uint8)
     spread = cv2.dilate(levels, kernel) - cv2.erode(levels, kernel)  # each pixel's range of grey levels around it
     plain = spread[outside] <= CANVAS_TOLERANCE
