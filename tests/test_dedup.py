@@ -215,6 +215,65 @@ def test_the_original_is_kept_over_its_copies(tmp_path, original_is, copies, pol
         assert sorted(dups.loc[dups["keeper"], "path"]) == originals, policy
 
 
+def _on_a_plain_backdrop(image: Image.Image) -> Image.Image:
+    """``image`` in the middle of a smooth gradient (a sky, a studio wall) an eighth of its size wide."""
+    w, h = image.size
+    rows = np.linspace(150, 210, h + h // 4, dtype=np.float32)[:, None, None]
+    backdrop = np.broadcast_to(rows * np.array([0.8, 0.9, 1.0], np.float32), (h + h // 4, w + w // 4, 3))
+    out = Image.fromarray(backdrop.round().astype(np.uint8))
+    out.paste(image, (w // 8, h // 8))
+    return out
+
+
+def test_an_original_on_a_plain_backdrop_is_kept_over_its_byte_png_letterbox_and_turned_copies(tmp_path):
+    # The letterboxed copy of a photo whose plain edge its borders' trimming leaves out matches it whole onto inside
+    # borders only: it was no candidate, beyond the embedding threshold. Beside its crop, the backdrop outside the
+    # crop looks like canvas, which must not make the original less picture than its copies.
+    originals = []
+    for i, photo in enumerate(PHOTOS[:4]):
+        folder = tmp_path / f"p{i}"
+        folder.mkdir()
+        pixels = _on_a_plain_backdrop(Image.open(photo).convert("RGB"))
+        pixels.save(folder / "photo.jpg", quality=90)
+        w, h = pixels.size
+        side = max(w, h)
+        letterbox = Image.new("RGB", (side, side))
+        letterbox.paste(pixels, ((side - w) // 2, (side - h) // 2))
+        made = {
+            "copy.jpg": Image.open(folder / "photo.jpg"),
+            "photo.png": Image.open(folder / "photo.jpg").convert("RGB"),
+            "crop.jpg": pixels.crop((w * 8 // 100, h * 8 // 100, w - w * 8 // 100, h - h * 8 // 100)),
+            "letterbox.jpg": letterbox,
+            "turned.jpg": pixels.rotate(10, Image.Resampling.BICUBIC, expand=True),
+        }
+        for name, image in made.items():
+            if name == "copy.jpg":
+                shutil.copyfile(folder / "photo.jpg", folder / name)
+            else:
+                image.save(folder / name, quality=90)
+            os.utime(folder / name, (1.7e9, 1.7e9))
+        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
+        originals.append(str(folder / "photo.jpg"))
+    dups = lk.create(str(tmp_path), verbose=False).find_duplicates()
+    assert dups.groupby("group")["path"].apply(lambda p: p.str.split("/").str[-2].nunique()).eq(1).all()
+    assert (dups.groupby("group").size() == 6).all(), dups[["path", "group", "tier", "reason"]]
+    assert sorted(dups.loc[dups["keeper"], "path"]) == originals, dups[["path", "keeper", "reason"]]
+
+
+def test_files_of_one_picture_keep_one_identity_however_their_same_pixel_links_join_them():
+    # Joined pair by pair, a byte copy kept the identity a PNG re-save's link had replaced on the original, and was
+    # then kept over it as more picture (neardup group 606).
+    from lookalike.dedup.groups import _join_same_pixels
+    from lookalike.dedup.keepers import Member
+    from lookalike.dedup.tiers import Verdict
+
+    members = [
+        Member(position, f"{position}.jpg", str(position), 100, identity=i) for position, i in enumerate([9, 9, 4, 7])
+    ]
+    _join_same_pixels(members, {(0, 2): Verdict("same-pixels", ""), (1, 3): Verdict("edited", "")})
+    assert [m.identity for m in members] == [4, 4, 4, 7]
+
+
 def _screenshot(image: Image.Image, scale: float) -> Image.Image:
     """``image`` shown ``scale`` times its size in a phone's chat: a status bar above, replies below."""
     width, height = round(image.width * scale), round(image.height * scale)

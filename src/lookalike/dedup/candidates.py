@@ -161,9 +161,11 @@ def _searched(references: References, threshold: float, k: int, copy_reach: floa
     whole = []
     table = references.table
     if has_fingerprints(references):
-        for column in ("fingerprint", "fingerprint_trimmed"):
-            values = _values(table, column)
-            whole.append(_fingerprint_pairs(values, values, np.arange(len(values))))
+        values, trimmed = _values(table, "fingerprint"), _values(table, "fingerprint_trimmed")
+        # Whole onto whole, inside borders onto inside borders, and a whole picture onto another's inside: the
+        # letterboxed copy of a photo whose own plain edge (a sky, a wall) its borders' trimming leaves out.
+        for queries, stored in ((values, values), (trimmed, trimmed), (values, trimmed)):
+            whole.append(_fingerprint_pairs(queries, stored, np.arange(len(stored))))
     if has_fingerprints(references, ("fingerprint", *WINDOW_COLUMNS)):
         windows = np.concatenate([_values(table, column) for column in WINDOW_COLUMNS])
         owners = np.tile(np.arange(len(references)), len(WINDOW_COLUMNS))
@@ -197,6 +199,7 @@ def fingerprints_match(references: References, position: int, facts: PixelFacts)
     :func:`candidate_pairs` finds, for one picture that is not a reference: calibration's copies)."""
     table = references.table
     pairs = [("fingerprint", facts.fingerprint), ("fingerprint_trimmed", facts.fingerprint_trimmed)]
+    pairs += [("fingerprint_trimmed", facts.fingerprint), ("fingerprint", facts.fingerprint_trimmed)]
     pairs += [(column, facts.fingerprint) for column in WINDOW_COLUMNS]
     for column, value in pairs:
         if column not in table.columns or pd.isna(table[column].iloc[position]):

@@ -791,16 +791,14 @@ def _members(
             identity=judged.sameness.identity(path) if path is not None else -1,
             kept=position in decided.kept or _inside(path, kept_folders),
         )
-        share = min(
-            [v.pictures[0 if position == a else 1] for (a, b), v in touching.get(position, ()) if v.pictures],
-            default=1.0,
-        )
-        member.picture = member.pixels * share
         member.shares = {
             b if a == position else a: v.pictures[0 if position == a else 1]
             for (a, b), v in touching.get(position, ())
             if v.pictures
         }
+        # Canvas (a letterbox's bars, a turn's corners) lies outside nearly every other copy; a plain sky lies outside
+        # a crop only, where the least share took it for canvas and an original for less picture than its copies.
+        member.picture = member.pixels * (float(np.median(list(member.shares.values()))) if member.shares else 1.0)
         member.resized = frozenset(
             b if a == position else a for (a, b), v in touching.get(position, ()) if v.tier == "resized"
         )
@@ -914,11 +912,21 @@ def _copy_group(
 
 
 def _join_same_pixels(members: list[Member], links: dict[tuple[int, int], Verdict]) -> None:
-    """Members with the same pixels (a re-saved PNG) get one identity: one picture to the keeper policies."""
+    """Members with the same pixels (a re-saved PNG) get one identity: one picture to the keeper policies. Every file
+    of that picture gets it, the original, its byte copies and its re-saved PNG alike: joined pair by pair, a byte copy
+    kept the identity the PNG's link had replaced, and was kept over the original as more picture."""
+    from networkx.utils import UnionFind
+
     by_position = {m.position: m for m in members}
+    pictures = UnionFind()
     for (a, b), verdict in links.items():
-        if verdict.tier == "same-pixels" and a in by_position and b in by_position:
-            by_position[a].identity = by_position[b].identity = min(by_position[a].identity, by_position[b].identity)
+        if verdict.tier != "same-pixels" or a not in by_position or b not in by_position:
+            continue
+        if by_position[a].identity >= 0 and by_position[b].identity >= 0:
+            pictures.union(by_position[a].identity, by_position[b].identity)
+    joined = {identity: min(group) for group in pictures.to_sets() for identity in group}
+    for member in members:
+        member.identity = joined.get(member.identity, member.identity)
 
 
 def _lookalike_group(

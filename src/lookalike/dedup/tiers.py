@@ -533,16 +533,18 @@ def _fingerprint_alignments(
 ) -> list[np.ndarray]:
     """The transforms (2 x 3, the pixels of a picture of size ``a`` to one of size ``b``) under which the two
     pictures' fingerprints match: the orientation whose fingerprint is within MATCH_BITS, content box (inside
-    uniform borders) onto content box. ``layout_a`` and ``layout_b``: each picture's fingerprints and content box."""
+    uniform borders) onto content box, or one whole picture onto the other's content box (a letterboxed copy of a
+    photo whose own edge is plain, a sky or a wall, that its content box leaves out). ``layout_a`` and ``layout_b``:
+    each picture's fingerprints and content box."""
     found = []
-    boxes = (layout_a[1], layout_b[1])
-    for kind, (fa, fb) in enumerate(zip(layout_a[0], layout_b[0], strict=True)):
-        turned = orientations(np.array([fa], np.uint64))[:, 0]
-        bits = [hamming(int(v), fb) for v in turned]
+    boxes_a, boxes_b = ((0, 0, *a), layout_a[1]), ((0, 0, *b), layout_b[1])
+    for kind_a, kind_b in ((0, 0), (1, 1), (0, 1), (1, 0)):
+        turned = orientations(np.array([layout_a[0][kind_a]], np.uint64))[:, 0]
+        bits = [hamming(int(v), layout_b[0][kind_b]) for v in turned]
         best = int(np.argmin(bits))
         if bits[best] > MATCH_BITS:
             continue
-        box_a, box_b = boxes if kind else ((0, 0, *a), (0, 0, *b))
+        box_a, box_b = boxes_a[kind_a], boxes_b[kind_b]
         into = np.array(
             [
                 [1.0 / (box_a[2] - box_a[0]), 0, -box_a[0] / (box_a[2] - box_a[0])],
@@ -576,7 +578,7 @@ def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
     psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
     if psnr < RESIZED_PSNR:
         return None
-    compared, levels = _comparable(x, _canvas(x) & _canvas(y))
+    compared, levels = _comparable(x, _canvas_of(a, size) & _canvas_of(b, size))
     if compared is None:
         return None
     changed, beside_mark = _changes(x, y, compared, levels)
@@ -590,12 +592,15 @@ def _resized(a: Image.Image, b: Image.Image) -> Verdict | None:
 def _colour_changed(a: Image.Image, b: Image.Image) -> bool:
     """Whether the colours of two pictures differ (their Cb and Cr at 8 x 8): a grey or recoloured copy keeps its
     original's grey levels, not its colours. A copy shrunk to 1/8 and re-compressed moves them by 3 levels at most."""
-    x, y = (
-        np.asarray(i.convert("YCbCr").resize((8, 8), Image.Resampling.BOX), np.float32)[..., 1:] - 128 for i in (a, b)
-    )
+    x, y = (_kept_for(i, ("chroma",), lambda i=i: _chroma(i)) for i in (a, b))
     saturation = sorted((float(np.abs(x).mean()), float(np.abs(y).mean())))
     greyed = saturation[0] < 1.0 < 3.0 < saturation[1]
     return greyed or float(np.abs(x - y).mean()) > MAX_COLOUR_CHANGE
+
+
+def _chroma(image: Image.Image) -> np.ndarray:
+    """The picture's Cb and Cr at 8 x 8, about 0 (grey)."""
+    return np.asarray(image.convert("YCbCr").resize((8, 8), Image.Resampling.BOX), np.float32)[..., 1:] - 128
 
 
 def resized_psnr(a: Image.Image, b: Image.Image) -> float:
@@ -614,25 +619,37 @@ def _compare_size(image: Image.Image) -> tuple[int, int]:
     return (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
 
 
-#: Each live picture's grey levels at the sizes it was compared at, by ``id`` (a PIL image is not hashable), dropped
-#: with the picture: in a group of copies each picture is compared with every other at one size, and converting and
-#: shrinking it again each time took an eighth of a cold dedup.
-_GRAYS: dict[int, dict[tuple[int, int], np.ndarray]] = {}
+#: What is read off each live picture at the sizes it was compared at (its grey levels, where it is canvas), by
+#: ``id`` (a PIL image is not hashable), dropped with the picture: in a group of copies each picture is compared with
+#: every other at one size, and converting and shrinking it again each time took an eighth of a cold dedup.
+_GRAYS: dict[int, dict[tuple, np.ndarray]] = {}
 _GRAYS_LOCK = threading.Lock()
 
 
-def _gray(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+def _kept_for(image: Image.Image, key: tuple, measured: Callable[[], np.ndarray]) -> np.ndarray:
+    """What ``measured`` reads off ``image``, kept under ``key`` while the picture lives."""
     with _GRAYS_LOCK:
-        sizes = _GRAYS.get(id(image))
-        if sizes is None:
-            sizes = _GRAYS[id(image)] = {}
+        kept = _GRAYS.get(id(image))
+        if kept is None:
+            kept = _GRAYS[id(image)] = {}
             weakref.finalize(image, _GRAYS.pop, id(image), None)
-        found = sizes.get(size)
+        found = kept.get(key)
     if found is None:
-        found = np.asarray(image.convert("L").resize(size, Image.Resampling.BOX))
+        found = measured()
         with _GRAYS_LOCK:
-            sizes[size] = found
-    return found.astype(np.float32)
+            kept[key] = found
+    return found
+
+
+def _gray(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    return _kept_for(image, size, lambda: np.asarray(image.convert("L").resize(size, Image.Resampling.BOX))).astype(
+        np.float32
+    )
+
+
+def _canvas_of(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Where ``image``, at ``size``, is canvas (:func:`_canvas`)."""
+    return _kept_for(image, ("canvas", *size), lambda: _canvas(_gray(image, size)))
 
 
 @dataclass(frozen=True)
@@ -702,15 +719,15 @@ def compare_aligned(
     if _zoomed_in(other, files_b_per_a if other is b else 1.0 / files_b_per_a, shares):
         return Compared(overlap, 1.0, pictures, zoomed=True)
     inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    canvas = cv2.warpAffine(_canvas(source).astype(np.float32), to_other, size, flags=warp, borderValue=0) > 0.5
-    inside, levels = _comparable(x, canvas & _canvas(x), inside)
+    canvas = cv2.warpAffine(_canvas_of(other, other_size).astype(np.float32), to_other, size, flags=warp, borderValue=0)
+    inside, levels = _comparable(x, (canvas > 0.5) & _canvas_of(frame, size), inside)
     if inside is None:
         return Compared(overlap, 1.0, pictures)
     # Compared as they are and with the tone of one mapped onto the other's (a brightened or grey copy): a copy
-    # whose tones did not change loses nothing to the mapping's approximations. One that agrees everywhere as it is
-    # (most re-saved and cropped copies) needs no mapping.
+    # whose tones did not change loses nothing to the mapping's approximations. One that is one capture as it is
+    # (most re-saved and cropped copies) needs no mapping: it could only lower what passes already.
     changes = [_changes(x, y, inside, levels)]
-    if changes[0] != (0.0, 0.0):
+    if changes[0][0] > MAX_CHANGED:
         mapped = _tone_mapped(y, x, inside)
         if mapped[inside].std() >= MIN_TONE_CONTRAST * x[inside].std():
             changes.append(_changes(x, mapped, inside, levels))
