@@ -796,6 +796,11 @@ def _members(
             for (a, b), v in touching.get(position, ())
             if v.pictures
         }
+        member.regions = {
+            b if a == position else a: v.regions[0 if position == a else 1]
+            for (a, b), v in touching.get(position, ())
+            if v.regions
+        }
         # Canvas (a letterbox's bars, a turn's corners) lies outside nearly every other copy; a plain sky lies outside
         # a crop only, where the least share took it for canvas and an original for less picture than its copies.
         member.picture = member.pixels * (float(np.median(list(member.shares.values()))) if member.shares else 1.0)

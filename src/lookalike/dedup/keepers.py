@@ -38,6 +38,7 @@ __all__ = [
     "original_order",
     "rank",
     "residual",
+    "residual_in",
     "resaves",
     "sharpness",
 ]
@@ -70,10 +71,9 @@ class Measures:
     def compression(self) -> float:
         return self._measure("compression")
 
-    def residual(self, factor: float, before: float = 1.0) -> float:
-        return self._measure(
-            "residual", *((round(factor, 2),) if before == 1 else (round(factor, 2), round(before, 2)))
-        )
+    def residual(self, factor: float, before: float = 1.0, region: tuple[float, ...] | None = None) -> float:
+        factors = (round(factor, 2),) if before == 1 else (round(factor, 2), round(before, 2))
+        return self._measure("residual", *factors, region=region)
 
 
 @dataclass
@@ -93,6 +93,9 @@ class Member:
     kept: bool = False  # a person marked it to keep, or it lies in a keep_in folder
     resized: frozenset[int] = frozenset()  # members it is linked to as one picture at another size or quality
     shares: dict[int, float] = field(default_factory=dict)  # other member -> the share of it that is picture beside it
+    regions: dict[int, tuple[float, ...]] = field(
+        default_factory=dict
+    )  # other member -> where it shows what they share
 
 
 def _pictures(a: Member, b: Member) -> tuple[float, float]:
@@ -205,6 +208,34 @@ def residual(image: Image.Image, factor: float, before: float = 1.0) -> float:
     return float(np.sqrt(np.mean((values - back) ** 2)) / (values.std() + 1e-6))
 
 
+def residual_in(image: Image.Image, region: tuple[float, ...], factor: float, before: float = 1.0) -> float:
+    """The :func:`residual` of the part of ``image`` within ``region`` (left, top, right, bottom as fractions), a
+    little inside it (the region is found at a reduced size) and at the offset that fits the enlargement's grid
+    best: shrunk from across two of its enlarged pixels, a picture enlarged twice loses detail it never had."""
+    width, height = image.size
+    left, top, right, bottom = region
+    inset = REGION_INSET * (right - left) * width, REGION_INSET * (bottom - top) * height
+    box = (left * width + inset[0], top * height + inset[1], right * width - inset[0], bottom * height - inset[1])
+    # Shrunk by a factor that is not a whole number of its pixels (799 pixels by 2), every enlarged pixel is split:
+    # a factor within 5 % of a half is taken as that half, and the part cut to a whole number of its steps.
+    snapped = round(factor * 2) / 2
+    factor = snapped if snapped >= 1 and abs(factor - snapped) <= 0.05 * factor else factor
+    unit = round(factor) if factor == round(factor) else round(2 * factor) if 2 * factor == round(2 * factor) else 1
+    box = tuple(round(v) for v in box)
+    width, height = (box[2] - box[0] - unit) // unit * unit, (box[3] - box[1] - unit) // unit * unit
+    if width < unit or height < unit:
+        return residual(image, factor, before)
+    steps = range(unit)
+    return min(
+        residual(image.crop((box[0] + x, box[1] + y, box[0] + x + width, box[1] + y + height)), factor, before)
+        for x in steps
+        for y in steps
+    )
+
+
+#: How far inside the region found for the shared part of two pictures its residual is measured (a share of each
+#: side): the region's edge may hold a sliver of a screenshot's sharp bars.
+REGION_INSET = 0.02
 _BOX = Image.Resampling.BOX
 
 
@@ -263,24 +294,31 @@ def _better(a: Member, b: Member, policy: str) -> bool:
         return a.mtime < b.mtime
     if policy == "first":
         return a.position < b.position
-    if a.measures is not None and b.measures is not None and abs(a.shape - b.shape) <= 0.02 * b.shape:
-        # Pictures, not stored pixels: a turned copy's filled-in corners are no more picture.
-        ours, theirs = _pictures(a, b)
-        (big, large), (small, little) = sorted(((a, ours), (b, theirs)), key=lambda m: -m[1])
-        if large > ENLARGED_PIXELS * little:
-            factor = (large / little) ** 0.5
-            if big.measures.residual(factor) < ENLARGED_RESIDUAL * big.measures.residual(min(factor, 2.0), factor):
-                return a is small  # the larger holds no detail the smaller does not: its enlargement
-            return a is big  # more pixels of real detail: more picture, and sharper at any common size
-        if policy == "sharpest":
-            # Whatever the size; an edit (a watermark's text, a gamma change measure sharper) only when clearly.
-            return _less_degraded(a, b, TOLERANCE if b.position in a.resized else CLEARLY_SHARPER)
-        if not (_more(ours, theirs) or _more(theirs, ours)):
-            # One size: only the source of a re-save beats the original. Sharpness is for `sharpest`: an edit (a
-            # watermark's text, a gamma change, sharpening) measures sharper.
-            return b.position in a.resized and _less_degraded(a, b, None)
+    if a.measures is None or b.measures is None:
+        return _more(*_pictures(a, b))
+    # Pictures, not stored pixels: a turned copy's filled-in corners are no more picture.
+    ours, theirs = _pictures(a, b)
+    (big, large), (small, little) = sorted(((a, ours), (b, theirs)), key=lambda m: -m[1])
+    one_shape = abs(a.shape - b.shape) <= 0.02 * b.shape
+    # Where the larger has canvas around what they share (a screenshot's bars and text around a photo), the shared
+    # part alone tells whether it was enlarged, whatever the two files' shapes: the text is sharp whatever the photo.
+    region = big.regions.get(small.position) if big.shares.get(small.position, 1.0) < 1 else None
+    if (one_shape or region is not None) and large > ENLARGED_PIXELS * little:
+        factor = (large / little) ** 0.5
+        enlarged = big.measures.residual(factor, region=region)
+        if enlarged < ENLARGED_RESIDUAL * big.measures.residual(min(factor, 2.0), factor, region=region):
+            return a is small  # the larger holds no detail the smaller does not: its enlargement
+        return a is big  # more pixels of real detail: more picture, and sharper at any common size
+    if not one_shape:
         return _more(ours, theirs)
-    return _more(*_pictures(a, b))
+    if policy == "sharpest":
+        # Whatever the size; an edit (a watermark's text, a gamma change measure sharper) only when clearly.
+        return _less_degraded(a, b, TOLERANCE if b.position in a.resized else CLEARLY_SHARPER)
+    if not (_more(ours, theirs) or _more(theirs, ours)):
+        # One size: only the source of a re-save beats the original. Sharpness is for `sharpest`: an edit (a
+        # watermark's text, a gamma change, sharpening) measures sharper.
+        return b.position in a.resized and _less_degraded(a, b, None)
+    return _more(ours, theirs)
 
 
 def _less_degraded(a: Member, b: Member, margin: float | None) -> bool:

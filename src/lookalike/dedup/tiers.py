@@ -74,7 +74,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 14
+TIERS_VERSION = 15
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -121,6 +121,8 @@ _IMAGES_KEPT = 48
 #: copies of each other are decoded whole to tell whether they hold the same pixels (the draft of a JPEG is not
 #: the reduced PNG of its pixels).
 DECODE_SIDE = 512
+#: Pictures read whole for a keeper's measure kept per Sameness (a camera photo is 36 MB decoded).
+_WHOLE_KEPT = 2
 #: Local features kept per Sameness (an image's and its mirror image's: about 40 kB each, 330 MB at most). A large
 #: component of look-alikes asks for an image's features again long after: at 10,475 photos, keeping 2,048 extracted
 #: 4,464 of 15,322 again and made cold dedup 14 % slower, for 70 MB less at the peak.
@@ -141,13 +143,15 @@ _KEYPOINTS = 1000
 @dataclass(frozen=True)
 class Verdict:
     """A pair's tier and why, in words a person reads in a report; for resized and edited copies, the share of each
-    that is picture, not canvas (see :class:`Compared`); ``aligned``: a look-alike laid on the other by their
-    fingerprints or local features (another capture of one scene, not a photo of something alike)."""
+    that is picture, not canvas, and for edited copies where each shows what they share (see :class:`Compared`);
+    ``aligned``: a look-alike laid on the other by their fingerprints or local features (another capture of one
+    scene, not a photo of something alike)."""
 
     tier: str
     reason: str
     pictures: tuple[float, float] | None = None
     aligned: bool = False
+    regions: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def is_copy(self) -> bool:
@@ -215,6 +219,7 @@ class Sameness:
         self._sizes: dict[str, tuple[int, int] | ImageError] = {}
         self._files: dict[str, tuple[int, int, str]] = {}  # size (before any EXIF turn or reduction) and format
         self._whole_digests: dict[str, tuple | None] = {}  # (size, digest) of each file read whole
+        self._whole_images: OrderedDict[str, Image.Image] = OrderedDict()  # the last few read whole for a measure
         self._lock = threading.Lock()
         self._cache = cache
         self._known: dict[tuple, Verdict | tuple[float, float]] = {}
@@ -236,7 +241,9 @@ class Sameness:
             return Verdict("similar", "no image file to compare")
         if b < a:
             found = self.verdict(b, a, features)
-            return replace(found, pictures=found.pictures[::-1]) if found.pictures else found
+            if not found.pictures:
+                return found
+            return replace(found, pictures=found.pictures[::-1], regions=found.regions and found.regions[::-1])
         keys = _versions(a, b)
         if keys is not None and (keys in self._known or self._stored(keys)):
             return self._known[keys]
@@ -334,22 +341,41 @@ class Sameness:
         """The strongest tier that holds between the images at paths ``a`` and ``b``."""
         return self.verdict(a, b).tier
 
-    def measure(self, path: str, what: str, *factors: float) -> float:
+    def measure(self, path: str, what: str, *factors: float, region: tuple[float, ...] | None = None) -> float:
         """The :func:`~lookalike.dedup.keepers.sharpness` (``what="sharpness"``), the
         :func:`~lookalike.dedup.keepers.residual` at ``factors`` or the :func:`~lookalike.dedup.keepers.compression`
-        of the image at ``path``, for the keeper policies; 0 when it cannot be read. Kept while the file is
-        unchanged."""
+        of the image at ``path``, for the keeper policies; 0 when it cannot be read. With a ``region`` (left, top,
+        right, bottom as fractions), of that part of the picture read whole: the photo in a screenshot, whose
+        enlargement the screenshot's text hides and a reduced reading undoes. Kept while the file is unchanged."""
         from lookalike.dedup import keepers
 
         def measured() -> float:
-            image = path if what == "compression" else self._image(path)  # compression: read from the file's header
+            if what == "compression":  # read from the file's header
+                return keepers.compression(path)
+            try:
+                image = self._image(path) if region is None else self._whole(path)
+            except ImageError as exc:
+                image = exc
             if isinstance(image, ImageError):
                 return 0.0
-            if what == "compression":
-                return keepers.compression(path)
-            return keepers.sharpness(image) if what == "sharpness" else keepers.residual(image, *factors)
+            if what == "sharpness":
+                return keepers.sharpness(image)
+            return keepers.residual(image, *factors) if region is None else keepers.residual_in(image, region, *factors)
 
-        return self._kept(path, f"{what} {' '.join(map(str, factors))}", measured)
+        where = f" in {' '.join(map(str, region))}" if region is not None else ""
+        return self._kept(path, f"{what} {' '.join(map(str, factors))}{where}", measured)
+
+    def _whole(self, path: str) -> Image.Image:
+        """The picture at ``path`` read whole, the last few kept: a member is measured at several factors at once."""
+        with self._lock:
+            found = self._whole_images.get(path)
+        if found is None:
+            found = load_rgb(path)
+            with self._lock:
+                self._whole_images[path] = found
+                while len(self._whole_images) > _WHOLE_KEPT:
+                    self._whole_images.popitem(last=False)
+        return found
 
     def reproduced(self, path: str, source: str) -> float:
         """How closely the file at ``path`` is the file at ``source`` saved again with its quantisation (one way of
@@ -465,7 +491,10 @@ class Sameness:
         if best.changed > MAX_CHANGED:
             return Verdict("similar", f"another capture: {best.changed:.0%} of the aligned overlap differs", None, True)
         return Verdict(
-            "edited", f"the same capture, edited: {best.changed:.1%} of the aligned overlap differs", best.pictures
+            "edited",
+            f"the same capture, edited: {best.changed:.1%} of the aligned overlap differs",
+            best.pictures,
+            regions=best.regions,
         )
 
 
@@ -497,7 +526,13 @@ def _fingerprints_only(keys: tuple | None) -> tuple | None:
 def _stored(found: Verdict | float) -> str:
     if isinstance(found, Verdict):
         return json.dumps(
-            {"tier": found.tier, "reason": found.reason, "pictures": found.pictures, "aligned": found.aligned}
+            {
+                "tier": found.tier,
+                "reason": found.reason,
+                "pictures": found.pictures,
+                "aligned": found.aligned,
+                "regions": found.regions,
+            }
         )
     return json.dumps({"detail": found})
 
@@ -507,7 +542,8 @@ def _parsed(text: str) -> Verdict | float:
     if "detail" in record:
         return record["detail"]
     pictures = tuple(record["pictures"]) if record.get("pictures") else None
-    return Verdict(record["tier"], record["reason"], pictures, bool(record.get("aligned")))
+    regions = tuple(map(tuple, record["regions"])) if record.get("regions") else None
+    return Verdict(record["tier"], record["reason"], pictures, bool(record.get("aligned")), regions)
 
 
 def _same_capture(compared: Compared, mark_set_aside: bool = True) -> bool:
@@ -671,6 +707,8 @@ class Compared:
         never a copy (a copy cannot gain detail; an enlarged crop holds none).
     changed_with_mark : float
         The share of the overlap where they differ, a mark counted too.
+    regions : tuple of tuple of float
+        Where each shows what they share: (left, top, right, bottom) as fractions of its width and height.
     """
 
     overlap: float
@@ -678,6 +716,7 @@ class Compared:
     pictures: tuple[float, float]
     zoomed: bool = False
     changed_with_mark: float = 1.0
+    regions: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.0))
 
 
 #: From OpenCV's pixel coordinates (centres at whole numbers) to those with pixel edges at whole numbers, and back.
@@ -713,6 +752,7 @@ def compare_aligned(
     covering = cv2.warpAffine(np.ones_like(x), to_other, other_size, flags=cv2.INTER_LINEAR, borderValue=0) > 0.5
     frame_picture, other_picture = _picture(x, covered), _picture(source, covering)
     pictures = (other_picture, frame_picture) if frame is b else (frame_picture, other_picture)
+    regions = (_box(covering), _box(covered)) if frame is b else (_box(covered), _box(covering))
     shares = (covered.mean(), covering.mean())
     overlap = float(max(shares))
     files_b_per_a = b_per_a * reduced[1] / reduced[0]
@@ -731,7 +771,19 @@ def compare_aligned(
         mapped = _tone_mapped(y, x, inside)
         if mapped[inside].std() >= MIN_TONE_CONTRAST * x[inside].std():
             changes.append(_changes(x, mapped, inside, levels))
-    return Compared(overlap, min(c[1] for c in changes), pictures, changed_with_mark=min(c[0] for c in changes))
+    return Compared(
+        overlap, min(c[1] for c in changes), pictures, changed_with_mark=min(c[0] for c in changes), regions=regions
+    )
+
+
+def _box(mask: np.ndarray) -> tuple[float, ...]:
+    """The bounding box of ``mask`` (left, top, right, bottom) as fractions of its width and height."""
+    columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    if not len(columns):
+        return (0.0, 0.0, 1.0, 1.0)
+    height, width = mask.shape
+    box = (columns[0] / width, rows[0] / height, (columns[-1] + 1) / width, (rows[-1] + 1) / height)
+    return tuple(round(float(v), 3) for v in box)
 
 
 def _comparable(x: np.ndarray, canvas: np.ndarray, inside: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
