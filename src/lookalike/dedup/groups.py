@@ -773,9 +773,11 @@ def _members(
     kept_folders: list[str],
     decided: Decided,
     keep: str,
+    anchor: int | None = None,
 ) -> list[Member]:
     """What the keeper policies need of each of ``positions``: pixels of picture as the copy links measured them
-    (canvas never counted), shape, and their pixels' measures (read only when two are compared)."""
+    (canvas never counted), shape, and their pixels' measures (read only when two are compared). ``anchor``: the
+    group's likeliest original, whose link to each member tells best what of it is picture."""
     out = []
     touching = _by_member(links)
     for position in positions:
@@ -801,9 +803,13 @@ def _members(
             for (a, b), v in touching.get(position, ())
             if v.regions
         }
-        # Canvas (a letterbox's bars, a turn's corners) lies outside nearly every other copy; a plain sky lies outside
-        # a crop only, where the least share took it for canvas and an original for less picture than its copies.
-        member.picture = member.pixels * (float(np.median(list(member.shares.values()))) if member.shares else 1.0)
+        # What a member holds beside the likeliest original, which shows the whole scene: canvas (a letterbox's bars,
+        # a turn's corners) lies outside it. Beside a crop, a plain sky outside the crop looks like canvas too: the
+        # least share over all links made an original less picture than its copies, the median made a turned copy
+        # more than it has (beside its many crops). The likeliest original itself: the median.
+        shares = member.shares
+        share = shares[anchor] if anchor in shares else float(np.median(list(shares.values()))) if shares else 1.0
+        member.picture = member.pixels * share
         member.resized = frozenset(
             b if a == position else a for (a, b), v in touching.get(position, ()) if v.tier == "resized"
         )
@@ -867,7 +873,9 @@ def _copy_group(
     local = _around(positions, *index)
     # The first round measures every member against the likeliest original (the earliest, plainest name), so that
     # each is compared with it as their own link measured them.
-    keeper = min(_members(positions, local, judged, facts, kept_folders, decided, "first"), key=original_order).position
+    keeper = anchor = min(
+        _members(positions, local, judged, facts, kept_folders, decided, "first"), key=original_order
+    ).position
     for _ in range(_KEEPER_ROUNDS):
         # Each round measures every member against the keeper chosen so far, which tells what a chain of copy
         # links could not (a turned copy's corners are canvas only beside the original).
@@ -876,7 +884,7 @@ def _copy_group(
                 if position != keeper:
                     pair = (min(position, keeper), max(position, keeper))
                     local[pair] = links[pair] = judged.verdict(position, keeper)
-        members = _members(positions, local, judged, facts, kept_folders, decided, keep)
+        members = _members(positions, local, judged, facts, kept_folders, decided, keep, anchor)
         _join_same_pixels(members, local)
         eligible = [m for m in members if m.position not in decided.discarded] or members
         ranked, why = rank(eligible, keep)

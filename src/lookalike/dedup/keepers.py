@@ -300,13 +300,14 @@ def _better(a: Member, b: Member, policy: str) -> bool:
     ours, theirs = _pictures(a, b)
     (big, large), (small, little) = sorted(((a, ours), (b, theirs)), key=lambda m: -m[1])
     one_shape = abs(a.shape - b.shape) <= 0.02 * b.shape
-    # Where the larger has canvas around what they share (a screenshot's bars and text around a photo), the shared
-    # part alone tells whether it was enlarged, whatever the two files' shapes: the text is sharp whatever the photo.
     region = big.regions.get(small.position) if big.shares.get(small.position, 1.0) < 1 else None
     if (one_shape or region is not None) and large > ENLARGED_PIXELS * little:
         factor = (large / little) ** 0.5
-        enlarged = big.measures.residual(factor, region=region)
-        if enlarged < ENLARGED_RESIDUAL * big.measures.residual(min(factor, 2.0), factor, region=region):
+        whole = _enlarged(big, factor)
+        # The shared part alone is measured where the larger has canvas around it and, whole, holds detail: a
+        # screenshot's sharp text around a photo it shows enlarged, whatever the two files' shapes. A photo enlarged
+        # whole (its smooth surroundings taken for canvas beside a crop of it) is judged whole, as before.
+        if (one_shape and whole) or (region is not None and not whole and _enlarged(big, factor, region)):
             return a is small  # the larger holds no detail the smaller does not: its enlargement
         return a is big  # more pixels of real detail: more picture, and sharper at any common size
     if not one_shape:
@@ -319,6 +320,14 @@ def _better(a: Member, b: Member, policy: str) -> bool:
         # watermark's text, a gamma change, sharpening) measures sharper.
         return b.position in a.resized and _less_degraded(a, b, None)
     return _more(ours, theirs)
+
+
+def _enlarged(member: Member, factor: float, region: tuple[float, ...] | None = None) -> bool:
+    """Whether ``member`` (the part of it within ``region``) holds no detail a ``factor`` times smaller picture lacks."""
+    measures = member.measures
+    return measures.residual(factor, region=region) < ENLARGED_RESIDUAL * measures.residual(
+        min(factor, 2.0), factor, region=region
+    )
 
 
 def _less_degraded(a: Member, b: Member, margin: float | None) -> bool:
