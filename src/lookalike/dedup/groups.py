@@ -806,10 +806,9 @@ def _members(
         # What a member holds beside the likeliest original, which shows the whole scene: canvas (a letterbox's bars,
         # a turn's corners) lies outside it. Beside a crop, a plain sky outside the crop looks like canvas too: the
         # least share over all links made an original less picture than its copies, the median made a turned copy
-        # more than it has (beside its many crops). The likeliest original itself: the median.
-        shares = member.shares
-        share = shares[anchor] if anchor in shares else float(np.median(list(shares.values()))) if shares else 1.0
-        member.picture = member.pixels * share
+        # more than it has (beside its many crops). The likeliest original itself: the median; a member not linked
+        # to it: the least.
+        member.picture = member.pixels * _picture_share(member.shares, position == anchor, anchor)
         member.resized = frozenset(
             b if a == position else a for (a, b), v in touching.get(position, ()) if v.tier == "resized"
         )
@@ -824,6 +823,15 @@ def _members(
                     functools.partial(judged.sameness.reproduced, member.path),
                 )
     return out
+
+
+def _picture_share(shares: dict[int, float], is_anchor: bool, anchor: int | None) -> float:
+    """The share of a member that is picture, from its shares beside the others (see :func:`_members`)."""
+    if anchor in shares:
+        return shares[anchor]
+    if not shares:
+        return 1.0
+    return float(np.median(list(shares.values()))) if is_anchor else min(shares.values())
 
 
 def _by_member(links: dict[tuple[int, int], Verdict]) -> dict[int, list[tuple[tuple[int, int], Verdict]]]:
