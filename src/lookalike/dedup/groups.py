@@ -808,7 +808,7 @@ def _members(
         # least share over all links made an original less picture than its copies, the median made a turned copy
         # more than it has (beside its many crops). The likeliest original itself: the median; a member not linked
         # to it: the least.
-        member.picture = member.pixels * _picture_share(member.shares, position == anchor, anchor)
+        member.picture = member.pixels * _picture_share(member.shares, position, anchor)
         member.resized = frozenset(
             b if a == position else a for (a, b), v in touching.get(position, ()) if v.tier == "resized"
         )
@@ -825,13 +825,14 @@ def _members(
     return out
 
 
-def _picture_share(shares: dict[int, float], is_anchor: bool, anchor: int | None) -> float:
-    """The share of a member that is picture, from its shares beside the others (see :func:`_members`)."""
+def _picture_share(shares: dict[int, float], position: int, anchor: int | None) -> float:
+    """The share of the member at ``position`` that is picture, from its shares beside the others (see
+    :func:`_members`)."""
     if anchor in shares:
         return shares[anchor]
     if not shares:
         return 1.0
-    return float(np.median(list(shares.values()))) if is_anchor else min(shares.values())
+    return float(np.median(list(shares.values()))) if position == anchor else min(shares.values())
 
 
 def _by_member(links: dict[tuple[int, int], Verdict]) -> dict[int, list[tuple[tuple[int, int], Verdict]]]:

@@ -93,9 +93,8 @@ class Member:
     kept: bool = False  # a person marked it to keep, or it lies in a keep_in folder
     resized: frozenset[int] = frozenset()  # members it is linked to as one picture at another size or quality
     shares: dict[int, float] = field(default_factory=dict)  # other member -> the share of it that is picture beside it
-    regions: dict[int, tuple[float, ...]] = field(
-        default_factory=dict
-    )  # other member -> where it shows what they share
+    # other member -> where it shows what they share (left, top, right, bottom as fractions)
+    regions: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
 
 def _pictures(a: Member, b: Member) -> tuple[float, float]:
@@ -215,21 +214,22 @@ def residual_in(image: Image.Image, region: tuple[float, ...], factor: float, be
     width, height = image.size
     left, top, right, bottom = region
     inset = REGION_INSET * (right - left) * width, REGION_INSET * (bottom - top) * height
-    box = (left * width + inset[0], top * height + inset[1], right * width - inset[0], bottom * height - inset[1])
+    x0, y0 = round(left * width + inset[0]), round(top * height + inset[1])
+    x1, y1 = round(right * width - inset[0]), round(bottom * height - inset[1])
     # Shrunk by a factor that is not a whole number of its pixels (799 pixels by 2), every enlarged pixel is split:
-    # a factor within 5 % of a half is taken as that half, and the part cut to a whole number of its steps.
+    # a factor within 5 % of a half is taken as that half, and the part cut to a whole number of its steps (the
+    # pixels of a 1.5x enlargement repeat every 3).
+    unit = 1
     snapped = round(factor * 2) / 2
-    factor = snapped if snapped >= 1 and abs(factor - snapped) <= 0.05 * factor else factor
-    unit = round(factor) if factor == round(factor) else round(2 * factor) if 2 * factor == round(2 * factor) else 1
-    box = tuple(round(v) for v in box)
-    width, height = (box[2] - box[0] - unit) // unit * unit, (box[3] - box[1] - unit) // unit * unit
-    if width < unit or height < unit:
+    if snapped >= 1 and abs(factor - snapped) <= 0.05 * factor:
+        factor, unit = snapped, round(snapped) if snapped.is_integer() else round(2 * snapped)
+    across, down = (x1 - x0 - unit) // unit * unit, (y1 - y0 - unit) // unit * unit
+    if across < unit or down < unit:
         return residual(image, factor, before)
-    steps = range(unit)
     return min(
-        residual(image.crop((box[0] + x, box[1] + y, box[0] + x + width, box[1] + y + height)), factor, before)
-        for x in steps
-        for y in steps
+        residual(image.crop((x0 + dx, y0 + dy, x0 + dx + across, y0 + dy + down)), factor, before)
+        for dx in range(unit)
+        for dy in range(unit)
     )
 
 

@@ -121,7 +121,7 @@ _IMAGES_KEPT = 48
 #: copies of each other are decoded whole to tell whether they hold the same pixels (the draft of a JPEG is not
 #: the reduced PNG of its pixels).
 DECODE_SIDE = 512
-#: Pictures read whole for a keeper's measure kept per Sameness (a camera photo is 36 MB decoded).
+#: Pictures read whole (a keeper's measure, a digest of all pixels) kept per Sameness (a camera photo is 36 MB).
 _WHOLE_KEPT = 2
 #: Local features kept per Sameness (an image's and its mirror image's: about 40 kB each, 330 MB at most). A large
 #: component of look-alikes asks for an image's features again long after: at 10,475 photos, keeping 2,048 extracted
@@ -326,7 +326,7 @@ class Sameness:
         a file is read whole once, however many copies of its size it is checked against."""
         if path not in self._whole_digests:
             try:
-                image = load_rgb(path)
+                image = self._whole(path)
                 self._whole_digests[path] = (image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
             except ImageError:
                 self._whole_digests[path] = None
@@ -353,10 +353,8 @@ class Sameness:
             if what == "compression":  # read from the file's header
                 return keepers.compression(path)
             try:
-                image = self._image(path) if region is None else self._whole(path)
-            except ImageError as exc:
-                image = exc
-            if isinstance(image, ImageError):
+                image = self._picture(path) if region is None else self._whole(path)
+            except ImageError:
                 return 0.0
             if what == "sharpness":
                 return keepers.sharpness(image)
@@ -366,7 +364,8 @@ class Sameness:
         return self._kept(path, f"{what} {' '.join(map(str, factors))}{where}", measured)
 
     def _whole(self, path: str) -> Image.Image:
-        """The picture at ``path`` read whole, the last few kept: a member is measured at several factors at once."""
+        """The picture at ``path`` read whole (ImageError when it cannot be), the last few kept: a member is measured
+        at several factors at once, and a file's pixels digested whole are often measured next."""
         with self._lock:
             found = self._whole_images.get(path)
         if found is None:
