@@ -18,7 +18,7 @@ import pandas as pd
 from lookalike.errors import ModelFormatError
 from lookalike.index.hamming import within_bits
 from lookalike.index.metrics import exact_distances_at
-from lookalike.ingest.fingerprint import MATCH_BITS, WINDOWS, orientations
+from lookalike.ingest.fingerprint import COMPARED, MATCH_BITS, WINDOWS, orientations
 from lookalike.ingest.pixel_facts import PixelFacts
 from lookalike.references.core import References
 from lookalike.store import bundle
@@ -44,7 +44,7 @@ __all__ = [
 COPY_REACH = 2.0
 _QUERY_BLOCK = 65_536
 #: What the candidate pairs saved beside a model were found by: those of another version are searched again.
-CANDIDATES_VERSION = 1
+CANDIDATES_VERSION = 2
 #: The key candidates are held under by the references (see References.derived), with threshold, k and reach.
 _DERIVED = "copy candidates"
 #: The arrays of a Candidates, as saved.
@@ -80,6 +80,9 @@ class Candidates:
 
 #: The window fingerprints (of what a reframing crop keeps): a copy cropped so matches one of them.
 WINDOW_COLUMNS = tuple(f"fingerprint_{name}" for name in WINDOWS)
+#: The columns of :func:`lookalike.ingest.fingerprint.layout`'s fingerprints, and the pairs of them compared.
+_LAYOUT_COLUMNS = ("fingerprint", "fingerprint_trimmed", "fingerprint_picture")
+WHOLE_MATCHES = tuple((_LAYOUT_COLUMNS[a], _LAYOUT_COLUMNS[b]) for a, b in COMPARED)
 
 
 def has_fingerprints(references: References, columns: tuple[str, ...] = ("fingerprint", "fingerprint_trimmed")) -> bool:
@@ -160,12 +163,10 @@ def _searched(references: References, threshold: float, k: int, copy_reach: floa
     local = [_embedding_pairs(references, threshold, k, reach)]
     whole = []
     table = references.table
-    if has_fingerprints(references):
-        values, trimmed = _values(table, "fingerprint"), _values(table, "fingerprint_trimmed")
-        # Whole onto whole, inside borders onto inside borders, and a whole picture onto another's inside: the
-        # letterboxed copy of a photo whose own plain edge (a sky, a wall) its borders' trimming leaves out.
-        for queries, stored in ((values, values), (trimmed, trimmed), (values, trimmed)):
-            whole.append(_fingerprint_pairs(queries, stored, np.arange(len(stored))))
+    for queried, stored in WHOLE_MATCHES:  # each query against every stored value: both ways round at once
+        if has_fingerprints(references, (queried, stored)):
+            owners = np.arange(len(references))
+            whole.append(_fingerprint_pairs(_values(table, queried), _values(table, stored), owners))
     if has_fingerprints(references, ("fingerprint", *WINDOW_COLUMNS)):
         windows = np.concatenate([_values(table, column) for column in WINDOW_COLUMNS])
         owners = np.tile(np.arange(len(references)), len(WINDOW_COLUMNS))
@@ -198,8 +199,7 @@ def fingerprints_match(references: References, position: int, facts: PixelFacts)
     """Whether a picture with ``facts`` would be a fingerprint candidate of the reference at ``position`` (what
     :func:`candidate_pairs` finds, for one picture that is not a reference: calibration's copies)."""
     table = references.table
-    pairs = [("fingerprint", facts.fingerprint), ("fingerprint_trimmed", facts.fingerprint_trimmed)]
-    pairs += [("fingerprint_trimmed", facts.fingerprint), ("fingerprint", facts.fingerprint_trimmed)]
+    pairs = [(b, getattr(facts, a)) for a, b in WHOLE_MATCHES] + [(a, getattr(facts, b)) for a, b in WHOLE_MATCHES]
     pairs += [(column, facts.fingerprint) for column in WINDOW_COLUMNS]
     for column, value in pairs:
         if column not in table.columns or pd.isna(table[column].iloc[position]):
@@ -242,14 +242,17 @@ def _fingerprint_pairs(queries: np.ndarray, stored: np.ndarray, owners: np.ndarr
 
 
 def _fewest_bits(references: References, pairs: np.ndarray) -> np.ndarray:
-    """For each pair, the fewest fingerprint bits its two references differ in (any orientation, either kind)."""
-    if not len(pairs) or not has_fingerprints(references):
-        return np.full(len(pairs), 64, np.int64)
+    """For each pair, the fewest fingerprint bits its two references differ in (any orientation, any of
+    :data:`WHOLE_MATCHES`)."""
     fewest = np.full(len(pairs), 64, np.int64)
-    for column in ("fingerprint", "fingerprint_trimmed"):
-        values = references.table[column].to_numpy(np.int64).view(np.uint64)
-        turned = orientations(values[pairs[:, 0]])
-        other = values[pairs[:, 1]]
+    if not len(pairs):
+        return fewest
+    table = references.table
+    for first, second in dict.fromkeys(pair for a, b in WHOLE_MATCHES for pair in ((a, b), (b, a))):
+        if not has_fingerprints(references, (first, second)):
+            continue
+        turned = orientations(_values(table, first)[pairs[:, 0]])
+        other = _values(table, second)[pairs[:, 1]]
         for variant in turned:
             fewest = np.minimum(fewest, np.bitwise_count(variant ^ other).astype(np.int64))
     return fewest

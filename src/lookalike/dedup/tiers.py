@@ -55,7 +55,7 @@ from PIL import Image
 
 from lookalike.errors import InvalidArgument
 from lookalike.ingest.decode import ImageError, decode_image, load_rgb
-from lookalike.ingest.fingerprint import MATCH_BITS, ORIENTATION_MAPS, content_box, fingerprints, hamming, orientations
+from lookalike.ingest.fingerprint import COMPARED, MATCH_BITS, ORIENTATION_MAPS, hamming, layout, orientations
 from lookalike.store.files import cached_sha256
 
 __all__ = [
@@ -74,7 +74,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 15
+TIERS_VERSION = 16
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -414,11 +414,11 @@ class Sameness:
             self.computed += 1
         return found
 
-    def _layout(self, path: str) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-        """An image's fingerprints and content box, computed once per path."""
+    def _layout(self, path: str) -> tuple[tuple[int, int, int], tuple]:
+        """An image's fingerprints and the boxes they are of (:func:`lookalike.ingest.fingerprint.layout`), computed
+        once per path."""
         if path not in self._layouts:
-            image = self._picture(path)
-            self._layouts[path] = (fingerprints(image), content_box(image))
+            self._layouts[path] = layout(self._picture(path))
         return self._layouts[path]
 
     def _size(self, path: str) -> tuple[int, int]:
@@ -462,7 +462,7 @@ class Sameness:
 
         best = None
         reduced = self._reduced(a), self._reduced(b)
-        for transform in _fingerprint_alignments(*sizes, self._layout(a), self._layout(b)):
+        for transform in _fingerprint_alignments(self._layout(a), self._layout(b)):
             best = _better(best, compare_aligned(self._picture(a), self._picture(b), transform, reduced))
             if _same_capture(best, mark_set_aside=False):
                 break
@@ -563,23 +563,24 @@ def _in_pixels(transform: np.ndarray, a: tuple[int, int], b: tuple[int, int]) ->
     return (forward @ np.diag([1.0 / a[0], 1.0 / a[0], 1.0]))[:2]
 
 
-def _fingerprint_alignments(
-    a: tuple[int, int], b: tuple[int, int], layout_a: tuple, layout_b: tuple
-) -> list[np.ndarray]:
-    """The transforms (2 x 3, the pixels of a picture of size ``a`` to one of size ``b``) under which the two
-    pictures' fingerprints match: the orientation whose fingerprint is within MATCH_BITS, content box (inside
-    uniform borders) onto content box, or one whole picture onto the other's content box (a letterboxed copy of a
-    photo whose own edge is plain, a sky or a wall, that its content box leaves out). ``layout_a`` and ``layout_b``:
-    each picture's fingerprints and content box."""
+#: Which boxes of two pictures are laid on each other when their fingerprints match: those compared, either way round.
+_LAID = tuple(dict.fromkeys(pair for a, b in COMPARED for pair in ((a, b), (b, a))))
+
+
+def _fingerprint_alignments(layout_a: tuple, layout_b: tuple) -> list[np.ndarray]:
+    """The transforms (2 x 3, the pixels of one picture to the other's) under which two pictures' fingerprints
+    match: the orientation whose fingerprint is within MATCH_BITS, box onto box (the whole picture, what lies inside
+    its uniform borders, or what it shows on a canvas; a whole photo onto the inside of its letterboxed copy's
+    borders, onto the picture a screenshot shows). ``layout_a``, ``layout_b``: each picture's fingerprints and
+    their boxes (:func:`lookalike.ingest.fingerprint.layout`)."""
     found = []
-    boxes_a, boxes_b = ((0, 0, *a), layout_a[1]), ((0, 0, *b), layout_b[1])
-    for kind_a, kind_b in ((0, 0), (1, 1), (0, 1), (1, 0)):
+    for kind_a, kind_b in _LAID:
         turned = orientations(np.array([layout_a[0][kind_a]], np.uint64))[:, 0]
         bits = [hamming(int(v), layout_b[0][kind_b]) for v in turned]
         best = int(np.argmin(bits))
         if bits[best] > MATCH_BITS:
             continue
-        box_a, box_b = boxes_a[kind_a], boxes_b[kind_b]
+        box_a, box_b = layout_a[1][kind_a], layout_b[1][kind_b]
         into = np.array(
             [
                 [1.0 / (box_a[2] - box_a[0]), 0, -box_a[0] / (box_a[2] - box_a[0])],

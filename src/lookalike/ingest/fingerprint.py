@@ -9,7 +9,9 @@ indexer has already decoded, so it costs a small resize and one 32 x 32 DCT.
 How it is made:
 
 1. the picture's uniform borders (letterbox bars, padding) are trimmed, so a
-   padded copy is fingerprinted on the same content as its original;
+   padded copy is fingerprinted on the same content as its original (a second
+   fingerprint; a third is of the picture a screenshot shows on its plain
+   canvas among bars and text, see :func:`picture_box`);
 2. the grey levels of what remains are shrunk to 32 x 32 (area average);
 3. its 2-D DCT is taken, and the 63 lowest frequencies but the constant one
    (an 8 x 8 block) each give one bit: whether the coefficient is positive.
@@ -30,10 +32,13 @@ __all__ = [
     "BITS",
     "MATCH_BITS",
     "ORIENTATION_MAPS",
-    "content_box",
+    "Box",
+    "COMPARED",
     "fingerprints",
     "hamming",
+    "layout",
     "orientations",
+    "picture_box",
     "trimmed_box",
     "WINDOWS",
     "window_fingerprints",
@@ -54,6 +59,19 @@ BORDER_TOLERANCE = 8
 TRIM_SIDE = 128
 #: No more than this share of each side is ever trimmed, so a near-uniform picture keeps its content.
 MAX_TRIM = 0.45
+#: A picture is shown on a canvas when this share of the image's edge is of one colour (within BORDER_TOLERANCE).
+CANVAS_EDGE = 0.5
+#: A part along a whole edge of the canvas and thinner than this share of the other side is a bar of the window (a
+#: status bar, a tool bar), not the picture shown.
+BAR = 0.25
+
+#: The fingerprints of :func:`layout` (whole, inside borders, shown on a canvas) compared between two pictures,
+#: either way round: whole with whole, inside borders with inside borders, a whole picture with what lies inside
+#: another's borders (the letterboxed copy of a photo whose own plain edge, a sky or a wall, its trimming leaves out)
+#: and with the picture another shows on a canvas (a screenshot of it), and two pictures shown on canvases.
+COMPARED = ((0, 0), (1, 1), (0, 1), (0, 2), (2, 2))
+
+Box = tuple[int, int, int, int]
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -104,33 +122,80 @@ def _border(pixels: np.ndarray) -> int:
     return int(outside[0]) if len(outside) else limit
 
 
-def content_box(image: Image.Image) -> tuple[int, int, int, int]:
-    """The box (left, top, right, bottom) of ``image``'s pixels inside its uniform borders, as the trimmed
-    fingerprint sees it; the whole image when it has none."""
-    gray = _thumbnail(image)
-    left, top, right, bottom = trimmed_box(gray)
-    sx, sy = image.size[0] / gray.size[0], image.size[1] / gray.size[1]
-    return (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
-
-
-def fingerprints(image: Image.Image) -> tuple[int, int]:
-    """The fingerprints of a decoded picture (any mode), whole and inside its uniform borders, as unsigned 64-bit
-    integers (the two are equal when it has no border).
+def layout(image: Image.Image) -> tuple[tuple[int, int, int], tuple[Box, Box, Box]]:
+    """The fingerprints of a decoded picture (any mode), as unsigned 64-bit integers, and the boxes (left, top,
+    right, bottom, in its pixels) they are taken of: the whole picture, what lies inside its uniform borders, and
+    the picture it shows on a plain canvas among other things (:func:`picture_box`). Where there are no borders or
+    no canvas, a box is the whole picture and its fingerprint the whole one.
 
     Examples
     --------
     >>> from PIL import Image
     >>> picture = Image.linear_gradient("L").resize((300, 200))
-    >>> whole, _ = fingerprints(picture)
-    >>> hamming(whole, fingerprints(picture.resize((75, 50)))[0]) <= 4
+    >>> (whole, trimmed, shown), boxes = layout(picture)
+    >>> shown == whole, boxes[2]  # no canvas: the picture shown is the whole
+    (True, (0, 0, 300, 200))
+    >>> hamming(whole, layout(picture.resize((75, 50)))[0][0]) <= MATCH_BITS
     True
     """
     gray = _thumbnail(image)
+    everything = (0, 0, *gray.size)
     whole = _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX))
-    box = trimmed_box(gray)
-    if box == (0, 0, *gray.size):
-        return whole, whole
-    return whole, _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX, box=box))
+    inside = trimmed_box(gray)
+    trimmed = whole if inside == everything else _bits(gray.resize((SIDE, SIDE), Image.Resampling.BOX, box=inside))
+    sx, sy = image.size[0] / gray.size[0], image.size[1] / gray.size[1]
+    trimmed_in_image = (round(inside[0] * sx), round(inside[1] * sy), round(inside[2] * sx), round(inside[3] * sy))
+    shown_box, shown = _picture_box(image, gray), whole
+    if shown_box != (0, 0, *image.size):
+        shown = _bits(image.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX, box=shown_box))
+    return (whole, trimmed, shown), ((0, 0, *image.size), trimmed_in_image, shown_box)
+
+
+def fingerprints(image: Image.Image) -> tuple[int, int, int]:
+    """The fingerprints of :func:`layout`: whole, inside uniform borders, the picture shown on a canvas."""
+    return layout(image)[0]
+
+
+def picture_box(image: Image.Image) -> Box:
+    """The box (in ``image``'s pixels) of the picture ``image`` shows on a plain canvas among other things: a photo
+    in a screenshot of a chat or a web page, with bars, text and buttons around it. The canvas is the colour most of
+    the edge holds; the picture is the largest connected part of what differs from it, but for bars along a whole
+    edge (a status bar, a tool bar). The whole image where there is no canvas or nothing on it."""
+    return _picture_box(image, _thumbnail(image))
+
+
+def _picture_box(image: Image.Image, gray: Image.Image) -> Box:
+    """:func:`picture_box`, given ``image``'s :func:`_thumbnail`."""
+    everything = (0, 0, *image.size)
+    pixels = np.asarray(gray, dtype=np.int16)
+    edge = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    near = np.convolve(np.bincount(edge, minlength=256), np.ones(2 * BORDER_TOLERANCE + 1), "same")
+    colour = int(near.argmax())  # the level with the most edge pixels within the tolerance of it
+    if near[colour] < CANVAS_EDGE * len(edge):
+        return everything
+    import cv2
+
+    shown = (np.abs(pixels - colour) > BORDER_TOLERANCE).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(shown, connectivity=8)
+    rows, columns = pixels.shape
+    parts = [
+        (int(area), int(x), int(y), int(x + w), int(y + h))
+        for x, y, w, h, area in stats[1:count].tolist()
+        if not (w == columns and h < BAR * rows) and not (h == rows and w < BAR * columns)
+    ]
+    if not parts:
+        return everything
+    _, left, top, right, bottom = max(parts)
+    # Found on the thumbnail, the box is a thumbnail pixel wide of the picture's edges: one more on each side,
+    # then the canvas trimmed off at the image's own size.
+    sx, sy = image.size[0] / gray.size[0], image.size[1] / gray.size[1]
+    left, top = max(0, int((left - 1) * sx)), max(0, int((top - 1) * sy))
+    right, bottom = (
+        min(image.size[0], int(np.ceil((right + 1) * sx))),
+        min(image.size[1], int(np.ceil((bottom + 1) * sy))),
+    )
+    x0, y0, x1, y1 = trimmed_box(image.convert("L").crop((left, top, right, bottom)))
+    return (left + x0, top + y0, left + x1, top + y1)
 
 
 #: Windows (left, top, right, bottom, as fractions) whose fingerprints are kept too: what the usual reframing crops

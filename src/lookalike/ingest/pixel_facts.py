@@ -20,8 +20,8 @@ from lookalike.ingest.fingerprint import fingerprints, window_fingerprints
 __all__ = ["COLUMNS", "FACTS_VERSION", "PixelFacts", "facts_from_bytes", "facts_table", "facts_to_bytes", "pixel_facts"]
 
 #: Changes whenever a fact is added or computed otherwise: cached facts of another version are computed again.
-#: 2: fingerprints of the windows a reframing crop keeps.
-FACTS_VERSION = 2
+#: 2: fingerprints of the windows a reframing crop keeps. 3: of the picture a screenshot shows on its canvas.
+FACTS_VERSION = 3
 #: Longest side the measures are taken at (shrunk by a whole factor, so between this and twice it): a photo that
 #: looks sharp at this size is sharp enough.
 SHARPNESS_SIDE = 256
@@ -35,9 +35,10 @@ class PixelFacts:
 
     Attributes
     ----------
-    fingerprint, fingerprint_trimmed : int
-        Copy fingerprints of the whole picture and of what lies inside its
-        uniform borders (see :mod:`lookalike.ingest.fingerprint`), as signed
+    fingerprint, fingerprint_trimmed, fingerprint_picture : int
+        Copy fingerprints of the whole picture, of what lies inside its
+        uniform borders and of the picture it shows on a plain canvas (a
+        screenshot's photo; see :mod:`lookalike.ingest.fingerprint`), as signed
         64-bit integers (the bits of the unsigned fingerprint).
     fingerprint_centre, fingerprint_top_left, ... : int
         Fingerprints of the windows a reframing crop keeps
@@ -56,6 +57,7 @@ class PixelFacts:
 
     fingerprint: int
     fingerprint_trimmed: int
+    fingerprint_picture: int
     fingerprint_centre: int
     fingerprint_top_left: int
     fingerprint_top_right: int
@@ -90,7 +92,7 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
     factor = max(1, max(image.size) // SHARPNESS_SIDE)
     small = (image.reduce(factor) if factor > 1 else image).convert("RGB")
     gray = small.convert("L")
-    whole, trimmed = fingerprints(gray)
+    whole, trimmed, shown = fingerprints(gray)
     windows = window_fingerprints(gray)
     stat = ImageStat.Stat(gray)
     levels = np.asarray(gray, dtype=np.int16)
@@ -101,6 +103,7 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
     return PixelFacts(
         _signed(whole),
         _signed(trimmed),
+        _signed(shown),
         *(_signed(window) for window in windows),
         round(stat.mean[0] / 255.0, 4),
         round(stat.stddev[0] / 255.0, 4),
@@ -111,7 +114,7 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
 
 
 #: The stored form: the version, then each fact in the order of :data:`COLUMNS` (little-endian).
-_PACKED = struct.Struct("<B7q5f")
+_PACKED = struct.Struct("<B8q5f")
 
 
 def facts_to_bytes(facts: PixelFacts) -> bytes:
