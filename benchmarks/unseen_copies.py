@@ -6,8 +6,9 @@ Two folders of neardup originals (the last groups of ``../shared/data/neardup``)
   the share of each kind grouped with its original at a copy tier, false copies (a copy tier between photos of
   two sources), and which file each group keeps (``resolution``);
 - keepers: 120 originals, each with one copy of its own size that is no better than it (a q95 re-save, sharpened,
-  mildly sharpened, denoised, q90 and q50 re-saves) and 60 more with a screenshot of them in a phone's chat at
-  0.8, 1 and 2 times their size: the share of groups keeping the original, per policy.
+  mildly sharpened, denoised, q90 and q50 re-saves), 60 more with a screenshot of them in a phone's chat at
+  0.8, 1 and 2 times their size, and 60 more with a screenshot of another app (a dark-mode chat, a photo across a
+  phone's width, a web page: 1.4 to 2.7 times their size): the share of groups keeping the original, per policy.
 
     python benchmarks/unseen_copies.py -o benchmarks/results/unseen_copies.json
 """
@@ -65,6 +66,48 @@ def screenshot(image: Image.Image, scale: float) -> Image.Image:
     shot.paste(image.resize((width, height), Image.Resampling.BICUBIC), ((shot.width - width) // 2, 110))
     return shot
 
+
+def dark_chat(image: Image.Image) -> Image.Image:
+    """``image`` 900 pixels wide in a dark-mode chat, between two rounded bubbles."""
+    height = round(image.height * 900 / image.width)
+    shot = Image.new("RGB", (1080, height + 500), (18, 18, 22))
+    draw = ImageDraw.Draw(shot)
+    draw.rounded_rectangle((60, 40, 700, 160), 30, fill=(40, 90, 200))
+    draw.text((90, 90), "look at this one", fill="white")
+    shot.paste(image.resize((900, height), Image.Resampling.BICUBIC), (150, 200))
+    draw.rounded_rectangle((60, height + 260, 800, height + 380), 30, fill=(50, 50, 55))
+    draw.text((90, height + 310), "wow, where is that?", fill=(230, 230, 230))
+    return shot
+
+
+def edge_to_edge(image: Image.Image) -> Image.Image:
+    """``image`` across a phone's whole width on black, a clock above, a tab bar below."""
+    height = round(image.height * 1080 / image.width)
+    shot = Image.new("RGB", (1080, height + 700), (0, 0, 0))
+    draw = ImageDraw.Draw(shot)
+    draw.text((20, 20), "9:41", fill="white")
+    shot.paste(image.resize((1080, height), Image.Resampling.BICUBIC), (0, 300))
+    draw.rectangle((0, height + 560, 1080, height + 700), fill=(28, 28, 30))
+    for tab in range(4):
+        draw.ellipse((100 + 250 * tab, height + 600, 160 + 250 * tab, height + 660), fill=(200, 200, 200))
+    return shot
+
+
+def web_page(image: Image.Image) -> Image.Image:
+    """``image`` 700 pixels wide on a white web page: a coloured header above, a column of text beside it."""
+    height = round(image.height * 700 / image.width)
+    page = Image.new("RGB", (1400, max(height + 300, 900)), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 1400, 80), fill=(200, 60, 40))
+    draw.text((30, 30), "My travel blog   Home  About  Photos", fill="white")
+    page.paste(image.resize((700, height), Image.Resampling.BICUBIC), (60, 150))
+    for line in range(25):
+        draw.text((800, 150 + 25 * line), "Lorem ipsum dolor sit amet, consectetur", fill=(40, 40, 40))
+    return page
+
+
+#: Screenshots of other apps, the photo at a size of the app's (1.4 to 2.7 times neardup's originals).
+APP_SCREENSHOTS = {"dark chat": dark_chat, "edge to edge": edge_to_edge, "web page": web_page}
 
 #: kind -> what makes it: (file suffix, picture, save options).
 KINDS = {
@@ -163,11 +206,19 @@ def kinds_part(root: Path, groups: list[Path]) -> dict:
     }
 
 
-def keepers_part(root: Path, groups: list[Path]) -> dict:
+def keepers_part(root: Path, groups: list[Path], app_groups: list[Path]) -> dict:
     import lookalike as lk
 
     made: dict[str, str] = {}  # folder -> what its copy is
     plan = [(kind, (make, quality)) for kind, (make, quality) in NO_BETTER.items()]
+    apps = list(APP_SCREENSHOTS.items())
+    for number, group in enumerate(app_groups):
+        kind, make = apps[number % len(apps)]
+        original, pixels = _original(group, root / f"{group.name}-app{number}")
+        path = original.parent / "copy.png"
+        make(pixels).save(path)
+        _newer(path)
+        made[original.parent.name] = f"screenshot, {kind}"
     for number, group in enumerate(groups):
         if number < 20 * len(plan):
             kind, (make, quality) = plan[number % len(plan)]
@@ -205,7 +256,7 @@ def main() -> None:
     report: dict = {"machine": machine_info()}
     with tempfile.TemporaryDirectory(prefix="unseen-copies-") as scratch:
         report["kinds"] = kinds_part(Path(scratch) / "kinds", neardup[-25:])
-        report["keepers"] = keepers_part(Path(scratch) / "keepers", neardup[-300:-120])
+        report["keepers"] = keepers_part(Path(scratch) / "keepers", neardup[-300:-120], neardup[-360:-300])
     report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     args.output.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
