@@ -7,14 +7,12 @@ for the calibration is decoded.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from lookalike.audit.planted import QUALITY_MAKERS, planted_in_sample
-from lookalike.ingest.pixel_facts import SHARPNESS_SIDE, pixel_facts
+from lookalike.ingest.pixel_facts import SHARPNESS_SIDE, pixel_measures
 from lookalike.references.core import References
 
 __all__ = ["COLOUR_SET", "QUALITY_KINDS", "badness", "planted_badness"]
@@ -95,7 +93,7 @@ def planted_badness(
 
     def damaged(nth: int, image: Image.Image, rng: np.random.Generator) -> dict[str, dict]:
         image = image.reduce(max(1, max(image.size) // SHARPNESS_SIDE))
-        return {kind: asdict(pixel_facts(make(image, rng))) for kind, make in QUALITY_MAKERS.items()}
+        return {kind: pixel_measures(make(image, rng)) for kind, make in QUALITY_MAKERS.items()}
 
     # Read as the indexer read the photo its facts came from (reduced to twice the network's input), then shrunk as
     # the facts are measured: damage planted at that size measures as it would have on the photo, at a fraction of

@@ -17,7 +17,16 @@ from PIL import Image, ImageStat
 
 from lookalike.ingest.fingerprint import fingerprints, window_fingerprints
 
-__all__ = ["COLUMNS", "FACTS_VERSION", "PixelFacts", "facts_from_bytes", "facts_table", "facts_to_bytes", "pixel_facts"]
+__all__ = [
+    "COLUMNS",
+    "FACTS_VERSION",
+    "PixelFacts",
+    "facts_from_bytes",
+    "facts_table",
+    "facts_to_bytes",
+    "pixel_facts",
+    "pixel_measures",
+]
 
 #: Changes whenever a fact is added or computed otherwise: cached facts of another version are computed again.
 #: 2: fingerprints of the windows a reframing crop keeps. 3: of the picture a screenshot shows on its canvas.
@@ -88,29 +97,41 @@ def pixel_facts(image: Image.Image) -> PixelFacts:
     >>> facts.contrast, facts.entropy, facts.colourfulness
     (0.0, 0.0, 0.0)
     """
-    # One shrink of the picture by a whole factor (a box filter, the cheapest resize) serves every measure.
-    factor = max(1, max(image.size) // SHARPNESS_SIDE)
-    small = (image.reduce(factor) if factor > 1 else image).convert("RGB")
-    gray = small.convert("L")
+    small, gray = _reduced(image)
     whole, trimmed, shown = fingerprints(gray)
     windows = window_fingerprints(gray)
+    fingerprinted = (whole, trimmed, shown, *windows)
+    return PixelFacts(*(_signed(value) for value in fingerprinted), *_measured(small, gray).values())
+
+
+def pixel_measures(image: Image.Image) -> dict[str, float]:
+    """The measures of :func:`pixel_facts` alone (``brightness`` ... ``colourfulness``), without the fingerprints:
+    what the image-quality findings read."""
+    return _measured(*_reduced(image))
+
+
+def _reduced(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """The picture in colour and in grey, shrunk by a whole factor (a box filter, the cheapest resize) to about
+    SHARPNESS_SIDE: one shrink serves every fact."""
+    factor = max(1, max(image.size) // SHARPNESS_SIDE)
+    small = (image.reduce(factor) if factor > 1 else image).convert("RGB")
+    return small, small.convert("L")
+
+
+def _measured(small: Image.Image, gray: Image.Image) -> dict[str, float]:
     stat = ImageStat.Stat(gray)
     levels = np.asarray(gray, dtype=np.int16)
     laplacian = levels[1:-1, :-2] + levels[1:-1, 2:] + levels[:-2, 1:-1] + levels[2:, 1:-1] - 4 * levels[1:-1, 1:-1]
     colours = small.reduce(max(1, max(small.size) // COLOUR_SIDE))
     red, green, blue = (np.asarray(band, dtype=np.int16) for band in colours.split())
     spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
-    return PixelFacts(
-        _signed(whole),
-        _signed(trimmed),
-        _signed(shown),
-        *(_signed(window) for window in windows),
-        round(stat.mean[0] / 255.0, 4),
-        round(stat.stddev[0] / 255.0, 4),
-        round(float(laplacian.std()) if laplacian.size else 0.0, 3),
-        round(float(gray.entropy()) + 0.0, 4),  # + 0.0: never -0.0
-        round(float(spread.mean()) / 255.0 if spread.size else 0.0, 4),
-    )
+    return {
+        "brightness": round(stat.mean[0] / 255.0, 4),
+        "contrast": round(stat.stddev[0] / 255.0, 4),
+        "sharpness": round(float(laplacian.std()) if laplacian.size else 0.0, 3),
+        "entropy": round(float(gray.entropy()) + 0.0, 4),  # + 0.0: never -0.0
+        "colourfulness": round(float(spread.mean()) / 255.0 if spread.size else 0.0, 4),
+    }
 
 
 #: The stored form: the version, then each fact in the order of :data:`COLUMNS` (little-endian).
