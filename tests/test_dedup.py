@@ -345,6 +345,22 @@ def test_a_screenshot_is_a_copy_candidate_by_its_fingerprint_whatever_the_embedd
         assert not sameness.verdict(str(tmp_path / a), str(tmp_path / b), False).is_copy, (a, b)
 
 
+def test_the_picture_shown_on_a_canvas_is_found_where_it_is_and_a_speck_is_no_picture():
+    from lookalike.ingest.fingerprint import picture_box
+
+    photo = Image.open(PHOTOS[0]).convert("RGB")
+    shot = _screenshot(photo, 0.8)
+    width, height = round(photo.width * 0.8), round(photo.height * 0.8)
+    left, top = (shot.width - width) // 2, 110
+    found = picture_box(shot)
+    # within a pixel or two of where the photo was pasted, status bar and replies left out
+    assert np.allclose(found, (left, top, left + width, top + height), atol=2), found
+    page = Image.new("RGB", (800, 600), (250, 250, 250))
+    ImageDraw.Draw(page).rectangle((400, 300, 405, 304), fill=(0, 0, 0))
+    assert picture_box(page) == (0, 0, 800, 600)  # its fingerprint would be a blank's, matching every other speck's
+    assert picture_box(photo) == (0, 0, *photo.size)  # no canvas: the whole
+
+
 def test_a_photo_shown_enlarged_by_any_factor_on_a_web_page_is_not_kept_over_the_photo(tmp_path):
     # Enlarged by a factor that is not a whole number of halves, the photo a screenshot shows measures between an
     # enlargement and a photo of its own (its pixels split however it is shrunk): screenshots of three other apps

@@ -64,6 +64,10 @@ CANVAS_EDGE = 0.5
 #: A part along a whole edge of the canvas and thinner than this share of the other side is a bar of the window (a
 #: status bar, a tool bar), not the picture shown.
 BAR = 0.25
+#: Least share of the image's area, and least side in thumbnail pixels, of a picture shown on a canvas: a speck on a
+#: blank page is no picture (its fingerprint, all but constant, would match every other speck's).
+MIN_PICTURE_AREA = 0.04
+MIN_PICTURE_SIDE = 8
 
 #: The fingerprints of :func:`layout` (whole, inside borders, shown on a canvas) compared between two pictures,
 #: either way round: whole with whole, inside borders with inside borders, a whole picture with what lies inside
@@ -186,6 +190,11 @@ def _picture_box(image: Image.Image, gray: Image.Image) -> Box:
     if not parts:
         return everything
     _, left, top, right, bottom = max(parts)
+    if (
+        min(right - left, bottom - top) < MIN_PICTURE_SIDE
+        or (right - left) * (bottom - top) < MIN_PICTURE_AREA * rows * columns
+    ):
+        return everything
     # Found on the thumbnail, the box is a thumbnail pixel wide of the picture's edges: one more on each side,
     # then the canvas trimmed off at the image's own size.
     sx, sy = image.size[0] / gray.size[0], image.size[1] / gray.size[1]
