@@ -143,6 +143,44 @@ def test_cache_is_keyed_by_model_fingerprint_and_keeps_the_pixel_facts(tmp_path)
     other.close()
 
 
+def test_cached_embeddings_whose_facts_are_of_an_older_version_only_have_their_facts_read_again(tmp_path):
+    # A new kind of fingerprint (a new FACTS_VERSION) once meant every cached photo was embedded again.
+    import zlib
+
+    from lookalike.embed import DEFAULT_MODEL
+    from lookalike.ingest.pixel_facts import FACTS_VERSION
+
+    spec = get_spec(DEFAULT_MODEL)
+    files = []
+    for source in SAMPLE_FILES[:12]:
+        files.append(str(tmp_path / source.name))
+        shutil.copy2(source, files[-1])
+    store = EmbeddingCache(tmp_path / "c.sqlite", spec.fingerprint, spec.dim)
+    first = Embedder(spec).extract(files, verbose=False, cache=store)
+    rows = store._db.execute("SELECT path, vector, facts FROM embeddings").fetchall()
+    for path, vector, facts in rows:  # facts stored by the version before, their checksum right
+        older = bytes([FACTS_VERSION - 1]) + facts[1:]
+        store._db.execute(
+            "UPDATE embeddings SET facts=?, crc=? WHERE path=?", (older, zlib.crc32(vector + older), path)
+        )
+    store._db.commit()
+    keys = [FileKey.of(f) for f in files]
+    assert len(rows) == len(files) and all(hit.facts is None for hit in store.get(keys).values())
+    # One photo damaged since, its size and time kept: its facts cannot be read again, and it is a failure.
+    damaged = os.stat(files[3])
+    Path(files[3]).write_bytes(b"\0" * damaged.st_size)
+    os.utime(files[3], ns=(damaged.st_atime_ns, damaged.st_mtime_ns))
+    again = Embedder(spec)
+    second = again.extract(files, verbose=False, cache=store)
+    assert again._sessions == {}  # no network was run: every embedding came from the cache
+    kept = [i for i in range(len(files)) if i != 3]
+    assert second.ok.tolist() == kept and [f.position for f in second.failures] == [3]
+    assert np.array_equal(second.embeddings, first.embeddings[kept])
+    assert second.facts == [first.facts[i] for i in kept]
+    assert [hit.facts for p, hit in sorted(store.get(keys).items()) if p != 3] == second.facts
+    store.close()
+
+
 def test_a_damaged_vector_in_the_cache_is_a_miss_not_a_wrong_embedding(tmp_path):
     store = EmbeddingCache(tmp_path / "c.sqlite", "m", 4)
     entry = _entry(SAMPLE_FILES[0])

@@ -113,7 +113,7 @@ class CachedImage:
     width: int
     height: int
     format: str
-    facts: PixelFacts
+    facts: PixelFacts | None  # None: facts of an older version, to be read off the pixels again (not re-embedded)
 
 
 class EmbeddingCache:
@@ -274,7 +274,8 @@ class EmbeddingCache:
                     return
 
     def get(self, keys: Sequence[FileKey | None]) -> dict[int, CachedImage]:
-        """Cached entries for the keys that match exactly, by position in ``keys``."""
+        """Cached entries for the keys that match exactly, by position in ``keys``; an entry whose pixel facts are of
+        another version has ``facts`` None (its embedding stands: only the facts are read again)."""
         return self._reading(self._get, keys)
 
     def get_verdicts(self, pairs: Sequence[tuple[FileKey, FileKey]], version: int) -> dict[int, str]:
@@ -318,9 +319,9 @@ class EmbeddingCache:
                 (self.fingerprint, *chunk),
             )
             for path, size, mtime_ns, width, height, fmt, blob, stored_facts, crc in rows:
+                if len(blob) != 4 * self.dim or zlib.crc32(blob + stored_facts) != crc:
+                    continue  # a damaged entry is embedded again, never returned
                 facts = facts_from_bytes(stored_facts)
-                if len(blob) != 4 * self.dim or zlib.crc32(blob + stored_facts) != crc or facts is None:
-                    continue  # a damaged entry (or facts of another version) is embedded again, never returned
                 vector = np.frombuffer(blob, dtype=np.float32)
                 for position in wanted[os.fsdecode(path)]:
                     key = keys[position]

@@ -156,17 +156,27 @@ class Embedder:
                 facts[position] = hit.facts
         cached = int(ok.sum())
         todo = np.flatnonzero(~ok)
+        # Cached embeddings whose pixel facts are of an older version keep their embedding: only the facts are read
+        # off their pixels again (a decode, a few small resizes: a fifth of the network's time).
+        stale = [p for p in np.flatnonzero(ok).tolist() if facts[p] is None]
         batches = [todo[i : i + batch_size].tolist() for i in range(0, len(todo), batch_size)]
         # One batch (a query) runs on all cores at once; more are shared out, one worker per core.
-        workers = min(self.threads, len(batches))
+        workers = min(self.threads, len(batches) + len(stale))
         # The session (and importing onnx and ONNX Runtime) is the dearest part of a warm re-index: skip it.
         session = self._session_on(1 if workers > 1 else self.threads) if batches else None
         if session is not None and "CUDAExecutionProvider" in session.get_providers():
             batches = [todo[i : i + GPU_BATCH_SIZE].tolist() for i in range(0, len(todo), GPU_BATCH_SIZE)]
+        jobs = [(batch, True) for batch in batches]
+        jobs += [(stale[i : i + batch_size], False) for i in range(0, len(stale), batch_size)]
         progress = tqdm(
-            total=total, initial=cached, unit="img", desc="Embedding", disable=None if verbose else True, leave=False
+            total=total,
+            initial=cached - len(stale),
+            unit="img",
+            desc="Embedding",
+            disable=None if verbose else True,
+            leave=False,
         )
-        pending = iter(batches)
+        pending = iter(jobs)
         taking = threading.Lock()
         stop = threading.Event()
         done: queue.Queue = queue.Queue(maxsize=2 * max(workers, 1))  # bounded: workers wait for the caller
@@ -175,7 +185,7 @@ class Embedder:
             try:
                 while not stop.is_set():
                     with taking:
-                        positions = next(pending, None)
+                        positions, embed = next(pending, (None, False))
                     if positions is None:
                         break
                     arrays, kept, failed = [], [], []
@@ -187,7 +197,7 @@ class Embedder:
                             continue
                         arrays.append(array)
                         kept.append(position)
-                    vectors = self.run(np.stack(arrays), session=session) if arrays else None
+                    vectors = self.run(np.stack(arrays), session=session) if arrays and embed else None
                     done.put((kept, vectors, failed))
             except BaseException as exc:  # handed to the caller, which raises it
                 done.put(exc)
@@ -211,8 +221,10 @@ class Embedder:
                         if not ignore_failure:
                             raise exc
                         failures.append(Failure.of(position, exc))
+                        ok[position] = False  # a cached one whose facts were to be read again too: unreadable now
                     if kept:
-                        out[kept], ok[kept] = vectors, True
+                        if vectors is not None:  # else its embedding came from the cache, and its facts are new
+                            out[kept], ok[kept] = vectors, True
                         if cache is not None:
                             cache.put((keys[p], out[p], infos[p], facts[p]) for p in kept if keys[p] is not None)
                     progress.update(len(kept) + len(failed))

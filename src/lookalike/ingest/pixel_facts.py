@@ -28,7 +28,8 @@ __all__ = [
     "pixel_measures",
 ]
 
-#: Changes whenever a fact is added or computed otherwise: cached facts of another version are computed again.
+#: Changes whenever a fact is added or computed otherwise: cached facts of another version are read off the pixels
+#: again (the embedding cached beside them is kept).
 #: 2: fingerprints of the windows a reframing crop keeps. 3: of the picture a screenshot shows on its canvas.
 FACTS_VERSION = 3
 #: Longest side the measures are taken at (shrunk by a whole factor, so between this and twice it): a photo that
