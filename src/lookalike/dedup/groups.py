@@ -190,8 +190,15 @@ def find_duplicates(
     >>> dups[dups.action == "discard"].path.tolist()  # what a dedup would move  # doctest: +SKIP
     ['photos/IMG_0001 (copy).jpg']
     """
+    _options(keep, tiers, act_on)  # a wrong option is told before any candidate is searched for
     with DuplicateFinder(references, threshold, k, sameness) as finder:
         return finder.find(keep=keep, tiers=tiers, decisions=decisions, act_on=act_on, keep_in=keep_in, verbose=verbose)
+
+
+def _options(keep: str, tiers: str | Sequence[str] | None, act_on: str | Sequence[str]) -> tuple:
+    """The keeper policy, the tiers listed and the tiers acted on, checked."""
+    wanted = check_tiers(tiers) if tiers is not None else TIERS
+    return check_choice("keep", keep, POLICIES), wanted, check_tiers(act_on, COPY_TIERS, "act_on")
 
 
 #: Largest members of a copy set a photo left out of every set is judged against (see _attach_to_copies).
@@ -353,9 +360,7 @@ class DuplicateFinder:
         """The groups of :meth:`find`, numbered (0 is the largest; copy groups before groups of look-alikes alone),
         without building its table: what an explorer pages through after each decision. ``verbose``: a progress bar
         over the candidate pairs of the components grouped (on a terminal)."""
-        keep = check_choice("keep", keep, POLICIES)
-        wanted = check_tiers(tiers) if tiers is not None else TIERS
-        acted = check_tiers(act_on, COPY_TIERS, "act_on")
+        keep, wanted, acted = _options(keep, tiers, act_on)
         facts = self.facts(keep)
         kept_folders = tuple(os.path.realpath(folder) for folder in keep_in)
         decided = _decided(self._positions_by_path, decisions)
