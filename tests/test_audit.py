@@ -314,3 +314,28 @@ def test_strangers_filed_under_several_classes_are_outliers_though_near_each_oth
     report = model.audit(class_column="cls", duplicates=False)
     found = {p[0] for p in report.findings.loc[report.findings["kind"] == "outlier", "positions"]}
     assert set(range(600, 620)) <= found
+
+
+def test_outliers_of_a_camera_photo_are_made_at_the_size_the_network_reads_and_embed_as_if_made_whole():
+    # Made at a camera photo's own size (a 3,000 px enlargement and its JPEG), the planted outliers took 20 s of an
+    # audit of 800 such photos; the network reads them no larger than twice its input.
+    from lookalike.audit.planted import OUTLIER_MAKERS, read_size
+    from lookalike.embed.extractor import Embedder
+    from lookalike.embed.registry import DEFAULT_MODEL, get_spec
+
+    spec = get_spec(DEFAULT_MODEL)
+    width, height = spec.pixel_size
+    photo = Image.open(PHOTOS[5]).convert("RGB")
+    camera = photo.resize((photo.width * 3000 // max(photo.size), photo.height * 3000 // max(photo.size)))
+    size = read_size(camera.size, (2 * width, 2 * height))
+    assert min(size[0] / (2 * width), size[1] / (2 * height)) == pytest.approx(1.0, abs=0.01) and size < camera.size
+    assert read_size(photo.size, (8000, 8000)) == photo.size  # never enlarged
+    embedder = Embedder(spec)
+    for name, (make, _) in OUTLIER_MAKERS.items():
+        whole = make(camera, np.random.default_rng(3))
+        small = make(camera, np.random.default_rng(3), size)
+        # (a shuffle's tiles are whole pixels: up to 7 fewer a side)
+        assert np.all(np.subtract(size, small.size) < 8) and np.all(np.subtract(camera.size, whole.size) < 8)
+        vectors = embedder.extract([whole, small], verbose=False).embeddings
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        assert float(vectors[0] @ vectors[1]) > 0.95, name  # one picture to the network

@@ -22,7 +22,7 @@ from PIL import Image
 
 from lookalike.audit.confidence import Confidence, calibrated
 from lookalike.audit.neighbours import NeighbourFacts, spread_of
-from lookalike.audit.planted import OUTLIER_MAKERS, embedded, planted_in_sample
+from lookalike.audit.planted import OUTLIER_MAKERS, embedded, planted_in_sample, read_size
 from lookalike.audit.report import Finding
 from lookalike.audit.splits import Groups
 from lookalike.references.core import References
@@ -77,8 +77,11 @@ def _planted(references: References, spreads: _Spread, with_files: np.ndarray, c
     if not len(with_files) or references.spec is None:
         return np.empty(0)
 
+    width, height = references.spec.pixel_size
+
     def strangers(nth: int, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
-        return [make(image, rng) for make, every in OUTLIER_MAKERS.values() if nth % every == 0]
+        size = read_size(image.size, (2 * width, 2 * height))
+        return [make(image, rng, size) for make, every in OUTLIER_MAKERS.values() if nth % every == 0]
 
     images, codes = [], []
     for position, made in planted_in_sample(references, with_files, SAMPLE, rng, strangers):
