@@ -18,7 +18,7 @@ import pandas as pd
 from lookalike.errors import ModelFormatError
 from lookalike.index.hamming import within_bits
 from lookalike.index.metrics import exact_distances_at
-from lookalike.ingest.fingerprint import COMPARED, MATCH_BITS, WINDOWS, orientations
+from lookalike.ingest.fingerprint import COMPARED, COMPARED_EITHER_WAY, MATCH_BITS, WINDOWS, orientations
 from lookalike.ingest.pixel_facts import PixelFacts
 from lookalike.references.core import References
 from lookalike.store import bundle
@@ -83,6 +83,7 @@ WINDOW_COLUMNS = tuple(f"fingerprint_{name}" for name in WINDOWS)
 #: The columns of :func:`lookalike.ingest.fingerprint.layout`'s fingerprints, and the pairs of them compared.
 _LAYOUT_COLUMNS = ("fingerprint", "fingerprint_trimmed", "fingerprint_picture")
 WHOLE_MATCHES = tuple((_LAYOUT_COLUMNS[a], _LAYOUT_COLUMNS[b]) for a, b in COMPARED)
+_EITHER_WAY = tuple((_LAYOUT_COLUMNS[a], _LAYOUT_COLUMNS[b]) for a, b in COMPARED_EITHER_WAY)
 
 
 def has_fingerprints(references: References, columns: tuple[str, ...] = ("fingerprint", "fingerprint_trimmed")) -> bool:
@@ -163,9 +164,9 @@ def _searched(references: References, threshold: float, k: int, copy_reach: floa
     local = [_embedding_pairs(references, threshold, k, reach)]
     whole = []
     table = references.table
+    owners = np.arange(len(references))
     for queried, stored in WHOLE_MATCHES:  # each query against every stored value: both ways round at once
         if has_fingerprints(references, (queried, stored)):
-            owners = np.arange(len(references))
             whole.append(_fingerprint_pairs(_values(table, queried), _values(table, stored), owners))
     if has_fingerprints(references, ("fingerprint", *WINDOW_COLUMNS)):
         windows = np.concatenate([_values(table, column) for column in WINDOW_COLUMNS])
@@ -199,7 +200,7 @@ def fingerprints_match(references: References, position: int, facts: PixelFacts)
     """Whether a picture with ``facts`` would be a fingerprint candidate of the reference at ``position`` (what
     :func:`candidate_pairs` finds, for one picture that is not a reference: calibration's copies)."""
     table = references.table
-    pairs = [(b, getattr(facts, a)) for a, b in WHOLE_MATCHES] + [(a, getattr(facts, b)) for a, b in WHOLE_MATCHES]
+    pairs = [(stored, getattr(facts, queried)) for queried, stored in _EITHER_WAY]
     pairs += [(column, facts.fingerprint) for column in WINDOW_COLUMNS]
     for column, value in pairs:
         if column not in table.columns or pd.isna(table[column].iloc[position]):
@@ -243,12 +244,12 @@ def _fingerprint_pairs(queries: np.ndarray, stored: np.ndarray, owners: np.ndarr
 
 def _fewest_bits(references: References, pairs: np.ndarray) -> np.ndarray:
     """For each pair, the fewest fingerprint bits its two references differ in (any orientation, any of
-    :data:`WHOLE_MATCHES`)."""
+    :data:`WHOLE_MATCHES`, either way round)."""
     fewest = np.full(len(pairs), 64, np.int64)
     if not len(pairs):
         return fewest
     table = references.table
-    for first, second in dict.fromkeys(pair for a, b in WHOLE_MATCHES for pair in ((a, b), (b, a))):
+    for first, second in _EITHER_WAY:
         if not has_fingerprints(references, (first, second)):
             continue
         turned = orientations(_values(table, first)[pairs[:, 0]])

@@ -55,7 +55,14 @@ from PIL import Image
 
 from lookalike.errors import InvalidArgument
 from lookalike.ingest.decode import ImageError, decode_image, load_rgb
-from lookalike.ingest.fingerprint import COMPARED, MATCH_BITS, ORIENTATION_MAPS, hamming, layout, orientations
+from lookalike.ingest.fingerprint import (
+    COMPARED_EITHER_WAY,
+    MATCH_BITS,
+    ORIENTATION_MAPS,
+    hamming,
+    layout,
+    orientations,
+)
 from lookalike.store.files import cached_sha256
 
 __all__ = [
@@ -563,10 +570,6 @@ def _in_pixels(transform: np.ndarray, a: tuple[int, int], b: tuple[int, int]) ->
     return (forward @ np.diag([1.0 / a[0], 1.0 / a[0], 1.0]))[:2]
 
 
-#: Which boxes of two pictures are laid on each other when their fingerprints match: those compared, either way round.
-_LAID = tuple(dict.fromkeys(pair for a, b in COMPARED for pair in ((a, b), (b, a))))
-
-
 def _fingerprint_alignments(layout_a: tuple, layout_b: tuple) -> list[np.ndarray]:
     """The transforms (2 x 3, the pixels of one picture to the other's) under which two pictures' fingerprints
     match: the orientation whose fingerprint is within MATCH_BITS, box onto box (the whole picture, what lies inside
@@ -574,7 +577,7 @@ def _fingerprint_alignments(layout_a: tuple, layout_b: tuple) -> list[np.ndarray
     borders, onto the picture a screenshot shows). ``layout_a``, ``layout_b``: each picture's fingerprints and
     their boxes (:func:`lookalike.ingest.fingerprint.layout`)."""
     found = []
-    for kind_a, kind_b in _LAID:
+    for kind_a, kind_b in COMPARED_EITHER_WAY:  # the boxes of the fingerprints candidates are found by
         turned = orientations(np.array([layout_a[0][kind_a]], np.uint64))[:, 0]
         bits = [hamming(int(v), layout_b[0][kind_b]) for v in turned]
         best = int(np.argmin(bits))

@@ -34,6 +34,7 @@ __all__ = [
     "ORIENTATION_MAPS",
     "Box",
     "COMPARED",
+    "COMPARED_EITHER_WAY",
     "fingerprints",
     "hamming",
     "layout",
@@ -74,6 +75,8 @@ MIN_PICTURE_SIDE = 8
 #: another's borders (the letterboxed copy of a photo whose own plain edge, a sky or a wall, its trimming leaves out)
 #: and with the picture another shows on a canvas (a screenshot of it), and two pictures shown on canvases.
 COMPARED = ((0, 0), (1, 1), (0, 1), (0, 2), (2, 2))
+#: :data:`COMPARED` with each pair both ways round (the first picture's fingerprint, the second's), each once.
+COMPARED_EITHER_WAY = tuple(dict.fromkeys(pair for a, b in COMPARED for pair in ((a, b), (b, a))))
 
 Box = tuple[int, int, int, int]
 
@@ -151,7 +154,7 @@ def layout(image: Image.Image) -> tuple[tuple[int, int, int], tuple[Box, Box, Bo
     trimmed_in_image = (round(inside[0] * sx), round(inside[1] * sy), round(inside[2] * sx), round(inside[3] * sy))
     shown_box, shown = _picture_box(image, gray), whole
     if shown_box != (0, 0, *image.size):
-        shown = _bits(image.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX, box=shown_box))
+        shown = _bits(image.crop(shown_box).convert("L").resize((SIDE, SIDE), Image.Resampling.BOX))
     return (whole, trimmed, shown), ((0, 0, *image.size), trimmed_in_image, shown_box)
 
 
@@ -203,7 +206,7 @@ def _picture_box(image: Image.Image, gray: Image.Image) -> Box:
         min(image.size[0], int(np.ceil((right + 1) * sx))),
         min(image.size[1], int(np.ceil((bottom + 1) * sy))),
     )
-    x0, y0, x1, y1 = trimmed_box(image.convert("L").crop((left, top, right, bottom)))
+    x0, y0, x1, y1 = trimmed_box(image.crop((left, top, right, bottom)).convert("L"))
     return (left + x0, top + y0, left + x1, top + y1)
 
 
