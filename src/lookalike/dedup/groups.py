@@ -826,6 +826,7 @@ def _members(
                 member.measures = Measures(
                     functools.partial(judged.sameness.measure, member.path),
                     functools.partial(judged.sameness.reproduced, member.path),
+                    functools.partial(judged.sameness.enlarged_from, member.path),
                 )
     return out
 

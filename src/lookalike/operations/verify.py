@@ -250,7 +250,8 @@ class Verifier:
         keypoints, descriptors = detector.detectAndCompute(np.asarray(gray), None)
         if descriptors is None:  # a blank or tiny image has no keypoints
             descriptors = np.zeros((0, 128 if self.method == "sift" else 32), np.uint8)
-        points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+        # Converted in OpenCV: a Python loop over a thousand keypoints held the GIL for a tenth of a cold dedup.
+        points = self._cv2.KeyPoint_convert(keypoints).reshape(-1, 2) if keypoints else np.zeros((0, 2), np.float32)
         # SIFT's float descriptors hold whole numbers 0..255: uint8 keeps them exactly in a quarter of the memory.
         return LocalFeatures(points, descriptors.astype(np.uint8, copy=False), gray.size)
 
