@@ -12,7 +12,8 @@ Reported, each with the command that reproduces it:
   landmark photo, another garment), and photos that are not a copy of their group's keeper yet are discarded;
 - neardup's hard edits: ``edited`` precision and recall for crops and rotations, overlays reported;
 - keepers: the share of neardup groups whose original is kept over its q30, blurred and 2x enlarged copies, per
-  policy (``resolution``, ``sharpest``), the original being the newest file so the policy alone must find it;
+  policy (``resolution``, ``sharpest``), the original being the newest file so the policy alone must find it; and
+  over its 1.25x, 1.5x and 2x enlargements made after it;
 - times: index, first dedup (cold verdicts), second dedup (warm: the same model, its candidates found already),
   a dedup of the saved model in a new process (what a second ``lookalike dedup`` starts from: verdicts read back,
   candidates searched again), peak memory; in the explorer, from a decision's POST until its group comes back from
@@ -168,6 +169,29 @@ def keeper_folder(root: Path, groups: int) -> dict[str, str]:
     return truth
 
 
+ENLARGEMENTS = (1.25, 1.5, 2.0)
+
+
+def enlargement_folder(root: Path, groups: int) -> dict[str, str]:
+    """Each neardup original with bicubic enlargements (q90) by factors that split its pixels and one that does not,
+    made after it (the original is the older file, as a copy's source is); path -> group."""
+    truth = {}
+    for group in sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())[:groups]:
+        folder = root / group.name
+        folder.mkdir(parents=True)
+        original = folder / "original.jpg"
+        shutil.copyfile(group / "original.jpg", original)
+        os.utime(original, (1.6e9, 1.6e9))
+        truth[str(original)] = group.name
+        pixels = load_rgb(original)
+        for factor in ENLARGEMENTS:
+            path = folder / f"enlarged {factor}.jpg"
+            size = (round(pixels.width * factor), round(pixels.height * factor))
+            pixels.resize(size, Image.Resampling.BICUBIC).save(path, quality=90)
+            truth[str(path)] = group.name
+    return truth
+
+
 def keepers_kept(model, truth: dict[str, str], policy: str) -> dict:
     """The share of groups holding an original whose keeper is that original, under ``policy``."""
     table = model.find_duplicates(keep=policy)
@@ -270,6 +294,11 @@ def main() -> None:
         quality_model = lk.create(str(Path(scratch) / "quality"), verbose=False)
         report["keepers_over_q30_blurred_enlarged"] = {
             policy: keepers_kept(quality_model, quality, policy) for policy in args.keep.split(",")
+        }
+        enlarged = enlargement_folder(Path(scratch) / "enlarged", args.groups)
+        enlarged_model = lk.create(str(Path(scratch) / "enlarged"), verbose=False)
+        report["keepers_over_enlargements_1.25_1.5_2x"] = {
+            policy: keepers_kept(enlarged_model, enlarged, policy) for policy in args.keep.split(",")
         }
     report["machine"]["load_average_at_end"] = machine_info()["load_average"]
     args.output.parent.mkdir(parents=True, exist_ok=True)

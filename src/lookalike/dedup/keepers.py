@@ -280,8 +280,8 @@ def original_key(mtime: float, name: str, size: int, position: int) -> tuple:
 #: shows other parts of the scene, with other detail; and by 2 at most, since a 60-pixel copy shrunk 8 times is
 #: 8 pixels and loses everything. 100 neardup originals (benchmarks/copies.py): 2x to 4x enlargements re-saved at
 #: q90 0.38 at most; originals at 1.33 to 8 times their copies' size 0.56 at least, 0.91 to 1.34 at the median.
-#: 1.5x enlargements (0.35 to 0.77, 0.60 at the median) are mostly not told: a 1.5x enlargement kept loses no
-#: detail, an original called one would.
+#: 1.5x enlargements (0.35 to 0.77, 0.60 at the median) are mostly not told that way: one picture at two sizes is
+#: measured beside the smaller instead (:func:`detail_beyond`, UNSURE_DETAIL).
 ENLARGED_PIXELS = 1.3
 ENLARGED_RESIDUAL = 0.5
 #: A picture shown on a canvas (a screenshot, a letterbox) measuring between ENLARGED_RESIDUAL and this may or may

@@ -400,7 +400,7 @@ class Sameness:
         """:func:`~lookalike.dedup.keepers.detail_beyond` of the picture at ``path`` over the smaller one at ``source``
         when the two are one picture at two sizes (-1 when they are not, 99 when either cannot be read: no
         enlargement). Both are read at one scale: the smaller as the tier checks
-        read it, the larger at its size times their ratio (4 at most: an enlargement shrunk to 4 times the smaller's
+        read it, the larger at its size times their ratio (2 at most: an enlargement shrunk to twice the smaller's
         size is still one), so that a camera photo is not read whole beside its small copy. Kept while both files
         are unchanged."""
         from lookalike.dedup import keepers
@@ -415,7 +415,7 @@ class Sameness:
                     return 99.0
                 ratio = math.sqrt(stored[0][0] * stored[0][1] / max(1, stored[1][0] * stored[1][1]))
                 big = self._picture(path)
-                target = (max(1, round(small.width * min(ratio, 4.0))), max(1, round(small.height * min(ratio, 4.0))))
+                target = (max(1, round(small.width * min(ratio, 2.0))), max(1, round(small.height * min(ratio, 2.0))))
                 if big.width < target[0]:  # read reduced beyond the smaller's scale: read again, less reduced
                     big = decode_image(path, min_size=target)[0]
                 if big.size != target:
