@@ -450,6 +450,28 @@ def test_a_photo_enlarged_by_a_factor_that_is_no_whole_number_is_never_kept_over
         assert sorted(keepers["path"]) == originals, keepers[["path", "reason"]]
 
 
+def test_an_enlargement_is_measured_beside_its_photo_when_their_verdict_was_read_from_the_cache(tmp_path):
+    # A second dedup reads the pair's verdict from the cache and decodes neither picture; the enlargement's measure
+    # must still be taken on both (not given up for want of their sizes, and kept so).
+    from lookalike.embed.cache import EmbeddingCache
+
+    pixels = Image.open(PHOTOS[0]).convert("RGB")
+    photo, bigger = tmp_path / "photo.jpg", tmp_path / "bigger.jpg"
+    shutil.copyfile(PHOTOS[0], photo)
+    pixels.resize((round(pixels.width * 1.5), round(pixels.height * 1.5)), Image.Resampling.BICUBIC).save(
+        bigger, quality=90
+    )
+    store = EmbeddingCache(tmp_path / "cache.sqlite", "m", 4)
+    first = Sameness(cache=store)
+    assert first.verdict(str(bigger), str(photo)).tier == "resized"
+    first.save()
+    again = Sameness(cache=store)
+    found = again.enlarged_from(str(bigger), str(photo))
+    assert again.computed == 1 and 0 <= found < 0.5, found  # the verdict was read back, the measure taken
+    assert Sameness().enlarged_from(str(bigger), str(photo)) == pytest.approx(found)
+    assert Sameness().enlarged_from(str(bigger), str(PHOTOS[1])) == -1  # not one picture: not measured
+
+
 def test_dim_photos_turned_on_one_fill_are_not_copies_of_each_other(tmp_path):
     # Turned by one angle on one dark fill, eight different dim photos agree on their corners and differ by less than
     # 20 grey levels almost everywhere: 5 of their 28 pairs were once "resized" copies.

@@ -408,13 +408,10 @@ class Sameness:
         def measured() -> float:
             if self.verdict(path, source).tier not in ("same-pixels", "resized"):
                 return -1.0
-            try:
-                small = self._picture(source)
-                stored = self._files.get(path), self._files.get(source)
-                if None in stored:
-                    return 99.0
+            try:  # both decoded first: a verdict read from the cache decoded neither
+                small, big = self._picture(source), self._picture(path)
+                stored = self._files[path], self._files[source]
                 ratio = math.sqrt(stored[0][0] * stored[0][1] / max(1, stored[1][0] * stored[1][1]))
-                big = self._picture(path)
                 target = (max(1, round(small.width * min(ratio, 2.0))), max(1, round(small.height * min(ratio, 2.0))))
                 if big.width < target[0]:  # read reduced beyond the smaller's scale: read again, less reduced
                     big = decode_image(path, min_size=target)[0]
