@@ -144,15 +144,28 @@ def score(table, truth: dict[str, tuple[str, str]]) -> dict:
     }
 
 
+#: File name -> what makes the copy from its original's pixels, and the JPEG quality it is saved at.
 QUALITY_COPIES = {
-    "q30 re-save": lambda im: im,
-    "blurred": lambda im: im.filter(ImageFilter.GaussianBlur(1.5)),
-    "enlarged 2x": lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC),
+    "q30 re-save.jpg": (lambda im: im, 30),
+    "blurred.jpg": (lambda im: im.filter(ImageFilter.GaussianBlur(1.5)), 90),
+    "enlarged 2x.jpg": (lambda im: im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC), 90),
+}
+#: Enlargements by factors that split the original's pixels and one that does not.
+ENLARGEMENTS = {
+    f"enlarged {factor}.jpg": (
+        lambda im, factor=factor: im.resize(
+            (round(im.width * factor), round(im.height * factor)), Image.Resampling.BICUBIC
+        ),
+        90,
+    )
+    for factor in (1.25, 1.5, 2.0)
 }
 
 
-def keeper_folder(root: Path, groups: int) -> dict[str, str]:
-    """Each neardup original (the oldest file) with a q30 re-save, a blurred and a 2x enlarged copy; path -> group."""
+def keeper_folder(root: Path, groups: int, copies: dict, original_time: float) -> dict[str, str]:
+    """Each neardup original with ``copies`` of it (see QUALITY_COPIES), the original's modification time set to
+    ``original_time`` (the newest file: the policy alone must find it; the oldest: as a copy's source is); path ->
+    group."""
     truth = {}
     for group in sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())[:groups]:
         folder = root / group.name
@@ -161,34 +174,10 @@ def keeper_folder(root: Path, groups: int) -> dict[str, str]:
         shutil.copyfile(group / "original.jpg", original)
         truth[str(original)] = group.name
         pixels = load_rgb(original)
-        for number, (kind, make) in enumerate(QUALITY_COPIES.items()):
-            path = folder / f"copy{number}.jpg"
-            make(pixels).save(path, quality=30 if kind == "q30 re-save" else 90)
-            truth[str(path)] = group.name
-        os.utime(original, (2e9, 2e9))  # the original is the newest file here: the policy alone must find it
-    return truth
-
-
-ENLARGEMENTS = (1.25, 1.5, 2.0)
-
-
-def enlargement_folder(root: Path, groups: int) -> dict[str, str]:
-    """Each neardup original with bicubic enlargements (q90) by factors that split its pixels and one that does not,
-    made after it (the original is the older file, as a copy's source is); path -> group."""
-    truth = {}
-    for group in sorted(p for p in (DATA / "neardup").iterdir() if p.is_dir())[:groups]:
-        folder = root / group.name
-        folder.mkdir(parents=True)
-        original = folder / "original.jpg"
-        shutil.copyfile(group / "original.jpg", original)
-        os.utime(original, (1.6e9, 1.6e9))
-        truth[str(original)] = group.name
-        pixels = load_rgb(original)
-        for factor in ENLARGEMENTS:
-            path = folder / f"enlarged {factor}.jpg"
-            size = (round(pixels.width * factor), round(pixels.height * factor))
-            pixels.resize(size, Image.Resampling.BICUBIC).save(path, quality=90)
-            truth[str(path)] = group.name
+        for name, (make, quality) in copies.items():
+            make(pixels).save(folder / name, quality=quality)
+            truth[str(folder / name)] = group.name
+        os.utime(original, (original_time, original_time))
     return truth
 
 
@@ -290,12 +279,12 @@ def main() -> None:
             (report["index_seconds"] + report["dedup_seconds_cold"]) / report["index_seconds"], 2
         )
         report["resolution"] = score(table, truth)
-        quality = keeper_folder(Path(scratch) / "quality", args.groups)
+        quality = keeper_folder(Path(scratch) / "quality", args.groups, QUALITY_COPIES, 2e9)
         quality_model = lk.create(str(Path(scratch) / "quality"), verbose=False)
         report["keepers_over_q30_blurred_enlarged"] = {
             policy: keepers_kept(quality_model, quality, policy) for policy in args.keep.split(",")
         }
-        enlarged = enlargement_folder(Path(scratch) / "enlarged", args.groups)
+        enlarged = keeper_folder(Path(scratch) / "enlarged", args.groups, ENLARGEMENTS, 1.6e9)
         enlarged_model = lk.create(str(Path(scratch) / "enlarged"), verbose=False)
         report["keepers_over_enlargements_1.25_1.5_2x"] = {
             policy: keepers_kept(enlarged_model, enlarged, policy) for policy in args.keep.split(",")
