@@ -214,7 +214,12 @@ def residual(image: Image.Image, factor: float, before: float = 1.0) -> float:
     values = np.asarray(gray, dtype=np.float32)
     size = (max(8, round(gray.size[0] / factor)), max(8, round(gray.size[1] / factor)))
     back = np.asarray(gray.resize(size, _BOX).resize(gray.size, Image.Resampling.BICUBIC), np.float32)
-    return float(np.sqrt(np.mean((values - back) ** 2)) / (values.std() + 1e-6))
+    return _relative_loss(values, back)
+
+
+def _relative_loss(values: np.ndarray, approximation: np.ndarray) -> float:
+    """How far ``approximation`` is from ``values`` (RMS), relative to the spread of ``values``."""
+    return float(np.sqrt(np.mean((values - approximation) ** 2)) / (values.std() + 1e-6))
 
 
 def residual_in(image: Image.Image, region: tuple[float, ...], factor: float, before: float = 1.0) -> float:
@@ -254,8 +259,7 @@ def detail_beyond(big: Image.Image, small: Image.Image) -> float:
     values = np.asarray(large, dtype=np.float32)
     enlarged = np.asarray(little.resize(large.size, Image.Resampling.BICUBIC), np.float32)
     factor = math.sqrt(large.size[0] * large.size[1] / max(1, little.size[0] * little.size[1]))
-    lost = float(np.sqrt(np.mean((values - enlarged) ** 2)) / (values.std() + 1e-6))
-    return lost / max(1e-9, residual(little, min(factor, 2.0)))
+    return _relative_loss(values, enlarged) / max(1e-9, residual(little, min(factor, 2.0)))
 
 
 #: How far inside the region found for the shared part of two pictures its residual is measured (a share of each

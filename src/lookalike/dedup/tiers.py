@@ -334,7 +334,7 @@ class Sameness:
         if path not in self._whole_digests:
             try:
                 image = self._whole(path)
-                self._whole_digests[path] = (image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+                self._whole_digests[path] = (image.size, _pixels_digest(image))
             except ImageError:
                 self._whole_digests[path] = None
         return self._whole_digests[path]
@@ -399,10 +399,9 @@ class Sameness:
     def enlarged_from(self, path: str, source: str) -> float:
         """:func:`~lookalike.dedup.keepers.detail_beyond` of the picture at ``path`` over the smaller one at ``source``
         when the two are one picture at two sizes (-1 when they are not, 99 when either cannot be read: no
-        enlargement). Both are read at one scale: the smaller as the tier checks
-        read it, the larger at its size times their ratio (2 at most: an enlargement shrunk to twice the smaller's
-        size is still one), so that a camera photo is not read whole beside its small copy. Kept while both files
-        are unchanged."""
+        enlargement). Both are read at one scale: the smaller as the tier checks read it, the larger at its size
+        times their ratio (2 at most: an enlargement shrunk to twice the smaller's size is still one), so that a
+        camera photo is not read whole beside its small copy. Kept while both files are unchanged."""
         from lookalike.dedup import keepers
 
         def measured() -> float:
