@@ -159,6 +159,48 @@ def test_a_fifo_in_place_of_a_cached_network_is_rebuilt_not_waited_on(photos, lo
     assert (lk.load_model(tmp_path / "m").embeddings == expected.embeddings).all()
 
 
+
+
+EMBED_AND_SAY_IF_ONNX_WAS_IMPORTED = """
+import json, sys
+import lookalike as lk
+model = lk.create(sys.argv[1], model=sys.argv[2], verbose=False)
+print(json.dumps({"onnx": "onnx" in sys.modules, "embeddings": model.embeddings.tolist()}))
+"""
+
+
+def test_the_networks_pixel_graph_is_built_once_and_a_damaged_one_is_built_again(photos, lookalike_cache, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(
+        lookalike_cache / "models",
+        cache / "models",
+        ignore=lambda _, names: [n for n in names if not n.startswith(NETWORK)],
+    )
+    env = {**os.environ, "LOOKALIKE_CACHE": str(cache)}
+
+    def embedded() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", EMBED_AND_SAY_IF_ONNX_WAS_IMPORTED, str(photos), NETWORK],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        for stale in cache.glob("embeddings.sqlite*"):  # a fresh embedding cache each time: the network runs
+            stale.unlink()
+        return json.loads(done.stdout)
+
+    first = embedded()
+    assert first["onnx"]  # the graph was built
+    (graph,) = (cache / "models").glob("pixels-*.onnx")
+    second = embedded()
+    assert not second["onnx"]  # read back: onnx is never imported
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    third = embedded()
+    assert third["onnx"]  # the damaged file was not trusted
+    assert first["embeddings"] == second["embeddings"] == third["embeddings"]
+    assert np.allclose(first["embeddings"], lk.create(photos, model=NETWORK, verbose=False).embeddings)
 # ------------------------------------------------------------------------------------------------------- decisions
 
 

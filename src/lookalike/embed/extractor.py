@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from lookalike.config import cpu_count, execution_providers
 from lookalike.embed.cache import EmbeddingCache, FileKey
-from lookalike.embed.frontend import PIXELS, embedding_graph
+from lookalike.embed.frontend import PIXELS, embedding_graph_file
 from lookalike.embed.registry import ModelSpec
 from lookalike.errors import Failure, ImageError, InvalidArgument
 from lookalike.ingest.decode import ImageInfo, decode_image, source_name
@@ -60,7 +60,7 @@ class Embedder:
     def __init__(self, spec: ModelSpec, threads: int | None = None):
         self.spec = spec
         self.threads = threads or cpu_count()
-        self._network: bytes | None = None
+        self._network: str | None = None
         self._sessions: dict[int, Any] = {}
 
     @property
@@ -74,7 +74,7 @@ class Embedder:
             import onnxruntime as ort
 
             if self._network is None:
-                self._network = embedding_graph(self.spec).SerializeToString()
+                self._network = str(embedding_graph_file(self.spec))
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

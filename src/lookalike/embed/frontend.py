@@ -16,14 +16,22 @@ output keeps the network's output name, so callers do not change.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 
+from lookalike.embed.model_files import cached_build
 from lookalike.embed.registry import Descriptor, ModelSpec, Preprocessing
+from lookalike.store.files import file_sha256
 
 PIXELS = "pixels"
 #: GeM clamps the feature map to at least this before the power, as Radenovic et al. do: a fractional
 #: power of a negative value is NaN. The Core ML export (lookalike.export.coreml) uses the same value.
 GEM_EPS = 1e-6
+#: Changes whenever :func:`with_pixel_input` builds another graph from the same network and settings.
+FRONTEND_VERSION = 1
 
 
 def embedding_graph(spec: ModelSpec):
@@ -37,6 +45,25 @@ def embedding_graph(spec: ModelSpec):
     return with_pixel_input(
         network, spec.input_name, spec.preprocessing, spec.descriptor, spec.feature_map, spec.output_name
     )
+
+
+def embedding_graph_file(spec: ModelSpec) -> Path:
+    """:func:`embedding_graph` serialised in the cache's ``models/`` folder, built once per network and settings.
+
+    A process that embeds then neither imports ``onnx`` nor builds the graph: those took 0.85 s of every command
+    that embeds, where ONNX Runtime opens the file in 0.05 s.
+    """
+    network = spec.network_file()
+    key = {
+        "network": file_sha256(network),
+        "input": spec.input_name,
+        "preprocessing": spec.preprocessing.to_dict(),
+        "descriptor": spec.descriptor.to_dict(),
+        "feature_map": spec.feature_map,
+        "output": spec.output_name,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cached_build(f"pixels-{digest}", FRONTEND_VERSION, lambda: embedding_graph(spec).SerializeToString())
 
 
 def with_pixel_input(
