@@ -159,8 +159,6 @@ def test_a_fifo_in_place_of_a_cached_network_is_rebuilt_not_waited_on(photos, lo
     assert (lk.load_model(tmp_path / "m").embeddings == expected.embeddings).all()
 
 
-
-
 EMBED_AND_SAY_IF_ONNX_WAS_IMPORTED = """
 import json, sys
 import lookalike as lk
@@ -201,6 +199,8 @@ def test_the_networks_pixel_graph_is_built_once_and_a_damaged_one_is_built_again
     assert third["onnx"]  # the damaged file was not trusted
     assert first["embeddings"] == second["embeddings"] == third["embeddings"]
     assert np.allclose(first["embeddings"], lk.create(photos, model=NETWORK, verbose=False).embeddings)
+
+
 # ------------------------------------------------------------------------------------------------------- decisions
 
 
