@@ -51,8 +51,13 @@ def _copy_distances(references: References, with_files: np.ndarray, rng: np.rand
     def gentle_copies(nth: int, image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
         return [make(image, rng, ImageOps.flip(image)) for kind, make in COPY_KINDS.items() if kind not in HARD_KINDS]
 
+    # Made at the size the indexer read their photos at (twice the network's input), as the other kinds' problems
+    # are: a camera photo's copies made whole took most of this calibration's time for what the network sees.
+    width, height = references.spec.pixel_size
     copies, originals = [], []
-    for position, made in planted_in_sample(references, with_files, SAMPLE, rng, gentle_copies):
+    for position, made in planted_in_sample(
+        references, with_files, SAMPLE, rng, gentle_copies, min_size=(2 * width, 2 * height)
+    ):
         copies += made
         originals += [position] * len(made)
     vectors, ok = embedded(references, copies)

@@ -59,7 +59,7 @@ def embedded(references: References, images: list[Image.Image]) -> tuple[np.ndar
     """``(vectors in the indexed space, positions in images that embedded)``: the images embedded as the references."""
     if not images:
         return np.empty((0, references.dim), np.float32), np.empty(0, np.int64)
-    extracted = references.embedder.extract(images, batch_size=references.batch_size, verbose=False)
+    extracted = references.embedder.extract(images, batch_size=references.batch_size, verbose=False, facts=False)
     return references.project(extracted.embeddings), np.asarray(extracted.ok, dtype=np.int64)
 
 

@@ -268,7 +268,7 @@ def calibrate(
         backdrop = image
     if not copies:
         raise InvalidArgument("none of the sampled photos could be read to make copies")
-    result = references.embedder.extract(copies, batch_size=references.batch_size, verbose=False)
+    result = references.embedder.extract(copies, batch_size=references.batch_size, verbose=False, facts=False)
     vectors = references.project(result.embeddings)
     kept = np.asarray(result.ok)
     origin = references.embeddings[np.asarray(originals)[kept]]

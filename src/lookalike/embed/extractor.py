@@ -127,6 +127,7 @@ class Embedder:
         verbose: bool = True,
         ignore_failure: bool = True,
         cache: EmbeddingCache | None = None,
+        facts: bool = True,
     ) -> Extraction:
         """Embed every image in ``sources`` (paths, bytes, PIL images or arrays).
 
@@ -134,10 +135,12 @@ class Embedder:
         ``Extraction.failures`` (or raise :class:`ImageError` when
         ``ignore_failure`` is False). With a ``cache``, files whose path, size
         and mtime are unchanged are not decoded again, and each batch is
-        stored as soon as it is embedded.
+        stored as soon as it is embedded. Without ``facts`` (a query, images made to calibrate), the pixel facts
+        are not read (``Extraction.facts`` holds None): they are a seventh of an image's time besides the network.
         """
         if batch_size < 1:
             raise InvalidArgument(f"batch_size must be a positive integer, got {batch_size!r}")
+        with_facts = facts or cache is not None  # what is cached holds its facts
         total = len(sources)
         shape = (total, self.spec.dim)
         # Embeddings of a large collection are written to a scratch file as they are made, not held in memory.
@@ -191,7 +194,7 @@ class Embedder:
                     arrays, kept, failed = [], [], []
                     for position in positions:
                         try:
-                            array, infos[position], facts[position] = self._load(sources[position])
+                            array, infos[position], facts[position] = self._load(sources[position], with_facts)
                         except ImageError as exc:
                             failed.append((position, exc))
                             continue

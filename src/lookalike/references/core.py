@@ -235,7 +235,9 @@ class References:
                     f"({self.model_name or 'precomputed'}) have length {self.input_dim}"
                 )
             return rows.vectors, np.arange(len(rows.vectors)), []
-        result = self.embedder.extract(rows.table[rows.feature].tolist(), batch_size=self.batch_size, verbose=verbose)
+        result = self.embedder.extract(
+            rows.table[rows.feature].tolist(), batch_size=self.batch_size, verbose=verbose, facts=False
+        )
         for failure in result.failures:
             warnings.warn(f"{what} image {failure.source} {skipped}: {failure.reason}", RuntimeWarning, stacklevel=3)
         return result.embeddings, result.ok, result.failures
