@@ -450,6 +450,27 @@ def test_a_photo_enlarged_by_a_factor_that_is_no_whole_number_is_never_kept_over
         assert sorted(keepers["path"]) == originals, keepers[["path", "reason"]]
 
 
+def test_a_copy_stretched_along_one_side_is_never_kept_over_its_photo(tmp_path):
+    # A stretched copy shows the photo's whole scene on more pixels: it was kept for having "the most picture". Beside
+    # its photo it holds no more picture along the side it was not stretched, so the two tie and the photo is kept.
+    originals = []
+    for i, photo in enumerate(PHOTOS[:4]):
+        folder = tmp_path / f"p{i}"
+        folder.mkdir()
+        pixels = Image.open(photo).convert("RGB")
+        shutil.copyfile(photo, folder / "photo.jpg")
+        for name, (wide, tall) in {"wider": (1.1, 1.0), "taller": (1.0, 1.15), "much wider": (1.25, 1.0)}.items():
+            size = (round(pixels.width * wide), round(pixels.height * tall))
+            pixels.resize(size, Image.Resampling.BICUBIC).save(folder / f"{name}.jpg", quality=90)
+        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
+        originals.append(str(folder / "photo.jpg"))
+    for policy in ("resolution", "sharpest"):
+        dups = lk.create(str(tmp_path), verbose=False).find_duplicates(keep=policy)
+        assert dups["group"].nunique() == 4 and (dups.groupby("group")["path"].count() == 4).all(), dups
+        keepers = dups[dups["keeper"]]
+        assert sorted(keepers["path"]) == originals, keepers[["path", "reason"]]
+
+
 def test_an_enlargement_is_measured_beside_its_photo_when_their_verdict_was_read_from_the_cache(tmp_path):
     # A second dedup reads the pair's verdict from the cache and decodes neither picture; the enlargement's measure
     # must still be taken on both (not given up for want of their sizes, and kept so).

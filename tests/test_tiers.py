@@ -262,6 +262,38 @@ def test_a_thumbnail_of_part_of_a_photo_is_that_photo_edited(tmp_path):
     assert found.count("edited") >= 24, found
 
 
+def test_a_photo_shrunk_onto_a_plain_canvas_is_that_photo_and_is_never_kept_over_it(tmp_path):
+    # A photo shrunk to a third (or a camera photo to a 1,080 px square) and padded with white, as "no crop" apps post
+    # it, lies wholly within the photo's scene at a third of its resolution: it was taken for a closer capture of
+    # its canvas's "scene" (another capture), and its copies were missed.
+    originals = []
+    for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir())[:6]:
+        folder = tmp_path / kind.name
+        folder.mkdir()
+        pixels = load_rgb(sorted(kind.glob("*.jpg"))[0])
+        scale = 3000 / max(pixels.size)
+        photo = pixels.resize((round(pixels.width * scale), round(pixels.height * scale)), Image.Resampling.BICUBIC)
+        photo.save(folder / "photo.jpg", quality=92)
+        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
+        originals.append(str(folder / "photo.jpg"))
+        third = photo.resize((photo.width // 3, photo.height // 3), Image.Resampling.LANCZOS)
+        padded = Image.new("RGB", (third.width + 160, third.height + 160), (255, 255, 255))
+        padded.paste(third, (80, 80))
+        padded.save(folder / "padded third.jpg", quality=85)
+        square = Image.new("RGB", (1080, 1080), (255, 255, 255))
+        inside = photo.copy()
+        inside.thumbnail((1000, 1000), Image.Resampling.LANCZOS)
+        square.paste(inside, ((1080 - inside.width) // 2, (1080 - inside.height) // 2))
+        square.save(folder / "square.jpg", quality=85)
+    judge = Sameness(edits=True)
+    for original in originals:
+        for copy in ("padded third.jpg", "square.jpg"):
+            verdict = judge.verdict(original, str(Path(original).parent / copy))
+            assert verdict.tier == "edited", (original, copy, verdict)
+    dups = lk.create(str(tmp_path), verbose=False).find_duplicates()
+    assert sorted(dups.loc[dups["keeper"], "path"]) == originals, dups[["path", "keeper", "tier", "reason"]]
+
+
 def test_neardup_crops_are_their_originals_edited(needs_shared):
     groups = sorted((needs_shared / "neardup").iterdir())[:80]
     judge = Sameness(edits=True)

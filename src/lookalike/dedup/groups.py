@@ -827,6 +827,7 @@ def _members(
                     functools.partial(judged.sameness.measure, member.path),
                     functools.partial(judged.sameness.reproduced, member.path),
                     functools.partial(judged.sameness.enlarged_from, member.path),
+                    functools.partial(judged.sameness.shown_beside, member.path),
                 )
     return out
 

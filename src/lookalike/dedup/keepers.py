@@ -66,12 +66,17 @@ class Measures:
         measure: Callable[[str, float], float],
         reproduced: Callable[[str], float],
         enlarged_from: Callable[[str], float] | None = None,
+        shown_beside: Callable[[str], tuple[tuple, tuple] | None] | None = None,
     ):
         self._measure = measure
         self.reproduced = reproduced
         #: The other file's path -> :func:`detail_beyond` of this picture over that smaller one, -1 when they are not
         #: one picture at two sizes (None: not known).
         self.enlarged_from = enlarged_from
+        #: The other file's path -> the share of each that is picture beside the other and where each shows the other
+        #: (left, top, right, bottom as fractions; this one's first), None when their verdict does not say: for
+        #: members the grouping did not link.
+        self.shown_beside = shown_beside
 
     @property
     def sharpness(self) -> float:
@@ -300,6 +305,9 @@ UNSURE_RESIDUAL = 0.8
 #: 1.25 to 4 times (box, bicubic, Lanczos, bilinear; q50 to q90) 0.52 at least (0.60 at least from 1.5 times), 1.0
 #: at the median.
 UNSURE_DETAIL = 0.6
+#: How far (a fraction of a side) each edge of where two copies show each other may lie from the picture's edge for
+#: them to show one extent of the scene (a stretched copy beside its photo), not one a crop of the other.
+SAME_EXTENT = 0.015
 #: How much more picture or detail a member must have to beat another: resampling and alignment make equal
 #: pictures measure a little differently (a letterboxed copy measures 1-2 % more or less picture than its original).
 TOLERANCE = 0.03
@@ -339,8 +347,12 @@ def _better(a: Member, b: Member, policy: str) -> bool:
         return _more(*_pictures(a, b))
     # Pictures, not stored pixels: a turned copy's filled-in corners are no more picture.
     ours, theirs = _pictures(a, b)
-    (big, large), (small, little) = sorted(((a, ours), (b, theirs)), key=lambda m: -m[1])
     one_shape = abs(a.shape - b.shape) <= 0.02 * b.shape
+    if not one_shape and _same_extent(a, b):
+        # One scene at two shapes: a copy stretched (or squeezed) along one side holds no more picture than along the
+        # other, and the two are one picture at two sizes (a stretched copy had more pixels: it was kept).
+        ours, one_shape = theirs * _undistorted_ratio(a, b) ** 2, True
+    (big, large), (small, little) = sorted(((a, ours), (b, theirs)), key=lambda m: -m[1])
     region = big.regions.get(small.position) if big.shares.get(small.position, 1.0) < 1 else None
     if (one_shape or region is not None) and large > ENLARGED_PIXELS * little:
         factor = (large / little) ** 0.5
@@ -369,6 +381,37 @@ def _better(a: Member, b: Member, policy: str) -> bool:
         # watermark's text, a gamma change, sharpening) measures sharper.
         return b.position in a.resized and _less_degraded(a, b, None)
     return _more(ours, theirs)
+
+
+def _same_extent(a: Member, b: Member) -> bool:
+    """Whether ``a`` and ``b`` each show all the other shows and nothing else (their link, or their verdict when the
+    grouping did not link them, laid the whole of each on the whole of the other, with no canvas: a turned copy's
+    corners, a letterbox's bars), whatever their shapes."""
+    pictures = a.shares.get(b.position), b.shares.get(a.position)
+    regions = a.regions.get(b.position), b.regions.get(a.position)
+    if None in regions and a.measures.shown_beside is not None and b.path is not None:
+        pictures, regions = a.measures.shown_beside(b.path) or ((None, None), (None, None))
+    if None in pictures or None in regions or min(pictures) < 1 - SAME_EXTENT:
+        return False
+    return all(
+        abs(edge - whole) <= SAME_EXTENT for region in regions for edge, whole in zip(region, (0, 0, 1, 1), strict=True)
+    )
+
+
+def _undistorted_ratio(a: Member, b: Member) -> float:
+    """How many times larger than ``b`` ``a`` is along both sides (below 1: smaller along both), 1 when it is larger
+    along one and smaller along the other: what of its size is more picture, the rest being a stretch. A turned
+    copy's sides are paired the other way round when that makes the two one picture at two sizes (paired by the
+    closer match instead, a near-square photo's stretched copy looked larger along both sides)."""
+    width_a, height_a = math.sqrt(a.pixels * a.shape), math.sqrt(a.pixels / a.shape)
+    width_b, height_b = math.sqrt(b.pixels * b.shape), math.sqrt(b.pixels / b.shape)
+    along = width_a / width_b, height_a / height_b
+    turned = width_a / height_b, height_a / width_b
+    if max(turned) <= (1 + TOLERANCE) * min(turned) and max(along) > (1 + TOLERANCE) * min(along):
+        along = turned
+    if min(along) >= 1:
+        return min(along)
+    return max(along) if max(along) <= 1 else 1.0
 
 
 def _beyond(big: Member, small: Member) -> float | None:

@@ -81,7 +81,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 16
+TIERS_VERSION = 17
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -421,6 +421,12 @@ class Sameness:
                 return 99.0
 
         return self._kept(path, _beside("enlarged from", source), measured)
+
+    def shown_beside(self, path: str, other: str) -> tuple[tuple, tuple] | None:
+        """``(pictures, regions)`` of the verdict on the pictures at ``path`` and ``other`` (``path``'s first) when it
+        laid them on each other (None otherwise): the share of each that is picture, and where each shows the other."""
+        found = self.verdict(path, other)
+        return (found.pictures, found.regions) if found.pictures and found.regions else None
 
     def identity(self, path: str) -> int:
         """The first 60 bits of the file's SHA-256, -1 when it cannot be read: files with one identity are one
@@ -792,7 +798,11 @@ def compare_aligned(
     shares = (covered.mean(), covering.mean())
     overlap = float(max(shares))
     files_b_per_a = b_per_a * reduced[1] / reduced[0]
-    if _zoomed_in(other, files_b_per_a if other is b else 1.0 / files_b_per_a, shares):
+    # Of the frame, only its scene counts: a photo shrunk onto a plain canvas (a padded square, a thumbnail on white)
+    # is all covered by its photo, which was taken for a closer capture of the canvas's "scene".
+    scene = ~_canvas_of(frame, size)
+    scene_covered = float((covered & scene).sum() / scene.sum()) if scene.any() else 1.0
+    if _zoomed_in(other, files_b_per_a if other is b else 1.0 / files_b_per_a, (scene_covered, shares[1])):
         return Compared(overlap, 1.0, pictures, zoomed=True)
     inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     canvas = cv2.warpAffine(_canvas_of(other, other_size).astype(np.float32), to_other, size, flags=warp, borderValue=0)
