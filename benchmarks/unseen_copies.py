@@ -2,7 +2,8 @@
 
 Two folders of neardup originals (the last groups of ``../shared/data/neardup``), each original the oldest file:
 
-- kinds: each of 25 originals with one copy of every kind below, with the 398 landmark captures as non-copies:
+- kinds: each of 25 originals with one copy of every kind below (15, then 15 more probed later), with the 398
+  landmark captures as non-copies:
   the share of each kind grouped with its original at a copy tier, false copies (a copy tier between photos of
   two sources), and which file each group keeps (``resolution``);
 - keepers: 120 originals, each with one copy of its own size that is no better than it (a q95 re-save, sharpened,
@@ -23,6 +24,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from machine import machine_info
@@ -52,6 +54,63 @@ def _part(image: Image.Image, keep: float) -> Image.Image:
     w, h = image.size
     cut = (1 - keep) / 2
     return image.crop((round(w * cut), round(h * cut), round(w * (1 - cut)), round(h * (1 - cut))))
+
+
+def _warm(image: Image.Image) -> Image.Image:
+    red, green, blue = image.split()
+    return Image.merge("RGB", (red.point(lambda v: min(255, round(v * 1.12))), green, blue.point(lambda v: v * 0.85)))
+
+
+def _hue_turned(image: Image.Image, degrees: float = 20) -> Image.Image:
+    hue, saturation, value = image.convert("HSV").split()
+    return Image.merge("HSV", (hue.point(lambda v: (v + round(degrees * 256 / 360)) % 256), saturation, value)).convert(
+        "RGB"
+    )
+
+
+def _vignetted(image: Image.Image) -> Image.Image:
+    """Corners darkened up to 45 % (a smooth fall-off from 40 % of the way out)."""
+    w, h = image.size
+    y, x = np.ogrid[:h, :w]
+    reach = np.sqrt(((x - w / 2) / (w / 2)) ** 2 + ((y - h / 2) / (h / 2)) ** 2)
+    gain = np.clip(1 - 0.45 * np.clip(reach - 0.4, 0, None) ** 1.5, 0, 1)
+    return Image.fromarray((np.asarray(image) * gain[..., None]).astype(np.uint8))
+
+
+def _noisy(image: Image.Image) -> Image.Image:
+    noise = np.random.default_rng(0).normal(0, 10, (image.height, image.width, 3))
+    return Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8))
+
+
+def _meme(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    w, h = out.size
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, w, h // 8), fill="black")
+    draw.rectangle((0, h - h // 8, w, h), fill="black")
+    draw.text((w // 4, h // 32), "WHEN THE CODE WORKS", fill="white")
+    draw.text((w // 4, h - h // 10), "THE FIRST TIME", fill="white")
+    return out
+
+
+def _wide(image: Image.Image) -> Image.Image:
+    """The middle 16:9 of the photo (its full width or height)."""
+    w, h = image.size
+    if w / h > 16 / 9:
+        width = round(h * 16 / 9)
+        return image.crop(((w - width) // 2, 0, (w - width) // 2 + width, h))
+    height = round(w * 9 / 16)
+    return image.crop((0, (h - height) // 2, w, (h - height) // 2 + height))
+
+
+def _filtered(image: Image.Image) -> Image.Image:
+    """A phone app's filter: more contrast and colour, warmer, vignetted."""
+    return _vignetted(_warm(ImageEnhance.Color(ImageEnhance.Contrast(image).enhance(1.2)).enhance(1.3)))
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """A third of the size, on a white canvas a twelfth of the photo's width wider on each side."""
+    return ImageOps.expand(image.resize((image.width // 3, image.height // 3)), image.width // 12, (255, 255, 255))
 
 
 def screenshot(image: Image.Image, scale: float) -> Image.Image:
@@ -130,6 +189,24 @@ KINDS = {
         {"quality": 60},
     ),
     "70% crop, half size": lambda im: ("jpg", _part(im, 0.7).resize((im.width // 2, im.height // 2)), {"quality": 75}),
+    # A second round, probed after the first was met: a third of the size on white was grouped in 5 of 35 (taken
+    # for a closer capture of its canvas) and a copy stretched 10 % wider kept over its photo in every group; both
+    # were fixed with these kinds in view.
+    "warm filter": lambda im: ("jpg", _warm(im), {"quality": 88}),
+    "hue +20 degrees": lambda im: ("jpg", _hue_turned(im), {"quality": 88}),
+    "vignette": lambda im: ("jpg", _vignetted(im), {"quality": 88}),
+    "noise": lambda im: ("jpg", _noisy(im), {"quality": 88}),
+    "blur 1.5 px": lambda im: ("jpg", im.filter(ImageFilter.GaussianBlur(1.5)), {"quality": 88}),
+    "posterized": lambda im: ("png", ImageOps.posterize(im, 4), {}),
+    "turned 180": lambda im: ("jpg", im.rotate(180), {"quality": 90}),
+    "meme captions": lambda im: ("jpg", _meme(im), {"quality": 85}),
+    "16:9 crop": lambda im: ("jpg", _wide(im), {"quality": 88}),
+    "mirrored, 80% crop": lambda im: ("jpg", _part(ImageOps.mirror(im), 0.8), {"quality": 85}),
+    "app filter": lambda im: ("jpg", _filtered(im), {"quality": 85}),
+    "stretched 10% wider": lambda im: ("jpg", im.resize((round(im.width * 1.1), im.height)), {"quality": 88}),
+    "jpeg q10": lambda im: ("jpg", im, {"quality": 10}),
+    "rotated 5 degrees": lambda im: ("jpg", im.rotate(5, Image.Resampling.BICUBIC), {"quality": 88}),
+    "third on white": lambda im: ("jpg", _on_white(im), {"quality": 85}),
 }
 
 #: Copies of the original's own size that hold nothing more than it (picture, save quality).

@@ -81,7 +81,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 17
+TIERS_VERSION = 18
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -965,8 +965,9 @@ def _blurred(values: np.ndarray) -> np.ndarray:
 
 def _changes(x: np.ndarray, y: np.ndarray, inside: np.ndarray, levels: float = CHANGED_LEVELS) -> tuple[float, float]:
     """The share of ``inside`` where ``x`` and ``y``, lightly blurred, differ by more than ``levels``; and that share
-    not counting the largest compact patch of changes (a watermark, a caption: at most MARK_SHARE of the overlap's
-    area): one capture edited changes one place, another capture changes many."""
+    not counting the marks: the largest compact patch of changes (a watermark, a caption: at most MARK_SHARE of the
+    overlap's area), and the next when it is flat in one picture (a second caption): one capture edited changes one
+    or two places, another capture changes many."""
     if inside.all():
         difference = np.abs(_blurred(x) - _blurred(y))
     else:  # normalised by the blurred mask: pixels near the overlap's edge are not darkened by what lies outside
@@ -993,6 +994,15 @@ def _changes(x: np.ndarray, y: np.ndarray, inside: np.ndarray, levels: float = C
         where = changed & (labels == largest + 1)
         marks_found[largest] = max(_flat_share(x[where]), _flat_share(y[where])) >= 0.8
     mark = int(sizes[marks_found].max()) if marks_found.any() else 0
+    if marks_found.any() and total - mark > MAX_CHANGED * count:
+        # A second caption (a meme's bars above and below): another mark, flat in one picture. Looked for only when
+        # one mark leaves too much changed: a resized copy's scattered differences are no marks.
+        first = int(np.flatnonzero(marks_found)[np.argmax(sizes[marks_found])])
+        others = [i for i in np.argsort(-sizes).tolist() if i != first]
+        if others and boxes[others[0]] <= PASTED_SHARE * count:
+            where = changed & (labels == others[0] + 1)
+            if max(_flat_share(x[where]), _flat_share(y[where])) >= 0.8:
+                mark += int(sizes[others[0]])
     return total / count, (total - mark) / count
 
 
