@@ -28,7 +28,6 @@ Reported, each with the command that reproduces it:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -41,7 +40,7 @@ from PIL import Image, ImageFilter
 
 from copy_kinds import KINDS, make_copies
 from lookalike.ingest.decode import load_rgb
-from machine import MemoryWatch, machine_info
+from machine import MemoryWatch, machine_info, write_report
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HARD_EDITS = ("crop", "rotate", "overlay")
@@ -289,10 +288,7 @@ def main() -> None:
         report["keepers_over_enlargements_1.25_1.5_2x"] = {
             policy: keepers_kept(enlarged_model, enlarged, policy) for policy in args.keep.split(",")
         }
-    report["machine"]["load_average_at_end"] = machine_info()["load_average"]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
+    write_report(report, args.output)
 
 
 if __name__ == "__main__":

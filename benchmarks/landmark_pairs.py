@@ -12,7 +12,6 @@ pairs' changed share is spread (the nearest misses), and the time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -21,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 from pathlib import Path
 
-from machine import machine_info
+from machine import machine_info, write_report
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -62,10 +61,7 @@ def main() -> None:
             "ms_per_pair": round(1000 * seconds / max(len(pairs), 1), 2),
         }
     )
-    report["machine"]["load_average_at_end"] = machine_info()["load_average"]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
+    write_report(report, args.output)
 
 
 if __name__ == "__main__":

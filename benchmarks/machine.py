@@ -50,6 +50,14 @@ def machine_info() -> dict:
     }
 
 
+def write_report(report: dict, output: Path, indent: int = 2) -> None:
+    """Record the load at the end of a run in ``report``, write it to ``output`` and print all of it but the machine."""
+    report["machine"]["load_average_at_end"] = machine_info()["load_average"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=indent) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=indent))
+
+
 def run_worker(command: list[str], report: dict, output: Path, **identity: Any) -> dict:
     """Run one benchmark worker process (its last stdout line is its JSON row), add the row to ``report`` with
     its wall time, and write ``report`` to ``output`` at once, so that what is measured survives a cut-off."""

@@ -17,7 +17,6 @@ Two folders of neardup originals (the last groups of ``../shared/data/neardup``)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from machine import machine_info
+from machine import machine_info, write_report
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 OLDEST, NEWER = 1.6e9, 1.7e9
@@ -334,9 +333,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="unseen-copies-") as scratch:
         report["kinds"] = kinds_part(Path(scratch) / "kinds", neardup[-25:])
         report["keepers"] = keepers_part(Path(scratch) / "keepers", neardup[-300:-120], neardup[-360:-300])
-    report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
+    write_report(report, args.output, indent=1)
 
 
 if __name__ == "__main__":

@@ -428,47 +428,44 @@ def test_copies_the_policy_prefers_each_over_another_in_a_circle_keep_their_orig
     assert keepers["reason"].str.contains("in a circle").any(), keepers["reason"]
 
 
-def test_a_photo_enlarged_by_a_factor_that_is_no_whole_number_is_never_kept_over_it(tmp_path):
-    # Enlarged 1.25 or 1.5 times, every enlarged pixel is split: the enlargement measured alone (shrunk and enlarged
-    # back by the factor) seemed to hold detail, and was kept over its photo in nearly every group. Measured beside
-    # the photo, on the photo's own pixels, it holds none. The photo is the older file, as the source of a copy is.
+def _photos_with_larger_copies(root: Path, sizes: dict[str, tuple[float, float]]) -> list[str]:
+    """Four sample photos, each in a folder with copies of it enlarged by each of ``sizes`` (name -> factors along
+    its width and height; bicubic, q90), the photo the older file, as the source of a copy is: the photos' paths."""
     originals = []
     for i, photo in enumerate(PHOTOS[:4]):
-        folder = tmp_path / f"p{i}"
+        folder = root / f"p{i}"
         folder.mkdir()
         pixels = Image.open(photo).convert("RGB")
         shutil.copyfile(photo, folder / "photo.jpg")
-        for factor in (1.25, 1.5, 1.75):
-            size = (round(pixels.width * factor), round(pixels.height * factor))
-            pixels.resize(size, Image.Resampling.BICUBIC).save(folder / f"bigger {factor}.jpg", quality=90)
+        for name, (wide, tall) in sizes.items():
+            size = (round(pixels.width * wide), round(pixels.height * tall))
+            pixels.resize(size, Image.Resampling.BICUBIC).save(folder / f"{name}.jpg", quality=90)
         os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
         originals.append(str(folder / "photo.jpg"))
+    return originals
+
+
+def _each_photo_kept_over_its_copies(root: Path, originals: list[str]) -> None:
     for policy in ("resolution", "sharpest"):
-        dups = lk.create(str(tmp_path), verbose=False).find_duplicates(keep=policy)
+        dups = lk.create(str(root), verbose=False).find_duplicates(keep=policy)
         assert dups["group"].nunique() == 4 and (dups.groupby("group")["path"].count() == 4).all(), dups
         keepers = dups[dups["keeper"]]
         assert sorted(keepers["path"]) == originals, keepers[["path", "reason"]]
+
+
+def test_a_photo_enlarged_by_a_factor_that_is_no_whole_number_is_never_kept_over_it(tmp_path):
+    # Enlarged 1.25 or 1.5 times, every enlarged pixel is split: the enlargement measured alone (shrunk and enlarged
+    # back by the factor) seemed to hold detail, and was kept over its photo in nearly every group. Measured beside
+    # the photo, on the photo's own pixels, it holds none.
+    originals = _photos_with_larger_copies(tmp_path, {f"bigger {f}": (f, f) for f in (1.25, 1.5, 1.75)})
+    _each_photo_kept_over_its_copies(tmp_path, originals)
 
 
 def test_a_copy_stretched_along_one_side_is_never_kept_over_its_photo(tmp_path):
     # A stretched copy shows the photo's whole scene on more pixels: it was kept for having "the most picture". Beside
     # its photo it holds no more picture along the side it was not stretched, so the two tie and the photo is kept.
-    originals = []
-    for i, photo in enumerate(PHOTOS[:4]):
-        folder = tmp_path / f"p{i}"
-        folder.mkdir()
-        pixels = Image.open(photo).convert("RGB")
-        shutil.copyfile(photo, folder / "photo.jpg")
-        for name, (wide, tall) in {"wider": (1.1, 1.0), "taller": (1.0, 1.15), "much wider": (1.25, 1.0)}.items():
-            size = (round(pixels.width * wide), round(pixels.height * tall))
-            pixels.resize(size, Image.Resampling.BICUBIC).save(folder / f"{name}.jpg", quality=90)
-        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
-        originals.append(str(folder / "photo.jpg"))
-    for policy in ("resolution", "sharpest"):
-        dups = lk.create(str(tmp_path), verbose=False).find_duplicates(keep=policy)
-        assert dups["group"].nunique() == 4 and (dups.groupby("group")["path"].count() == 4).all(), dups
-        keepers = dups[dups["keeper"]]
-        assert sorted(keepers["path"]) == originals, keepers[["path", "reason"]]
+    sizes = {"wider": (1.1, 1.0), "taller": (1.0, 1.15), "much wider": (1.25, 1.0)}
+    _each_photo_kept_over_its_copies(tmp_path, _photos_with_larger_copies(tmp_path, sizes))
 
 
 def test_an_enlargement_is_measured_beside_its_photo_when_their_verdict_was_read_from_the_cache(tmp_path):
