@@ -81,7 +81,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 18
+TIERS_VERSION = 19
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -109,6 +109,11 @@ MIN_TONE_CONTRAST = 0.6
 #: How many times the frame's resolution the other picture must have before it could show more detail than the
 #: frame (a closer capture of the same scene): an enlarged crop holds no more.
 ZOOM_SCALE = 1.4
+#: Most detail (the 90th percentile of the grey levels' Laplacian, at the compared size) a frame may hold outside the
+#: other picture for that to be fill, not more scene, when telling a closer capture: a photo padded to a 1,080 px
+#: square with its own blurred enlargement measures 2-3 there; what lies around the closer of two captures of one
+#: building (landmarks) 38-85.
+FILL_DETAIL = 8.0
 #: Least share of the smaller picture the other must cover for an edited copy (a crop of a crop still does).
 MIN_OVERLAP = 0.6
 _ASPECT_TOLERANCE = 0.02
@@ -799,8 +804,12 @@ def compare_aligned(
     overlap = float(max(shares))
     files_b_per_a = b_per_a * reduced[1] / reduced[0]
     # Of the frame, only its scene counts: a photo shrunk onto a plain canvas (a padded square, a thumbnail on white)
-    # is all covered by its photo, which was taken for a closer capture of the canvas's "scene".
+    # or onto a blurred fill (its own blurred enlargement, as "no crop" apps pad it) is all covered by its photo, which
+    # was taken for a closer capture of the canvas's "scene".
     scene = ~_canvas_of(frame, size)
+    outside = scene & ~covered
+    if outside.any() and np.percentile(np.abs(cv2.Laplacian(x, cv2.CV_32F))[outside], 90) <= FILL_DETAIL:
+        scene &= covered
     scene_covered = float((covered & scene).sum() / scene.sum()) if scene.any() else 1.0
     if _zoomed_in(other, files_b_per_a if other is b else 1.0 / files_b_per_a, (scene_covered, shares[1])):
         return Compared(overlap, 1.0, pictures, zoomed=True)
