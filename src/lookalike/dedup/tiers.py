@@ -803,15 +803,8 @@ def compare_aligned(
     shares = (covered.mean(), covering.mean())
     overlap = float(max(shares))
     files_b_per_a = b_per_a * reduced[1] / reduced[0]
-    # Of the frame, only its scene counts: a photo shrunk onto a plain canvas (a padded square, a thumbnail on white)
-    # or onto a blurred fill (its own blurred enlargement, as "no crop" apps pad it) is all covered by its photo, which
-    # was taken for a closer capture of the canvas's "scene".
-    scene = ~_canvas_of(frame, size)
-    outside = scene & ~covered
-    if outside.any() and np.percentile(np.abs(cv2.Laplacian(x, cv2.CV_32F))[outside], 90) <= FILL_DETAIL:
-        scene &= covered
-    scene_covered = float((covered & scene).sum() / scene.sum()) if scene.any() else 1.0
-    if _zoomed_in(other, files_b_per_a if other is b else 1.0 / files_b_per_a, (scene_covered, shares[1])):
+    scale = files_b_per_a if other is b else 1.0 / files_b_per_a
+    if _zoomed_in(other, scale, shares[1], lambda: _scene_covered(x, covered, _canvas_of(frame, size))):
         return Compared(overlap, 1.0, pictures, zoomed=True)
     inside = cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     canvas = cv2.warpAffine(_canvas_of(other, other_size).astype(np.float32), to_other, size, flags=warp, borderValue=0)
@@ -870,15 +863,29 @@ def _canvas(levels: np.ndarray) -> np.ndarray:
     return np.isin(labels, touching[touching > 0])
 
 
-def _zoomed_in(other: Image.Image, scale: float, shares: tuple[float, float]) -> bool:
+def _zoomed_in(other: Image.Image, scale: float, other_covered: float, frame_covered: Callable[[], float]) -> bool:
     """Whether ``other``, ``scale`` times the frame's resolution and lying within the frame's scene, shows it in
-    more detail than the frame: a closer capture, not an enlarged crop (whose enlargement makes up the scale)."""
+    more detail than the frame: a closer capture, not an enlarged crop (whose enlargement makes up the scale).
+    ``frame_covered`` gives the share of the frame's scene ``other`` covers (read only when the rest could hold)."""
     from lookalike.dedup.keepers import enlargement
 
-    frame_covered, other_covered = shares
-    if scale < ZOOM_SCALE or other_covered < 0.9 or frame_covered >= 0.9:
+    if scale < ZOOM_SCALE or other_covered < 0.9 or frame_covered() >= 0.9:
         return False
     return enlargement(other) * ZOOM_SCALE < scale
+
+
+def _scene_covered(x: np.ndarray, covered: np.ndarray, canvas: np.ndarray) -> float:
+    """The share of the frame's scene (grey levels ``x``) that ``covered`` covers. Canvas (``canvas``) is no scene, nor
+    is a smooth fill outside what is covered (FILL_DETAIL): a photo shrunk onto a padded square, white or its own
+    blurred enlargement, as "no crop" apps post it, is all covered by its photo, which was taken for a closer capture
+    of the padding's "scene"."""
+    import cv2
+
+    scene = ~canvas
+    outside = scene & ~covered
+    if outside.any() and np.percentile(np.abs(cv2.Laplacian(x, cv2.CV_32F))[outside], 90) <= FILL_DETAIL:
+        scene &= covered
+    return float((covered & scene).sum() / scene.sum()) if scene.any() else 1.0
 
 
 def _picture(levels: np.ndarray, overlap: np.ndarray) -> float:
