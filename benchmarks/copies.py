@@ -13,7 +13,8 @@ Reported, each with the command that reproduces it:
 - neardup's hard edits: ``edited`` precision and recall for crops and rotations, overlays reported;
 - keepers: the share of neardup groups whose original is kept over its q30, blurred and 2x enlarged copies, per
   policy (``resolution``, ``sharpest``), the original being the newest file so the policy alone must find it; and
-  over its 1.25x, 1.5x and 2x enlargements made after it;
+  over its 1.25x, 1.5x and 2x enlargements made after it, and made before it (the original touched since: its
+  time says nothing);
 - times: index, first dedup (cold verdicts), second dedup (warm: the same model, its candidates found already),
   a dedup of the saved model in a new process (what a second ``lookalike dedup`` starts from: verdicts read back,
   candidates searched again), peak memory; in the explorer, from a decision's POST until its group comes back from
@@ -283,11 +284,13 @@ def main() -> None:
         report["keepers_over_q30_blurred_enlarged"] = {
             policy: keepers_kept(quality_model, quality, policy) for policy in args.keep.split(",")
         }
-        enlarged = keeper_folder(Path(scratch) / "enlarged", args.groups, ENLARGEMENTS, 1.6e9)
-        enlarged_model = lk.create(str(Path(scratch) / "enlarged"), verbose=False)
-        report["keepers_over_enlargements_1.25_1.5_2x"] = {
-            policy: keepers_kept(enlarged_model, enlarged, policy) for policy in args.keep.split(",")
-        }
+        for name, original_time in (("", 1.6e9), ("_original_newest", 2e9)):
+            folder = Path(scratch) / f"enlarged{name}"
+            enlarged = keeper_folder(folder, args.groups, ENLARGEMENTS, original_time)
+            enlarged_model = lk.create(str(folder), verbose=False)
+            report[f"keepers_over_enlargements_1.25_1.5_2x{name}"] = {
+                policy: keepers_kept(enlarged_model, enlarged, policy) for policy in args.keep.split(",")
+            }
     write_report(report, args.output)
 
 

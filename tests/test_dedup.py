@@ -428,9 +428,12 @@ def test_copies_the_policy_prefers_each_over_another_in_a_circle_keep_their_orig
     assert keepers["reason"].str.contains("in a circle").any(), keepers["reason"]
 
 
-def _photos_with_larger_copies(root: Path, sizes: dict[str, tuple[float, float]]) -> list[str]:
+def _photos_with_larger_copies(
+    root: Path, sizes: dict[str, tuple[float, float]], photo_newest: bool = False
+) -> list[str]:
     """Four sample photos, each in a folder with copies of it enlarged by each of ``sizes`` (name -> factors along
-    its width and height; bicubic, q90), the photo the older file, as the source of a copy is: the photos' paths."""
+    its width and height; bicubic, q90), the photo the older file, as the source of a copy is (with
+    ``photo_newest``, the newest: touched after its copies were made): the photos' paths."""
     originals = []
     for i, photo in enumerate(PHOTOS[:4]):
         folder = root / f"p{i}"
@@ -440,7 +443,10 @@ def _photos_with_larger_copies(root: Path, sizes: dict[str, tuple[float, float]]
         for name, (wide, tall) in sizes.items():
             size = (round(pixels.width * wide), round(pixels.height * tall))
             pixels.resize(size, Image.Resampling.BICUBIC).save(folder / f"{name}.jpg", quality=90)
-        os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
+            if photo_newest:
+                os.utime(folder / f"{name}.jpg", (1.6e9, 1.6e9))
+        if not photo_newest:
+            os.utime(folder / "photo.jpg", (1.6e9, 1.6e9))
         originals.append(str(folder / "photo.jpg"))
     return originals
 
@@ -458,6 +464,18 @@ def test_a_photo_enlarged_by_a_factor_that_is_no_whole_number_is_never_kept_over
     # back by the factor) seemed to hold detail, and was kept over its photo in nearly every group. Measured beside
     # the photo, on the photo's own pixels, it holds none.
     originals = _photos_with_larger_copies(tmp_path, {f"bigger {f}": (f, f) for f in (1.25, 1.5, 1.75)})
+    _each_photo_kept_over_its_copies(tmp_path, originals)
+
+
+def test_a_photo_enlarged_by_a_factor_that_is_no_whole_number_is_never_kept_over_it_though_the_photo_is_newer(
+    tmp_path,
+):
+    # A larger file older than the smaller is taken for its source: the enlargements were kept over their photo,
+    # touched after they were made, in 54 of 60 benchmark groups at 1.25 times. An enlargement bears the rhythm of its
+    # interpolation grid, which a photo shrunk to make the smaller copy does not.
+    originals = _photos_with_larger_copies(
+        tmp_path, {f"bigger {f}": (f, f) for f in (1.25, 1.5, 2.0)}, photo_newest=True
+    )
     _each_photo_kept_over_its_copies(tmp_path, originals)
 
 

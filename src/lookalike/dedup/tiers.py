@@ -355,7 +355,8 @@ class Sameness:
 
     def measure(self, path: str, what: str, *factors: float, region: tuple[float, ...] | None = None) -> float:
         """The :func:`~lookalike.dedup.keepers.sharpness` (``what="sharpness"``), the
-        :func:`~lookalike.dedup.keepers.residual` at ``factors`` or the :func:`~lookalike.dedup.keepers.compression`
+        :func:`~lookalike.dedup.keepers.residual` at ``factors``, the :func:`~lookalike.dedup.keepers.compression` or
+        (``what="interpolation"``, read whole) the :func:`~lookalike.dedup.keepers.interpolation_trace` at ``factors``
         of the image at ``path``, for the keeper policies; 0 when it cannot be read. With a ``region`` (left, top,
         right, bottom as fractions), of that part of the picture read whole: the photo in a screenshot, whose
         enlargement the screenshot's text hides and a reduced reading undoes. Kept while the file is unchanged."""
@@ -365,9 +366,11 @@ class Sameness:
             if what == "compression":  # read from the file's header
                 return keepers.compression(path)
             try:
-                image = self._picture(path) if region is None else self._whole(path)
+                image = self._picture(path) if region is None and what != "interpolation" else self._whole(path)
             except ImageError:
                 return 0.0
+            if what == "interpolation":
+                return keepers.interpolation_trace(image, *factors)
             if what == "sharpness":
                 return keepers.sharpness(image)
             return keepers.residual(image, *factors) if region is None else keepers.residual_in(image, region, *factors)
