@@ -4,8 +4,9 @@ Two folders of neardup originals (the last groups of ``../shared/data/neardup``)
 
 - kinds: each of 25 originals with one copy of every kind below (15, then 15 more probed later), with the 398
   landmark captures as non-copies:
-  the share of each kind grouped with its original at a copy tier, false copies (a copy tier between photos of
-  two sources), and which file each group keeps (``resolution``);
+  the share of each kind grouped with its original at a copy tier (through any member of the group) and given a
+  copy tier judged directly against its original alone, false copies (a copy tier between photos of two sources),
+  and which file each group keeps (``resolution``);
 - keepers: 120 originals, each with one copy of its own size that is no better than it (a q95 re-save, sharpened,
   mildly sharpened, denoised, q90 and q50 re-saves), 60 more with a screenshot of them in a phone's chat at
   0.8, 1 and 2 times their size, and 60 more with a screenshot of another app (a dark-mode chat, a photo across a
@@ -240,7 +241,7 @@ def _newer(path: Path) -> None:
 
 def kinds_part(root: Path, groups: list[Path]) -> dict:
     import lookalike as lk
-    from lookalike.dedup.tiers import COPY_TIERS
+    from lookalike.dedup.tiers import COPY_TIERS, Sameness
 
     truth: dict[str, tuple[str, str]] = {}
     for group in groups:
@@ -273,9 +274,16 @@ def kinds_part(root: Path, groups: list[Path]) -> dict:
         if row.tier in COPY_TIERS and truth[row.path][0] != truth[keeper_of[row.group]][0]
     ]
     kept = Counter(truth[p][1] for p in keeper_of.values() if truth[p][1] != "landmark")
+    # Judged directly against its original alone, not through other members of its group.
+    judge = Sameness(edits=True)
+    direct: dict[str, list[bool]] = defaultdict(list)
+    for path, (source, kind) in truth.items():
+        if kind in KINDS:
+            direct[kind].append(judge.tier(originals[source], path) in COPY_TIERS)
     return {
         "originals": len(groups),
         "recall": {kind: round(sum(v) / len(v), 3) for kind, v in found.items()},
+        "direct_copy_tier": {kind: round(sum(v) / len(v), 3) for kind, v in direct.items()},
         "false_copies": len(false),
         "false_copy_examples": false[:10],
         "kept": dict(kept),

@@ -323,6 +323,42 @@ def test_a_photo_with_a_caption_above_and_below_is_that_photo_edited(tmp_path):
     assert len(found) == 30 and found.count("edited") >= 27, found
 
 
+def _vignetted(picture: Image.Image) -> Image.Image:
+    """``picture`` darkened towards its corners, to about half at each corner, as photo apps shade them."""
+    w, h = picture.size
+    rows, columns = np.ogrid[:h, :w]
+    distance = np.hypot((columns + 0.5) / w * 2 - 1, (rows + 0.5) / h * 2 - 1)
+    gain = 1 - 0.45 * np.clip(distance - 0.4, 0, None) ** 1.5
+    return Image.fromarray((np.asarray(picture) * gain[..., None]).astype(np.uint8))
+
+
+def _warm_filtered(picture: Image.Image) -> Image.Image:
+    """A phone app's filter: more contrast and colour, warmer, then shaded towards the corners."""
+    from PIL import ImageEnhance
+
+    vivid = ImageEnhance.Color(ImageEnhance.Contrast(picture).enhance(1.2)).enhance(1.3)
+    red, green, blue = vivid.split()
+    warm = Image.merge(
+        "RGB", (red.point(lambda v: min(255, int(v * 1.12))), green, blue.point(lambda v: int(v * 0.85)))
+    )
+    return _vignetted(warm)
+
+
+def test_a_photo_shaded_towards_its_corners_is_that_photo_edited(tmp_path):
+    # A vignette darkens the corners by up to a half: no tone mapping of the whole picture explains it, and the
+    # shaded copy was "another capture" in 13 of these 30 photos (with a phone app's filter, 9). The shading,
+    # a gain that depends on the distance from the picture's centre alone, is undone before the pixels are compared.
+    judge = Sameness(edits=True)
+    found: dict[str, list[str]] = {"vignette": [], "filter": []}
+    for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
+        for photo in sorted(kind.glob("*.jpg"))[:3]:
+            for name, edit in (("vignette", _vignetted), ("filter", _warm_filtered)):
+                copy = tmp_path / f"{name}-{kind.name}-{photo.name}"
+                edit(load_rgb(photo)).save(copy, quality=88)
+                found[name].append(judge.tier(str(photo), str(copy)))
+    assert all(len(tiers) == 30 and tiers.count("edited") >= 27 for tiers in found.values()), found
+
+
 def test_neardup_crops_are_their_originals_edited(needs_shared):
     groups = sorted((needs_shared / "neardup").iterdir())[:80]
     judge = Sameness(edits=True)

@@ -81,7 +81,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 19
+TIERS_VERSION = 20
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -102,6 +102,11 @@ MARK_SHARE = 0.125
 #: Largest patch (its bounding box, as a share of the overlap) that still counts as one mark when it is flat in one
 #: picture (a caption bar across the bottom, a box pasted on): another capture's changes are scene, not flat.
 PASTED_SHARE = 0.25
+#: Most of the overlap that may change for a pair to be one capture once a shading towards the corners of either
+#: picture is undone (a vignette): 35 neardup originals with a vignette, and with a phone app's filter (vignette,
+#: warmth, contrast, colour), change 2.2 % at most once it is undone (20 and 22 of them more than MAX_CHANGED before);
+#: the nearest two captures of one building (landmarks, 13,475 pairs) 5.5 % (7.9 % before).
+SHADED_CHANGED = 0.03
 #: Least contrast a tone mapping must keep (its output's spread over the target's) to stand for one capture's tones
 #: changed: a mapping that flattens the picture explains nothing. A dark capture of a nave mapped onto a bright
 #: one kept 0.44 of the contrast and changed 3 % of the overlap; brightened, gamma and grey copies keep 0.98 or more.
@@ -794,6 +799,7 @@ def compare_aligned(
     to_other = np.diag([other_size[0] / other.size[0], other_size[1] / other.size[1], 1.0]) @ to_other
     x, source = _gray(frame, size), _gray(other, other_size)
     warp = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    into_other = to_other
     # OpenCV puts pixel centres at whole coordinates, these transforms at half ones (a pixel spans [i, i + 1]).
     to_other = (_CENTRES_INTO @ to_other @ _CENTRES_OUT_OF)[:2]
     y = cv2.warpAffine(source, to_other, size, flags=warp, borderValue=0)
@@ -822,9 +828,51 @@ def compare_aligned(
         mapped = _tone_mapped(y, x, inside)
         if mapped[inside].std() >= MIN_TONE_CONTRAST * x[inside].std():
             changes.append(_changes(x, mapped, inside, levels))
+            if changes[-1][1] > MAX_CHANGED:
+                # Shaded towards the corners of either picture (a vignette, a phone app's filter): a gain that
+                # depends on the distance from that picture's centre alone. Credited only where it explains nearly
+                # all that differs: it explains some of another capture's light too.
+                for centre_of, extent in ((np.eye(3), size), (into_other, other_size)):
+                    shaded = _shading_undone(x, mapped, inside, _radii(size, centre_of, extent))
+                    found = _changes(x, shaded, inside, levels)
+                    if found[1] <= SHADED_CHANGED:
+                        changes.append(found)
     return Compared(
         overlap, min(c[1] for c in changes), pictures, changed_with_mark=min(c[0] for c in changes), regions=regions
     )
+
+
+def _radii(size: tuple[int, int], transform: np.ndarray, extent: tuple[int, int]) -> np.ndarray:
+    """For each pixel of a picture of ``size``, its distance from the centre of the picture of ``extent`` that
+    ``transform`` carries it into, along each side as a share of half that side (the corners at about 1.41)."""
+    rows, columns = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float32) + 0.5
+    u = transform[0, 0] * columns + transform[0, 1] * rows + transform[0, 2]
+    v = transform[1, 0] * columns + transform[1, 1] * rows + transform[1, 2]
+    return np.hypot(u / extent[0] * 2 - 1, v / extent[1] * 2 - 1)
+
+
+_SHADING_BANDS = 16
+
+
+def _shading_undone(x: np.ndarray, y: np.ndarray, inside: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """``y`` multiplied by the shading that best lays it on ``x`` over ``inside``: a gain that only rises or only
+    falls with the distance ``radii`` from a picture's centre (the median ratio of ``x`` to ``y`` in each of 16 bands
+    of distance, made monotonic)."""
+    distance = radii[inside]
+    ratio = (x[inside] + 1.0) / (y[inside] + 1.0)
+    which = np.minimum((distance * (_SHADING_BANDS / 1.5)).astype(np.int64), _SHADING_BANDS - 1)
+    counts = np.bincount(which, minlength=_SHADING_BANDS)
+    kept = np.flatnonzero(counts >= 16)
+    if len(kept) < 2:
+        return y
+    medians = np.array([np.median(ratio[which == band]) for band in kept])
+    weights = counts[kept].astype(float).tolist()
+    rising = _increasing(medians.tolist(), weights)
+    falling = -_increasing((-medians).tolist(), weights)
+    errors = [float(np.sum(counts[kept] * (fit - medians) ** 2)) for fit in (rising, falling)]
+    gain = rising if errors[0] <= errors[1] else falling
+    centres = (kept + 0.5) * (1.5 / _SHADING_BANDS)
+    return y * np.interp(radii, centres, gain).astype(np.float32)
 
 
 def _box(mask: np.ndarray) -> tuple[float, ...]:
