@@ -359,6 +359,22 @@ def test_a_photo_shaded_towards_its_corners_is_that_photo_edited(tmp_path):
     assert all(len(tiers) == 30 and tiers.count("edited") >= 27 for tiers in found.values()), found
 
 
+def test_a_crop_resized_to_another_shape_is_that_photo_edited(tmp_path):
+    # Cropped, then resized to a size of another shape (a thumbnail of fixed size): its sides are scaled by 0.74 and
+    # 0.67. Laid on the photo by one scale, it was "another capture" (in 29 of these 30 photos); each side may now
+    # be scaled by its own factor, where that explains nearly all that differs.
+    judge = Sameness(edits=True)
+    found = []
+    for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
+        for photo in sorted(kind.glob("*.jpg"))[:3]:
+            pixels = load_rgb(photo)
+            w, h = pixels.size
+            cropped = pixels.crop((w // 20, 0, w - w // 20, h - h // 12))
+            cropped.resize((w * 2 // 3, cropped.height * 2 // 3)).save(tmp_path / photo.name, quality=60)
+            found.append(judge.tier(str(photo), str(tmp_path / photo.name)))
+    assert len(found) == 30 and found.count("edited") >= 27, found
+
+
 def test_neardup_crops_are_their_originals_edited(needs_shared):
     groups = sorted((needs_shared / "neardup").iterdir())[:80]
     judge = Sameness(edits=True)

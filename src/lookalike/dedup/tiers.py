@@ -81,7 +81,7 @@ TIERS = ("exact", "same-pixels", "resized", "edited", "similar")
 #: What a person calls a copy, an edited copy included: what dedup acts on unless told otherwise.
 COPY_TIERS = ("exact", "same-pixels", "resized", "edited")
 #: Changes whenever a verdict could change: verdicts cached by an earlier version are judged again.
-TIERS_VERSION = 20
+TIERS_VERSION = 21
 #: Lowest PSNR (dB) of two images shrunk to a common size that still counts as ``resized``. Copies re-saved at JPEG
 #: quality 30 or shrunk to 1/8 stay above it; two captures of one building (landmarks) reach 19 dB at most.
 RESIZED_PSNR = 23.0
@@ -107,6 +107,9 @@ PASTED_SHARE = 0.25
 #: warmth, contrast, colour), change 2.2 % at most once it is undone (20 and 22 of them more than MAX_CHANGED before);
 #: the nearest two captures of one building (landmarks, 13,475 pairs) 5.5 % (7.9 % before).
 SHADED_CHANGED = 0.03
+#: Most of the overlap that may change for a pair to be one capture when laid on each other with each side scaled
+#: by its own factor (a crop resized to another shape).
+STRETCHED_CHANGED = 0.03
 #: Least contrast a tone mapping must keep (its output's spread over the target's) to stand for one capture's tones
 #: changed: a mapping that flattens the picture explains nothing. A dark capture of a nave mapped onto a bright
 #: one kept 0.44 of the contrast and changed 3 % of the overlap; brightened, gamma and grey copies keep 0.98 or more.
@@ -522,14 +525,22 @@ class Sameness:
         # photographed alike on one backdrop share a layout, and one's print passes for a mark on the other. A mark
         # is set aside only where local features lay them on each other too.
         confirmed = best is not None and best.changed_with_mark <= MAX_CHANGED
+        pictures = (functools.partial(self._picture, a), functools.partial(self._picture, b))
         for mirrored in (False, True) if features else ():
             if confirmed and _same_capture(best):
                 break
-            pictures = (functools.partial(self._picture, a), functools.partial(self._picture, b))
             for transform in align(self._verifier, a, b, mirrored, pictures):
                 confirmed = True
                 transform = _in_pixels(transform, *sizes)
                 best = _better(best, compare_aligned(pictures[0](), pictures[1](), transform, reduced))
+        if features and confirmed and not _same_capture(best):
+            # Resized to another shape after a crop (a thumbnail of fixed size): each side scaled by its own factor.
+            # Credited only where it explains nearly all that differs, as another view is foreshortened too.
+            for mirrored in (False, True):
+                for transform in align(self._verifier, a, b, mirrored, pictures, stretched=True):
+                    found = compare_aligned(pictures[0](), pictures[1](), _in_pixels(transform, *sizes), reduced)
+                    if found.changed <= STRETCHED_CHANGED:
+                        best = _better(best, found)
         if best is None:
             return Verdict("similar", "no geometric match")
         if not confirmed:

@@ -313,9 +313,12 @@ class Verifier:
         """
         return self.alignment(query, reference)[0]
 
-    def alignment(self, query: LocalFeatures, reference: LocalFeatures) -> tuple[int, np.ndarray | None]:
+    def alignment(
+        self, query: LocalFeatures, reference: LocalFeatures, stretched: bool = False
+    ) -> tuple[int, np.ndarray | None]:
         """``(inliers, transform)``: what :meth:`match` counts, and the 2 x 3 transform from the query's feature
-        coordinates to the reference's (None when there is none)."""
+        coordinates to the reference's (None when there is none). With ``stretched``, the transform may scale each
+        of the query's sides by its own factor (a copy resized to another shape), though not shear it."""
         if len(query) < MIN_MATCHES or len(reference) < 2:
             return 0, None
         cv2 = self._cv2
@@ -330,7 +333,8 @@ class Verifier:
         if len(train) < MIN_MATCHES:
             return 0, None
         tolerance = REPROJECTION_TOLERANCE * max(*query.size, *reference.size)
-        transform, mask = cv2.estimateAffinePartial2D(
+        estimate = cv2.estimateAffine2D if stretched else cv2.estimateAffinePartial2D
+        transform, mask = estimate(
             query.points[queried],
             reference.points[train],
             method=cv2.RANSAC,
@@ -338,7 +342,9 @@ class Verifier:
             maxIters=2000,
             confidence=0.995,
         )
-        return (0, None) if mask is None or transform is None else (int(mask.sum()), transform)
+        if mask is None or transform is None or (stretched and not _unsheared(transform[:, :2])):
+            return 0, None
+        return int(mask.sum()), transform
 
     def inliers(self, query: Any, reference: Any) -> int:
         """Inliers between two images (paths, bytes, PIL images or arrays), trying the mirrored query too.
@@ -596,20 +602,41 @@ def verify_pairs(
     return np.array(verifier._map(one, list(pairs), verbose, "pair"), dtype=np.int64)
 
 
+#: Most cosine between the two sides of a picture a stretched alignment carries (a copy resized to another shape
+#: keeps its right angles; a picture sheared is another view), and the most one side may be scaled over the other.
+MAX_SHEAR = 0.02
+MAX_STRETCH = 2.0
+
+
+def _unsheared(linear: np.ndarray) -> bool:
+    """Whether the 2 x 2 ``linear`` part of a transform turns and scales each side, keeping right angles."""
+    across, down = linear[:, 0], linear[:, 1]
+    lengths = np.linalg.norm(across), np.linalg.norm(down)
+    if min(lengths) <= 0 or max(lengths) > MAX_STRETCH * min(lengths):
+        return False
+    return abs(float(across @ down)) <= MAX_SHEAR * lengths[0] * lengths[1]
+
+
 def align(
-    verifier: Verifier, a: Any, b: Any, mirrored: bool = False, decoded: tuple[Any, Any] = (None, None)
+    verifier: Verifier,
+    a: Any,
+    b: Any,
+    mirrored: bool = False,
+    decoded: tuple[Any, Any] = (None, None),
+    stretched: bool = False,
 ) -> list[np.ndarray]:
     """How local features lay image ``a`` (mirrored first with ``mirrored``) on image ``b``: one transform (2 x 3),
     from ``a``'s coordinates to ``b``'s as fractions of each picture's width (so that it holds at any size), when
     the match reaches ``verifier.min_inliers``; none otherwise. A mirrored ``a`` is mirrored back in the transform.
     ``decoded`` holds the pictures of ``a`` and ``b`` when the caller has decoded them (they are not read again), or
-    what gives them when their features are not cached.
+    what gives them when their features are not cached. With ``stretched``, the transform may scale each side by
+    its own factor (:meth:`Verifier.alignment`).
 
     Raises :class:`lookalike.ImageError` when either cannot be read.
     """
     query = verifier.features(a, mirrored=mirrored, decoded=decoded[0])
     target = verifier.features(b, decoded=decoded[1])
-    inliers, transform = verifier.alignment(query, target)
+    inliers, transform = verifier.alignment(query, target, stretched)
     if inliers < verifier.min_inliers:
         return []
     # Keypoints put pixel centres at whole coordinates; fractions of the width count from the picture's edge.
