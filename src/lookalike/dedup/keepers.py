@@ -547,8 +547,10 @@ def _why(ranked: list[Member], policy: str, circle: int = 0) -> str:
     tied = [other for other in ranked[1:] if not _better(first, other, policy)]
     if tied and all(original_order(first) <= original_order(other) for other in tied):
         return "the original: as good as the others, and the earliest, with the plainest name"
+    enlarged = policy == "resolution" and any(_more(other.picture, first.picture) for other in ranked[1:])
     return {
-        "resolution": f"the most picture ({round(first.picture):,} pixels), the least degraded of its size",
+        "resolution": f"the most picture ({round(first.picture):,} pixels), the least degraded of its size"
+        + ("; the larger copies are its enlargements, with no more detail" if enlarged else ""),
         "sharpest": "the most detail (sharpest, least compressed, not enlarged)",
         "size": f"the largest file ({first.bytes:,} bytes)",
         "oldest": "the oldest file",
