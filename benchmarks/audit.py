@@ -204,6 +204,8 @@ def photos_part(args: argparse.Namespace, report: dict) -> None:
         k: {"checked": len(v["checked"]), "genuine": len(v["genuine"])} for k, v in confirmed.items()
     }
     models = Path(args.models) if args.models else None
+    # A first run on a machine converts lookalike's network into its cache; later runs start from it.
+    report["lookalike_networks"] = "converted before the run (--models)" if models else "converted in each run"
     tools = {"lookalike": sys.executable, "cleanvision": args.cleanvision_python, "fastdup": args.fastdup_python}
     runs: dict[str, list[dict]] = {name: [] for name in tools}
     for _ in range(args.rounds):
