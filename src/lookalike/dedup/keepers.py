@@ -349,10 +349,9 @@ UNSURE_DETAIL = 0.6
 #: How plainly (:func:`interpolation_trace`) a larger copy older than the smaller, holding less than UNSURE_DETAIL
 #: beyond it, must bear the trace of its enlargement by their ratio to be taken for it (a file made first is otherwise
 #: taken for the source). 1,000 photos (neardup originals, clothing, landmarks, ImageNet) each beside 3 smaller copies
-#: (shrunk 1.2 to 3 times: box, bicubic, Lanczos, bilinear; q50 to q90): 6 of the 3,000 reached it, none of the 16
-#: holding less than UNSURE_DETAIL beyond their copy (those measured 1.6 at most). 700 photos enlarged once each by
-#: 1.1 to 3 (bicubic, Lanczos, bilinear; q75 to q95) reached it in 0.94; bicubic 1.25x and 1.5x enlargements of 300
-#: neardup originals (q90) in 0.99 and 0.99.
+#: (shrunk 1.2 to 3 times: box, bicubic, Lanczos, bilinear; q50 to q90): 4 of the 3,000 reached it, none of the 16
+#: holding less than UNSURE_DETAIL beyond their copy; the same photos enlarged once each (bicubic, Lanczos, bilinear;
+#: q75 to q95) reached it in 0.92 where their ratio is looked at (benchmarks/enlargement_trace.py).
 INTERPOLATED_TRACE = 3.0
 #: How near (cycles a pixel) an enlargement's frequency may lie to a JPEG block's (k / 8) or the spectrum's ends and
 #: still be looked for.
