@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -301,24 +302,36 @@ def test_a_photo_shrunk_onto_a_plain_canvas_is_that_photo_and_is_never_kept_over
     assert sorted(dups.loc[dups["keeper"], "path"]) == originals, dups[["path", "keeper", "tier", "reason"]]
 
 
-def test_a_photo_with_a_caption_above_and_below_is_that_photo_edited(tmp_path):
-    # A meme: black bars with text over the top and bottom eighths. Each bar is a mark; with one set aside the other
-    # was 12 % of the picture changed, "another capture" (29 of these 30 photos).
-    from PIL import ImageDraw
-
+def _tiers_of_copies(root: Path, edit: Callable[[Image.Image], Image.Image], quality: int) -> list[str]:
+    """The tier of each of 30 sample photos (3 of each class) beside its copy made by ``edit`` (saved at JPEG
+    ``quality`` under ``root``)."""
     judge = Sameness(edits=True)
     found = []
     for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
         for photo in sorted(kind.glob("*.jpg"))[:3]:
-            meme = load_rgb(photo)
-            w, h = meme.size
-            draw = ImageDraw.Draw(meme)
-            draw.rectangle((0, 0, w, h // 8), fill="black")
-            draw.rectangle((0, h - h // 8, w, h), fill="black")
-            draw.text((w // 4, h // 32), "WHEN THE CODE WORKS", fill="white")
-            draw.text((w // 4, h - h // 10), "THE FIRST TIME", fill="white")
-            meme.save(tmp_path / f"{kind.name}-{photo.name}", quality=85)
-            found.append(judge.tier(str(photo), str(tmp_path / f"{kind.name}-{photo.name}")))
+            copy = root / f"{kind.name}-{photo.name}"
+            edit(load_rgb(photo)).save(copy, quality=quality)
+            found.append(judge.tier(str(photo), str(copy)))
+    return found
+
+
+def _meme(picture: Image.Image) -> Image.Image:
+    """``picture`` with black caption bars over its top and bottom eighths, text on them."""
+    from PIL import ImageDraw
+
+    w, h = picture.size
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((0, 0, w, h // 8), fill="black")
+    draw.rectangle((0, h - h // 8, w, h), fill="black")
+    draw.text((w // 4, h // 32), "WHEN THE CODE WORKS", fill="white")
+    draw.text((w // 4, h - h // 10), "THE FIRST TIME", fill="white")
+    return picture
+
+
+def test_a_photo_with_a_caption_above_and_below_is_that_photo_edited(tmp_path):
+    # A meme: black bars with text over the top and bottom eighths. Each bar is a mark; with one set aside the other
+    # was 12 % of the picture changed, "another capture" (29 of these 30 photos).
+    found = _tiers_of_copies(tmp_path, _meme, 85)
     # A hat alone on white has too few local features left between the bars to lay the two on each other.
     assert len(found) == 30 and found.count("edited") >= 27, found
 
@@ -348,30 +361,24 @@ def test_a_photo_shaded_towards_its_corners_is_that_photo_edited(tmp_path):
     # A vignette darkens the corners by up to a half: no tone mapping of the whole picture explains it, and the
     # shaded copy was "another capture" in 13 of these 30 photos (with a phone app's filter, 9). The shading,
     # a gain that depends on the distance from the picture's centre alone, is undone before the pixels are compared.
-    judge = Sameness(edits=True)
-    found: dict[str, list[str]] = {"vignette": [], "filter": []}
-    for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
-        for photo in sorted(kind.glob("*.jpg"))[:3]:
-            for name, edit in (("vignette", _vignetted), ("filter", _warm_filtered)):
-                copy = tmp_path / f"{name}-{kind.name}-{photo.name}"
-                edit(load_rgb(photo)).save(copy, quality=88)
-                found[name].append(judge.tier(str(photo), str(copy)))
-    assert all(len(tiers) == 30 and tiers.count("edited") >= 27 for tiers in found.values()), found
+    for name, edit in (("vignette", _vignetted), ("filter", _warm_filtered)):
+        (tmp_path / name).mkdir()
+        found = _tiers_of_copies(tmp_path / name, edit, 88)
+        assert len(found) == 30 and found.count("edited") >= 27, (name, found)
+
+
+def _reshaped(picture: Image.Image) -> Image.Image:
+    """``picture`` cropped, then resized to two thirds of its width and of the crop's height."""
+    w, h = picture.size
+    cropped = picture.crop((w // 20, 0, w - w // 20, h - h // 12))
+    return cropped.resize((w * 2 // 3, cropped.height * 2 // 3))
 
 
 def test_a_crop_resized_to_another_shape_is_that_photo_edited(tmp_path):
     # Cropped, then resized to a size of another shape (a thumbnail of fixed size): its sides are scaled by 0.74 and
     # 0.67. Laid on the photo by one scale, it was "another capture" (in 29 of these 30 photos); each side may now
     # be scaled by its own factor, where that explains nearly all that differs.
-    judge = Sameness(edits=True)
-    found = []
-    for kind in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
-        for photo in sorted(kind.glob("*.jpg"))[:3]:
-            pixels = load_rgb(photo)
-            w, h = pixels.size
-            cropped = pixels.crop((w // 20, 0, w - w // 20, h - h // 12))
-            cropped.resize((w * 2 // 3, cropped.height * 2 // 3)).save(tmp_path / photo.name, quality=60)
-            found.append(judge.tier(str(photo), str(tmp_path / photo.name)))
+    found = _tiers_of_copies(tmp_path, _reshaped, 60)
     assert len(found) == 30 and found.count("edited") >= 27, found
 
 
