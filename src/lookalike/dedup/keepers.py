@@ -279,8 +279,12 @@ def interpolation_trace(image: Image.Image, wide: float, tall: float) -> float:
     (Gallagher, "Detection of linear and cubic interpolation in JPEG compressed images", 2005): the peak of that
     rhythm's spectrum at the enlargement's frequency over the spectrum around it, the weaker of the two sides. 0 where
     that frequency cannot be told apart from a JPEG file's 8-pixel blocks or lies at the spectrum's ends (an
-    enlargement by 2: :func:`detail_beyond` tells those)."""
-    values = np.asarray(image.convert("L"), np.float32)
+    enlargement by 2: :func:`detail_beyond` tells those). Read off the middle TRACE_SIDE pixels of each side: the
+    grid runs through the whole picture, and a camera photo's whole would be half a gigabyte of arrays."""
+    width, height = image.size
+    left, top = max(0, (width - TRACE_SIDE) // 2), max(0, (height - TRACE_SIDE) // 2)
+    middle = image.crop((left, top, min(width, left + TRACE_SIDE), min(height, top + TRACE_SIDE)))
+    values = np.asarray(middle.convert("L"), np.float32)
     return min(_rhythm(values, wide), _rhythm(values.T, tall))
 
 
@@ -353,6 +357,8 @@ UNSURE_DETAIL = 0.6
 #: holding less than UNSURE_DETAIL beyond their copy; the same photos enlarged once each (bicubic, Lanczos, bilinear;
 #: q75 to q95) reached it in 0.92 where their ratio is looked at (benchmarks/enlargement_trace.py).
 INTERPOLATED_TRACE = 3.0
+#: Longest side of the part of a picture its :func:`interpolation_trace` is read off.
+TRACE_SIDE = 1536
 #: How near (cycles a pixel) an enlargement's frequency may lie to a JPEG block's (k / 8) or the spectrum's ends and
 #: still be looked for.
 TRACE_MARGIN = 0.02
