@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter
 
 import lookalike as lk
 from conftest import SAMPLES, generation
-from lookalike.dedup.tiers import COPY_TIERS, RESIZED_PSNR, Sameness, resized_psnr
+from lookalike.dedup.tiers import COPY_TIERS, RESIZED_PSNR, Sameness, Verdict, resized_psnr
 from lookalike.ingest.decode import load_rgb
 
 ORIGINAL = sorted((SAMPLES / "shoes").glob("*.jpg"))[0]
@@ -302,8 +302,8 @@ def test_a_photo_shrunk_onto_a_plain_canvas_is_that_photo_and_is_never_kept_over
     assert sorted(dups.loc[dups["keeper"], "path"]) == originals, dups[["path", "keeper", "tier", "reason"]]
 
 
-def _tiers_of_copies(root: Path, edit: Callable[[Image.Image], Image.Image], quality: int) -> list[str]:
-    """The tier of each of 30 sample photos (3 of each class) beside its copy made by ``edit`` (saved at JPEG
+def _verdicts_on_copies(root: Path, edit: Callable[[Image.Image], Image.Image], quality: int) -> list[Verdict]:
+    """The verdict on each of 30 sample photos (3 of each class) beside its copy made by ``edit`` (saved at JPEG
     ``quality`` under ``root``)."""
     judge = Sameness(edits=True)
     found = []
@@ -311,7 +311,7 @@ def _tiers_of_copies(root: Path, edit: Callable[[Image.Image], Image.Image], qua
         for photo in sorted(kind.glob("*.jpg"))[:3]:
             copy = root / f"{kind.name}-{photo.name}"
             edit(load_rgb(photo)).save(copy, quality=quality)
-            found.append(judge.tier(str(photo), str(copy)))
+            found.append(judge.verdict(str(photo), str(copy)))
     return found
 
 
@@ -331,7 +331,7 @@ def _meme(picture: Image.Image) -> Image.Image:
 def test_a_photo_with_a_caption_above_and_below_is_that_photo_edited(tmp_path):
     # A meme: black bars with text over the top and bottom eighths. Each bar is a mark; with one set aside the other
     # was 12 % of the picture changed, "another capture" (29 of these 30 photos).
-    found = _tiers_of_copies(tmp_path, _meme, 85)
+    found = [verdict.tier for verdict in _verdicts_on_copies(tmp_path, _meme, 85)]
     # A hat alone on white has too few local features left between the bars to lay the two on each other.
     assert len(found) == 30 and found.count("edited") >= 27, found
 
@@ -363,8 +363,10 @@ def test_a_photo_shaded_towards_its_corners_is_that_photo_edited(tmp_path):
     # a gain that depends on the distance from the picture's centre alone, is undone before the pixels are compared.
     for name, edit in (("vignette", _vignetted), ("filter", _warm_filtered)):
         (tmp_path / name).mkdir()
-        found = _tiers_of_copies(tmp_path / name, edit, 88)
+        verdicts = _verdicts_on_copies(tmp_path / name, edit, 88)
+        found = [verdict.tier for verdict in verdicts]
         assert len(found) == 30 and found.count("edited") >= 27, (name, found)
+        assert any("shaded towards the corners" in verdict.reason for verdict in verdicts), verdicts
 
 
 def _reshaped(picture: Image.Image) -> Image.Image:
@@ -378,8 +380,10 @@ def test_a_crop_resized_to_another_shape_is_that_photo_edited(tmp_path):
     # Cropped, then resized to a size of another shape (a thumbnail of fixed size): its sides are scaled by 0.74 and
     # 0.67. Laid on the photo by one scale, it was "another capture" (in 29 of these 30 photos); each side may now
     # be scaled by its own factor, where that explains nearly all that differs.
-    found = _tiers_of_copies(tmp_path, _reshaped, 60)
+    verdicts = _verdicts_on_copies(tmp_path, _reshaped, 60)
+    found = [verdict.tier for verdict in verdicts]
     assert len(found) == 30 and found.count("edited") >= 27, found
+    assert sum("resized to another shape" in verdict.reason for verdict in verdicts) >= 27, verdicts
 
 
 def test_neardup_crops_are_their_originals_edited(needs_shared):

@@ -540,7 +540,8 @@ class Sameness:
                 for transform in align(self._verifier, a, b, mirrored, pictures, stretched=True):
                     found = compare_aligned(pictures[0](), pictures[1](), _in_pixels(transform, *sizes), reduced)
                     if found.changed <= STRETCHED_CHANGED:
-                        best = _better(best, found)
+                        how = ", ".join(filter(None, ("resized to another shape", found.undone)))
+                        best = _better(best, replace(found, undone=how))
         if best is None:
             return Verdict("similar", "no geometric match")
         if not confirmed:
@@ -554,7 +555,8 @@ class Sameness:
             return Verdict("similar", f"another capture: {best.changed:.0%} of the aligned overlap differs", None, True)
         return Verdict(
             "edited",
-            f"the same capture, edited: {best.changed:.1%} of the aligned overlap differs",
+            f"the same capture, edited{f' ({best.undone})' if best.undone else ''}: {best.changed:.1%} of the aligned"
+            " overlap differs",
             best.pictures,
             regions=best.regions,
         )
@@ -775,6 +777,8 @@ class Compared:
         The share of the overlap where they differ, a mark counted too.
     regions : tuple of tuple of float
         Where each shows what they share: (left, top, right, bottom) as fractions of its width and height.
+    undone : str
+        What edit beyond a crop, a turn and a change of tones was undone to lay them on each other ("" for none).
     """
 
     overlap: float
@@ -783,6 +787,7 @@ class Compared:
     zoomed: bool = False
     changed_with_mark: float = 1.0
     regions: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.0))
+    undone: str = ""
 
 
 #: From OpenCV's pixel coordinates (centres at whole numbers) to those with pixel edges at whole numbers, and back.
@@ -834,11 +839,12 @@ def compare_aligned(
     # Compared as they are and with the tone of one mapped onto the other's (a brightened or grey copy): a copy
     # whose tones did not change loses nothing to the mapping's approximations. One that is one capture as it is
     # (most re-saved and cropped copies) needs no mapping: it could only lower what passes already.
-    changes = [_changes(x, y, inside, levels)]
+    changes, undone = [_changes(x, y, inside, levels)], [""]
     if changes[0][0] > MAX_CHANGED:
         mapped = _tone_mapped(y, x, inside)
         if mapped[inside].std() >= MIN_TONE_CONTRAST * x[inside].std():
             changes.append(_changes(x, mapped, inside, levels))
+            undone.append("")
             if changes[-1][1] > MAX_CHANGED:
                 # Shaded towards the corners of either picture (a vignette, a phone app's filter): a gain that
                 # depends on the distance from that picture's centre alone. Credited only where it explains nearly
@@ -851,8 +857,15 @@ def compare_aligned(
                     found = _changes(x, _shading_undone(x, mapped, inside, radii), inside, levels)
                     if found[1] <= SHADED_CHANGED:
                         changes.append(found)
+                        undone.append("shaded towards the corners")
+    best = min(range(len(changes)), key=lambda i: changes[i][1])
     return Compared(
-        overlap, min(c[1] for c in changes), pictures, changed_with_mark=min(c[0] for c in changes), regions=regions
+        overlap,
+        changes[best][1],
+        pictures,
+        changed_with_mark=min(c[0] for c in changes),
+        regions=regions,
+        undone=undone[best],
     )
 
 
