@@ -9,7 +9,9 @@ to keep, and files under a folder passed as ``keep_in``, come first.
 ``resolution`` counts the picture, not its padding or enlargement: flat
 canvas outside what two copies share (a letterbox's bars, the corners a turn
 fills in) is not counted, and a larger copy that holds no detail the smaller
-one lacks (:func:`residual`) is its enlargement, never kept over it; of two
+one lacks (:func:`residual`, :func:`detail_beyond`) is its enlargement, never
+kept over it, even when it is the older file if it bears the trace of the
+enlargement's grid (:func:`interpolation_trace`); of two
 copies of one size, the source of a JPEG re-save (:func:`resaves`) is kept,
 and an edit (sharpened, blurred) ties with its original. ``sharpest`` prefers
 the less degraded copy first, so the original is kept over a blurred, a
