@@ -118,6 +118,11 @@ class Member:
     # other member -> where it shows what they share (left, top, right, bottom as fractions)
     regions: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
+    @property
+    def sides(self) -> tuple[float, float]:
+        """Its upright width and height, from its pixels and shape."""
+        return math.sqrt(self.pixels * self.shape), math.sqrt(self.pixels / self.shape)
+
 
 def _pictures(a: Member, b: Member) -> tuple[float, float]:
     """The pixels of picture of ``a`` and ``b`` as their own link measured them, else as their least share says:
@@ -420,7 +425,7 @@ def _better(a: Member, b: Member, policy: str) -> bool:
         # a larger file older than the smaller: made first, it is no enlargement of it, and a soft camera original
         # (little detail beyond its half-size export) is kept over that export.
         older = big.mtime < small.mtime
-        factors = _factors(big, small)
+        factors = tuple(larger / smaller for larger, smaller in zip(big.sides, small.sides, strict=True))
         traceable = None not in map(_grid_frequency, factors)
         beyond = _beyond(big, small) if one_shape and (traceable or not older) else None
         if beyond is not None and older:
@@ -471,8 +476,7 @@ def _undistorted_ratio(a: Member, b: Member) -> float:
     along one and smaller along the other: what of its size is more picture, the rest being a stretch. A turned
     copy's sides are paired the other way round when that makes the two one picture at two sizes (paired by the
     closer match instead, a near-square photo's stretched copy looked larger along both sides)."""
-    width_a, height_a = math.sqrt(a.pixels * a.shape), math.sqrt(a.pixels / a.shape)
-    width_b, height_b = math.sqrt(b.pixels * b.shape), math.sqrt(b.pixels / b.shape)
+    (width_a, height_a), (width_b, height_b) = a.sides, b.sides
     along = width_a / width_b, height_a / height_b
     turned = width_a / height_b, height_a / width_b
     if max(turned) <= (1 + TOLERANCE) * min(turned) and max(along) > (1 + TOLERANCE) * min(along):
@@ -488,12 +492,6 @@ def _beyond(big: Member, small: Member) -> float | None:
         return None
     found = big.measures.enlarged_from(small.path)
     return found if found >= 0 else None
-
-
-def _factors(big: Member, small: Member) -> tuple[float, float]:
-    """How many times wider and taller ``big`` is than ``small``."""
-    width_big, width_small = math.sqrt(big.pixels * big.shape), math.sqrt(small.pixels * small.shape)
-    return width_big / width_small, (big.pixels / width_big) / (small.pixels / width_small)
 
 
 def _lost(member: Member, factor: float, region: tuple[float, ...] | None = None) -> float:
